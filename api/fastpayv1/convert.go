@@ -1,0 +1,240 @@
+package fastpayv1
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// ErrInvalidMessage is wrapped by every conversion failure of untrusted wire
+// data into domain types.
+var ErrInvalidMessage = errors.New("invalid message")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidMessage, fmt.Sprintf(format, args...))
+}
+
+func fixedBytes(dst []byte, src []byte, field string) error {
+	if len(src) != len(dst) {
+		return invalid("%s must be %d bytes, got %d", field, len(dst), len(src))
+	}
+	copy(dst, src)
+	return nil
+}
+
+// ToAddress returns the 20-byte address carried by a.
+func (a *Address) ToAddress(field string) (qc.Address, error) {
+	var out qc.Address
+	if a == nil {
+		return out, invalid("%s is missing", field)
+	}
+	return out, fixedBytes(out[:], a.Data, field)
+}
+
+// ToAddress returns the 20-byte token address carried by a.
+func (a *AssetId) ToAddress(field string) (qc.Address, error) {
+	var out qc.Address
+	if a == nil {
+		return out, invalid("%s is missing", field)
+	}
+	return out, fixedBytes(out[:], a.Data, field)
+}
+
+// NewAddress wraps a domain address.
+func NewAddress(a qc.Address) *Address { return &Address{Data: a[:]} }
+
+// NewAssetId wraps a token address.
+func NewAssetId(a qc.Address) *AssetId { return &AssetId{Data: a[:]} }
+
+// ToNonce returns the nonce key and sequence carried by n.
+func (n *Nonce2D) ToNonce(field string) (qc.NonceKey, uint64, error) {
+	var key qc.NonceKey
+	if n == nil {
+		return key, 0, invalid("%s is missing", field)
+	}
+	if err := fixedBytes(key[:], n.NonceKeyBe, field+".nonce_key_be"); err != nil {
+		return key, 0, err
+	}
+	return key, n.NonceSeq, nil
+}
+
+// ToExpiry converts e; a missing or empty expiry is an error.
+func (e *Expiry) ToExpiry() (qc.Expiry, error) {
+	switch k := e.GetKind().(type) {
+	case *Expiry_MaxBlockHeight:
+		return qc.Expiry{Kind: qc.ExpiryMaxBlockHeight, Value: k.MaxBlockHeight}, nil
+	case *Expiry_UnixMillis:
+		return qc.Expiry{Kind: qc.ExpiryUnixMillis, Value: k.UnixMillis}, nil
+	default:
+		return qc.Expiry{}, invalid("expiry is missing: set max_block_height or unix_millis")
+	}
+}
+
+// NewExpiry wraps a domain expiry.
+func NewExpiry(e qc.Expiry) *Expiry {
+	if e.Kind == qc.ExpiryUnixMillis {
+		return &Expiry{Kind: &Expiry_UnixMillis{UnixMillis: e.Value}}
+	}
+	return &Expiry{Kind: &Expiry_MaxBlockHeight{MaxBlockHeight: e.Value}}
+}
+
+// TxHashInput extracts what tx_hash commits to from tx.
+func (tx *FastPayTx) TxHashInput() (qc.TxHashInput, error) {
+	var in qc.TxHashInput
+	if tx == nil {
+		return in, invalid("tx is missing")
+	}
+	if tx.ChainId == nil {
+		return in, invalid("chain_id is missing")
+	}
+	in.ChainID = tx.ChainId.Value
+	in.TempoTx = tx.GetTempoTx().GetData()
+	key, seq, err := tx.Nonce.ToNonce("nonce")
+	if err != nil {
+		return in, err
+	}
+	in.NonceKey, in.NonceSeq = key, seq
+	if in.Expiry, err = tx.Expiry.ToExpiry(); err != nil {
+		return in, err
+	}
+	switch len(tx.ParentQcHash) {
+	case 0:
+	case 32:
+		h := qc.Hash(tx.ParentQcHash)
+		in.ParentQCHash = &h
+	default:
+		return in, invalid("parent_qc_hash must be 32 bytes or empty, got %d", len(tx.ParentQcHash))
+	}
+	return in, nil
+}
+
+// ToEffects converts an effects summary.
+func (e *EffectsSummary) ToEffects() (qc.Effects, error) {
+	var out qc.Effects
+	if e == nil {
+		return out, invalid("effects is missing")
+	}
+	var err error
+	if out.Sender, err = e.Sender.ToAddress("effects.sender"); err != nil {
+		return out, err
+	}
+	if out.Recipient, err = e.Recipient.ToAddress("effects.recipient"); err != nil {
+		return out, err
+	}
+	if out.Asset, err = e.Asset.ToAddress("effects.asset"); err != nil {
+		return out, err
+	}
+	out.Amount = e.Amount
+	out.NonceKey, out.NonceSeq, err = e.Nonce.ToNonce("effects.nonce")
+	return out, err
+}
+
+// NewEffectsSummary wraps domain effects.
+func NewEffectsSummary(e qc.Effects) *EffectsSummary {
+	return &EffectsSummary{
+		Sender:    NewAddress(e.Sender),
+		Recipient: NewAddress(e.Recipient),
+		Amount:    e.Amount,
+		Asset:     NewAssetId(e.Asset),
+		Nonce:     &Nonce2D{NonceKeyBe: append([]byte(nil), e.NonceKey[:]...), NonceSeq: e.NonceSeq},
+	}
+}
+
+// ToCertificate converts a wire certificate. It checks lengths and that the
+// signer's pubkey (when set) equals its id; it does not verify the signature.
+func (c *ValidatorCertificate) ToCertificate() (qc.Certificate, error) {
+	var out qc.Certificate
+	if c == nil {
+		return out, invalid("certificate is missing")
+	}
+	if c.Signer == nil {
+		return out, invalid("certificate signer is missing")
+	}
+	if err := fixedBytes(out.Signer[:], c.Signer.Id, "signer.id"); err != nil {
+		return out, err
+	}
+	if len(c.Signer.Pubkey) != 0 && string(c.Signer.Pubkey) != string(c.Signer.Id) {
+		return out, invalid("signer.pubkey differs from signer.id")
+	}
+	out.SignerName = c.Signer.Name
+	if err := fixedBytes(out.TxHash[:], c.TxHash, "tx_hash"); err != nil {
+		return out, err
+	}
+	if err := fixedBytes(out.EffectsHash[:], c.EffectsHash, "effects_hash"); err != nil {
+		return out, err
+	}
+	var err error
+	if out.Effects, err = c.Effects.ToEffects(); err != nil {
+		return out, err
+	}
+	if err := fixedBytes(out.Signature[:], c.Signature, "signature"); err != nil {
+		return out, err
+	}
+	out.CreatedUnixMillis = c.CreatedUnixMillis
+	return out, nil
+}
+
+// NewValidatorCertificate wraps a domain certificate.
+func NewValidatorCertificate(c *qc.Certificate) *ValidatorCertificate {
+	return &ValidatorCertificate{
+		Signer:            &ValidatorId{Name: c.SignerName, Id: append([]byte(nil), c.Signer[:]...), Pubkey: append([]byte(nil), c.Signer[:]...)},
+		TxHash:            append([]byte(nil), c.TxHash[:]...),
+		EffectsHash:       append([]byte(nil), c.EffectsHash[:]...),
+		Effects:           NewEffectsSummary(c.Effects),
+		Signature:         append([]byte(nil), c.Signature[:]...),
+		CreatedUnixMillis: c.CreatedUnixMillis,
+	}
+}
+
+// MaxQCCerts bounds the certificates a wire QC may carry before any
+// verification work is done.
+const MaxQCCerts = 1024
+
+// ToQC converts a wire QC without verifying it.
+func (q *QuorumCertificate) ToQC() (*qc.QC, error) {
+	if q == nil {
+		return nil, invalid("qc is missing")
+	}
+	if len(q.Certs) > MaxQCCerts {
+		return nil, invalid("qc carries %d certificates, at most %d allowed", len(q.Certs), MaxQCCerts)
+	}
+	out := &qc.QC{Threshold: q.Threshold, Certs: make([]qc.Certificate, len(q.Certs))}
+	if err := fixedBytes(out.TxHash[:], q.TxHash, "qc.tx_hash"); err != nil {
+		return nil, err
+	}
+	if err := fixedBytes(out.EffectsHash[:], q.EffectsHash, "qc.effects_hash"); err != nil {
+		return nil, err
+	}
+	if err := fixedBytes(out.Hash[:], q.QcHash, "qc.qc_hash"); err != nil {
+		return nil, err
+	}
+	for i, c := range q.Certs {
+		cert, err := c.ToCertificate()
+		if err != nil {
+			return nil, fmt.Errorf("qc certificate %d: %w", i, err)
+		}
+		out.Certs[i] = cert
+	}
+	return out, nil
+}
+
+// NewQuorumCertificate wraps a domain QC.
+func NewQuorumCertificate(q *qc.QC) *QuorumCertificate {
+	out := &QuorumCertificate{
+		TxHash:      append([]byte(nil), q.TxHash[:]...),
+		EffectsHash: append([]byte(nil), q.EffectsHash[:]...),
+		Threshold:   q.Threshold,
+		QcHash:      append([]byte(nil), q.Hash[:]...),
+		Certs:       make([]*ValidatorCertificate, len(q.Certs)),
+	}
+	for i := range q.Certs {
+		out.Certs[i] = NewValidatorCertificate(&q.Certs[i])
+	}
+	return out
+}
+
+// Reject builds a RejectReason.
+func Reject(code RejectCode, format string, args ...any) *RejectReason {
+	return &RejectReason{Code: code, Message: fmt.Sprintf(format, args...)}
+}

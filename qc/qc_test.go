@@ -1,0 +1,295 @@
+package qc
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+func fill32(b byte) (h Hash) {
+	for i := range h {
+		h[i] = b
+	}
+	return h
+}
+
+func fill20(b byte) (a Address) {
+	for i := range a {
+		a[i] = b
+	}
+	return a
+}
+
+// TestReferenceGoldenVectors pins byte-exactness with the reference
+// implementation's published golden values (its hashing module's test).
+func TestReferenceGoldenVectors(t *testing.T) {
+	parent := fill32(0x11)
+	txHash := TxHash(TxHashInput{
+		ChainID:      1337,
+		TempoTx:      []byte("tempo:transfer:alice:bob:10"),
+		NonceKey:     NonceKey(fill32(0x5b)),
+		NonceSeq:     7,
+		Expiry:       Expiry{Kind: ExpiryMaxBlockHeight, Value: 99},
+		ParentQCHash: &parent,
+	})
+	effects := Effects{
+		Sender: fill20(0x01), Recipient: fill20(0x02), Amount: 10, Asset: fill20(0x03),
+		NonceKey: NonceKey(fill32(0x5b)), NonceSeq: 7,
+	}
+	effectsHash := effects.Hash()
+	domain := Domain{ChainID: 1337, Epoch: 42}
+
+	wantHex(t, "tx_hash", txHash[:], "80f0bddcad91b05df8b0f96fe3b42fea9a5b5d358a61664616ec17289d80d8df")
+	wantHex(t, "effects_hash", effectsHash[:], "7ff26a3ecef7a937adaa2f13bcbb2dc349b1daaa63b5ede4b18f20d130f8859e")
+	wantHex(t, "cert preimage", CertPreimage(domain, txHash, effectsHash),
+		"74656d706f2e666173747061792e636572742e707265696d6167652e76310000001574656d706f2e666173747061792e636572742e763100010000000000000539000000000000002a80f0bddcad91b05df8b0f96fe3b42fea9a5b5d358a61664616ec17289d80d8df7ff26a3ecef7a937adaa2f13bcbb2dc349b1daaa63b5ede4b18f20d130f8859e")
+	digest := CertDigest(domain, txHash, effectsHash)
+	wantHex(t, "cert digest", digest[:], "02bf6c27eb0c808a9fbda3cad277eab0634e6050a068054b878eeccc3e712313")
+
+	var sigA, sigB [SignatureSize]byte
+	for i := range sigA {
+		sigA[i], sigB[i] = 0xaa, 0xbb
+	}
+	certA := Certificate{Signer: ValidatorID(fill32(0x0a)), TxHash: txHash, EffectsHash: effectsHash, Signature: sigA, CreatedUnixMillis: 1000}
+	certB := Certificate{Signer: ValidatorID(fill32(0x0b)), TxHash: txHash, EffectsHash: effectsHash, Signature: sigB, CreatedUnixMillis: 1001}
+	h1 := ComputeQCHash(txHash, effectsHash, 2, []Certificate{certB, certA})
+	h2 := ComputeQCHash(txHash, effectsHash, 2, []Certificate{certA, certB})
+	wantHex(t, "qc_hash", h1[:], "fee9c0774bd5e57638e46c265bba36430f22e76ce9fa203a5eba6972a7809737")
+	if h1 != h2 {
+		t.Fatal("qc_hash depends on certificate order")
+	}
+}
+
+func wantHex(t *testing.T, what string, got []byte, want string) {
+	t.Helper()
+	if hex.EncodeToString(got) != want {
+		t.Errorf("%s:\n got %x\nwant %s", what, got, want)
+	}
+}
+
+func TestQuorumFor(t *testing.T) {
+	for n, want := range map[int]int{1: 1, 2: 2, 3: 3, 4: 3, 5: 4, 7: 5, 10: 7, 31: 21, 100: 67} {
+		if got := QuorumFor(n); got != want {
+			t.Errorf("QuorumFor(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+// testCommittee returns n deterministic signers and their committee.
+func testCommittee(t testing.TB, n int, domain Domain) (*Committee, []*Signer) {
+	t.Helper()
+	signers := make([]*Signer, n)
+	members := make([]Member, n)
+	for i := range n {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0], seed[1] = byte(i), byte(i>>8)
+		signers[i] = NewSigner(ed25519.NewKeyFromSeed(seed), fmt.Sprintf("v%d", i), domain)
+		members[i] = Member{Name: signers[i].Name(), ID: signers[i].ID()}
+	}
+	c, err := NewCommittee(domain, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, signers
+}
+
+func testEffects() Effects {
+	return Effects{Sender: fill20(1), Recipient: fill20(2), Amount: 10_000_000, Asset: fill20(0x20), NonceSeq: 3}
+}
+
+func validQC(t testing.TB, c *Committee, signers []*Signer, effects Effects) *QC {
+	t.Helper()
+	txHash := TxHash(TxHashInput{ChainID: c.Domain().ChainID, TempoTx: []byte{1, 2, 3}, NonceSeq: effects.NonceSeq})
+	a := NewAssembler(c, txHash, effects.Hash())
+	for _, s := range signers {
+		if a.Ready() {
+			break
+		}
+		if _, err := a.Add(s.Sign(txHash, effects, 1700000000000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q, err := a.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// signerOf returns the signer in set with id (same seeds give the same keys
+// across domains).
+func signerOf(set []*Signer, id ValidatorID) *Signer {
+	for _, s := range set {
+		if s.ID() == id {
+			return s
+		}
+	}
+	panic("no signer with id " + id.Hex())
+}
+
+func TestVerifyQC(t *testing.T) {
+	domain := Domain{ChainID: 1337, Epoch: 1}
+	committee, signers := testCommittee(t, 4, domain)
+	_, foreignEpoch := testCommittee(t, 4, Domain{ChainID: 1337, Epoch: 2})
+	_, foreignChain := testCommittee(t, 4, Domain{ChainID: 4217, Epoch: 1})
+	_, outsiders := testCommittee(t, 8, domain) // signers 4..7 are not members
+	rehash := func(q *QC) { q.Hash = ComputeQCHash(q.TxHash, q.EffectsHash, q.Threshold, q.Certs) }
+	other := testEffects()
+	other.Recipient = fill20(9)
+
+	cases := []struct {
+		name   string
+		mutate func(q *QC)
+		want   error
+	}{
+		{"valid", func(*QC) {}, nil},
+		{"all four signers", func(q *QC) {
+			for _, s := range signers {
+				if !slices.ContainsFunc(q.Certs, func(c Certificate) bool { return c.Signer == s.ID() }) {
+					q.Certs = append(q.Certs, s.Sign(q.TxHash, q.Effects(), 1))
+				}
+			}
+			rehash(q)
+		}, nil},
+		{"below quorum", func(q *QC) { q.Certs = q.Certs[:2]; rehash(q) }, ErrBelowQuorum},
+		{"duplicate signer", func(q *QC) { q.Certs[2] = q.Certs[0]; rehash(q) }, ErrDuplicateSigner},
+		{"duplicate signer with fresh timestamp", func(q *QC) {
+			q.Certs[2] = signerOf(signers, q.Certs[0].Signer).Sign(q.TxHash, q.Effects(), 99)
+			rehash(q)
+		}, ErrDuplicateSigner},
+		{"threshold lowered", func(q *QC) { q.Threshold = 2; q.Certs = q.Certs[:2]; rehash(q) }, ErrThresholdMismatch},
+		{"foreign epoch certificate", func(q *QC) {
+			q.Certs[1] = signerOf(foreignEpoch, q.Certs[1].Signer).Sign(q.TxHash, q.Effects(), 1)
+			rehash(q)
+		}, ErrBadSignature},
+		{"wrong chain certificate", func(q *QC) {
+			q.Certs[1] = signerOf(foreignChain, q.Certs[1].Signer).Sign(q.TxHash, q.Effects(), 1)
+			rehash(q)
+		}, ErrBadSignature},
+		{"non-member signer", func(q *QC) {
+			q.Certs[1] = outsiders[5].Sign(q.TxHash, q.Effects(), 1)
+			rehash(q)
+		}, ErrUnknownSigner},
+		{"mixed effects", func(q *QC) {
+			q.Certs[1] = signerOf(signers, q.Certs[1].Signer).Sign(q.TxHash, other, 1)
+			rehash(q)
+		}, ErrHashMismatch},
+		{"mixed tx", func(q *QC) {
+			q.Certs[1] = signerOf(signers, q.Certs[1].Signer).Sign(fill32(7), q.Effects(), 1)
+			rehash(q)
+		}, ErrHashMismatch},
+		{"effects summary tampered", func(q *QC) { q.Certs[0].Effects.Amount++; rehash(q) }, ErrEffectsMismatch},
+		{"signature tampered", func(q *QC) { q.Certs[0].Signature[5] ^= 1; rehash(q) }, ErrBadSignature},
+		{"qc hash wrong", func(q *QC) { q.Hash[0] ^= 1 }, ErrQCHashMismatch},
+		{"timestamp changed after hashing", func(q *QC) { q.Certs[0].CreatedUnixMillis++ }, ErrQCHashMismatch},
+		{"more certificates than members", func(q *QC) {
+			q.Certs = append(q.Certs, q.Certs...)
+			rehash(q)
+		}, ErrDuplicateSigner},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			q := validQC(t, committee, signers, testEffects())
+			tc.mutate(q)
+			err := committee.VerifyQC(q)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("VerifyQC: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("VerifyQC error = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAssembler(t *testing.T) {
+	domain := Domain{ChainID: 1337, Epoch: 1}
+	committee, signers := testCommittee(t, 7, domain)
+	effects := testEffects()
+	txHash := fill32(0x42)
+	a := NewAssembler(committee, txHash, effects.Hash())
+
+	first := signers[0].Sign(txHash, effects, 1)
+	if ok, err := a.Add(first); !ok || err != nil {
+		t.Fatalf("first Add = %v, %v", ok, err)
+	}
+	// The same signer again, even with another timestamp, is not counted.
+	if ok, err := a.Add(signers[0].Sign(txHash, effects, 2)); ok || err != nil {
+		t.Fatalf("duplicate Add = %v, %v", ok, err)
+	}
+	// Mismatched effects and bad signatures are refused.
+	other := effects
+	other.Amount++
+	if _, err := a.Add(signers[1].Sign(txHash, other, 1)); !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("mismatched effects: %v", err)
+	}
+	bad := signers[1].Sign(txHash, effects, 1)
+	bad.Signature[0] ^= 0xff
+	if _, err := a.Add(bad); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("bad signature: %v", err)
+	}
+	if _, err := a.Build(); !errors.Is(err, ErrBelowQuorum) {
+		t.Fatalf("Build below quorum: %v", err)
+	}
+	for _, s := range signers[1:6] { // 6 of 7 signers, quorum is 5
+		if _, err := a.Add(s.Sign(txHash, effects, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Count() != 6 || !a.Ready() {
+		t.Fatalf("count %d ready %v", a.Count(), a.Ready())
+	}
+	q, err := a.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Certs) != 5 || q.Threshold != 5 {
+		t.Fatalf("QC has %d certs threshold %d, want exactly the quorum 5", len(q.Certs), q.Threshold)
+	}
+	if err := committee.VerifyQC(q); err != nil {
+		t.Fatal(err)
+	}
+	// Deterministic: another assembler with the same certificates in another
+	// order builds the same QC.
+	b := NewAssembler(committee, txHash, effects.Hash())
+	for i := 5; i >= 0; i-- {
+		if _, err := b.AddVerified(a.certs[signers[i].ID()]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q2, _ := b.Build()
+	if q2.Hash != q.Hash {
+		t.Fatal("assemblers with the same certificates built different QCs")
+	}
+}
+
+func TestNewCommitteeRejectsDuplicates(t *testing.T) {
+	id := ValidatorID(fill32(1))
+	if _, err := NewCommittee(Domain{}, []Member{{Name: "a", ID: id}, {Name: "b", ID: id}}); err == nil {
+		t.Fatal("duplicate ids accepted")
+	}
+	if _, err := NewCommittee(Domain{}, nil); err == nil {
+		t.Fatal("empty committee accepted")
+	}
+}
+
+func TestCommitteeHashIndependentOfOrder(t *testing.T) {
+	d := Domain{ChainID: 1, Epoch: 1}
+	a := Member{Name: "a", ID: ValidatorID(fill32(1))}
+	b := Member{Name: "b", ID: ValidatorID(fill32(2))}
+	c1, _ := NewCommittee(d, []Member{a, b})
+	c2, _ := NewCommittee(d, []Member{b, a})
+	c3, _ := NewCommittee(Domain{ChainID: 1, Epoch: 2}, []Member{a, b})
+	if c1.Hash() != c2.Hash() {
+		t.Fatal("committee hash depends on member order")
+	}
+	if c1.Hash() == c3.Hash() {
+		t.Fatal("committee hash ignores the epoch")
+	}
+}

@@ -1,0 +1,40 @@
+package tempo
+
+import (
+	"context"
+	"errors"
+	"math/big"
+
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// Head identifies a block the chain has produced.
+type Head struct {
+	Number     uint64
+	Hash       common.Hash
+	UnixMillis uint64
+}
+
+// ErrChainUnavailable is returned (wrapped) by chain readers when the node
+// cannot be reached or answered badly. Validators turn it into
+// TEMPORARY_UNAVAILABLE rather than a definitive reject.
+var ErrChainUnavailable = errors.New("chain unavailable")
+
+// ChainReader gives consistent views of chain state. Implementations must be
+// safe for concurrent use.
+type ChainReader interface {
+	// Latest returns a view pinned to the newest known head.
+	Latest(ctx context.Context) (ChainView, error)
+}
+
+// ChainView is chain state read at one block (Head().Number). Every answer of
+// one view is for that block, so balances and nonces are mutually consistent.
+// Implementations must be safe for concurrent use.
+type ChainView interface {
+	Head() Head
+	// BalanceOf returns holder's TIP-20 balance of token, in token units.
+	BalanceOf(ctx context.Context, token, holder common.Address) (*big.Int, error)
+	// NonceOf returns the next nonce the chain expects for (account, nonceKey):
+	// the protocol nonce for key 0, the nonce precompile's value otherwise.
+	NonceOf(ctx context.Context, account common.Address, nonceKey [32]byte) (uint64, error)
+}

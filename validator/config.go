@@ -1,0 +1,61 @@
+package validator
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config bounds the validator's memory and sets its policy. Every field has a
+// documented default in DefaultConfig.
+type Config struct {
+	// MaxCertificates bounds the cache of this validator's own certificates
+	// kept in memory for idempotent replies (default 10,000). Certificates
+	// evicted from it are read back from the durable store.
+	MaxCertificates int
+	// MaxKnownQCs bounds the QCs kept for parent lookups (default 4,096).
+	MaxKnownQCs int
+	// MaxRequestIDs bounds the client_request_id cache (default 8,192).
+	MaxRequestIDs int
+	// MaxCredits bounds pending QC credits (default 65,536). When full, the
+	// oldest credit is dropped: that only makes the validator more
+	// conservative.
+	MaxCredits int
+	// MaxParentQCs bounds the parent QCs one request may carry (default 8).
+	MaxParentQCs int
+	// MaxEvidence bounds the equivocation evidence kept (default 1,024).
+	MaxEvidence int
+	// Now returns the current time; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults of SPEC §4.
+func DefaultConfig() Config {
+	return Config{
+		MaxCertificates: 10_000,
+		MaxKnownQCs:     4_096,
+		MaxRequestIDs:   8_192,
+		MaxCredits:      65_536,
+		MaxParentQCs:    8,
+		MaxEvidence:     1_024,
+	}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxCertificates", c.MaxCertificates},
+		{"MaxKnownQCs", c.MaxKnownQCs},
+		{"MaxRequestIDs", c.MaxRequestIDs},
+		{"MaxCredits", c.MaxCredits},
+		{"MaxParentQCs", c.MaxParentQCs},
+		{"MaxEvidence", c.MaxEvidence},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("validator config: %s must be positive, got %d", f.name, f.v)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+package validator
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/cockroachdb/pebble"
+	"google.golang.org/protobuf/proto"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// Key prefixes of the durable store. Each record kind has its own prefix so
+// a prefix scan loads it at start.
+const (
+	prefixGuard  = 'g' // sender ‖ nonce key ‖ seq → own certificate (guard + debit)
+	prefixCursor = 'n' // sender ‖ nonce key → last signed seq
+	prefixCredit = 'q' // tx hash → QC that credits its recipient
+)
+
+// Store is the validator's crash-safe state on an embedded pebble database.
+// Signing decisions are written with fsync before the certificate leaves the
+// process, so after a crash at any point the validator knows every key it
+// signed.
+type Store struct {
+	db        *pebble.DB
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// OpenStore opens (creating if needed) the store in dir.
+func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory %s: %w", dir, err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger}})
+	if err != nil {
+		return nil, fmt.Errorf("open state store %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close flushes and closes the database. Later calls return the first
+// call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	return s.closeErr
+}
+
+func guardKey(k qc.ContentionKey) []byte {
+	b := make([]byte, 0, 1+20+32+8)
+	b = append(b, prefixGuard)
+	b = append(b, k.Sender[:]...)
+	b = append(b, k.NonceKey[:]...)
+	return binary.BigEndian.AppendUint64(b, k.NonceSeq)
+}
+
+func cursorKey(sender qc.Address, key qc.NonceKey) []byte {
+	b := make([]byte, 0, 1+20+32)
+	b = append(b, prefixCursor)
+	b = append(b, sender[:]...)
+	return append(b, key[:]...)
+}
+
+func creditKey(txHash qc.Hash) []byte {
+	return append([]byte{prefixCredit}, txHash[:]...)
+}
+
+// RecordSignature durably records that this validator signed cert: the
+// contention key's guard (with the certificate, which also carries the debit)
+// and the nonce cursor. It returns only after fsync.
+func (s *Store) RecordSignature(cert *qc.Certificate) error {
+	value, err := proto.Marshal(fastpayv1.NewValidatorCertificate(cert))
+	if err != nil {
+		return fmt.Errorf("encode certificate: %w", err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	k := cert.Effects.ContentionKey()
+	if err := b.Set(guardKey(k), value, nil); err != nil {
+		return err
+	}
+	if err := b.Set(cursorKey(k.Sender, k.NonceKey), binary.BigEndian.AppendUint64(nil, k.NonceSeq), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("persist signature for %s: %w", k, err)
+	}
+	return nil
+}
+
+// DeleteSettled removes the guard records of settled keys. Their nonce
+// cursors stay, and the chain's nonce has passed them, so they can never be
+// signed again.
+func (s *Store) DeleteSettled(keys []qc.ContentionKey) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, k := range keys {
+		if err := b.Delete(guardKey(k), nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// RecordCredit stores a verified QC crediting its recipient. Losing a credit
+// in a crash only makes the validator more conservative, so no fsync.
+func (s *Store) RecordCredit(q *qc.QC) error {
+	value, err := proto.Marshal(fastpayv1.NewQuorumCertificate(q))
+	if err != nil {
+		return fmt.Errorf("encode qc: %w", err)
+	}
+	return s.db.Set(creditKey(q.TxHash), value, pebble.NoSync)
+}
+
+// DeleteCredits removes settled credits.
+func (s *Store) DeleteCredits(txHashes []qc.Hash) error {
+	if len(txHashes) == 0 {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, h := range txHashes {
+		if err := b.Delete(creditKey(h), nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// loadedState is what the store holds at start.
+type loadedState struct {
+	signed  []qc.Certificate
+	cursors map[cursorSlot]uint64
+	credits []*qc.QC
+}
+
+type cursorSlot struct {
+	sender qc.Address
+	key    qc.NonceKey
+}
+
+func (s *Store) load() (*loadedState, error) {
+	st := &loadedState{cursors: make(map[cursorSlot]uint64)}
+	err := s.scan(prefixGuard, func(k, v []byte) error {
+		var wire fastpayv1.ValidatorCertificate
+		if err := proto.Unmarshal(v, &wire); err != nil {
+			return fmt.Errorf("guard record %x: %w", k, err)
+		}
+		cert, err := wire.ToCertificate()
+		if err != nil {
+			return fmt.Errorf("guard record %x: %w", k, err)
+		}
+		st.signed = append(st.signed, cert)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.scan(prefixCursor, func(k, v []byte) error {
+		if len(k) != 1+20+32 || len(v) != 8 {
+			return fmt.Errorf("cursor record %x: bad length", k)
+		}
+		var slot cursorSlot
+		copy(slot.sender[:], k[1:21])
+		copy(slot.key[:], k[21:])
+		st.cursors[slot] = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.scan(prefixCredit, func(k, v []byte) error {
+		var wire fastpayv1.QuorumCertificate
+		if err := proto.Unmarshal(v, &wire); err != nil {
+			return fmt.Errorf("credit record %x: %w", k, err)
+		}
+		q, err := wire.ToQC()
+		if err != nil {
+			return fmt.Errorf("credit record %x: %w", k, err)
+		}
+		st.credits = append(st.credits, q)
+		return nil
+	})
+	return st, err
+}
+
+func (s *Store) scan(prefix byte, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return errors.Join(err, it.Close())
+		}
+	}
+	return it.Close()
+}
+
+// pebbleLogger routes pebble's logs to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	os.Exit(1)
+}

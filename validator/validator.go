@@ -1,0 +1,588 @@
+package validator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"google.golang.org/protobuf/proto"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
+)
+
+// senderStripes is the number of locks serialising decisions per sender:
+// two payments of one sender never race on its nonce or funds, while
+// different senders proceed in parallel.
+const senderStripes = 256
+
+// Validator applies the rules of SPEC §4 and signs certificates. It is safe
+// for concurrent use.
+type Validator struct {
+	cfg       Config
+	signer    *qc.Signer
+	committee *qc.Committee
+	chain     tempo.ChainReader
+	store     *Store
+	log       *slog.Logger
+	metrics   *Metrics
+	now       func() time.Time
+
+	seed    maphash.Seed
+	senders [senderStripes]sync.Mutex
+
+	mu          sync.Mutex
+	guard       map[qc.ContentionKey]guardEntry
+	debits      map[qc.Address]map[qc.ContentionKey]struct{}
+	cursors     map[cursorSlot]uint64
+	credits     *lru.Cache[qc.Hash, credit] // by tx hash
+	byRecipient map[qc.Address]map[qc.Hash]struct{}
+	creditByQC  map[qc.Hash]qc.Hash // qc hash → tx hash of pending credits
+	pruneHeight uint64              // newest block pruning has used
+
+	ownCerts   *lru.Cache[qc.ContentionKey, qc.Certificate]
+	knownQCs   *lru.Cache[qc.Hash, *qc.QC] // by qc hash
+	requestIDs *lru.Cache[requestKey, qc.Hash]
+	evidence   *EvidenceLog
+}
+
+// guardEntry is an unsettled contention key this validator signed: the
+// equivocation guard and the sender's pending debit.
+type guardEntry struct {
+	txHash  qc.Hash
+	effects qc.Effects
+}
+
+// credit is a pending credit to a recipient from a QC.
+type credit struct {
+	qcHash  qc.Hash
+	effects qc.Effects
+}
+
+type requestKey struct {
+	sender qc.Address
+	id     string
+}
+
+// New restores the validator's state from store and returns it ready to
+// validate. chain supplies balances, nonces and the head.
+func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.ChainReader, store *Store, metrics *Metrics, logger *slog.Logger) (*Validator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if signer.Domain() != committee.Domain() {
+		return nil, fmt.Errorf("signer domain %+v differs from committee domain %+v", signer.Domain(), committee.Domain())
+	}
+	if !committee.Contains(signer.ID()) {
+		return nil, fmt.Errorf("validator %s (%s) is not in the committee", signer.Name(), signer.ID().Hex())
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	v := &Validator{
+		cfg: cfg, signer: signer, committee: committee, chain: chain, store: store,
+		log: logger, metrics: metrics, now: cfg.Now, seed: maphash.MakeSeed(),
+		guard:       make(map[qc.ContentionKey]guardEntry),
+		debits:      make(map[qc.Address]map[qc.ContentionKey]struct{}),
+		cursors:     make(map[cursorSlot]uint64),
+		byRecipient: make(map[qc.Address]map[qc.Hash]struct{}),
+		creditByQC:  make(map[qc.Hash]qc.Hash),
+		evidence:    NewEvidenceLog(committee, cfg.MaxEvidence, cfg.MaxCertificates),
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	var err error
+	v.credits, err = lru.NewWithEvict(cfg.MaxCredits, func(h qc.Hash, c credit) { v.unindexCredit(h, c) })
+	if err != nil {
+		return nil, err
+	}
+	if v.ownCerts, err = lru.New[qc.ContentionKey, qc.Certificate](cfg.MaxCertificates); err != nil {
+		return nil, err
+	}
+	if v.knownQCs, err = lru.New[qc.Hash, *qc.QC](cfg.MaxKnownQCs); err != nil {
+		return nil, err
+	}
+	if v.requestIDs, err = lru.New[requestKey, qc.Hash](cfg.MaxRequestIDs); err != nil {
+		return nil, err
+	}
+	if err := v.restore(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (v *Validator) restore() error {
+	st, err := v.store.load()
+	if err != nil {
+		return fmt.Errorf("restore validator state: %w", err)
+	}
+	v.cursors = st.cursors
+	for _, cert := range st.signed {
+		k := cert.Effects.ContentionKey()
+		v.addGuard(k, guardEntry{txHash: cert.TxHash, effects: cert.Effects})
+		slot := cursorSlot{k.Sender, k.NonceKey}
+		if last, ok := v.cursors[slot]; !ok || last < k.NonceSeq {
+			// A guard written without its cursor cannot happen (one batch),
+			// but the guard is the authority if it ever does.
+			v.cursors[slot] = k.NonceSeq
+		}
+	}
+	for _, q := range st.credits {
+		if err := v.committee.VerifyQC(q); err != nil {
+			v.log.Warn("dropping stored credit that no longer verifies", "tx", q.TxHash, "err", err)
+			continue
+		}
+		v.addCredit(q)
+	}
+	v.log.Info("validator state restored", "unsettled_signatures", len(st.signed), "nonce_cursors", len(st.cursors), "credits", len(st.credits))
+	return nil
+}
+
+// Committee returns the committee the validator belongs to.
+func (v *Validator) Committee() *qc.Committee { return v.committee }
+
+// Signer returns the validator's signer.
+func (v *Validator) Signer() *qc.Signer { return v.signer }
+
+// Evidence returns the equivocation evidence log.
+func (v *Validator) Evidence() *EvidenceLog { return v.evidence }
+
+// Submit validates req (SPEC §4 steps 1–7) and returns this validator's
+// certificate. A failure is a *Reject carrying the wire reject code.
+func (v *Validator) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error) {
+	start := time.Now()
+	p, err := Decode(req, v.committee.Domain(), v.cfg.MaxParentQCs)
+	if err != nil {
+		v.metrics.observe(err, start)
+		return qc.Certificate{}, err
+	}
+	cert, err := v.SubmitDecoded(ctx, p)
+	v.metrics.observe(err, start)
+	return cert, err
+}
+
+// SubmitDecoded runs steps 2–7 on a payment that passed Decode.
+func (v *Validator) SubmitDecoded(ctx context.Context, p *Payment) (qc.Certificate, error) {
+	sender := p.Effects.Sender
+	if p.ClientRequestID != "" {
+		rk := requestKey{sender, p.ClientRequestID}
+		if prev, ok, _ := v.requestIDs.PeekOrAdd(rk, p.TxHash); ok && prev != p.TxHash {
+			return qc.Certificate{}, reject(codeInvalidFormat, nil, "client_request_id %q was already used by %s for tx %s", p.ClientRequestID, common.Address(sender), prev)
+		}
+	}
+
+	// Parent QCs are verified before taking the sender lock (pure CPU work);
+	// their verdict is reported at step 5.
+	parentErr := v.ingestParentQCs(p.Request.GetParentQcs())
+
+	view, err := v.chain.Latest(ctx)
+	if err != nil {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "chain state")
+	}
+	// Step 2: expiry.
+	if err := v.checkExpiry(p, view.Head()); err != nil {
+		return qc.Certificate{}, err
+	}
+
+	lock := &v.senders[maphash.Comparable(v.seed, sender)%senderStripes]
+	lock.Lock()
+	defer lock.Unlock()
+
+	// Pruning may have dropped entries settled at a block newer than view;
+	// the balance must be read at least that new.
+	if view, err = v.viewNotOlderThanPruning(ctx, view); err != nil {
+		return qc.Certificate{}, err
+	}
+
+	// Step 3: the equivocation guard.
+	key := p.Effects.ContentionKey()
+	v.mu.Lock()
+	entry, signed := v.guard[key]
+	v.mu.Unlock()
+	if signed {
+		if entry.txHash == p.TxHash {
+			return v.ownCertificate(key)
+		}
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_EQUIVOCATION, nil,
+			"this validator already signed tx %s for sender %s nonce_key %x nonce_seq %d", entry.txHash, common.Address(sender), key.NonceKey[:], key.NonceSeq)
+	}
+
+	// Step 4: nonce.
+	chainNonce, err := view.NonceOf(ctx, common.Address(sender), key.NonceKey)
+	if err != nil {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "nonce of %s", common.Address(sender))
+	}
+	expected := chainNonce
+	v.mu.Lock()
+	if last, ok := v.cursors[cursorSlot{sender, key.NonceKey}]; ok && last+1 > expected {
+		expected = last + 1
+	}
+	v.mu.Unlock()
+	switch {
+	case key.NonceSeq < expected:
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_NONCE_SEQ_TOO_LOW, nil, "nonce_seq %d is below the next expected %d (chain nonce %d)", key.NonceSeq, expected, chainNonce)
+	case key.NonceSeq > expected:
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_NONCE_SEQ_TOO_HIGH, nil, "nonce_seq %d is above the next expected %d (chain nonce %d); submit the earlier nonces first", key.NonceSeq, expected, chainNonce)
+	}
+
+	// Step 5: parent QCs.
+	if parentErr != nil {
+		return qc.Certificate{}, parentErr
+	}
+	if p.ParentQCHash != nil && !v.knowsQC(*p.ParentQCHash) {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_MISSING_PARENT_QC, nil, "parent QC %s is not known to this validator; include it in parent_qcs", p.ParentQCHash)
+	}
+
+	// Step 6: funds.
+	available, err := v.available(ctx, view, sender, p.Effects.Asset)
+	if err != nil {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "balance of %s", common.Address(sender))
+	}
+	if available.Cmp(amountBig(p.Effects.Amount)) < 0 {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_INSUFFICIENT_FUNDS, nil,
+			"%s has %s units of %s available (chain balance minus pending debits plus certified credits at block %d), payment needs %d",
+			common.Address(sender), available, common.Address(p.Effects.Asset), view.Head().Number, p.Effects.Amount)
+	}
+
+	// Step 7: persist, then sign and release.
+	cert := v.signer.Sign(p.TxHash, p.Effects, uint64(v.now().UnixMilli()))
+	if err := v.store.RecordSignature(&cert); err != nil {
+		v.log.Error("cannot persist signing decision; refusing to release certificate", "tx", p.TxHash, "err", err)
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "persist decision")
+	}
+	v.mu.Lock()
+	v.addGuard(key, guardEntry{txHash: p.TxHash, effects: p.Effects})
+	v.cursors[cursorSlot{sender, key.NonceKey}] = key.NonceSeq
+	v.mu.Unlock()
+	v.ownCerts.Add(key, cert)
+	v.evidence.Observe(cert)
+	return cert, nil
+}
+
+func (v *Validator) checkExpiry(p *Payment, head tempo.Head) error {
+	switch p.Expiry.Kind {
+	case qc.ExpiryMaxBlockHeight:
+		if head.Number >= p.Expiry.Value {
+			return reject(fastpayv1.RejectCode_EXPIRED, nil, "expired at block %d, chain head is %d", p.Expiry.Value, head.Number)
+		}
+	case qc.ExpiryUnixMillis:
+		if now := uint64(v.now().UnixMilli()); now >= p.Expiry.Value {
+			return reject(fastpayv1.RejectCode_EXPIRED, nil, "expired at unix millis %d, now %d", p.Expiry.Value, now)
+		}
+	}
+	if vb := p.Tx.ValidBefore; vb != nil && uint64(v.now().Unix()) >= *vb {
+		return reject(fastpayv1.RejectCode_EXPIRED, nil, "the transaction's valid_before %d has passed", *vb)
+	}
+	return nil
+}
+
+func (v *Validator) viewNotOlderThanPruning(ctx context.Context, view tempo.ChainView) (tempo.ChainView, error) {
+	v.mu.Lock()
+	floor := v.pruneHeight
+	v.mu.Unlock()
+	if view.Head().Number >= floor {
+		return view, nil
+	}
+	fresh, err := v.chain.Latest(ctx)
+	if err != nil {
+		return nil, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "chain state")
+	}
+	if fresh.Head().Number < floor {
+		return nil, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, nil, "chain view at block %d is older than block %d already used", fresh.Head().Number, floor)
+	}
+	return fresh, nil
+}
+
+// ownCertificate returns the stored certificate for a key this validator
+// signed, from memory or the durable store.
+func (v *Validator) ownCertificate(key qc.ContentionKey) (qc.Certificate, error) {
+	if cert, ok := v.ownCerts.Get(key); ok {
+		return cert, nil
+	}
+	value, closer, err := v.store.db.Get(guardKey(key))
+	if err != nil {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "read stored certificate")
+	}
+	defer closer.Close()
+	var wire fastpayv1.ValidatorCertificate
+	if err := proto.Unmarshal(value, &wire); err != nil {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "decode stored certificate")
+	}
+	cert, err := wire.ToCertificate()
+	if err != nil {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "decode stored certificate")
+	}
+	v.ownCerts.Add(key, cert)
+	return cert, nil
+}
+
+// available computes chain balance − pending debits + pending credits for
+// (sender, asset) at view, skipping entries the view shows settled.
+func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender, asset qc.Address) (*big.Int, error) {
+	balance, err := view.BalanceOf(ctx, common.Address(asset), common.Address(sender))
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	var debits []qc.Effects
+	for k := range v.debits[sender] {
+		if e := v.guard[k].effects; e.Asset == asset {
+			debits = append(debits, e)
+		}
+	}
+	var credits []qc.Effects
+	for h := range v.byRecipient[sender] {
+		if c, ok := v.credits.Peek(h); ok && c.effects.Asset == asset {
+			credits = append(credits, c.effects)
+		}
+	}
+	v.mu.Unlock()
+
+	for _, e := range debits {
+		settled, err := settledAt(ctx, view, e)
+		if err != nil {
+			return nil, err
+		}
+		if !settled {
+			balance.Sub(balance, amountBig(e.Amount))
+		}
+	}
+	for _, e := range credits {
+		settled, err := settledAt(ctx, view, e)
+		if err != nil {
+			return nil, err
+		}
+		if !settled {
+			balance.Add(balance, amountBig(e.Amount))
+		}
+	}
+	return balance, nil
+}
+
+// settledAt reports whether the transaction with effects e is included at
+// view: the chain's nonce for its (sender, nonce key) has passed its seq.
+func settledAt(ctx context.Context, view tempo.ChainView, e qc.Effects) (bool, error) {
+	n, err := view.NonceOf(ctx, common.Address(e.Sender), e.NonceKey)
+	if err != nil {
+		return false, err
+	}
+	return n > e.NonceSeq, nil
+}
+
+func (v *Validator) addGuard(k qc.ContentionKey, e guardEntry) {
+	v.guard[k] = e
+	set := v.debits[k.Sender]
+	if set == nil {
+		set = make(map[qc.ContentionKey]struct{})
+		v.debits[k.Sender] = set
+	}
+	set[k] = struct{}{}
+}
+
+func (v *Validator) removeGuard(k qc.ContentionKey) {
+	delete(v.guard, k)
+	if set := v.debits[k.Sender]; set != nil {
+		delete(set, k)
+		if len(set) == 0 {
+			delete(v.debits, k.Sender)
+		}
+	}
+}
+
+// addCredit records q's credit to its recipient. Callers hold v.mu (or own
+// v exclusively, as restore does).
+func (v *Validator) addCredit(q *qc.QC) bool {
+	v.knownQCs.Add(q.Hash, q)
+	e := q.Effects()
+	if v.credits.Contains(q.TxHash) {
+		return false
+	}
+	v.credits.Add(q.TxHash, credit{qcHash: q.Hash, effects: e})
+	set := v.byRecipient[e.Recipient]
+	if set == nil {
+		set = make(map[qc.Hash]struct{})
+		v.byRecipient[e.Recipient] = set
+	}
+	set[q.TxHash] = struct{}{}
+	v.creditByQC[q.Hash] = q.TxHash
+	return true
+}
+
+// unindexCredit is the credits cache's eviction callback.
+func (v *Validator) unindexCredit(h qc.Hash, c credit) {
+	delete(v.creditByQC, c.qcHash)
+	if set := v.byRecipient[c.effects.Recipient]; set != nil {
+		delete(set, h)
+		if len(set) == 0 {
+			delete(v.byRecipient, c.effects.Recipient)
+		}
+	}
+}
+
+// knowsQC reports whether a QC with hash h is known (as a known QC or as a
+// pending credit).
+func (v *Validator) knowsQC(h qc.Hash) bool {
+	if v.knownQCs.Contains(h) {
+		return true
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.creditByQC[h]
+	return ok
+}
+
+// KnownQC returns a known QC by its qc hash.
+func (v *Validator) KnownQC(h qc.Hash) (*qc.QC, bool) { return v.knownQCs.Get(h) }
+
+func (v *Validator) ingestParentQCs(parents []*fastpayv1.QuorumCertificate) error {
+	for i, wire := range parents {
+		q, err := wire.ToQC()
+		if err != nil {
+			return reject(fastpayv1.RejectCode_INVALID_PARENT_QC, err, "parent_qcs[%d]", i)
+		}
+		if v.knownQCs.Contains(q.Hash) {
+			continue
+		}
+		if err := v.committee.VerifyQC(q); err != nil {
+			return reject(fastpayv1.RejectCode_INVALID_PARENT_QC, err, "parent_qcs[%d]", i)
+		}
+		v.learnVerifiedQC(q)
+	}
+	return nil
+}
+
+// LearnQC verifies q against the committee and records the credit it gives
+// its recipient (once per transaction, however often it is presented).
+func (v *Validator) LearnQC(q *qc.QC) error {
+	if v.knownQCs.Contains(q.Hash) {
+		return nil
+	}
+	if err := v.committee.VerifyQC(q); err != nil {
+		return err
+	}
+	v.learnVerifiedQC(q)
+	return nil
+}
+
+// LearnVerifiedQC records a QC the caller already verified against this
+// validator's committee (for example on gossip ingress).
+func (v *Validator) LearnVerifiedQC(q *qc.QC) { v.learnVerifiedQC(q) }
+
+func (v *Validator) learnVerifiedQC(q *qc.QC) {
+	v.mu.Lock()
+	added := v.addCredit(q)
+	v.mu.Unlock()
+	if !added {
+		return
+	}
+	if err := v.store.RecordCredit(q); err != nil {
+		v.log.Warn("cannot persist QC credit (kept in memory)", "tx", q.TxHash, "err", err)
+	}
+}
+
+// Prune drops debits and credits the chain shows settled at its latest
+// head, and returns how many of each it dropped.
+func (v *Validator) Prune(ctx context.Context) (debits, credits int, err error) {
+	view, err := v.chain.Latest(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	v.mu.Lock()
+	keys := make([]qc.ContentionKey, 0, len(v.guard))
+	effects := make([]qc.Effects, 0, len(v.guard))
+	for k, e := range v.guard {
+		keys = append(keys, k)
+		effects = append(effects, e.effects)
+	}
+	creditHashes := v.credits.Keys()
+	creditEffects := make([]qc.Effects, 0, len(creditHashes))
+	for _, h := range creditHashes {
+		c, _ := v.credits.Peek(h)
+		creditEffects = append(creditEffects, c.effects)
+	}
+	v.mu.Unlock()
+
+	var settledKeys []qc.ContentionKey
+	for i, e := range effects {
+		ok, err := settledAt(ctx, view, e)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			settledKeys = append(settledKeys, keys[i])
+		}
+	}
+	var settledCredits []qc.Hash
+	for i, e := range creditEffects {
+		ok, err := settledAt(ctx, view, e)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			settledCredits = append(settledCredits, creditHashes[i])
+		}
+	}
+
+	v.mu.Lock()
+	if h := view.Head().Number; h > v.pruneHeight {
+		v.pruneHeight = h
+	}
+	for _, k := range settledKeys {
+		v.removeGuard(k)
+	}
+	for _, h := range settledCredits {
+		v.credits.Remove(h) // the eviction callback unindexes it
+	}
+	v.mu.Unlock()
+	for _, k := range settledKeys {
+		v.ownCerts.Remove(k)
+	}
+	if err := errors.Join(v.store.DeleteSettled(settledKeys), v.store.DeleteCredits(settledCredits)); err != nil {
+		return len(settledKeys), len(settledCredits), fmt.Errorf("delete settled records: %w", err)
+	}
+	return len(settledKeys), len(settledCredits), nil
+}
+
+// Overlay is a snapshot of one account's pending debits and credits.
+type Overlay struct {
+	Debits  []qc.Effects
+	Credits []qc.Effects
+}
+
+// OverlayOf returns account's pending debits (as sender) and credits (as
+// recipient) not yet pruned.
+func (v *Validator) OverlayOf(account qc.Address) Overlay {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var o Overlay
+	for k := range v.debits[account] {
+		o.Debits = append(o.Debits, v.guard[k].effects)
+	}
+	for h := range v.byRecipient[account] {
+		if c, ok := v.credits.Peek(h); ok {
+			o.Credits = append(o.Credits, c.effects)
+		}
+	}
+	return o
+}
+
+// SignedTx returns the tx hash this validator signed for key, if any
+// unsettled signature exists.
+func (v *Validator) SignedTx(key qc.ContentionKey) (qc.Hash, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, ok := v.guard[key]
+	return e.txHash, ok
+}

@@ -1,0 +1,323 @@
+package validator
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+func wantReject(t *testing.T, err error, code fastpayv1.RejectCode) {
+	t.Helper()
+	var r *Reject
+	if !errors.As(err, &r) {
+		t.Fatalf("got %v, want reject %s", err, code)
+	}
+	if r.Code != code {
+		t.Fatalf("got %s (%s), want %s", r.Code, r.Message, code)
+	}
+	if strings.TrimSpace(r.Message) == "" {
+		t.Fatal("reject has no message")
+	}
+}
+
+// TestRejectCodes starts from a valid Alice→Bob payment and applies one
+// mutation per case; each must yield exactly its reject code.
+func TestRejectCodes(t *testing.T) {
+	type setup struct {
+		c *cluster
+		v *Validator
+	}
+	cases := []struct {
+		name   string
+		mutate func(s setup, p *payment)
+		want   fastpayv1.RejectCode
+	}{
+		{"empty tempo_tx", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.TempoTx = nil }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"garbage tempo_tx", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.TempoTx.Data = []byte{0x02, 0xc0, 0x01} }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"oversized tempo_tx", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.TempoTx.Data = make([]byte, 128<<10+1) }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"format unspecified", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.TempoTxFormat = fastpayv1.TempoTxFormat_TEMPO_TX_FORMAT_UNSPECIFIED }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"EVM bytes declared as Tempo native", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.TempoTxFormat = fastpayv1.TempoTxFormat_TEMPO_NATIVE_V1 }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"EVM tx with a nonzero nonce key", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.Nonce.NonceKeyBe[31] = 1 }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"nonce_seq differs from EVM nonce", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.Nonce.NonceSeq = 1 }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"nonce key of 31 bytes", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.Nonce.NonceKeyBe = make([]byte, 31) }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"missing expiry", func(_ setup, p *payment) { p.expiry = nil }, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"overlay amount differs", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.Overlay.Payment.Amount++ }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"overlay sender is not the signer", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.Overlay.Payment.Sender.Data = carol[:] }
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"intent recipient differs", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) {
+				tx.Intent = &fastpayv1.PaymentIntent{Recipient: &fastpayv1.Address{Data: carol[:]}, Amount: 10_000_000}
+			}
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"amount above u64", func(_ setup, p *payment) {
+			p.amount = new(big.Int).Lsh(big.NewInt(1), 64)
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"parent_qc_hash of 5 bytes", func(_ setup, p *payment) { p.parentHash = []byte{1, 2, 3, 4, 5} }, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"client_request_id reused for another tx", func(s setup, p *payment) {
+			first := pay(aliceKey, 0, carol, dollars(1))
+			first.requestID = "req-1"
+			_, _ = s.v.Submit(context.Background(), first.request(t))
+			p.requestID = "req-1"
+		}, fastpayv1.RejectCode_INVALID_FORMAT},
+		{"chain_id field of another chain", func(_ setup, p *payment) {
+			p.mutateTx = func(tx *fastpayv1.FastPayTx) { tx.ChainId.Value = 4217 }
+		}, fastpayv1.RejectCode_WRONG_CHAIN},
+		{"tx signed for another chain", func(_ setup, p *payment) { p.chainID = 4217 }, fastpayv1.RejectCode_WRONG_CHAIN},
+		{"expired by block height", func(s setup, p *payment) {
+			p.expiry = &fastpayv1.Expiry{Kind: &fastpayv1.Expiry_MaxBlockHeight{MaxBlockHeight: 10}}
+		}, fastpayv1.RejectCode_EXPIRED},
+		{"expired by time", func(_ setup, p *payment) {
+			p.expiry = &fastpayv1.Expiry{Kind: &fastpayv1.Expiry_UnixMillis{UnixMillis: uint64(time.Now().Add(-time.Second).UnixMilli())}}
+		}, fastpayv1.RejectCode_EXPIRED},
+		{"call to a non-TIP-20 contract", func(_ setup, p *payment) {
+			p.to = common.HexToAddress("0x1111111111111111111111111111111111111111")
+		}, fastpayv1.RejectCode_NOT_PAYMENT_TX},
+		{"approve instead of transfer", func(_ setup, p *payment) {
+			p.calldata = transferCalldata(bob, dollars(10))
+			copy(p.calldata, []byte{0x09, 0x5e, 0xa7, 0xb3})
+		}, fastpayv1.RejectCode_NOT_PAYMENT_TX},
+		{"nonzero value", func(_ setup, p *payment) { p.value = big.NewInt(1) }, fastpayv1.RejectCode_NOT_PAYMENT_TX},
+		{"nonce below the chain's", func(s setup, p *payment) {
+			s.c.chain.SetNonce(alice, [32]byte{}, 1)
+		}, fastpayv1.RejectCode_NONCE_SEQ_TOO_LOW},
+		{"nonce ahead of the chain's", func(_ setup, p *payment) { p.nonce = 1 }, fastpayv1.RejectCode_NONCE_SEQ_TOO_HIGH},
+		{"conflicting tx for a signed key", func(s setup, p *payment) {
+			if _, err := s.v.Submit(context.Background(), pay(aliceKey, 0, carol, dollars(1)).request(t)); err != nil {
+				t.Fatal(err)
+			}
+		}, fastpayv1.RejectCode_EQUIVOCATION},
+		{"more than the balance", func(_ setup, p *payment) { p.amount = dollars(16) }, fastpayv1.RejectCode_INSUFFICIENT_FUNDS},
+		{"unknown parent QC", func(_ setup, p *payment) { p.parentHash = make([]byte, 32) }, fastpayv1.RejectCode_MISSING_PARENT_QC},
+		{"forged parent QC", func(s setup, p *payment) {
+			parent := s.c.certify(t, pay(bobKey, 0, alice, dollars(1)).request(t))
+			parent.Certs[0].Signature[0] ^= 1
+			parent.Hash = qc.ComputeQCHash(parent.TxHash, parent.EffectsHash, parent.Threshold, parent.Certs)
+			p.parents = []*fastpayv1.QuorumCertificate{fastpayv1.NewQuorumCertificate(parent)}
+			p.parentHash = parent.Hash[:]
+		}, fastpayv1.RejectCode_INVALID_PARENT_QC},
+		{"below-quorum parent QC", func(s setup, p *payment) {
+			parent := s.c.certify(t, pay(bobKey, 0, alice, dollars(1)).request(t))
+			parent.Certs = parent.Certs[:1]
+			parent.Hash = qc.ComputeQCHash(parent.TxHash, parent.EffectsHash, parent.Threshold, parent.Certs)
+			p.parents = []*fastpayv1.QuorumCertificate{fastpayv1.NewQuorumCertificate(parent)}
+		}, fastpayv1.RejectCode_INVALID_PARENT_QC},
+		{"chain unavailable", func(s setup, _ *payment) {
+			s.c.chain.FailWith(errors.New("connection refused"))
+		}, fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 4)
+			s := setup{c: c, v: c.validator(t, 0, "")}
+			p := pay(aliceKey, 0, bob, dollars(10))
+			tc.mutate(s, p)
+			_, err := s.v.Submit(context.Background(), p.request(t))
+			wantReject(t, err, tc.want)
+		})
+	}
+}
+
+func TestValidPaymentIsCertified(t *testing.T) {
+	c := newCluster(t, 4)
+	v := c.validator(t, 0, "")
+	req := pay(aliceKey, 0, bob, dollars(10)).request(t)
+	cert, err := v.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.committee.VerifyCertificate(&cert); err != nil {
+		t.Fatalf("certificate does not verify: %v", err)
+	}
+	if cert.Effects.Sender != qc.Address(alice) || cert.Effects.Recipient != qc.Address(bob) || cert.Effects.Amount != 10_000_000 {
+		t.Fatalf("effects %+v", cert.Effects)
+	}
+	// Resubmitting the same transaction is idempotent.
+	again, err := v.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Signature != cert.Signature {
+		t.Fatal("resubmission produced a different certificate")
+	}
+	// The debit is pending: Alice has 5 left, so 6 more is refused, 5 accepted.
+	_, err = v.Submit(context.Background(), pay(aliceKey, 1, carol, dollars(6)).request(t))
+	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
+	if _, err := v.Submit(context.Background(), pay(aliceKey, 1, carol, dollars(5)).request(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestChainedPaymentCreditsOnce: Bob spends funds received from Alice using
+// the parent QC, on a validator that never saw Alice's payment; presenting
+// the same QC twice credits once.
+func TestChainedPaymentCreditsOnce(t *testing.T) {
+	c := newCluster(t, 4)
+	v := c.validator(t, 3, "")
+	parent := c.certify(t, pay(aliceKey, 0, bob, dollars(10)).request(t))
+	wire := fastpayv1.NewQuorumCertificate(parent)
+
+	child := pay(bobKey, 0, carol, dollars(15)) // Bob's 5 + 10 received
+	child.parents = []*fastpayv1.QuorumCertificate{wire}
+	child.parentHash = parent.Hash[:]
+	if _, err := v.Submit(context.Background(), child.request(t)); err != nil {
+		t.Fatalf("chained payment: %v", err)
+	}
+	// The same QC again does not credit Bob a second time.
+	next := pay(bobKey, 1, carol, dollars(1))
+	next.parents = []*fastpayv1.QuorumCertificate{wire, wire}
+	next.parentHash = parent.Hash[:]
+	_, err := v.Submit(context.Background(), next.request(t))
+	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
+}
+
+func TestPruneClearsSettledOverlay(t *testing.T) {
+	c := newCluster(t, 4)
+	v := c.validator(t, 0, "")
+	parent := c.certify(t, pay(aliceKey, 0, bob, dollars(10)).request(t))
+	if err := v.LearnQC(parent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Submit(context.Background(), pay(aliceKey, 0, bob, dollars(10)).request(t)); err != nil {
+		t.Fatal(err)
+	}
+	if o := v.OverlayOf(qc.Address(alice)); len(o.Debits) != 1 {
+		t.Fatalf("alice overlay %+v", o)
+	}
+	if o := v.OverlayOf(qc.Address(bob)); len(o.Credits) != 1 {
+		t.Fatalf("bob overlay %+v", o)
+	}
+	// Nothing settled yet.
+	if d, cr, err := v.Prune(context.Background()); err != nil || d != 0 || cr != 0 {
+		t.Fatalf("prune before settlement: %d %d %v", d, cr, err)
+	}
+	// The chain includes the payment: nonce passes, balances move.
+	c.chain.SetNonce(alice, [32]byte{}, 1)
+	c.chain.SetBalance(token, alice, dollars(5))
+	c.chain.SetBalance(token, bob, dollars(15))
+	c.chain.SetHead(11)
+	if d, cr, err := v.Prune(context.Background()); err != nil || d != 1 || cr != 1 {
+		t.Fatalf("prune after settlement: %d %d %v", d, cr, err)
+	}
+	if o := v.OverlayOf(qc.Address(alice)); len(o.Debits) != 0 {
+		t.Fatalf("alice overlay after settlement %+v", o)
+	}
+	if o := v.OverlayOf(qc.Address(bob)); len(o.Credits) != 0 {
+		t.Fatalf("bob overlay after settlement %+v", o)
+	}
+	// Available funds are the chain's: Bob can spend exactly 15.
+	_, err := v.Submit(context.Background(), pay(bobKey, 0, carol, dollars(16)).request(t))
+	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
+	if _, err := v.Submit(context.Background(), pay(bobKey, 0, carol, dollars(15)).request(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSettledDebitNotDoubleCounted: once the chain's balance reflects a
+// payment (nonce passed), its debit no longer counts even before Prune runs.
+func TestSettledDebitNotDoubleCounted(t *testing.T) {
+	c := newCluster(t, 4)
+	v := c.validator(t, 0, "")
+	if _, err := v.Submit(context.Background(), pay(aliceKey, 0, bob, dollars(10)).request(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.chain.SetNonce(alice, [32]byte{}, 1)
+	c.chain.SetBalance(token, alice, dollars(5))
+	if _, err := v.Submit(context.Background(), pay(aliceKey, 1, bob, dollars(5)).request(t)); err != nil {
+		t.Fatalf("available should be the settled balance 5: %v", err)
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	c := newCluster(t, 4)
+	dir := t.TempDir()
+	v := c.validator(t, 0, dir)
+	parent := c.certify(t, pay(carolKey, 0, alice, dollars(2)).request(t))
+	if err := v.LearnQC(parent); err != nil {
+		t.Fatal(err)
+	}
+	first := pay(aliceKey, 0, bob, dollars(12)).request(t)
+	cert, err := v.Submit(context.Background(), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	v2 := c.validator(t, 0, dir)
+	// The guard survived: a conflicting tx is refused, the same tx returns
+	// the same certificate.
+	_, err = v2.Submit(context.Background(), pay(aliceKey, 0, carol, dollars(1)).request(t))
+	wantReject(t, err, fastpayv1.RejectCode_EQUIVOCATION)
+	again, err := v2.Submit(context.Background(), first)
+	if err != nil || again.Signature != cert.Signature {
+		t.Fatalf("idempotent replay after restart: %v", err)
+	}
+	// The debit (12) and the credit (2) survived: 15 − 12 + 2 = 5 available.
+	_, err = v2.Submit(context.Background(), pay(aliceKey, 1, carol, dollars(6)).request(t))
+	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
+	if _, err := v2.Submit(context.Background(), pay(aliceKey, 1, carol, dollars(5)).request(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEvidenceLog(t *testing.T) {
+	c := newCluster(t, 4)
+	log := NewEvidenceLog(c.committee, 10, 100)
+	a := pay(aliceKey, 0, bob, dollars(1))
+	b := pay(aliceKey, 0, carol, dollars(1))
+	pa, _ := Decode(a.request(t), domain, 8)
+	pb, _ := Decode(b.request(t), domain, 8)
+	byzantine := c.signers[2]
+	if ev := log.Observe(byzantine.Sign(pa.TxHash, pa.Effects, 1)); ev != nil {
+		t.Fatal("first certificate reported as evidence")
+	}
+	if ev := log.Observe(byzantine.Sign(pa.TxHash, pa.Effects, 2)); ev != nil {
+		t.Fatal("same transaction re-signed reported as evidence")
+	}
+	if ev := log.Observe(c.signers[1].Sign(pb.TxHash, pb.Effects, 1)); ev != nil {
+		t.Fatal("another signer's certificate reported as evidence")
+	}
+	ev := log.Observe(byzantine.Sign(pb.TxHash, pb.Effects, 3))
+	if ev == nil || ev.Signer != byzantine.ID() || ev.First.TxHash != pa.TxHash || ev.Second.TxHash != pb.TxHash {
+		t.Fatalf("evidence = %+v", ev)
+	}
+	if !log.IsEquivocator(byzantine.ID()) || log.IsEquivocator(c.signers[1].ID()) || len(log.All()) != 1 {
+		t.Fatal("equivocator bookkeeping")
+	}
+}
+
+func TestConfigValidateNamesField(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxKnownQCs = 0
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "MaxKnownQCs") {
+		t.Fatalf("Validate = %v", err)
+	}
+}
