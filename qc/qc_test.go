@@ -293,3 +293,31 @@ func TestCommitteeHashIndependentOfOrder(t *testing.T) {
 		t.Fatal("committee hash ignores the epoch")
 	}
 }
+
+func TestVerifyEquivocation(t *testing.T) {
+	d := Domain{ChainID: 1337, Epoch: 1}
+	committee, signers := testCommittee(t, 4, d)
+	e1 := testEffects()
+	e2 := e1
+	e2.Recipient = fill20(7)
+	s := signers[1]
+	valid := Equivocation{First: s.Sign(fill32(1), e1, 1), Second: s.Sign(fill32(2), e2, 2)}
+	if err := committee.VerifyEquivocation(&valid); err != nil {
+		t.Fatal(err)
+	}
+	sameTx := Equivocation{First: s.Sign(fill32(1), e1, 1), Second: s.Sign(fill32(1), e1, 5)}
+	otherSigner := Equivocation{First: s.Sign(fill32(1), e1, 1), Second: signers[2].Sign(fill32(2), e2, 2)}
+	e3 := e1
+	e3.NonceSeq++
+	otherKey := Equivocation{First: s.Sign(fill32(1), e1, 1), Second: s.Sign(fill32(2), e3, 2)}
+	for name, e := range map[string]Equivocation{"same tx": sameTx, "other signer": otherSigner, "other key": otherKey} {
+		if err := committee.VerifyEquivocation(&e); !errors.Is(err, ErrNotEquivocation) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	forged := valid
+	forged.Second.Signature[0] ^= 1
+	if err := committee.VerifyEquivocation(&forged); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("forged: %v", err)
+	}
+}

@@ -2,11 +2,11 @@
 # The project's test command (README.md). Runs static checks, the whole test
 # suite under the race detector, and a short run of every fuzz target.
 #
-#   FUZZTIME=5s   how long each fuzz target runs (0 skips fuzzing)
+#   FUZZTIME=8s   how long each fuzz target runs (0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fuzztime="${FUZZTIME:-5s}"
+fuzztime="${FUZZTIME:-8s}"
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))

@@ -22,8 +22,6 @@ type Config struct {
 	MaxCredits int
 	// MaxParentQCs bounds the parent QCs one request may carry (default 8).
 	MaxParentQCs int
-	// MaxEvidence bounds the equivocation evidence kept (default 1,024).
-	MaxEvidence int
 	// Now returns the current time; nil means time.Now. Tests set it.
 	Now func() time.Time
 }
@@ -36,7 +34,6 @@ func DefaultConfig() Config {
 		MaxRequestIDs:   8_192,
 		MaxCredits:      65_536,
 		MaxParentQCs:    8,
-		MaxEvidence:     1_024,
 	}
 }
 
@@ -51,7 +48,6 @@ func (c Config) Validate() error {
 		{"MaxRequestIDs", c.MaxRequestIDs},
 		{"MaxCredits", c.MaxCredits},
 		{"MaxParentQCs", c.MaxParentQCs},
-		{"MaxEvidence", c.MaxEvidence},
 	} {
 		if f.v <= 0 {
 			return fmt.Errorf("validator config: %s must be positive, got %d", f.name, f.v)

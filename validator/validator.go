@@ -51,7 +51,6 @@ type Validator struct {
 	ownCerts   *lru.Cache[qc.ContentionKey, qc.Certificate]
 	knownQCs   *lru.Cache[qc.Hash, *qc.QC] // by qc hash
 	requestIDs *lru.Cache[requestKey, qc.Hash]
-	evidence   *EvidenceLog
 }
 
 // guardEntry is an unsettled contention key this validator signed: the
@@ -98,7 +97,6 @@ func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.Cha
 		cursors:     make(map[cursorSlot]uint64),
 		byRecipient: make(map[qc.Address]map[qc.Hash]struct{}),
 		creditByQC:  make(map[qc.Hash]qc.Hash),
-		evidence:    NewEvidenceLog(committee, cfg.MaxEvidence, cfg.MaxCertificates),
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -155,9 +153,6 @@ func (v *Validator) Committee() *qc.Committee { return v.committee }
 
 // Signer returns the validator's signer.
 func (v *Validator) Signer() *qc.Signer { return v.signer }
-
-// Evidence returns the equivocation evidence log.
-func (v *Validator) Evidence() *EvidenceLog { return v.evidence }
 
 // Submit validates req (SPEC §4 steps 1–7) and returns this validator's
 // certificate. A failure is a *Reject carrying the wire reject code.
@@ -267,7 +262,6 @@ func (v *Validator) SubmitDecoded(ctx context.Context, p *Payment) (qc.Certifica
 	v.cursors[cursorSlot{sender, key.NonceKey}] = key.NonceSeq
 	v.mu.Unlock()
 	v.ownCerts.Add(key, cert)
-	v.evidence.Observe(cert)
 	return cert, nil
 }
 

@@ -288,32 +288,6 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestEvidenceLog(t *testing.T) {
-	c := newCluster(t, 4)
-	log := NewEvidenceLog(c.committee, 10, 100)
-	a := pay(aliceKey, 0, bob, dollars(1))
-	b := pay(aliceKey, 0, carol, dollars(1))
-	pa, _ := Decode(a.request(t), domain, 8)
-	pb, _ := Decode(b.request(t), domain, 8)
-	byzantine := c.signers[2]
-	if ev := log.Observe(byzantine.Sign(pa.TxHash, pa.Effects, 1)); ev != nil {
-		t.Fatal("first certificate reported as evidence")
-	}
-	if ev := log.Observe(byzantine.Sign(pa.TxHash, pa.Effects, 2)); ev != nil {
-		t.Fatal("same transaction re-signed reported as evidence")
-	}
-	if ev := log.Observe(c.signers[1].Sign(pb.TxHash, pb.Effects, 1)); ev != nil {
-		t.Fatal("another signer's certificate reported as evidence")
-	}
-	ev := log.Observe(byzantine.Sign(pb.TxHash, pb.Effects, 3))
-	if ev == nil || ev.Signer != byzantine.ID() || ev.First.TxHash != pa.TxHash || ev.Second.TxHash != pb.TxHash {
-		t.Fatalf("evidence = %+v", ev)
-	}
-	if !log.IsEquivocator(byzantine.ID()) || log.IsEquivocator(c.signers[1].ID()) || len(log.All()) != 1 {
-		t.Fatal("equivocator bookkeeping")
-	}
-}
-
 func TestConfigValidateNamesField(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.MaxKnownQCs = 0

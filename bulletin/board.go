@@ -1,0 +1,553 @@
+// Package bulletin is the bulletin board of the validator mesh: the store of
+// certificates and QCs that sidecars share, with queries for clients,
+// in-process subscriptions for API streams, equivocation detection, and QC
+// formation.
+package bulletin
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// QCPublisher sends a QC to the mesh.
+type QCPublisher interface {
+	PublishQC(ctx context.Context, q *qc.QC) error
+}
+
+// Board stores certificates and QCs. It is safe for concurrent use.
+type Board struct {
+	cfg       Config
+	committee *qc.Committee
+	self      qc.ValidatorID
+	log       *slog.Logger
+	metrics   *metrics
+
+	publisher QCPublisher
+	ctx       context.Context
+	cancel    context.CancelFunc
+	timers    sync.WaitGroup
+
+	mu        sync.Mutex
+	txs       *lru.Cache[qc.Hash, *txEntry]
+	byAddress map[qc.Address]map[qc.Hash]struct{}
+	arrivals  []arrival // append-only log, trimmed from the front
+	seq       uint64
+	firstSig  *lru.Cache[signerKey, qc.Certificate]
+	evidence  []qc.Equivocation
+
+	subMu   sync.RWMutex
+	subs    map[uint64]*Subscription
+	nextSub uint64
+}
+
+type txEntry struct {
+	txHash     qc.Hash
+	sender     qc.Address
+	recipient  qc.Address
+	certs      []qc.Certificate // arrival order, one per (signer, effects)
+	assemblers map[qc.Hash]*qc.Assembler
+	qc         *qc.QC
+	qcFromMesh bool
+	stage      Stage
+	height     uint64
+	firstSeen  time.Time
+	qcAt       time.Time
+	stageAt    map[Stage]time.Time
+}
+
+type arrival struct {
+	seq    uint64
+	txHash qc.Hash
+	index  int // into txEntry.certs
+	millis uint64
+}
+
+type signerKey struct {
+	signer qc.ValidatorID
+	key    qc.ContentionKey
+}
+
+// New returns an empty board for committee. self is this node's validator id
+// (zero for a node outside the committee, which never publishes QCs).
+func New(cfg Config, committee *qc.Committee, self qc.ValidatorID, reg prometheus.Registerer, logger *slog.Logger) (*Board, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	b := &Board{
+		cfg: cfg, committee: committee, self: self, log: logger, metrics: newMetrics(reg),
+		byAddress: make(map[qc.Address]map[qc.Hash]struct{}),
+		subs:      make(map[uint64]*Subscription),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	var err error
+	if b.txs, err = lru.NewWithEvict(cfg.MaxTxs, b.onEvict); err != nil {
+		return nil, err
+	}
+	if b.firstSig, err = lru.New[signerKey, qc.Certificate](cfg.EvidenceWindow); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// SetPublisher sets where formed QCs are published. Call before Start.
+func (b *Board) SetPublisher(p QCPublisher) { b.publisher = p }
+
+// Start is a no-op kept for the component lifecycle.
+func (b *Board) Start(context.Context) error { return nil }
+
+// Stop cancels pending QC publications and waits for them.
+func (b *Board) Stop(context.Context) error {
+	b.cancel()
+	b.timers.Wait()
+	return nil
+}
+
+// onEvict unindexes an evicted transaction; called with b.mu held.
+func (b *Board) onEvict(h qc.Hash, e *txEntry) {
+	for _, a := range []qc.Address{e.sender, e.recipient} {
+		if set := b.byAddress[a]; set != nil {
+			delete(set, h)
+			if len(set) == 0 {
+				delete(b.byAddress, a)
+			}
+		}
+	}
+}
+
+func (b *Board) entry(h qc.Hash, effects *qc.Effects) *txEntry {
+	e, ok := b.txs.Get(h)
+	if !ok {
+		e = &txEntry{txHash: h, assemblers: make(map[qc.Hash]*qc.Assembler), firstSeen: time.Now(), stageAt: make(map[Stage]time.Time)}
+		b.txs.Add(h, e)
+	}
+	if effects != nil && e.sender == (qc.Address{}) && e.recipient == (qc.Address{}) {
+		e.sender, e.recipient = effects.Sender, effects.Recipient
+		for _, a := range []qc.Address{e.sender, e.recipient} {
+			set := b.byAddress[a]
+			if set == nil {
+				set = make(map[qc.Hash]struct{})
+				b.byAddress[a] = set
+			}
+			set[h] = struct{}{}
+		}
+	}
+	return e
+}
+
+// AddResult says what AddCertificate did.
+type AddResult struct {
+	// Added is false for a certificate already held.
+	Added bool
+	// Evidence is set when the certificate proves its signer equivocated.
+	Evidence *qc.Equivocation
+	// Formed is set when this certificate completed a quorum and the board
+	// formed the transaction's QC.
+	Formed *qc.QC
+}
+
+// AddCertificate stores a certificate the caller verified against the
+// committee. It detects equivocation and forms the QC when the certificate
+// completes a quorum for its (tx hash, effects hash); a formed QC is emitted
+// at once and published to the mesh after this node's stagger delay.
+func (b *Board) AddCertificate(cert qc.Certificate) AddResult {
+	var res AddResult
+	var events []Event
+	b.mu.Lock()
+	e := b.entry(cert.TxHash, &cert.Effects)
+	for i := range e.certs {
+		if e.certs[i].Signer == cert.Signer && e.certs[i].EffectsHash == cert.EffectsHash {
+			b.mu.Unlock()
+			b.metrics.certs.WithLabelValues("duplicate").Inc()
+			return res
+		}
+	}
+	res.Added = true
+	e.certs = append(e.certs, cert)
+	b.appendArrival(cert.TxHash, len(e.certs)-1, cert.CreatedUnixMillis)
+	now := uint64(time.Now().UnixMilli())
+	events = append(events, Event{Kind: EventCertificate, TxHash: cert.TxHash, UnixMillis: now, Cert: &e.certs[len(e.certs)-1], Sender: e.sender, Recipient: e.recipient})
+
+	sk := signerKey{cert.Signer, cert.Effects.ContentionKey()}
+	if first, seen, _ := b.firstSig.PeekOrAdd(sk, cert); seen && (first.TxHash != cert.TxHash || first.EffectsHash != cert.EffectsHash) {
+		ev := qc.Equivocation{First: first, Second: cert}
+		if len(b.evidence) >= b.cfg.MaxEvidence {
+			b.evidence = b.evidence[1:]
+		}
+		b.evidence = append(b.evidence, ev)
+		res.Evidence = &ev
+		events = append(events, Event{Kind: EventEquivocation, TxHash: cert.TxHash, UnixMillis: now, Evidence: &ev, Sender: e.sender, Recipient: e.recipient})
+		b.log.Warn("equivocation: a validator signed two transactions for one nonce",
+			"signer", cert.Signer.Hex(), "key", sk.key.String(), "first_tx", first.TxHash, "second_tx", cert.TxHash)
+	}
+
+	if e.qc == nil {
+		a := e.assemblers[cert.EffectsHash]
+		if a == nil {
+			a = qc.NewAssembler(b.committee, cert.TxHash, cert.EffectsHash)
+			e.assemblers[cert.EffectsHash] = a
+		}
+		if _, err := a.AddVerified(cert); err != nil {
+			b.log.Debug("certificate not counted towards a QC", "tx", cert.TxHash, "signer", cert.Signer.Hex(), "err", err)
+		} else if a.Ready() {
+			if q, err := a.Build(); err == nil {
+				res.Formed = q
+				b.setQCLocked(e, q, false)
+				events = append(events, b.qcEvents(e, q, now)...)
+			}
+		}
+	}
+	b.mu.Unlock()
+
+	b.metrics.certs.WithLabelValues("added").Inc()
+	if res.Evidence != nil {
+		b.metrics.evidence.Inc()
+	}
+	if res.Formed != nil {
+		b.metrics.qcs.WithLabelValues("formed").Inc()
+		b.schedulePublish(res.Formed)
+	}
+	b.emit(events)
+	return res
+}
+
+// AddQC stores a QC the caller verified (from the mesh, or a parent QC).
+// It returns false when the transaction already had a QC.
+func (b *Board) AddQC(q *qc.QC) bool {
+	b.mu.Lock()
+	effects := q.Effects()
+	e := b.entry(q.TxHash, &effects)
+	if e.qc != nil {
+		e.qcFromMesh = true
+		b.mu.Unlock()
+		b.metrics.qcs.WithLabelValues("duplicate").Inc()
+		return false
+	}
+	b.setQCLocked(e, q, true)
+	events := b.qcEvents(e, q, uint64(time.Now().UnixMilli()))
+	b.mu.Unlock()
+	b.metrics.qcs.WithLabelValues("received").Inc()
+	b.emit(events)
+	return true
+}
+
+func (b *Board) setQCLocked(e *txEntry, q *qc.QC, fromMesh bool) {
+	e.qc, e.qcFromMesh, e.qcAt = q, fromMesh, time.Now()
+	e.assemblers = nil
+	if e.stage < fastpayv1.TxLifecycleUpdate_CERTIFIED {
+		e.stage = fastpayv1.TxLifecycleUpdate_CERTIFIED
+		e.stageAt[e.stage] = e.qcAt
+	}
+}
+
+func (b *Board) qcEvents(e *txEntry, q *qc.QC, now uint64) []Event {
+	return []Event{
+		{Kind: EventQC, TxHash: q.TxHash, UnixMillis: now, QC: q, Sender: e.sender, Recipient: e.recipient},
+		{Kind: EventLifecycle, TxHash: q.TxHash, UnixMillis: now, Stage: fastpayv1.TxLifecycleUpdate_CERTIFIED, Sender: e.sender, Recipient: e.recipient},
+	}
+}
+
+// publishRank orders committee members for one transaction, rotating by the
+// tx hash so the duty of publishing first is spread over validators.
+func (b *Board) publishRank(txHash qc.Hash) int {
+	members := b.committee.Members()
+	n := len(members)
+	for i, m := range members {
+		if m.ID == b.self {
+			return (i + n - int(txHash[0])%n) % n
+		}
+	}
+	return -1
+}
+
+func (b *Board) schedulePublish(q *qc.QC) {
+	if b.publisher == nil {
+		return
+	}
+	rank := b.publishRank(q.TxHash)
+	if rank < 0 {
+		return
+	}
+	publish := func() {
+		b.mu.Lock()
+		e, ok := b.txs.Peek(q.TxHash)
+		skip := ok && e.qcFromMesh
+		b.mu.Unlock()
+		if skip {
+			b.metrics.qcs.WithLabelValues("publish_skipped").Inc()
+			return
+		}
+		if err := b.publisher.PublishQC(b.ctx, q); err != nil {
+			if b.ctx.Err() == nil {
+				b.log.Warn("publish QC", "tx", q.TxHash, "err", err)
+			}
+			return
+		}
+		b.metrics.qcs.WithLabelValues("published").Inc()
+	}
+	b.timers.Add(1)
+	go func() {
+		defer b.timers.Done()
+		if delay := time.Duration(rank) * b.cfg.PublishStep; delay > 0 {
+			t := time.NewTimer(delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-b.ctx.Done():
+				return
+			}
+		}
+		publish()
+	}()
+}
+
+// SetStage records a lifecycle stage reached by a transaction (settlement
+// stages come from the chain). Stages only move forward.
+func (b *Board) SetStage(txHash qc.Hash, stage Stage, height uint64) {
+	b.mu.Lock()
+	e := b.entry(txHash, nil)
+	if stage <= e.stage && stage != fastpayv1.TxLifecycleUpdate_ACCEPTED {
+		b.mu.Unlock()
+		return
+	}
+	if stage > e.stage {
+		e.stage = stage
+	}
+	if height > 0 {
+		e.height = height
+	}
+	e.stageAt[stage] = time.Now()
+	ev := Event{Kind: EventLifecycle, TxHash: txHash, UnixMillis: uint64(time.Now().UnixMilli()), Stage: stage, BlockHeight: height, Sender: e.sender, Recipient: e.recipient}
+	b.mu.Unlock()
+	b.emit([]Event{ev})
+}
+
+// ReportSettlementFailure emits a settlement failure of a certified payment.
+func (b *Board) ReportSettlementFailure(txHash qc.Hash, reason string) {
+	b.mu.Lock()
+	e := b.entry(txHash, nil)
+	ev := Event{Kind: EventSettlementFailure, TxHash: txHash, UnixMillis: uint64(time.Now().UnixMilli()), Reason: reason, Sender: e.sender, Recipient: e.recipient}
+	b.mu.Unlock()
+	b.emit([]Event{ev})
+}
+
+func (b *Board) appendArrival(h qc.Hash, index int, millis uint64) {
+	b.seq++
+	if len(b.arrivals) >= b.cfg.MaxLog {
+		// Drop the oldest quarter at once so trimming is amortised.
+		drop := b.cfg.MaxLog / 4
+		if drop == 0 {
+			drop = 1
+		}
+		b.arrivals = append(b.arrivals[:0], b.arrivals[drop:]...)
+	}
+	b.arrivals = append(b.arrivals, arrival{seq: b.seq, txHash: h, index: index, millis: millis})
+}
+
+// Subscribe delivers every future event for which filter returns true (nil:
+// all). Close the subscription when done.
+func (b *Board) Subscribe(filter func(*Event) bool) *Subscription {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	b.nextSub++
+	s := &Subscription{ch: make(chan Event, b.cfg.SubscriberBuffer), filter: filter, board: b, id: b.nextSub}
+	b.subs[s.id] = s
+	return s
+}
+
+func (b *Board) emit(events []Event) {
+	b.subMu.RLock()
+	defer b.subMu.RUnlock()
+	for i := range events {
+		ev := &events[i]
+		for _, s := range b.subs {
+			if s.filter != nil && !s.filter(ev) {
+				continue
+			}
+			select {
+			case s.ch <- *ev:
+			default:
+				s.dropped.Add(1)
+				b.metrics.subscriberDrops.Inc()
+			}
+		}
+	}
+}
+
+// TxStatus is what the board knows of one transaction.
+type TxStatus struct {
+	TxHash      qc.Hash
+	Sender      qc.Address
+	Recipient   qc.Address
+	Certs       []qc.Certificate
+	Quorum      int
+	QC          *qc.QC
+	Stage       Stage
+	BlockHeight uint64
+	FirstSeen   time.Time
+	QCAt        time.Time
+	StageAt     map[Stage]time.Time
+}
+
+// Status returns what the board knows of txHash.
+func (b *Board) Status(txHash qc.Hash) (TxStatus, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.txs.Peek(txHash)
+	if !ok {
+		return TxStatus{}, false
+	}
+	st := TxStatus{
+		TxHash: txHash, Sender: e.sender, Recipient: e.recipient, Certs: slices.Clone(e.certs),
+		Quorum: b.committee.Quorum(), QC: e.qc, Stage: e.stage, BlockHeight: e.height,
+		FirstSeen: e.firstSeen, QCAt: e.qcAt, StageAt: make(map[Stage]time.Time, len(e.stageAt)),
+	}
+	for k, v := range e.stageAt {
+		st.StageAt[k] = v
+	}
+	return st, true
+}
+
+// QC returns the QC of txHash, if known.
+func (b *Board) QC(txHash qc.Hash) (*qc.QC, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e, ok := b.txs.Peek(txHash); ok && e.qc != nil {
+		return e.qc, true
+	}
+	return nil, false
+}
+
+// Evidence returns the equivocation evidence found, oldest first.
+func (b *Board) Evidence() []qc.Equivocation {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.evidence)
+}
+
+// Query selects certificates. At most one of TxHash and Address is set.
+type Query struct {
+	TxHash          *qc.Hash
+	Address         *qc.Address // sender or recipient
+	SinceUnixMillis uint64      // certificates created at or after
+	Limit           int         // 0 or above MaxPageSize: MaxPageSize
+	Cursor          string      // from a previous Page
+}
+
+// Page is one query result.
+type Page struct {
+	Certs []qc.Certificate
+	// QCs of the transactions of Certs (TxHash and Address queries).
+	QCs        []*qc.QC
+	NextCursor string // empty when there is nothing more
+}
+
+// ErrBadCursor is returned for a cursor this board did not issue.
+var ErrBadCursor = errorString("bulletin: invalid cursor")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// Query returns certificates in arrival order, after Cursor.
+func (b *Board) Query(q Query) (Page, error) {
+	limit := q.Limit
+	if limit <= 0 || limit > b.cfg.MaxPageSize {
+		limit = b.cfg.MaxPageSize
+	}
+	var after uint64
+	if q.Cursor != "" {
+		v, err := strconv.ParseUint(q.Cursor, 36, 64)
+		if err != nil {
+			return Page{}, ErrBadCursor
+		}
+		after = v
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	var page Page
+	seenQC := map[qc.Hash]bool{}
+	addQC := func(e *txEntry) {
+		if e.qc != nil && !seenQC[e.txHash] {
+			seenQC[e.txHash] = true
+			page.QCs = append(page.QCs, e.qc)
+		}
+	}
+	if q.TxHash != nil {
+		// One transaction: its certificates, position-indexed cursor.
+		e, ok := b.txs.Peek(*q.TxHash)
+		if !ok {
+			return page, nil
+		}
+		for i := int(after); i < len(e.certs); i++ {
+			if e.certs[i].CreatedUnixMillis < q.SinceUnixMillis {
+				continue
+			}
+			if len(page.Certs) == limit {
+				page.NextCursor = strconv.FormatUint(uint64(i), 36)
+				break
+			}
+			page.Certs = append(page.Certs, e.certs[i])
+		}
+		addQC(e)
+		return page, nil
+	}
+	var wanted map[qc.Hash]struct{}
+	if q.Address != nil {
+		wanted = b.byAddress[*q.Address]
+		if len(wanted) == 0 {
+			return page, nil
+		}
+	}
+	start, _ := slices.BinarySearchFunc(b.arrivals, after+1, func(a arrival, seq uint64) int {
+		return compareU64(a.seq, seq)
+	})
+	var lastSeq uint64
+	for _, a := range b.arrivals[start:] {
+		if a.millis < q.SinceUnixMillis {
+			continue
+		}
+		if wanted != nil {
+			if _, ok := wanted[a.txHash]; !ok {
+				continue
+			}
+		}
+		e, ok := b.txs.Peek(a.txHash)
+		if !ok || a.index >= len(e.certs) {
+			continue // evicted
+		}
+		if len(page.Certs) == limit {
+			page.NextCursor = strconv.FormatUint(lastSeq, 36)
+			break
+		}
+		page.Certs = append(page.Certs, e.certs[a.index])
+		lastSeq = a.seq
+		if wanted != nil {
+			addQC(e)
+		}
+	}
+	return page, nil
+}
+
+func compareU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,63 @@
+package bulletin
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config bounds the board. Every field has a documented default.
+type Config struct {
+	// MaxTxs bounds the transactions whose certificates and QC are kept
+	// (default 10,000); the least recently touched is evicted first.
+	MaxTxs int
+	// MaxLog bounds the arrival log that since/cursor queries scan
+	// (default 100,000 entries).
+	MaxLog int
+	// MaxPageSize caps one query's certificates (default 1,000).
+	MaxPageSize int
+	// MaxEvidence bounds the equivocation evidence kept (default 1,024).
+	MaxEvidence int
+	// EvidenceWindow bounds the (signer, contention key) pairs remembered to
+	// detect equivocation (default 100,000).
+	EvidenceWindow int
+	// SubscriberBuffer is each subscription's channel size (default 1,024).
+	// A subscriber that falls further behind loses events (counted).
+	SubscriberBuffer int
+	// PublishStep staggers QC publication: the node ranked r for a
+	// transaction waits r×PublishStep after forming the QC and publishes only
+	// if no QC for it arrived meanwhile (default 15 ms). Rank 0 publishes at
+	// once, so one node usually publishes and the rest stay quiet.
+	PublishStep time.Duration
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxTxs:           10_000,
+		MaxLog:           100_000,
+		MaxPageSize:      1_000,
+		MaxEvidence:      1_024,
+		EvidenceWindow:   100_000,
+		SubscriberBuffer: 1_024,
+		PublishStep:      15 * time.Millisecond,
+	}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxTxs", c.MaxTxs}, {"MaxLog", c.MaxLog}, {"MaxPageSize", c.MaxPageSize},
+		{"MaxEvidence", c.MaxEvidence}, {"EvidenceWindow", c.EvidenceWindow}, {"SubscriberBuffer", c.SubscriberBuffer},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("bulletin config: %s must be positive, got %d", f.name, f.v)
+		}
+	}
+	if c.PublishStep < 0 {
+		return fmt.Errorf("bulletin config: PublishStep must not be negative, got %s", c.PublishStep)
+	}
+	return nil
+}

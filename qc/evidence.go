@@ -1,0 +1,44 @@
+package qc
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Equivocation is proof that one committee member signed two different
+// transactions (or two different effects) for one contention key. Anyone can
+// check it with Committee.VerifyEquivocation.
+type Equivocation struct {
+	First  Certificate
+	Second Certificate
+}
+
+// Signer returns the equivocating validator.
+func (e *Equivocation) Signer() ValidatorID { return e.First.Signer }
+
+// Key returns the contention key signed twice.
+func (e *Equivocation) Key() ContentionKey { return e.First.Effects.ContentionKey() }
+
+// ErrNotEquivocation is returned for evidence that proves nothing.
+var ErrNotEquivocation = errors.New("not equivocation evidence")
+
+// VerifyEquivocation checks that both certificates are valid, by one member,
+// for one contention key, and differ in transaction or effects.
+func (c *Committee) VerifyEquivocation(e *Equivocation) error {
+	if e.First.Signer != e.Second.Signer {
+		return fmt.Errorf("%w: different signers", ErrNotEquivocation)
+	}
+	if e.First.Effects.ContentionKey() != e.Second.Effects.ContentionKey() {
+		return fmt.Errorf("%w: different contention keys", ErrNotEquivocation)
+	}
+	if e.First.TxHash == e.Second.TxHash && e.First.EffectsHash == e.Second.EffectsHash {
+		return fmt.Errorf("%w: the same transaction and effects", ErrNotEquivocation)
+	}
+	if err := c.VerifyCertificate(&e.First); err != nil {
+		return fmt.Errorf("first certificate: %w", err)
+	}
+	if err := c.VerifyCertificate(&e.Second); err != nil {
+		return fmt.Errorf("second certificate: %w", err)
+	}
+	return nil
+}
