@@ -1,0 +1,134 @@
+// Package chain is the JSON-RPC client the sidecar uses to read Tempo chain
+// state and to settle transactions. It works against a real Tempo node: it
+// only issues raw JSON-RPC calls and decodes results into its own minimal
+// structs (go-ethereum's ethclient cannot decode Tempo's 0x76 transactions).
+//
+// A Client follows the chain head (eth_subscribe newHeads over WebSocket,
+// polling over HTTP or when subscriptions fail), reconnects with exponential
+// backoff, implements tempo.ChainReader with views pinned to one block
+// (balances via eth_call balanceOf, nonces via eth_getTransactionCount or the
+// nonce precompile), caches answers per (block, query) and collapses
+// concurrent identical requests.
+package chain
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultPollInterval         = 500 * time.Millisecond
+	DefaultRequestTimeout       = 5 * time.Second
+	DefaultBackoffMin           = 500 * time.Millisecond
+	DefaultBackoffMax           = 30 * time.Second
+	DefaultCacheBlocks          = 16
+	DefaultCacheEntriesPerBlock = 8192
+	DefaultHeadBuffer           = 16
+)
+
+// Config configures a Client. Only URL and ExpectedChainID are required.
+type Config struct {
+	// URL of the node's JSON-RPC endpoint: http(s):// (heads by polling) or
+	// ws(s):// (heads by eth_subscribe newHeads, polling if that fails).
+	URL string
+	// ExpectedChainID must equal the node's eth_chainId (Tempo mainnet 4217,
+	// testnet 42431, dev 1337). Required.
+	ExpectedChainID uint64
+	// PollInterval between eth_blockNumber polls. Default 500 ms.
+	PollInterval time.Duration
+	// RequestTimeout bounds every JSON-RPC request. Default 5 s.
+	RequestTimeout time.Duration
+	// BackoffMin and BackoffMax bound the exponential reconnect backoff.
+	// Defaults 0.5 s and 30 s.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	// CacheBlocks is how many recent blocks keep cached answers. Default 16;
+	// negative disables the cache (identical concurrent requests are still
+	// collapsed).
+	CacheBlocks int
+	// CacheEntriesPerBlock bounds the cached answers of one block (LRU).
+	// Default 8192.
+	CacheEntriesPerBlock int
+	// HeadBuffer is the channel capacity of each SubscribeHeads subscriber.
+	// Default 16.
+	HeadBuffer int
+	// Registerer receives the client's Prometheus metrics. Nil: the metrics
+	// are kept but not registered anywhere.
+	Registerer prometheus.Registerer
+}
+
+// WithDefaults returns cfg with zero fields set to their defaults.
+func (cfg Config) WithDefaults() Config {
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = DefaultBackoffMin
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.CacheBlocks == 0 {
+		cfg.CacheBlocks = DefaultCacheBlocks
+	}
+	if cfg.CacheEntriesPerBlock == 0 {
+		cfg.CacheEntriesPerBlock = DefaultCacheEntriesPerBlock
+	}
+	if cfg.HeadBuffer == 0 {
+		cfg.HeadBuffer = DefaultHeadBuffer
+	}
+	return cfg
+}
+
+// Validate checks the configuration after defaults; errors name the field.
+func (cfg Config) Validate() error {
+	cfg = cfg.WithDefaults()
+	var errs []error
+	if cfg.URL == "" {
+		errs = append(errs, errors.New("chain: URL is required"))
+	} else if u, err := url.Parse(cfg.URL); err != nil {
+		errs = append(errs, fmt.Errorf("chain: URL %q: %v", cfg.URL, err))
+	} else if s := u.Scheme; s != "http" && s != "https" && s != "ws" && s != "wss" {
+		errs = append(errs, fmt.Errorf("chain: URL %q: scheme must be http, https, ws or wss", cfg.URL))
+	} else if u.Host == "" {
+		errs = append(errs, fmt.Errorf("chain: URL %q has no host", cfg.URL))
+	}
+	if cfg.ExpectedChainID == 0 {
+		errs = append(errs, errors.New("chain: ExpectedChainID is required"))
+	}
+	if cfg.PollInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("chain: PollInterval %v below 10ms", cfg.PollInterval))
+	}
+	if cfg.RequestTimeout < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("chain: RequestTimeout %v below 10ms", cfg.RequestTimeout))
+	}
+	if cfg.BackoffMin < time.Millisecond {
+		errs = append(errs, fmt.Errorf("chain: BackoffMin %v below 1ms", cfg.BackoffMin))
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		errs = append(errs, fmt.Errorf("chain: BackoffMax %v below BackoffMin %v", cfg.BackoffMax, cfg.BackoffMin))
+	}
+	if cfg.CacheBlocks > 4096 {
+		errs = append(errs, fmt.Errorf("chain: CacheBlocks %d above 4096", cfg.CacheBlocks))
+	}
+	if cfg.CacheEntriesPerBlock < 1 || cfg.CacheEntriesPerBlock > 1<<20 {
+		errs = append(errs, fmt.Errorf("chain: CacheEntriesPerBlock %d outside [1, 1048576]", cfg.CacheEntriesPerBlock))
+	}
+	if cfg.HeadBuffer < 1 || cfg.HeadBuffer > 1<<16 {
+		errs = append(errs, fmt.Errorf("chain: HeadBuffer %d outside [1, 65536]", cfg.HeadBuffer))
+	}
+	return errors.Join(errs...)
+}
+
+func (cfg Config) isWebSocket() bool {
+	u, err := url.Parse(cfg.URL)
+	return err == nil && (u.Scheme == "ws" || u.Scheme == "wss")
+}
