@@ -45,9 +45,10 @@ type Board struct {
 	firstSig  *lru.Cache[signerKey, qc.Certificate]
 	evidence  []qc.Equivocation
 
-	subMu   sync.RWMutex
-	subs    map[uint64]*Subscription
-	nextSub uint64
+	subMu    sync.RWMutex
+	subs     map[uint64]*Subscription
+	nextSub  uint64
+	eventSeq uint64 // under subMu (write lock in emit)
 }
 
 type txEntry struct {
@@ -367,11 +368,15 @@ func (b *Board) Subscribe(filter func(*Event) bool) *Subscription {
 	return s
 }
 
+// emit numbers events and delivers them. The write lock orders events
+// across concurrent emitters, so every subscriber sees increasing Seq.
 func (b *Board) emit(events []Event) {
-	b.subMu.RLock()
-	defer b.subMu.RUnlock()
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
 	for i := range events {
 		ev := &events[i]
+		b.eventSeq++
+		ev.Seq = b.eventSeq
 		for _, s := range b.subs {
 			if s.filter != nil && !s.filter(ev) {
 				continue

@@ -98,8 +98,12 @@ func TestQCFormsOnceAtQuorum(t *testing.T) {
 	}
 	// Events: 3 certificates, QC, CERTIFIED, 4th certificate.
 	var kinds []EventKind
-	for range 6 {
-		kinds = append(kinds, (<-sub.C()).Kind)
+	for i := range 6 {
+		ev := <-sub.C()
+		if ev.Seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d", i, ev.Seq)
+		}
+		kinds = append(kinds, ev.Kind)
 	}
 	want := []EventKind{EventCertificate, EventCertificate, EventCertificate, EventQC, EventLifecycle, EventCertificate}
 	if fmt.Sprint(kinds) != fmt.Sprint(want) {

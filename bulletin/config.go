@@ -9,25 +9,25 @@ import (
 type Config struct {
 	// MaxTxs bounds the transactions whose certificates and QC are kept
 	// (default 10,000); the least recently touched is evicted first.
-	MaxTxs int
+	MaxTxs int `toml:"max_txs"`
 	// MaxLog bounds the arrival log that since/cursor queries scan
 	// (default 100,000 entries).
-	MaxLog int
+	MaxLog int `toml:"max_log"`
 	// MaxPageSize caps one query's certificates (default 1,000).
-	MaxPageSize int
+	MaxPageSize int `toml:"max_page_size"`
 	// MaxEvidence bounds the equivocation evidence kept (default 1,024).
-	MaxEvidence int
+	MaxEvidence int `toml:"max_evidence"`
 	// EvidenceWindow bounds the (signer, contention key) pairs remembered to
 	// detect equivocation (default 100,000).
-	EvidenceWindow int
+	EvidenceWindow int `toml:"evidence_window"`
 	// SubscriberBuffer is each subscription's channel size (default 1,024).
 	// A subscriber that falls further behind loses events (counted).
-	SubscriberBuffer int
+	SubscriberBuffer int `toml:"subscriber_buffer"`
 	// PublishStep staggers QC publication: the node ranked r for a
 	// transaction waits r×PublishStep after forming the QC and publishes only
 	// if no QC for it arrived meanwhile (default 15 ms). Rank 0 publishes at
 	// once, so one node usually publishes and the rest stay quiet.
-	PublishStep time.Duration
+	PublishStep time.Duration `toml:"publish_step"`
 }
 
 // DefaultConfig returns the defaults.

@@ -42,7 +42,8 @@ type Stage = fastpayv1.TxLifecycleUpdate_Stage
 // Event is one thing the board learned. Pointers are shared between
 // subscribers and must not be modified.
 type Event struct {
-	Kind        EventKind
+	Kind EventKind
+	// Seq numbers the board's events in emission order, from 1.
 	Seq         uint64
 	TxHash      qc.Hash
 	UnixMillis  uint64

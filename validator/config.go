@@ -11,19 +11,19 @@ type Config struct {
 	// MaxCertificates bounds the cache of this validator's own certificates
 	// kept in memory for idempotent replies (default 10,000). Certificates
 	// evicted from it are read back from the durable store.
-	MaxCertificates int
+	MaxCertificates int `toml:"max_certificates"`
 	// MaxKnownQCs bounds the QCs kept for parent lookups (default 4,096).
-	MaxKnownQCs int
+	MaxKnownQCs int `toml:"max_known_qcs"`
 	// MaxRequestIDs bounds the client_request_id cache (default 8,192).
-	MaxRequestIDs int
+	MaxRequestIDs int `toml:"max_request_ids"`
 	// MaxCredits bounds pending QC credits (default 65,536). When full, the
 	// oldest credit is dropped: that only makes the validator more
 	// conservative.
-	MaxCredits int
+	MaxCredits int `toml:"max_credits"`
 	// MaxParentQCs bounds the parent QCs one request may carry (default 8).
-	MaxParentQCs int
+	MaxParentQCs int `toml:"max_parent_qcs"`
 	// Now returns the current time; nil means time.Now. Tests set it.
-	Now func() time.Time
+	Now func() time.Time `toml:"-"`
 }
 
 // DefaultConfig returns the defaults of SPEC §4.

@@ -35,31 +35,31 @@ const (
 type Config struct {
 	// URL of the node's JSON-RPC endpoint: http(s):// (heads by polling) or
 	// ws(s):// (heads by eth_subscribe newHeads, polling if that fails).
-	URL string
+	URL string `toml:"url"`
 	// ExpectedChainID must equal the node's eth_chainId (Tempo mainnet 4217,
 	// testnet 42431, dev 1337). Required.
-	ExpectedChainID uint64
+	ExpectedChainID uint64 `toml:"expected_chain_id"`
 	// PollInterval between eth_blockNumber polls. Default 500 ms.
-	PollInterval time.Duration
+	PollInterval time.Duration `toml:"poll_interval"`
 	// RequestTimeout bounds every JSON-RPC request. Default 5 s.
-	RequestTimeout time.Duration
+	RequestTimeout time.Duration `toml:"request_timeout"`
 	// BackoffMin and BackoffMax bound the exponential reconnect backoff.
 	// Defaults 0.5 s and 30 s.
-	BackoffMin time.Duration
-	BackoffMax time.Duration
+	BackoffMin time.Duration `toml:"backoff_min"`
+	BackoffMax time.Duration `toml:"backoff_max"`
 	// CacheBlocks is how many recent blocks keep cached answers. Default 16;
 	// negative disables the cache (identical concurrent requests are still
 	// collapsed).
-	CacheBlocks int
+	CacheBlocks int `toml:"cache_blocks"`
 	// CacheEntriesPerBlock bounds the cached answers of one block (LRU).
 	// Default 8192.
-	CacheEntriesPerBlock int
+	CacheEntriesPerBlock int `toml:"cache_entries_per_block"`
 	// HeadBuffer is the channel capacity of each SubscribeHeads subscriber.
 	// Default 16.
-	HeadBuffer int
+	HeadBuffer int `toml:"head_buffer"`
 	// Registerer receives the client's Prometheus metrics. Nil: the metrics
 	// are kept but not registered anywhere.
-	Registerer prometheus.Registerer
+	Registerer prometheus.Registerer `toml:"-"`
 }
 
 // WithDefaults returns cfg with zero fields set to their defaults.

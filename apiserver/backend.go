@@ -1,0 +1,70 @@
+// Package apiserver serves a sidecar's client API on one listen address: the
+// gRPC service FastPaySidecar (wire-compatible with the reference) and a JSON
+// HTTP API with server-sent events for browsers and curl.
+package apiserver
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
+)
+
+// Backend is what the API needs from a sidecar. Implementations must be safe
+// for concurrent use.
+type Backend interface {
+	// Submit validates req with this validator and, when accepted, shares the
+	// transaction and this validator's certificate with the mesh. A rejection
+	// is a *validator.Reject (use validator.RejectCodeOf); other errors mean
+	// the sidecar could not decide (TEMPORARY_UNAVAILABLE).
+	Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error)
+	// Board is the bulletin board: certificates, QCs, lifecycle stages,
+	// evidence, and event subscriptions.
+	Board() *bulletin.Board
+	// ChainHead returns the newest block the sidecar knows.
+	ChainHead(ctx context.Context) (tempo.Head, error)
+	// Info describes this validator and its view of the mesh.
+	Info() NodeInfo
+	// Committee returns the committee and each member's mesh status.
+	Committee() CommitteeInfo
+	// Gatherer exposes the node's Prometheus metrics.
+	Gatherer() prometheus.Gatherer
+}
+
+// NodeInfo describes the sidecar.
+type NodeInfo struct {
+	Name        string
+	ID          qc.ValidatorID
+	PeerID      string
+	ListenAddrs []string // libp2p multiaddrs including /p2p/<peer id>
+	GossipPeers []string // peer ids currently connected
+	ChainID     uint64
+	Epoch       uint64
+}
+
+// CommitteeInfo is the committee with each member's status as seen from here.
+type CommitteeInfo struct {
+	ChainID  uint64
+	Epoch    uint64
+	N        int
+	F        int
+	Quorum   int
+	Hash     qc.Hash
+	QCShards int
+	Members  []MemberInfo
+}
+
+// MemberInfo is one committee member.
+type MemberInfo struct {
+	Name      string
+	ID        qc.ValidatorID
+	PeerID    string
+	Addrs     []string
+	Self      bool
+	Connected bool
+	Score     float64
+}

@@ -1,0 +1,296 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+)
+
+// Server serves the gRPC service FastPaySidecar and the JSON HTTP API on one
+// listen address. Create it with New, mount extra routes with Handle, then
+// Start; Stop shuts it down gracefully.
+type Server struct {
+	cfg      Config
+	backend  Backend
+	log      *slog.Logger
+	registry *prometheus.Registry
+	metrics  *metrics
+
+	grpc    *grpc.Server
+	mux     *http.ServeMux
+	handler http.Handler // the HTTP API with its middleware
+
+	mu        sync.Mutex
+	rootTaken bool // a route claims "/", so no JSON 404 fallback
+	started   bool
+	stopped   bool
+	ln        net.Listener
+	http      *http.Server
+	serveDone chan struct{}
+
+	closing   chan struct{} // closed by Stop: long-lived responses end
+	closeOnce sync.Once
+}
+
+// New builds a server for backend b. Nothing listens until Start.
+func New(cfg Config, b Backend, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, errors.New("apiserver: backend is nil")
+	}
+	if b.Board() == nil {
+		return nil, errors.New("apiserver: backend has no bulletin board")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{
+		cfg: cfg, backend: b, log: logger.With("component", "apiserver"),
+		registry: prometheus.NewRegistry(),
+		mux:      http.NewServeMux(),
+		closing:  make(chan struct{}),
+	}
+	s.metrics = newMetrics(s.registry)
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+	)
+	fastpayv1.RegisterFastPaySidecarServer(s.grpc, &sidecarService{s: s})
+	s.routes()
+	s.handler = s.metricsMiddleware(s.recoverMiddleware(s.corsMiddleware(s.mux)))
+	return s, nil
+}
+
+// Handle mounts an extra HTTP route (for example the dashboard's static
+// files) with the pattern syntax of http.ServeMux. Call it before Start; like
+// ServeMux it panics on a pattern conflicting with an existing route. A
+// handler for "/" replaces the JSON 404 for unknown paths.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		panic("apiserver: Handle called after Start")
+	}
+	if p := strings.TrimSpace(pattern); p == "/" || strings.HasSuffix(p, " /") {
+		s.rootTaken = true
+	}
+	s.mux.Handle(pattern, h)
+}
+
+// Registry returns the registry of the API's own metrics (merged with the
+// backend's gatherer on /metrics).
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Start listens on Config.ListenAddr and serves in the background.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.stopped {
+		return errors.New("apiserver: already started or stopped")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("apiserver: listen on %s: %w", s.cfg.ListenAddr, err)
+	}
+	if !s.rootTaken {
+		s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, "NOT_FOUND", "no route for "+r.URL.Path)
+		})
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.http = &http.Server{
+		Handler:           http.HandlerFunc(s.serveRoot),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.ln, s.started, s.serveDone = ln, true, make(chan struct{})
+	srv, done := s.http, s.serveDone
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("API server stopped", "err", err)
+		}
+	}()
+	s.log.Info("API listening (gRPC and HTTP)", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the bound address, or nil before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Stop ends open streams, then waits for in-flight requests until ctx ends,
+// after which it closes the remaining connections.
+// Calling it again does nothing.
+func (s *Server) Stop(ctx context.Context) error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.mu.Lock()
+		srv, done := s.http, s.serveDone
+		s.stopped = true
+		s.mu.Unlock()
+		if srv != nil {
+			if err = srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+			}
+		}
+		s.grpc.Stop()
+		if done != nil {
+			<-done
+		}
+	})
+	return err
+}
+
+// serveRoot sends gRPC to the gRPC server and everything else to the HTTP API.
+func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		s.grpc.ServeHTTP(w, r)
+		return
+	}
+	s.handler.ServeHTTP(w, r)
+}
+
+// statusWriter records the status code; Unwrap lets http.ResponseController
+// reach the connection (flush, deadlines).
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		if !w.wroteHeader {
+			w.code, w.wroteHeader = http.StatusOK, true
+		}
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) recoverMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw, ok := w.(*statusWriter)
+		if !ok {
+			sw = &statusWriter{ResponseWriter: w}
+		}
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler { //nolint:errorlint // sentinel panic value
+				panic(p)
+			}
+			s.metrics.panics.Inc()
+			s.log.Error("panic in HTTP handler", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			if !sw.wroteHeader {
+				writeError(sw, http.StatusInternalServerError, "INTERNAL", "internal error")
+			}
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func (s *Server) metricsMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			code := sw.code
+			if !sw.wroteHeader {
+				code = http.StatusOK
+			}
+			s.metrics.requests.WithLabelValues("http", route, strconv.Itoa(code)).Inc()
+			if route != routeEvents {
+				s.metrics.latency.WithLabelValues("http", route).Observe(time.Since(start).Seconds())
+			}
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func (s *Server) corsMiddleware(next http.Handler) http.Handler {
+	anyOrigin := slices.Contains(s.cfg.AllowedOrigins, "*")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && (anyOrigin || slices.Contains(s.cfg.AllowedOrigins, origin))
+		if allowed {
+			h := w.Header()
+			if anyOrigin {
+				h.Set("Access-Control-Allow-Origin", "*")
+			} else {
+				h.Set("Access-Control-Allow-Origin", origin)
+				h.Add("Vary", "Origin")
+			}
+			h.Set("Access-Control-Expose-Headers", "Content-Type, Retry-After")
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			if !allowed {
+				writeError(w, http.StatusForbidden, "CORS_ORIGIN_NOT_ALLOWED", "origin "+origin+" is not allowed")
+				return
+			}
+			h := w.Header()
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+				h.Set("Access-Control-Allow-Headers", req)
+			} else {
+				h.Set("Access-Control-Allow-Headers", "Content-Type")
+			}
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
