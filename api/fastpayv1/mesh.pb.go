@@ -107,15 +107,83 @@ func (*BulletinMessage_Cert) isBulletinMessage_Item() {}
 
 func (*BulletinMessage_Qc) isBulletinMessage_Item() {}
 
+// SyncBatch is sent over the sync stream protocol when two validators
+// connect: the transactions the sender holds that have no QC yet, the
+// certificates it holds for them, and recent QCs. A validator that was
+// offline catches up on payments still in flight.
+type SyncBatch struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Txs           []*SubmitFastPayRequest `protobuf:"bytes,1,rep,name=txs,proto3" json:"txs,omitempty"`
+	Certs         []*ValidatorCertificate `protobuf:"bytes,2,rep,name=certs,proto3" json:"certs,omitempty"`
+	Qcs           []*QuorumCertificate    `protobuf:"bytes,3,rep,name=qcs,proto3" json:"qcs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncBatch) Reset() {
+	*x = SyncBatch{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncBatch) ProtoMessage() {}
+
+func (x *SyncBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncBatch.ProtoReflect.Descriptor instead.
+func (*SyncBatch) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SyncBatch) GetTxs() []*SubmitFastPayRequest {
+	if x != nil {
+		return x.Txs
+	}
+	return nil
+}
+
+func (x *SyncBatch) GetCerts() []*ValidatorCertificate {
+	if x != nil {
+		return x.Certs
+	}
+	return nil
+}
+
+func (x *SyncBatch) GetQcs() []*QuorumCertificate {
+	if x != nil {
+		return x.Qcs
+	}
+	return nil
+}
+
 var File_tempo_fastpay_v1_mesh_proto protoreflect.FileDescriptor
 
 const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
 	"\n" +
-	"\x1btempo/fastpay/v1/mesh.proto\x12\x10tempo.fastpay.v1\x1a\x1ctempo/fastpay/v1/types.proto\"\x8e\x01\n" +
+	"\x1btempo/fastpay/v1/mesh.proto\x12\x10tempo.fastpay.v1\x1a\x1etempo/fastpay/v1/sidecar.proto\x1a\x1ctempo/fastpay/v1/types.proto\"\x8e\x01\n" +
 	"\x0fBulletinMessage\x12<\n" +
 	"\x04cert\x18\x01 \x01(\v2&.tempo.fastpay.v1.ValidatorCertificateH\x00R\x04cert\x125\n" +
 	"\x02qc\x18\x02 \x01(\v2#.tempo.fastpay.v1.QuorumCertificateH\x00R\x02qcB\x06\n" +
-	"\x04itemB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
+	"\x04item\"\xba\x01\n" +
+	"\tSyncBatch\x128\n" +
+	"\x03txs\x18\x01 \x03(\v2&.tempo.fastpay.v1.SubmitFastPayRequestR\x03txs\x12<\n" +
+	"\x05certs\x18\x02 \x03(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x05certs\x125\n" +
+	"\x03qcs\x18\x03 \x03(\v2#.tempo.fastpay.v1.QuorumCertificateR\x03qcsB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
 
 var (
 	file_tempo_fastpay_v1_mesh_proto_rawDescOnce sync.Once
@@ -129,20 +197,25 @@ func file_tempo_fastpay_v1_mesh_proto_rawDescGZIP() []byte {
 	return file_tempo_fastpay_v1_mesh_proto_rawDescData
 }
 
-var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_tempo_fastpay_v1_mesh_proto_goTypes = []any{
 	(*BulletinMessage)(nil),      // 0: tempo.fastpay.v1.BulletinMessage
-	(*ValidatorCertificate)(nil), // 1: tempo.fastpay.v1.ValidatorCertificate
-	(*QuorumCertificate)(nil),    // 2: tempo.fastpay.v1.QuorumCertificate
+	(*SyncBatch)(nil),            // 1: tempo.fastpay.v1.SyncBatch
+	(*ValidatorCertificate)(nil), // 2: tempo.fastpay.v1.ValidatorCertificate
+	(*QuorumCertificate)(nil),    // 3: tempo.fastpay.v1.QuorumCertificate
+	(*SubmitFastPayRequest)(nil), // 4: tempo.fastpay.v1.SubmitFastPayRequest
 }
 var file_tempo_fastpay_v1_mesh_proto_depIdxs = []int32{
-	1, // 0: tempo.fastpay.v1.BulletinMessage.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	2, // 1: tempo.fastpay.v1.BulletinMessage.qc:type_name -> tempo.fastpay.v1.QuorumCertificate
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 0: tempo.fastpay.v1.BulletinMessage.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	3, // 1: tempo.fastpay.v1.BulletinMessage.qc:type_name -> tempo.fastpay.v1.QuorumCertificate
+	4, // 2: tempo.fastpay.v1.SyncBatch.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	2, // 3: tempo.fastpay.v1.SyncBatch.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	3, // 4: tempo.fastpay.v1.SyncBatch.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_tempo_fastpay_v1_mesh_proto_init() }
@@ -150,6 +223,7 @@ func file_tempo_fastpay_v1_mesh_proto_init() {
 	if File_tempo_fastpay_v1_mesh_proto != nil {
 		return
 	}
+	file_tempo_fastpay_v1_sidecar_proto_init()
 	file_tempo_fastpay_v1_types_proto_init()
 	file_tempo_fastpay_v1_mesh_proto_msgTypes[0].OneofWrappers = []any{
 		(*BulletinMessage_Cert)(nil),
@@ -161,7 +235,7 @@ func file_tempo_fastpay_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempo_fastpay_v1_mesh_proto_rawDesc), len(file_tempo_fastpay_v1_mesh_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/allegro-mesh/allegro/tempo/devchain"
+)
+
+func init() {
+	register("devchain", "run the embedded development chain (EVM with a TIP-20 token and funded demo accounts)", runDevchain)
+}
+
+func runDevchain(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("devchain", "[flags]")
+	host := fs.String("host", "127.0.0.1", "JSON-RPC listen host")
+	port := fs.Int("port", 8545, "HTTP JSON-RPC port (WebSocket on the same port unless --ws-port)")
+	wsPort := fs.Int("ws-port", 0, "WebSocket port (0: same as --port)")
+	period := fs.Duration("block-period", time.Second, "time between blocks")
+	chainID := fs.Uint64("chain-id", devchain.DefaultChainID, "chain id")
+	dataDir := fs.String("datadir", "", "keep chain state here (empty: in memory)")
+	loadAccounts := fs.Int("load-accounts", 64, "number of funded load-test accounts")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	chain, err := devchain.New(devchain.Config{
+		ChainID: *chainID, BlockPeriod: *period, Host: *host, HTTPPort: *port, WSPort: *wsPort,
+		DataDir: *dataDir, LoadAccounts: *loadAccounts,
+	})
+	if err != nil {
+		return err
+	}
+	if err := chain.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "dev chain %d: HTTP %s  WS %s  block every %s\n", *chainID, chain.HTTPEndpoint(), chain.WSEndpoint(), *period)
+	fmt.Fprintf(stdout, "token %s (6 decimals)\n", devchain.TokenAddress.Hex())
+	for _, a := range devchain.DemoAccounts() {
+		fmt.Fprintf(stdout, "  %-6s %s  %s dollars\n", a.Name, a.Address.Hex(), strconv.FormatUint(a.Tokens/devchain.Dollar, 10))
+	}
+	<-ctx.Done()
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return chain.Stop(stopCtx)
+}

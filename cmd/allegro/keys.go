@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+func init() {
+	register("keygen", "create a validator key file (ed25519, mode 0600)", runKeygen)
+	register("committee", "build a committee file from validators' public keys and addresses", runCommittee)
+}
+
+func runKeygen(_ context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("keygen", "--out FILE [--name NAME]")
+	out := fs.String("out", "validator.key", "key file to create (never overwritten)")
+	name := fs.String("name", "", "validator name recorded in the key file (default: the file name)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		*name = strings.TrimSuffix(filepath.Base(*out), filepath.Ext(*out))
+	}
+	key, err := node.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if err := node.WriteKeyFile(*out, *name, key); err != nil {
+		return err
+	}
+	return printIdentity(stdout, *name, key, *out)
+}
+
+func printIdentity(w io.Writer, name string, key ed25519.PrivateKey, path string) error {
+	id, err := qc.ValidatorIDFromBytes(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return err
+	}
+	pid, err := p2p.PeerIDFromValidatorID(id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "key file:    %s\nname:        %s\npublic key:  %s\npeer id:     %s\n", path, name, hex.EncodeToString(id[:]), pid)
+	return nil
+}
+
+// memberFlag collects repeated --member NAME=PUBKEY[@ADDR,ADDR...] values.
+type memberFlag []node.CommitteeMember
+
+func (m *memberFlag) String() string { return fmt.Sprint(len(*m), " members") }
+
+func (m *memberFlag) Set(v string) error {
+	name, rest, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return errors.New("want NAME=PUBLIC_KEY[@MULTIADDR[,MULTIADDR...]]")
+	}
+	pub, addrs, _ := strings.Cut(rest, "@")
+	member := node.CommitteeMember{Name: name, PublicKey: strings.TrimPrefix(pub, "0x")}
+	if addrs != "" {
+		for _, a := range strings.Split(addrs, ",") {
+			if _, err := ma.NewMultiaddr(a); err != nil {
+				return fmt.Errorf("member %s: address %q: %w", name, a, err)
+			}
+			member.Addrs = append(member.Addrs, a)
+		}
+	}
+	*m = append(*m, member)
+	return nil
+}
+
+func runCommittee(_ context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("committee", "--chain-id N --member NAME=PUBKEY@ADDR ... [--key-file FILE@ADDR ...] --out FILE")
+	chainID := fs.Uint64("chain-id", 1337, "chain id (Tempo mainnet 4217, testnet 42431, dev 1337)")
+	epoch := fs.Uint64("epoch", 1, "committee epoch")
+	shards := fs.Int("qc-shards", 16, "number of QC topics")
+	testNet := fs.Bool("test-network", false, "mark the network as a test network (allows test-only sidecar modes)")
+	out := fs.String("out", "committee.toml", "committee file to write")
+	var members memberFlag
+	fs.Var(&members, "member", "a validator: NAME=HEX_PUBLIC_KEY[@MULTIADDR[,MULTIADDR...]] (repeat)")
+	var keyFiles []string
+	fs.Func("key-file", "a validator from its key file: FILE[@MULTIADDR[,...]] (repeat; reads only the public key)", func(v string) error {
+		keyFiles = append(keyFiles, v)
+		return nil
+	})
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	for _, kf := range keyFiles {
+		path, addrs, _ := strings.Cut(kf, "@")
+		name, key, err := node.LoadKeyFile(path)
+		if err != nil {
+			return err
+		}
+		spec := name + "=" + hex.EncodeToString(key.Public().(ed25519.PublicKey))
+		if addrs != "" {
+			spec += "@" + addrs
+		}
+		if err := members.Set(spec); err != nil {
+			return err
+		}
+	}
+	f := &node.CommitteeFile{ChainID: *chainID, Epoch: *epoch, QCShards: *shards, TestNetwork: *testNet, Members: members}
+	if err := f.Validate(); err != nil {
+		return fmt.Errorf("committee: %w", err)
+	}
+	if err := f.Write(*out); err != nil {
+		return err
+	}
+	c, _ := f.Committee()
+	fmt.Fprintf(stdout, "wrote %s: %d validators, quorum %d, chain %d epoch %d, committee hash %s\n", *out, c.N(), c.Quorum(), *chainID, *epoch, c.Hash())
+	if _, err := os.Stat(*out); err != nil {
+		return err
+	}
+	return nil
+}

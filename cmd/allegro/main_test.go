@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/allegro-mesh/allegro/node"
+)
+
+func runCLI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return out.String() + errOut.String(), code
+}
+
+func TestKeygenAndCommittee(t *testing.T) {
+	dir := t.TempDir()
+	var keyFiles []string
+	for _, name := range []string{"v0", "v1", "v2", "v3"} {
+		path := filepath.Join(dir, name+".key")
+		out, code := runCLI(t, "keygen", "--out", path)
+		if code != 0 || !strings.Contains(out, "peer id:") || !strings.Contains(out, "public key:") {
+			t.Fatalf("keygen: %d %s", code, out)
+		}
+		st, err := os.Stat(path)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("key file mode %v %v", st.Mode(), err)
+		}
+		keyFiles = append(keyFiles, "--key-file", path+"@/ip4/127.0.0.1/tcp/4001")
+	}
+	// Never overwrites.
+	if out, code := runCLI(t, "keygen", "--out", filepath.Join(dir, "v0.key")); code == 0 || !strings.Contains(out, "already exists") {
+		t.Fatalf("keygen over an existing file: %d %s", code, out)
+	}
+	committeePath := filepath.Join(dir, "committee.toml")
+	out, code := runCLI(t, append([]string{"committee", "--chain-id", "1337", "--out", committeePath}, keyFiles...)...)
+	if code != 0 || !strings.Contains(out, "quorum 3") {
+		t.Fatalf("committee: %d %s", code, out)
+	}
+	f, err := node.LoadCommitteeFile(committeePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Members) != 4 || f.Members[2].Name != "v2" || len(f.Members[0].Addrs) != 1 {
+		t.Fatalf("committee file %+v", f)
+	}
+	// A bad public key names the member.
+	out, code = runCLI(t, "committee", "--out", filepath.Join(dir, "bad.toml"), "--member", "x=abcd")
+	if code == 0 || !strings.Contains(out, `"x"`) {
+		t.Fatalf("bad member: %d %s", code, out)
+	}
+}
+
+func TestLoadKeyFileRefusesOpenPermissions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.key")
+	if _, code := runCLI(t, "keygen", "--out", path); code != 0 {
+		t.Fatal("keygen failed")
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := node.LoadKeyFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("LoadKeyFile on a 0644 file: %v", err)
+	}
+}
+
+// TestSidecarConfigPrecedence: defaults < config file < environment < flags.
+func TestSidecarConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "sidecar.toml")
+	err := os.WriteFile(cfgPath, []byte(`
+data_dir = "/from/file"
+committee_file = "/file/committee.toml"
+log_level = "debug"
+[chain]
+url = "http://file:8545"
+[api]
+listen_addr = "127.0.0.1:9000"
+[validator]
+max_known_qcs = 77
+[bulletin]
+publish_step = "40ms"
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"ALLEGRO_CHAIN_RPC": "ws://env:8546", "ALLEGRO_API_LISTEN": "127.0.0.1:9100"}
+	cfg, err := loadSidecarConfig([]string{"--config", cfgPath, "--api-listen", "127.0.0.1:9200"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/from/file" || cfg.LogLevel != "debug" || cfg.Validator.MaxKnownQCs != 77 || cfg.Bulletin.PublishStep.Milliseconds() != 40 {
+		t.Fatalf("file values not applied: %+v", cfg)
+	}
+	if cfg.Chain.URL != "ws://env:8546" {
+		t.Fatalf("env did not override the file: %q", cfg.Chain.URL)
+	}
+	if cfg.API.ListenAddr != "127.0.0.1:9200" {
+		t.Fatalf("flag did not override env: %q", cfg.API.ListenAddr)
+	}
+	if cfg.Validator.MaxCertificates != 10_000 {
+		t.Fatal("defaults lost for keys the file does not set")
+	}
+
+	// Unknown keys and invalid values are refused with the field named.
+	if err := os.WriteFile(cfgPath, []byte("[validator]\nmax_known_qc = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "max_known_qc") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if err := os.WriteFile(cfgPath, []byte("[validator]\nmax_known_qcs = 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "MaxKnownQCs") {
+		t.Fatalf("invalid value: %v", err)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if out, code := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(out, "unknown command") {
+		t.Fatalf("%d %s", code, out)
+	}
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/allegro-mesh/allegro/node"
+)
+
+func init() {
+	register("sidecar", "run a validator sidecar (config file, flags, ALLEGRO_* environment)", runSidecar)
+}
+
+// setting is a sidecar option settable by flag and environment variable; the
+// flag wins over the variable, which wins over the config file.
+type setting struct {
+	flag, env, usage string
+	apply            func(cfg *node.Config, v string) error
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var sidecarSettings = []setting{
+	{"data-dir", "ALLEGRO_DATA_DIR", "directory of the durable validator state", func(c *node.Config, v string) error { c.DataDir = v; return nil }},
+	{"key", "ALLEGRO_KEY_FILE", "validator key file (default <data-dir>/validator.key)", func(c *node.Config, v string) error { c.KeyFile = v; return nil }},
+	{"committee", "ALLEGRO_COMMITTEE_FILE", "committee file", func(c *node.Config, v string) error { c.CommitteeFile = v; return nil }},
+	{"chain-rpc", "ALLEGRO_CHAIN_RPC", "chain node JSON-RPC URL (http:// or ws://)", func(c *node.Config, v string) error { c.Chain.URL = v; return nil }},
+	{"api-listen", "ALLEGRO_API_LISTEN", "client API listen address (gRPC and HTTP)", func(c *node.Config, v string) error { c.API.ListenAddr = v; return nil }},
+	{"p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs", func(c *node.Config, v string) error { c.P2P.ListenAddrs = splitList(v); return nil }},
+	{"p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers", func(c *node.Config, v string) error { c.P2P.AnnounceAddrs = splitList(v); return nil }},
+	{"log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error", func(c *node.Config, v string) error { c.LogLevel = v; return nil }},
+}
+
+// loadSidecarConfig applies defaults, then the config file, then the
+// environment, then flags.
+func loadSidecarConfig(args []string, getenv func(string) string) (node.Config, error) {
+	fs := newFlags("sidecar", "[--config FILE] [flags]")
+	configPath := fs.String("config", "", "TOML config file (env ALLEGRO_CONFIG)")
+	values := make([]*string, len(sidecarSettings))
+	for i, s := range sidecarSettings {
+		values[i] = fs.String(s.flag, "", s.usage+" (env "+s.env+")")
+	}
+	if err := parse(fs, args); err != nil {
+		return node.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return node.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := node.DefaultConfig()
+	if *configPath == "" {
+		*configPath = getenv("ALLEGRO_CONFIG")
+	}
+	if *configPath != "" {
+		md, err := toml.DecodeFile(*configPath, &cfg)
+		if err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", *configPath, err)
+		}
+		if undecoded := md.Undecoded(); len(undecoded) > 0 {
+			return cfg, fmt.Errorf("config file %s: unknown key %q", *configPath, undecoded[0].String())
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for i, s := range sidecarSettings {
+		v, from := *values[i], "--"+s.flag
+		if !set[s.flag] {
+			v, from = getenv(s.env), s.env
+		}
+		if v == "" {
+			continue
+		}
+		if err := s.apply(&cfg, v); err != nil {
+			return cfg, fmt.Errorf("%s: %w", from, err)
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
+	cfg, err := loadSidecarConfig(args, os.Getenv)
+	if err != nil {
+		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return err
+	}
+	logger, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(cfg, node.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := n.Start(startCtx); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	info := n.Sidecar.Mesh()
+	logger.Info("sidecar running", "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "peer_id", info.ID().String())
+	fmt.Fprintf(stdout, "sidecar %s: API http://%s  peer %s\n", n.Sidecar.Validator().Signer().Name(), n.API.Addr(), info.ID())
+	<-ctx.Done()
+	logger.Info("shutting down")
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelStop()
+	return n.Stop(stopCtx)
+}
+
+func init() {
+	register("version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {
+		fmt.Fprintln(w, "allegro", version)
+		return nil
+	})
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"

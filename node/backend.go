@@ -1,0 +1,100 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/apiserver"
+	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
+)
+
+// backend adapts a sidecar to the client API.
+type backend struct {
+	s         *Sidecar
+	chain     tempo.ChainReader
+	registry  *prometheus.Registry
+	committee *CommitteeFile
+}
+
+var _ apiserver.Backend = (*backend)(nil)
+
+func newBackend(s *Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *CommitteeFile) apiserver.Backend {
+	return &backend{s: s, chain: ch, registry: reg, committee: f}
+}
+
+func (b *backend) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error) {
+	return b.s.Submit(ctx, req)
+}
+
+func (b *backend) Board() *bulletin.Board { return b.s.Board() }
+
+// headReader is implemented by chain clients that follow heads.
+type headReader interface {
+	Head() (tempo.Head, bool)
+}
+
+func (b *backend) ChainHead(ctx context.Context) (tempo.Head, error) {
+	if hr, ok := b.chain.(headReader); ok {
+		if h, ok := hr.Head(); ok {
+			return h, nil
+		}
+		return tempo.Head{}, fmt.Errorf("%w: no head received yet", tempo.ErrChainUnavailable)
+	}
+	view, err := b.chain.Latest(ctx)
+	if err != nil {
+		return tempo.Head{}, err
+	}
+	return view.Head(), nil
+}
+
+func (b *backend) Info() apiserver.NodeInfo {
+	m := b.s.Mesh()
+	signer := b.s.Validator().Signer()
+	info := apiserver.NodeInfo{
+		Name: signer.Name(), ID: signer.ID(), PeerID: m.ID().String(),
+		ChainID: signer.Domain().ChainID, Epoch: signer.Domain().Epoch,
+	}
+	for _, a := range m.Host().Addrs() {
+		info.ListenAddrs = append(info.ListenAddrs, a.String()+"/p2p/"+m.ID().String())
+	}
+	for _, p := range m.Peers() {
+		if p.Connected {
+			info.GossipPeers = append(info.GossipPeers, p.ID.String())
+		}
+	}
+	return info
+}
+
+func (b *backend) Committee() apiserver.CommitteeInfo {
+	c := b.s.Validator().Committee()
+	self := b.s.Validator().Signer().ID()
+	info := apiserver.CommitteeInfo{
+		ChainID: c.Domain().ChainID, Epoch: c.Domain().Epoch, N: c.N(), F: c.F(), Quorum: c.Quorum(),
+		Hash: c.Hash(), QCShards: b.committee.QCShards,
+	}
+	addrs := map[string][]string{}
+	for _, m := range b.committee.Members {
+		addrs[m.Name] = m.Addrs
+	}
+	m := b.s.Mesh()
+	for _, member := range c.Members() {
+		mi := apiserver.MemberInfo{Name: member.Name, ID: member.ID, Addrs: addrs[member.Name], Self: member.ID == self}
+		if pid, err := p2p.PeerIDFromValidatorID(member.ID); err == nil {
+			mi.PeerID = pid.String()
+			mi.Connected = mi.Self || m.Host().Connected(pid)
+			if score, ok := m.Score(pid); ok {
+				mi.Score = score
+			}
+		}
+		info.Members = append(info.Members, mi)
+	}
+	return info
+}
+
+func (b *backend) Gatherer() prometheus.Gatherer { return b.registry }

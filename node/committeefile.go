@@ -1,0 +1,133 @@
+package node
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// CommitteeFile is the network's validator set on disk (TOML): every
+// validator and light client of one network uses the same file.
+type CommitteeFile struct {
+	ChainID uint64 `toml:"chain_id"`
+	Epoch   uint64 `toml:"epoch"`
+	// QCShards is the number of QC topics (default 16).
+	QCShards int `toml:"qc_shards"`
+	// TestNetwork marks a network built for testing. Test-only behaviour
+	// (such as a Byzantine validator mode) is refused unless it is set.
+	TestNetwork bool              `toml:"test_network"`
+	Members     []CommitteeMember `toml:"member"`
+}
+
+// CommitteeMember is one validator: its name, ed25519 public key (hex) and
+// libp2p multiaddrs (without /p2p/: the peer id follows from the key).
+type CommitteeMember struct {
+	Name      string   `toml:"name"`
+	PublicKey string   `toml:"public_key"`
+	Addrs     []string `toml:"addrs"`
+}
+
+// LoadCommitteeFile reads and validates a committee file.
+func LoadCommitteeFile(path string) (*CommitteeFile, error) {
+	var f CommitteeFile
+	md, err := toml.DecodeFile(path, &f)
+	if err != nil {
+		return nil, fmt.Errorf("committee file %s: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		return nil, fmt.Errorf("committee file %s: unknown key %q", path, undecoded[0].String())
+	}
+	if f.QCShards == 0 {
+		f.QCShards = 16
+	}
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("committee file %s: %w", path, err)
+	}
+	return &f, nil
+}
+
+// Validate checks every field.
+func (f *CommitteeFile) Validate() error {
+	if f.ChainID == 0 {
+		return fmt.Errorf("chain_id must be set")
+	}
+	if f.QCShards < 1 || f.QCShards > 256 {
+		return fmt.Errorf("qc_shards must be between 1 and 256, got %d", f.QCShards)
+	}
+	if len(f.Members) == 0 {
+		return fmt.Errorf("no [[member]] entries")
+	}
+	if _, err := f.Committee(); err != nil {
+		return err
+	}
+	_, err := f.Bootstrap()
+	return err
+}
+
+func parsePublicKey(s string) (qc.ValidatorID, error) {
+	b, err := hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	if err != nil {
+		return qc.ValidatorID{}, fmt.Errorf("public_key %q is not hex", s)
+	}
+	return qc.ValidatorIDFromBytes(b)
+}
+
+// Committee returns the protocol committee.
+func (f *CommitteeFile) Committee() (*qc.Committee, error) {
+	members := make([]qc.Member, len(f.Members))
+	for i, m := range f.Members {
+		if m.Name == "" {
+			return nil, fmt.Errorf("member %d: name is empty", i)
+		}
+		id, err := parsePublicKey(m.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("member %q: %w", m.Name, err)
+		}
+		members[i] = qc.Member{Name: m.Name, ID: id}
+	}
+	return qc.NewCommittee(qc.Domain{ChainID: f.ChainID, Epoch: f.Epoch}, members)
+}
+
+// Bootstrap returns every member's peer id and addresses.
+func (f *CommitteeFile) Bootstrap() ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, m := range f.Members {
+		id, err := parsePublicKey(m.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("member %q: %w", m.Name, err)
+		}
+		pid, err := p2p.PeerIDFromValidatorID(id)
+		if err != nil {
+			return nil, fmt.Errorf("member %q: %w", m.Name, err)
+		}
+		info := peer.AddrInfo{ID: pid}
+		for _, s := range m.Addrs {
+			a, err := ma.NewMultiaddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("member %q: address %q: %w", m.Name, s, err)
+			}
+			info.Addrs = append(info.Addrs, a)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Write stores f at path.
+func (f *CommitteeFile) Write(path string) error {
+	var b bytes.Buffer
+	b.WriteString("# Allegro committee: the validator set of one network. Share it with every\n# validator and light client of the network.\n")
+	if err := toml.NewEncoder(&b).Encode(f); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}

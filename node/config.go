@@ -1,0 +1,79 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/allegro-mesh/allegro/apiserver"
+	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/tempo/chain"
+	"github.com/allegro-mesh/allegro/validator"
+)
+
+// Config is a sidecar's whole configuration: a TOML file, overridden by
+// flags and environment variables (see cmd/allegro).
+type Config struct {
+	// DataDir holds the durable validator state (default "./allegro-data").
+	DataDir string `toml:"data_dir"`
+	// KeyFile is the validator's ed25519 key (default <data_dir>/validator.key).
+	KeyFile string `toml:"key_file"`
+	// CommitteeFile is the network's committee (required).
+	CommitteeFile string `toml:"committee_file"`
+	// LogLevel: debug, info, warn, error (default info).
+	LogLevel string `toml:"log_level"`
+
+	Chain     chain.Config     `toml:"chain"`
+	P2P       p2p.Config       `toml:"p2p"`
+	API       apiserver.Config `toml:"api"`
+	Validator validator.Config `toml:"validator"`
+	Bulletin  bulletin.Config  `toml:"bulletin"`
+	Sidecar   SidecarConfig    `toml:"sidecar"`
+}
+
+// DefaultConfig returns production defaults; the chain URL and committee
+// file must still be set.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:   "./allegro-data",
+		LogLevel:  "info",
+		P2P:       p2p.DefaultConfig(),
+		API:       apiserver.DefaultConfig(),
+		Validator: validator.DefaultConfig(),
+		Bulletin:  bulletin.DefaultConfig(),
+		Sidecar:   DefaultSidecarConfig(),
+	}
+}
+
+// KeyPath returns the key file path, defaulting under the data directory.
+func (c Config) KeyPath() string {
+	if c.KeyFile != "" {
+		return c.KeyFile
+	}
+	return filepath.Join(c.DataDir, "validator.key")
+}
+
+// Validate checks every section; errors name the field.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("config: data_dir must be set")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	for _, section := range []struct {
+		name string
+		err  error
+	}{
+		{"p2p", c.P2P.Validate()}, {"api", c.API.Validate()}, {"validator", c.Validator.Validate()},
+		{"bulletin", c.Bulletin.Validate()}, {"sidecar", c.Sidecar.Validate()},
+	} {
+		if section.err != nil {
+			return fmt.Errorf("config [%s]: %w", section.name, section.err)
+		}
+	}
+	return nil
+}

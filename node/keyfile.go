@@ -1,0 +1,86 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// keyFile is the on-disk form of a validator key: TOML, mode 0600.
+type keyFile struct {
+	Name       string `toml:"name"`
+	PrivateKey string `toml:"private_key"` // hex ed25519 seed (32 bytes)
+	PublicKey  string `toml:"public_key"`  // hex, for reference only
+}
+
+// ErrKeyFileExists is returned by WriteKeyFile when the file exists.
+var ErrKeyFileExists = errors.New("key file already exists")
+
+// GenerateKey returns a new ed25519 validator key.
+func GenerateKey() (ed25519.PrivateKey, error) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	return key, err
+}
+
+// WriteKeyFile writes key to path with mode 0600. It never overwrites.
+func WriteKeyFile(path, name string, key ed25519.PrivateKey) error {
+	data, err := encodeTOML(keyFile{
+		Name:       name,
+		PrivateKey: hex.EncodeToString(key.Seed()),
+		PublicKey:  hex.EncodeToString(key.Public().(ed25519.PublicKey)),
+	})
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%w: %s (remove it first to replace the key)", ErrKeyFileExists, path)
+	}
+	if err != nil {
+		return fmt.Errorf("create key file: %w", err)
+	}
+	header := "# Allegro validator key: keep this file secret. Its public key identifies the\n# validator in the committee file and is also its libp2p identity.\n"
+	if _, err := f.WriteString(header + string(data)); err != nil {
+		f.Close()
+		return fmt.Errorf("write key file %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// LoadKeyFile reads a key file. It refuses files readable by group or others.
+func LoadKeyFile(path string) (name string, key ed25519.PrivateKey, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("key file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", nil, fmt.Errorf("key file %s has mode %04o: it must not be readable by group or others (chmod 600 %s)", path, st.Mode().Perm(), path)
+	}
+	var kf keyFile
+	if _, err := toml.DecodeFile(path, &kf); err != nil {
+		return "", nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	seed, err := hex.DecodeString(strings.TrimPrefix(kf.PrivateKey, "0x"))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return "", nil, fmt.Errorf("key file %s: private_key must be %d hex bytes", path, ed25519.SeedSize)
+	}
+	key = ed25519.NewKeyFromSeed(seed)
+	if kf.PublicKey != "" && strings.TrimPrefix(kf.PublicKey, "0x") != hex.EncodeToString(key.Public().(ed25519.PublicKey)) {
+		return "", nil, fmt.Errorf("key file %s: public_key does not match private_key", path)
+	}
+	return kf.Name, key, nil
+}
+
+func encodeTOML(v any) ([]byte, error) {
+	var b strings.Builder
+	if err := toml.NewEncoder(&b).Encode(v); err != nil {
+		return nil, err
+	}
+	return []byte(b.String()), nil
+}

@@ -1,0 +1,226 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/fx"
+
+	"github.com/allegro-mesh/allegro/apiserver"
+	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/chain"
+	"github.com/allegro-mesh/allegro/validator"
+)
+
+// Identity is the validator's name and key.
+type Identity struct {
+	Name string
+	Key  ed25519.PrivateKey
+}
+
+// Node is a running (or startable) sidecar application.
+type Node struct {
+	app     *fx.App
+	Sidecar *Sidecar
+	API     *apiserver.Server
+	Config  Config
+}
+
+// Option customises a node: tests and the devnet inject parts that would
+// otherwise be read from files or dialled.
+type Option func(*options)
+
+type options struct {
+	identity  *Identity
+	committee *CommitteeFile
+	chain     tempo.ChainReader
+	logger    *slog.Logger
+}
+
+// WithIdentity uses key instead of reading the key file.
+func WithIdentity(name string, key ed25519.PrivateKey) Option {
+	return func(o *options) { o.identity = &Identity{Name: name, Key: key} }
+}
+
+// WithCommittee uses f instead of reading the committee file.
+func WithCommittee(f *CommitteeFile) Option { return func(o *options) { o.committee = f } }
+
+// WithChain uses r as chain state instead of dialling cfg.Chain.URL.
+func WithChain(r tempo.ChainReader) Option { return func(o *options) { o.chain = r } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// New builds a sidecar from cfg. Nothing runs until Start.
+func New(cfg Config, opts ...Option) (*Node, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	n := &Node{Config: cfg}
+	app := fx.New(
+		fx.NopLogger,
+		fx.Supply(o.logger),
+		fx.Provide(
+			func() (Config, error) { return cfg, cfg.Validate() },
+			newRegistry,
+			func(r *prometheus.Registry) prometheus.Registerer { return r },
+			func() (*Identity, error) { return loadIdentity(cfg, o.identity) },
+			func() (*CommitteeFile, error) { return loadCommittee(cfg, o.committee) },
+			func(f *CommitteeFile) (*qc.Committee, error) { return f.Committee() },
+			newSigner,
+			newStore,
+			func(lc fx.Lifecycle, f *CommitteeFile, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
+				return newChain(lc, cfg, f, o.chain, reg, log)
+			},
+			newValidator,
+			newBoard,
+			newMesh,
+			newSidecar,
+			newBackend,
+			newAPI,
+		),
+		fx.Populate(&n.Sidecar, &n.API),
+		fx.Invoke(func(*apiserver.Server) {}),
+	)
+	if err := app.Err(); err != nil {
+		return nil, err
+	}
+	n.app = app
+	return n, nil
+}
+
+// Start starts every component in dependency order.
+func (n *Node) Start(ctx context.Context) error { return n.app.Start(ctx) }
+
+// Stop stops every component in reverse order.
+func (n *Node) Stop(ctx context.Context) error { return n.app.Stop(ctx) }
+
+func newRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+func loadIdentity(cfg Config, injected *Identity) (*Identity, error) {
+	if injected != nil {
+		return injected, nil
+	}
+	name, key, err := LoadKeyFile(cfg.KeyPath())
+	if err != nil {
+		return nil, fmt.Errorf("%w (create one with: allegro keygen --out %s)", err, cfg.KeyPath())
+	}
+	return &Identity{Name: name, Key: key}, nil
+}
+
+func loadCommittee(cfg Config, injected *CommitteeFile) (*CommitteeFile, error) {
+	if injected != nil {
+		return injected, injected.Validate()
+	}
+	if cfg.CommitteeFile == "" {
+		return nil, fmt.Errorf("config: committee_file must be set")
+	}
+	return LoadCommitteeFile(cfg.CommitteeFile)
+}
+
+func newSigner(id *Identity, c *qc.Committee) (*qc.Signer, error) {
+	var vid qc.ValidatorID
+	copy(vid[:], id.Key.Public().(ed25519.PublicKey))
+	m, ok := c.Member(vid)
+	if !ok {
+		return nil, fmt.Errorf("this key (public key %s) is not a member of the committee", vid.Hex())
+	}
+	return qc.NewSigner(id.Key, m.Name, c.Domain()), nil
+}
+
+func newStore(lc fx.Lifecycle, cfg Config, log *slog.Logger) (*validator.Store, error) {
+	s, err := validator.OpenStore(filepath.Join(cfg.DataDir, "state"), log)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(s.Close))
+	return s, nil
+}
+
+func newChain(lc fx.Lifecycle, cfg Config, f *CommitteeFile, injected tempo.ChainReader, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
+	if injected != nil {
+		return injected, nil
+	}
+	ccfg := cfg.Chain
+	ccfg.Registerer = reg
+	switch ccfg.ExpectedChainID {
+	case 0:
+		ccfg.ExpectedChainID = f.ChainID
+	case f.ChainID:
+	default:
+		return nil, fmt.Errorf("config [chain]: expected_chain_id %d differs from the committee's chain_id %d", ccfg.ExpectedChainID, f.ChainID)
+	}
+	c, err := chain.New(ccfg, log.With("component", "chain"))
+	if err != nil {
+		return nil, fmt.Errorf("config [chain]: %w", err)
+	}
+	lc.Append(fx.Hook{OnStart: c.Start, OnStop: c.Stop})
+	return c, nil
+}
+
+func newValidator(cfg Config, signer *qc.Signer, c *qc.Committee, ch tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (*validator.Validator, error) {
+	return validator.New(cfg.Validator, signer, c, ch, store, validator.NewMetrics(reg), log.With("component", "validator"))
+}
+
+func newBoard(lc fx.Lifecycle, cfg Config, c *qc.Committee, signer *qc.Signer, reg prometheus.Registerer, log *slog.Logger) (*bulletin.Board, error) {
+	b, err := bulletin.New(cfg.Bulletin, c, signer.ID(), reg, log.With("component", "bulletin"))
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.Hook{OnStart: b.Start, OnStop: b.Stop})
+	return b, nil
+}
+
+func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *CommitteeFile, c *qc.Committee, reg prometheus.Registerer, log *slog.Logger) (*p2p.Mesh, error) {
+	key, err := crypto.UnmarshalEd25519PrivateKey(id.Key)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p key: %w", err)
+	}
+	boot, err := f.Bootstrap()
+	if err != nil {
+		return nil, err
+	}
+	pcfg := cfg.P2P
+	pcfg.QCShards = f.QCShards
+	m, err := p2p.New(pcfg, key, c, boot, reg, log.With("component", "p2p"))
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.Hook{OnStart: m.Start, OnStop: m.Stop})
+	return m, nil
+}
+
+func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, reg prometheus.Registerer, log *slog.Logger) (*Sidecar, error) {
+	s, err := NewSidecar(cfg.Sidecar, v, b, m, ch, reg, log.With("component", "sidecar"))
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
+	return s, nil
+}
+
+func newAPI(lc fx.Lifecycle, cfg Config, backend apiserver.Backend, log *slog.Logger) (*apiserver.Server, error) {
+	srv, err := apiserver.New(cfg.API, backend, log.With("component", "api"))
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.Hook{OnStart: srv.Start, OnStop: srv.Stop})
+	return srv, nil
+}

@@ -1,0 +1,365 @@
+// Package node composes a sidecar from the domain packages: the validator,
+// the bulletin board, the mesh, the chain and the client API. Wiring with
+// go.uber.org/fx happens in this package only (module.go).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/validator"
+)
+
+// SidecarConfig tunes how the sidecar processes mesh traffic.
+type SidecarConfig struct {
+	// Workers validate transactions from the mesh concurrently, so durable
+	// writes of different senders share fsyncs (default 64).
+	Workers int `toml:"workers"`
+	// QueueSize bounds transactions waiting for a worker (default 16,384);
+	// beyond it they are dropped and counted.
+	QueueSize int `toml:"queue_size"`
+	// MaxParked bounds transactions waiting for an earlier nonce or a parent
+	// QC to arrive (default 10,000).
+	MaxParked int `toml:"max_parked"`
+	// ParkTTL is how long a parked transaction waits (default 30 s).
+	ParkTTL time.Duration `toml:"park_ttl"`
+	// RetryUnavailable is the delay before retrying a transaction that could
+	// not be decided because the chain was unavailable (default 1 s).
+	RetryUnavailable time.Duration `toml:"retry_unavailable"`
+	// PruneInterval is how often settled overlay entries are pruned when no
+	// new-head notifications are available (default 1 s).
+	PruneInterval time.Duration `toml:"prune_interval"`
+}
+
+// DefaultSidecarConfig returns the defaults.
+func DefaultSidecarConfig() SidecarConfig {
+	return SidecarConfig{Workers: 64, QueueSize: 16_384, MaxParked: 10_000, ParkTTL: 30 * time.Second,
+		RetryUnavailable: time.Second, PruneInterval: time.Second}
+}
+
+// Validate reports the first invalid field.
+func (c SidecarConfig) Validate() error {
+	switch {
+	case c.Workers <= 0:
+		return fmt.Errorf("sidecar config: workers must be positive, got %d", c.Workers)
+	case c.QueueSize <= 0:
+		return fmt.Errorf("sidecar config: queue_size must be positive, got %d", c.QueueSize)
+	case c.MaxParked <= 0:
+		return fmt.Errorf("sidecar config: max_parked must be positive, got %d", c.MaxParked)
+	case c.ParkTTL <= 0:
+		return fmt.Errorf("sidecar config: park_ttl must be positive, got %s", c.ParkTTL)
+	case c.RetryUnavailable <= 0:
+		return fmt.Errorf("sidecar config: retry_unavailable must be positive, got %s", c.RetryUnavailable)
+	case c.PruneInterval <= 0:
+		return fmt.Errorf("sidecar config: prune_interval must be positive, got %s", c.PruneInterval)
+	}
+	return nil
+}
+
+// HeadSource is implemented by chain clients that follow new heads.
+type HeadSource interface {
+	SubscribeHeads() (<-chan tempo.Head, func())
+}
+
+// Sidecar is one validator's node: it validates submissions and mesh
+// transactions, shares certificates, gathers QCs and credits recipients.
+type Sidecar struct {
+	cfg     SidecarConfig
+	log     *slog.Logger
+	v       *validator.Validator
+	board   *bulletin.Board
+	mesh    *p2p.Mesh
+	chain   tempo.ChainReader
+	domain  qc.Domain
+	metrics *sidecarMetrics
+
+	queue        chan *validator.Payment
+	parked       *parkingLot
+	maxParentQCs int
+	// pending holds transactions this validator signed that have no QC
+	// yet, for anti-entropy with peers that reconnect.
+	pending      *lru.Cache[qc.Hash, *fastpayv1.SubmitFastPayRequest]
+	syncs        syncState
+	syncNotifiee *network.NotifyBundle
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+}
+
+// NewSidecar connects the components. Start begins processing.
+func NewSidecar(cfg SidecarConfig, v *validator.Validator, board *bulletin.Board, mesh *p2p.Mesh, chain tempo.ChainReader, reg prometheus.Registerer, logger *slog.Logger) (*Sidecar, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Sidecar{
+		cfg: cfg, log: logger, v: v, board: board, mesh: mesh, chain: chain,
+		domain:       v.Committee().Domain(),
+		metrics:      newSidecarMetrics(reg),
+		queue:        make(chan *validator.Payment, cfg.QueueSize),
+		parked:       newParkingLot(cfg.MaxParked, cfg.ParkTTL),
+		maxParentQCs: validator.DefaultConfig().MaxParentQCs,
+	}
+	var err error
+	if s.pending, err = lru.New[qc.Hash, *fastpayv1.SubmitFastPayRequest](cfg.MaxParked); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	board.SetPublisher(mesh)
+	mesh.RegisterTxValidator(s.validateTx)
+	mesh.OnTx(s.onTx)
+	mesh.OnBulletin(s.onBulletin)
+	mesh.OnQC(s.onQC)
+	return s, nil
+}
+
+// Start runs the workers and the pruning loop.
+func (s *Sidecar) Start(context.Context) error {
+	for range s.cfg.Workers {
+		s.wg.Add(1)
+		go s.worker()
+	}
+	s.wg.Add(2)
+	go s.pruneLoop()
+	go s.expireLoop()
+	s.startSync()
+	return nil
+}
+
+// Stop ends processing and waits for in-flight work.
+func (s *Sidecar) Stop(context.Context) error {
+	s.stopSync()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// Validator returns the sidecar's validator.
+func (s *Sidecar) Validator() *validator.Validator { return s.v }
+
+// Board returns the bulletin board.
+func (s *Sidecar) Board() *bulletin.Board { return s.board }
+
+// Mesh returns the mesh node.
+func (s *Sidecar) Mesh() *p2p.Mesh { return s.mesh }
+
+// Submit handles a client submission: validate, record, then share the
+// transaction and this validator's certificate with the mesh.
+func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error) {
+	p, err := validator.Decode(req, s.domain, s.maxParentQCs)
+	if err != nil {
+		s.metrics.submissions.WithLabelValues(validator.RejectCodeOf(err).String()).Inc()
+		return qc.Certificate{}, err
+	}
+	cert, err := s.v.SubmitDecoded(ctx, p)
+	s.metrics.submissions.WithLabelValues(resultLabel(err)).Inc()
+	if err != nil {
+		return qc.Certificate{}, err
+	}
+	s.board.SetStage(cert.TxHash, fastpayv1.TxLifecycleUpdate_ACCEPTED, 0)
+	// The transaction goes out first so peers can validate it while this
+	// certificate travels; both are best-effort (a failure is logged, the
+	// client still has its certificate and may resubmit elsewhere).
+	if err := s.mesh.PublishTx(ctx, req); err != nil {
+		s.log.Warn("publish transaction to the mesh", "tx", cert.TxHash, "err", err)
+	}
+	s.pending.Add(cert.TxHash, req)
+	s.addOwnCertificate(cert)
+	s.parked.wake(cert.Effects.ContentionKey(), s.enqueue)
+	return cert, nil
+}
+
+func resultLabel(err error) string {
+	if err == nil {
+		return "accepted"
+	}
+	return validator.RejectCodeOf(err).String()
+}
+
+// addOwnCertificate records and publishes a certificate this validator
+// signed.
+func (s *Sidecar) addOwnCertificate(cert qc.Certificate) {
+	s.addCertificate(cert)
+	if err := s.mesh.PublishCertificate(s.ctx, cert); err != nil && s.ctx.Err() == nil {
+		s.log.Warn("publish certificate", "tx", cert.TxHash, "err", err)
+	}
+}
+
+// addCertificate puts a verified certificate on the board and learns the QC
+// it completes, if any.
+func (s *Sidecar) addCertificate(cert qc.Certificate) {
+	res := s.board.AddCertificate(cert)
+	if res.Formed != nil {
+		s.learnQC(res.Formed)
+	}
+}
+
+func (s *Sidecar) learnQC(q *qc.QC) {
+	s.pending.Remove(q.TxHash)
+	s.v.LearnVerifiedQC(q)
+	s.parked.wakeQC(q.Hash, s.enqueue)
+}
+
+// validateTx is the tx topic's stateful stage: stage 1 of the validation
+// rules. A transaction that fails it is provably invalid (Reject); one that
+// passes is forwarded whatever this validator's state says, since other
+// validators decide for themselves. The decoded payment rides along.
+func (s *Sidecar) validateTx(_ context.Context, _ peer.ID, msg *p2p.TxMessage) (p2p.Verdict, error) {
+	p, err := validator.Decode(msg.Request, s.domain, s.maxParentQCs)
+	if err != nil {
+		return p2p.Reject, err
+	}
+	if p.TxHash != msg.TxHash {
+		return p2p.Reject, errors.New("tx hash mismatch")
+	}
+	msg.Decoded = p
+	return p2p.Accept, nil
+}
+
+func (s *Sidecar) onTx(_ context.Context, d p2p.Delivery[*p2p.TxMessage]) {
+	if d.Local {
+		return // this node validated its own submission already
+	}
+	p, ok := d.Value.Decoded.(*validator.Payment)
+	if !ok {
+		return
+	}
+	s.enqueue(p)
+}
+
+func (s *Sidecar) enqueue(p *validator.Payment) {
+	select {
+	case s.queue <- p:
+	default:
+		s.metrics.dropped.WithLabelValues("queue_full").Inc()
+	}
+}
+
+func (s *Sidecar) worker() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case p := <-s.queue:
+			s.process(p)
+		}
+	}
+}
+
+// process validates a transaction from the mesh and shares the certificate.
+func (s *Sidecar) process(p *validator.Payment) {
+	cert, err := s.v.SubmitDecoded(s.ctx, p)
+	s.metrics.meshTxs.WithLabelValues(resultLabel(err)).Inc()
+	switch validator.RejectCodeOf(err) {
+	case fastpayv1.RejectCode_REJECT_CODE_UNSPECIFIED:
+		s.pending.Add(cert.TxHash, p.Request)
+		s.addOwnCertificate(cert)
+		s.parked.wake(cert.Effects.ContentionKey(), s.enqueue)
+	case fastpayv1.RejectCode_NONCE_SEQ_TOO_HIGH:
+		// An earlier nonce of this sender is still on its way. It may have
+		// been signed between the decision and parking: check again after.
+		prev := p.Effects.ContentionKey()
+		prev.NonceSeq--
+		s.park(s.parked.parkKey(prev, p))
+		if _, signed := s.v.SignedTx(prev); signed {
+			s.parked.wake(prev, s.enqueue)
+		}
+	case fastpayv1.RejectCode_MISSING_PARENT_QC:
+		s.park(s.parked.parkQC(*p.ParentQCHash, p))
+		if _, known := s.v.KnownQC(*p.ParentQCHash); known {
+			s.parked.wakeQC(*p.ParentQCHash, s.enqueue)
+		}
+	case fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE:
+		s.park(s.parked.parkRetry(time.Now().Add(s.cfg.RetryUnavailable), p))
+	default:
+		s.log.Debug("mesh transaction not certified", "tx", p.TxHash, "err", err)
+	}
+}
+
+func (s *Sidecar) park(ok bool) {
+	if !ok {
+		s.metrics.dropped.WithLabelValues("parking_full").Inc()
+	}
+}
+
+func (s *Sidecar) onBulletin(_ context.Context, d p2p.Delivery[*p2p.BulletinItem]) {
+	if d.Local {
+		return
+	}
+	switch {
+	case d.Value.Cert != nil:
+		s.addCertificate(*d.Value.Cert)
+	case d.Value.QC != nil:
+		s.onVerifiedQC(d.Value.QC)
+	}
+}
+
+func (s *Sidecar) onQC(_ context.Context, d p2p.Delivery[*qc.QC]) {
+	if d.Local {
+		return
+	}
+	s.onVerifiedQC(d.Value)
+}
+
+func (s *Sidecar) onVerifiedQC(q *qc.QC) {
+	s.board.AddQC(q)
+	s.learnQC(q)
+}
+
+func (s *Sidecar) pruneLoop() {
+	defer s.wg.Done()
+	var heads <-chan tempo.Head
+	if hs, ok := s.chain.(HeadSource); ok {
+		ch, cancel := hs.SubscribeHeads()
+		defer cancel()
+		heads = ch
+	}
+	ticker := time.NewTicker(s.cfg.PruneInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-heads:
+		case <-ticker.C:
+		}
+		if d, c, err := s.v.Prune(s.ctx); err != nil {
+			if s.ctx.Err() == nil {
+				s.log.Debug("prune overlay", "err", err)
+			}
+		} else if d+c > 0 {
+			s.log.Debug("pruned settled overlay entries", "debits", d, "credits", c)
+		}
+	}
+}
+
+func (s *Sidecar) expireLoop() {
+	defer s.wg.Done()
+	ticker := time.NewTicker(200 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-ticker.C:
+			expired := s.parked.expire(now, s.enqueue)
+			if expired > 0 {
+				s.metrics.dropped.WithLabelValues("park_expired").Add(float64(expired))
+			}
+		}
+	}
+}

@@ -1,0 +1,464 @@
+package p2p
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"runtime"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Config holds every tunable of the mesh transport. Start from DefaultConfig
+// (production) or LocalConfig (loopback devnets and tests) and override
+// fields; Validate reports the first bad field by name.
+//
+// Chain id and epoch are not configured here: they come from the committee,
+// so topics can never disagree with the certificates carried on them.
+type Config struct {
+	// ListenAddrs are the multiaddrs the host listens on. The transport is
+	// TCP and QUIC-v1 only; other protocols in these addresses fail Validate.
+	// Default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1.
+	ListenAddrs []string
+
+	// AnnounceAddrs, when non-empty, replace the listen addresses in what the
+	// host advertises to peers (identify). Use them behind NAT or in
+	// containers where the bound address is not the reachable one.
+	AnnounceAddrs []string
+
+	// QCShards is the number of QC topics; a QC for recipient r goes to
+	// shard r[0] % QCShards. It is a network parameter: every node of a
+	// network must use the same value. Between 1 and 256 (a larger value
+	// would create shards no address maps to). Default 16.
+	QCShards int
+
+	// PeerOutboundQueueSize is gossipsub's per-peer outbound RPC queue. A
+	// full queue drops RPCs (counted as allegro_p2p_rpc_dropped_total). The
+	// pubsub default of 32 dropped 35–40% of a 10,000-message burst on the
+	// project's machines (SPEC §9). Default 8192: with 4096, a 10,000-message
+	// burst published at full speed among four nodes sharing two cores
+	// overflowed a relay's queue in 2 to 4 runs out of 10 (relays do about
+	// twice the publisher's work per message and fall behind it, building a
+	// backlog of up to ~5,000 RPCs that publish back-pressure cannot see);
+	// 8192 had no drop in 15 runs. Memory is bounded by queue size times
+	// message size, per peer.
+	PeerOutboundQueueSize int
+
+	// ValidateQueueSize is gossipsub's queue of received messages awaiting
+	// validation; a full queue drops messages (counted by reason
+	// "validation queue full"). Under load it can hold one copy of a
+	// message per relay (pubsub marks an id seen only when validation
+	// starts). Default 8192, like PeerOutboundQueueSize.
+	ValidateQueueSize int
+
+	// ValidationConcurrency is the number of goroutines that run topic
+	// validators. Validators run inline on these workers, so a burst waits
+	// in ValidateQueueSize instead of being throttled (pubsub drops
+	// messages when its asynchronous per-topic concurrency is exhausted).
+	// Signature checks are CPU-bound and need about one worker per core;
+	// the default of 2×NumCPU (at least 4) keeps cores busy while stateful
+	// validators wait briefly on storage.
+	ValidationConcurrency int
+
+	// ValidationTimeout bounds one message's validation. A validator that
+	// overruns (and honours its context) yields Ignore: slowness is ours,
+	// not the sender's fault, so the sender is not penalised. Default 2 s.
+	ValidationTimeout time.Duration
+
+	// SubscriptionBufferSize is the buffer of each topic subscription
+	// between pubsub and the delivery handlers. When a handler is slower
+	// than the network the oldest undelivered messages are dropped and
+	// counted (allegro_p2p_undeliverable_total). Default 4096.
+	SubscriptionBufferSize int
+
+	// FloodPublish sends this node's own messages to every peer subscribed
+	// to the topic (with a score above PublishThreshold), not only to its
+	// mesh peers: the sidecar's own tx, certificate and QC are the latency
+	// path of a payment, and a first hop that rejects a message (a
+	// Byzantine or out-of-sync peer) must not stop it. Outsiders never
+	// enter a validators-only topic's peer set (subscription filter), so
+	// flooding cannot leak private messages. Default true (pubsub's default
+	// is false).
+	FloodPublish bool
+
+	// PublishBackpressureTimeout is the longest a local publish waits while
+	// a committee peer's outbound queue is at least a quarter full (pubsub
+	// drops RPCs when a queue is full, and relays and receivers need
+	// headroom for what we have in flight; see backpressure.go). A peer
+	// still congested after this wait is marked stalled and no longer waited
+	// for until its queue drains to 1/16, so one peer that stops reading
+	// costs one wait. 0 disables waiting. Default 1 s.
+	PublishBackpressureTimeout time.Duration
+
+	// SeenMessagesTTL is how long message ids are remembered for
+	// deduplication. Default 2 min (pubsub's default).
+	SeenMessagesTTL time.Duration
+
+	// PubsubCheckInterval is how often connected peers' pubsub links are
+	// checked; a peer whose link stays broken for two checks is reconnected
+	// (see repair.go for the pubsub behaviours this works around).
+	// Default 5 s.
+	PubsubCheckInterval time.Duration
+
+	// ReconnectBackoffMin and ReconnectBackoffMax bound the exponential
+	// backoff between dial attempts to a disconnected bootstrap peer.
+	// Defaults 1 s and 30 s.
+	ReconnectBackoffMin time.Duration
+	ReconnectBackoffMax time.Duration
+
+	// DialTimeout bounds one dial attempt to a bootstrap peer. Default 10 s.
+	DialTimeout time.Duration
+
+	// ConnManagerLowWater and ConnManagerHighWater are the connection
+	// manager's watermarks: above high it trims unprotected connections down
+	// to low. Committee peers are protected and never trimmed.
+	// Defaults 200 and 400.
+	ConnManagerLowWater  int
+	ConnManagerHighWater int
+	// ConnManagerGracePeriod protects new connections from trimming.
+	// Default 1 min.
+	ConnManagerGracePeriod time.Duration
+
+	// RejectLogsPerSecond caps debug logs of rejected messages, so a peer
+	// flooding invalid messages cannot flood the log. 0 disables them.
+	// Default 20.
+	RejectLogsPerSecond int
+
+	// GossipSub overrides gossipsub's router parameters (mesh degree,
+	// heartbeat, ...). Nil means pubsub.DefaultGossipSubParams(). The
+	// parameters are passed as an option; package globals are never touched.
+	GossipSub *pubsub.GossipSubParams
+
+	// Scoring configures gossipsub peer scoring.
+	Scoring ScoreConfig
+}
+
+// ScoreConfig configures gossipsub peer scoring. The penalty that matters is
+// for invalid messages (a Reject verdict): each topic adds
+// InvalidMessageWeight × (invalid messages)², decaying with
+// InvalidMessageHalfLife. The thresholds are expressed against it: with the
+// defaults, invalid messages on one topic put a non-committee peer below
+// GossipThreshold after 4, below PublishThreshold after 5 and below
+// GraylistThreshold after 9; committee members start CommitteeBonus higher
+// (6, 7 and 11 messages), so a buggy but honest validator is not cut off by
+// one bad batch. (Small positive terms for time in mesh and first
+// deliveries, capped at 20 in total, shift these by at most one.)
+type ScoreConfig struct {
+	// Enabled turns peer scoring on. Default true. Without it rejected
+	// messages are dropped but their senders are never penalised.
+	Enabled bool
+
+	// InvalidMessageWeight multiplies the square of the count of invalid
+	// messages per topic. Negative. Default -100.
+	InvalidMessageWeight float64
+	// InvalidMessageHalfLife is the time in which the invalid-message count
+	// halves (the penalty quarters). Default 10 min.
+	InvalidMessageHalfLife time.Duration
+
+	// CommitteeBonus is the application-specific score of committee
+	// members; other peers get 0. Default 2500.
+	CommitteeBonus float64
+
+	// Thresholds (see pubsub.PeerScoreThresholds). Below GossipThreshold a
+	// peer gets no gossip, below PublishThreshold none of our publishes,
+	// below GraylistThreshold its RPCs are ignored. Defaults -1000, -2000,
+	// -8000. AcceptPXThreshold (default 1250, so only committee members)
+	// and OpportunisticGraftThreshold (default 5) are non-negative.
+	GossipThreshold             float64
+	PublishThreshold            float64
+	GraylistThreshold           float64
+	AcceptPXThreshold           float64
+	OpportunisticGraftThreshold float64
+
+	// BehaviourPenaltyWeight (negative) and BehaviourPenaltyThreshold
+	// penalise protocol misbehaviour such as broken IWANT promises and
+	// GRAFT floods. Defaults -10 and 6; the penalty halves with
+	// InvalidMessageHalfLife.
+	BehaviourPenaltyWeight    float64
+	BehaviourPenaltyThreshold float64
+
+	// IPColocationWeight (negative) penalises more than
+	// IPColocationThreshold peers on one IP address, a cheap Sybil defence
+	// for the open QC topics. IPColocationWhitelist lists CIDRs exempt from
+	// it. Defaults -50, 10, none (LocalConfig whitelists loopback).
+	IPColocationWeight    float64
+	IPColocationThreshold int
+	IPColocationWhitelist []string
+
+	// DecayInterval is how often counters decay (at least 1 s); RetainScore
+	// is how long a disconnected peer's score is kept, so reconnecting does
+	// not wash a penalty away. Defaults 1 s and 30 min.
+	DecayInterval time.Duration
+	RetainScore   time.Duration
+
+	// InspectPeriod is how often scores are snapshotted for Mesh.Peers and
+	// metrics. Default 5 s.
+	InspectPeriod time.Duration
+}
+
+// Default values of DefaultConfig; LocalConfig starts from them.
+const (
+	DefaultPort                   = 4001
+	DefaultQCShards               = 16
+	DefaultPeerOutboundQueueSize  = 8192
+	DefaultValidateQueueSize      = 8192
+	DefaultSubscriptionBufferSize = 4096
+	DefaultValidationTimeout      = 2 * time.Second
+	DefaultReconnectBackoffMin    = time.Second
+	DefaultReconnectBackoffMax    = 30 * time.Second
+	DefaultDialTimeout            = 10 * time.Second
+	DefaultConnManagerLowWater    = 200
+	DefaultConnManagerHighWater   = 400
+	DefaultConnManagerGracePeriod = time.Minute
+	DefaultSeenMessagesTTL        = 2 * time.Minute
+	DefaultRejectLogsPerSecond    = 20
+	DefaultPublishBackpressure    = time.Second
+	DefaultPubsubCheckInterval    = 5 * time.Second
+)
+
+// DefaultValidationConcurrency returns the default ValidationConcurrency:
+// 2×NumCPU, at least 4.
+func DefaultValidationConcurrency() int {
+	return max(4, 2*runtime.NumCPU())
+}
+
+// DefaultScoreConfig returns the production scoring parameters.
+func DefaultScoreConfig() ScoreConfig {
+	return ScoreConfig{
+		Enabled:                     true,
+		InvalidMessageWeight:        -100,
+		InvalidMessageHalfLife:      10 * time.Minute,
+		CommitteeBonus:              2500,
+		GossipThreshold:             -1000,
+		PublishThreshold:            -2000,
+		GraylistThreshold:           -8000,
+		AcceptPXThreshold:           1250,
+		OpportunisticGraftThreshold: 5,
+		BehaviourPenaltyWeight:      -10,
+		BehaviourPenaltyThreshold:   6,
+		IPColocationWeight:          -50,
+		IPColocationThreshold:       10,
+		DecayInterval:               time.Second,
+		RetainScore:                 30 * time.Minute,
+		InspectPeriod:               5 * time.Second,
+	}
+}
+
+// DefaultConfig returns the production configuration: all interfaces on
+// port 4001 over TCP and QUIC, queues sized for 10,000-message bursts.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddrs: []string{
+			fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", DefaultPort),
+			fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", DefaultPort),
+		},
+		QCShards:                   DefaultQCShards,
+		PeerOutboundQueueSize:      DefaultPeerOutboundQueueSize,
+		ValidateQueueSize:          DefaultValidateQueueSize,
+		ValidationConcurrency:      DefaultValidationConcurrency(),
+		ValidationTimeout:          DefaultValidationTimeout,
+		SubscriptionBufferSize:     DefaultSubscriptionBufferSize,
+		SeenMessagesTTL:            DefaultSeenMessagesTTL,
+		FloodPublish:               true,
+		PublishBackpressureTimeout: DefaultPublishBackpressure,
+		PubsubCheckInterval:        DefaultPubsubCheckInterval,
+		ReconnectBackoffMin:        DefaultReconnectBackoffMin,
+		ReconnectBackoffMax:        DefaultReconnectBackoffMax,
+		DialTimeout:                DefaultDialTimeout,
+		ConnManagerLowWater:        DefaultConnManagerLowWater,
+		ConnManagerHighWater:       DefaultConnManagerHighWater,
+		ConnManagerGracePeriod:     DefaultConnManagerGracePeriod,
+		RejectLogsPerSecond:        DefaultRejectLogsPerSecond,
+		Scoring:                    DefaultScoreConfig(),
+	}
+}
+
+// LocalConfig returns a configuration for loopback devnets and tests:
+// 127.0.0.1 with OS-chosen ports, fast reconnects, pubsub link checks and
+// score snapshots, and loopback exempt from the IP colocation penalty
+// (every node shares it).
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	c.PubsubCheckInterval = 500 * time.Millisecond
+	c.ReconnectBackoffMin = 100 * time.Millisecond
+	c.ReconnectBackoffMax = 2 * time.Second
+	c.DialTimeout = 5 * time.Second
+	c.ConnManagerLowWater = 32
+	c.ConnManagerHighWater = 64
+	c.ConnManagerGracePeriod = 20 * time.Second
+	c.Scoring.IPColocationWhitelist = []string{"127.0.0.0/8", "::1/128"}
+	c.Scoring.InspectPeriod = 200 * time.Millisecond
+	return c
+}
+
+// Validate checks every field and returns an error naming the first bad
+// one.
+func (c *Config) Validate() error {
+	if len(c.ListenAddrs) == 0 {
+		return errors.New("p2p config: ListenAddrs is empty")
+	}
+	if _, err := parseTransportAddrs("ListenAddrs", c.ListenAddrs); err != nil {
+		return err
+	}
+	if _, err := parseTransportAddrs("AnnounceAddrs", c.AnnounceAddrs); err != nil {
+		return err
+	}
+	if c.QCShards < 1 || c.QCShards > 256 {
+		return fmt.Errorf("p2p config: QCShards must be in [1, 256], got %d", c.QCShards)
+	}
+	positive := []struct {
+		name string
+		v    int
+	}{
+		{"PeerOutboundQueueSize", c.PeerOutboundQueueSize},
+		{"ValidateQueueSize", c.ValidateQueueSize},
+		{"ValidationConcurrency", c.ValidationConcurrency},
+		{"SubscriptionBufferSize", c.SubscriptionBufferSize},
+		{"ConnManagerLowWater", c.ConnManagerLowWater},
+		{"ConnManagerHighWater", c.ConnManagerHighWater},
+	}
+	for _, f := range positive {
+		if f.v <= 0 {
+			return fmt.Errorf("p2p config: %s must be positive, got %d", f.name, f.v)
+		}
+	}
+	durations := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ValidationTimeout", c.ValidationTimeout},
+		{"SeenMessagesTTL", c.SeenMessagesTTL},
+		{"PubsubCheckInterval", c.PubsubCheckInterval},
+		{"ReconnectBackoffMin", c.ReconnectBackoffMin},
+		{"ReconnectBackoffMax", c.ReconnectBackoffMax},
+		{"DialTimeout", c.DialTimeout},
+	}
+	for _, f := range durations {
+		if f.v <= 0 {
+			return fmt.Errorf("p2p config: %s must be positive, got %s", f.name, f.v)
+		}
+	}
+	if c.ReconnectBackoffMax < c.ReconnectBackoffMin {
+		return fmt.Errorf("p2p config: ReconnectBackoffMax (%s) is below ReconnectBackoffMin (%s)", c.ReconnectBackoffMax, c.ReconnectBackoffMin)
+	}
+	if c.ConnManagerHighWater < c.ConnManagerLowWater {
+		return fmt.Errorf("p2p config: ConnManagerHighWater (%d) is below ConnManagerLowWater (%d)", c.ConnManagerHighWater, c.ConnManagerLowWater)
+	}
+	if c.ConnManagerGracePeriod < 0 {
+		return fmt.Errorf("p2p config: ConnManagerGracePeriod must not be negative, got %s", c.ConnManagerGracePeriod)
+	}
+	if c.PublishBackpressureTimeout < 0 {
+		return fmt.Errorf("p2p config: PublishBackpressureTimeout must not be negative, got %s", c.PublishBackpressureTimeout)
+	}
+	if c.RejectLogsPerSecond < 0 {
+		return fmt.Errorf("p2p config: RejectLogsPerSecond must not be negative, got %d", c.RejectLogsPerSecond)
+	}
+	if c.GossipSub != nil {
+		g := c.GossipSub
+		if g.Dlo > g.D || g.D > g.Dhi || g.D <= 0 {
+			return fmt.Errorf("p2p config: GossipSub degrees must satisfy 0 < Dlo <= D <= Dhi, got Dlo=%d D=%d Dhi=%d", g.Dlo, g.D, g.Dhi)
+		}
+		if g.HeartbeatInterval <= 0 {
+			return fmt.Errorf("p2p config: GossipSub.HeartbeatInterval must be positive, got %s", g.HeartbeatInterval)
+		}
+	}
+	return c.Scoring.validate()
+}
+
+func (s *ScoreConfig) validate() error {
+	if !s.Enabled {
+		return nil
+	}
+	bad := func(field string, v any, rule string) error {
+		return fmt.Errorf("p2p config: Scoring.%s %s, got %v", field, rule, v)
+	}
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch {
+	case !finite(s.InvalidMessageWeight) || s.InvalidMessageWeight >= 0:
+		return bad("InvalidMessageWeight", s.InvalidMessageWeight, "must be negative")
+	case s.InvalidMessageHalfLife <= 0:
+		return bad("InvalidMessageHalfLife", s.InvalidMessageHalfLife, "must be positive")
+	case !finite(s.CommitteeBonus) || s.CommitteeBonus < 0:
+		return bad("CommitteeBonus", s.CommitteeBonus, "must be >= 0")
+	case !finite(s.GossipThreshold) || s.GossipThreshold > 0:
+		return bad("GossipThreshold", s.GossipThreshold, "must be <= 0")
+	case !finite(s.PublishThreshold) || s.PublishThreshold > s.GossipThreshold:
+		return bad("PublishThreshold", s.PublishThreshold, "must be <= GossipThreshold")
+	case !finite(s.GraylistThreshold) || s.GraylistThreshold > s.PublishThreshold:
+		return bad("GraylistThreshold", s.GraylistThreshold, "must be <= PublishThreshold")
+	case !finite(s.AcceptPXThreshold) || s.AcceptPXThreshold < 0:
+		return bad("AcceptPXThreshold", s.AcceptPXThreshold, "must be >= 0")
+	case !finite(s.OpportunisticGraftThreshold) || s.OpportunisticGraftThreshold < 0:
+		return bad("OpportunisticGraftThreshold", s.OpportunisticGraftThreshold, "must be >= 0")
+	case !finite(s.BehaviourPenaltyWeight) || s.BehaviourPenaltyWeight > 0:
+		return bad("BehaviourPenaltyWeight", s.BehaviourPenaltyWeight, "must be <= 0")
+	case !finite(s.BehaviourPenaltyThreshold) || s.BehaviourPenaltyThreshold < 0:
+		return bad("BehaviourPenaltyThreshold", s.BehaviourPenaltyThreshold, "must be >= 0")
+	case !finite(s.IPColocationWeight) || s.IPColocationWeight > 0:
+		return bad("IPColocationWeight", s.IPColocationWeight, "must be <= 0")
+	case s.IPColocationWeight != 0 && s.IPColocationThreshold < 1:
+		return bad("IPColocationThreshold", s.IPColocationThreshold, "must be >= 1")
+	case s.DecayInterval < time.Second:
+		return bad("DecayInterval", s.DecayInterval, "must be at least 1s")
+	case s.RetainScore < 0:
+		return bad("RetainScore", s.RetainScore, "must not be negative")
+	case s.InspectPeriod <= 0:
+		return bad("InspectPeriod", s.InspectPeriod, "must be positive")
+	}
+	if _, err := parseCIDRs(s.IPColocationWhitelist); err != nil {
+		return fmt.Errorf("p2p config: Scoring.IPColocationWhitelist: %w", err)
+	}
+	return nil
+}
+
+// parseTransportAddrs parses multiaddrs and requires each to be TCP or
+// QUIC-v1 over IPv4/IPv6/DNS, the only transports the host enables.
+func parseTransportAddrs(field string, addrs []string) ([]ma.Multiaddr, error) {
+	out := make([]ma.Multiaddr, 0, len(addrs))
+	for i, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("p2p config: %s[%d] %q: %w", field, i, s, err)
+		}
+		if !isTCPOrQUIC(a) {
+			return nil, fmt.Errorf("p2p config: %s[%d] %q: only TCP and QUIC-v1 addresses are supported", field, i, s)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func isTCPOrQUIC(a ma.Multiaddr) bool {
+	ps := a.Protocols()
+	if len(ps) < 2 {
+		return false
+	}
+	switch ps[0].Code {
+	case ma.P_IP4, ma.P_IP6, ma.P_DNS, ma.P_DNS4, ma.P_DNS6:
+	default:
+		return false
+	}
+	switch {
+	case ps[1].Code == ma.P_TCP && len(ps) == 2:
+		return true
+	case ps[1].Code == ma.P_UDP && len(ps) == 3 && ps[2].Code == ma.P_QUIC_V1:
+		return true
+	}
+	return false
+}
+
+func parseCIDRs(cidrs []string) ([]*net.IPNet, error) {
+	out := make([]*net.IPNet, 0, len(cidrs))
+	for _, c := range cidrs {
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

@@ -1,0 +1,235 @@
+package p2p
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metric names are allegro_p2p_*; the "topic" label is the topic kind
+// (tx, bulletin, qc, other), never the full name, so the 16+ QC shards do
+// not multiply series.
+const (
+	metricsNamespace = "allegro"
+	metricsSubsystem = "p2p"
+)
+
+// Values of the "stage" label of allegro_p2p_validations_total: where in
+// the pipeline a verdict was reached.
+const (
+	stageOK         = "ok"         // all stages passed
+	stageLocal      = "local"      // our own publish, passed with its object
+	stageSize       = "size"       // over the topic's size limit
+	stageDecode     = "decode"     // not a well-formed message of the topic
+	stageMembership = "membership" // sender or signer outside the committee
+	stageDomain     = "domain"     // wrong chain or wrong shard for the topic
+	stageVerify     = "verify"     // signature or quorum check failed
+	stageState      = "state"      // the caller's stateful validator decided
+	stageTimeout    = "timeout"    // ValidationTimeout expired
+	stagePanic      = "panic"      // a validator panicked
+)
+
+// kindIndex maps a kind to its slot in per-kind arrays; slot 0 is "other".
+func kindIndex(k TopicKind) int {
+	if k >= KindTx && k <= KindQC {
+		return int(k)
+	}
+	return 0
+}
+
+var kindLabels = [4]string{"other", KindTx.String(), KindBulletin.String(), KindQC.String()}
+
+// TopicStats are cumulative counters of one topic kind, for dashboards
+// (the same numbers are exported to Prometheus).
+type TopicStats struct {
+	Published     uint64 // messages this node published
+	PublishErrors uint64 // publishes that failed (local reject, closed topic)
+	Accepted      uint64 // validations ending in Accept (local ones included)
+	Ignored       uint64 // validations ending in Ignore
+	Rejected      uint64 // validations ending in Reject (panics included)
+	Delivered     uint64 // validated messages taken from this node's subscriptions (and given to the handler, if set)
+	Duplicates    uint64 // copies dropped as already seen
+	// Dropped counts messages lost to local back-pressure: full validation
+	// queue, full subscription buffer (slow handler), or messages inside
+	// outbound RPCs dropped because a peer's queue was full.
+	Dropped uint64
+}
+
+type topicCounters struct {
+	published, publishErrors, accepted, ignored, rejected, delivered, duplicates, dropped atomic.Uint64
+}
+
+func (c *topicCounters) snapshot() TopicStats {
+	return TopicStats{
+		Published:     c.published.Load(),
+		PublishErrors: c.publishErrors.Load(),
+		Accepted:      c.accepted.Load(),
+		Ignored:       c.ignored.Load(),
+		Rejected:      c.rejected.Load(),
+		Delivered:     c.delivered.Load(),
+		Duplicates:    c.duplicates.Load(),
+		Dropped:       c.dropped.Load(),
+	}
+}
+
+type metrics struct {
+	validations       *prometheus.CounterVec   // topic, verdict, stage
+	validationSeconds *prometheus.HistogramVec // topic, verdict
+	validatorPanics   *prometheus.CounterVec   // topic
+	published         *prometheus.CounterVec   // topic
+	publishErrors     *prometheus.CounterVec   // topic
+	delivered         *prometheus.CounterVec   // topic
+	handlerPanics     *prometheus.CounterVec   // topic
+
+	// Fed by the pubsub raw tracer.
+	rpcDropped       prometheus.Counter
+	rpcLost          prometheus.Counter
+	linkRepairs      *prometheus.CounterVec // reason
+	outboundDropped  *prometheus.CounterVec // topic
+	rejected         *prometheus.CounterVec // topic, reason
+	duplicates       *prometheus.CounterVec // topic
+	undeliverable    *prometheus.CounterVec // topic
+	throttledPeers   prometheus.Counter
+	publishWaits     prometheus.Counter
+	publishWaitSecs  prometheus.Counter
+	stalledPeers     prometheus.Counter
+	dials            *prometheus.CounterVec // result
+	connectedPeers   *prometheus.GaugeVec   // class: committee, other
+	committeeScore   *prometheus.GaugeVec   // member
+	worstOtherScore  prometheus.Gauge
+	stats            [4]topicCounters
+	duplicatesByKind [4]prometheus.Counter
+
+	reg        prometheus.Registerer
+	collectors []prometheus.Collector
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: name, Help: help}
+	}
+	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts(opts(name, help)), labels)
+	}
+	m := &metrics{
+		validations: counterVec("validations_total",
+			"Topic validations by topic kind, verdict (accept, ignore, reject) and pipeline stage that decided.",
+			"topic", "verdict", "stage"),
+		validationSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "validation_duration_seconds",
+			Help: "Time to validate one message, by topic kind and verdict.",
+			// 20 µs (a decode) to ~2.6 s (past the default timeout).
+			Buckets: prometheus.ExponentialBuckets(20e-6, 2.5, 14),
+		}, []string{"topic", "verdict"}),
+		validatorPanics: counterVec("validator_panics_total",
+			"Panics recovered in topic validators (each counted as a Reject).", "topic"),
+		published:     counterVec("published_total", "Messages published by this node.", "topic"),
+		publishErrors: counterVec("publish_errors_total", "Publishes that failed.", "topic"),
+		delivered:     counterVec("delivered_total", "Validated messages handed to this node's handlers.", "topic"),
+		handlerPanics: counterVec("handler_panics_total", "Panics recovered in delivery handlers.", "topic"),
+		rpcDropped: prometheus.NewCounter(prometheus.CounterOpts(opts("rpc_dropped_total",
+			"Outbound RPCs dropped because a peer's queue was full (see PeerOutboundQueueSize)."))),
+		rpcLost: prometheus.NewCounter(prometheus.CounterOpts(opts("rpc_lost_on_close_total",
+			"RPCs still queued for a committee peer when its stream closed (discarded by pubsub without a drop event)."))),
+		linkRepairs: counterVec("pubsub_link_repairs_total",
+			"Peers reconnected to repair a broken pubsub link, by reason (see repair.go).", "reason"),
+		outboundDropped: counterVec("outbound_messages_dropped_total",
+			"Messages inside outbound RPCs dropped because a peer's queue was full.", "topic"),
+		rejected: counterVec("rejected_total",
+			"Messages pubsub rejected or ignored, by pubsub's reason (validation failed, validation ignored, validation queue full, ...).",
+			"topic", "reason"),
+		duplicates:    counterVec("duplicates_total", "Message copies dropped as already seen.", "topic"),
+		undeliverable: counterVec("undeliverable_total", "Messages dropped because a subscription buffer was full (slow handler).", "topic"),
+		throttledPeers: prometheus.NewCounter(prometheus.CounterOpts(opts("throttled_peers_total",
+			"RPCs whose messages were ignored because the router throttled the peer."))),
+		publishWaits: prometheus.NewCounter(prometheus.CounterOpts(opts("publish_backpressure_waits_total",
+			"Local publishes that waited for a congested committee peer's outbound queue."))),
+		publishWaitSecs: prometheus.NewCounter(prometheus.CounterOpts(opts("publish_backpressure_seconds_total",
+			"Total time local publishes waited for congested outbound queues."))),
+		stalledPeers: prometheus.NewCounter(prometheus.CounterOpts(opts("stalled_peers_total",
+			"Committee peers marked stalled because their outbound queue did not drain within PublishBackpressureTimeout."))),
+		dials: counterVec("bootstrap_dials_total", "Dials to bootstrap peers by result (ok, error).", "result"),
+		connectedPeers: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("connected_peers",
+			"Connected peers by class (committee, other).")), []string{"class"}),
+		committeeScore: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("committee_peer_score",
+			"Gossipsub score of each connected committee member.")), []string{"member"}),
+		worstOtherScore: prometheus.NewGauge(prometheus.GaugeOpts(opts("other_peer_min_score",
+			"Lowest gossipsub score among connected non-committee peers (0 when none)."))),
+	}
+	for i := range m.duplicatesByKind {
+		m.duplicatesByKind[i] = m.duplicates.WithLabelValues(kindLabels[i])
+	}
+	if reg == nil {
+		// A private registry keeps several meshes in one process (tests,
+		// simulations) from colliding on the global one.
+		reg = prometheus.NewRegistry()
+	}
+	m.reg = reg
+	var errs []error
+	for _, c := range []prometheus.Collector{
+		m.validations, m.validationSeconds, m.validatorPanics, m.published, m.publishErrors, m.delivered,
+		m.handlerPanics, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable,
+		m.throttledPeers, m.publishWaits, m.publishWaitSecs, m.stalledPeers, m.dials, m.connectedPeers, m.committeeScore, m.worstOtherScore,
+	} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.collectors = append(m.collectors, c)
+	}
+	if err := errors.Join(errs...); err != nil {
+		m.unregister()
+		return nil, fmt.Errorf("p2p: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// unregister removes the collectors, so a failed New can be retried with
+// the same registry.
+func (m *metrics) unregister() {
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+	m.collectors = nil
+}
+
+func (m *metrics) validation(k TopicKind, v Verdict, stage string, seconds float64) {
+	i := kindIndex(k)
+	m.validations.WithLabelValues(kindLabels[i], v.String(), stage).Inc()
+	m.validationSeconds.WithLabelValues(kindLabels[i], v.String()).Observe(seconds)
+	switch v {
+	case Accept:
+		m.stats[i].accepted.Add(1)
+	case Ignore:
+		m.stats[i].ignored.Add(1)
+	default:
+		m.stats[i].rejected.Add(1)
+	}
+}
+
+func (m *metrics) publish(k TopicKind, err error) {
+	i := kindIndex(k)
+	if err != nil {
+		m.publishErrors.WithLabelValues(kindLabels[i]).Inc()
+		m.stats[i].publishErrors.Add(1)
+		return
+	}
+	m.published.WithLabelValues(kindLabels[i]).Inc()
+	m.stats[i].published.Add(1)
+}
+
+func (m *metrics) deliver(k TopicKind) {
+	i := kindIndex(k)
+	m.delivered.WithLabelValues(kindLabels[i]).Inc()
+	m.stats[i].delivered.Add(1)
+}
+
+func (m *metrics) dialAttempt(ok bool) {
+	if ok {
+		m.dials.WithLabelValues("ok").Inc()
+	} else {
+		m.dials.WithLabelValues("error").Inc()
+	}
+}
