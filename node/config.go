@@ -8,6 +8,7 @@ import (
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
 	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/settlement"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/validator"
 )
@@ -30,19 +31,23 @@ type Config struct {
 	Validator validator.Config `toml:"validator"`
 	Bulletin  bulletin.Config  `toml:"bulletin"`
 	Sidecar   SidecarConfig    `toml:"sidecar"`
+	// Settlement sends certified transactions to the chain (used when the
+	// chain is a JSON-RPC node; in-memory test chains have no settlement).
+	Settlement settlement.Config `toml:"settlement"`
 }
 
 // DefaultConfig returns production defaults; the chain URL and committee
 // file must still be set.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:   "./allegro-data",
-		LogLevel:  "info",
-		P2P:       p2p.DefaultConfig(),
-		API:       apiserver.DefaultConfig(),
-		Validator: validator.DefaultConfig(),
-		Bulletin:  bulletin.DefaultConfig(),
-		Sidecar:   DefaultSidecarConfig(),
+		DataDir:    "./allegro-data",
+		LogLevel:   "info",
+		P2P:        p2p.DefaultConfig(),
+		API:        apiserver.DefaultConfig(),
+		Validator:  validator.DefaultConfig(),
+		Bulletin:   bulletin.DefaultConfig(),
+		Sidecar:    DefaultSidecarConfig(),
+		Settlement: settlement.DefaultConfig(),
 	}
 }
 
@@ -70,6 +75,7 @@ func (c Config) Validate() error {
 	}{
 		{"p2p", c.P2P.Validate()}, {"api", c.API.Validate()}, {"validator", c.Validator.Validate()},
 		{"bulletin", c.Bulletin.Validate()}, {"sidecar", c.Sidecar.Validate()},
+		{"settlement", c.Settlement.Validate()},
 	} {
 		if section.err != nil {
 			return fmt.Errorf("config [%s]: %w", section.name, section.err)

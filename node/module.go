@@ -16,6 +16,7 @@ import (
 	"github.com/allegro-mesh/allegro/bulletin"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/settlement"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/validator"
@@ -88,6 +89,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			newValidator,
 			newBoard,
 			newMesh,
+			newSettler,
 			newSidecar,
 			newBackend,
 			newAPI,
@@ -207,11 +209,37 @@ func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *CommitteeFile, c *qc.
 	return m, nil
 }
 
-func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, reg prometheus.Registerer, log *slog.Logger) (*Sidecar, error) {
+// newSettler returns the settler, or nil when the chain cannot take
+// transactions (an in-memory test chain).
+func newSettler(lc fx.Lifecycle, cfg Config, ch tempo.ChainReader, b *bulletin.Board, reg prometheus.Registerer, log *slog.Logger) (*settlement.Settler, error) {
+	sc, ok := ch.(settlement.Chain)
+	if !ok {
+		return nil, nil
+	}
+	s, err := settlement.New(cfg.Settlement, sc, b, reg, log.With("component", "settlement"))
+	if err != nil {
+		return nil, err
+	}
+	stopFollow := func() {}
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			stopFollow = s.FollowBoard(b)
+			return s.Start(ctx)
+		},
+		OnStop: func(ctx context.Context) error {
+			stopFollow()
+			return s.Stop(ctx)
+		},
+	})
+	return s, nil
+}
+
+func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, reg prometheus.Registerer, log *slog.Logger) (*Sidecar, error) {
 	s, err := NewSidecar(cfg.Sidecar, v, b, m, ch, reg, log.With("component", "sidecar"))
 	if err != nil {
 		return nil, err
 	}
+	s.SetSettler(st)
 	lc.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
 	return s, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/allegro-mesh/allegro/bulletin"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/settlement"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/validator"
 )
@@ -95,6 +96,8 @@ type Sidecar struct {
 	pending      *lru.Cache[qc.Hash, *fastpayv1.SubmitFastPayRequest]
 	syncs        syncState
 	syncNotifiee *network.NotifyBundle
+	settler      *settlement.Settler // nil: no settlement
+	pruneNow     chan struct{}
 	ctx          context.Context
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -112,6 +115,7 @@ func NewSidecar(cfg SidecarConfig, v *validator.Validator, board *bulletin.Board
 		queue:        make(chan *validator.Payment, cfg.QueueSize),
 		parked:       newParkingLot(cfg.MaxParked, cfg.ParkTTL),
 		maxParentQCs: validator.DefaultConfig().MaxParentQCs,
+		pruneNow:     make(chan struct{}, 1),
 	}
 	var err error
 	if s.pending, err = lru.New[qc.Hash, *fastpayv1.SubmitFastPayRequest](cfg.MaxParked); err != nil {
@@ -124,6 +128,22 @@ func NewSidecar(cfg SidecarConfig, v *validator.Validator, board *bulletin.Board
 	mesh.OnBulletin(s.onBulletin)
 	mesh.OnQC(s.onQC)
 	return s, nil
+}
+
+// SetSettler hands certified transactions to st for settlement. Call
+// before Start; nil disables settlement.
+func (s *Sidecar) SetSettler(st *settlement.Settler) {
+	s.settler = st
+	if st != nil {
+		// Inclusion is the moment overlay entries stop counting: prune then
+		// rather than at the next tick.
+		st.OnIncluded(func(qc.Hash, uint64) {
+			select {
+			case s.pruneNow <- struct{}{}:
+			default:
+			}
+		})
+	}
 }
 
 // Start runs the workers and the pruning loop.
@@ -169,6 +189,7 @@ func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayReques
 	if err != nil {
 		return qc.Certificate{}, err
 	}
+	s.offer(p)
 	s.board.SetStage(cert.TxHash, fastpayv1.TxLifecycleUpdate_ACCEPTED, 0)
 	// The transaction goes out first so peers can validate it while this
 	// certificate travels; both are best-effort (a failure is logged, the
@@ -237,6 +258,7 @@ func (s *Sidecar) onTx(_ context.Context, d p2p.Delivery[*p2p.TxMessage]) {
 	if !ok {
 		return
 	}
+	s.offer(p)
 	s.enqueue(p)
 }
 
@@ -316,8 +338,20 @@ func (s *Sidecar) onQC(_ context.Context, d p2p.Delivery[*qc.QC]) {
 }
 
 func (s *Sidecar) onVerifiedQC(q *qc.QC) {
-	s.board.AddQC(q)
+	if !s.board.AddQC(q) && s.settler != nil {
+		// The board keeps its first QC per transaction; a child may name
+		// this one, so settlement must know its hash too.
+		s.settler.Certified(q)
+	}
 	s.learnQC(q)
+}
+
+// offer gives the settler a transaction's raw bytes (it sends the
+// transaction once certified).
+func (s *Sidecar) offer(p *validator.Payment) {
+	if s.settler != nil {
+		s.settler.Offer(p)
+	}
 }
 
 func (s *Sidecar) pruneLoop() {
@@ -336,6 +370,7 @@ func (s *Sidecar) pruneLoop() {
 			return
 		case <-heads:
 		case <-ticker.C:
+		case <-s.pruneNow:
 		}
 		if d, c, err := s.v.Prune(s.ctx); err != nil {
 			if s.ctx.Err() == nil {

@@ -22,32 +22,32 @@ type Config struct {
 	// FinalityDepth is how many blocks after its inclusion block a
 	// transaction is reported FINALIZED. Default 0: final at inclusion, as
 	// Tempo has deterministic finality (so has the dev chain).
-	FinalityDepth uint64
+	FinalityDepth uint64 `toml:"finality_depth"`
 	// MaxPending bounds the transactions tracked at once, certified or only
 	// offered (default 100,000). When full, a new certified transaction
 	// evicts the oldest transaction that has no QC; anything else is refused
 	// and counted as a drop.
-	MaxPending int
+	MaxPending int `toml:"max_pending"`
 	// MaxRawBytes bounds the raw transaction bytes held (default 256 MiB).
 	// An Offer beyond it is refused (counted); the transaction is still
 	// tracked through its QC if one arrives.
-	MaxRawBytes int
+	MaxRawBytes int `toml:"max_raw_bytes"`
 	// ResendInterval is how long a sent but not yet included transaction
 	// waits before it is sent again (default 5 s).
-	ResendInterval time.Duration
+	ResendInterval time.Duration `toml:"resend_interval"`
 	// MaxAge is how long a certified transaction may stay not included
 	// before the settler gives up and reports a settlement failure; offered
 	// transactions that get no QC within it are forgotten (default 10 min).
 	// The age only counts against a transaction while the chain answers, so
 	// an outage does not fail the backlog.
-	MaxAge time.Duration
+	MaxAge time.Duration `toml:"max_age"`
 	// Workers bounds the concurrent chain requests of one pass (default 8).
-	Workers int
+	Workers int `toml:"workers"`
 	// ReceiptRetries is how many heads a transaction whose nonce the chain
 	// shows consumed may have no receipt before the settler concludes that
 	// another transaction used the nonce (default 5; a node may still be
 	// indexing a fresh block).
-	ReceiptRetries int
+	ReceiptRetries int `toml:"receipt_retries"`
 }
 
 // DefaultConfig returns the defaults.
