@@ -1,0 +1,129 @@
+package node_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/node/nodetest"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo/chain"
+	"github.com/allegro-mesh/allegro/tempo/devchain"
+)
+
+// TestChainRestart: the chain node stops mid-run and comes back on the same
+// state and port. Payments certified before and during the outage all
+// settle afterwards; none is lost.
+func TestChainRestart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dc, err := devchain.New(devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: 8, DataDir: t.TempDir(), HTTPPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := dc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dc.Stop(context.Background()) })
+	client, err := chain.New(chain.Config{URL: dc.WSEndpoint(), ExpectedChainID: devchain.DefaultChainID}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Stop(context.Background()) })
+	cl := nodetest.New(t, 4, devchain.DefaultChainID, client, nodetest.WithConfig(func(_ int, cfg *node.Config) {
+		cfg.Settlement.ResendInterval = time.Second
+		cfg.Sidecar.RetryUnavailable = 200 * time.Millisecond
+	}))
+	cl.StartAll()
+	cl.WaitMesh(20 * time.Second)
+
+	senders := devchain.LoadAccounts(8)
+	recipient := devchain.DemoAccounts()[2].Address
+	var certified []qc.Hash
+	pay := func(i int, nonce uint64) (qc.Hash, bool) {
+		req := nodetest.Pay{Key: senders[i].Key, ChainID: devchain.DefaultChainID, Nonce: nonce, Recipient: recipient, Amount: devchain.Dollar}.Request(t)
+		h, _ := p2p.TxHash(req)
+		resp, err := cl.Client(i%4).SubmitFastPay(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, resp.GetCert() != nil
+	}
+	// Before the outage: every sender pays once (their state is now read).
+	for i := range senders {
+		h, ok := pay(i, 0)
+		if !ok {
+			t.Fatalf("sender %d not certified before the outage", i)
+		}
+		certified = append(certified, h)
+	}
+	for _, h := range certified {
+		waitQC(t, cl, h)
+	}
+
+	if err := dc.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// During the outage: sidecars certify within the view they have; what
+	// they cannot decide now is retried, never signed blindly.
+	outage := 0
+	for i := range senders {
+		h, ok := pay(i, 1)
+		if ok {
+			outage++
+			certified = append(certified, h)
+		}
+	}
+	t.Logf("%d of %d payments certified during the chain outage", outage, len(senders))
+
+	if err := dc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// After the chain returns: the senders refused during the outage pay
+	// again and everything settles.
+	for i := range senders {
+		if h, ok := pay(i, 1); ok && !contains(certified, h) {
+			certified = append(certified, h)
+		}
+	}
+	if len(certified) != 2*len(senders) {
+		t.Fatalf("%d payments certified, want %d", len(certified), 2*len(senders))
+	}
+	for _, h := range certified {
+		waitQC(t, cl, h)
+		nodetest.Eventually(t, 60*time.Second, "settled "+h.String(), func() bool {
+			st, ok := cl.Nodes[0].Sidecar.Board().Status(h)
+			return ok && st.Stage >= fastpayv1.TxLifecycleUpdate_FINALIZED
+		})
+	}
+}
+
+func waitQC(t *testing.T, cl *nodetest.Cluster, h qc.Hash) {
+	t.Helper()
+	nodetest.Eventually(t, 30*time.Second, "QC for "+h.String(), func() bool {
+		_, ok := cl.Nodes[0].Sidecar.Board().QC(h)
+		return ok
+	})
+}
+
+func contains(hs []qc.Hash, h qc.Hash) bool {
+	for _, x := range hs {
+		if x == h {
+			return true
+		}
+	}
+	return false
+}
