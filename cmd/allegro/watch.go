@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/allegro-mesh/allegro/lightclient"
+	"github.com/allegro-mesh/allegro/node"
+)
+
+func init() {
+	register("watch", "light client: print verified incoming payments to addresses (joins only their QC shards)", runWatch)
+}
+
+// watchAddressFlag collects repeated --address values.
+type watchAddressFlag []common.Address
+
+func (w *watchAddressFlag) String() string { return fmt.Sprint(len(*w), " addresses") }
+
+func (w *watchAddressFlag) Set(v string) error {
+	if !common.IsHexAddress(v) {
+		return fmt.Errorf("%q is not a 20-byte hex address", v)
+	}
+	*w = append(*w, common.HexToAddress(v))
+	return nil
+}
+
+// watchJSON is one --json output line.
+type watchJSON struct {
+	Time        string   `json:"time"`
+	From        string   `json:"from"`
+	To          string   `json:"to"`
+	Amount      string   `json:"amount"` // dollars, 6 decimals
+	AmountUnits uint64   `json:"amount_units"`
+	Asset       string   `json:"asset"`
+	NonceKey    string   `json:"nonce_key"`
+	NonceSeq    uint64   `json:"nonce_seq"`
+	TxHash      string   `json:"tx_hash"`
+	QCHash      string   `json:"qc_hash"`
+	Signers     []string `json:"signers"`
+}
+
+// dollars formats token units (6 decimals) as dollars.
+func dollars(units uint64) string {
+	return fmt.Sprintf("%d.%06d", units/1_000_000, units%1_000_000)
+}
+
+const watchTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func printPayment(w io.Writer, p lightclient.Payment, asJSON bool) error {
+	if asJSON {
+		line, err := json.Marshal(watchJSON{
+			Time: p.ReceivedAt.UTC().Format(watchTimeFormat), From: p.From.Hex(), To: p.To.Hex(),
+			Amount: dollars(p.Amount), AmountUnits: p.Amount, Asset: p.Asset.Hex(),
+			NonceKey: "0x" + hex.EncodeToString(p.NonceKey[:]), NonceSeq: p.NonceSeq,
+			TxHash: p.TxHash.Hex(), QCHash: p.QCHash.Hex(), Signers: p.Signers,
+		})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", line)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s from=%s to=%s amount=$%s tx=%s qc=%s signers=%s\n",
+		p.ReceivedAt.UTC().Format(watchTimeFormat), p.From.Hex(), p.To.Hex(), dollars(p.Amount),
+		p.TxHash.Hex(), p.QCHash.Hex(), strings.Join(p.Signers, ","))
+	return err
+}
+
+func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("watch", "--address 0x... [--address ...] --committee committee.toml [--bootstrap MULTIADDR/p2p/ID ...] [flags]")
+	var addrs watchAddressFlag
+	fs.Var(&addrs, "address", "address whose incoming payments to print (repeat)")
+	committeePath := fs.String("committee", "", "committee file of the network (required)")
+	var bootstrap []ma.Multiaddr
+	fs.Func("bootstrap", "sidecar to connect to, as MULTIADDR/p2p/PEER_ID (repeat; default: the committee file's member addresses)", func(v string) error {
+		a, err := ma.NewMultiaddr(v)
+		if err != nil {
+			return err
+		}
+		bootstrap = append(bootstrap, a)
+		return nil
+	})
+	var listen []string
+	fs.Func("listen", "libp2p listen multiaddr (repeat; default: 127.0.0.1 TCP and QUIC on OS-chosen ports, enough to dial out)", func(v string) error {
+		listen = append(listen, v)
+		return nil
+	})
+	count := fs.Int("count", 0, "exit after this many payments (0: run until interrupted)")
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	logLevel := fs.String("log-level", "info", "log level on stderr: debug, info, warn, error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if len(addrs) == 0 {
+		return errors.New("at least one --address is required")
+	}
+	if *committeePath == "" {
+		return errors.New("--committee is required")
+	}
+	if *count < 0 {
+		return fmt.Errorf("--count must not be negative, got %d", *count)
+	}
+	logger, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	f, err := node.LoadCommitteeFile(*committeePath)
+	if err != nil {
+		return err
+	}
+	committee, err := f.Committee()
+	if err != nil {
+		return err
+	}
+	var boot []peer.AddrInfo
+	if len(bootstrap) > 0 {
+		if boot, err = peer.AddrInfosFromP2pAddrs(bootstrap...); err != nil {
+			return fmt.Errorf("--bootstrap: %w (want MULTIADDR/p2p/PEER_ID)", err)
+		}
+	} else {
+		members, err := f.Bootstrap()
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if len(m.Addrs) > 0 {
+				boot = append(boot, m)
+			}
+		}
+		if len(boot) == 0 {
+			return fmt.Errorf("no --bootstrap given and %s lists no member addresses", *committeePath)
+		}
+	}
+
+	cfg := lightclient.DefaultConfig()
+	cfg.Committee = committee
+	cfg.QCShards = f.QCShards
+	cfg.Bootstrap = boot
+	cfg.Watch = addrs
+	cfg.Logger = logger
+	if len(listen) > 0 {
+		cfg.P2P.ListenAddrs = listen
+	}
+	lc, err := lightclient.New(cfg, nil)
+	if err != nil {
+		return err
+	}
+	if err := lc.Start(ctx); err != nil {
+		_ = lc.Stop(context.Background())
+		return err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := lc.Stop(stopCtx); err != nil {
+			logger.Warn("light client stop", "err", err)
+		}
+	}()
+	logger.Info("watching", "addresses", len(addrs), "shards", lc.Shards(), "chain_id", f.ChainID, "epoch", f.Epoch, "peer", lc.ID())
+
+	received := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case p, ok := <-lc.Payments():
+			if !ok {
+				return errors.New("light client stopped")
+			}
+			if err := printPayment(stdout, p, *asJSON); err != nil {
+				return err
+			}
+			received++
+			if *count > 0 && received >= *count {
+				return nil
+			}
+		}
+	}
+}
