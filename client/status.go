@@ -1,0 +1,142 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// ErrNotFound is returned by Status when no endpoint knows the transaction.
+var ErrNotFound = errors.New("transaction not known to the sidecar")
+
+// TxStatus is a sidecar's view of a transaction (its HTTP status API).
+type TxStatus struct {
+	TxHash      qc.Hash
+	Stage       fastpayv1.TxLifecycleUpdate_Stage
+	BlockHeight uint64
+	CertCount   int
+	Quorum      int
+	QCFormed    bool
+	Endpoint    string // the sidecar that answered
+}
+
+// statusDoc is the part of GET /api/v1/tx/{hash}/status the client reads.
+// Integers are decimal strings (or plain numbers).
+type statusDoc struct {
+	Stage       string          `json:"stage"`
+	BlockHeight json.RawMessage `json:"block_height"`
+	CertCount   int             `json:"cert_count"`
+	Quorum      int             `json:"quorum"`
+	QCFormed    bool            `json:"qc_formed"`
+}
+
+func parseU64(raw json.RawMessage) (uint64, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		s = string(raw)
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// Status asks the endpoints, in order, for txHash's status over the
+// sidecars' HTTP API (GET http://ENDPOINT/api/v1/tx/{hash}/status: the HTTP
+// API shares the gRPC listen address). It returns the first answer; when
+// every endpoint fails the error wraps ErrNotFound if one of them answered
+// 404.
+func (c *Client) Status(ctx context.Context, txHash qc.Hash) (*TxStatus, error) {
+	var errs []error
+	notFound := false
+	for _, ep := range c.cfg.Endpoints {
+		st, err := c.statusFrom(ctx, ep, txHash)
+		if err == nil {
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		notFound = notFound || errors.Is(err, ErrNotFound)
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
+	if notFound {
+		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return nil, err
+}
+
+func (c *Client) statusFrom(ctx context.Context, ep string, txHash qc.Hash) (*TxStatus, error) {
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	url := "http://" + ep + "/api/v1/tx/" + txHash.Hex() + "/status"
+	hreq, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.cfg.HTTPClient.Do(hreq)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ep, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ep, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("%s: %w", ep, ErrNotFound)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%s: status API answered %s: %.200s", ep, resp.Status, body)
+	}
+	var doc statusDoc
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("%s: status document: %w", ep, err)
+	}
+	stage, ok := fastpayv1.TxLifecycleUpdate_Stage_value[doc.Stage]
+	if !ok {
+		return nil, fmt.Errorf("%s: unknown stage %q", ep, doc.Stage)
+	}
+	height, err := parseU64(doc.BlockHeight)
+	if err != nil {
+		return nil, fmt.Errorf("%s: block_height: %w", ep, err)
+	}
+	return &TxStatus{TxHash: txHash, Stage: fastpayv1.TxLifecycleUpdate_Stage(stage), BlockHeight: height,
+		CertCount: doc.CertCount, Quorum: doc.Quorum, QCFormed: doc.QCFormed, Endpoint: ep}, nil
+}
+
+// WaitSettled waits until a sidecar reports txHash FINALIZED on chain and
+// returns that status. It polls the HTTP status API (see Status) every
+// Config.PollInterval, entry endpoint first, rather than holding the
+// submission stream open: polling survives a restart of the entry sidecar
+// and needs only the transaction hash, while re-opening the stream would
+// resubmit the payment, which sidecars may refuse once it is settled or
+// expired. Unreachable endpoints and 404s (a sidecar that has not learnt the
+// transaction yet) are retried until ctx ends; bound ctx. The status API does
+// not report a reverted settlement: a payment whose settlement failed never
+// becomes FINALIZED, so ctx's deadline is the caller's signal.
+func (c *Client) WaitSettled(ctx context.Context, txHash qc.Hash) (*TxStatus, error) {
+	var last error
+	for {
+		st, err := c.Status(ctx, txHash)
+		switch {
+		case err == nil && st.Stage >= fastpayv1.TxLifecycleUpdate_FINALIZED:
+			return st, nil
+		case err == nil:
+			last = fmt.Errorf("stage %s at %s", st.Stage, st.Endpoint)
+		default:
+			last = err
+		}
+		if werr := wait(ctx, c.cfg.PollInterval); werr != nil {
+			return nil, fmt.Errorf("waiting for %s to settle: %w (last: %v)", txHash, werr, last)
+		}
+	}
+}

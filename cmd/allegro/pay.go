@@ -1,0 +1,455 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/client"
+	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo/devchain"
+)
+
+func init() {
+	register("pay", "submit a payment to a sidecar and print its certificates and QC as they arrive", runPay)
+}
+
+// payStrings collects a repeated (or comma-separated) string flag.
+type payStrings []string
+
+func (s *payStrings) String() string { return strings.Join(*s, ",") }
+
+func (s *payStrings) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
+const payUsage = `--sidecar HOST:PORT [--sidecar ...] --committee FILE --from NAME|0xKEY --to NAME|0xADDR
+       (--amount DOLLARS | --units N) [--nonce N | --wallet FILE] [--format evm|tempo]
+       [--parent-qc FILE] [--qc-out FILE] [flags]
+
+Signs a TIP-20 payment, submits it to the first --sidecar (the others are
+fallbacks) and prints each certificate as it arrives, then the verified QC.
+
+Accounts: alice, bob, carol and loadN (load-test account N) are the development
+chain's demo accounts. Their private keys are PUBLICLY KNOWN (keccak256 of
+"allegro-demo-<name>" / "allegro-load-<N>"): use them on development chains
+only. Elsewhere pass --from 0xPRIVATEKEY (hex secp256k1 key) and --to 0xADDRESS.
+
+Chained payments: write the QC with --qc-out, then let the recipient spend the
+funds before they settle with --parent-qc pointing at that file.`
+
+func runPay(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("pay", payUsage)
+	var sidecars payStrings
+	fs.Var(&sidecars, "sidecar", "sidecar gRPC address host:port (repeat for fallbacks)")
+	committeePath := fs.String("committee", "", "committee file (its chain_id is the payment's chain)")
+	from := fs.String("from", "", "payer: alice, bob, carol, loadN, or 0xPRIVATEKEY")
+	to := fs.String("to", "", "recipient: alice, bob, carol, loadN, or 0xADDRESS")
+	amount := fs.String("amount", "", "amount in dollars (6 decimals, e.g. 10 or 0.25)")
+	units := fs.Uint64("units", 0, "amount in token units (1 dollar = 1000000); instead of --amount")
+	tokenFlag := fs.String("token", devchain.TokenAddress.Hex(), "TIP-20 token address")
+	var nonce, chainNonce payOptionalU64
+	fs.Var(&nonce, "nonce", "nonce (default 0 when neither --nonce nor --wallet is given)")
+	nonceKeyFlag := fs.String("nonce-key", "0", "Tempo nonce key, decimal or 0x hex (--format tempo)")
+	walletPath := fs.String("wallet", "", "wallet journal: reserve the nonce durably, resubmit pending payments first")
+	fs.Var(&chainNonce, "chain-nonce", "with --wallet: the chain's next nonce for the key; drops pending payments below it")
+	parentPath := fs.String("parent-qc", "", "file with the parent payment's QC (from --qc-out)")
+	format := fs.String("format", "evm", "transaction format: evm (EIP-1559) or tempo (type 0x76)")
+	qcOut := fs.String("qc-out", "", "write the QC here (hex protobuf) for a chained payment's --parent-qc")
+	memo := fs.String("memo", "", "memo of up to 32 bytes (pays with transferWithMemo)")
+	expiry := fs.Duration("expiry", client.DefaultExpiry, "the payment expires this long after signing")
+	timeout := fs.Duration("timeout", client.DefaultTimeout, "time limit per attempt")
+	retries := fs.Int("retries", client.DefaultRetries, "further attempts on the next sidecars after a failure")
+	waitSettled := fs.Duration("wait-settled", 0, "after the QC, wait up to this long for FINALIZED (0: do not wait)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	usageErr := func(format string, a ...any) error {
+		fmt.Fprintf(fs.Output(), "allegro pay: "+format+"\n", a...)
+		return errUsage
+	}
+	switch {
+	case len(sidecars) == 0:
+		return usageErr("--sidecar is required")
+	case *committeePath == "":
+		return usageErr("--committee is required")
+	case *from == "" || *to == "":
+		return usageErr("--from and --to are required")
+	case (*amount == "") == (*units == 0):
+		return usageErr("give exactly one of --amount and --units (positive)")
+	case nonce.set && *walletPath != "":
+		return usageErr("--nonce and --wallet exclude each other")
+	case chainNonce.set && *walletPath == "":
+		return usageErr("--chain-nonce needs --wallet")
+	case *format != "evm" && *format != "tempo":
+		return usageErr("--format must be evm or tempo")
+	case len(*memo) > 32:
+		return usageErr("--memo is %d bytes, at most 32", len(*memo))
+	}
+	value := *units
+	if *amount != "" {
+		v, err := payParseDollars(*amount)
+		if err != nil {
+			return usageErr("--amount: %v", err)
+		}
+		value = v
+	}
+	if value == 0 {
+		return usageErr("the amount must be positive")
+	}
+	if !common.IsHexAddress(*tokenFlag) {
+		return usageErr("--token %q is not an address", *tokenFlag)
+	}
+	token := common.HexToAddress(*tokenFlag)
+	nonceKey, err := payParseNonceKey(*nonceKeyFlag)
+	if err != nil {
+		return usageErr("--nonce-key: %v", err)
+	}
+	if *format == "evm" && nonceKey != (qc.NonceKey{}) {
+		return usageErr("--nonce-key applies to --format tempo (EVM transactions use the protocol nonce)")
+	}
+
+	cf, err := node.LoadCommitteeFile(*committeePath)
+	if err != nil {
+		return err
+	}
+	committee, err := cf.Committee()
+	if err != nil {
+		return err
+	}
+	key, payerName, err := payResolveKey(*from)
+	if err != nil {
+		return err
+	}
+	recipient, err := payResolveAddress(*to)
+	if err != nil {
+		return err
+	}
+
+	opts := []client.PaymentOption{client.WithExpiryAt(time.Now().Add(*expiry))}
+	if *memo != "" {
+		var m [32]byte
+		copy(m[:], *memo)
+		opts = append(opts, client.WithMemo(m))
+	}
+	if *parentPath != "" {
+		text, err := os.ReadFile(*parentPath)
+		if err != nil {
+			return fmt.Errorf("--parent-qc: %w", err)
+		}
+		parent, err := client.DecodeQCHex(string(text), committee)
+		if err != nil {
+			return fmt.Errorf("--parent-qc %s: %w", *parentPath, err)
+		}
+		opts = append(opts, client.WithParent(parent))
+		fmt.Fprintf(stdout, "parent QC %s: %s paid %s %s\n", parent.Hash.Hex(), payName(common.Address(parent.Effects().Sender)),
+			payName(common.Address(parent.Effects().Recipient)), payDollars(parent.Effects().Amount))
+	}
+
+	cfgRetries := *retries
+	if cfgRetries <= 0 {
+		cfgRetries = -1 // Config reads 0 as "the default"; the flag means none
+	}
+	c, err := client.New(client.Config{Endpoints: sidecars, Committee: committee, Timeout: *timeout, Retries: cfgRetries})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	pr := &payPrinter{w: stdout, quorum: committee.Quorum()}
+
+	build := func(n uint64) (*fastpayv1.SubmitFastPayRequest, error) {
+		if *format == "tempo" {
+			return client.NewTempoPayment(key, cf.ChainID, nonceKey, n, token, recipient, value, opts...)
+		}
+		return client.NewEVMPayment(key, cf.ChainID, n, token, recipient, value, opts...)
+	}
+	var req *fastpayv1.SubmitFastPayRequest
+	var wallet *client.Wallet
+	if *walletPath == "" {
+		req, err = build(nonce.v)
+		if err != nil {
+			return err
+		}
+	} else {
+		wallet, err = client.OpenWallet(*walletPath, key, cf.ChainID)
+		if err != nil {
+			return err
+		}
+		defer wallet.Close()
+		if chainNonce.set {
+			if err := wallet.SyncChainNonce(nonceKey, chainNonce.v); err != nil {
+				return err
+			}
+		}
+		if err := payResubmitPending(ctx, c, wallet, pr, stdout); err != nil {
+			return err
+		}
+		if *format == "tempo" {
+			req, err = wallet.NewTempoPayment(nonceKey, token, recipient, value, opts...)
+		} else {
+			req, err = wallet.NewEVMPayment(token, recipient, value, opts...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	txHash, _, err := client.Expected(req)
+	if err != nil {
+		return err
+	}
+	seq := req.Tx.Nonce.NonceSeq
+	fmt.Fprintf(stdout, "payment %s\n  %s → %s  %s (%d units)  %s nonce %d", txHash.Hex(), payerName,
+		payName(recipient), payDollars(value), value, strings.ToUpper(*format), seq)
+	if *format == "tempo" {
+		fmt.Fprintf(stdout, " key %s", payNonceKeyString(nonceKey))
+	}
+	fmt.Fprintf(stdout, "  chain %d\n", cf.ChainID)
+
+	res, err := c.Pay(ctx, req, pr.event)
+	if err != nil {
+		if wallet != nil {
+			fmt.Fprintf(stdout, "the signed payment stays pending in %s at nonce %d: the next run with --wallet resubmits it first\n", *walletPath, seq)
+		}
+		return err
+	}
+	pr.result(res, committee)
+	if wallet != nil {
+		k, n, _ := req.Tx.Nonce.ToNonce("nonce")
+		if err := wallet.Done(k, n); err != nil {
+			return err
+		}
+	}
+	if *qcOut != "" {
+		text, err := client.EncodeQCHex(res.QC)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*qcOut, []byte(text), 0o644); err != nil {
+			return fmt.Errorf("--qc-out: %w", err)
+		}
+		fmt.Fprintf(stdout, "QC written to %s (hex protobuf; the recipient passes it as --parent-qc to spend the funds now)\n", *qcOut)
+	}
+	if *waitSettled > 0 {
+		wctx, cancel := context.WithTimeout(ctx, *waitSettled)
+		defer cancel()
+		fmt.Fprintf(stdout, "waiting up to %s for settlement...\n", *waitSettled)
+		st, err := c.WaitSettled(wctx, res.TxHash)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "settled: %s in block %d (seen by %s)\n", st.Stage, st.BlockHeight, st.Endpoint)
+	}
+	return nil
+}
+
+// payOptionalU64 is a uint64 flag that records whether it was given.
+type payOptionalU64 struct {
+	v   uint64
+	set bool
+}
+
+func (o *payOptionalU64) String() string {
+	if !o.set {
+		return ""
+	}
+	return strconv.FormatUint(o.v, 10)
+}
+
+func (o *payOptionalU64) Set(s string) error {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return errors.New("want a non-negative integer")
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+// payResubmitPending resubmits, unchanged, every payment the wallet recorded
+// but never saw certified (a previous run crashed or failed). A nonce the
+// chain has passed (NONCE_SEQ_TOO_LOW) is done; any other failure stops: the
+// pending payment blocks later nonces.
+func payResubmitPending(ctx context.Context, c *client.Client, w *client.Wallet, pr *payPrinter, stdout io.Writer) error {
+	for _, p := range w.Pending() {
+		if p.Request == nil {
+			continue // a gap: the new payment fills it
+		}
+		req, err := p.SubmitRequest()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "resubmitting the pending payment at nonce %d (recorded by an earlier run)\n", p.Nonce)
+		res, err := c.Pay(ctx, req, pr.event)
+		var rej *client.RejectError
+		switch {
+		case errors.As(err, &rej) && rej.Code == fastpayv1.RejectCode_NONCE_SEQ_TOO_LOW:
+			fmt.Fprintf(stdout, "  nonce %d is already used on chain; dropped\n", p.Nonce)
+		case err != nil:
+			return fmt.Errorf("pending payment at nonce %d: %w (it blocks later nonces: resubmit later, or once the chain has passed it run with --chain-nonce)", p.Nonce, err)
+		default:
+			pr.result(res, c.Committee())
+		}
+		if err := w.Done(p.NonceKey, p.Nonce); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// payPrinter prints a payment's progress.
+type payPrinter struct {
+	w      io.Writer
+	quorum int
+}
+
+func payMillis(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
+}
+
+func (p *payPrinter) event(ev client.Event) {
+	switch ev.Kind {
+	case client.EventAccepted:
+		fmt.Fprintf(p.w, "  accepted by %-28s +%s\n", ev.Endpoint, payMillis(ev.Elapsed))
+	case client.EventCertificate:
+		fmt.Fprintf(p.w, "  certificate %d/%d  %-10s %s  +%s\n", ev.Certs, p.quorum, ev.SignerName, ev.Cert.Signer.Hex()[:18]+"…", payMillis(ev.Elapsed))
+	case client.EventRetry:
+		fmt.Fprintf(p.w, "  attempt %d at %s failed: %v; retrying\n", ev.Attempt, ev.Endpoint, ev.Err)
+	case client.EventStage:
+		if ev.Stage != fastpayv1.TxLifecycleUpdate_CERTIFIED {
+			fmt.Fprintf(p.w, "  %s  +%s\n", ev.Stage, payMillis(ev.Elapsed))
+		}
+	}
+}
+
+func (p *payPrinter) result(res *client.Result, committee *qc.Committee) {
+	names := make([]string, len(res.QC.Certs))
+	for i, c := range res.QC.Certs {
+		names[i] = c.SignerName
+		if m, ok := committee.Member(c.Signer); ok {
+			names[i] = m.Name
+		}
+	}
+	fmt.Fprintf(p.w, "QC %s\n", res.QC.Hash.Hex())
+	fmt.Fprintf(p.w, "  tx hash     %s\n", res.TxHash.Hex())
+	fmt.Fprintf(p.w, "  signers     %s (%d of %d, quorum %d; verified)\n", strings.Join(names, ", "), len(names), committee.N(), committee.Quorum())
+	fmt.Fprintf(p.w, "  time to QC  %s via %s (attempt %d)\n", payMillis(res.TimeToQC), res.Entry, res.Attempts)
+}
+
+// payResolveKey resolves --from.
+func payResolveKey(s string) (*ecdsa.PrivateKey, string, error) {
+	if strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") {
+		key, err := crypto.HexToECDSA(s[2:])
+		if err != nil {
+			return nil, "", fmt.Errorf("--from: not a secp256k1 private key: %v", err)
+		}
+		return key, crypto.PubkeyToAddress(key.PublicKey).Hex(), nil
+	}
+	if acct, ok := payDevAccount(s); ok {
+		return acct.Key, acct.Name + " " + acct.Address.Hex(), nil
+	}
+	return nil, "", fmt.Errorf("--from %q: use alice, bob, carol, loadN or 0xPRIVATEKEY", s)
+}
+
+// payResolveAddress resolves --to.
+func payResolveAddress(s string) (common.Address, error) {
+	if common.IsHexAddress(s) && strings.HasPrefix(strings.ToLower(s), "0x") {
+		return common.HexToAddress(s), nil
+	}
+	if acct, ok := payDevAccount(s); ok {
+		return acct.Address, nil
+	}
+	return common.Address{}, fmt.Errorf("--to %q: use alice, bob, carol, loadN or 0xADDRESS", s)
+}
+
+// payDevAccount looks a development account up by name: a demo account or
+// loadN / load-N.
+func payDevAccount(name string) (devchain.Account, bool) {
+	name = strings.ToLower(name)
+	for _, a := range devchain.DemoAccounts() {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	if rest, ok := strings.CutPrefix(name, "load"); ok {
+		rest = strings.TrimPrefix(rest, "-")
+		i, err := strconv.ParseUint(rest, 10, 31)
+		if err != nil || strconv.FormatUint(i, 10) != rest {
+			return devchain.Account{}, false
+		}
+		// LoadAccounts documents the derivation: keccak256("allegro-load-<i>").
+		key := devchain.DeterministicKey("allegro-load-" + rest)
+		return devchain.Account{Name: "load-" + rest, Key: key, Address: crypto.PubkeyToAddress(key.PublicKey)}, true
+	}
+	return devchain.Account{}, false
+}
+
+// payName renders an address with its demo name when it has one.
+func payName(a common.Address) string {
+	for _, d := range devchain.DemoAccounts() {
+		if d.Address == a {
+			return d.Name + " " + a.Hex()
+		}
+	}
+	return a.Hex()
+}
+
+// payParseDollars parses a non-negative decimal dollar amount with at most 6
+// decimals into token units.
+func payParseDollars(s string) (uint64, error) {
+	whole, frac, _ := strings.Cut(s, ".")
+	if whole == "" && frac == "" {
+		return 0, errors.New("empty amount")
+	}
+	if len(frac) > devchain.TokenDecimals {
+		return 0, fmt.Errorf("%q has more than %d decimals", s, devchain.TokenDecimals)
+	}
+	digits := whole + frac + strings.Repeat("0", devchain.TokenDecimals-len(frac))
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%q is not a decimal amount", s)
+		}
+	}
+	v, ok := new(big.Int).SetString(digits, 10)
+	if !ok || !v.IsUint64() {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return v.Uint64(), nil
+}
+
+// payDollars renders units as dollars.
+func payDollars(units uint64) string {
+	s := fmt.Sprintf("%d.%06d", units/devchain.Dollar, units%devchain.Dollar)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s + " dollars"
+}
+
+func payParseNonceKey(s string) (qc.NonceKey, error) {
+	var k qc.NonceKey
+	v, ok := new(big.Int).SetString(s, 0)
+	if !ok || v.Sign() < 0 || v.BitLen() > 256 {
+		return k, fmt.Errorf("%q is not a 256-bit unsigned integer", s)
+	}
+	v.FillBytes(k[:])
+	return k, nil
+}
+
+func payNonceKeyString(k qc.NonceKey) string {
+	return new(big.Int).SetBytes(k[:]).String()
+}

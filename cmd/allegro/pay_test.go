@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/allegro-mesh/allegro/client"
+	"github.com/allegro-mesh/allegro/node/nodetest"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devchain"
+)
+
+func payRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code = run(ctx, append([]string{"pay"}, args...), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// TestPayCommand runs `allegro pay` against an in-process cluster of four
+// sidecars: a payment with its certificates and QC, a chained Tempo payment
+// spending the received funds through a fallback sidecar, wallet nonces, and
+// errors.
+func TestPayCommand(t *testing.T) {
+	accts := devchain.DemoAccounts()
+	alice, bob, carol := accts[0], accts[1], accts[2]
+	chain := tempo.NewMemChain()
+	for _, a := range accts {
+		chain.SetBalance(devchain.TokenAddress, a.Address, new(big.Int).SetUint64(a.Tokens))
+	}
+	chain.SetHead(10)
+	cl := nodetest.New(t, 4, devchain.DefaultChainID, chain)
+	cl.StartAll()
+	cl.WaitMesh(20 * time.Second)
+	dir := t.TempDir()
+	committeePath := filepath.Join(dir, "committee.toml")
+	if err := cl.Committee.Write(committeePath); err != nil {
+		t.Fatal(err)
+	}
+	committee, err := cl.Committee.Committee()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := func(i int) string { return cl.Nodes[i].API.Addr().String() }
+
+	// Alice pays Bob 10 of her 15 dollars.
+	qcPath := filepath.Join(dir, "alice-bob.qc")
+	out, errOut, code := payRun(t, "--sidecar", ep(0), "--committee", committeePath,
+		"--from", "alice", "--to", "bob", "--amount", "10", "--qc-out", qcPath)
+	if code != 0 {
+		t.Fatalf("pay: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("allegro pay:\n%s", out)
+	for _, want := range []string{
+		"alice " + alice.Address.Hex(), "bob " + bob.Address.Hex(), "10 dollars (10000000 units)", "EVM nonce 0",
+		"accepted by " + ep(0), "certificate 1/3", "certificate 3/3", "\nQC 0x", "signers     ", "(3 of 4, quorum 3; verified)", "time to QC", "QC written to " + qcPath,
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// Every certificate line names a committee member and a time.
+	certLine := regexp.MustCompile(`certificate \d/3  v[0-3] .* \+\d+\.\d ms`)
+	if n := len(certLine.FindAllString(out, -1)); n < 3 {
+		t.Fatalf("%d certificate lines:\n%s", n, out)
+	}
+	text, err := os.ReadFile(qcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := client.DecodeQCHex(string(text), committee)
+	if err != nil {
+		t.Fatalf("--qc-out file: %v", err)
+	}
+	if !strings.Contains(out, "QC "+parent.Hash.Hex()) {
+		t.Fatal("the printed QC differs from the written one")
+	}
+
+	// Bob (5 dollars on chain) spends 12 with Alice's QC as parent, in a
+	// Tempo transaction on nonce key 3; the first sidecar given is down.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	out, errOut, code = payRun(t, "--sidecar", dead, "--sidecar", ep(2), "--committee", committeePath,
+		"--from", "bob", "--to", carol.Address.Hex(), "--units", "12000000", "--parent-qc", qcPath,
+		"--format", "tempo", "--nonce-key", "3", "--memo", "coffee")
+	if code != 0 {
+		t.Fatalf("chained pay: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("chained allegro pay:\n%s", out)
+	for _, want := range []string{"parent QC " + parent.Hash.Hex(), "TEMPO nonce 0 key 3", "attempt 1 at " + dead + " failed", "certificate 3/3", "via " + ep(2) + " (attempt 2)"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("chained output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Carol pays twice from a wallet: nonces 0 and 1, durably reserved.
+	walletPath := filepath.Join(dir, "carol.wallet")
+	for i, want := range []string{"EVM nonce 0", "EVM nonce 1"} {
+		out, errOut, code = payRun(t, "--sidecar", ep(1), "--committee", committeePath,
+			"--from", "carol", "--to", "alice", "--amount", "0.5", "--wallet", walletPath)
+		if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "0.5 dollars (500000 units)") || !strings.Contains(out, "\nQC 0x") {
+			t.Fatalf("wallet payment %d: exit %d\n%s%s", i, code, out, errOut)
+		}
+	}
+
+	// A reject is reported with its code; usage errors exit 2.
+	out, errOut, code = payRun(t, "--sidecar", ep(3), "--committee", committeePath,
+		"--from", "load7", "--to", "bob", "--amount", "1", "--nonce", "0")
+	if code != 1 || !strings.Contains(errOut, "INSUFFICIENT_FUNDS") {
+		t.Fatalf("unfunded payer: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, args := range [][]string{
+		{"--committee", committeePath, "--from", "alice", "--to", "bob", "--amount", "1"},
+		{"--sidecar", ep(0), "--committee", committeePath, "--from", "alice", "--to", "bob"},
+		{"--sidecar", ep(0), "--committee", committeePath, "--from", "alice", "--to", "bob", "--amount", "1.0000001"},
+		{"--sidecar", ep(0), "--committee", committeePath, "--from", "alice", "--to", "bob", "--amount", "1", "--nonce", "1", "--wallet", walletPath},
+		{"--sidecar", ep(0), "--committee", committeePath, "--from", "alice", "--to", "bob", "--amount", "1", "--format", "evm", "--nonce-key", "2"},
+	} {
+		if _, errOut, code := payRun(t, args...); code != 2 {
+			t.Fatalf("%v: exit %d, want 2\n%s", args, code, errOut)
+		}
+	}
+	if _, errOut, code := payRun(t, "--sidecar", ep(0), "--committee", committeePath, "--from", "mallory", "--to", "bob", "--amount", "1"); code != 1 || !strings.Contains(errOut, "mallory") {
+		t.Fatalf("unknown payer: exit %d\n%s", code, errOut)
+	}
+}
+
+func TestPayParseDollars(t *testing.T) {
+	for in, want := range map[string]uint64{"10": 10_000_000, "0.5": 500_000, ".25": 250_000, "1.000001": 1_000_001, "7.": 7_000_000} {
+		if got, err := payParseDollars(in); err != nil || got != want {
+			t.Errorf("%q: %d %v, want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", ".", "-1", "1.0000001", "1e3", "99999999999999999999", "1,5"} {
+		if _, err := payParseDollars(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+	if got := payDollars(12_500_000); got != "12.5 dollars" {
+		t.Errorf("payDollars: %q", got)
+	}
+	if a, ok := payDevAccount("load-0"); !ok || a.Address.Hex() != "0x5C83D6c3b3bC921331F531d55F0AbAD51B8B6275" {
+		t.Errorf("load-0: %v %s", ok, a.Address.Hex())
+	}
+	if _, ok := payDevAccount("load01"); ok {
+		t.Error("load01 accepted")
+	}
+}
