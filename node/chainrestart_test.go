@@ -11,7 +11,6 @@ import (
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
-	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 )
 
@@ -25,30 +24,10 @@ func TestChainRestart(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	dc, err := devchain.New(devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: 8, DataDir: t.TempDir(), HTTPPort: port})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dc, client := startDevChain(t, devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: 8, DataDir: t.TempDir(), HTTPPort: port})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := dc.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dc.Stop(context.Background()) })
-	client, err := chain.New(chain.Config{URL: dc.WSEndpoint(), ExpectedChainID: devchain.DefaultChainID}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Stop(context.Background()) })
-	cl := nodetest.New(t, 4, devchain.DefaultChainID, client, nodetest.WithConfig(func(_ int, cfg *node.Config) {
-		cfg.Settlement.ResendInterval = time.Second
-		cfg.Sidecar.RetryUnavailable = 200 * time.Millisecond
-	}))
-	cl.StartAll()
-	cl.WaitMesh(20 * time.Second)
+	cl := devCluster(t, client, func(cfg *node.Config) { cfg.Sidecar.RetryUnavailable = 200 * time.Millisecond })
 
 	senders := devchain.LoadAccounts(8)
 	recipient := devchain.DemoAccounts()[2].Address

@@ -16,11 +16,11 @@ import (
 	"github.com/allegro-mesh/allegro/validator"
 )
 
-// devCluster runs a dev chain and a 4-validator mesh reading it through a
-// JSON-RPC chain client.
-func devCluster(t *testing.T, period time.Duration) (*nodetest.Cluster, *devchain.Chain, *chain.Client) {
+// startDevChain starts a dev chain with cfg and a JSON-RPC client on it,
+// both stopped when the test ends.
+func startDevChain(t *testing.T, cfg devchain.Config) (*devchain.Chain, *chain.Client) {
 	t.Helper()
-	dc, err := devchain.New(devchain.Config{BlockPeriod: period, LoadAccounts: -1})
+	dc, err := devchain.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,12 +38,22 @@ func devCluster(t *testing.T, period time.Duration) (*nodetest.Cluster, *devchai
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Stop(context.Background()) })
+	return dc, client
+}
+
+// devCluster runs a 4-validator mesh reading chain through its JSON-RPC
+// client, with settlement resending quickly.
+func devCluster(t *testing.T, client *chain.Client, configure func(*node.Config)) *nodetest.Cluster {
+	t.Helper()
 	cl := nodetest.New(t, 4, devchain.DefaultChainID, client, nodetest.WithConfig(func(_ int, cfg *node.Config) {
 		cfg.Settlement.ResendInterval = time.Second
+		if configure != nil {
+			configure(cfg)
+		}
 	}))
 	cl.StartAll()
 	cl.WaitMesh(20 * time.Second)
-	return cl, dc, client
+	return cl
 }
 
 func tokenBalance(t *testing.T, c *chain.Client, who common.Address) uint64 {
@@ -71,7 +81,8 @@ func waitStage(t *testing.T, cl *nodetest.Cluster, txHash qc.Hash, stage fastpay
 // dependency order, balances move, and overlay entries disappear. The
 // child's QC forms before the parent's is on any board.
 func TestSettlementOnDevChain(t *testing.T) {
-	cl, _, client := devCluster(t, 300*time.Millisecond)
+	_, client := startDevChain(t, devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: -1})
+	cl := devCluster(t, client, nil)
 	demo := devchain.DemoAccounts()
 	alice, bob, carol := demo[0], demo[1], demo[2]
 	committee, _ := cl.Committee.Committee()
