@@ -34,6 +34,10 @@ type Config struct {
 	// Settlement sends certified transactions to the chain (used when the
 	// chain is a JSON-RPC node; in-memory test chains have no settlement).
 	Settlement settlement.Config `toml:"settlement"`
+	// Byzantine makes this validator misbehave on purpose, to test that the
+	// rest of a network copes. Refused unless the committee file says
+	// test_network = true. Leave it empty in production.
+	Byzantine ByzantineConfig `toml:"byzantine"`
 }
 
 // DefaultConfig returns production defaults; the chain URL and committee
@@ -75,7 +79,7 @@ func (c Config) Validate() error {
 	}{
 		{"p2p", c.P2P.Validate()}, {"api", c.API.Validate()}, {"validator", c.Validator.Validate()},
 		{"bulletin", c.Bulletin.Validate()}, {"sidecar", c.Sidecar.Validate()},
-		{"settlement", c.Settlement.Validate()},
+		{"settlement", c.Settlement.Validate()}, {"byzantine", c.Byzantine.Validate()},
 	} {
 		if section.err != nil {
 			return fmt.Errorf("config [%s]: %w", section.name, section.err)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -75,7 +76,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		fx.NopLogger,
 		fx.Supply(o.logger),
 		fx.Provide(
-			func() (Config, error) { return cfg, cfg.Validate() },
+			func() (Config, error) { return cfg, plain(cfg.Validate()) },
 			newRegistry,
 			func(r *prometheus.Registry) prometheus.Registerer { return r },
 			func() (*Identity, error) { return loadIdentity(cfg, o.identity) },
@@ -90,6 +91,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			newBoard,
 			newMesh,
 			newSettler,
+			newByzantine,
 			newSidecar,
 			newBackend,
 			newAPI,
@@ -98,10 +100,29 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		fx.Invoke(func(*apiserver.Server) {}),
 	)
 	if err := app.Err(); err != nil {
+		var pe plainError
+		if errors.As(err, &pe) {
+			return nil, pe.err
+		}
 		return nil, err
 	}
 	n.app = app
 	return n, nil
+}
+
+// plainError marks an error that names the configuration field at fault:
+// New returns it as is, without the trail of constructors fx adds.
+type plainError struct{ err error }
+
+func (e plainError) Error() string { return e.err.Error() }
+func (e plainError) Unwrap() error { return e.err }
+
+// plain marks err (nil stays nil).
+func plain(err error) error {
+	if err == nil {
+		return nil
+	}
+	return plainError{err}
 }
 
 // Start starts every component in dependency order.
@@ -234,12 +255,15 @@ func newSettler(lc fx.Lifecycle, cfg Config, ch tempo.ChainReader, b *bulletin.B
 	return s, nil
 }
 
-func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, reg prometheus.Registerer, log *slog.Logger) (*Sidecar, error) {
+// newSidecar takes byz right after cfg: parameters are built in order, so a
+// refused Byzantine mode fails before any store is opened or port bound.
+func newSidecar(lc fx.Lifecycle, cfg Config, byz *byzantine, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, reg prometheus.Registerer, log *slog.Logger) (*Sidecar, error) {
 	s, err := NewSidecar(cfg.Sidecar, v, b, m, ch, reg, log.With("component", "sidecar"))
 	if err != nil {
 		return nil, err
 	}
 	s.SetSettler(st)
+	s.byz = byz
 	lc.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
 	return s, nil
 }

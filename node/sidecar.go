@@ -97,6 +97,7 @@ type Sidecar struct {
 	syncs        syncState
 	syncNotifiee *network.NotifyBundle
 	settler      *settlement.Settler // nil: no settlement
+	byz          *byzantine          // nil: honest (test networks only, byzantine.go)
 	pruneNow     chan struct{}
 	ctx          context.Context
 	cancel       context.CancelFunc
@@ -198,7 +199,7 @@ func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayReques
 		s.log.Warn("publish transaction to the mesh", "tx", cert.TxHash, "err", err)
 	}
 	s.pending.Add(cert.TxHash, req)
-	s.addOwnCertificate(cert)
+	s.addOwnCertificate(p, cert)
 	s.parked.wake(cert.Effects.ContentionKey(), s.enqueue)
 	return cert, nil
 }
@@ -211,8 +212,12 @@ func resultLabel(err error) string {
 }
 
 // addOwnCertificate records and publishes a certificate this validator
-// signed.
-func (s *Sidecar) addOwnCertificate(cert qc.Certificate) {
+// signed for p.
+func (s *Sidecar) addOwnCertificate(p *validator.Payment, cert qc.Certificate) {
+	if s.byz != nil {
+		s.byz.addOwnCertificate(s, p, cert)
+		return
+	}
 	s.addCertificate(cert)
 	if err := s.mesh.PublishCertificate(s.ctx, cert); err != nil && s.ctx.Err() == nil {
 		s.log.Warn("publish certificate", "tx", cert.TxHash, "err", err)
@@ -289,7 +294,7 @@ func (s *Sidecar) process(p *validator.Payment) {
 	switch validator.RejectCodeOf(err) {
 	case fastpayv1.RejectCode_REJECT_CODE_UNSPECIFIED:
 		s.pending.Add(cert.TxHash, p.Request)
-		s.addOwnCertificate(cert)
+		s.addOwnCertificate(p, cert)
 		s.parked.wake(cert.Effects.ContentionKey(), s.enqueue)
 	case fastpayv1.RejectCode_NONCE_SEQ_TOO_HIGH:
 		// An earlier nonce of this sender is still on its way. It may have

@@ -45,6 +45,7 @@ var sidecarSettings = []setting{
 	{"p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs", func(c *node.Config, v string) error { c.P2P.ListenAddrs = splitList(v); return nil }},
 	{"p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers", func(c *node.Config, v string) error { c.P2P.AnnounceAddrs = splitList(v); return nil }},
 	{"log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error", func(c *node.Config, v string) error { c.LogLevel = v; return nil }},
+	{"byzantine", "ALLEGRO_BYZANTINE", "TEST NETWORKS ONLY: misbehave on purpose (equivocate, invalid-signatures); refused unless the committee file has test_network = true", func(c *node.Config, v string) error { c.Byzantine.Mode = v; return nil }},
 }
 
 // loadSidecarConfig applies defaults, then the config file, then the
