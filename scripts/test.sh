@@ -20,6 +20,9 @@ go vet ./...
 echo "== go test -race"
 go test -race -timeout 20m ./...
 
+echo "== benchmarks (one iteration each: they must run; timings are not checked)"
+go test -run '^$' -bench . -benchtime 1x ./...
+
 if [ "$fuzztime" != "0" ]; then
 	echo "== fuzz smoke ($fuzztime each)"
 	# package:target pairs; see docs/fuzzing.md to run them longer.
