@@ -482,11 +482,13 @@ func (c *Client) emit(p Payment) {
 	if c.closed {
 		return
 	}
+	// Counted before the send: a reader that has received a payment must
+	// find it in Stats. The send below always succeeds (it makes room).
+	c.reported.Add(1)
+	c.metrics.qcs.WithLabelValues(resultReported).Inc()
 	for {
 		select {
 		case c.payments <- p:
-			c.reported.Add(1)
-			c.metrics.qcs.WithLabelValues(resultReported).Inc()
 			return
 		default:
 		}
