@@ -88,9 +88,8 @@ type Sidecar struct {
 	domain  qc.Domain
 	metrics *sidecarMetrics
 
-	queue        chan *validator.Payment
-	parked       *parkingLot
-	maxParentQCs int
+	queue  chan *validator.Payment
+	parked *parkingLot
 	// pending holds transactions this validator signed that have no QC
 	// yet, for anti-entropy with peers that reconnect.
 	pending      *lru.Cache[qc.Hash, *fastpayv1.SubmitFastPayRequest]
@@ -111,12 +110,11 @@ func NewSidecar(cfg SidecarConfig, v *validator.Validator, board *bulletin.Board
 	}
 	s := &Sidecar{
 		cfg: cfg, log: logger, v: v, board: board, mesh: mesh, chain: chain,
-		domain:       v.Committee().Domain(),
-		metrics:      newSidecarMetrics(reg),
-		queue:        make(chan *validator.Payment, cfg.QueueSize),
-		parked:       newParkingLot(cfg.MaxParked, cfg.ParkTTL),
-		maxParentQCs: validator.DefaultConfig().MaxParentQCs,
-		pruneNow:     make(chan struct{}, 1),
+		domain:   v.Committee().Domain(),
+		metrics:  newSidecarMetrics(reg),
+		queue:    make(chan *validator.Payment, cfg.QueueSize),
+		parked:   newParkingLot(cfg.MaxParked, cfg.ParkTTL),
+		pruneNow: make(chan struct{}, 1),
 	}
 	var err error
 	if s.pending, err = lru.New[qc.Hash, *fastpayv1.SubmitFastPayRequest](cfg.MaxParked); err != nil {
@@ -180,7 +178,7 @@ func (s *Sidecar) Mesh() *p2p.Mesh { return s.mesh }
 // Submit handles a client submission: validate, record, then share the
 // transaction and this validator's certificate with the mesh.
 func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error) {
-	p, err := validator.Decode(req, s.domain, s.maxParentQCs)
+	p, err := s.v.Decode(req)
 	if err != nil {
 		s.metrics.submissions.WithLabelValues(validator.RejectCodeOf(err).String()).Inc()
 		return qc.Certificate{}, err
@@ -244,7 +242,7 @@ func (s *Sidecar) learnQC(q *qc.QC) {
 // passes is forwarded whatever this validator's state says, since other
 // validators decide for themselves. The decoded payment rides along.
 func (s *Sidecar) validateTx(_ context.Context, _ peer.ID, msg *p2p.TxMessage) (p2p.Verdict, error) {
-	p, err := validator.Decode(msg.Request, s.domain, s.maxParentQCs)
+	p, err := s.v.Decode(msg.Request)
 	if err != nil {
 		return p2p.Reject, err
 	}

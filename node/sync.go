@@ -15,7 +15,6 @@ import (
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
-	"github.com/allegro-mesh/allegro/validator"
 )
 
 // Anti-entropy on reconnect. Gossip delivers a message once, to the peers
@@ -188,7 +187,7 @@ func (s *Sidecar) applySync(batch *fastpayv1.SyncBatch) {
 		if i >= maxSyncTxs {
 			break
 		}
-		p, err := validator.Decode(req, s.domain, s.maxParentQCs)
+		p, err := s.v.Decode(req)
 		if err != nil {
 			continue
 		}

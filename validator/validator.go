@@ -154,11 +154,17 @@ func (v *Validator) Committee() *qc.Committee { return v.committee }
 // Signer returns the validator's signer.
 func (v *Validator) Signer() *qc.Signer { return v.signer }
 
+// Decode runs stage 1 (the package function Decode) with this validator's
+// domain and limits.
+func (v *Validator) Decode(req *fastpayv1.SubmitFastPayRequest) (*Payment, error) {
+	return Decode(req, v.committee.Domain(), v.cfg.MaxParentQCs)
+}
+
 // Submit validates req (SPEC §4 steps 1–7) and returns this validator's
 // certificate. A failure is a *Reject carrying the wire reject code.
 func (v *Validator) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error) {
 	start := time.Now()
-	p, err := Decode(req, v.committee.Domain(), v.cfg.MaxParentQCs)
+	p, err := v.Decode(req)
 	if err != nil {
 		v.metrics.observe(err, start)
 		return qc.Certificate{}, err
