@@ -6,6 +6,7 @@ package bulletin
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -460,11 +461,7 @@ type Page struct {
 }
 
 // ErrBadCursor is returned for a cursor this board did not issue.
-var ErrBadCursor = errorString("bulletin: invalid cursor")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
+var ErrBadCursor = errors.New("bulletin: invalid cursor")
 
 // Query returns certificates in arrival order, after Cursor.
 func (b *Board) Query(q Query) (Page, error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -96,9 +95,6 @@ func loadSidecarConfig(args []string, getenv func(string) string) (node.Config, 
 func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg, err := loadSidecarConfig(args, os.Getenv)
 	if err != nil {
-		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
-			return err
-		}
 		return err
 	}
 	logger, err := newLogger(cfg.LogLevel)
