@@ -63,7 +63,7 @@ func (g *sidecarService) SubmitFastPayStream(req *fastpayv1.SubmitFastPayRequest
 	// Subscribe before submitting so nothing between the submission and the
 	// replay of the board's state is lost.
 	board := s.backend.Board()
-	sub := board.Subscribe(func(ev *bulletin.Event) bool { return ev.TxHash == txHash })
+	sub := board.SubscribeTx(txHash, nil)
 	defer sub.Close()
 
 	cert, err := s.backend.Submit(ctx, req)

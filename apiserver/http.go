@@ -189,7 +189,7 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	var sub *bulletin.Subscription
 	if waitQC {
 		// Subscribe before submitting so the QC cannot slip by unseen.
-		sub = board.Subscribe(func(ev *bulletin.Event) bool { return ev.Kind == bulletin.EventQC && ev.TxHash == txHash })
+		sub = board.SubscribeTx(txHash, func(ev *bulletin.Event) bool { return ev.Kind == bulletin.EventQC })
 		defer sub.Close()
 	}
 

@@ -361,10 +361,25 @@ func (b *Board) appendArrival(h qc.Hash, index int, millis uint64) {
 // Subscribe delivers every future event for which filter returns true (nil:
 // all). Close the subscription when done.
 func (b *Board) Subscribe(filter func(*Event) bool) *Subscription {
+	return b.subscribe(b.cfg.SubscriberBuffer, filter)
+}
+
+// SubscribeTx delivers the future events of one transaction for which
+// filter returns true (nil: all). Its buffer holds a transaction's whole
+// life (a certificate per member, the QC, the stages), not the board-wide
+// SubscriberBuffer: one per API stream, so at saturation a large buffer
+// per stream is allocated, zeroed and scanned by the GC for nothing.
+func (b *Board) SubscribeTx(txHash qc.Hash, filter func(*Event) bool) *Subscription {
+	return b.subscribe(min(b.cfg.SubscriberBuffer, b.committee.N()+16), func(ev *Event) bool {
+		return ev.TxHash == txHash && (filter == nil || filter(ev))
+	})
+}
+
+func (b *Board) subscribe(buffer int, filter func(*Event) bool) *Subscription {
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
 	b.nextSub++
-	s := &Subscription{ch: make(chan Event, b.cfg.SubscriberBuffer), filter: filter, board: b, id: b.nextSub}
+	s := &Subscription{ch: make(chan Event, buffer), filter: filter, board: b, id: b.nextSub}
 	b.subs[s.id] = s
 	return s
 }

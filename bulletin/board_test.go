@@ -328,3 +328,51 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("zero MaxPageSize accepted")
 	}
 }
+
+// TestSubscribeTx: a per-transaction subscription sees that transaction's
+// events only, and its small buffer still holds a whole life: every
+// member's certificate, the QC and the stages, unread.
+func TestSubscribeTx(t *testing.T) {
+	f := newFixture(t, 7)
+	b := f.board(t, DefaultConfig(), 0)
+	e, h := effects(1, 2, 0), txHash(1, 0)
+	other := txHash(9, 0)
+	sub := b.SubscribeTx(h, nil)
+	defer sub.Close()
+	qcOnly := b.SubscribeTx(h, func(ev *Event) bool { return ev.Kind == EventQC })
+	defer qcOnly.Close()
+
+	for _, s := range f.signers {
+		b.AddCertificate(s.Sign(other, effects(9, 2, 0), 1))
+		b.AddCertificate(s.Sign(h, e, 1))
+	}
+	b.SetStage(h, fastpayv1.TxLifecycleUpdate_QUEUED_ONCHAIN, 0)
+	b.SetStage(h, fastpayv1.TxLifecycleUpdate_INCLUDED, 12)
+	b.SetStage(h, fastpayv1.TxLifecycleUpdate_FINALIZED, 12)
+
+	var kinds []EventKind
+	for len(kinds) < 20 {
+		select {
+		case ev := <-sub.C():
+			if ev.TxHash != h {
+				t.Fatalf("event of another transaction %s", ev.TxHash)
+			}
+			kinds = append(kinds, ev.Kind)
+			continue
+		default:
+		}
+		break
+	}
+	// 7 certificates, QC, CERTIFIED, three settlement stages.
+	if len(kinds) != 12 || sub.Dropped() != 0 {
+		t.Fatalf("got %d events %v (%d dropped), want 12, none dropped", len(kinds), kinds, sub.Dropped())
+	}
+	if ev := <-qcOnly.C(); ev.Kind != EventQC || ev.TxHash != h {
+		t.Fatalf("qc-only subscription got %+v", ev)
+	}
+	select {
+	case ev := <-qcOnly.C():
+		t.Fatalf("qc-only subscription got a second event %+v", ev)
+	default:
+	}
+}

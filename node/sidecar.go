@@ -183,19 +183,28 @@ func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayReques
 		s.metrics.submissions.WithLabelValues(validator.RejectCodeOf(err).String()).Inc()
 		return qc.Certificate{}, err
 	}
-	cert, err := s.v.SubmitDecoded(ctx, p)
+	// The transaction goes out as soon as it has passed every rule, while
+	// this validator's decision is being written: peers validate and sign
+	// in parallel with the write instead of after it. Publishing is
+	// best-effort (a failure is logged, the client still gets its
+	// certificate and may resubmit elsewhere).
+	announced := false
+	publish := func() {
+		announced = true
+		if err := s.mesh.PublishTx(ctx, req); err != nil {
+			s.log.Warn("publish transaction to the mesh", "tx", p.TxHash, "err", err)
+		}
+	}
+	cert, err := s.v.SubmitAndAnnounce(ctx, p, publish)
 	s.metrics.submissions.WithLabelValues(resultLabel(err)).Inc()
 	if err != nil {
 		return qc.Certificate{}, err
 	}
+	if !announced {
+		publish() // a repeat of a payment signed before: share it again
+	}
 	s.offer(p)
 	s.board.SetStage(cert.TxHash, fastpayv1.TxLifecycleUpdate_ACCEPTED, 0)
-	// The transaction goes out first so peers can validate it while this
-	// certificate travels; both are best-effort (a failure is logged, the
-	// client still has its certificate and may resubmit elsewhere).
-	if err := s.mesh.PublishTx(ctx, req); err != nil {
-		s.log.Warn("publish transaction to the mesh", "tx", cert.TxHash, "err", err)
-	}
 	s.pending.Add(cert.TxHash, req)
 	s.addOwnCertificate(p, cert)
 	s.parked.wake(cert.Effects.ContentionKey(), s.enqueue)

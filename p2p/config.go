@@ -10,6 +10,8 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/allegro-mesh/allegro/qc"
 )
 
 // Config holds every tunable of the mesh transport. Start from DefaultConfig
@@ -67,6 +69,12 @@ type Config struct {
 	// overruns (and honours its context) yields Ignore: slowness is ours,
 	// not the sender's fault, so the sender is not penalised. Default 2 s.
 	ValidationTimeout time.Duration
+
+	// VerifiedSignatures is how many verified certificate signatures the
+	// mesh remembers, so that a QC whose certificates arrived one by one
+	// (or were signed here) is checked without repeating ed25519
+	// verifications. Default qc.DefaultVerifierCacheSize (16,384, ~4 MiB).
+	VerifiedSignatures int
 
 	// SubscriptionBufferSize is the buffer of each topic subscription
 	// between pubsub and the delivery handlers. When a handler is slower
@@ -261,6 +269,7 @@ func DefaultConfig() Config {
 		ValidationConcurrency:      DefaultValidationConcurrency(),
 		ValidationTimeout:          DefaultValidationTimeout,
 		SubscriptionBufferSize:     DefaultSubscriptionBufferSize,
+		VerifiedSignatures:         qc.DefaultVerifierCacheSize,
 		SeenMessagesTTL:            DefaultSeenMessagesTTL,
 		FloodPublish:               true,
 		PublishBackpressureTimeout: DefaultPublishBackpressure,
@@ -318,6 +327,7 @@ func (c *Config) Validate() error {
 		{"ValidateQueueSize", c.ValidateQueueSize},
 		{"ValidationConcurrency", c.ValidationConcurrency},
 		{"SubscriptionBufferSize", c.SubscriptionBufferSize},
+		{"VerifiedSignatures", c.VerifiedSignatures},
 		{"ConnManagerLowWater", c.ConnManagerLowWater},
 		{"ConnManagerHighWater", c.ConnManagerHighWater},
 	}

@@ -181,7 +181,7 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		member:     member,
 		metrics:    m,
 		topics:     topics,
-		pipes:      &pipelines{committee: committee, members: h.committee, self: h.ID(), topics: topics},
+		pipes:      &pipelines{committee: committee, verifier: qc.NewVerifier(committee, cfg.VerifiedSignatures), members: h.committee, self: h.ID(), topics: topics},
 		outbound:   newOutbound(h.committee, cfg.PeerOutboundQueueSize),
 		rejectLogs: logLimiter{perSecond: cfg.RejectLogsPerSecond},
 		panicLogs:  logLimiter{perSecond: 5},
@@ -566,6 +566,8 @@ func (m *Mesh) PublishCertificate(ctx context.Context, cert qc.Certificate) erro
 	if err != nil {
 		return fmt.Errorf("p2p: publish certificate: %w", err)
 	}
+	// Our own signature needs no verification when it comes back inside a QC.
+	m.pipes.verifier.Remember(&cert)
 	return m.publish(ctx, KindBulletin, m.topics.bull, data, &BulletinItem{Cert: &cert})
 }
 

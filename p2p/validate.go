@@ -134,9 +134,12 @@ func verifyFailure(err error) (any, Verdict, error) {
 // pipelines holds the per-topic validation stages of one Mesh.
 type pipelines struct {
 	committee *qc.Committee
-	members   committeeIndex
-	self      peer.ID
-	topics    *topicSet
+	// verifier remembers verified signatures: a QC's certificates were
+	// usually verified one by one on the bulletin already.
+	verifier *qc.Verifier
+	members  committeeIndex
+	self     peer.ID
+	topics   *topicSet
 
 	txFn       atomic.Pointer[TxStateFunc]
 	bulletinFn atomic.Pointer[BulletinStateFunc]
@@ -210,9 +213,9 @@ func (p *pipelines) validateBulletin(ctx context.Context, from peer.ID, msg *pub
 		return decodeFailure(err)
 	}
 	if it.Cert != nil {
-		err = p.committee.VerifyCertificate(it.Cert)
+		err = p.verifier.VerifyCertificate(it.Cert)
 	} else {
-		err = p.committee.VerifyQC(it.QC)
+		err = p.verifier.VerifyQC(it.QC)
 	}
 	if err != nil {
 		return verifyFailure(err)
@@ -238,7 +241,7 @@ func (p *pipelines) validateQC(ctx context.Context, from peer.ID, msg *pubsub.Me
 	if want := QCShard(q.Effects().Recipient, p.topics.shards); want != t.Shard {
 		return fail(Reject, stageDomain, fmt.Errorf("qc for recipient %s belongs to shard %d, got it on shard %d", q.Effects().Recipient, want, t.Shard))
 	}
-	if err := p.committee.VerifyQC(q); err != nil {
+	if err := p.verifier.VerifyQC(q); err != nil {
 		return verifyFailure(err)
 	}
 	if fn := p.qcFn.Load(); fn != nil {

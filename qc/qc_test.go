@@ -192,17 +192,34 @@ func TestVerifyQC(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			q := validQC(t, committee, signers, testEffects())
-			tc.mutate(q)
-			err := committee.VerifyQC(q)
-			if tc.want == nil {
-				if err != nil {
-					t.Fatalf("VerifyQC: %v", err)
-				}
-				return
+			// The same verdict from the committee, from a fresh Verifier and
+			// from one that already verified every certificate of the valid
+			// QC (its memo must never excuse a changed certificate).
+			warm := NewVerifier(committee, 16)
+			if err := warm.VerifyQC(validQC(t, committee, signers, testEffects())); err != nil {
+				t.Fatalf("warm-up: %v", err)
 			}
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("VerifyQC error = %v, want %v", err, tc.want)
+			verifiers := []struct {
+				name   string
+				verify func(*QC) error
+			}{
+				{"committee", committee.VerifyQC},
+				{"fresh verifier", NewVerifier(committee, 16).VerifyQC},
+				{"warm verifier", warm.VerifyQC},
+			}
+			for _, v := range verifiers {
+				q := validQC(t, committee, signers, testEffects())
+				tc.mutate(q)
+				err := v.verify(q)
+				if tc.want == nil {
+					if err != nil {
+						t.Fatalf("%s: VerifyQC: %v", v.name, err)
+					}
+					continue
+				}
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("%s: VerifyQC error = %v, want %v", v.name, err, tc.want)
+				}
 			}
 		})
 	}
@@ -319,5 +336,31 @@ func TestVerifyEquivocation(t *testing.T) {
 	forged.Second.Signature[0] ^= 1
 	if err := committee.VerifyEquivocation(&forged); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("forged: %v", err)
+	}
+}
+
+func TestVerifierRemember(t *testing.T) {
+	committee, signers := testCommittee(t, 4, Domain{ChainID: 1337, Epoch: 1})
+	q := validQC(t, committee, signers, testEffects())
+	forged := q.Certs[0]
+	forged.Signature[0] ^= 1
+
+	v := NewVerifier(committee, 16)
+	if err := v.VerifyCertificate(&forged); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("forged certificate: %v, want ErrBadSignature", err)
+	}
+	// Remember is a promise by the caller (its own certificates); the memo
+	// then skips the signature check, but never membership or effects.
+	v.Remember(&forged)
+	if err := v.VerifyCertificate(&forged); err != nil {
+		t.Fatalf("remembered certificate: %v", err)
+	}
+	tampered := forged
+	tampered.Effects.Amount++
+	if err := v.VerifyCertificate(&tampered); !errors.Is(err, ErrEffectsMismatch) {
+		t.Fatalf("remembered certificate with other effects: %v, want ErrEffectsMismatch", err)
+	}
+	if err := committee.VerifyCertificate(&forged); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("the committee itself must not share the memo: %v", err)
 	}
 }

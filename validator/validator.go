@@ -176,6 +176,19 @@ func (v *Validator) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequ
 
 // SubmitDecoded runs steps 2–7 on a payment that passed Decode.
 func (v *Validator) SubmitDecoded(ctx context.Context, p *Payment) (qc.Certificate, error) {
+	return v.SubmitAndAnnounce(ctx, p, nil)
+}
+
+// SubmitAndAnnounce is SubmitDecoded that calls announce (when not nil)
+// once the payment has passed every rule, just before the signing decision
+// is persisted: the entry sidecar shares the transaction with the other
+// validators then, so their validation overlaps its own durable write
+// instead of following it. announce runs under the sender's lock and must
+// not block for long; it is not called when the payment is refused or was
+// signed before (the caller gets the stored certificate). A failed write
+// after announce only means this validator does not sign: others decide
+// for themselves.
+func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce func()) (qc.Certificate, error) {
 	sender := p.Effects.Sender
 	if p.ClientRequestID != "" {
 		rk := requestKey{sender, p.ClientRequestID}
@@ -258,6 +271,9 @@ func (v *Validator) SubmitDecoded(ctx context.Context, p *Payment) (qc.Certifica
 	}
 
 	// Step 7: persist, then sign and release.
+	if announce != nil {
+		announce()
+	}
 	cert := v.signer.Sign(p.TxHash, p.Effects, uint64(v.now().UnixMilli()))
 	if err := v.store.RecordSignature(&cert); err != nil {
 		v.log.Error("cannot persist signing decision; refusing to release certificate", "tx", p.TxHash, "err", err)

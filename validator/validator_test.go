@@ -295,3 +295,37 @@ func TestConfigValidateNamesField(t *testing.T) {
 		t.Fatalf("Validate = %v", err)
 	}
 }
+
+// TestAnnounceOnlyAcceptedPayments: the entry shares a transaction (the
+// announce hook) only when it is about to sign it, exactly once.
+func TestAnnounceOnlyAcceptedPayments(t *testing.T) {
+	c := newCluster(t, 4)
+	v := c.validator(t, 0, "")
+	submit := func(req *fastpayv1.SubmitFastPayRequest) (int, error) {
+		t.Helper()
+		p, err := v.Decode(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		_, err = v.SubmitAndAnnounce(context.Background(), p, func() { calls++ })
+		return calls, err
+	}
+	req := pay(aliceKey, 0, bob, dollars(10)).request(t)
+	if calls, err := submit(req); err != nil || calls != 1 {
+		t.Fatalf("accepted payment: announce called %d times, err %v; want once", calls, err)
+	}
+	if calls, err := submit(req); err != nil || calls != 0 {
+		t.Fatalf("repeat of a signed payment: announce called %d times, err %v; want none", calls, err)
+	}
+	calls, err := submit(pay(aliceKey, 1, carol, dollars(6)).request(t))
+	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
+	if calls != 0 {
+		t.Fatalf("refused payment announced %d times", calls)
+	}
+	calls, err = submit(pay(aliceKey, 0, carol, dollars(1)).request(t))
+	wantReject(t, err, fastpayv1.RejectCode_EQUIVOCATION)
+	if calls != 0 {
+		t.Fatalf("conflicting payment announced %d times", calls)
+	}
+}
