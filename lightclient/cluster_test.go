@@ -216,7 +216,7 @@ func TestLightClientFollowsWatchedAddress(t *testing.T) {
 	}
 
 	// Carol is on another shard: her QC never reaches the client.
-	pay(t, cl, 1, 1, carol, 20)
+	carolsFirst := pay(t, cl, 1, 1, carol, 20)
 	// Dave shares Bob's shard: his QC arrives, verifies and is not reported.
 	pay(t, cl, 2, 2, dave, 30)
 	nodetest.Eventually(t, 20*time.Second, "the light client sees Dave's QC", func() bool { return lc.Stats().Unwatched >= 1 })
@@ -235,7 +235,16 @@ func TestLightClientFollowsWatchedAddress(t *testing.T) {
 	}
 	waitSubscribed(t, cl, lc.ID(), shard(carol))
 	q = pay(t, cl, 0, 4, carol, 50)
-	if p := nextPayment(t, lc, 20*time.Second); p.TxHash != q.TxHash || p.To != carol || p.Amount != 50 {
+	p = nextPayment(t, lc, 20*time.Second)
+	reported := uint64(3)
+	if p.TxHash == carolsFirst.TxHash {
+		// Joining a shard, a client may also learn its last seconds of QCs
+		// through gossip (validators announce recent messages to peers
+		// outside their mesh): Carol's earlier payment, reported once.
+		reported++
+		p = nextPayment(t, lc, 20*time.Second)
+	}
+	if p.TxHash != q.TxHash || p.To != carol || p.Amount != 50 {
 		t.Fatalf("Carol's payment: %+v", p)
 	}
 	for _, topic := range lc.Mesh().JoinedTopics() {
@@ -244,7 +253,7 @@ func TestLightClientFollowsWatchedAddress(t *testing.T) {
 		}
 	}
 	// LateVerified 0: every QC went through the client's own validator stage.
-	if st := lc.Stats(); st.Reported != 3 || st.Conflicts != 0 || st.Rejected != 0 || st.Dropped != 0 || st.LateVerified != 0 {
+	if st := lc.Stats(); st.Reported != reported || st.Conflicts != 0 || st.Rejected != 0 || st.Dropped != 0 || st.LateVerified != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

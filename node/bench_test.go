@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,7 @@ func BenchmarkMesh(b *testing.B) {
 	cl := nodetest.New(b, 4, chainID, chain, nodetest.WithConfig(func(_ int, cfg *node.Config) {
 		// Production pruning cadence (nodetest prunes every 200 ms).
 		cfg.Sidecar.PruneInterval = node.DefaultSidecarConfig().PruneInterval
+		cfg.P2P.Relay = os.Getenv("RELAY") != ""
 	}))
 	cl.StartAll()
 	cl.WaitMesh(20 * time.Second)

@@ -310,8 +310,16 @@ func (m *Mesh) pubsubOptions() ([]pubsub.Option, error) {
 		pubsub.WithFloodPublish(m.cfg.FloodPublish),
 		pubsub.WithLogger(m.logger.With("component", "pubsub")),
 	}
-	if m.cfg.GossipSub != nil {
+	switch {
+	case m.cfg.GossipSub != nil:
 		opts = append(opts, pubsub.WithGossipSubParams(*m.cfg.GossipSub))
+	case !m.cfg.Relay:
+		// No mesh: every node floods its own messages to the topic's
+		// peers and forwards nothing (gossipsub's bootstrapper degrees);
+		// gossip still announces recent messages to peers that missed one.
+		g := pubsub.DefaultGossipSubParams()
+		g.D, g.Dlo, g.Dhi, g.Dout, g.Dscore = 0, 0, 0, 0, 0
+		opts = append(opts, pubsub.WithGossipSubParams(g))
 	}
 	if m.cfg.Scoring.Enabled {
 		params, thresholds, err := peerScoreParams(m.cfg, m.host.committee)

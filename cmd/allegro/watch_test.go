@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
@@ -72,17 +73,17 @@ func TestWatchCommand(t *testing.T) {
 	if err := cl.Committee.Write(path); err != nil {
 		t.Fatal(err)
 	}
-	base := []string{"watch", "--address", bob.Hex(), "--committee", path, "--count", "1", "--log-level", "error"}
+	base := []string{"watch", "--committee", path, "--count", "1", "--log-level", "error"}
 	for _, n := range cl.Nodes {
 		info := n.Sidecar.Mesh().Host().AddrInfo()
 		for _, a := range info.Addrs {
 			base = append(base, "--bootstrap", fmt.Sprintf("%s/p2p/%s", a, info.ID))
 		}
 	}
-	topic := p2p.QCTopic(chainID, 1, p2p.QCShard(bob, cl.Committee.QCShards))
-	// outsiders returns the non-committee peers every sidecar sees on Bob's
-	// shard (the watcher's light client, once subscribed).
-	outsiders := func() map[peer.ID]bool {
+	// outsiders returns the non-committee peers every sidecar sees on the
+	// shard of recipient (the watcher's light client, once subscribed).
+	outsiders := func(recipient common.Address) map[peer.ID]bool {
+		topic := p2p.QCTopic(chainID, 1, p2p.QCShard(recipient, cl.Committee.QCShards))
 		var inAll map[peer.ID]bool
 		for _, n := range cl.Nodes {
 			here := make(map[peer.ID]bool)
@@ -98,26 +99,30 @@ func TestWatchCommand(t *testing.T) {
 		return inAll
 	}
 
-	// watch starts the command, waits until its light client is subscribed,
-	// pays Bob and returns the output and the transaction.
+	// watch starts the command for recipient, waits until its light client
+	// is subscribed, pays recipient and returns the output and the
+	// transaction. Each call watches another recipient: a watcher may also
+	// learn a recent QC through gossip, which must not be the previous
+	// call's.
 	seen := map[peer.ID]bool{}
-	watch := func(nonce, amount uint64, extra ...string) (string, qc.Hash) {
+	watch := func(recipient common.Address, nonce, amount uint64, extra ...string) (string, qc.Hash) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		var out, errOut bytes.Buffer
 		done := make(chan int, 1)
-		go func() { done <- run(ctx, append(append([]string(nil), base...), extra...), &out, &errOut) }()
-		nodetest.Eventually(t, 20*time.Second, "the watcher's light client subscribes to Bob's shard", func() bool {
+		args := append(append([]string(nil), base...), "--address", recipient.Hex())
+		go func() { done <- run(ctx, append(args, extra...), &out, &errOut) }()
+		nodetest.Eventually(t, 20*time.Second, "the watcher's light client subscribes to the recipient's shard", func() bool {
 			fresh := false
-			for p := range outsiders() {
+			for p := range outsiders(recipient) {
 				if !seen[p] {
 					seen[p], fresh = true, true
 				}
 			}
 			return fresh
 		})
-		q := watchPay(t, cl.Client(int(nonce)%len(cl.Nodes)), nodetest.Pay{Key: alice, ChainID: chainID, Nonce: nonce, Recipient: bob, Amount: amount}.Request(t))
+		q := watchPay(t, cl.Client(int(nonce)%len(cl.Nodes)), nodetest.Pay{Key: alice, ChainID: chainID, Nonce: nonce, Recipient: recipient, Amount: amount}.Request(t))
 		timer := time.NewTimer(30 * time.Second)
 		defer timer.Stop()
 		select {
@@ -131,7 +136,7 @@ func TestWatchCommand(t *testing.T) {
 		return out.String(), q.TxHash
 	}
 
-	out, tx := watch(0, 12_345_678)
+	out, tx := watch(bob, 0, 12_345_678)
 	t.Logf("text: %s", out)
 	line := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z from=(0x[0-9a-fA-F]{40}) to=(0x[0-9a-fA-F]{40}) amount=\$12\.345678 tx=(0x[0-9a-f]{64}) qc=(0x[0-9a-f]{64}) signers=(v\d(,v\d)+)\n$`)
 	m := line.FindStringSubmatch(out)
@@ -142,13 +147,14 @@ func TestWatchCommand(t *testing.T) {
 		t.Fatalf("output %q: want from %s to %s tx %s", out, nodetest.Address(alice).Hex(), bob.Hex(), tx.Hex())
 	}
 
-	out, tx = watch(1, 10, "--json")
+	carol := nodetest.Address(nodetest.Key("carol"))
+	out, tx = watch(carol, 1, 10, "--json")
 	t.Logf("json: %s", out)
 	var got watchJSON
 	if err := json.Unmarshal([]byte(out), &got); err != nil || strings.Count(out, "\n") != 1 {
 		t.Fatalf("json output %q: %v", out, err)
 	}
-	if got.TxHash != tx.Hex() || got.Amount != "0.000010" || got.AmountUnits != 10 || got.To != bob.Hex() ||
+	if got.TxHash != tx.Hex() || got.Amount != "0.000010" || got.AmountUnits != 10 || got.To != carol.Hex() ||
 		got.NonceSeq != 1 || len(got.Signers) < committee.Quorum() || len(got.QCHash) != 66 {
 		t.Fatalf("json %+v", got)
 	}
