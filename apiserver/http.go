@@ -48,6 +48,9 @@ func (s *Server) routes() {
 	s.route(routeEvidence, get, s.handleEvidence)
 	s.route(routeEvents, []string{http.MethodGet}, s.handleEvents)
 	s.route(routeHealth, get, s.handleHealth)
+	if _, ok := s.backend.(MeshReporter); ok {
+		s.route(routeMesh, get, s.handleMesh)
+	}
 	gatherers := prometheus.Gatherers{s.registry}
 	if g := s.backend.Gatherer(); g != nil {
 		gatherers = append(prometheus.Gatherers{g}, gatherers...)

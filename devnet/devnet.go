@@ -157,6 +157,8 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 		ncfg.P2P = p2p.LocalConfig()
 		ncfg.P2P.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", m.p2pPort)}
 		ncfg.API.ListenAddr = fmt.Sprintf("127.0.0.1:%d", m.apiPort)
+		// The dashboard's payment form and demo button (a test network).
+		ncfg.Dashboard.DevWallet = true
 		n, err := node.New(ncfg, node.WithLogger(cfg.Logger.With("node", m.name)))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
@@ -215,5 +217,8 @@ func (d *Devnet) Describe(w io.Writer) {
 			addr = addrs[0].String() + "/p2p/" + m.ID().String()
 		}
 		fmt.Fprintf(w, "  %-12s api http://%-21s mesh %s\n", n.Sidecar.Validator().Signer().Name(), n.API.Addr(), addr)
+	}
+	if len(d.Nodes) > 0 {
+		fmt.Fprintf(w, "dashboard: http://%s/ (every sidecar serves one)\n", d.Nodes[0].API.Addr())
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/dashboard"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/settlement"
 	"github.com/allegro-mesh/allegro/tempo/chain"
@@ -38,6 +39,9 @@ type Config struct {
 	// rest of a network copes. Refused unless the committee file says
 	// test_network = true. Leave it empty in production.
 	Byzantine ByzantineConfig `toml:"byzantine"`
+	// Dashboard is the web page served at / on the API address (on by
+	// default) and its dev wallet (off; test networks only).
+	Dashboard dashboard.Config `toml:"dashboard"`
 }
 
 // DefaultConfig returns production defaults; the chain URL and committee
@@ -52,6 +56,7 @@ func DefaultConfig() Config {
 		Bulletin:   bulletin.DefaultConfig(),
 		Sidecar:    DefaultSidecarConfig(),
 		Settlement: settlement.DefaultConfig(),
+		Dashboard:  dashboard.DefaultConfig(),
 	}
 }
 
@@ -80,6 +85,7 @@ func (c Config) Validate() error {
 		{"p2p", c.P2P.Validate()}, {"api", c.API.Validate()}, {"validator", c.Validator.Validate()},
 		{"bulletin", c.Bulletin.Validate()}, {"sidecar", c.Sidecar.Validate()},
 		{"settlement", c.Settlement.Validate()}, {"byzantine", c.Byzantine.Validate()},
+		{"dashboard", c.Dashboard.Validate()},
 	} {
 		if section.err != nil {
 			return fmt.Errorf("config [%s]: %w", section.name, section.err)

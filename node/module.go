@@ -95,9 +95,13 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			newSidecar,
 			newBackend,
 			newAPI,
+			newDashboardGate,
 		),
+		// A refused [dashboard] fails before any store is opened or port bound.
+		fx.Invoke(func(*dashboardGate) {}),
 		fx.Populate(&n.Sidecar, &n.API),
 		fx.Invoke(func(*apiserver.Server) {}),
+		fx.Invoke(mountDashboard),
 	)
 	if err := app.Err(); err != nil {
 		var pe plainError

@@ -1,0 +1,684 @@
+// Allegro sidecar dashboard. Plain JavaScript, no framework and no external
+// requests: it reads this sidecar's JSON API and its server-sent events
+// (docs/api.md). u64 values arrive as decimal strings.
+"use strict";
+
+(() => {
+  const MAX_TXS = 40;          // payments kept in the feed
+  const MAX_ALERTS = 50;       // evidence and failures kept
+  const TICK_MS = 1000;        // poll period of the chain head
+  const STREAM_GRACE_MS = 5000; // an event stream may reconnect this long before the banner shows
+  const STAGES = ["QUEUED_ONCHAIN", "INCLUDED", "FINALIZED"];
+
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    info: null,
+    committee: null,
+    head: null,              // {height, at}
+    txs: new Map(),          // tx hash -> payment (see newTx)
+    dirty: new Set(),        // tx hashes to re-render
+    names: new Map(),        // lower-case address -> demo account name
+    mesh: null,              // previous /api/v1/mesh snapshot, for rates
+    evidence: new Map(),     // key -> equivocation
+    failures: [],            // settlement failures, newest first
+    reachable: null,         // null before the first request
+    streamOpen: false,
+    streamDownSince: Date.now(),
+    resyncWanted: true,
+    devWallet: null,         // null unknown, false off, true on
+    tick: 0,
+  };
+
+  // ---------- helpers ----------
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === "class") e.className = v;
+      else if (k.startsWith("data-")) e.setAttribute(k, v);
+      else if (k === "title") e.title = v;
+      else e[k] = v;
+    }
+    for (const c of children) {
+      if (c === null || c === undefined || c === false) continue;
+      e.append(c instanceof Node ? c : String(c));
+    }
+    return e;
+  }
+
+  const short = (h) => (h && h.length > 14 ? h.slice(0, 8) + "…" + h.slice(-4) : h || "");
+  const nameOf = (addr) => (addr ? state.names.get(addr.toLowerCase()) || short(addr) : "?");
+
+  function dollars(units) {
+    if (units === undefined || units === null) return "";
+    const u = BigInt(units);
+    const whole = u / 1000000n;
+    const frac = (u % 1000000n).toString().padStart(6, "0").replace(/0+$/, "");
+    return "$" + whole.toString() + "." + (frac.length < 2 ? frac.padEnd(2, "0") : frac);
+  }
+
+  function clock(unixMs) {
+    const d = new Date(unixMs);
+    return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+  }
+
+  // memberNames lists the committee's validators by name.
+  function memberNames() {
+    return state.committee ? state.committee.members.map((m) => m.name).sort() : [];
+  }
+
+  function since(ms) {
+    if (ms < 0) ms = 0;
+    return ms < 1000 ? "+" + ms.toFixed(ms < 10 ? 1 : 0) + " ms" : "+" + (ms / 1000).toFixed(2) + " s";
+  }
+
+  // ---------- reachability ----------
+
+  function setReachable(ok) {
+    if (ok === false && state.reachable !== false) state.resyncWanted = true;
+    state.reachable = ok;
+    renderConn();
+  }
+
+  function renderConn() {
+    const streamOK = state.streamOpen || Date.now() - state.streamDownSince < STREAM_GRACE_MS;
+    const down = state.reachable === false || !streamOK;
+    $("banner").hidden = !down;
+    document.body.classList.toggle("offline", down);
+    const pill = $("conn");
+    if (down) {
+      pill.textContent = "unreachable";
+      pill.className = "pill bad";
+    } else if (state.streamOpen) {
+      pill.textContent = "live";
+      pill.className = "pill ok";
+    } else {
+      pill.textContent = "connecting";
+      pill.className = "pill";
+    }
+  }
+
+  // api fetches a JSON document; a network failure marks the sidecar
+  // unreachable, any HTTP answer marks it reachable.
+  async function api(path, { method = "GET", body, timeout = 5000 } = {}) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), timeout);
+    let res;
+    try {
+      res = await fetch(path, {
+        method, signal: ctl.signal, cache: "no-store",
+        headers: body ? { "Content-Type": "application/json" } : {},
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    } catch (e) {
+      setReachable(false);
+      throw new Error("sidecar unreachable");
+    } finally {
+      clearTimeout(timer);
+    }
+    const doc = await res.json().catch(() => null);
+    // A gateway error without the API's JSON body comes from a proxy in
+    // front of a sidecar that is not answering.
+    const gateway = !doc && (res.status === 502 || res.status === 503 || res.status === 504);
+    setReachable(!gateway);
+    if (!res.ok) {
+      const msg = (doc && ((doc.error && doc.error.message) || (doc.reject && doc.reject.code + ": " + doc.reject.message))) ||
+        res.status + " " + res.statusText;
+      const err = new Error(msg);
+      err.status = res.status;
+      throw err;
+    }
+    return doc;
+  }
+
+  // ---------- payments ----------
+
+  function newTx(hash, at) {
+    return {
+      hash, first: at, sender: "", recipient: "", amount: null,
+      certs: new Map(),     // signer name -> unix ms
+      qcAt: 0, qcHash: "", qcHeight: null,
+      stages: {},           // stage -> {at, height}
+      failure: "",
+      statusAsked: false,   // a status request was made (fillIn)
+    };
+  }
+
+  function txFor(hash, at) {
+    let tx = state.txs.get(hash);
+    if (!tx) {
+      tx = newTx(hash, at);
+      state.txs.set(hash, tx);
+      prune();
+    } else if (at && at < tx.first) {
+      tx.first = at;
+    }
+    return tx;
+  }
+
+  function prune() {
+    if (state.txs.size <= MAX_TXS) return;
+    const old = [...state.txs.values()].sort((a, b) => a.first - b.first);
+    for (const tx of old.slice(0, state.txs.size - MAX_TXS)) {
+      state.txs.delete(tx.hash);
+      const card = document.querySelector(`.tx[data-tx="${tx.hash}"]`);
+      if (card) card.remove();
+    }
+  }
+
+  function addCert(tx, cert, at) {
+    const eff = cert.effects || {};
+    tx.sender = tx.sender || eff.sender || "";
+    tx.recipient = tx.recipient || eff.recipient || "";
+    if (tx.amount === null && eff.amount !== undefined) tx.amount = eff.amount;
+    const name = cert.signer && cert.signer.name;
+    if (name && !tx.certs.has(name)) tx.certs.set(name, at);
+  }
+
+  function touch(tx) {
+    state.dirty.add(tx.hash);
+    scheduleRender();
+  }
+
+  // fillIn asks for the status of a payment first heard of by a late event
+  // (its certificates came before the page or the stream did).
+  function fillIn(tx) {
+    if (tx.certs.size > 0 || tx.statusAsked) return;
+    tx.statusAsked = true;
+    refreshStatus(tx).catch(() => { tx.statusAsked = false; });
+  }
+
+  function onCertificate(d) {
+    const at = Number(d.unix_millis);
+    const tx = txFor(d.tx_hash, at);
+    tx.sender = tx.sender || d.sender || "";
+    tx.recipient = tx.recipient || d.recipient || "";
+    if (d.certificate) addCert(tx, d.certificate, at);
+    touch(tx);
+  }
+
+  function onQC(d) {
+    const at = Number(d.unix_millis);
+    const tx = txFor(d.tx_hash, at);
+    if (d.qc) {
+      tx.qcHash = d.qc.qc_hash;
+      for (const c of d.qc.certs || []) addCert(tx, c, at);
+    }
+    if (!tx.qcAt) {
+      tx.qcAt = at;
+      // The head read right after the QC: the QC formed at this height or
+      // earlier, so "QC at #h, included at #h+1" is never overstated.
+      tx.qcHeight = state.head ? state.head.height : null;
+      refreshHead().then(() => {
+        if (state.head) tx.qcHeight = state.head.height;
+        touch(tx);
+      }, () => {});
+    }
+    touch(tx);
+  }
+
+  function onLifecycle(d) {
+    const at = Number(d.unix_millis);
+    const tx = txFor(d.tx_hash, at);
+    tx.sender = tx.sender || d.sender || "";
+    tx.recipient = tx.recipient || d.recipient || "";
+    if (STAGES.includes(d.stage) && !tx.stages[d.stage]) {
+      tx.stages[d.stage] = { at, height: Number(d.block_height || 0) };
+    }
+    if (Number(d.block_height) > 0) showHead(Number(d.block_height), false); // a block the poll has not seen yet
+    if (d.stage === "CERTIFIED" && !tx.qcAt) tx.qcAt = at;
+    fillIn(tx);
+    touch(tx);
+  }
+
+  function onEquivocation(d) {
+    const e = d.evidence;
+    if (!e) return;
+    addEvidence(e);
+    renderAlerts();
+  }
+
+  function addEvidence(e) {
+    const key = e.signer.id + "/" + e.key.sender + "/" + e.key.nonce_key + "/" + e.key.nonce_seq;
+    if (!state.evidence.has(key)) state.evidence.set(key, e);
+  }
+
+  function onSettlementFailure(d) {
+    const tx = txFor(d.tx_hash, Number(d.unix_millis));
+    tx.failure = d.reason || "settlement failed";
+    fillIn(tx);
+    state.failures.unshift({ tx: d.tx_hash, reason: tx.failure, at: Number(d.unix_millis) });
+    state.failures.length = Math.min(state.failures.length, MAX_ALERTS);
+    touch(tx);
+    renderAlerts();
+  }
+
+  // stageOf names the furthest stage a payment reached.
+  function stageOf(tx) {
+    for (let i = STAGES.length - 1; i >= 0; i--) if (tx.stages[STAGES[i]]) return STAGES[i];
+    return tx.qcAt ? "CERTIFIED" : "ACCEPTED";
+  }
+
+  // ---------- rendering the feed ----------
+
+  let renderPending = false;
+  function scheduleRender() {
+    if (renderPending) return;
+    renderPending = true;
+    requestAnimationFrame(() => {
+      renderPending = false;
+      renderFeed();
+    });
+  }
+
+  function renderFeed() {
+    const feed = $("feed");
+    for (const hash of state.dirty) {
+      const tx = state.txs.get(hash);
+      if (!tx) continue;
+      const card = renderTx(tx);
+      const old = feed.querySelector(`.tx[data-tx="${hash}"]`);
+      if (old) old.replaceWith(card);
+      else feed.prepend(card);
+    }
+    state.dirty.clear();
+    // Newest first.
+    const cards = [...feed.querySelectorAll(".tx")];
+    const sorted = [...cards].sort((a, b) => Number(b.dataset.first) - Number(a.dataset.first));
+    if (sorted.some((c, i) => c !== cards[i])) for (const c of sorted) feed.append(c);
+    $("feed-empty").hidden = cards.length > 0;
+  }
+
+  function renderTx(tx) {
+    const stage = stageOf(tx);
+    const quorum = state.committee ? state.committee.quorum : 0;
+    const members = memberNames();
+    for (const name of tx.certs.keys()) if (!members.includes(name)) members.push(name);
+
+    const chips = members.map((name) => {
+      const at = tx.certs.get(name);
+      return el("span", { class: "chip" + (at !== undefined ? " on" : "") },
+        name, at !== undefined ? el("small", {}, " " + since(at - tx.first)) : null);
+    });
+    const count = tx.certs.size;
+    const quorumText = quorum ? `${count}/${members.length} signed · quorum ${quorum}` : `${count} signed`;
+
+    const step = (label, done, detail, cls) =>
+      el("li", { class: (done ? "done" : "") + (cls ? " " + cls : "") }, label, detail ? el("small", {}, detail) : null);
+    const height = (h) => (h || h === 0 ? "#" + h : "");
+    const st = (name) => tx.stages[name];
+    const stageDetail = (name) => {
+      const s = st(name);
+      if (!s) return "";
+      return [s.height ? "block " + height(s.height) : "", since(s.at - tx.first)].filter(Boolean).join(" · ");
+    };
+
+    const card = el("article", {
+      class: "tx stage-" + stage + (tx.failure ? " failed" : ""),
+      "data-tx": tx.hash, "data-first": String(tx.first), "data-stage": stage, "data-qc": tx.qcAt ? "yes" : "no",
+    },
+      el("div", { class: "tx-top" },
+        el("span", { class: "parties" }, el("b", {}, nameOf(tx.sender)), " → ", el("b", {}, nameOf(tx.recipient))),
+        el("span", { class: "amount" }, dollars(tx.amount)),
+        el("span", { class: "hash mono", title: tx.hash }, short(tx.hash)),
+        el("span", { class: "badge b-" + stage }, stage)),
+      el("div", { class: "certs" }, ...chips, el("span", { class: "quorum" + (tx.qcAt ? " met" : "") }, quorumText)),
+      el("ol", { class: "track" },
+        step("signed", true, clock(tx.first)),
+        step("QC", !!tx.qcAt, tx.qcAt ? [since(tx.qcAt - tx.first), tx.qcHeight !== null ? "at head " + height(tx.qcHeight) : ""].filter(Boolean).join(" · ") : "", "qc"),
+        step("queued on chain", !!st("QUEUED_ONCHAIN"), stageDetail("QUEUED_ONCHAIN")),
+        step("included", !!st("INCLUDED"), stageDetail("INCLUDED")),
+        step("finalized", !!st("FINALIZED"), stageDetail("FINALIZED"))),
+      tx.failure ? el("p", { class: "failure" }, "settlement failure: " + tx.failure) : null);
+    return card;
+  }
+
+  // ---------- alerts ----------
+
+  function renderAlerts() {
+    const ul = $("alerts");
+    ul.replaceChildren();
+    for (const e of state.evidence.values()) {
+      ul.append(el("li", { class: "bad" },
+        el("b", {}, "equivocation"), ` by ${e.signer.name || short(e.signer.id)}: sender ${nameOf(e.key.sender)} nonce ${e.key.nonce_seq} — `,
+        el("span", { class: "mono" }, short(e.first.tx_hash)), " vs ", el("span", { class: "mono" }, short(e.second.tx_hash))));
+    }
+    for (const f of state.failures) {
+      ul.append(el("li", { class: "warn" }, el("b", {}, "settlement failure"), " ",
+        el("span", { class: "mono" }, short(f.tx)), ": " + f.reason));
+    }
+    if (!ul.children.length) ul.append(el("li", { class: "muted" }, "none"));
+  }
+
+  // ---------- committee, mesh, head ----------
+
+  // showHead displays the chain head; a block height from an event only
+  // moves it forward, the polled head is authoritative.
+  function showHead(height, polled) {
+    if (state.head && (polled ? height === state.head.height : height <= state.head.height)) return;
+    state.head = { height, at: Date.now() };
+    const b = $("head-height");
+    b.textContent = "#" + height;
+    b.classList.remove("flash");
+    void b.offsetWidth; // restart the animation
+    b.classList.add("flash");
+  }
+
+  async function refreshHead() {
+    try {
+      const h = await api("/api/v1/chain/head");
+      showHead(Number(h.block_height), true);
+    } catch (e) {
+      if (e.status) $("head-height").textContent = "unavailable";
+      throw e;
+    }
+  }
+
+  async function refreshInfo() {
+    const info = await api("/api/v1/info");
+    state.info = info;
+    $("node-name").textContent = info.name;
+    $("node-meta").textContent = `chain ${info.chain_id} · epoch ${info.epoch}`;
+    document.title = `${info.name} · Allegro mesh`;
+  }
+
+  async function refreshCommittee() {
+    state.committee = await api("/api/v1/committee");
+    $("quorum").textContent = `${state.committee.n} validators · quorum ${state.committee.quorum} · f = ${state.committee.f}`;
+  }
+
+  async function refreshMesh() {
+    let mesh = null;
+    try {
+      mesh = await api("/api/v1/mesh");
+    } catch (e) {
+      if (!e.status) throw e; // an older sidecar without /api/v1/mesh: committee only
+    }
+    renderMembers(mesh);
+    if (mesh) renderTopics(mesh);
+  }
+
+  function renderMembers(mesh) {
+    const body = $("members").tBodies[0];
+    body.replaceChildren();
+    const peers = new Map(((mesh && mesh.peers) || []).map((p) => [p.peer_id, p]));
+    const members = ((state.committee && state.committee.members) || []).slice().sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const m of members) {
+      const p = peers.get(m.peer_id);
+      const linked = m.self || m.connected;
+      const score = m.self ? "" : p && p.score !== null && p.score !== undefined ? p.score.toFixed(2) : m.score.toFixed(2);
+      body.append(el("tr", { class: linked ? "" : "down", "data-member": m.name },
+        el("td", {}, m.name, m.self ? el("span", { class: "tag" }, "this node") : null),
+        el("td", {}, el("span", { class: "dot " + (linked ? "up" : "off") }), m.self ? "self" : m.connected ? "connected" : "disconnected"),
+        el("td", { class: "num" }, score),
+        el("td", { class: "mono", title: m.peer_id }, short(m.peer_id))));
+    }
+    const others = ((mesh && mesh.peers) || []).filter((p) => !p.member && p.connected);
+    $("others").textContent = others.length
+      ? `+ ${others.length} other connected peer${others.length > 1 ? "s" : ""} (light clients)`
+      : "";
+  }
+
+  function renderTopics(mesh) {
+    const prev = state.mesh;
+    state.mesh = mesh;
+    const body = $("topics").tBodies[0];
+    body.replaceChildren();
+    const dt = prev ? (Number(mesh.unix_millis) - Number(prev.unix_millis)) / 1000 : 0;
+    for (const t of mesh.topics) {
+      const p = prev && prev.topics.find((x) => x.kind === t.kind);
+      const validated = (x) => Number(x.accepted) + Number(x.ignored) + Number(x.rejected) + Number(x.duplicates) - Number(x.published);
+      const rate = (f) => (p && dt > 0 ? Math.max(0, (f(t) - f(p)) / dt).toFixed(1) : "–");
+      body.append(el("tr", { "data-topic": t.kind },
+        el("td", {}, t.kind),
+        el("td", { class: "num" }, rate(validated)),
+        el("td", { class: "num" }, rate((x) => Number(x.published))),
+        el("td", { class: "num" }, t.delivered),
+        el("td", { class: "num" + (Number(t.rejected) ? " warn" : "") }, t.rejected),
+        el("td", { class: "num" + (Number(t.dropped) ? " bad" : "") }, t.dropped)));
+    }
+  }
+
+  async function refreshEvidence() {
+    const r = await api("/api/v1/evidence");
+    for (const e of r.evidence || []) addEvidence(e);
+    renderAlerts();
+  }
+
+  // ---------- resynchronising after a (re)connection ----------
+
+  async function refreshStatus(tx) {
+    const s = await api(`/api/v1/tx/${tx.hash}/status`);
+    tx.sender = tx.sender || s.sender || "";
+    tx.recipient = tx.recipient || s.recipient || "";
+    for (const c of s.certificates || []) {
+      if (!tx.certs.has(c.signer.name)) tx.certs.set(c.signer.name, Number(c.created_unix_millis));
+    }
+    if (s.qc_formed && !tx.qcAt) {
+      tx.qcAt = Number(s.qc_unix_millis) || Number(s.first_seen_unix_millis);
+      tx.qcHash = s.qc_hash;
+    }
+    const stages = s.stages || {};
+    for (const name of STAGES) {
+      if (stages[name] && !tx.stages[name]) {
+        const h = name === "QUEUED_ONCHAIN" ? 0 : Number(s.block_height);
+        tx.stages[name] = { at: Number(stages[name]), height: h };
+      }
+    }
+    touch(tx);
+  }
+
+  let resyncing = false;
+  async function resync() {
+    if (resyncing) return;
+    resyncing = true;
+    state.resyncWanted = false;
+    try {
+      await Promise.all([refreshInfo(), refreshCommittee()]);
+      // Certificates of the last five minutes (server clock), at most five pages.
+      const now = state.mesh ? Number(state.mesh.unix_millis) : Date.now();
+      let cursor = "";
+      for (let page = 0; page < 5; page++) {
+        const r = await api(`/api/v1/bulletin?since=${now - 5 * 60 * 1000}&limit=1000` + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+        for (const c of r.certificates || []) {
+          const at = Number(c.created_unix_millis);
+          const tx = txFor(c.tx_hash, at);
+          addCert(tx, c, at);
+          touch(tx);
+        }
+        cursor = r.next_cursor;
+        if (!cursor) break;
+      }
+      const recent = [...state.txs.values()].sort((a, b) => b.first - a.first).slice(0, MAX_TXS);
+      for (const tx of recent) await refreshStatus(tx).catch(() => {});
+      await refreshEvidence();
+    } catch (e) {
+      state.resyncWanted = true; // try again on the next tick
+    } finally {
+      resyncing = false;
+    }
+  }
+
+  // ---------- the event stream ----------
+
+  let stream = null;
+  function connectStream() {
+    if (stream) stream.close();
+    const es = new EventSource("/api/v1/events");
+    stream = es;
+    const on = (name, fn) => es.addEventListener(name, (ev) => {
+      try {
+        fn(JSON.parse(ev.data));
+      } catch (e) {
+        console.warn("bad event", name, e);
+      }
+    });
+    es.onopen = () => {
+      state.streamOpen = true;
+      renderConn();
+      if (state.resyncWanted) resync();
+    };
+    es.onerror = () => {
+      if (state.streamOpen) state.streamDownSince = Date.now();
+      state.streamOpen = false;
+      state.resyncWanted = true;
+      renderConn();
+      if (es.readyState === EventSource.CLOSED) {
+        // The browser gave up (an HTTP error): start a new stream.
+        setTimeout(() => { if (stream === es) connectStream(); }, 3000);
+      }
+    };
+    on("certificate", onCertificate);
+    on("qc", onQC);
+    on("lifecycle", onLifecycle);
+    on("equivocation", onEquivocation);
+    on("settlement_failure", onSettlementFailure);
+    on("dropped", () => resync());
+  }
+
+  // ---------- dev wallet ----------
+
+  async function refreshWallet() {
+    let r;
+    try {
+      r = await api("/api/v1/dev/accounts");
+    } catch (e) {
+      if (e.status === 404) {
+        state.devWallet = false;
+        $("wallet").hidden = true;
+      }
+      return;
+    }
+    const first = state.devWallet !== true;
+    state.devWallet = true;
+    $("wallet").hidden = false;
+    for (const a of r.accounts) state.names.set(a.address.toLowerCase(), a.name);
+    $("balances").textContent = "on chain at #" + r.block_height + ": " +
+      r.accounts.map((a) => `${a.name} ${dollars(a.balance)}`).join(" · ");
+    $("demo-run").disabled = !r.demo_enabled || demoRunning;
+    if (first) {
+      const names = r.accounts.map((a) => a.name);
+      for (const [id, pick] of [["pay-from", 0], ["pay-to", 1]]) {
+        const sel = $(id);
+        sel.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+        sel.value = names[pick] || names[0];
+      }
+      for (const tx of state.txs.values()) touch(tx); // names changed
+    }
+  }
+
+  async function pay(ev) {
+    ev.preventDefault();
+    const btn = $("pay-submit");
+    const out = $("pay-result");
+    btn.disabled = true;
+    out.className = "small";
+    out.textContent = "signing and submitting …";
+    try {
+      const r = await api("/api/v1/dev/pay", {
+        method: "POST", timeout: 35000,
+        body: { from: $("pay-from").value, to: $("pay-to").value, amount: $("pay-amount").value },
+      });
+      out.textContent = `QC in ${r.time_to_qc_ms.toFixed(1)} ms, signed by ${r.signers.join(", ")} (tx ${short(r.tx_hash)}${r.parent_tx ? ", parent " + short(r.parent_tx) : ""})`;
+      out.className = "small ok";
+      refreshWallet();
+    } catch (e) {
+      out.textContent = "failed: " + e.message;
+      out.className = "small bad";
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  let demoRunning = false;
+  async function runDemo() {
+    const btn = $("demo-run");
+    const log = $("demo-log");
+    const status = $("demo-status");
+    const setStatus = (s, text) => {
+      status.dataset.state = s;
+      status.textContent = text;
+    };
+    demoRunning = true;
+    btn.disabled = true;
+    log.replaceChildren();
+    delete status.dataset.tx1;
+    delete status.dataset.tx2;
+    setStatus("running", "running …");
+    try {
+      const res = await fetch("/api/v1/dev/demo", { method: "POST", cache: "no-store" });
+      if (!res.ok) {
+        const doc = await res.json().catch(() => null);
+        throw new Error((doc && doc.error && doc.error.message) || res.status + " " + res.statusText);
+      }
+      const reader = res.body.getReader();
+      const dec = new TextDecoder();
+      let buf = "";
+      let done = false;
+      while (!done) {
+        const chunk = await reader.read();
+        done = chunk.done;
+        buf += dec.decode(chunk.value || new Uint8Array(), { stream: !done });
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, i).trim();
+          buf = buf.slice(i + 1);
+          if (line) demoLine(JSON.parse(line), log, setStatus);
+        }
+      }
+      if (status.dataset.state === "running") setStatus("error", "the demo stream ended early");
+    } catch (e) {
+      setStatus("error", "failed: " + e.message);
+    } finally {
+      demoRunning = false;
+      btn.disabled = false;
+      refreshWallet();
+    }
+  }
+
+  function demoLine(l, log, setStatus) {
+    if (l.type === "line") {
+      log.append(el("li", {}, l.text));
+      log.scrollTop = log.scrollHeight;
+    } else if (l.type === "error") {
+      setStatus("error", "failed: " + l.message);
+    } else if (l.type === "result") {
+      const r = l.result;
+      const status = $("demo-status");
+      status.dataset.tx1 = r.tx1;
+      status.dataset.tx2 = r.tx2;
+      const before = r.qcs_before_block ? "both QCs before the next block" : `blocks #${r.height_at_start} → #${r.height_at_qc2} meanwhile`;
+      setStatus("done", `done: QCs in ${r.time_to_qc1_ms.toFixed(1)} and ${r.time_to_qc2_ms.toFixed(1)} ms (${before}); settled in #${r.settled1} and #${r.settled2}`);
+    }
+  }
+
+  // ---------- polling ----------
+
+  let ticking = false;
+  async function tick() {
+    renderConn();
+    if (ticking) return; // the previous round is still waiting (timeouts)
+    ticking = true;
+    state.tick++;
+    const jobs = [refreshHead()];
+    if (state.tick % 2 === 1) jobs.push(refreshCommittee().then(refreshMesh));
+    if (state.tick % 5 === 1) jobs.push(refreshEvidence(), refreshWallet());
+    if (!state.info) jobs.push(refreshInfo());
+    await Promise.allSettled(jobs);
+    ticking = false;
+    if (state.resyncWanted && state.streamOpen && state.reachable) resync();
+  }
+
+  function start() {
+    $("pay-form").addEventListener("submit", pay);
+    $("demo-run").addEventListener("click", runDemo);
+    connectStream();
+    tick();
+    setInterval(tick, TICK_MS);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
