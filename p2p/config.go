@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -156,6 +157,19 @@ type Config struct {
 
 	// Scoring configures gossipsub peer scoring.
 	Scoring ScoreConfig
+
+	// HostOptions are appended to the libp2p options of the host, for
+	// example libp2p.BandwidthReporter to count the bytes a node sends.
+	// Not settable from a config file. Default none.
+	HostOptions []libp2p.Option `toml:"-"`
+
+	// NewHost, when set, builds the libp2p host instead of libp2p.New (see
+	// HostConstructor): benchmarks and simulations pass a peer of a libp2p
+	// mock network with emulated link latency. ListenAddrs must still
+	// validate, though a constructor that ignores the options does not
+	// listen on them. Not settable from a config file. Default nil
+	// (libp2p.New).
+	NewHost HostConstructor `toml:"-"`
 }
 
 // ScoreConfig configures gossipsub peer scoring. The penalty that matters is

@@ -171,7 +171,7 @@ func newHost(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap 
 	if len(announce) > 0 {
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
 	}
-	h, err := libp2p.New(opts...)
+	h, err := cfg.newLibp2pHost(key, opts, cm)
 	if err != nil {
 		_ = cm.Close()
 		return nil, fmt.Errorf("p2p: libp2p host: %w", err)

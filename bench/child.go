@@ -1,0 +1,236 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// SidecarProcessConfig describes one sidecar process of the resource run.
+type SidecarProcessConfig struct {
+	// Index is this validator's position in the bench committee of
+	// Validators members.
+	Index, Validators int
+	// ChainID and Senders describe the emulated chain: an in-memory chain
+	// per process with the same Senders funded accounts in each.
+	ChainID uint64
+	Senders int
+	// Dir is the validator's data directory.
+	Dir string
+	// LogLevel of the node's logs on stderr: debug, info, warn, error.
+	LogLevel string
+}
+
+// Validate reports the first invalid field.
+func (c SidecarProcessConfig) Validate() error {
+	switch {
+	case c.Validators < 1 || c.Validators > 100:
+		return fmt.Errorf("sidecar process: validators must be between 1 and 100, got %d", c.Validators)
+	case c.Index < 0 || c.Index >= c.Validators:
+		return fmt.Errorf("sidecar process: index must be in [0, %d), got %d", c.Validators, c.Index)
+	case c.ChainID == 0:
+		return errors.New("sidecar process: chain-id must be set")
+	case c.Senders < 1:
+		return fmt.Errorf("sidecar process: senders must be positive, got %d", c.Senders)
+	case c.Dir == "":
+		return errors.New("sidecar process: dir must be set")
+	}
+	return nil
+}
+
+// Args returns the command-line arguments ParseSidecarArgs reads back.
+func (c SidecarProcessConfig) Args() []string {
+	return []string{
+		"--index", strconv.Itoa(c.Index), "--validators", strconv.Itoa(c.Validators),
+		"--chain-id", strconv.FormatUint(c.ChainID, 10), "--senders", strconv.Itoa(c.Senders),
+		"--dir", c.Dir, "--log-level", c.LogLevel,
+	}
+}
+
+// ParseSidecarArgs parses the arguments of a sidecar process.
+func ParseSidecarArgs(args []string, output io.Writer) (SidecarProcessConfig, error) {
+	fs := flag.NewFlagSet("bench-sidecar", flag.ContinueOnError)
+	fs.SetOutput(output)
+	var c SidecarProcessConfig
+	fs.IntVar(&c.Index, "index", 0, "this validator's index in the bench committee")
+	fs.IntVar(&c.Validators, "validators", 4, "committee size")
+	fs.Uint64Var(&c.ChainID, "chain-id", DefaultChainID, "chain id")
+	fs.IntVar(&c.Senders, "senders", 64, "funded sender accounts of the emulated chain")
+	fs.StringVar(&c.Dir, "dir", "", "data directory")
+	fs.StringVar(&c.LogLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.Validate()
+}
+
+// Messages between the resource run and its sidecar processes: one JSON
+// object per line, on the child's stdin and stdout.
+//
+//	child → parent  hello  {api, peer}     the node is listening
+//	parent → child  peers  {peers}         every validator's address
+//	child → parent  ready                  it sees every other validator
+//	parent → child  stats {heap_profile}   → child replies stats {stats}
+//	                                         (and writes a heap profile)
+//	parent closes stdin                    → child stops and replies bye
+type childMsg struct {
+	Kind  string          `json:"kind"`
+	API   string          `json:"api,omitempty"`
+	Peer  *peer.AddrInfo  `json:"peer,omitempty"`
+	Peers []peer.AddrInfo `json:"peers,omitempty"`
+	Stats *ChildStats     `json:"stats,omitempty"`
+	// HeapProfile, in a stats request, asks for a heap profile written
+	// to this path (after a GC).
+	HeapProfile string `json:"heap_profile,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// ChildStats are a sidecar process's own figures.
+type ChildStats struct {
+	HeapInuse  uint64 `json:"heap_inuse"`
+	HeapSys    uint64 `json:"heap_sys"`
+	GoSys      uint64 `json:"go_sys"`
+	Goroutines int    `json:"goroutines"`
+	BytesSent  int64  `json:"bytes_sent"`
+}
+
+// SidecarMain runs one sidecar process of the resource run (the hidden
+// `allegro bench-sidecar` command): a validator of the bench committee on
+// its own in-memory chain (the same funded senders in every process; every
+// block period it includes the payments its board saw certified, as
+// Cluster does), talking to the parent on stdin and stdout (see childMsg).
+// It stops when stdin closes or ctx ends.
+func SidecarMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cfg, err := ParseSidecarArgs(args, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel))); err != nil {
+		return fmt.Errorf("log level %q: %w", cfg.LogLevel, err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	file := committeeFile(cfg.Validators, cfg.ChainID)
+	committee, err := file.Committee()
+	if err != nil {
+		return err
+	}
+	chain := fundedChain(senderKeys(cfg.Senders))
+	bytes := NewByteCounter()
+	n, err := buildNode(cfg.Index, file, chain, cfg.Dir, logger, nil, bytes)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := n.Start(startCtx); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	in := newIncluder(chain, n.Sidecar.Board(), blockPeriod)
+	defer func() {
+		in.stop()
+		stopCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := n.Stop(stopCtx); err != nil {
+			logger.Error("stop", "err", err)
+		}
+	}()
+	enc := json.NewEncoder(stdout)
+	self := n.Sidecar.Mesh().Host().AddrInfo()
+	if err := enc.Encode(childMsg{Kind: "hello", API: n.API.Addr().String(), Peer: &self}); err != nil {
+		return err
+	}
+	lines := make(chan childMsg)
+	readErr := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			var m childMsg
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				readErr <- fmt.Errorf("parent message: %w", err)
+				return
+			}
+			select {
+			case lines <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+		readErr <- sc.Err() // nil at EOF
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-readErr:
+			if err != nil {
+				return err
+			}
+			return enc.Encode(childMsg{Kind: "bye"})
+		case m := <-lines:
+			var reply childMsg
+			switch m.Kind {
+			case "peers":
+				n.Sidecar.Mesh().AddBootstrapPeers(m.Peers...)
+				readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				err := poll(readyCtx, 10*time.Millisecond, "every other validator on the mesh", func() bool {
+					return meshReady(n, committee.Domain(), cfg.Validators-1)
+				})
+				cancel()
+				reply = childMsg{Kind: "ready"}
+				if err != nil {
+					reply.Error = err.Error()
+				}
+			case "stats":
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				reply = childMsg{Kind: "stats", Stats: &ChildStats{HeapInuse: ms.HeapInuse, HeapSys: ms.HeapSys, GoSys: ms.Sys,
+					Goroutines: runtime.NumGoroutine(), BytesSent: bytes.Sent()}}
+				if m.HeapProfile != "" {
+					if err := writeHeapProfile(m.HeapProfile); err != nil {
+						reply.Error = err.Error()
+					}
+				}
+			default:
+				reply = childMsg{Kind: "error", Error: fmt.Sprintf("unknown message %q", m.Kind)}
+			}
+			if err := enc.Encode(reply); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// writeHeapProfile writes a heap profile (live objects after a GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	runtime.GC()
+	err = pprof.WriteHeapProfile(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("heap profile %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,358 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+)
+
+// sidecarProc is one running sidecar process of the resource run.
+type sidecarProc struct {
+	index int
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	msgs  chan childMsg // closed when stdout ends
+	log   *os.File
+	api   string
+	peer  peer.AddrInfo
+	exit  chan error // the process's exit, once
+}
+
+// startSidecarProc starts process i and reads its stdout into msgs.
+func startSidecarProc(start func([]string) *exec.Cmd, cfg SidecarProcessConfig, logPath string) (*sidecarProc, error) {
+	cmd := start(cfg.Args())
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = logFile
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start sidecar %d: %w", cfg.Index, err)
+	}
+	p := &sidecarProc{index: cfg.Index, cmd: cmd, stdin: stdin, msgs: make(chan childMsg, 16), log: logFile, exit: make(chan error, 1)}
+	go func() {
+		defer close(p.msgs)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			var m childMsg
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				m = childMsg{Kind: "error", Error: fmt.Sprintf("unparsable line %q", sc.Text())}
+			}
+			p.msgs <- m
+		}
+		p.exit <- cmd.Wait()
+	}()
+	return p, nil
+}
+
+// expect waits for the next message, which must be of kind.
+func (p *sidecarProc) expect(ctx context.Context, kind string) (childMsg, error) {
+	select {
+	case <-ctx.Done():
+		return childMsg{}, fmt.Errorf("sidecar %d: waiting for %q: %w (log: %s)", p.index, kind, ctx.Err(), p.log.Name())
+	case m, ok := <-p.msgs:
+		switch {
+		case !ok:
+			return m, fmt.Errorf("sidecar %d exited before %q (log: %s)", p.index, kind, p.log.Name())
+		case m.Error != "":
+			return m, fmt.Errorf("sidecar %d: %s", p.index, m.Error)
+		case m.Kind != kind:
+			return m, fmt.Errorf("sidecar %d: got %q, want %q", p.index, m.Kind, kind)
+		}
+		return m, nil
+	}
+}
+
+func (p *sidecarProc) send(m childMsg) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = p.stdin.Write(append(b, '\n'))
+	return err
+}
+
+// stop closes stdin (the child stops its node and exits) and waits for
+// the exit; after timeout the process is killed.
+func (p *sidecarProc) stop(timeout time.Duration) error {
+	_ = p.stdin.Close()
+	for range cap(p.msgs) + 1 { // drain what is left, bounded
+		if _, ok := <-p.msgs; !ok {
+			break
+		}
+	}
+	defer p.log.Close()
+	select {
+	case err := <-p.exit:
+		return err
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.exit
+		return fmt.Errorf("sidecar %d did not exit within %s; killed", p.index, timeout)
+	}
+}
+
+// rssSample is the sidecars' resident memory when done payments were done.
+type rssSample struct {
+	done int64
+	rss  []uint64
+}
+
+// runResources starts ResourceValidators sidecar processes, drives
+// ResourcePayments payments through them at saturation and reports their
+// resident memory (VmHWM: the peak since start), Go heap and bytes sent.
+func (s *suite) runResources(ctx context.Context) error {
+	n, total, streams := s.cfg.ResourceValidators, s.cfg.ResourcePayments, s.cfg.Streams
+	dir, err := s.sectionDir("resources")
+	if err != nil {
+		return err
+	}
+	procs := make([]*sidecarProc, 0, n)
+	defer func() {
+		for _, p := range procs {
+			_ = p.stop(time.Minute)
+		}
+	}()
+	for i := range n {
+		pc := SidecarProcessConfig{Index: i, Validators: n, ChainID: s.cfg.ChainID, Senders: streams,
+			Dir: filepath.Join(dir, validatorName(i)), LogLevel: "warn"}
+		p, err := startSidecarProc(s.cfg.StartSidecar, pc, filepath.Join(dir, validatorName(i)+".log"))
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	var infos []peer.AddrInfo
+	var endpoints []string
+	for _, p := range procs {
+		m, err := p.expect(setupCtx, "hello")
+		if err != nil {
+			return err
+		}
+		if m.Peer == nil {
+			return fmt.Errorf("sidecar %d: hello without a peer address", p.index)
+		}
+		p.api, p.peer = m.API, *m.Peer
+		infos = append(infos, p.peer)
+		endpoints = append(endpoints, p.api)
+	}
+	for _, p := range procs {
+		if err := p.send(childMsg{Kind: "peers", Peers: infos}); err != nil {
+			return fmt.Errorf("sidecar %d: %w", p.index, err)
+		}
+	}
+	for _, p := range procs {
+		if _, err := p.expect(setupCtx, "ready"); err != nil {
+			return err
+		}
+	}
+	startRSS, err := s.readRSS(procs)
+	if err != nil {
+		return err
+	}
+	clients, closeClients, err := dialAll(endpoints)
+	if err != nil {
+		return err
+	}
+	defer closeClients()
+
+	senders := senderKeys(streams)
+	nonces := make([]uint64, streams)
+	next := func(g int) (*fastpayv1.SubmitFastPayRequest, error) {
+		k := nonces[g]
+		nonces[g]++
+		return newPayment(senders[g], s.cfg.ChainID, k, recipientAddress())
+	}
+	var done atomic.Int64
+	stopSampling := sampleRSS(procs, &done, time.Second)
+	stopProgress := progress(s.cfg.Progress, s.cfg.ProgressInterval, "resources", total, &done, func() string {
+		rss, err := s.readRSS(procs)
+		if err != nil {
+			return "RSS unknown"
+		}
+		return "RSS MiB " + joinMiB(rss)
+	})
+	wall0 := time.Now()
+	_, err = closedLoop(ctx, streams, total, clients, payTimeout, next, &done)
+	wall := time.Since(wall0)
+	stopProgress()
+	history := stopSampling()
+	if err != nil {
+		return err
+	}
+	statsCtx, cancelStats := context.WithTimeout(ctx, time.Minute)
+	defer cancelStats()
+	stats := make([]*ChildStats, len(procs))
+	for i, p := range procs {
+		req := childMsg{Kind: "stats"}
+		if s.cfg.HeapProfileDir != "" {
+			if err := os.MkdirAll(s.cfg.HeapProfileDir, 0o755); err != nil {
+				return err
+			}
+			if req.HeapProfile, err = filepath.Abs(filepath.Join(s.cfg.HeapProfileDir, validatorName(i)+".heap")); err != nil {
+				return err
+			}
+		}
+		if err := p.send(req); err != nil {
+			return err
+		}
+		m, err := p.expect(statsCtx, "stats")
+		if err != nil {
+			return err
+		}
+		stats[i] = m.Stats
+	}
+	peaks, ends := make([]uint64, len(procs)), make([]uint64, len(procs))
+	for i, p := range procs {
+		st, err := memStatus(p.cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		peaks[i], ends[i] = st.Peak, st.RSS
+	}
+	s.resourceRows(n, total, wall, startRSS, halfway(history, int64(total)), ends, peaks, stats)
+	return nil
+}
+
+// readRSS returns each process's current resident memory.
+func (s *suite) readRSS(procs []*sidecarProc) ([]uint64, error) {
+	out := make([]uint64, len(procs))
+	for i, p := range procs {
+		st, err := memStatus(p.cmd.Process.Pid)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = st.RSS
+	}
+	return out, nil
+}
+
+// sampleRSS records the processes' RSS every interval until stop.
+func sampleRSS(procs []*sidecarProc, done *atomic.Int64, interval time.Duration) (stop func() []rssSample) {
+	var mu sync.Mutex
+	var out []rssSample
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			sample := rssSample{done: done.Load(), rss: make([]uint64, len(procs))}
+			for i, p := range procs {
+				if st, err := memStatus(p.cmd.Process.Pid); err == nil {
+					sample.rss[i] = st.RSS
+				}
+			}
+			mu.Lock()
+			out = append(out, sample)
+			mu.Unlock()
+		}
+	}()
+	return func() []rssSample {
+		close(quit)
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(out)
+	}
+}
+
+// halfway returns the first sample taken once half the payments were done
+// (nil if none).
+func halfway(samples []rssSample, total int64) []uint64 {
+	for _, s := range samples {
+		if 2*s.done >= total {
+			return s.rss
+		}
+	}
+	return nil
+}
+
+func maxOf(v []uint64) uint64 {
+	var m uint64
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}
+
+func joinMiB(v []uint64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.0f", mib(x))
+	}
+	return strings.Join(parts, "/")
+}
+
+func (s *suite) resourceRows(n, total int, wall time.Duration, start, half, end, peak []uint64, stats []*ChildStats) {
+	c := fmt.Sprintf("n=%d processes, %d payments", n, total)
+	row := func(metric string, v float64, unit, note string) Row {
+		return Row{Section: SectionResources, Case: c, Metric: metric, Value: v, Unit: unit, Note: note}
+	}
+	peakRow := row("peak RSS per sidecar (max)", mib(maxOf(peak)), "MiB", "VmHWM of each: "+joinMiB(peak))
+	peakRow.Target = AtMost(TargetPeakRSSMiB)
+	if total < TargetRSSPayments {
+		peakRow.Status = StatusNA
+		peakRow.Note += fmt.Sprintf("; the target is for %d payments", TargetRSSPayments)
+	}
+	var heap, sys uint64
+	var gor int
+	var sent int64
+	for _, st := range stats {
+		if st == nil {
+			continue
+		}
+		heap, sys, gor = max(heap, st.HeapInuse), max(sys, st.GoSys), max(gor, st.Goroutines)
+		sent += st.BytesSent
+	}
+	rows := []Row{
+		row("certified payments/s", float64(total)/wall.Seconds(), "/s", fmt.Sprintf("%d senders, %s", s.cfg.Streams, wall.Round(time.Second))),
+		row("RSS per sidecar after start (max)", mib(maxOf(start)), "MiB", "before any payment"),
+	}
+	if half != nil {
+		rows = append(rows, row("RSS per sidecar at half the run (max)", mib(maxOf(half)), "MiB", joinMiB(half)))
+	}
+	rows = append(rows,
+		row("RSS per sidecar at the end (max)", mib(maxOf(end)), "MiB", joinMiB(end)),
+		peakRow,
+		row("Go heap in use per sidecar at the end (max)", mib(heap), "MiB", fmt.Sprintf("Go runtime total %.0f MiB", mib(sys))),
+		row("goroutines per sidecar at the end (max)", float64(gor), "", ""),
+		row("bytes sent per payment per validator", float64(sent)/float64(total)/float64(n), "B", "libp2p stream payload, all protocols"),
+	)
+	s.add(rows...)
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/allegro-mesh/allegro/bench"
+)
+
+func TestBenchFlags(t *testing.T) {
+	cfg, out, profile, err := benchConfig([]string{
+		"--sections", "latency,resources", "--validators", "4, 7", "--link-latency", "0",
+		"--payments", "100", "--resource-payments", "100000", "--out", "res", "--cpuprofile", "cpu.out", "--quiet",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Sections, []string{"latency", "resources"}) || !slices.Equal(cfg.Validators, []int{4, 7}) ||
+		cfg.LinkLatency != 0 || cfg.Payments != 100 || cfg.ResourcePayments != 100_000 || out != "res" || profile != "cpu.out" ||
+		cfg.Progress != nil || cfg.StartSidecar == nil {
+		t.Errorf("config %+v, out %q, profile %q", cfg, out, profile)
+	}
+	if cmd := cfg.StartSidecar([]string{"--index", "1"}); len(cmd.Args) < 2 || cmd.Args[1] != "bench-sidecar" {
+		t.Errorf("sidecar command %v", cmd.Args)
+	}
+	def, _, _, err := benchConfig(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(def.Sections, bench.AllSections) || def.LinkLatency != 10*time.Millisecond || def.Progress == nil {
+		t.Errorf("defaults %+v", def)
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown section", []string{"--sections", "latency,nope"}, `"nope"`},
+		{"bad committee size", []string{"--validators", "4,x"}, "--validators"},
+		{"zero committee size", []string{"--validators", "0"}, "--validators"},
+		{"too large", []string{"--validators", "400"}, "Validators"},
+		{"no payments", []string{"--payments", "0"}, "Payments"},
+		{"bad log level", []string{"--log-level", "loud"}, "log level"},
+		{"stray argument", []string{"extra"}, "unexpected"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, _, err := benchConfig(tc.args, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("benchConfig(%v) = %v, want an error about %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestBenchCommand runs `allegro bench` on the built binary at tiny sizes,
+// sidecar processes (`allegro bench-sidecar`) included, and checks the
+// table and the output files.
+func TestBenchCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	bin := buildBinary(t)
+	outDir := filepath.Join(t.TempDir(), "results")
+	cmd := exec.Command(bin, "bench", "--sections", "cost,resources", "--cost-time", "5ms", "--resource-payments", "8",
+		"--streams", "4", "--out", outDir, "--quiet", "--dir", t.TempDir())
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("allegro bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		}
+	case <-time.After(5 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("allegro bench did not finish in 5 minutes\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"== Per-payment work", "== Resources", "peak RSS per sidecar (max)", "== Targets", "results.csv"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	csv, err := os.ReadFile(filepath.Join(outDir, "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(csv), "resources,\"n=4 processes, 8 payments\",peak RSS per sidecar (max)") {
+		t.Errorf("results.csv:\n%s", csv)
+	}
+}
