@@ -76,7 +76,7 @@ func TestRunTiny(t *testing.T) {
 		{SectionLatency, "n=4 loopback", "p99"},
 		{SectionLatency, "n=4 +5ms/hop", "p50"},
 		{SectionThroughput, "n=4 loopback, 4 senders", "certified payments/s"},
-		{SectionThroughput, "n=4 loopback, 4 senders", "achieved / limit (as done)"},
+		{SectionThroughput, "n=4 loopback, 4 senders", "achieved / limit (minimal work)"},
 		{SectionMesh, "n=4 loopback", "recipient p50: polling / QC topic"},
 		{SectionMesh, "n=4 loopback", "sender QC p50, direct fan-out"},
 		{SectionResources, "n=4 light load, in-process", "bytes sent per payment per validator"},

@@ -18,7 +18,10 @@ type Config struct {
 	// MaxEvidence bounds the equivocation evidence kept (default 1,024).
 	MaxEvidence int `toml:"max_evidence"`
 	// EvidenceWindow bounds the (signer, contention key) pairs remembered to
-	// detect equivocation (default 100,000).
+	// detect equivocation (default 20,000: tens of seconds of certificates
+	// at saturation, while an equivocator's conflicting certificates travel
+	// within milliseconds of each other; each entry holds a certificate, so
+	// 100,000 cost ~60 MiB of heap).
 	EvidenceWindow int `toml:"evidence_window"`
 	// SubscriberBuffer is each subscription's channel size (default 1,024).
 	// A subscriber that falls further behind loses events (counted).
@@ -40,7 +43,7 @@ func DefaultConfig() Config {
 		MaxLog:           100_000,
 		MaxPageSize:      1_000,
 		MaxEvidence:      1_024,
-		EvidenceWindow:   100_000,
+		EvidenceWindow:   20_000,
 		SubscriberBuffer: 1_024,
 		PublishStep:      200 * time.Millisecond,
 	}

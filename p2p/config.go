@@ -117,7 +117,11 @@ type Config struct {
 	PublishBackpressureTimeout time.Duration
 
 	// SeenMessagesTTL is how long message ids are remembered for
-	// deduplication. Default 2 min (pubsub's default).
+	// deduplication, and how long peer scoring keeps its per-message
+	// delivery records. Default 30 s: far longer than a message takes to
+	// cross the mesh, a quarter of pubsub's 2 min (whose caches held ~80 MB
+	// at saturation). A message replayed after it is validated again, and
+	// every handler is idempotent.
 	SeenMessagesTTL time.Duration
 
 	// PubsubCheckInterval is how often connected peers' pubsub links are
@@ -249,7 +253,7 @@ const (
 	DefaultConnManagerLowWater    = 200
 	DefaultConnManagerHighWater   = 400
 	DefaultConnManagerGracePeriod = time.Minute
-	DefaultSeenMessagesTTL        = 2 * time.Minute
+	DefaultSeenMessagesTTL        = 30 * time.Second
 	DefaultRejectLogsPerSecond    = 20
 	DefaultPublishBackpressure    = time.Second
 	DefaultPubsubCheckInterval    = 5 * time.Second
