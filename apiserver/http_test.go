@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -634,10 +635,11 @@ func TestCORSRestrictedOrigins(t *testing.T) {
 	}
 }
 
-// The JSON API also answers over cleartext HTTP/2 on the gRPC port.
+// With HTTP2JSON the JSON API also answers over cleartext HTTP/2 on the
+// gRPC port (by default such connections are gRPC's; see TestProtocolSplit).
 func TestHTTPOverH2C(t *testing.T) {
 	f := newFake(t, 4)
-	s := startServer(t, f)
+	s := startServer(t, f, func(c *Config) { c.HTTP2JSON = true })
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
 	client := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
@@ -677,5 +679,44 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := New(DefaultConfig(), nil, nil); err == nil {
 		t.Fatal("New accepted a nil backend")
+	}
+}
+
+// TestProtocolSplit: whichever way gRPC is served, one port answers gRPC
+// and HTTP/1.1 JSON; a connection that never says anything holds up
+// nobody; with the split (the default) cleartext HTTP/2 JSON is refused by
+// gRPC's transport instead of being answered.
+func TestProtocolSplit(t *testing.T) {
+	for _, http2JSON := range []bool{false, true} {
+		t.Run(fmt.Sprintf("HTTP2JSON=%v", http2JSON), func(t *testing.T) {
+			f := newFake(t, 4)
+			s := startServer(t, f, func(c *Config) { c.HTTP2JSON = http2JSON })
+
+			silent, err := net.Dial("tcp", s.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer silent.Close()
+
+			if _, err := grpcClient(t, s).SubmitFastPay(testCtx(t), testRequest(0, 10)); err != nil {
+				t.Fatalf("gRPC: %v", err)
+			}
+			if code, _, body := do(t, "GET", baseURL(s)+"/healthz", ""); code != http.StatusOK {
+				t.Fatalf("HTTP/1.1 healthz: %d %s", code, body)
+			}
+			var protocols http.Protocols
+			protocols.SetUnencryptedHTTP2(true)
+			client := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+			defer client.CloseIdleConnections()
+			req, _ := http.NewRequestWithContext(testCtx(t), "GET", baseURL(s)+"/healthz", nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if want := http2JSON; (resp.StatusCode == http.StatusOK) != want {
+				t.Fatalf("h2c JSON with HTTP2JSON=%v: status %d", http2JSON, resp.StatusCode)
+			}
+		})
 	}
 }

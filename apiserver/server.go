@@ -39,6 +39,7 @@ type Server struct {
 	started   bool
 	stopped   bool
 	ln        net.Listener
+	split     *splitListener
 	http      *http.Server
 	serveDone chan struct{}
 
@@ -128,11 +129,37 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln, s.started, s.serveDone = ln, true, make(chan struct{})
 	srv, done := s.http, s.serveDone
+	var serving sync.WaitGroup
+	httpLn := ln
+	if !s.cfg.HTTP2JSON {
+		peek := s.cfg.ReadHeaderTimeout
+		if peek <= 0 {
+			peek = DefaultConfig().ReadHeaderTimeout
+		}
+		split := newSplitListener(ln, peek, s.log)
+		s.split, httpLn = split, split.http
+		serving.Add(2)
+		go func() {
+			defer serving.Done()
+			split.run()
+		}()
+		go func() {
+			defer serving.Done()
+			if err := s.grpc.Serve(split.grpc); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				s.log.Error("gRPC server stopped", "err", err)
+			}
+		}()
+	}
+	serving.Add(1)
 	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer serving.Done()
+		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("API server stopped", "err", err)
 		}
+	}()
+	go func() {
+		serving.Wait()
+		close(done)
 	}()
 	s.log.Info("API listening (gRPC and HTTP)", "addr", ln.Addr().String())
 	return nil
@@ -156,9 +183,12 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.mu.Lock()
-		srv, done := s.http, s.serveDone
+		srv, done, split := s.http, s.serveDone, s.split
 		s.stopped = true
 		s.mu.Unlock()
+		if split != nil {
+			split.Close() // no new connections for either server
+		}
 		if srv != nil {
 			if err = srv.Shutdown(ctx); err != nil {
 				_ = srv.Close()
@@ -172,7 +202,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	return err
 }
 
-// serveRoot sends gRPC to the gRPC server and everything else to the HTTP API.
+// serveRoot serves the HTTP API; gRPC arriving through net/http (HTTP/2
+// reaching the HTTP server some other way than the split listener) still
+// works through the handler bridge.
 func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 		s.grpc.ServeHTTP(w, r)
