@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
@@ -142,7 +144,7 @@ func TestWatchCommand(t *testing.T) {
 		t.Fatalf("output %q: want from %s to %s tx %s", out, nodetest.Address(alice).Hex(), bob.Hex(), tx.Hex())
 	}
 
-	out, tx = watch(1, 10, "--json")
+	out, tx = watch(1, 10, "--json", "--with-qc")
 	t.Logf("json: %s", out)
 	var got watchJSON
 	if err := json.Unmarshal([]byte(out), &got); err != nil || strings.Count(out, "\n") != 1 {
@@ -151,6 +153,15 @@ func TestWatchCommand(t *testing.T) {
 	if got.TxHash != tx.Hex() || got.Amount != "0.000010" || got.AmountUnits != 10 || got.To != bob.Hex() ||
 		got.NonceSeq != 1 || len(got.Signers) < committee.Quorum() || len(got.QCHash) != 66 {
 		t.Fatalf("json %+v", got)
+	}
+	// --with-qc: the accepted QC, re-verifiable against the committee.
+	raw, err := hex.DecodeString(got.QCProtoHex)
+	if err != nil {
+		t.Fatalf("qc_proto_hex %q: %v", got.QCProtoHex, err)
+	}
+	q, err := client.UnmarshalQC(raw, committee)
+	if err != nil || q.TxHash != tx || q.Hash.Hex() != got.QCHash {
+		t.Fatalf("qc_proto_hex: %v (QC %+v)", err, q)
 	}
 }
 
