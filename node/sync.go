@@ -194,6 +194,10 @@ func (s *Sidecar) applySync(batch *fastpayv1.SyncBatch) {
 		if _, certified := s.board.QC(p.TxHash); certified {
 			continue
 		}
+		// As for gossip (onTx): the settler needs the raw bytes, or a QC
+		// that forms here (this node's certificate completing a quorum
+		// right after a restart) is never sent to the chain.
+		s.offer(p)
 		s.enqueue(p)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/lightclient"
 	"github.com/allegro-mesh/allegro/node"
 )
@@ -48,6 +49,9 @@ type watchJSON struct {
 	TxHash      string   `json:"tx_hash"`
 	QCHash      string   `json:"qc_hash"`
 	Signers     []string `json:"signers"`
+	// QCProtoHex is the accepted QC as a QuorumCertificate protobuf in hex
+	// (with --with-qc), so a safety checker can verify it again.
+	QCProtoHex string `json:"qc_proto_hex,omitempty"`
 }
 
 // dollars formats token units (6 decimals) as dollars.
@@ -57,14 +61,22 @@ func dollars(units uint64) string {
 
 const watchTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
-func printPayment(w io.Writer, p lightclient.Payment, asJSON bool) error {
+func printPayment(w io.Writer, p lightclient.Payment, asJSON, withQC bool) error {
 	if asJSON {
-		line, err := json.Marshal(watchJSON{
+		out := watchJSON{
 			Time: p.ReceivedAt.UTC().Format(watchTimeFormat), From: p.From.Hex(), To: p.To.Hex(),
 			Amount: dollars(p.Amount), AmountUnits: p.Amount, Asset: p.Asset.Hex(),
 			NonceKey: "0x" + hex.EncodeToString(p.NonceKey[:]), NonceSeq: p.NonceSeq,
 			TxHash: p.TxHash.Hex(), QCHash: p.QCHash.Hex(), Signers: p.Signers,
-		})
+		}
+		if withQC && p.QC != nil {
+			b, err := client.MarshalQC(p.QC)
+			if err != nil {
+				return fmt.Errorf("encode QC %s: %w", p.QCHash, err)
+			}
+			out.QCProtoHex = hex.EncodeToString(b)
+		}
+		line, err := json.Marshal(out)
 		if err != nil {
 			return err
 		}
@@ -98,6 +110,7 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 	count := fs.Int("count", 0, "exit after this many payments (0: run until interrupted)")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	withQC := fs.Bool("with-qc", false, "with --json: add the accepted QC (protobuf, hex) as qc_proto_hex")
 	logLevel := fs.String("log-level", "info", "log level on stderr: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -178,7 +191,7 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 			if !ok {
 				return errors.New("light client stopped")
 			}
-			if err := printPayment(stdout, p, *asJSON); err != nil {
+			if err := printPayment(stdout, p, *asJSON, *withQC); err != nil {
 				return err
 			}
 			received++

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
@@ -148,7 +150,7 @@ func TestWatchCommand(t *testing.T) {
 	}
 
 	carol := nodetest.Address(nodetest.Key("carol"))
-	out, tx = watch(carol, 1, 10, "--json")
+	out, tx = watch(carol, 1, 10, "--json", "--with-qc")
 	t.Logf("json: %s", out)
 	var got watchJSON
 	if err := json.Unmarshal([]byte(out), &got); err != nil || strings.Count(out, "\n") != 1 {
@@ -157,6 +159,15 @@ func TestWatchCommand(t *testing.T) {
 	if got.TxHash != tx.Hex() || got.Amount != "0.000010" || got.AmountUnits != 10 || got.To != carol.Hex() ||
 		got.NonceSeq != 1 || len(got.Signers) < committee.Quorum() || len(got.QCHash) != 66 {
 		t.Fatalf("json %+v", got)
+	}
+	// --with-qc: the accepted QC, re-verifiable against the committee.
+	raw, err := hex.DecodeString(got.QCProtoHex)
+	if err != nil {
+		t.Fatalf("qc_proto_hex %q: %v", got.QCProtoHex, err)
+	}
+	q, err := client.UnmarshalQC(raw, committee)
+	if err != nil || q.TxHash != tx || q.Hash.Hex() != got.QCHash {
+		t.Fatalf("qc_proto_hex: %v (QC %+v)", err, q)
 	}
 }
 

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/allegro-mesh/allegro/deploy/testnet"
+)
+
+func init() {
+	register("testnet", "generate a docker-compose test network (allegro testnet gen --validators N --out DIR)", runTestnet)
+}
+
+// byzantineFlag collects repeated --byzantine NAME=MODE values.
+type byzantineFlag map[string]string
+
+func (b byzantineFlag) String() string { return fmt.Sprint(len(b), " Byzantine validators") }
+
+func (b byzantineFlag) Set(v string) error {
+	name, mode, ok := strings.Cut(v, "=")
+	if !ok || name == "" || mode == "" {
+		return errors.New("want NAME=MODE, such as v4=equivocate")
+	}
+	b[name] = mode
+	return nil
+}
+
+func runTestnet(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "gen" {
+		fmt.Fprintln(stdout, "usage: allegro testnet gen --out DIR [flags]   (allegro testnet gen -h for the flags)")
+		return errUsage
+	}
+	return runTestnetGen(ctx, args[1:], stdout)
+}
+
+func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
+	d := testnet.DefaultConfig()
+	fs := newFlags("testnet gen", "--out DIR [--validators N] [--light-clients K] [--byzantine NAME=MODE] [flags]")
+	out := fs.String("out", "", "directory to write keys/, committee.toml, docker-compose.yml and testnet.json into (required)")
+	cfg := d
+	cfg.Byzantine = map[string]string{}
+	fs.IntVar(&cfg.Validators, "validators", d.Validators, "number of validators n (quorum n - floor((n-1)/3))")
+	fs.IntVar(&cfg.LightClients, "light-clients", d.LightClients, "number of light-client containers (allegro watch)")
+	fs.IntVar(&cfg.Watch, "watch", d.Watch, "load accounts each light client watches")
+	fs.Var(byzantineFlag(cfg.Byzantine), "byzantine", "TEST NETWORKS ONLY: validator NAME runs Byzantine MODE (equivocate or invalid-signatures) by default; repeat")
+	fs.BoolVar(&cfg.TestNetwork, "test-network", d.TestNetwork, "mark the committee as a test network (needed by --byzantine)")
+	fs.StringVar(&cfg.Project, "project", d.Project, "compose project name; prefixes every container, network and volume")
+	fs.StringVar(&cfg.Image, "image", d.Image, "allegro image (built by deploy/build-image.sh; nothing is pulled)")
+	fs.IntVar(&cfg.APIPortBase, "api-port-base", d.APIPortBase, "host port of v1's API on 127.0.0.1; vi uses base+i-1")
+	fs.IntVar(&cfg.ChainPort, "chain-port", d.ChainPort, "host port of the dev chain's JSON-RPC on 127.0.0.1")
+	fs.StringVar(&cfg.SubnetPrefix, "subnet-prefix", d.SubnetPrefix, "first two octets of the three /24 networks (chain .0, mesh-a .1, mesh-b .2)")
+	fs.Uint64Var(&cfg.ChainID, "chain-id", d.ChainID, "chain id")
+	fs.DurationVar(&cfg.BlockPeriod, "block-period", d.BlockPeriod, "dev chain block time")
+	fs.IntVar(&cfg.LoadAccounts, "load-accounts", d.LoadAccounts, "funded load-test accounts on the dev chain")
+	fs.StringVar(&cfg.LogLevel, "log-level", d.LogLevel, "sidecar and light-client log level")
+	fs.IntVar(&cfg.P2PPort, "p2p-port", d.P2PPort, "sidecars' libp2p port (TCP and QUIC) inside the containers")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *out == "" {
+		return errors.New("--out is required")
+	}
+	m, err := testnet.Generate(cfg, *out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote testnet %q to %s: %d validators (f=%d, quorum %d), %d light client(s)\n",
+		m.Project, *out, m.Validators, m.F, m.Quorum, len(m.LightClient))
+	fmt.Fprintf(stdout, "  dev chain   %s  (JSON-RPC %s)\n", m.Chain.Container, m.Chain.RPC)
+	for _, s := range m.Sidecars {
+		extra := ""
+		if s.Byzantine != "" {
+			extra = fmt.Sprintf("  BYZANTINE %s (override with %s)", s.Byzantine, testnet.ByzantineEnv(s.Name))
+		}
+		fmt.Fprintf(stdout, "  %-11s API %s  mesh %s, %s%s\n", s.Name, s.API, s.MeshAIP, s.MeshBIP, extra)
+	}
+	for _, lc := range m.LightClient {
+		fmt.Fprintf(stdout, "  %-11s watches %d addresses\n", lc.Name, len(lc.Watch))
+	}
+	fmt.Fprintf(stdout, "keys in %s are TEST keys. Start it (nothing is pulled; build the image first):\n  cd %s && docker-compose -p %s up -d\n",
+		filepath.Join(*out, testnet.KeysDir), *out, m.Project)
+	return nil
+}

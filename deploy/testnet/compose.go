@@ -1,0 +1,221 @@
+package testnet
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ComposeVersion is the compose file format written: "2.4" is understood by
+// the python docker-compose 1.x (which needs it for static addresses,
+// health-gated depends_on and network priorities) and by the `docker
+// compose` plugin, which ignores the version.
+const ComposeVersion = "2.4"
+
+// ordered is a YAML mapping that keeps its insertion order.
+type ordered struct {
+	keys []string
+	vals map[string]any
+}
+
+func newOrdered() *ordered { return &ordered{vals: map[string]any{}} }
+
+func (o *ordered) set(k string, v any) *ordered {
+	if _, ok := o.vals[k]; !ok {
+		o.keys = append(o.keys, k)
+	}
+	o.vals[k] = v
+	return o
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (o *ordered) MarshalYAML() (any, error) {
+	n := &yaml.Node{Kind: yaml.MappingNode}
+	for _, k := range o.keys {
+		var v yaml.Node
+		if err := v.Encode(o.vals[k]); err != nil {
+			return nil, fmt.Errorf("compose key %s: %w", k, err)
+		}
+		n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, &v)
+	}
+	return n, nil
+}
+
+// quoted is a string always written double-quoted: the python
+// docker-compose reads YAML 1.1, where plain scalars such as 0x5C83… (an
+// address), 1337 or "no" are numbers and booleans, not strings.
+type quoted string
+
+// MarshalYAML implements yaml.Marshaler.
+func (q quoted) MarshalYAML() (any, error) {
+	return &yaml.Node{Kind: yaml.ScalarNode, Style: yaml.DoubleQuotedStyle, Value: string(q)}, nil
+}
+
+func quoteAll(list []string) []quoted {
+	out := make([]quoted, len(list))
+	for i, s := range list {
+		out[i] = quoted(s)
+	}
+	return out
+}
+
+type healthcheck struct {
+	Test        []quoted `yaml:"test,flow"`
+	Interval    string   `yaml:"interval,omitempty"`
+	Timeout     string   `yaml:"timeout,omitempty"`
+	Retries     int      `yaml:"retries,omitempty"`
+	StartPeriod string   `yaml:"start_period,omitempty"`
+}
+
+type netAttach struct {
+	IPv4     string `yaml:"ipv4_address"`
+	Priority int    `yaml:"priority,omitempty"`
+}
+
+type service struct {
+	Image           string       `yaml:"image"`
+	ContainerName   string       `yaml:"container_name"`
+	Command         []quoted     `yaml:"command,flow"`
+	Environment     *ordered     `yaml:"environment,omitempty"`
+	Volumes         []quoted     `yaml:"volumes,omitempty"`
+	Networks        *ordered     `yaml:"networks"`
+	Ports           []quoted     `yaml:"ports,omitempty"`
+	DependsOn       *ordered     `yaml:"depends_on,omitempty"`
+	Healthcheck     *healthcheck `yaml:"healthcheck,omitempty"`
+	StopGracePeriod string       `yaml:"stop_grace_period,omitempty"`
+}
+
+// The chain network has the highest priority: containers are attached to
+// it first and keep their published ports and default route on it while
+// the mesh networks are disconnected and reconnected.
+const (
+	priorityChain = 100
+	priorityMesh  = 10
+)
+
+func (p *plan) compose() ([]byte, error) {
+	m := p.manifest
+	cfg := p.cfg
+	services := newOrdered()
+
+	chainNets := newOrdered().set("chain", netAttach{IPv4: m.Chain.IP, Priority: priorityChain})
+	services.set(m.Chain.Service, service{
+		Image: cfg.Image, ContainerName: m.Chain.Container,
+		Command: quoteAll([]string{"devchain", "--host", "0.0.0.0", "--port", strconv.Itoa(containerChainPort),
+			"--datadir", "/data/chain", "--chain-id", strconv.FormatUint(cfg.ChainID, 10),
+			"--block-period", cfg.BlockPeriod.String(), "--load-accounts", strconv.Itoa(cfg.LoadAccounts)}),
+		Volumes:  []quoted{quoted(cfg.Project + "-chain-data:/data")},
+		Networks: chainNets,
+		Ports:    []quoted{quoted(fmt.Sprintf("127.0.0.1:%d:%d", cfg.ChainPort, containerChainPort))},
+		Healthcheck: &healthcheck{
+			Test:     quoteAll([]string{"CMD", "/allegro", "healthcheck", "--quiet", "--jsonrpc", "--url", fmt.Sprintf("http://127.0.0.1:%d", containerChainPort)}),
+			Interval: "2s", Timeout: "3s", Retries: 30, StartPeriod: "5s",
+		},
+		StopGracePeriod: "20s",
+	})
+
+	p2pListen := fmt.Sprintf("/ip4/0.0.0.0/tcp/%d,/ip4/0.0.0.0/udp/%d/quic-v1", cfg.P2PPort, cfg.P2PPort)
+	for _, s := range m.Sidecars {
+		env := newOrdered().
+			set("ALLEGRO_DATA_DIR", quoted("/data")).
+			set("ALLEGRO_KEY_FILE", quoted("/keys/validator.key")).
+			set("ALLEGRO_COMMITTEE_FILE", quoted("/config/committee.toml")).
+			set("ALLEGRO_CHAIN_RPC", quoted(fmt.Sprintf("ws://%s:%d", m.Chain.IP, containerChainPort))).
+			set("ALLEGRO_API_LISTEN", quoted(fmt.Sprintf("0.0.0.0:%d", containerAPIPort))).
+			set("ALLEGRO_P2P_LISTEN", quoted(p2pListen)).
+			set("ALLEGRO_P2P_ANNOUNCE", quoted(strings.Join(p.meshAddrs(s), ","))).
+			set("ALLEGRO_LOG_LEVEL", quoted(cfg.LogLevel))
+		if s.Byzantine != "" {
+			// Compose substitutes the variable when it creates the
+			// container; unset means the generated mode, empty means honest.
+			env.set("ALLEGRO_BYZANTINE", quoted(fmt.Sprintf("${%s-%s}", ByzantineEnv(s.Name), s.Byzantine)))
+		}
+		services.set(s.Name, service{
+			Image: cfg.Image, ContainerName: s.Container,
+			Command:     []quoted{"sidecar"},
+			Environment: env,
+			Volumes: quoteAll([]string{
+				cfg.Project + "-" + s.Name + "-data:/data",
+				"./" + KeysDir + "/" + s.Name + ".key:/keys/validator.key:ro",
+				"./" + CommitteeFile + ":/config/committee.toml:ro",
+			}),
+			Networks: newOrdered().
+				set("chain", netAttach{IPv4: s.ChainIP, Priority: priorityChain}).
+				set("mesh-a", netAttach{IPv4: s.MeshAIP, Priority: priorityMesh}).
+				set("mesh-b", netAttach{IPv4: s.MeshBIP, Priority: priorityMesh}),
+			Ports:     []quoted{quoted(fmt.Sprintf("%s:%d", s.API, containerAPIPort))},
+			DependsOn: newOrdered().set(m.Chain.Service, map[string]string{"condition": "service_healthy"}),
+			Healthcheck: &healthcheck{
+				Test:     quoteAll([]string{"CMD", "/allegro", "healthcheck", "--quiet", "--url", fmt.Sprintf("http://127.0.0.1:%d/healthz", containerAPIPort)}),
+				Interval: "2s", Timeout: "3s", Retries: 15, StartPeriod: "10s",
+			},
+			StopGracePeriod: "20s",
+		})
+	}
+
+	for _, lc := range m.LightClient {
+		cmd := []string{"watch", "--json", "--with-qc", "--committee", "/config/committee.toml",
+			"--listen", "/ip4/0.0.0.0/tcp/0", "--listen", "/ip4/0.0.0.0/udp/0/quic-v1", "--log-level", cfg.LogLevel}
+		for _, a := range lc.Watch {
+			cmd = append(cmd, "--address", a)
+		}
+		deps := newOrdered()
+		for _, s := range m.Sidecars {
+			deps.set(s.Name, map[string]string{"condition": "service_started"})
+		}
+		services.set(lc.Name, service{
+			Image: cfg.Image, ContainerName: lc.Container,
+			Command: quoteAll(cmd),
+			Volumes: []quoted{quoted("./" + CommitteeFile + ":/config/committee.toml:ro")},
+			Networks: newOrdered().
+				set("mesh-a", netAttach{IPv4: lc.MeshAIP, Priority: priorityMesh}).
+				set("mesh-b", netAttach{IPv4: lc.MeshBIP, Priority: priorityMesh}),
+			DependsOn: deps,
+			// A light client serves no HTTP; the image's health check
+			// (the sidecar API) does not apply.
+			Healthcheck:     &healthcheck{Test: []quoted{"NONE"}},
+			StopGracePeriod: "10s",
+		})
+	}
+
+	networks := newOrdered()
+	for _, n := range []struct{ key, name, subnet string }{
+		{"chain", m.Networks.Chain, m.Networks.ChainSubnet},
+		{"mesh-a", m.Networks.MeshA, m.Networks.MeshASubnet},
+		{"mesh-b", m.Networks.MeshB, m.Networks.MeshBSubnet},
+	} {
+		networks.set(n.key, newOrdered().
+			set("name", n.name).
+			set("driver", "bridge").
+			set("ipam", map[string]any{"config": []map[string]string{{"subnet": n.subnet}}}))
+	}
+	volumes := newOrdered().set(cfg.Project+"-chain-data", map[string]string{"name": cfg.Project + "-chain-data"})
+	for _, s := range m.Sidecars {
+		v := cfg.Project + "-" + s.Name + "-data"
+		volumes.set(v, map[string]string{"name": v})
+	}
+
+	doc := newOrdered().
+		set("version", ComposeVersion).
+		set("services", services).
+		set("networks", networks).
+		set("volumes", volumes)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Allegro testnet %q: %d validators (quorum %d), %d light client(s), dev chain %d.\n",
+		m.Project, m.Validators, m.Quorum, len(m.LightClient), m.ChainID)
+	b.WriteString("# Generated by `allegro testnet gen`; the keys in keys/ are throw-away TEST keys.\n")
+	b.WriteString("# Nothing is pulled: build the image first (deploy/build-image.sh), then\n")
+	fmt.Fprintf(&b, "#   docker-compose -p %s up -d     (or: docker compose -p %s up -d)\n", m.Project, m.Project)
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return nil, fmt.Errorf("testnet: encode compose file: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

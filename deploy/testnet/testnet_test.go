@@ -1,0 +1,247 @@
+package testnet
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/allegro-mesh/allegro/node"
+)
+
+// composeDoc is the part of a compose file the tests read back.
+type composeDoc struct {
+	Version  string `yaml:"version"`
+	Services map[string]struct {
+		Image         string            `yaml:"image"`
+		ContainerName string            `yaml:"container_name"`
+		Command       []string          `yaml:"command"`
+		Environment   map[string]string `yaml:"environment"`
+		Volumes       []string          `yaml:"volumes"`
+		Networks      map[string]struct {
+			IPv4 string `yaml:"ipv4_address"`
+		} `yaml:"networks"`
+		Ports       []string                     `yaml:"ports"`
+		DependsOn   map[string]map[string]string `yaml:"depends_on"`
+		Healthcheck struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
+	} `yaml:"services"`
+	Networks map[string]struct {
+		Name string `yaml:"name"`
+		IPAM struct {
+			Config []struct {
+				Subnet string `yaml:"subnet"`
+			} `yaml:"config"`
+		} `yaml:"ipam"`
+	} `yaml:"networks"`
+	Volumes map[string]struct {
+		Name string `yaml:"name"`
+	} `yaml:"volumes"`
+}
+
+func TestGenerate(t *testing.T) {
+	for _, tc := range []struct {
+		n, quorum, lightClients int
+		byzantine               map[string]string
+	}{
+		{n: 4, quorum: 3, lightClients: 1},
+		{n: 7, quorum: 5, lightClients: 2, byzantine: map[string]string{"v7": node.ByzantineEquivocate}},
+		{n: 10, quorum: 7, lightClients: 0, byzantine: map[string]string{"v1": node.ByzantineInvalidSignatures}},
+	} {
+		cfg := DefaultConfig()
+		cfg.Validators, cfg.LightClients, cfg.Byzantine = tc.n, tc.lightClients, tc.byzantine
+		cfg.Project = "allegro-e2e-gen"
+		dir := t.TempDir()
+		m, err := Generate(cfg, dir)
+		if err != nil {
+			t.Fatalf("n=%d: %v", tc.n, err)
+		}
+		if m.Quorum != tc.quorum || m.F != tc.n-tc.quorum || len(m.Sidecars) != tc.n || len(m.LightClient) != tc.lightClients {
+			t.Fatalf("n=%d: manifest quorum %d f %d sidecars %d light clients %d", tc.n, m.Quorum, m.F, len(m.Sidecars), len(m.LightClient))
+		}
+
+		// The committee file loads, has n members with the keys written,
+		// and the quorum is right.
+		f, err := node.LoadCommitteeFile(filepath.Join(dir, CommitteeFile))
+		if err != nil {
+			t.Fatalf("n=%d: %v", tc.n, err)
+		}
+		c, err := f.Committee()
+		if err != nil || c.N() != tc.n || c.Quorum() != tc.quorum || !f.TestNetwork {
+			t.Fatalf("n=%d: committee n %d quorum %d test_network %v: %v", tc.n, c.N(), c.Quorum(), f.TestNetwork, err)
+		}
+		for i, s := range m.Sidecars {
+			name, key, err := node.LoadKeyFile(filepath.Join(dir, KeysDir, s.Name+".key"))
+			if err != nil || name != s.Name {
+				t.Fatalf("key %s: %q %v", s.Name, name, err)
+			}
+			if f.Members[i].Name != s.Name || !strings.EqualFold(f.Members[i].PublicKey, s.PublicKey) ||
+				!strings.EqualFold(s.PublicKey, hexPub(key)) {
+				t.Fatalf("member %d %+v does not match key file of %s", i, f.Members[i], s.Name)
+			}
+			if len(f.Members[i].Addrs) != 4 || !strings.Contains(f.Members[i].Addrs[0], s.MeshAIP) || !strings.Contains(f.Members[i].Addrs[2], s.MeshBIP) {
+				t.Fatalf("member %s addrs %v", s.Name, f.Members[i].Addrs)
+			}
+		}
+
+		// The compose file parses; every service, address, port and volume
+		// is where the manifest says.
+		raw, err := os.ReadFile(filepath.Join(dir, ComposeFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc composeDoc
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			t.Fatalf("n=%d: compose does not parse: %v\n%s", tc.n, err, raw)
+		}
+		if doc.Version != ComposeVersion || len(doc.Services) != 1+tc.n+tc.lightClients || len(doc.Networks) != 3 || len(doc.Volumes) != 1+tc.n {
+			t.Fatalf("n=%d: compose version %q, %d services, %d networks, %d volumes", tc.n, doc.Version, len(doc.Services), len(doc.Networks), len(doc.Volumes))
+		}
+		for key, want := range map[string]string{"chain": m.Networks.ChainSubnet, "mesh-a": m.Networks.MeshASubnet, "mesh-b": m.Networks.MeshBSubnet} {
+			nw := doc.Networks[key]
+			if len(nw.IPAM.Config) != 1 || nw.IPAM.Config[0].Subnet != want || !strings.HasPrefix(nw.Name, cfg.Project+"-") {
+				t.Fatalf("network %s: %+v", key, nw)
+			}
+		}
+		chain := doc.Services["devchain"]
+		if chain.ContainerName != m.Chain.Container || chain.Networks["chain"].IPv4 != m.Chain.IP ||
+			!contains(chain.Command, "--datadir") || len(chain.Ports) != 1 || chain.Ports[0] != "127.0.0.1:8545:8545" {
+			t.Fatalf("devchain service %+v", chain)
+		}
+		inSubnet := func(ip, cidr string) bool {
+			_, n, err := net.ParseCIDR(cidr)
+			return err == nil && n.Contains(net.ParseIP(ip))
+		}
+		ips := map[string]bool{}
+		for i, s := range m.Sidecars {
+			svc, ok := doc.Services[s.Name]
+			if !ok {
+				t.Fatalf("no service %s", s.Name)
+			}
+			if svc.Image != cfg.Image || svc.ContainerName != cfg.Project+"-"+s.Name || svc.Command[0] != "sidecar" {
+				t.Fatalf("service %s: %+v", s.Name, svc)
+			}
+			for net, ip := range map[string]string{"chain": s.ChainIP, "mesh-a": s.MeshAIP, "mesh-b": s.MeshBIP} {
+				if svc.Networks[net].IPv4 != ip || ips[ip] {
+					t.Fatalf("service %s network %s: %q (want unique %s)", s.Name, net, svc.Networks[net].IPv4, ip)
+				}
+				ips[ip] = true
+			}
+			if !inSubnet(s.ChainIP, m.Networks.ChainSubnet) || !inSubnet(s.MeshAIP, m.Networks.MeshASubnet) || !inSubnet(s.MeshBIP, m.Networks.MeshBSubnet) {
+				t.Fatalf("sidecar %s addresses outside their subnets: %+v", s.Name, s)
+			}
+			wantPort := "127.0.0.1:" + itoa(cfg.APIPortBase+i) + ":7070"
+			if len(svc.Ports) != 1 || svc.Ports[0] != wantPort || s.API != "127.0.0.1:"+itoa(cfg.APIPortBase+i) {
+				t.Fatalf("service %s ports %v, want %s", s.Name, svc.Ports, wantPort)
+			}
+			env := svc.Environment
+			if env["ALLEGRO_CHAIN_RPC"] != "ws://"+m.Chain.IP+":8545" || !strings.Contains(env["ALLEGRO_P2P_ANNOUNCE"], s.MeshAIP) ||
+				!strings.Contains(env["ALLEGRO_P2P_ANNOUNCE"], s.MeshBIP) || strings.Contains(env["ALLEGRO_P2P_ANNOUNCE"], s.ChainIP) {
+				t.Fatalf("service %s environment %v", s.Name, env)
+			}
+			if mode := tc.byzantine[s.Name]; mode != "" {
+				if env["ALLEGRO_BYZANTINE"] != "${"+ByzantineEnv(s.Name)+"-"+mode+"}" || s.Byzantine != mode {
+					t.Fatalf("Byzantine %s: environment %q manifest %q", s.Name, env["ALLEGRO_BYZANTINE"], s.Byzantine)
+				}
+			} else if _, ok := env["ALLEGRO_BYZANTINE"]; ok {
+				t.Fatalf("honest %s has ALLEGRO_BYZANTINE", s.Name)
+			}
+			if svc.DependsOn["devchain"]["condition"] != "service_healthy" || !contains(svc.Healthcheck.Test, "healthcheck") {
+				t.Fatalf("service %s depends_on %v healthcheck %v", s.Name, svc.DependsOn, svc.Healthcheck.Test)
+			}
+			if !contains(svc.Volumes, "./keys/"+s.Name+".key:/keys/validator.key:ro") {
+				t.Fatalf("service %s volumes %v", s.Name, svc.Volumes)
+			}
+		}
+		for _, lc := range m.LightClient {
+			svc := doc.Services[lc.Name]
+			if len(lc.Watch) != cfg.Watch || !contains(svc.Command, "--with-qc") || !contains(svc.Command, lc.Watch[0]) || len(svc.DependsOn) != tc.n {
+				t.Fatalf("light client %s: %+v", lc.Name, svc)
+			}
+			if _, onChain := svc.Networks["chain"]; onChain || svc.Networks["mesh-a"].IPv4 != lc.MeshAIP {
+				t.Fatalf("light client %s networks %+v", lc.Name, svc.Networks)
+			}
+		}
+
+		// The manifest round-trips.
+		back, err := LoadManifest(dir)
+		if err != nil || back.Quorum != tc.quorum || len(back.Sidecars) != tc.n {
+			t.Fatalf("manifest: %+v %v", back, err)
+		}
+		// Generating again into the same directory is refused.
+		if _, err := Generate(cfg, dir); err == nil || !strings.Contains(err.Error(), "already exists") {
+			t.Fatalf("second Generate: %v", err)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	cases := []struct {
+		name   string
+		mutate func(*Config)
+		field  string
+	}{
+		{"no validators", func(c *Config) { c.Validators = 0 }, "Validators"},
+		{"too many validators", func(c *Config) { c.Validators = MaxValidators + 1 }, "Validators"},
+		{"negative light clients", func(c *Config) { c.LightClients = -1 }, "LightClients"},
+		{"no watch", func(c *Config) { c.Watch = 0 }, "Watch"},
+		{"bad project", func(c *Config) { c.Project = "Allegro E2E" }, "Project"},
+		{"no image", func(c *Config) { c.Image = "" }, "Image"},
+		{"api ports overflow", func(c *Config) { c.APIPortBase = 65534 }, "APIPortBase"},
+		{"chain port collides", func(c *Config) { c.ChainPort = c.APIPortBase + 1 }, "ChainPort"},
+		{"bad subnet prefix", func(c *Config) { c.SubnetPrefix = "10.300" }, "SubnetPrefix"},
+		{"subnet prefix too high", func(c *Config) { c.SubnetPrefix = "10.255" }, "SubnetPrefix"},
+		{"no chain id", func(c *Config) { c.ChainID = 0 }, "ChainID"},
+		{"no block period", func(c *Config) { c.BlockPeriod = 0 }, "BlockPeriod"},
+		{"bad log level", func(c *Config) { c.LogLevel = "loud" }, "LogLevel"},
+		{"byzantine unknown validator", func(c *Config) { c.Byzantine = map[string]string{"v9": node.ByzantineEquivocate} }, "Byzantine"},
+		{"byzantine unknown mode", func(c *Config) { c.Byzantine = map[string]string{"v1": "lie"} }, "Byzantine[v1]"},
+		{"byzantine outside a test network", func(c *Config) {
+			c.Byzantine = map[string]string{"v1": node.ByzantineEquivocate}
+			c.TestNetwork = false
+		}, "TestNetwork"},
+	}
+	for _, tc := range cases {
+		cfg := DefaultConfig()
+		tc.mutate(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: error %v, want one naming %s", tc.name, err, tc.field)
+		}
+	}
+}
+
+func TestCheckSubnets(t *testing.T) {
+	if err := CheckSubnets("10.231", []string{"172.17.0.0/16", "10.232.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckSubnets("10.231", []string{"10.231.2.0/24"}); err == nil || !strings.Contains(err.Error(), "10.231.2.0/24") {
+		t.Fatalf("overlap not reported: %v", err)
+	}
+	if err := CheckSubnets("10.231", []string{"10.0.0.0/8"}); err == nil {
+		t.Fatal("overlap with a wider network not reported")
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func hexPub(k ed25519.PrivateKey) string { return hex.EncodeToString(k.Public().(ed25519.PublicKey)) }

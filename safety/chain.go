@@ -1,0 +1,96 @@
+package safety
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// balanceOfSelector is the ABI selector of balanceOf(address).
+var balanceOfSelector = []byte{0x70, 0xa0, 0x82, 0x31}
+
+// maxBatch bounds the calls sent in one JSON-RPC batch.
+const maxBatch = 100
+
+// Balances reads balanceOf(account) of token for every account from the
+// chain's JSON-RPC endpoint at chainRPC, at the latest block.
+func Balances(ctx context.Context, chainRPC string, token qc.Address, accounts []qc.Address) (map[qc.Address]*big.Int, error) {
+	client, err := rpc.DialContext(ctx, chainRPC)
+	if err != nil {
+		return nil, fmt.Errorf("safety: balances: dial %s: %w", chainRPC, err)
+	}
+	defer client.Close()
+	out := make(map[qc.Address]*big.Int, len(accounts))
+	to := common.Address(token)
+	for start := 0; start < len(accounts); start += maxBatch {
+		chunk := accounts[start:min(start+maxBatch, len(accounts))]
+		results := make([]hexutil.Bytes, len(chunk))
+		batch := make([]rpc.BatchElem, len(chunk))
+		for i, a := range chunk {
+			data := make([]byte, 4+32)
+			copy(data, balanceOfSelector)
+			copy(data[4+12:], a[:])
+			batch[i] = rpc.BatchElem{Method: "eth_call", Result: &results[i],
+				Args: []any{map[string]any{"to": to, "data": hexutil.Bytes(data)}, "latest"}}
+		}
+		if err := client.BatchCallContext(ctx, batch); err != nil {
+			return nil, fmt.Errorf("safety: balances from %s: %w", chainRPC, err)
+		}
+		for i, el := range batch {
+			if el.Error != nil {
+				return nil, fmt.Errorf("safety: balanceOf(%s) of token %s: %w", chunk[i].Hex(), token.Hex(), el.Error)
+			}
+			if len(results[i]) != 32 {
+				return nil, fmt.Errorf("safety: balanceOf(%s) of token %s: answer of %d bytes, want 32", chunk[i].Hex(), token.Hex(), len(results[i]))
+			}
+			out[chunk[i]] = new(big.Int).SetBytes(results[i])
+		}
+	}
+	return out, nil
+}
+
+// Nonces reads the next nonce (nonce key 0, eth_getTransactionCount at the
+// latest block) of every account from chainRPC.
+func Nonces(ctx context.Context, chainRPC string, accounts []qc.Address) (map[qc.Address]uint64, error) {
+	out := make(map[qc.Address]uint64, len(accounts))
+	if len(accounts) == 0 {
+		return out, nil
+	}
+	client, err := rpc.DialContext(ctx, chainRPC)
+	if err != nil {
+		return nil, fmt.Errorf("safety: nonces: dial %s: %w", chainRPC, err)
+	}
+	defer client.Close()
+	for start := 0; start < len(accounts); start += maxBatch {
+		chunk := accounts[start:min(start+maxBatch, len(accounts))]
+		results := make([]hexutil.Uint64, len(chunk))
+		batch := make([]rpc.BatchElem, len(chunk))
+		for i, a := range chunk {
+			batch[i] = rpc.BatchElem{Method: "eth_getTransactionCount", Result: &results[i], Args: []any{common.Address(a), "latest"}}
+		}
+		if err := client.BatchCallContext(ctx, batch); err != nil {
+			return out, fmt.Errorf("safety: nonces from %s: %w", chainRPC, err)
+		}
+		for i, el := range batch {
+			if el.Error != nil {
+				return out, fmt.Errorf("safety: nonce of %s: %w", chunk[i].Hex(), el.Error)
+			}
+			out[chunk[i]] = uint64(results[i])
+		}
+	}
+	return out, nil
+}
+
+func copyBalances(m map[qc.Address]*big.Int) map[qc.Address]*big.Int {
+	out := make(map[qc.Address]*big.Int, len(m))
+	for a, b := range m {
+		out[a] = new(big.Int).Set(b)
+	}
+	return out
+}

@@ -1,0 +1,891 @@
+package safety
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/apiserver"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// Violation kinds. Each names the SPEC §7 invariant it breaks.
+const (
+	// KindConflictingQC: two valid QCs for one contention key with
+	// different transactions or effects (§7.1), or valid QCs for payments
+	// the driver declared mutually exclusive.
+	KindConflictingQC = "conflicting_qc"
+	// KindHonestDoubleSign: an honest validator has two valid certificates
+	// for one contention key with different transactions or effects (§7.2).
+	KindHonestDoubleSign = "honest_double_sign"
+	// KindOverdraft: an account's certified debits exceed its initial
+	// balance plus its certified credits (§7.3).
+	KindOverdraft = "overdraft"
+	// KindLightClientInvalidQC: a QC a light client accepted does not
+	// decode or verify (§7.4).
+	KindLightClientInvalidQC = "light_client_invalid_qc"
+	// KindQCWithoutQuorum: a QC first formed during a phase in which no side
+	// of the network held a quorum (§7.5).
+	KindQCWithoutQuorum = "qc_during_no_quorum"
+	// KindNotCompleted: a payment accepted by a sidecar on the quorum side
+	// never got a QC (§7.5).
+	KindNotCompleted = "not_completed"
+	// KindNotSettled: a certified payment is not included on chain after
+	// the run healed (§7.5).
+	KindNotSettled = "not_settled"
+	// KindHonestServedInvalid: an honest sidecar served a certificate, QC
+	// or evidence that does not verify; honest boards hold only verified
+	// objects, so light clients and parents could be fed forgeries
+	// (§7.1, §7.4).
+	KindHonestServedInvalid = "honest_served_invalid"
+	// KindBadHistory: the history cannot be checked (no valid committee).
+	KindBadHistory = "bad_history"
+)
+
+// invariantOf maps a violation kind to the SPEC §7 invariant.
+var invariantOf = map[string]string{
+	KindConflictingQC: "§7.1", KindHonestDoubleSign: "§7.2", KindOverdraft: "§7.3",
+	KindLightClientInvalidQC: "§7.4", KindQCWithoutQuorum: "§7.5", KindNotCompleted: "§7.5",
+	KindNotSettled: "§7.5", KindHonestServedInvalid: "§7.1/§7.4", KindBadHistory: "-",
+}
+
+// Settled stages of the status API.
+var settledStages = map[string]bool{
+	fastpayv1.TxLifecycleUpdate_INCLUDED.String():  true,
+	fastpayv1.TxLifecycleUpdate_FINALIZED.String(): true,
+}
+
+// CheckOptions tune Check.
+type CheckOptions struct {
+	// PhaseGrace is trimmed from both ends of a no-quorum phase before QC
+	// formation times are compared with it, absorbing the time a fault
+	// takes to apply and to lift (default 1 s).
+	PhaseGrace time.Duration
+}
+
+// DefaultCheckOptions returns the defaults.
+func DefaultCheckOptions() CheckOptions { return CheckOptions{PhaseGrace: time.Second} }
+
+// Validate checks the options, naming the bad field.
+func (o CheckOptions) Validate() error {
+	if o.PhaseGrace < 0 {
+		return fmt.Errorf("safety: CheckOptions.PhaseGrace must not be negative, got %s", o.PhaseGrace)
+	}
+	return nil
+}
+
+// Check verifies h (and run, when not nil) against the safety invariants
+// of SPEC §7 with the default options. run may be nil: then only the
+// invariants the history alone decides are checked (not completion,
+// settlement or quorum-less phases).
+func Check(h *History, run *Run) *Report { return CheckWith(h, run, DefaultCheckOptions()) }
+
+// CheckWith is Check with options.
+func CheckWith(h *History, run *Run, opts CheckOptions) *Report {
+	c := &checker{h: h, run: run, opts: opts, r: &Report{CheckedAt: time.Now().UTC()}}
+	if err := opts.Validate(); err != nil {
+		c.violate(Violation{Kind: KindBadHistory, Message: err.Error()})
+		return c.finish()
+	}
+	if h == nil {
+		c.violate(Violation{Kind: KindBadHistory, Message: "no history"})
+		return c.finish()
+	}
+	committee, err := h.QCommittee()
+	if err != nil {
+		c.violate(Violation{Kind: KindBadHistory, Message: err.Error()})
+		return c.finish()
+	}
+	c.committee = committee
+	c.r.Committee = CommitteeSummary{ChainID: h.Committee.ChainID, Epoch: h.Committee.Epoch,
+		N: committee.N(), F: committee.F(), Quorum: committee.Quorum()}
+	for _, m := range h.Committee.Members {
+		if !m.Honest {
+			c.r.Committee.Byzantine = append(c.r.Committee.Byzantine, m.Name)
+		}
+	}
+	c.txs = make(map[qc.Hash]*TxRecord, len(h.Txs))
+	for i := range h.Txs {
+		c.txs[h.Txs[i].TxHash] = &h.Txs[i]
+	}
+	c.sources()
+	c.certificates()
+	c.evidence()
+	c.qcs()
+	c.lightClients()
+	c.doubleSigns()
+	c.conflictingQCs()
+	c.balances()
+	if run != nil {
+		c.payments()
+		c.phases()
+	}
+	return c.finish()
+}
+
+type checker struct {
+	h         *History
+	run       *Run
+	opts      CheckOptions
+	r         *Report
+	committee *qc.Committee
+
+	honestSource map[string]bool
+	// valid certificates per (signer, contention key) per (tx, effects)
+	signed map[signerKey]map[txEffects]*signedEntry
+	// contention key of each transaction, from valid certificates
+	txKey map[qc.Hash]qc.ContentionKey
+	// honest sources that reported verified evidence per (signer, key)
+	detected map[signerKey][]string
+	// valid QCs per (tx, effects)
+	valid map[txEffects]*validQC
+	// valid QCs per transaction
+	certified map[qc.Hash]*validQC
+	// sidecar statuses per transaction
+	txs map[qc.Hash]*TxRecord
+}
+
+type signerKey struct {
+	signer qc.ValidatorID
+	key    qc.ContentionKey
+}
+
+type txEffects struct{ tx, effects qc.Hash }
+
+type signedEntry struct {
+	cert   qc.Certificate
+	seenBy []string
+}
+
+type validQC struct {
+	qc     *qc.QC
+	seenBy []string
+}
+
+func (c *checker) violate(v Violation) {
+	if v.Invariant == "" {
+		v.Invariant = invariantOf[v.Kind]
+	}
+	c.r.Violations = append(c.r.Violations, v)
+}
+
+func (c *checker) note(format string, args ...any) {
+	c.r.Notes = append(c.r.Notes, fmt.Sprintf(format, args...))
+}
+
+// name returns the committee name of id, or a short hex form.
+func (c *checker) name(id qc.ValidatorID) string {
+	if c.committee != nil {
+		if m, ok := c.committee.Member(id); ok {
+			return m.Name
+		}
+	}
+	return "non-member " + id.String()
+}
+
+func (c *checker) honest(id qc.ValidatorID) bool {
+	for _, m := range c.h.Committee.Members {
+		if m.ID == id {
+			return m.Honest
+		}
+	}
+	return false
+}
+
+// honestSources filters names down to honest sidecars.
+func (c *checker) honestSources(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if c.honestSource[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (c *checker) sources() {
+	c.honestSource = make(map[string]bool)
+	kinds := make(map[string]bool)
+	for _, s := range c.h.Sources {
+		kinds[s.Name] = true
+		if s.Kind == SourceSidecar && s.Honest {
+			c.honestSource[s.Name] = true
+		}
+	}
+	// Histories built by hand may name sidecars without sources: members'
+	// names then say who is honest.
+	for _, m := range c.h.Committee.Members {
+		if !kinds[m.Name] && m.Honest {
+			c.honestSource[m.Name] = true
+		}
+	}
+	for _, s := range c.h.Sources {
+		sum := SourceSummary{Name: s.Name, Kind: s.Kind, Honest: s.Honest, Reachable: s.Reachable, Pages: s.Pages,
+			Certs: s.Certs, QCs: s.QCs, Evidence: s.Evidence, Statuses: s.Statuses, Errors: s.ErrorCount}
+		if len(s.Errors) > 0 {
+			sum.FirstError = s.Errors[0]
+		}
+		c.r.Sources = append(c.r.Sources, sum)
+		if !s.Reachable {
+			c.note("source %s (%s, %s) was unreachable: its data is missing from the checks (%s)", s.Name, s.Kind, s.URL, sum.FirstError)
+		} else if s.ErrorCount > 0 {
+			c.note("source %s had %d errors while collecting, first: %s", s.Name, s.ErrorCount, sum.FirstError)
+		}
+	}
+}
+
+// addSigned records a verified certificate.
+func (c *checker) addSigned(cert qc.Certificate, seenBy []string) {
+	k := signerKey{cert.Signer, cert.Effects.ContentionKey()}
+	m := c.signed[k]
+	if m == nil {
+		m = make(map[txEffects]*signedEntry)
+		c.signed[k] = m
+	}
+	te := txEffects{cert.TxHash, cert.EffectsHash}
+	e := m[te]
+	if e == nil {
+		e = &signedEntry{cert: cert}
+		m[te] = e
+	}
+	for _, s := range seenBy {
+		e.seenBy = addName(e.seenBy, s)
+	}
+	if _, ok := c.txKey[cert.TxHash]; !ok {
+		c.txKey[cert.TxHash] = k.key
+	}
+}
+
+func (c *checker) certificates() {
+	c.signed = make(map[signerKey]map[txEffects]*signedEntry)
+	c.txKey = make(map[qc.Hash]qc.ContentionKey)
+	st := &c.r.Certificates
+	st.InvalidBySigner = make(map[string]int)
+	for i := range c.h.Certificates {
+		rec := &c.h.Certificates[i]
+		st.Distinct++
+		if err := c.committee.VerifyCertificate(&rec.Cert); err != nil {
+			st.Invalid++
+			st.InvalidBySigner[c.name(rec.Cert.Signer)]++
+			if hs := c.honestSources(rec.SeenBy); len(hs) > 0 {
+				c.violate(Violation{Kind: KindHonestServedInvalid,
+					Message:    fmt.Sprintf("honest sidecar(s) served a certificate by %s for tx %s that does not verify: %v", c.name(rec.Cert.Signer), rec.Cert.TxHash, err),
+					TxHashes:   []string{rec.Cert.TxHash.Hex()},
+					Validators: []string{c.name(rec.Cert.Signer)}, Sources: hs})
+			}
+			continue
+		}
+		st.Valid++
+		c.addSigned(rec.Cert, rec.SeenBy)
+	}
+}
+
+func (c *checker) evidence() {
+	c.detected = make(map[signerKey][]string)
+	st := &c.r.Evidence
+	st.BySigner = make(map[string]int)
+	for i := range c.h.Evidence {
+		rec := &c.h.Evidence[i]
+		st.Records++
+		ev := &rec.Evidence
+		if err := c.committee.VerifyEquivocation(ev); err != nil {
+			st.Invalid++
+			if hs := c.honestSources(rec.ReportedBy); len(hs) > 0 {
+				c.violate(Violation{Kind: KindHonestServedInvalid,
+					Message:    fmt.Sprintf("honest sidecar(s) reported equivocation evidence against %s that does not verify: %v", c.name(ev.Signer()), err),
+					TxHashes:   []string{ev.First.TxHash.Hex(), ev.Second.TxHash.Hex()},
+					Validators: []string{c.name(ev.Signer())}, Sources: hs})
+			}
+			continue
+		}
+		st.Valid++
+		st.BySigner[c.name(ev.Signer())]++
+		// Evidence certificates are signatures like any other.
+		c.addSigned(ev.First, rec.ReportedBy)
+		c.addSigned(ev.Second, rec.ReportedBy)
+		k := signerKey{ev.Signer(), ev.Key()}
+		for _, s := range c.honestSources(rec.ReportedBy) {
+			c.detected[k] = addName(c.detected[k], s)
+		}
+	}
+}
+
+func (c *checker) doubleSigns() {
+	keys := make([]signerKey, 0, len(c.signed))
+	for k, m := range c.signed {
+		if len(m) > 1 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return lessSignerKey(keys[i], keys[j]) })
+	for _, k := range keys {
+		m := c.signed[k]
+		var txs []string
+		var seen []string
+		for te, e := range m {
+			txs = append(txs, te.tx.Hex()+"/effects "+te.effects.Hex())
+			for _, s := range e.seenBy {
+				seen = addName(seen, s)
+			}
+		}
+		sort.Strings(txs)
+		name := c.name(k.signer)
+		if c.honest(k.signer) {
+			c.violate(Violation{Kind: KindHonestDoubleSign,
+				Message:  fmt.Sprintf("honest validator %s signed %d different transactions for contention key %s", name, len(m), k.key),
+				TxHashes: txs, Validators: []string{name}, Key: k.key.String(), Sources: seen})
+			continue
+		}
+		f := ByzantineFinding{Validator: name, Key: k.key.String(), Signed: txs, DetectedBy: c.detected[k]}
+		c.r.Byzantine = append(c.r.Byzantine, f)
+	}
+	undetected := 0
+	for _, f := range c.r.Byzantine {
+		if len(f.DetectedBy) == 0 {
+			undetected++
+		}
+	}
+	if undetected > 0 {
+		c.note("%d of %d Byzantine double-signs were not reported as evidence by any honest sidecar (informational: evidence windows are bounded, and a restarted board starts empty)", undetected, len(c.r.Byzantine))
+	}
+}
+
+func lessSignerKey(a, b signerKey) bool {
+	if x := bytes.Compare(a.signer[:], b.signer[:]); x != 0 {
+		return x < 0
+	}
+	if x := bytes.Compare(a.key.Sender[:], b.key.Sender[:]); x != 0 {
+		return x < 0
+	}
+	if x := bytes.Compare(a.key.NonceKey[:], b.key.NonceKey[:]); x != 0 {
+		return x < 0
+	}
+	return a.key.NonceSeq < b.key.NonceSeq
+}
+
+// addValid records a verified QC.
+func (c *checker) addValid(q *qc.QC, seenBy []string) {
+	te := txEffects{q.TxHash, q.EffectsHash}
+	v := c.valid[te]
+	if v == nil {
+		v = &validQC{qc: q}
+		c.valid[te] = v
+		if _, ok := c.certified[q.TxHash]; !ok {
+			c.certified[q.TxHash] = v
+		}
+		if _, ok := c.txKey[q.TxHash]; !ok {
+			c.txKey[q.TxHash] = q.Effects().ContentionKey()
+		}
+	}
+	for _, s := range seenBy {
+		v.seenBy = addName(v.seenBy, s)
+	}
+}
+
+func (c *checker) qcs() {
+	c.valid = make(map[txEffects]*validQC)
+	c.certified = make(map[qc.Hash]*validQC)
+	st := &c.r.QCs
+	for i := range c.h.QCs {
+		rec := &c.h.QCs[i]
+		st.Distinct++
+		err := c.committee.VerifyQC(rec.QC)
+		c.addQCSignatures(rec.QC, rec.SeenBy, err == nil)
+		if err != nil {
+			st.Invalid++
+			if hs := c.honestSources(rec.SeenBy); len(hs) > 0 {
+				c.violate(Violation{Kind: KindHonestServedInvalid,
+					Message:  fmt.Sprintf("honest sidecar(s) served a QC for tx %s that does not verify: %v", rec.QC.TxHash, err),
+					TxHashes: []string{rec.QC.TxHash.Hex()}, Validators: c.signerNames(rec.QC), Sources: hs})
+			}
+			continue
+		}
+		st.Valid++
+		c.addValid(rec.QC, rec.SeenBy)
+	}
+}
+
+// addQCSignatures records the certificates inside a QC as signatures by
+// their signers: a QC proves a double-sign as well as a lone certificate.
+// verified says the whole QC verified (so every certificate does).
+func (c *checker) addQCSignatures(q *qc.QC, seenBy []string, verified bool) {
+	for i := range q.Certs {
+		cert := q.Certs[i]
+		if !verified && c.committee.VerifyCertificate(&cert) != nil {
+			continue
+		}
+		c.addSigned(cert, seenBy)
+	}
+}
+
+func (c *checker) signerNames(q *qc.QC) []string {
+	var out []string
+	for i := range q.Certs {
+		out = append(out, c.name(q.Certs[i].Signer))
+	}
+	return out
+}
+
+func (c *checker) lightClients() {
+	per := make(map[string]*LightClientStats)
+	var order []string
+	for _, l := range c.h.LightClientQCs {
+		s := per[l.Client]
+		if s == nil {
+			s = &LightClientStats{Client: l.Client}
+			per[l.Client] = s
+			order = append(order, l.Client)
+		}
+		s.Accepted++
+		q, err := decodeQC(l.Raw)
+		if err == nil {
+			err = c.committee.VerifyQC(q)
+			c.addQCSignatures(q, []string{l.Client}, err == nil)
+		}
+		if err != nil {
+			v := Violation{Kind: KindLightClientInvalidQC,
+				Message: fmt.Sprintf("light client %s accepted a QC that does not verify: %v", l.Client, err), Sources: []string{l.Client}}
+			if q != nil {
+				v.TxHashes = []string{q.TxHash.Hex()}
+				v.Validators = c.signerNames(q)
+			}
+			c.violate(v)
+			continue
+		}
+		s.Verified++
+		c.addValid(q, []string{l.Client})
+	}
+	sort.Strings(order)
+	for _, name := range order {
+		c.r.LightClients = append(c.r.LightClients, *per[name])
+	}
+}
+
+func decodeQC(raw []byte) (*qc.QC, error) {
+	pq, err := apiserver.ParseQCProto(raw)
+	if err != nil {
+		return nil, err
+	}
+	return pq.ToQC()
+}
+
+func (c *checker) conflictingQCs() {
+	byKey := make(map[qc.ContentionKey][]*validQC)
+	for _, v := range c.valid {
+		k := v.qc.Effects().ContentionKey()
+		byKey[k] = append(byKey[k], v)
+	}
+	c.r.QCs.Certified = len(c.certified)
+	c.r.QCs.ContentionKeys = len(byKey)
+	keys := make([]qc.ContentionKey, 0)
+	for k, vs := range byKey {
+		if len(vs) > 1 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	for _, k := range keys {
+		vs := byKey[k]
+		var txs, seen []string
+		for _, v := range vs {
+			txs = append(txs, v.qc.TxHash.Hex()+"/effects "+v.qc.EffectsHash.Hex())
+			for _, s := range v.seenBy {
+				seen = addName(seen, s)
+			}
+		}
+		sort.Strings(txs)
+		c.violate(Violation{Kind: KindConflictingQC,
+			Message:  fmt.Sprintf("%d valid QCs for contention key %s certify different transactions", len(vs), k),
+			TxHashes: txs, Key: k.String(), Sources: seen})
+	}
+}
+
+type accountAsset struct {
+	account, asset qc.Address
+}
+
+func (c *checker) balances() {
+	debits := make(map[accountAsset]*big.Int)
+	credits := make(map[accountAsset]*big.Int)
+	debitTxs := make(map[accountAsset][]string)
+	add := func(m map[accountAsset]*big.Int, k accountAsset, v uint64) {
+		if m[k] == nil {
+			m[k] = new(big.Int)
+		}
+		m[k].Add(m[k], new(big.Int).SetUint64(v))
+	}
+	// One QC per transaction: several QCs for one transaction (different
+	// certificate subsets) certify the same payment once.
+	for _, v := range c.certified {
+		e := v.qc.Effects()
+		add(debits, accountAsset{e.Sender, e.Asset}, e.Amount)
+		add(credits, accountAsset{e.Recipient, e.Asset}, e.Amount)
+		debitTxs[accountAsset{e.Sender, e.Asset}] = append(debitTxs[accountAsset{e.Sender, e.Asset}], v.qc.TxHash.Hex())
+	}
+	keys := make([]accountAsset, 0, len(debits))
+	for k := range debits {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if x := bytes.Compare(keys[i].account[:], keys[j].account[:]); x != 0 {
+			return x < 0
+		}
+		return bytes.Compare(keys[i].asset[:], keys[j].asset[:]) < 0
+	})
+	var unknown []string
+	for _, k := range keys {
+		initial, ok := c.h.InitialBalances[k.account]
+		if k.asset != c.h.Token || !ok {
+			unknown = append(unknown, k.account.Hex())
+			continue
+		}
+		c.r.Balances.Checked++
+		limit := new(big.Int).Set(initial)
+		if cr := credits[k]; cr != nil {
+			limit.Add(limit, cr)
+		}
+		if debits[k].Cmp(limit) > 0 {
+			txs := debitTxs[k]
+			sort.Strings(txs)
+			c.violate(Violation{Kind: KindOverdraft,
+				Message: fmt.Sprintf("account %s: certified debits %s exceed initial balance %s + certified credits %s of token %s",
+					k.account.Hex(), debits[k], initial, orZero(credits[k]), k.asset.Hex()),
+				Account: k.account.Hex(), TxHashes: txs})
+		}
+	}
+	c.r.Balances.Unchecked = len(unknown)
+	if len(unknown) > 0 {
+		c.note("overdraft not checked for %d account(s) with certified debits but no recorded initial balance of the token, e.g. %s", len(unknown), unknown[0])
+	}
+}
+
+func orZero(b *big.Int) *big.Int {
+	if b == nil {
+		return new(big.Int)
+	}
+	return b
+}
+
+// settled reports whether a certified transaction is on chain: an honest
+// sidecar reports it INCLUDED or FINALIZED, or (nonce key 0) the chain's
+// nonce of its sender has passed its nonce.
+func (c *checker) settled(v *validQC) (bool, string) {
+	if t := c.txs[v.qc.TxHash]; t != nil {
+		for _, st := range t.Statuses {
+			if settledStages[st.Stage] && c.honestSource[st.Node] {
+				return true, "status"
+			}
+		}
+	}
+	e := v.qc.Effects()
+	if n, ok := c.h.ChainNonces[e.Sender]; ok && e.NonceKey == (qc.NonceKey{}) && n > e.NonceSeq {
+		return true, "chain nonce"
+	}
+	return false, ""
+}
+
+// qcFormedAt is the earliest time any sidecar (or the driver) saw the QC of
+// tx; zero when unknown.
+func (c *checker) qcFormedAt(tx qc.Hash, clientQCAt time.Time) time.Time {
+	at := clientQCAt
+	if t := c.txs[tx]; t != nil {
+		for _, st := range t.Statuses {
+			if st.QCUnixMillis == 0 {
+				continue
+			}
+			if ts := time.UnixMilli(int64(st.QCUnixMillis)); at.IsZero() || ts.Before(at) {
+				at = ts
+			}
+		}
+	}
+	return at
+}
+
+func (c *checker) payments() {
+	ps := &PaymentStats{RejectedByCode: make(map[string]int), Errors: make(map[string]int)}
+	c.r.Payments = ps
+	byTx := make(map[qc.Hash][]*Payment)
+	for i := range c.run.Payments {
+		p := &c.run.Payments[i]
+		if !p.TxHash.IsZero() {
+			byTx[p.TxHash] = append(byTx[p.TxHash], p)
+		}
+	}
+
+	// Every certified transaction must be on chain once the run healed.
+	certTxs := make([]qc.Hash, 0, len(c.certified))
+	for tx := range c.certified {
+		certTxs = append(certTxs, tx)
+	}
+	sort.Slice(certTxs, func(i, j int) bool { return bytes.Compare(certTxs[i][:], certTxs[j][:]) < 0 })
+	for _, tx := range certTxs {
+		v := c.certified[tx]
+		ok, how := c.settled(v)
+		if ok {
+			ps.SettledTxs++
+			if how == "chain nonce" {
+				ps.SettledByNonce++
+			}
+			continue
+		}
+		stage := "unknown to every sidecar"
+		if t := c.txs[tx]; t != nil {
+			stage = highestStage(t.Statuses)
+		}
+		names := paymentNames(byTx[tx])
+		c.violate(Violation{Kind: KindNotSettled,
+			Message:  fmt.Sprintf("certified transaction %s%s is not on chain (highest stage %s)", tx, names, stage),
+			TxHashes: []string{tx.Hex()}, Account: v.qc.Effects().Sender.Hex()})
+	}
+
+	groups := make(map[string][]*Payment)
+	for i := range c.run.Payments {
+		p := &c.run.Payments[i]
+		ps.Sent++
+		v, hasQC := c.certified[p.TxHash]
+		if p.TxHash.IsZero() {
+			hasQC = false
+		}
+		switch {
+		case p.Accepted():
+			ps.Accepted++
+		case p.RejectCode() != "":
+			ps.RejectedByCode[p.RejectCode()]++
+		default:
+			text, _ := strings.CutPrefix(p.Outcome, OutcomeErrorPrefix)
+			if text == "" {
+				text = "(no outcome)"
+			}
+			ps.Errors[truncateText(text, 60)]++
+		}
+		if !p.QCAt.IsZero() {
+			ps.ClientSawQC++
+		}
+		if hasQC {
+			ps.WithQC++
+			if p.QCAt.IsZero() {
+				ps.QCAfterClientGaveUp++
+			}
+			if ok, _ := c.settled(v); ok {
+				ps.Settled++
+			}
+		}
+		if !p.ParentTx.IsZero() {
+			ps.Chained++
+			if hasQC {
+				ps.ChainedWithQC++
+			}
+		}
+		if p.Conflicting {
+			ps.Conflicting++
+			if hasQC {
+				ps.ConflictingWithQC++
+			}
+			g := p.ConflictGroup
+			if g == "" {
+				if k, ok := c.txKey[p.TxHash]; ok && !p.TxHash.IsZero() {
+					g = "key " + k.String()
+				}
+			} else {
+				g = "group " + g
+			}
+			if g != "" {
+				groups[g] = append(groups[g], p)
+			}
+			continue
+		}
+		if p.Accepted() && !hasQC {
+			if p.QuorumSide {
+				c.violate(Violation{Kind: KindNotCompleted,
+					Message: fmt.Sprintf("payment %s (tx %s) was accepted by %s on the quorum side during phase %q but never got a QC",
+						p.Name, p.TxHash, p.SubmittedTo, p.Phase),
+					TxHashes: []string{p.TxHash.Hex()}, Account: p.Sender.Hex(), Validators: []string{p.SubmittedTo}})
+			} else {
+				ps.StrandedMinority++
+			}
+		}
+	}
+	ps.ConflictGroups = len(groups)
+	names := make([]string, 0, len(groups))
+	for g := range groups {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	for _, g := range names {
+		var withQC []*Payment
+		keys := make(map[qc.ContentionKey]bool)
+		for _, p := range groups[g] {
+			if v, ok := c.certified[p.TxHash]; ok && !p.TxHash.IsZero() {
+				withQC = append(withQC, p)
+				keys[v.qc.Effects().ContentionKey()] = true
+			}
+		}
+		if len(withQC) > 1 {
+			ps.ConflictGroupsDoubleCertified++
+		}
+		// Same key: already reported as conflicting QCs.
+		if len(withQC) > 1 && len(keys) > 1 {
+			var txs []string
+			for _, p := range withQC {
+				txs = append(txs, p.TxHash.Hex())
+			}
+			c.violate(Violation{Kind: KindConflictingQC,
+				Message:  fmt.Sprintf("%d payments of double-spend %s all got QCs: %s", len(withQC), g, paymentNames(withQC)),
+				TxHashes: txs, Account: withQC[0].Sender.Hex()})
+		}
+	}
+	if ps.StrandedMinority > 0 {
+		c.note("%d payment(s) accepted by a sidecar on a side without a quorum never got a QC (allowed: SPEC §7.5 requires completion only of quorum-side payments)", ps.StrandedMinority)
+	}
+	if ps.QCAfterClientGaveUp > 0 {
+		c.note("%d payment(s) got a QC after the driver stopped waiting for it", ps.QCAfterClientGaveUp)
+	}
+
+	// No QC may first form during a phase without a quorum.
+	for _, ph := range c.run.Phases {
+		if !ph.NoQuorum {
+			continue
+		}
+		from, to := ph.Start.Add(c.opts.PhaseGrace), ph.End.Add(-c.opts.PhaseGrace)
+		if !to.After(from) {
+			c.note("no-quorum phase %q is shorter than twice the grace of %s: not checked for QCs", ph.Name, c.opts.PhaseGrace)
+			continue
+		}
+		for _, tx := range certTxs {
+			var clientAt time.Time
+			for _, p := range byTx[tx] {
+				if !p.QCAt.IsZero() && (clientAt.IsZero() || p.QCAt.Before(clientAt)) {
+					clientAt = p.QCAt
+				}
+			}
+			at := c.qcFormedAt(tx, clientAt)
+			if at.IsZero() || at.Before(from) || !at.Before(to) {
+				continue
+			}
+			c.violate(Violation{Kind: KindQCWithoutQuorum,
+				Message: fmt.Sprintf("QC of %s%s first formed at %s, during phase %q in which no side had a quorum (%s to %s)",
+					tx, paymentNames(byTx[tx]), at.UTC().Format(time.RFC3339Nano), ph.Name,
+					ph.Start.UTC().Format(time.RFC3339Nano), ph.End.UTC().Format(time.RFC3339Nano)),
+				TxHashes: []string{tx.Hex()}})
+		}
+	}
+}
+
+func highestStage(sts []NodeStatus) string {
+	best, bestV := "none", int32(-1)
+	for _, st := range sts {
+		if v, ok := fastpayv1.TxLifecycleUpdate_Stage_value[st.Stage]; ok && v > bestV {
+			best, bestV = st.Stage, v
+		}
+	}
+	return best
+}
+
+func paymentNames(ps []*Payment) string {
+	if len(ps) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(ps))
+	for _, p := range ps {
+		if p.Name != "" {
+			names = append(names, p.Name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(names, ", ") + ")"
+}
+
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// phases computes time-to-QC percentiles per phase, in phase order; phases
+// named by payments but not listed in the run come last.
+func (c *checker) phases() {
+	type acc struct {
+		stats PhaseStats
+		ttqc  []time.Duration
+	}
+	byName := make(map[string]*acc)
+	var order []string
+	get := func(name string) *acc {
+		a := byName[name]
+		if a == nil {
+			a = &acc{stats: PhaseStats{Name: name}}
+			byName[name] = a
+			order = append(order, name)
+		}
+		return a
+	}
+	listed := slices.Clone(c.run.Phases)
+	sort.SliceStable(listed, func(i, j int) bool { return listed[i].Start.Before(listed[j].Start) })
+	for _, ph := range listed {
+		a := get(ph.Name)
+		a.stats.Start, a.stats.End, a.stats.NoQuorum = ph.Start, ph.End, ph.NoQuorum
+	}
+	all := &acc{stats: PhaseStats{Name: "all"}}
+	for i := range c.run.Payments {
+		p := &c.run.Payments[i]
+		name := p.Phase
+		if name == "" {
+			name = "(none)"
+		}
+		for _, a := range []*acc{get(name), all} {
+			a.stats.Sent++
+			if p.Accepted() {
+				a.stats.Accepted++
+			}
+			if p.RejectCode() != "" {
+				a.stats.Rejected++
+			}
+			if _, ok := c.certified[p.TxHash]; ok && !p.TxHash.IsZero() {
+				a.stats.WithQC++
+			}
+			if !p.QCAt.IsZero() && !p.Sent.IsZero() && !p.QCAt.Before(p.Sent) {
+				a.ttqc = append(a.ttqc, p.QCAt.Sub(p.Sent))
+			}
+		}
+	}
+	for _, name := range order {
+		a := byName[name]
+		a.stats.TimeToQC = percentiles(a.ttqc)
+		c.r.Phases = append(c.r.Phases, a.stats)
+	}
+	all.stats.TimeToQC = percentiles(all.ttqc)
+	c.r.Phases = append(c.r.Phases, all.stats)
+}
+
+// percentiles returns nearest-rank percentiles of ds.
+func percentiles(ds []time.Duration) Percentiles {
+	if len(ds) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(ds)
+	at := func(p float64) time.Duration {
+		rank := int(p*float64(len(ds))+0.999999999) - 1
+		return ds[max(0, min(rank, len(ds)-1))]
+	}
+	return Percentiles{N: len(ds), P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: ds[len(ds)-1]}
+}
+
+func (c *checker) finish() *Report {
+	r := c.r
+	r.Invariants = invariantResults(r, c.h, c.run)
+	sort.SliceStable(r.Violations, func(i, j int) bool { return r.Violations[i].Invariant < r.Violations[j].Invariant })
+	r.OKResult = r.OK()
+	return r
+}
+
+// ErrViolations is returned by Report.Err when an invariant is broken.
+var ErrViolations = errors.New("safety invariants violated")

@@ -1,0 +1,553 @@
+package safety
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/allegro-mesh/allegro/apiserver"
+	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// SourceChain names the chain JSON-RPC endpoint among a History's sources.
+const SourceChain = "chain"
+
+// maxResponseBytes bounds one API response.
+const maxResponseBytes = 256 << 20
+
+// Collect gathers, from every sidecar in cfg, every certificate (paging
+// through GET /api/v1/bulletin), the equivocation evidence
+// (GET /api/v1/evidence), and for every transaction found or listed in
+// cfg.TxHashes its status (GET /api/v1/tx/{hash}/status) and QC; it adds
+// the QCs light clients accepted, the initial balances and, with a
+// ChainRPC, the senders' chain nonces.
+//
+// An unreachable sidecar is recorded in the History's sources and skipped.
+// Collect returns an error for a bad configuration or committee file; when
+// cfg.Timeout or ctx ends the collection early it returns what it gathered
+// together with the error.
+func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	cf, err := node.LoadCommitteeFile(cfg.CommitteeFile)
+	if err != nil {
+		return nil, fmt.Errorf("safety: collect: %w", err)
+	}
+	committee, err := cf.Committee()
+	if err != nil {
+		return nil, fmt.Errorf("safety: collect: committee file %s: %w", cfg.CommitteeFile, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &collector{cfg: cfg, log: log.With("component", "safety-collect"), http: &http.Client{Timeout: cfg.RequestTimeout}}
+
+	// 1. Every sidecar's board: identity, certificates, evidence.
+	boards := make([]*boardResult, len(cfg.Sidecars))
+	var wg sync.WaitGroup
+	for i, sc := range cfg.Sidecars {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			boards[i] = c.readBoard(ctx, sc)
+		}()
+	}
+	wg.Wait()
+
+	h := NewHistory(committeeInfo(cf, committee, cfg.Sidecars, boards), cfg.Token)
+	for i, b := range boards {
+		name := cfg.Sidecars[i].Name
+		for _, cert := range b.certs {
+			h.AddCertificate(name, cert)
+		}
+		for _, ev := range b.evidence {
+			h.AddEvidence(name, ev)
+			h.AddCertificate(name, ev.First)
+			h.AddCertificate(name, ev.Second)
+		}
+	}
+
+	// 2. Every transaction on every reachable sidecar: status and QC.
+	txs := make([]qc.Hash, 0, len(h.Certificates)+len(cfg.TxHashes))
+	seen := make(map[qc.Hash]bool)
+	addTx := func(t qc.Hash) {
+		if !t.IsZero() && !seen[t] {
+			seen[t] = true
+			txs = append(txs, t)
+		}
+	}
+	for _, t := range cfg.TxHashes {
+		addTx(t)
+	}
+	for i := range h.Certificates {
+		addTx(h.Certificates[i].Cert.TxHash)
+	}
+	if len(txs) > cfg.MaxTxLookups {
+		for _, b := range boards {
+			b.src.addError(fmt.Errorf("%d transactions found, looking up only the first %d (MaxTxLookups)", len(txs), cfg.MaxTxLookups))
+		}
+		txs = txs[:cfg.MaxTxLookups]
+	}
+	claimed := &claimSet{m: make(map[qc.Hash]bool)}
+	lookups := make([]*lookupResult, len(cfg.Sidecars))
+	for i, sc := range cfg.Sidecars {
+		if !boards[i].src.Reachable {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lookups[i] = c.lookupTxs(ctx, sc, boards[i], txs, claimed)
+		}()
+	}
+	wg.Wait()
+	for _, t := range txs {
+		h.AddStatus(t, NodeStatus{})
+	}
+	for i, l := range lookups {
+		if l == nil {
+			continue
+		}
+		name := cfg.Sidecars[i].Name
+		for _, st := range l.statuses {
+			h.AddStatus(st.tx, st.NodeStatus)
+		}
+		for _, cert := range l.certs {
+			h.AddCertificate(name, cert)
+		}
+		for _, q := range l.qcs {
+			h.AddQC(name, q)
+		}
+	}
+	honestSidecar := make(map[string]bool, len(cfg.Sidecars))
+	for _, sc := range cfg.Sidecars {
+		honestSidecar[sc.Name] = sc.Honest
+	}
+	byHash := make(map[qc.Hash][]int, len(h.QCs))
+	for k := range h.QCs {
+		byHash[h.QCs[k].QC.Hash] = append(byHash[h.QCs[k].QC.Hash], k)
+	}
+	for i, l := range lookups {
+		if l == nil {
+			continue
+		}
+		// The node reported the qc_hash of a QC fetched from another
+		// honest node: record that it holds it too (never on the word of
+		// a QC only a Byzantine node served).
+		for _, q := range l.alsoHeld {
+			for _, k := range byHash[q] {
+				if slices.ContainsFunc(h.QCs[k].SeenBy, func(s string) bool { return honestSidecar[s] }) {
+					h.QCs[k].SeenBy = addName(h.QCs[k].SeenBy, cfg.Sidecars[i].Name)
+				}
+			}
+		}
+	}
+	for i := range boards {
+		h.AddSource(boards[i].src.Source)
+	}
+
+	// 3. Light clients, balances, chain nonces.
+	clients := make([]string, 0, len(cfg.LightClientQCs))
+	for name := range cfg.LightClientQCs {
+		clients = append(clients, name)
+	}
+	slices.Sort(clients)
+	for _, name := range clients {
+		raws := cfg.LightClientQCs[name]
+		for _, raw := range raws {
+			h.AddLightClientQC(name, raw)
+		}
+		h.AddSource(Source{Name: name, Kind: SourceLightClient, Honest: true, Reachable: true, CollectedAt: time.Now().UTC(), QCs: len(raws)})
+	}
+	if len(cfg.InitialBalances) > 0 {
+		h.InitialBalances = copyBalances(cfg.InitialBalances)
+	}
+	if cfg.ChainRPC != "" {
+		src := &sourceAcc{Source: Source{Name: SourceChain, Kind: SourceChain, URL: cfg.ChainRPC, Reachable: true, CollectedAt: time.Now().UTC()}}
+		var senders []qc.Address
+		have := make(map[qc.Address]bool)
+		for _, r := range h.QCs {
+			e := r.QC.Effects()
+			if e.NonceKey == (qc.NonceKey{}) && !have[e.Sender] {
+				have[e.Sender] = true
+				senders = append(senders, e.Sender)
+			}
+		}
+		nonces, err := Nonces(ctx, cfg.ChainRPC, senders)
+		if err != nil {
+			src.Reachable = false
+			src.addError(err)
+		}
+		h.ChainNonces = nonces
+		h.AddSource(src.Source)
+	}
+	h.CollectedAt = time.Now().UTC()
+	if err := ctx.Err(); err != nil {
+		return h, fmt.Errorf("safety: collect ended early (gathered what it could): %w", err)
+	}
+	return h, nil
+}
+
+// committeeInfo builds the history's committee. A member is honest unless
+// a sidecar marked not honest is that member: matched by the id its API
+// reported, or else by name. Members without a listed sidecar count as
+// honest, so their double-signs are violations.
+func committeeInfo(cf *node.CommitteeFile, committee *qc.Committee, sidecars []Sidecar, boards []*boardResult) CommitteeInfo {
+	info := CommitteeInfo{ChainID: cf.ChainID, Epoch: cf.Epoch}
+	dishonest := make(map[qc.ValidatorID]bool)
+	byName := make(map[string]qc.ValidatorID)
+	for _, m := range committee.Members() {
+		byName[m.Name] = m.ID
+	}
+	for i, s := range sidecars {
+		id := boards[i].src.ID
+		if id == (qc.ValidatorID{}) {
+			id = byName[s.Name]
+		}
+		if !s.Honest {
+			dishonest[id] = true
+		}
+	}
+	for _, m := range committee.Members() {
+		info.Members = append(info.Members, MemberInfo{Name: m.Name, ID: m.ID, Honest: !dishonest[m.ID]})
+	}
+	return info
+}
+
+type collector struct {
+	cfg  CollectConfig
+	log  *slog.Logger
+	http *http.Client
+}
+
+// sourceAcc accumulates a Source's counters and errors.
+type sourceAcc struct {
+	mu sync.Mutex
+	Source
+}
+
+func (s *sourceAcc) addError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ErrorCount++
+	if len(s.Errors) < maxSourceErrors {
+		s.Errors = append(s.Errors, err.Error())
+	}
+}
+
+type boardResult struct {
+	src      *sourceAcc
+	certs    []qc.Certificate
+	evidence []qc.Equivocation
+	// perTx counts the certificates read per transaction.
+	perTx map[qc.Hash]int
+}
+
+// httpError is a non-2xx answer.
+type httpError struct {
+	status int
+	body   string
+}
+
+func (e *httpError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.status, e.body)
+}
+
+// getJSON fetches base+path into v, retrying once after a transport error
+// or a 5xx answer.
+func (c *collector) getJSON(ctx context.Context, base, path string, v any) error {
+	var err error
+	for attempt := range 2 {
+		if attempt > 0 {
+			t := time.NewTimer(200 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("GET %s: %w", path, ctx.Err())
+			case <-t.C:
+			}
+		}
+		err = c.getOnce(ctx, base, path, v)
+		var he *httpError
+		if err == nil || ctx.Err() != nil || (errors.As(err, &he) && he.status < 500) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c *collector) getOnce(ctx context.Context, base, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body := io.LimitReader(resp.Body, maxResponseBytes)
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(body, 512))
+		var e apiserver.ErrorResponse
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &e) == nil && e.Error.Code != "" {
+			msg = e.Error.Code + ": " + e.Error.Message
+		}
+		return &httpError{status: resp.StatusCode, body: msg}
+	}
+	if err := json.NewDecoder(body).Decode(v); err != nil {
+		return fmt.Errorf("decode response: %w", err)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var he *httpError
+	return errors.As(err, &he) && he.status == http.StatusNotFound
+}
+
+// readBoard reads one sidecar's identity, every certificate on its board and
+// its evidence.
+func (c *collector) readBoard(ctx context.Context, sc Sidecar) *boardResult {
+	b := &boardResult{
+		src:   &sourceAcc{Source: Source{Name: sc.Name, Kind: SourceSidecar, URL: sc.APIURL, Honest: sc.Honest, CollectedAt: time.Now().UTC()}},
+		perTx: make(map[qc.Hash]int),
+	}
+	var info apiserver.InfoResponse
+	if err := c.getJSON(ctx, sc.APIURL, "/api/v1/info", &info); err != nil {
+		b.src.addError(err)
+	} else if id, err := apiserver.ParseHex(info.ID); err == nil && len(id) == 32 {
+		copy(b.src.ID[:], id)
+		if info.Name != sc.Name {
+			b.src.addError(fmt.Errorf("the sidecar calls itself %q", info.Name))
+		}
+	}
+
+	cursor := ""
+	for page := 0; ; page++ {
+		if page == c.cfg.MaxPages {
+			b.src.addError(fmt.Errorf("stopped after %d bulletin pages (MaxPages)", page))
+			break
+		}
+		q := url.Values{"limit": {fmt.Sprint(c.cfg.PageSize)}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var resp apiserver.BulletinResponse
+		if err := c.getJSON(ctx, sc.APIURL, "/api/v1/bulletin?"+q.Encode(), &resp); err != nil {
+			b.src.addError(err)
+			break
+		}
+		b.src.Reachable = true
+		b.src.Pages++
+		for i := range resp.Certificates {
+			cert, err := resp.Certificates[i].ToCertificate(fmt.Sprintf("bulletin.certificates[%d]", i))
+			if err != nil {
+				b.src.addError(err)
+				continue
+			}
+			b.certs = append(b.certs, cert)
+			b.perTx[cert.TxHash]++
+		}
+		if resp.NextCursor == "" {
+			break
+		}
+		if resp.NextCursor == cursor {
+			b.src.addError(fmt.Errorf("bulletin cursor %q did not advance", cursor))
+			break
+		}
+		cursor = resp.NextCursor
+	}
+	b.src.Certs = len(b.certs)
+
+	var ev apiserver.EvidenceResponse
+	if err := c.getJSON(ctx, sc.APIURL, "/api/v1/evidence", &ev); err != nil {
+		b.src.addError(err)
+	} else {
+		b.src.Reachable = true
+		for i := range ev.Evidence {
+			first, err1 := ev.Evidence[i].First.ToCertificate(fmt.Sprintf("evidence[%d].first", i))
+			second, err2 := ev.Evidence[i].Second.ToCertificate(fmt.Sprintf("evidence[%d].second", i))
+			if err := errors.Join(err1, err2); err != nil {
+				b.src.addError(err)
+				continue
+			}
+			b.evidence = append(b.evidence, qc.Equivocation{First: first, Second: second})
+		}
+		b.src.Evidence = len(b.evidence)
+	}
+	if !b.src.Reachable {
+		c.log.Warn("sidecar unreachable", "sidecar", sc.Name, "url", sc.APIURL, "errors", b.src.Errors)
+	}
+	return b
+}
+
+// claimSet hands each QC hash to the first honest node that reports it, so
+// an identical QC is fetched once.
+type claimSet struct {
+	mu sync.Mutex
+	m  map[qc.Hash]bool
+}
+
+func (s *claimSet) claim(h qc.Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[h] {
+		return false
+	}
+	s.m[h] = true
+	return true
+}
+
+func (s *claimSet) release(h qc.Hash) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, h)
+}
+
+type txStatus struct {
+	tx qc.Hash
+	NodeStatus
+}
+
+type lookupResult struct {
+	mu       sync.Mutex
+	statuses []txStatus
+	certs    []qc.Certificate
+	qcs      []*qc.QC
+	alsoHeld []qc.Hash
+}
+
+// lookupTxs asks one sidecar for the status of every transaction, and for
+// the certificates and QC of those it holds more of than its board listing
+// showed.
+func (c *collector) lookupTxs(ctx context.Context, sc Sidecar, b *boardResult, txs []qc.Hash, claimed *claimSet) *lookupResult {
+	res := &lookupResult{}
+	work := make(chan qc.Hash)
+	var wg sync.WaitGroup
+	for range c.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for tx := range work {
+				c.lookupTx(ctx, sc, b, tx, claimed, res)
+			}
+		}()
+	}
+feed:
+	for _, tx := range txs {
+		select {
+		case work <- tx:
+		case <-ctx.Done():
+			b.src.addError(fmt.Errorf("transaction lookups: %w", ctx.Err()))
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	b.src.Statuses = len(res.statuses)
+	b.src.QCs = len(res.qcs) + len(res.alsoHeld)
+	return res
+}
+
+func (c *collector) lookupTx(ctx context.Context, sc Sidecar, b *boardResult, tx qc.Hash, claimed *claimSet, res *lookupResult) {
+	var st apiserver.TxStatusResponse
+	if err := c.getJSON(ctx, sc.APIURL, "/api/v1/tx/"+tx.Hex()+"/status", &st); err != nil {
+		if !isNotFound(err) {
+			b.src.addError(err)
+		}
+		return
+	}
+	ns := NodeStatus{Node: sc.Name, Stage: st.Stage, BlockHeight: uint64(st.BlockHeight), CertCount: st.CertCount,
+		QCUnixMillis: uint64(st.QCUnixMillis), FirstSeenUnixMillis: uint64(st.FirstSeenUnixMillis)}
+	if st.QCFormed {
+		if err := parseFixed(ns.QCHash[:], st.QCHash, "status.qc_hash"); err != nil {
+			b.src.addError(fmt.Errorf("tx %s: %w", tx, err))
+		}
+	}
+	// Fetch the QC unless an honest node already served one with the same
+	// hash (a Byzantine node's QCs are always fetched), and certificates
+	// the board listing missed (its log is bounded).
+	fetchQC := st.QCFormed && (!sc.Honest || claimed.claim(ns.QCHash))
+	needCerts := st.CertCount > b.perTx[tx]
+	var certs []qc.Certificate
+	var q *qc.QC
+	if fetchQC || needCerts {
+		certs, q = c.txBulletin(ctx, sc, b, tx)
+	}
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	res.statuses = append(res.statuses, txStatus{tx: tx, NodeStatus: ns})
+	res.certs = append(res.certs, certs...)
+	switch {
+	case q != nil:
+		res.qcs = append(res.qcs, q)
+	case st.QCFormed && !fetchQC:
+		res.alsoHeld = append(res.alsoHeld, ns.QCHash)
+	case fetchQC && sc.Honest:
+		claimed.release(ns.QCHash) // let another node serve it
+	}
+}
+
+// txBulletin reads GET /api/v1/bulletin?tx= : the transaction's certificates
+// and QC.
+func (c *collector) txBulletin(ctx context.Context, sc Sidecar, b *boardResult, tx qc.Hash) ([]qc.Certificate, *qc.QC) {
+	var certs []qc.Certificate
+	var q *qc.QC
+	cursor := ""
+	for page := 0; page < c.cfg.MaxPages; page++ {
+		v := url.Values{"tx": {tx.Hex()}, "limit": {fmt.Sprint(c.cfg.PageSize)}}
+		if cursor != "" {
+			v.Set("cursor", cursor)
+		}
+		var resp apiserver.BulletinResponse
+		if err := c.getJSON(ctx, sc.APIURL, "/api/v1/bulletin?"+v.Encode(), &resp); err != nil {
+			b.src.addError(err)
+			break
+		}
+		for i := range resp.Certificates {
+			cert, err := resp.Certificates[i].ToCertificate(fmt.Sprintf("bulletin.certificates[%d]", i))
+			if err != nil {
+				b.src.addError(err)
+				continue
+			}
+			certs = append(certs, cert)
+		}
+		for i := range resp.QCs {
+			if q != nil {
+				break
+			}
+			got, err := resp.QCs[i].ToQC(fmt.Sprintf("bulletin.qcs[%d]", i))
+			if err != nil {
+				b.src.addError(fmt.Errorf("tx %s: %w", tx, err))
+				continue
+			}
+			q = got
+		}
+		if resp.NextCursor == "" || resp.NextCursor == cursor {
+			break
+		}
+		cursor = resp.NextCursor
+	}
+	return certs, q
+}

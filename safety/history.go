@@ -1,0 +1,421 @@
+package safety
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"slices"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// Kinds of Source.
+const (
+	SourceSidecar     = "sidecar"     // a validator's HTTP API
+	SourceLightClient = "lightclient" // QCs a light client accepted
+	SourceObserver    = "observer"    // what a test driver saw itself (for example the QCs its payments got)
+)
+
+// maxSourceErrors bounds the errors kept per source.
+const maxSourceErrors = 20
+
+// History is everything gathered after a run: every certificate, QC and
+// piece of equivocation evidence the sidecars served, the QCs light clients
+// accepted, per-node settlement stages and the accounts' initial balances.
+// It serialises to JSON (WriteJSON, ReadHistory) so a run can be re-checked
+// offline. Build one with Collect, or with NewHistory and the Add methods;
+// a History is not safe for concurrent use.
+type History struct {
+	CollectedAt time.Time
+	Committee   CommitteeInfo
+	// Token is the asset InitialBalances are denominated in.
+	Token           qc.Address
+	Sources         []Source
+	Certificates    []CertRecord
+	QCs             []QCRecord
+	Evidence        []EvidenceRecord
+	LightClientQCs  []LightClientQC
+	Txs             []TxRecord
+	InitialBalances map[qc.Address]*big.Int
+	// ChainNonces are the chain's next nonces (nonce key 0) of the senders
+	// of certified payments when the history was collected.
+	ChainNonces map[qc.Address]uint64
+
+	idx *historyIndex
+}
+
+// CommitteeInfo is the committee a History is checked against.
+type CommitteeInfo struct {
+	ChainID uint64
+	Epoch   uint64
+	Members []MemberInfo
+}
+
+// MemberInfo is one committee member and whether it was run honestly.
+type MemberInfo struct {
+	Name   string
+	ID     qc.ValidatorID
+	Honest bool
+}
+
+// Source is one place data was gathered from, with what it gave.
+type Source struct {
+	Name        string
+	Kind        string // SourceSidecar, SourceLightClient or SourceObserver
+	URL         string
+	Honest      bool
+	ID          qc.ValidatorID // the validator id the sidecar reported (zero if unknown)
+	Reachable   bool
+	CollectedAt time.Time
+	Errors      []string // the first errors met (at most 20)
+	ErrorCount  int
+	Pages       int // bulletin pages read
+	Certs       int // certificates served
+	QCs         int // QCs served
+	Evidence    int // evidence records served
+	Statuses    int // transaction statuses served
+}
+
+// CertRecord is one distinct certificate (signer, tx, effects, signature)
+// and the sources that served it.
+type CertRecord struct {
+	Cert   qc.Certificate
+	SeenBy []string
+}
+
+// QCRecord is one distinct QC and the sources that served it.
+type QCRecord struct {
+	QC     *qc.QC
+	SeenBy []string
+}
+
+// EvidenceRecord is one distinct piece of equivocation evidence and the
+// sources that reported it.
+type EvidenceRecord struct {
+	Evidence   qc.Equivocation
+	ReportedBy []string
+}
+
+// LightClientQC is one QC, as raw protobuf bytes, that a light client
+// accepted.
+type LightClientQC struct {
+	Client string
+	Raw    []byte
+}
+
+// TxRecord is what the sidecars reported of one transaction.
+type TxRecord struct {
+	TxHash   qc.Hash
+	Statuses []NodeStatus
+}
+
+// NodeStatus is one sidecar's GET /api/v1/tx/{hash}/status answer.
+type NodeStatus struct {
+	Node        string
+	Stage       string // TxLifecycleUpdate stage name, e.g. "FINALIZED"
+	BlockHeight uint64
+	CertCount   int
+	QCHash      qc.Hash // zero when the node holds no QC
+	// QCUnixMillis is when the node got the QC (its clock), 0 if none.
+	QCUnixMillis        uint64
+	FirstSeenUnixMillis uint64
+}
+
+// NewHistory returns an empty history for a committee.
+func NewHistory(committee CommitteeInfo, token qc.Address) *History {
+	return &History{CollectedAt: time.Now().UTC(), Committee: committee, Token: token}
+}
+
+// QCommittee builds the protocol committee of h.
+func (h *History) QCommittee() (*qc.Committee, error) {
+	members := make([]qc.Member, len(h.Committee.Members))
+	for i, m := range h.Committee.Members {
+		members[i] = qc.Member{Name: m.Name, ID: m.ID}
+	}
+	c, err := qc.NewCommittee(qc.Domain{ChainID: h.Committee.ChainID, Epoch: h.Committee.Epoch}, members)
+	if err != nil {
+		return nil, fmt.Errorf("safety: history committee: %w", err)
+	}
+	return c, nil
+}
+
+type certKey struct {
+	signer      qc.ValidatorID
+	tx, effects qc.Hash
+	sig         [qc.SignatureSize]byte
+}
+
+type evidenceKey struct {
+	signer qc.ValidatorID
+	a, b   [2]qc.Hash // (tx, effects) of each certificate, a ≤ b
+	sigA   [qc.SignatureSize]byte
+	sigB   [qc.SignatureSize]byte
+}
+
+type lightKey struct {
+	client string
+	digest qc.Hash
+}
+
+type historyIndex struct {
+	certs    map[certKey]int
+	qcs      map[qc.Hash]int // content digest
+	evidence map[evidenceKey]int
+	light    map[lightKey]bool
+	txs      map[qc.Hash]int
+}
+
+// index returns the lookup tables, rebuilding them after decoding.
+func (h *History) index() *historyIndex {
+	if h.idx != nil {
+		return h.idx
+	}
+	x := &historyIndex{
+		certs: make(map[certKey]int, len(h.Certificates)), qcs: make(map[qc.Hash]int, len(h.QCs)),
+		evidence: make(map[evidenceKey]int, len(h.Evidence)), light: make(map[lightKey]bool, len(h.LightClientQCs)),
+		txs: make(map[qc.Hash]int, len(h.Txs)),
+	}
+	for i := range h.Certificates {
+		x.certs[certKeyOf(&h.Certificates[i].Cert)] = i
+	}
+	for i := range h.QCs {
+		x.qcs[qcDigest(h.QCs[i].QC)] = i
+	}
+	for i := range h.Evidence {
+		x.evidence[evidenceKeyOf(&h.Evidence[i].Evidence)] = i
+	}
+	for _, l := range h.LightClientQCs {
+		x.light[lightKey{l.Client, sha256.Sum256(l.Raw)}] = true
+	}
+	for i := range h.Txs {
+		x.txs[h.Txs[i].TxHash] = i
+	}
+	h.idx = x
+	return x
+}
+
+func certKeyOf(c *qc.Certificate) certKey {
+	return certKey{signer: c.Signer, tx: c.TxHash, effects: c.EffectsHash, sig: c.Signature}
+}
+
+func evidenceKeyOf(e *qc.Equivocation) evidenceKey {
+	a, b := [2]qc.Hash{e.First.TxHash, e.First.EffectsHash}, [2]qc.Hash{e.Second.TxHash, e.Second.EffectsHash}
+	sa, sb := e.First.Signature, e.Second.Signature
+	if bytes.Compare(append(a[0][:], a[1][:]...), append(b[0][:], b[1][:]...)) > 0 {
+		a, b, sa, sb = b, a, sb, sa
+	}
+	return evidenceKey{signer: e.First.Signer, a: a, b: b, sigA: sa, sigB: sb}
+}
+
+// qcDigest identifies a QC by its whole content (not only its carried
+// qc_hash, which a forger could copy).
+func qcDigest(q *qc.QC) qc.Hash {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(fastpayv1.NewQuorumCertificate(q))
+	if err != nil {
+		return q.Hash
+	}
+	return sha256.Sum256(b)
+}
+
+func addName(list []string, name string) []string {
+	if name == "" || slices.Contains(list, name) {
+		return list
+	}
+	list = append(list, name)
+	sort.Strings(list)
+	return list
+}
+
+// AddCertificate records a certificate served by source.
+func (h *History) AddCertificate(source string, c qc.Certificate) {
+	x := h.index()
+	k := certKeyOf(&c)
+	if i, ok := x.certs[k]; ok {
+		h.Certificates[i].SeenBy = addName(h.Certificates[i].SeenBy, source)
+		return
+	}
+	x.certs[k] = len(h.Certificates)
+	h.Certificates = append(h.Certificates, CertRecord{Cert: c, SeenBy: addName(nil, source)})
+}
+
+// AddQC records a QC served by source.
+func (h *History) AddQC(source string, q *qc.QC) {
+	if q == nil {
+		return
+	}
+	x := h.index()
+	d := qcDigest(q)
+	if i, ok := x.qcs[d]; ok {
+		h.QCs[i].SeenBy = addName(h.QCs[i].SeenBy, source)
+		return
+	}
+	x.qcs[d] = len(h.QCs)
+	h.QCs = append(h.QCs, QCRecord{QC: q, SeenBy: addName(nil, source)})
+}
+
+// AddEvidence records equivocation evidence reported by source.
+func (h *History) AddEvidence(source string, e qc.Equivocation) {
+	x := h.index()
+	k := evidenceKeyOf(&e)
+	if i, ok := x.evidence[k]; ok {
+		h.Evidence[i].ReportedBy = addName(h.Evidence[i].ReportedBy, source)
+		return
+	}
+	x.evidence[k] = len(h.Evidence)
+	h.Evidence = append(h.Evidence, EvidenceRecord{Evidence: e, ReportedBy: addName(nil, source)})
+}
+
+// AddLightClientQC records raw QC bytes a light client accepted.
+func (h *History) AddLightClientQC(client string, raw []byte) {
+	x := h.index()
+	k := lightKey{client, sha256.Sum256(raw)}
+	if x.light[k] {
+		return
+	}
+	x.light[k] = true
+	h.LightClientQCs = append(h.LightClientQCs, LightClientQC{Client: client, Raw: slices.Clone(raw)})
+}
+
+// AddStatus records one node's status of txHash (a zero NodeStatus only
+// registers the transaction).
+func (h *History) AddStatus(txHash qc.Hash, st NodeStatus) {
+	x := h.index()
+	i, ok := x.txs[txHash]
+	if !ok {
+		i = len(h.Txs)
+		x.txs[txHash] = i
+		h.Txs = append(h.Txs, TxRecord{TxHash: txHash})
+	}
+	if st == (NodeStatus{}) || slices.Contains(h.Txs[i].Statuses, st) {
+		return
+	}
+	h.Txs[i].Statuses = append(h.Txs[i].Statuses, st)
+}
+
+// AddSource records where data came from.
+func (h *History) AddSource(s Source) { h.Sources = append(h.Sources, s) }
+
+// Merge adds everything in o to h: use it to combine collections made at
+// several points of a run (a sidecar's board does not survive its restart,
+// so collecting before each restart keeps what it held). Both must be for
+// the same committee.
+func (h *History) Merge(o *History) error {
+	if o == nil {
+		return nil
+	}
+	if !sameCommittee(h.Committee, o.Committee) {
+		return fmt.Errorf("safety: merge: histories are for different committees")
+	}
+	for _, s := range o.Sources {
+		h.AddSource(s)
+	}
+	for _, r := range o.Certificates {
+		for _, src := range r.SeenBy {
+			h.AddCertificate(src, r.Cert)
+		}
+	}
+	for _, r := range o.QCs {
+		for _, src := range r.SeenBy {
+			h.AddQC(src, r.QC)
+		}
+	}
+	for _, r := range o.Evidence {
+		for _, src := range r.ReportedBy {
+			h.AddEvidence(src, r.Evidence)
+		}
+	}
+	for _, l := range o.LightClientQCs {
+		h.AddLightClientQC(l.Client, l.Raw)
+	}
+	for _, t := range o.Txs {
+		h.AddStatus(t.TxHash, NodeStatus{})
+		for _, st := range t.Statuses {
+			h.AddStatus(t.TxHash, st)
+		}
+	}
+	for a, b := range o.InitialBalances {
+		if h.InitialBalances == nil {
+			h.InitialBalances = make(map[qc.Address]*big.Int)
+		}
+		if _, ok := h.InitialBalances[a]; !ok {
+			h.InitialBalances[a] = new(big.Int).Set(b)
+		}
+	}
+	for a, n := range o.ChainNonces {
+		if h.ChainNonces == nil {
+			h.ChainNonces = make(map[qc.Address]uint64)
+		}
+		h.ChainNonces[a] = max(h.ChainNonces[a], n)
+	}
+	if o.CollectedAt.After(h.CollectedAt) {
+		h.CollectedAt = o.CollectedAt
+	}
+	return nil
+}
+
+func sameCommittee(a, b CommitteeInfo) bool {
+	if a.ChainID != b.ChainID || a.Epoch != b.Epoch || len(a.Members) != len(b.Members) {
+		return false
+	}
+	for i := range a.Members {
+		if a.Members[i] != b.Members[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteFile stores h as indented JSON at path.
+func (h *History) WriteFile(path string) error {
+	var buf bytes.Buffer
+	if err := h.WriteJSON(&buf); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("safety: write history: %w", err)
+	}
+	return nil
+}
+
+// WriteJSON writes h as indented JSON.
+func (h *History) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(h); err != nil {
+		return fmt.Errorf("safety: encode history: %w", err)
+	}
+	return nil
+}
+
+// ReadHistory decodes a history written by WriteJSON.
+func ReadHistory(r io.Reader) (*History, error) {
+	dec := json.NewDecoder(r)
+	h := new(History)
+	if err := dec.Decode(h); err != nil {
+		return nil, fmt.Errorf("safety: decode history: %w", err)
+	}
+	return h, nil
+}
+
+// ReadHistoryFile reads a history file written by WriteFile.
+func ReadHistoryFile(path string) (*History, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("safety: read history: %w", err)
+	}
+	defer f.Close()
+	h, err := ReadHistory(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w (file %s)", err, path)
+	}
+	return h, nil
+}

@@ -1,0 +1,163 @@
+package safety
+
+// The JSON form of a Run, so a driver can store it beside its History and
+// the pair can be re-checked offline.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+type runJSON struct {
+	Version  int           `json:"version"`
+	Phases   []phaseJSON   `json:"phases"`
+	Payments []paymentJSON `json:"payments"`
+}
+
+type phaseJSON struct {
+	Name     string    `json:"name"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	NoQuorum bool      `json:"no_quorum,omitempty"`
+}
+
+type paymentJSON struct {
+	Name          string    `json:"name"`
+	TxHash        string    `json:"tx_hash,omitempty"`
+	Sender        string    `json:"sender,omitempty"`
+	Conflicting   bool      `json:"conflicting,omitempty"`
+	ConflictGroup string    `json:"conflict_group,omitempty"`
+	ParentTx      string    `json:"parent_tx,omitempty"`
+	SubmittedTo   string    `json:"submitted_to"`
+	QuorumSide    bool      `json:"quorum_side"`
+	Phase         string    `json:"phase"`
+	Sent          time.Time `json:"sent,omitzero"`
+	QCAt          time.Time `json:"qc_at,omitzero"`
+	Outcome       string    `json:"outcome"`
+}
+
+// MarshalJSON encodes r with hashes and addresses as 0x hex.
+func (r *Run) MarshalJSON() ([]byte, error) {
+	j := runJSON{Version: historyVersion, Phases: make([]phaseJSON, len(r.Phases)), Payments: make([]paymentJSON, len(r.Payments))}
+	for i, p := range r.Phases {
+		j.Phases[i] = phaseJSON(p)
+	}
+	for i, p := range r.Payments {
+		pj := paymentJSON{Name: p.Name, Conflicting: p.Conflicting, ConflictGroup: p.ConflictGroup, SubmittedTo: p.SubmittedTo,
+			QuorumSide: p.QuorumSide, Phase: p.Phase, Sent: p.Sent, QCAt: p.QCAt, Outcome: p.Outcome}
+		if !p.TxHash.IsZero() {
+			pj.TxHash = p.TxHash.Hex()
+		}
+		if p.Sender != (qc.Address{}) {
+			pj.Sender = p.Sender.Hex()
+		}
+		if !p.ParentTx.IsZero() {
+			pj.ParentTx = p.ParentTx.Hex()
+		}
+		j.Payments[i] = pj
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON decodes the form written by MarshalJSON.
+func (r *Run) UnmarshalJSON(b []byte) error {
+	var j runJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return err
+	}
+	if j.Version != historyVersion {
+		return fmt.Errorf("run version %d is not supported (want %d)", j.Version, historyVersion)
+	}
+	out := Run{Phases: make([]Phase, len(j.Phases)), Payments: make([]Payment, len(j.Payments))}
+	for i, p := range j.Phases {
+		out.Phases[i] = Phase(p)
+	}
+	for i, pj := range j.Payments {
+		p := Payment{Name: pj.Name, Conflicting: pj.Conflicting, ConflictGroup: pj.ConflictGroup, SubmittedTo: pj.SubmittedTo,
+			QuorumSide: pj.QuorumSide, Phase: pj.Phase, Sent: pj.Sent, QCAt: pj.QCAt, Outcome: pj.Outcome}
+		for _, f := range []struct {
+			dst   []byte
+			s     string
+			field string
+		}{{p.TxHash[:], pj.TxHash, "tx_hash"}, {p.Sender[:], pj.Sender, "sender"}, {p.ParentTx[:], pj.ParentTx, "parent_tx"}} {
+			if f.s == "" {
+				continue
+			}
+			if err := parseFixed(f.dst, f.s, fmt.Sprintf("payments[%d].%s", i, f.field)); err != nil {
+				return err
+			}
+		}
+		out.Payments[i] = p
+	}
+	*r = out
+	return nil
+}
+
+// WriteJSON writes r as indented JSON.
+func (r *Run) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("safety: encode run: %w", err)
+	}
+	return nil
+}
+
+// WriteFile stores r as JSON at path.
+func (r *Run) WriteFile(path string) error {
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("safety: write run: %w", err)
+	}
+	return nil
+}
+
+// ReadRun decodes a run written by WriteJSON.
+func ReadRun(rd io.Reader) (*Run, error) {
+	r := new(Run)
+	if err := json.NewDecoder(rd).Decode(r); err != nil {
+		return nil, fmt.Errorf("safety: decode run: %w", err)
+	}
+	return r, nil
+}
+
+// ReadRunFile reads a run file written by WriteFile.
+func ReadRunFile(path string) (*Run, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("safety: read run: %w", err)
+	}
+	defer f.Close()
+	r, err := ReadRun(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w (file %s)", err, path)
+	}
+	return r, nil
+}
+
+// CheckFiles re-checks a stored history, with the stored run when runPath
+// is not empty (the body of an offline `safety-check` command).
+func CheckFiles(historyPath, runPath string) (*Report, error) {
+	h, err := ReadHistoryFile(historyPath)
+	if err != nil {
+		return nil, err
+	}
+	var run *Run
+	if runPath != "" {
+		if run, err = ReadRunFile(runPath); err != nil {
+			return nil, err
+		}
+	}
+	return Check(h, run), nil
+}

@@ -1,0 +1,216 @@
+package safety
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// Payment is one payment the load driver attempted (filled by the e2e
+// runner).
+type Payment struct {
+	Name        string     // driver's label, e.g. "load7#12" or "chain:alice->bob"
+	TxHash      qc.Hash    // FastPay tx hash (zero if never computed)
+	Sender      qc.Address // the paying account
+	Conflicting bool       // deliberately one of a double-spend pair
+	// ConflictGroup names the double-spend set this payment belongs to:
+	// payments sharing a non-empty group are mutually exclusive, so at most
+	// one of them may get a QC. Empty: conflicting payments are grouped by
+	// the contention key their certificates carry.
+	ConflictGroup string
+	ParentTx      qc.Hash   // non-zero for the child of a chained payment
+	SubmittedTo   string    // sidecar name
+	QuorumSide    bool      // submitted to a sidecar that was on a side with a quorum at that time
+	Phase         string    // fault phase during which it was submitted ("baseline", "kill:v2", ...)
+	Sent          time.Time // when the driver submitted it
+	QCAt          time.Time // zero if the client never saw a QC
+	// Outcome is what the entry sidecar answered: "certified" (it returned
+	// its certificate: the payment was accepted), "rejected:<REJECT_CODE>"
+	// or "error:<short text>" (transport failure, timeout, ...).
+	Outcome string
+}
+
+// Outcomes of a Payment, and prefixes of the parametrised ones.
+const (
+	OutcomeCertified      = "certified"
+	OutcomeRejectedPrefix = "rejected:"
+	OutcomeErrorPrefix    = "error:"
+)
+
+// Accepted reports whether the entry sidecar returned its certificate.
+func (p *Payment) Accepted() bool { return p.Outcome == OutcomeCertified }
+
+// RejectCode returns the reject code of a rejected payment, or "".
+func (p *Payment) RejectCode() string {
+	code, ok := strings.CutPrefix(p.Outcome, OutcomeRejectedPrefix)
+	if !ok {
+		return ""
+	}
+	return code
+}
+
+// Phase is one period of a run: the baseline, a fault being applied, or the
+// recovery after it. Phases may not overlap.
+type Phase struct {
+	Name       string
+	Start, End time.Time
+	// NoQuorum marks a phase in which no side of the network held a quorum
+	// (a partition into minorities). Nothing may be certified during it
+	// (SPEC §7.5): Check flags any QC that first formed inside it.
+	NoQuorum bool
+}
+
+// Run is what the driver records.
+type Run struct {
+	Payments []Payment
+	Phases   []Phase
+}
+
+// Sidecar locates one sidecar's HTTP API for Collect.
+type Sidecar struct {
+	Name   string // committee member name
+	APIURL string // base URL, e.g. http://127.0.0.1:7071
+	Honest bool   // false for a deliberately Byzantine validator
+}
+
+// DefaultToken is the dev chain's TIP-20 token
+// (0x20c0000000000000000000000000000000000001, devchain.TokenAddress).
+var DefaultToken = qc.Address{0x20, 0xc0, 19: 0x01}
+
+// Defaults of CollectConfig.
+const (
+	DefaultPageSize       = 1000
+	DefaultMaxPages       = 10_000
+	DefaultMaxTxLookups   = 200_000
+	DefaultConcurrency    = 8
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultCollectTimeout = 10 * time.Minute
+)
+
+// CollectConfig says where Collect gathers from. Zero values take the
+// documented defaults.
+type CollectConfig struct {
+	// Sidecars are the validators' APIs. At least one is required.
+	Sidecars []Sidecar
+	// CommitteeFile is the network's committee file (node.LoadCommitteeFile
+	// format). Required.
+	CommitteeFile string
+	// ChainRPC is the chain's JSON-RPC URL. When set, Collect reads the
+	// chain nonce (key 0) of every sender of a certified payment, so a
+	// payment that no sidecar reports as settled can still be shown on
+	// chain. Optional.
+	ChainRPC string
+	// Token is the TIP-20 token InitialBalances are denominated in
+	// (default DefaultToken).
+	Token qc.Address
+	// LightClientQCs maps a light client's name to the raw QC protobuf
+	// bytes it accepted.
+	LightClientQCs map[string][][]byte
+	// InitialBalances are the Token balances at run start (see Balances).
+	// Accounts missing here are reported as not checked for overdraft.
+	InitialBalances map[qc.Address]*big.Int
+	// TxHashes are transactions to look up on every sidecar besides those
+	// of the certificates found (the run's payments).
+	TxHashes []qc.Hash
+
+	// PageSize is the bulletin page size requested (default 1000, the
+	// sidecars' maximum).
+	PageSize int
+	// MaxPages bounds the bulletin pages read per sidecar (default 10,000).
+	MaxPages int
+	// MaxTxLookups bounds the transactions looked up per sidecar (default
+	// 200,000).
+	MaxTxLookups int
+	// Concurrency is the number of requests in flight per sidecar
+	// (default 8).
+	Concurrency int
+	// RequestTimeout bounds each HTTP request (default 10 s).
+	RequestTimeout time.Duration
+	// Timeout bounds the whole collection (default 10 min).
+	Timeout time.Duration
+	// Logger receives progress and warnings (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// withDefaults fills zero fields.
+func (c CollectConfig) withDefaults() CollectConfig {
+	if c.Token == (qc.Address{}) {
+		c.Token = DefaultToken
+	}
+	if c.PageSize == 0 {
+		c.PageSize = DefaultPageSize
+	}
+	if c.MaxPages == 0 {
+		c.MaxPages = DefaultMaxPages
+	}
+	if c.MaxTxLookups == 0 {
+		c.MaxTxLookups = DefaultMaxTxLookups
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultCollectTimeout
+	}
+	return c
+}
+
+// Validate checks the configuration after defaults, naming the bad field.
+func (c CollectConfig) Validate() error {
+	c = c.withDefaults()
+	if len(c.Sidecars) == 0 {
+		return errors.New("safety: CollectConfig.Sidecars: at least one sidecar is required")
+	}
+	names := make(map[string]bool, len(c.Sidecars))
+	for i, s := range c.Sidecars {
+		if s.Name == "" {
+			return fmt.Errorf("safety: CollectConfig.Sidecars[%d].Name is empty", i)
+		}
+		if names[s.Name] {
+			return fmt.Errorf("safety: CollectConfig.Sidecars[%d].Name %q is listed twice", i, s.Name)
+		}
+		names[s.Name] = true
+		if !strings.HasPrefix(s.APIURL, "http://") && !strings.HasPrefix(s.APIURL, "https://") {
+			return fmt.Errorf("safety: CollectConfig.Sidecars[%d].APIURL %q must be an http:// or https:// URL", i, s.APIURL)
+		}
+	}
+	if c.CommitteeFile == "" {
+		return errors.New("safety: CollectConfig.CommitteeFile is required")
+	}
+	for name := range c.LightClientQCs {
+		if name == "" {
+			return errors.New("safety: CollectConfig.LightClientQCs: a light client name is empty")
+		}
+		if names[name] {
+			return fmt.Errorf("safety: CollectConfig.LightClientQCs: light client %q has a sidecar's name", name)
+		}
+	}
+	for addr, b := range c.InitialBalances {
+		if b == nil || b.Sign() < 0 {
+			return fmt.Errorf("safety: CollectConfig.InitialBalances[%s] must be a non-negative amount", addr.Hex())
+		}
+	}
+	switch {
+	case c.PageSize < 1 || c.PageSize > 1_000_000:
+		return fmt.Errorf("safety: CollectConfig.PageSize must be between 1 and 1,000,000, got %d", c.PageSize)
+	case c.MaxPages < 1:
+		return fmt.Errorf("safety: CollectConfig.MaxPages must be positive, got %d", c.MaxPages)
+	case c.MaxTxLookups < 1:
+		return fmt.Errorf("safety: CollectConfig.MaxTxLookups must be positive, got %d", c.MaxTxLookups)
+	case c.Concurrency < 1 || c.Concurrency > 256:
+		return fmt.Errorf("safety: CollectConfig.Concurrency must be between 1 and 256, got %d", c.Concurrency)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("safety: CollectConfig.RequestTimeout must be positive, got %s", c.RequestTimeout)
+	case c.Timeout <= 0:
+		return fmt.Errorf("safety: CollectConfig.Timeout must be positive, got %s", c.Timeout)
+	}
+	return nil
+}
