@@ -162,4 +162,14 @@ func TestQuorumWithFailures(t *testing.T) {
 		_, ok := cl.Nodes[0].Sidecar.Board().QC(txHash)
 		return ok
 	})
+
+	// Validator 3 was away for both payments, long after gossip could
+	// repeat them: anti-entropy hands it the QCs formed without it.
+	time.Sleep(3 * window)
+	cl.Start(3)
+	nodetest.Eventually(t, 30*time.Second, "the returning validator learns both QCs", func() bool {
+		_, first := cl.Nodes[3].Sidecar.Board().QC(q.TxHash)
+		_, second := cl.Nodes[3].Sidecar.Board().QC(txHash)
+		return first && second
+	})
 }

@@ -92,7 +92,11 @@ type Sidecar struct {
 	parked *parkingLot
 	// pending holds transactions this validator signed that have no QC
 	// yet, for anti-entropy with peers that reconnect.
-	pending      *lru.Cache[qc.Hash, *fastpayv1.SubmitFastPayRequest]
+	pending *lru.Cache[qc.Hash, *fastpayv1.SubmitFastPayRequest]
+	// recentQCs holds the latest QCs this node learned (by tx hash), also
+	// for anti-entropy: a QC that formed while a peer was away may exist
+	// on this node only.
+	recentQCs    *lru.Cache[qc.Hash, *qc.QC]
 	syncs        syncState
 	syncNotifiee *network.NotifyBundle
 	settler      *settlement.Settler // nil: no settlement
@@ -118,6 +122,9 @@ func NewSidecar(cfg SidecarConfig, v *validator.Validator, board *bulletin.Board
 	}
 	var err error
 	if s.pending, err = lru.New[qc.Hash, *fastpayv1.SubmitFastPayRequest](cfg.MaxParked); err != nil {
+		return nil, err
+	}
+	if s.recentQCs, err = lru.New[qc.Hash, *qc.QC](maxSyncQCs); err != nil {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -242,6 +249,7 @@ func (s *Sidecar) addCertificate(cert qc.Certificate) {
 
 func (s *Sidecar) learnQC(q *qc.QC) {
 	s.pending.Remove(q.TxHash)
+	s.recentQCs.Add(q.TxHash, q)
 	s.v.LearnVerifiedQC(q)
 	s.parked.wakeQC(q.Hash, s.enqueue)
 }

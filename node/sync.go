@@ -22,11 +22,15 @@ import (
 // payments in flight, and without its certificate those may never reach a
 // quorum. So when two validators connect, each sends the other, over a
 // direct stream, the transactions it holds that have no QC yet and the
-// certificates it holds for them. The receiver treats them exactly like
-// gossip: transactions go through validation, certificates are verified.
+// certificates it holds for them, and the QCs it learned recently whose
+// transactions are not yet included (one may have formed while the peer was
+// away and reached nobody else). The receiver treats them exactly like
+// gossip: transactions go through validation, certificates and QCs are
+// verified.
 
 const (
 	maxSyncTxs   = 1_000
+	maxSyncQCs   = 1_000
 	maxSyncBytes = 8 << 20
 	syncTimeout  = 10 * time.Second
 )
@@ -94,7 +98,7 @@ func (s *Sidecar) isCommitteePeer(p peer.ID) bool {
 }
 
 // syncBatch collects the uncertified transactions this node holds and their
-// certificates.
+// certificates, and its recent QCs of transactions not yet included.
 func (s *Sidecar) syncBatch() *fastpayv1.SyncBatch {
 	batch := &fastpayv1.SyncBatch{}
 	keys := s.pending.Keys()
@@ -116,6 +120,17 @@ func (s *Sidecar) syncBatch() *fastpayv1.SyncBatch {
 				batch.Certs = append(batch.Certs, fastpayv1.NewValidatorCertificate(&st.Certs[i]))
 			}
 		}
+	}
+	for _, h := range s.recentQCs.Keys() {
+		q, ok := s.recentQCs.Peek(h)
+		if !ok {
+			continue
+		}
+		if st, known := s.board.Status(h); known && st.Stage >= fastpayv1.TxLifecycleUpdate_INCLUDED {
+			s.recentQCs.Remove(h) // settled: every node learns it from the chain
+			continue
+		}
+		batch.Qcs = append(batch.Qcs, fastpayv1.NewQuorumCertificate(q))
 	}
 	return batch
 }
@@ -143,7 +158,7 @@ func (s *Sidecar) pushSync(p peer.ID) error {
 		return err
 	}
 	s.metrics.syncs.WithLabelValues("sent").Inc()
-	s.log.Debug("sent sync batch", "peer", p, "txs", len(batch.Txs), "certs", len(batch.Certs))
+	s.log.Debug("sent sync batch", "peer", p, "txs", len(batch.Txs), "certs", len(batch.Certs), "qcs", len(batch.Qcs))
 	return nil
 }
 
@@ -176,7 +191,10 @@ func (s *Sidecar) applySync(batch *fastpayv1.SyncBatch) {
 		}
 		s.addCertificate(cert)
 	}
-	for _, wire := range batch.Qcs {
+	for i, wire := range batch.Qcs {
+		if i >= maxSyncQCs {
+			break
+		}
 		q, err := wire.ToQC()
 		if err != nil || committee.VerifyQC(q) != nil {
 			continue
