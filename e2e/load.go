@@ -321,6 +321,18 @@ func (d *driver) pay(ctx context.Context, label string, from *account, to common
 	return nil
 }
 
+// await blocks until the pacer hands out a token; false once the load stops.
+func (d *driver) await(ctx context.Context, tokens <-chan struct{}) bool {
+	select {
+	case <-d.stopLoad:
+		return false
+	case <-ctx.Done():
+		return false
+	case <-tokens:
+	}
+	return !d.stopping()
+}
+
 // amount returns a random payment of 0.01 to 1 dollar.
 func amount(rng *rand.Rand) uint64 { return uint64(1+rng.IntN(100)) * 10_000 }
 
@@ -328,14 +340,7 @@ func amount(rng *rand.Rand) uint64 { return uint64(1+rng.IntN(100)) * 10_000 }
 func (d *driver) lane(ctx context.Context, id int, accts []*account, tokens <-chan struct{}, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, uint64(id)))
 	for k := 1; ; k++ {
-		select {
-		case <-d.stopLoad:
-			return
-		case <-ctx.Done():
-			return
-		case <-tokens:
-		}
-		if d.stopping() {
+		if !d.await(ctx, tokens) {
 			return
 		}
 		var live []*account
@@ -385,14 +390,7 @@ func (d *driver) demo(ctx context.Context, accts []*account, tokens <-chan struc
 	}
 	var parent *qc.QC
 	for k := 0; ; k++ {
-		select {
-		case <-d.stopLoad:
-			return
-		case <-ctx.Done():
-			return
-		case <-tokens:
-		}
-		if d.stopping() {
+		if !d.await(ctx, tokens) {
 			return
 		}
 		from, to := accts[k%3], accts[(k+1)%3]
