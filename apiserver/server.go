@@ -186,15 +186,18 @@ func (s *Server) Stop(ctx context.Context) error {
 		srv, done, split := s.http, s.serveDone, s.split
 		s.stopped = true
 		s.mu.Unlock()
-		if split != nil {
-			split.Close() // no new connections for either server
-		}
+		// Both servers first, so each sees its own shutdown rather than its
+		// listener vanishing; connections the split listener still routes
+		// meanwhile are closed on delivery.
 		if srv != nil {
 			if err = srv.Shutdown(ctx); err != nil {
 				_ = srv.Close()
 			}
 		}
 		s.grpc.Stop()
+		if split != nil {
+			split.Close()
+		}
 		if done != nil {
 			<-done
 		}

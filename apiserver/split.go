@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// http2Preface is how every HTTP/2 connection without TLS starts; an
-// HTTP/1 request starts with its method, and no method begins with "PRI".
+// http2PrefacePrefix starts every HTTP/2 connection without TLS (the
+// preface "PRI * HTTP/2.0…"); an HTTP/1 request starts with its method, and
+// no method begins with "PRI".
 const http2PrefacePrefix = "PRI"
 
 // splitListener shares one listening socket between the gRPC server and
