@@ -35,10 +35,10 @@ func dialAll(endpoints []string) (clients []fastpayv1.FastPaySidecarClient, clos
 	return clients, closeAll, nil
 }
 
-// submitToQC submits req with SubmitFastPayStream and returns when the QC
+// SubmitToQC submits req with SubmitFastPayStream and returns when the QC
 // event arrives. It does not verify the QC: load generators stand for many
 // wallets elsewhere, so their own verification is not charged to the mesh.
-func submitToQC(ctx context.Context, sc fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest, timeout time.Duration) error {
+func SubmitToQC(ctx context.Context, sc fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	stream, err := sc.SubmitFastPayStream(ctx, req)
@@ -88,7 +88,7 @@ func closedLoop(ctx context.Context, streams, total int, clients []fastpayv1.Fas
 				req, err := next(g)
 				if err == nil {
 					start := time.Now()
-					err = submitToQC(ctx, sc, req, timeout)
+					err = SubmitToQC(ctx, sc, req, timeout)
 					lats[g] = append(lats[g], time.Since(start))
 				}
 				if err != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"os"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/bench"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
@@ -47,7 +47,8 @@ const benchSenders = 256
 // 0.5 s, so validators prune their overlays as on a real chain.
 //
 // Run with: go test -run '^$' -bench Mesh -benchtime 2000x -count 3 ./node
-// (results and profile in docs/benchmarks.md).
+// (results and profile in docs/benchmarks.md); RELAY=1 in the environment
+// turns gossip relaying on (p2p.Config.Relay) to compare with the default.
 func BenchmarkMesh(b *testing.B) {
 	chain := tempo.NewMemChain()
 	keys := make([]*ecdsa.PrivateKey, benchSenders)
@@ -91,7 +92,7 @@ func BenchmarkMesh(b *testing.B) {
 		b.ResetTimer()
 		for _, req := range reqs {
 			start := time.Now()
-			if err := submitToQC(clients[0], req); err != nil {
+			if err := bench.SubmitToQC(context.Background(), clients[0], req, 30*time.Second); err != nil {
 				b.Fatal(err)
 			}
 			lat = append(lat, time.Since(start))
@@ -123,7 +124,7 @@ func BenchmarkMesh(b *testing.B) {
 				client := clients[g%len(clients)]
 				for _, req := range perStream[g] {
 					t0 := time.Now()
-					if err := submitToQC(client, req); err != nil {
+					if err := bench.SubmitToQC(context.Background(), client, req, 30*time.Second); err != nil {
 						errs[g] = err
 						return
 					}
@@ -255,32 +256,6 @@ func (m measure) report(b *testing.B, cl *nodetest.Cluster, lat []time.Duration,
 		}
 	}
 	reportPercentiles(b, mesh, "board-")
-}
-
-// submitToQC submits req over a stream and waits for its QC.
-func submitToQC(client fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := client.SubmitFastPayStream(ctx, req)
-	if err != nil {
-		return err
-	}
-	for range 1_000 {
-		ev, err := stream.Recv()
-		if err == io.EOF {
-			return errors.New("stream ended without a QC")
-		}
-		if err != nil {
-			return fmt.Errorf("stream: %w", err)
-		}
-		switch e := ev.Event.(type) {
-		case *fastpayv1.SubmitFastPayEvent_Reject:
-			return fmt.Errorf("rejected: %s", e.Reject)
-		case *fastpayv1.SubmitFastPayEvent_Qc:
-			return nil
-		}
-	}
-	return errors.New("no QC after 1,000 stream events")
 }
 
 // processCPU returns the user and system CPU time this process has used.
