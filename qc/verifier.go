@@ -60,10 +60,7 @@ func (v *Verifier) Remember(cert *Certificate) { v.verified.Add(keyOf(cert), str
 // membership and effects checks always run, the signature check only for a
 // signature not verified before.
 func (v *Verifier) VerifyCertificate(cert *Certificate) error {
-	if !v.Contains(cert.Signer) {
-		return fmt.Errorf("%w: %s", ErrUnknownSigner, cert.Signer.Hex())
-	}
-	if err := cert.CheckEffects(); err != nil {
+	if err := v.checkCertificate(cert); err != nil {
 		return err
 	}
 	k := keyOf(cert)
