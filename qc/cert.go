@@ -102,9 +102,13 @@ func (s *Signer) Sign(txHash Hash, effects Effects, createdUnixMillis uint64) Ce
 func (c *Certificate) VerifySignature(d Domain) error {
 	digest := CertDigest(d, c.TxHash, c.EffectsHash)
 	if !ed25519.Verify(c.Signer.PublicKey(), digest[:], c.Signature[:]) {
-		return fmt.Errorf("%w: certificate by %s for tx %s under chain %d epoch %d", ErrBadSignature, c.Signer.Hex(), c.TxHash, d.ChainID, d.Epoch)
+		return c.signatureError(d)
 	}
 	return nil
+}
+
+func (c *Certificate) signatureError(d Domain) error {
+	return fmt.Errorf("%w: certificate by %s for tx %s under chain %d epoch %d", ErrBadSignature, c.Signer.Hex(), c.TxHash, d.ChainID, d.Epoch)
 }
 
 // CheckEffects verifies that the effects summary hashes to EffectsHash.

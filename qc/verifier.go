@@ -67,7 +67,7 @@ func (v *Verifier) VerifyCertificate(cert *Certificate) error {
 	if v.verified.Contains(k) {
 		return nil
 	}
-	if err := cert.VerifySignature(v.domain); err != nil {
+	if err := v.verifySignature(cert); err != nil {
 		return err
 	}
 	v.verified.Add(k, struct{}{})

@@ -34,7 +34,8 @@ if [ "$fuzztime" != "0" ]; then
 	for pt in \
 		./tempo:FuzzDecodeTempoTx:200000x \
 		./tempo:FuzzDecodeEVMTx:200000x \
-		./validator:FuzzSubmitRequest:50000x; do
+		./validator:FuzzSubmitRequest:50000x \
+		./qc:FuzzMemberKeyAgreesWithStdlib:50000x; do
 		IFS=: read -r pkg target budget <<<"$pt"
 		budget="${fuzztime:-$budget}"
 		echo "-- $target ($budget)"
