@@ -113,12 +113,15 @@ func (s *topicSet) messageID(m *pb.Message) string {
 		if err != nil {
 			return invalidID([]byte{idPrefixTx}, topic, data)
 		}
+		s.decoded.put(m, tx)
 		return TxMessageID(tx.TxHash)
 	case KindBulletin:
 		it, err := decodeBulletinItem(data)
-		switch {
-		case err != nil:
+		if err != nil {
 			return invalidID([]byte{idPrefixBulletin}, topic, data)
+		}
+		s.decoded.put(m, it)
+		switch {
 		case it.Cert != nil:
 			return CertMessageID(it.Cert)
 		default:
@@ -129,6 +132,7 @@ func (s *topicSet) messageID(m *pb.Message) string {
 		if err != nil {
 			return invalidID([]byte{idPrefixQC, byte(t.Shard)}, topic, data)
 		}
+		s.decoded.put(m, q)
 		return ShardQCMessageID(t.Shard, q.TxHash)
 	}
 }

@@ -182,9 +182,12 @@ func (p *pipelines) validateTx(ctx context.Context, from peer.ID, msg *pubsub.Me
 	if err := p.requireMember(from); err != nil {
 		return fail(Reject, stageMembership, err)
 	}
-	tx, err := decodeTxMessage(msg.GetData())
-	if err != nil {
-		return decodeFailure(err)
+	tx, ok := take[*TxMessage](p.topics.decoded, msg.Message)
+	if !ok {
+		var err error
+		if tx, err = decodeTxMessage(msg.GetData()); err != nil {
+			return decodeFailure(err)
+		}
 	}
 	if got, want := tx.Request.GetTx().GetChainId().GetValue(), p.committee.Domain().ChainID; got != want {
 		return fail(Reject, stageDomain, fmt.Errorf("tx for chain %d on the topic of chain %d", got, want))
@@ -208,10 +211,14 @@ func (p *pipelines) validateBulletin(ctx context.Context, from peer.ID, msg *pub
 	if err := p.requireMember(from); err != nil {
 		return fail(Reject, stageMembership, err)
 	}
-	it, err := decodeBulletinItem(msg.GetData())
-	if err != nil {
-		return decodeFailure(err)
+	it, ok := take[*BulletinItem](p.topics.decoded, msg.Message)
+	if !ok {
+		var err error
+		if it, err = decodeBulletinItem(msg.GetData()); err != nil {
+			return decodeFailure(err)
+		}
 	}
+	var err error
 	if it.Cert != nil {
 		err = p.verifier.VerifyCertificate(it.Cert)
 	} else {
@@ -233,9 +240,12 @@ func (p *pipelines) validateBulletin(ctx context.Context, from peer.ID, msg *pub
 //   - It passes Committee.VerifyQC (Reject).
 //   - Then the caller's stateful check.
 func (p *pipelines) validateQC(ctx context.Context, from peer.ID, msg *pubsub.Message) (any, Verdict, error) {
-	q, err := decodeQCMessage(msg.GetData())
-	if err != nil {
-		return decodeFailure(err)
+	q, ok := take[*qc.QC](p.topics.decoded, msg.Message)
+	if !ok {
+		var err error
+		if q, err = decodeQCMessage(msg.GetData()); err != nil {
+			return decodeFailure(err)
+		}
 	}
 	t, _ := p.topics.lookup(msg.GetTopic())
 	if want := QCShard(q.Effects().Recipient, p.topics.shards); want != t.Shard {
