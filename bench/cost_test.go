@@ -128,7 +128,7 @@ func TestMeasureCosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, v := range map[string]float64{"decode": c.DecodeRecover, "sign": c.Sign, "verify": c.VerifyCert, "qc4": c.VerifyQC[4], "qc7": c.VerifyQC[7]} {
+	for name, v := range map[string]float64{"decode": c.DecodeRecover, "sign": c.Sign, "verify": c.VerifyCert, "verify stdlib": c.VerifyCertStdlib, "qc4": c.VerifyQC[4], "qc7": c.VerifyQC[7]} {
 		if !(v > 0) {
 			t.Errorf("%s cost = %v, want > 0", name, v)
 		}
@@ -137,7 +137,7 @@ func TestMeasureCosts(t *testing.T) {
 		t.Errorf("VerifyQC sizes = %v, want 4 and 7", c.VerifyQC)
 	}
 	rows := costRows(c)
-	if len(rows) != 3+2+2 {
-		t.Errorf("%d cost rows, want 7", len(rows))
+	if len(rows) != 4+2+2 {
+		t.Errorf("%d cost rows, want 8", len(rows))
 	}
 }

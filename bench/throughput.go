@@ -190,6 +190,15 @@ func (s *suite) runThroughput(ctx context.Context) error {
 			Target: AtLeast(TargetSaturation), Note: "limit from the work a payment needs of each validator"},
 		row("achieved / limit at cores used", ratio(achieved, Limit(cores, n, minimalMicros)), "", "minimal work, with the cores the process got instead of GOMAXPROCS"),
 	)
+	if costs.VerifyCertStdlib > 0 {
+		// The limit falls when verification gets cheaper; this row keeps
+		// runs before precomputed keys comparable.
+		std := costs
+		std.VerifyCert = costs.VerifyCertStdlib
+		stdMicros := minimal.Micros(std, n)
+		s.add(row("achieved / limit (minimal work, crypto/ed25519 verify)", ratio(achieved, Limit(gomax, n, stdMicros)), "",
+			fmt.Sprintf("limit %.0f/s if each certificate verify cost %.1f µs as with crypto/ed25519", Limit(gomax, n, stdMicros), costs.VerifyCertStdlib)))
+	}
 	s.add(Row{Section: SectionResources, Case: fmt.Sprintf("n=%d saturation, in-process", n), Metric: "bytes sent per payment per validator",
 		Value: float64(bytes) / p / float64(n), Unit: "B", Note: protocolShares(cl)})
 	s.logf("   %.0f payments/s at %.2f cores; limit %.0f/s (as done), %.0f/s (minimal)", achieved, cores, limit, limitMinimal)
