@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/allegro-mesh/allegro/node"
 )
 
 // SidecarProcessConfig describes one sidecar process of the resource run.
@@ -135,6 +137,11 @@ func SidecarMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	bytes := NewByteCounter()
 	n, err := buildNode(cfg.Index, file, chain, cfg.Dir, logger, nil, bytes)
 	if err != nil {
+		return err
+	}
+	// The process stands for one `allegro sidecar`, which applies the
+	// configured soft memory limit the same way.
+	if _, _, err := node.ApplyMemoryLimit(n.Config, os.Getenv, node.ContainerMemoryLimit); err != nil {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)

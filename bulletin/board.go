@@ -29,6 +29,7 @@ type QCPublisher interface {
 type Board struct {
 	cfg       Config
 	committee *qc.Committee
+	roster    *roster
 	self      qc.ValidatorID
 	log       *slog.Logger
 	metrics   *metrics
@@ -41,10 +42,12 @@ type Board struct {
 	mu        sync.Mutex
 	txs       *lru.Cache[qc.Hash, *txEntry]
 	byAddress map[qc.Address]map[qc.Hash]struct{}
-	arrivals  []arrival // append-only log, trimmed from the front
-	seq       uint64
-	firstSig  *lru.Cache[signerKey, qc.Certificate]
-	evidence  []qc.Equivocation
+	// arrivals is an append-only log, trimmed from the front; seq numbers
+	// its last entry, so arrivals[i] has seq-len(arrivals)+1+i.
+	arrivals []arrival
+	seq      uint64
+	firstSig *firstSigs
+	evidence []qc.Equivocation
 
 	subMu    sync.RWMutex
 	subs     map[uint64]*Subscription
@@ -52,31 +55,11 @@ type Board struct {
 	eventSeq uint64 // under subMu (write lock in emit)
 }
 
-type txEntry struct {
-	txHash     qc.Hash
-	sender     qc.Address
-	recipient  qc.Address
-	certs      []qc.Certificate // arrival order, one per (signer, effects)
-	assemblers map[qc.Hash]*qc.Assembler
-	qc         *qc.QC
-	qcFromMesh bool
-	stage      Stage
-	height     uint64
-	firstSeen  time.Time
-	qcAt       time.Time
-	stageAt    map[Stage]time.Time
-}
-
+// arrival is one certificate of the log: its sequence number follows from
+// its position, its creation time from the certificate itself.
 type arrival struct {
-	seq    uint64
 	txHash qc.Hash
-	index  int // into txEntry.certs
-	millis uint64
-}
-
-type signerKey struct {
-	signer qc.ValidatorID
-	key    qc.ContentionKey
+	index  uint32 // into txEntry.certs
 }
 
 // New returns an empty board for committee. self is this node's validator id
@@ -89,7 +72,7 @@ func New(cfg Config, committee *qc.Committee, self qc.ValidatorID, reg prometheu
 		logger = slog.Default()
 	}
 	b := &Board{
-		cfg: cfg, committee: committee, self: self, log: logger, metrics: newMetrics(reg),
+		cfg: cfg, committee: committee, roster: newRoster(committee), self: self, log: logger, metrics: newMetrics(reg),
 		byAddress: make(map[qc.Address]map[qc.Hash]struct{}),
 		subs:      make(map[uint64]*Subscription),
 	}
@@ -98,9 +81,7 @@ func New(cfg Config, committee *qc.Committee, self qc.ValidatorID, reg prometheu
 	if b.txs, err = lru.NewWithEvict(cfg.MaxTxs, b.onEvict); err != nil {
 		return nil, err
 	}
-	if b.firstSig, err = lru.New[signerKey, qc.Certificate](cfg.EvidenceWindow); err != nil {
-		return nil, err
-	}
+	b.firstSig = newFirstSigs(cfg.EvidenceWindow)
 	return b, nil
 }
 
@@ -119,7 +100,7 @@ func (b *Board) Stop(context.Context) error {
 
 // onEvict unindexes an evicted transaction; called with b.mu held.
 func (b *Board) onEvict(h qc.Hash, e *txEntry) {
-	for _, a := range []qc.Address{e.sender, e.recipient} {
+	for _, a := range []qc.Address{e.sender(), e.recipient()} {
 		if set := b.byAddress[a]; set != nil {
 			delete(set, h)
 			if len(set) == 0 {
@@ -129,15 +110,17 @@ func (b *Board) onEvict(h qc.Hash, e *txEntry) {
 	}
 }
 
-func (b *Board) entry(h qc.Hash, effects *qc.Effects) *txEntry {
+// entry returns h's entry, made if new. effects (with its hash), when
+// known, becomes the entry's first variant and indexes its addresses.
+func (b *Board) entry(h qc.Hash, effectsHash qc.Hash, effects *qc.Effects) *txEntry {
 	e, ok := b.txs.Get(h)
 	if !ok {
-		e = &txEntry{txHash: h, assemblers: make(map[qc.Hash]*qc.Assembler), firstSeen: time.Now(), stageAt: make(map[Stage]time.Time)}
+		e = &txEntry{txHash: h, firstSeen: nanos(time.Now())}
 		b.txs.Add(h, e)
 	}
-	if effects != nil && e.sender == (qc.Address{}) && e.recipient == (qc.Address{}) {
-		e.sender, e.recipient = effects.Sender, effects.Recipient
-		for _, a := range []qc.Address{e.sender, e.recipient} {
+	if effects != nil && !e.hasEffects {
+		e.variant(effectsHash, effects)
+		for _, a := range []qc.Address{e.effects.Sender, e.effects.Recipient} {
 			set := b.byAddress[a]
 			if set == nil {
 				set = make(map[qc.Hash]struct{})
@@ -168,34 +151,35 @@ func (b *Board) AddCertificate(cert qc.Certificate) AddResult {
 	var res AddResult
 	var events []Event
 	b.mu.Lock()
-	e := b.entry(cert.TxHash, &cert.Effects)
-	for i := range e.certs {
-		if e.certs[i].Signer == cert.Signer && e.certs[i].EffectsHash == cert.EffectsHash {
-			b.mu.Unlock()
-			b.metrics.certs.WithLabelValues("duplicate").Inc()
-			return res
-		}
+	e := b.entry(cert.TxHash, cert.EffectsHash, &cert.Effects)
+	if e.hasCert(b.roster, cert.Signer, cert.EffectsHash) {
+		b.mu.Unlock()
+		b.metrics.certs.WithLabelValues("duplicate").Inc()
+		return res
 	}
 	res.Added = true
-	e.certs = append(e.certs, cert)
-	b.appendArrival(cert.TxHash, len(e.certs)-1, cert.CreatedUnixMillis)
+	e.certs = append(e.certs, e.record(b.roster, &cert))
+	b.appendArrival(cert.TxHash, len(e.certs)-1)
 	now := uint64(time.Now().UnixMilli())
-	events = append(events, Event{Kind: EventCertificate, TxHash: cert.TxHash, UnixMillis: now, Cert: &e.certs[len(e.certs)-1], Sender: e.sender, Recipient: e.recipient})
+	evCert := cert // the event's own copy: the board keeps only the record
+	events = append(events, Event{Kind: EventCertificate, TxHash: cert.TxHash, UnixMillis: now, Cert: &evCert, Sender: e.sender(), Recipient: e.recipient()})
 
-	sk := signerKey{cert.Signer, cert.Effects.ContentionKey()}
-	if first, seen, _ := b.firstSig.PeekOrAdd(sk, cert); seen && (first.TxHash != cert.TxHash || first.EffectsHash != cert.EffectsHash) {
+	if first, seen := b.firstSig.peekOrAdd(cert); seen && (first.TxHash != cert.TxHash || first.EffectsHash != cert.EffectsHash) {
 		ev := qc.Equivocation{First: first, Second: cert}
 		if len(b.evidence) >= b.cfg.MaxEvidence {
 			b.evidence = b.evidence[1:]
 		}
 		b.evidence = append(b.evidence, ev)
 		res.Evidence = &ev
-		events = append(events, Event{Kind: EventEquivocation, TxHash: cert.TxHash, UnixMillis: now, Evidence: &ev, Sender: e.sender, Recipient: e.recipient})
+		events = append(events, Event{Kind: EventEquivocation, TxHash: cert.TxHash, UnixMillis: now, Evidence: &ev, Sender: e.sender(), Recipient: e.recipient()})
 		b.log.Warn("equivocation: a validator signed two transactions for one nonce",
-			"signer", cert.Signer.Hex(), "key", sk.key.String(), "first_tx", first.TxHash, "second_tx", cert.TxHash)
+			"signer", cert.Signer.Hex(), "key", cert.Effects.ContentionKey().String(), "first_tx", first.TxHash, "second_tx", cert.TxHash)
 	}
 
 	if e.qc == nil {
+		if e.assemblers == nil {
+			e.assemblers = make(map[qc.Hash]*qc.Assembler, 1)
+		}
 		a := e.assemblers[cert.EffectsHash]
 		if a == nil {
 			a = qc.NewAssembler(b.committee, cert.TxHash, cert.EffectsHash)
@@ -230,7 +214,7 @@ func (b *Board) AddCertificate(cert qc.Certificate) AddResult {
 func (b *Board) AddQC(q *qc.QC) bool {
 	b.mu.Lock()
 	effects := q.Effects()
-	e := b.entry(q.TxHash, &effects)
+	e := b.entry(q.TxHash, q.EffectsHash, &effects)
 	if e.qc != nil {
 		e.qcFromMesh = true
 		b.mu.Unlock()
@@ -246,18 +230,18 @@ func (b *Board) AddQC(q *qc.QC) bool {
 }
 
 func (b *Board) setQCLocked(e *txEntry, q *qc.QC, fromMesh bool) {
-	e.qc, e.qcFromMesh, e.qcAt = q, fromMesh, time.Now()
+	e.qc, e.qcFromMesh, e.qcAt = e.compactQC(b.roster, q), fromMesh, nanos(time.Now())
 	e.assemblers = nil
 	if e.stage < fastpayv1.TxLifecycleUpdate_CERTIFIED {
 		e.stage = fastpayv1.TxLifecycleUpdate_CERTIFIED
-		e.stageAt[e.stage] = e.qcAt
+		e.setStageAt(e.stage, e.qcAt)
 	}
 }
 
 func (b *Board) qcEvents(e *txEntry, q *qc.QC, now uint64) []Event {
 	return []Event{
-		{Kind: EventQC, TxHash: q.TxHash, UnixMillis: now, QC: q, Sender: e.sender, Recipient: e.recipient},
-		{Kind: EventLifecycle, TxHash: q.TxHash, UnixMillis: now, Stage: fastpayv1.TxLifecycleUpdate_CERTIFIED, Sender: e.sender, Recipient: e.recipient},
+		{Kind: EventQC, TxHash: q.TxHash, UnixMillis: now, QC: q, Sender: e.sender(), Recipient: e.recipient()},
+		{Kind: EventLifecycle, TxHash: q.TxHash, UnixMillis: now, Stage: fastpayv1.TxLifecycleUpdate_CERTIFIED, Sender: e.sender(), Recipient: e.recipient()},
 	}
 }
 
@@ -319,7 +303,7 @@ func (b *Board) schedulePublish(q *qc.QC) {
 // stages come from the chain). Stages only move forward.
 func (b *Board) SetStage(txHash qc.Hash, stage Stage, height uint64) {
 	b.mu.Lock()
-	e := b.entry(txHash, nil)
+	e := b.entry(txHash, qc.Hash{}, nil)
 	if stage <= e.stage && stage != fastpayv1.TxLifecycleUpdate_ACCEPTED {
 		b.mu.Unlock()
 		return
@@ -330,8 +314,8 @@ func (b *Board) SetStage(txHash qc.Hash, stage Stage, height uint64) {
 	if height > 0 {
 		e.height = height
 	}
-	e.stageAt[stage] = time.Now()
-	ev := Event{Kind: EventLifecycle, TxHash: txHash, UnixMillis: uint64(time.Now().UnixMilli()), Stage: stage, BlockHeight: height, Sender: e.sender, Recipient: e.recipient}
+	e.setStageAt(stage, nanos(time.Now()))
+	ev := Event{Kind: EventLifecycle, TxHash: txHash, UnixMillis: uint64(time.Now().UnixMilli()), Stage: stage, BlockHeight: height, Sender: e.sender(), Recipient: e.recipient()}
 	b.mu.Unlock()
 	b.emit([]Event{ev})
 }
@@ -339,23 +323,29 @@ func (b *Board) SetStage(txHash qc.Hash, stage Stage, height uint64) {
 // ReportSettlementFailure emits a settlement failure of a certified payment.
 func (b *Board) ReportSettlementFailure(txHash qc.Hash, reason string) {
 	b.mu.Lock()
-	e := b.entry(txHash, nil)
-	ev := Event{Kind: EventSettlementFailure, TxHash: txHash, UnixMillis: uint64(time.Now().UnixMilli()), Reason: reason, Sender: e.sender, Recipient: e.recipient}
+	e := b.entry(txHash, qc.Hash{}, nil)
+	ev := Event{Kind: EventSettlementFailure, TxHash: txHash, UnixMillis: uint64(time.Now().UnixMilli()), Reason: reason, Sender: e.sender(), Recipient: e.recipient()}
 	b.mu.Unlock()
 	b.emit([]Event{ev})
 }
 
-func (b *Board) appendArrival(h qc.Hash, index int, millis uint64) {
+func (b *Board) appendArrival(h qc.Hash, index int) {
 	b.seq++
-	if len(b.arrivals) >= b.cfg.MaxLog {
+	switch {
+	case len(b.arrivals) >= b.cfg.MaxLog:
 		// Drop the oldest quarter at once so trimming is amortised.
 		drop := b.cfg.MaxLog / 4
 		if drop == 0 {
 			drop = 1
 		}
 		b.arrivals = append(b.arrivals[:0], b.arrivals[drop:]...)
+	case len(b.arrivals) == cap(b.arrivals):
+		// Grow by doubling up to MaxLog, not past it as append would.
+		grown := make([]arrival, len(b.arrivals), min(b.cfg.MaxLog, max(256, 2*cap(b.arrivals))))
+		copy(grown, b.arrivals)
+		b.arrivals = grown
 	}
-	b.arrivals = append(b.arrivals, arrival{seq: b.seq, txHash: h, index: index, millis: millis})
+	b.arrivals = append(b.arrivals, arrival{txHash: h, index: uint32(index)})
 }
 
 // Subscribe delivers every future event for which filter returns true (nil:
@@ -431,12 +421,12 @@ func (b *Board) Status(txHash qc.Hash) (TxStatus, bool) {
 		return TxStatus{}, false
 	}
 	st := TxStatus{
-		TxHash: txHash, Sender: e.sender, Recipient: e.recipient, Certs: slices.Clone(e.certs),
-		Quorum: b.committee.Quorum(), QC: e.qc, Stage: e.stage, BlockHeight: e.height,
-		FirstSeen: e.firstSeen, QCAt: e.qcAt, StageAt: make(map[Stage]time.Time, len(e.stageAt)),
+		TxHash: txHash, Sender: e.sender(), Recipient: e.recipient(), Certs: make([]qc.Certificate, len(e.certs)),
+		Quorum: b.committee.Quorum(), QC: e.qcOf(b.roster), Stage: e.stage, BlockHeight: e.height,
+		FirstSeen: timeOf(e.firstSeen), QCAt: timeOf(e.qcAt), StageAt: e.stageTimes(),
 	}
-	for k, v := range e.stageAt {
-		st.StageAt[k] = v
+	for i := range e.certs {
+		st.Certs[i] = e.cert(b.roster, i)
 	}
 	return st, true
 }
@@ -446,7 +436,7 @@ func (b *Board) QC(txHash qc.Hash) (*qc.QC, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if e, ok := b.txs.Peek(txHash); ok && e.qc != nil {
-		return e.qc, true
+		return e.qcOf(b.roster), true
 	}
 	return nil, false
 }
@@ -500,7 +490,7 @@ func (b *Board) Query(q Query) (Page, error) {
 	addQC := func(e *txEntry) {
 		if e.qc != nil && !seenQC[e.txHash] {
 			seenQC[e.txHash] = true
-			page.QCs = append(page.QCs, e.qc)
+			page.QCs = append(page.QCs, e.qcOf(b.roster))
 		}
 	}
 	if q.TxHash != nil {
@@ -509,15 +499,15 @@ func (b *Board) Query(q Query) (Page, error) {
 		if !ok {
 			return page, nil
 		}
-		for i := int(after); i < len(e.certs); i++ {
-			if e.certs[i].CreatedUnixMillis < q.SinceUnixMillis {
+		for i := after; i < uint64(len(e.certs)); i++ {
+			if e.certs[i].created < q.SinceUnixMillis {
 				continue
 			}
 			if len(page.Certs) == limit {
-				page.NextCursor = strconv.FormatUint(uint64(i), 36)
+				page.NextCursor = strconv.FormatUint(i, 36)
 				break
 			}
-			page.Certs = append(page.Certs, e.certs[i])
+			page.Certs = append(page.Certs, e.cert(b.roster, int(i)))
 		}
 		addQC(e)
 		return page, nil
@@ -529,42 +519,34 @@ func (b *Board) Query(q Query) (Page, error) {
 			return page, nil
 		}
 	}
-	start, _ := slices.BinarySearchFunc(b.arrivals, after+1, func(a arrival, seq uint64) int {
-		return compareU64(a.seq, seq)
-	})
+	firstSeq := b.seq + 1 - uint64(len(b.arrivals))
+	start := 0
+	if after >= firstSeq {
+		start = int(min(after+1-firstSeq, uint64(len(b.arrivals))))
+	}
 	var lastSeq uint64
-	for _, a := range b.arrivals[start:] {
-		if a.millis < q.SinceUnixMillis {
-			continue
-		}
+	for i, a := range b.arrivals[start:] {
 		if wanted != nil {
 			if _, ok := wanted[a.txHash]; !ok {
 				continue
 			}
 		}
 		e, ok := b.txs.Peek(a.txHash)
-		if !ok || a.index >= len(e.certs) {
+		if !ok || int(a.index) >= len(e.certs) {
 			continue // evicted
+		}
+		if e.certs[a.index].created < q.SinceUnixMillis {
+			continue
 		}
 		if len(page.Certs) == limit {
 			page.NextCursor = strconv.FormatUint(lastSeq, 36)
 			break
 		}
-		page.Certs = append(page.Certs, e.certs[a.index])
-		lastSeq = a.seq
+		page.Certs = append(page.Certs, e.cert(b.roster, int(a.index)))
+		lastSeq = firstSeq + uint64(start+i)
 		if wanted != nil {
 			addQC(e)
 		}
 	}
 	return page, nil
-}
-
-func compareU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

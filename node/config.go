@@ -25,6 +25,21 @@ type Config struct {
 	CommitteeFile string `toml:"committee_file"`
 	// LogLevel: debug, info, warn, error (default info).
 	LogLevel string `toml:"log_level"`
+	// MemoryLimit is the Go runtime's soft memory limit for the sidecar
+	// process: "auto" (default: 90% of the container's memory limit when
+	// the process runs under one, none otherwise), a size written as
+	// GOMEMLIMIT is ("155MiB", "1GiB"), or "off". The GOMEMLIMIT environment
+	// variable, when set, wins. Without a limit the collector lets the heap
+	// grow to twice the live heap (GOGC=100), and the live heap follows the
+	// message rate (pubsub keeps every message id for up to a minute): a
+	// 4-member committee at saturation had ~150 MB live and peaked near
+	// 480 MiB resident; with 155MiB it stayed under 200 MiB resident at
+	// 13-30% less throughput (docs/benchmarks.md). Keep the limit well above
+	// the live heap: near it the collector runs almost continuously, and at
+	// 150MiB one sidecar of four fell behind until payments timed out.
+	// `allegro sidecar` applies it (ApplyMemoryLimit); in-process clusters
+	// do not.
+	MemoryLimit string `toml:"memory_limit"`
 
 	Chain     chain.Config     `toml:"chain"`
 	P2P       p2p.Config       `toml:"p2p"`
@@ -48,15 +63,16 @@ type Config struct {
 // file must still be set.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:    "./allegro-data",
-		LogLevel:   "info",
-		P2P:        p2p.DefaultConfig(),
-		API:        apiserver.DefaultConfig(),
-		Validator:  validator.DefaultConfig(),
-		Bulletin:   bulletin.DefaultConfig(),
-		Sidecar:    DefaultSidecarConfig(),
-		Settlement: settlement.DefaultConfig(),
-		Dashboard:  dashboard.DefaultConfig(),
+		DataDir:     "./allegro-data",
+		LogLevel:    "info",
+		MemoryLimit: DefaultMemoryLimit,
+		P2P:         p2p.DefaultConfig(),
+		API:         apiserver.DefaultConfig(),
+		Validator:   validator.DefaultConfig(),
+		Bulletin:    bulletin.DefaultConfig(),
+		Sidecar:     DefaultSidecarConfig(),
+		Settlement:  settlement.DefaultConfig(),
+		Dashboard:   dashboard.DefaultConfig(),
 	}
 }
 
@@ -77,6 +93,9 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if err := validMemoryLimit(c.MemoryLimit); err != nil {
+		return fmt.Errorf("config: memory_limit: %w", err)
 	}
 	for _, section := range []struct {
 		name string

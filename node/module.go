@@ -173,7 +173,7 @@ func newSigner(id *Identity, c *qc.Committee) (*qc.Signer, error) {
 }
 
 func newStore(lc fx.Lifecycle, cfg Config, log *slog.Logger) (*validator.Store, error) {
-	s, err := validator.OpenStore(filepath.Join(cfg.DataDir, "state"), log)
+	s, err := validator.OpenStore(filepath.Join(cfg.DataDir, "state"), cfg.Validator.GroupCommitWindow, log)
 	if err != nil {
 		return nil, err
 	}

@@ -11,8 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	ma "github.com/multiformats/go-multiaddr"
-
-	"github.com/allegro-mesh/allegro/qc"
 )
 
 // Config holds every tunable of the mesh transport. Start from DefaultConfig
@@ -74,7 +72,10 @@ type Config struct {
 	// VerifiedSignatures is how many verified certificate signatures the
 	// mesh remembers, so that a QC whose certificates arrived one by one
 	// (or were signed here) is checked without repeating ed25519
-	// verifications. Default qc.DefaultVerifierCacheSize (16,384, ~4 MiB).
+	// verifications. A QC follows its certificates within a hop, so a few
+	// seconds of certificates suffice. Default 8,192 (~3 MiB): five seconds
+	// of certificates at saturation on 4 validators (~1,600/s); 16,384
+	// held ~6 MiB.
 	VerifiedSignatures int
 
 	// SubscriptionBufferSize is the buffer of each topic subscription
@@ -118,10 +119,15 @@ type Config struct {
 
 	// SeenMessagesTTL is how long message ids are remembered for
 	// deduplication, and how long peer scoring keeps its per-message
-	// delivery records. Default 30 s: far longer than a message takes to
-	// cross the mesh, a quarter of pubsub's 2 min (whose caches held ~80 MB
-	// at saturation). A message replayed after it is validated again, and
-	// every handler is idempotent.
+	// delivery records. Pubsub sweeps both once a minute, so an id stays
+	// for up to TTL + 1 min and the caches grow with the message rate times
+	// that: ~7 ids per payment, and at 370 payments/s they held ~85 MB with
+	// 30 s, ~65 MB with 10 s (and 24-byte ids). Default 10 s: far longer
+	// than a message takes to cross the mesh and twice gossip's message
+	// history (5 heartbeats, 5 s by default), so an IHAVE never names an id
+	// a peer has already forgotten. It may not be shorter than that
+	// history. A message replayed after it is validated again, and every
+	// handler is idempotent.
 	SeenMessagesTTL time.Duration
 
 	// PubsubCheckInterval is how often connected peers' pubsub links are
@@ -253,7 +259,8 @@ const (
 	DefaultConnManagerLowWater    = 200
 	DefaultConnManagerHighWater   = 400
 	DefaultConnManagerGracePeriod = time.Minute
-	DefaultSeenMessagesTTL        = 30 * time.Second
+	DefaultSeenMessagesTTL        = 10 * time.Second
+	DefaultVerifiedSignatures     = 8192
 	DefaultRejectLogsPerSecond    = 20
 	DefaultPublishBackpressure    = time.Second
 	DefaultPubsubCheckInterval    = 5 * time.Second
@@ -301,7 +308,7 @@ func DefaultConfig() Config {
 		ValidationConcurrency:      DefaultValidationConcurrency(),
 		ValidationTimeout:          DefaultValidationTimeout,
 		SubscriptionBufferSize:     DefaultSubscriptionBufferSize,
-		VerifiedSignatures:         qc.DefaultVerifierCacheSize,
+		VerifiedSignatures:         DefaultVerifiedSignatures,
 		SeenMessagesTTL:            DefaultSeenMessagesTTL,
 		FloodPublish:               true,
 		PublishBackpressureTimeout: DefaultPublishBackpressure,
@@ -412,7 +419,20 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("p2p config: GossipSub.HeartbeatInterval must be positive, got %s", g.HeartbeatInterval)
 		}
 	}
+	if history := c.gossipHistory(); c.SeenMessagesTTL < history {
+		return fmt.Errorf("p2p config: SeenMessagesTTL (%s) is shorter than gossip's message history (%s): peers would fetch again messages they had forgotten", c.SeenMessagesTTL, history)
+	}
 	return c.Scoring.validate()
+}
+
+// gossipHistory is how long gossip keeps announcing and serving a message:
+// its history length in heartbeats.
+func (c *Config) gossipHistory() time.Duration {
+	g := pubsub.DefaultGossipSubParams()
+	if c.GossipSub != nil {
+		g = *c.GossipSub
+	}
+	return time.Duration(g.HistoryLength) * g.HeartbeatInterval
 }
 
 func (s *ScoreConfig) validate() error {

@@ -52,6 +52,12 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"SubscriptionBufferSize", func(c *Config) { c.SubscriptionBufferSize = 0 }},
 		{"ValidationTimeout", func(c *Config) { c.ValidationTimeout = 0 }},
 		{"SeenMessagesTTL", func(c *Config) { c.SeenMessagesTTL = 0 }},
+		{"SeenMessagesTTL", func(c *Config) { c.SeenMessagesTTL = 4 * time.Second }}, // under 5 heartbeats of 1 s
+		{"SeenMessagesTTL", func(c *Config) {
+			p := pubsub.DefaultGossipSubParams()
+			p.HeartbeatInterval = 3 * time.Second // history 15 s
+			c.GossipSub = &p
+		}},
 		{"ReconnectBackoffMin", func(c *Config) { c.ReconnectBackoffMin = 0 }},
 		{"ReconnectBackoffMax", func(c *Config) { c.ReconnectBackoffMax = c.ReconnectBackoffMin / 2 }},
 		{"DialTimeout", func(c *Config) { c.DialTimeout = 0 }},

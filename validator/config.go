@@ -22,9 +22,27 @@ type Config struct {
 	MaxCredits int `toml:"max_credits"`
 	// MaxParentQCs bounds the parent QCs one request may carry (default 8).
 	MaxParentQCs int `toml:"max_parent_qcs"`
+	// GroupCommitWindow is the shortest time between two fsyncs of the
+	// store's write-ahead log (default 1 ms): signing decisions that arrive
+	// meanwhile share the next fsync. Every decision is still on disk before
+	// its certificate leaves the process; the window only trades at most
+	// that much latency, when decisions come faster than one per window, for
+	// fewer fsyncs. 0 syncs as soon as the previous sync ends.
+	GroupCommitWindow time.Duration `toml:"group_commit_window"`
 	// Now returns the current time; nil means time.Now. Tests set it.
 	Now func() time.Time `toml:"-"`
 }
+
+// DefaultGroupCommitWindow is Config.GroupCommitWindow's default. At
+// saturation on a 4-validator in-process mesh it raised certified payments
+// per second by about a sixth against syncing back to back (fsync here takes
+// ~0.5 ms); one payment at a time never waits for it (see
+// docs/benchmarks.md).
+const DefaultGroupCommitWindow = time.Millisecond
+
+// maxGroupCommitWindow bounds the window: beyond it the latency it adds is
+// no longer small next to a QC's.
+const maxGroupCommitWindow = 50 * time.Millisecond
 
 // DefaultConfig returns the defaults of SPEC §4.
 func DefaultConfig() Config {
@@ -34,6 +52,8 @@ func DefaultConfig() Config {
 		MaxRequestIDs:   8_192,
 		MaxCredits:      65_536,
 		MaxParentQCs:    8,
+
+		GroupCommitWindow: DefaultGroupCommitWindow,
 	}
 }
 
@@ -52,6 +72,9 @@ func (c Config) Validate() error {
 		if f.v <= 0 {
 			return fmt.Errorf("validator config: %s must be positive, got %d", f.name, f.v)
 		}
+	}
+	if c.GroupCommitWindow < 0 || c.GroupCommitWindow > maxGroupCommitWindow {
+		return fmt.Errorf("validator config: GroupCommitWindow must be between 0 and %s, got %s", maxGroupCommitWindow, c.GroupCommitWindow)
 	}
 	return nil
 }

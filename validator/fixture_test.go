@@ -78,7 +78,7 @@ func (c *cluster) validator(t testing.TB, i int, dir string) *Validator {
 		dir = t.TempDir()
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := OpenStore(dir, logger)
+	store, err := OpenStore(dir, DefaultGroupCommitWindow, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -289,10 +289,22 @@ func TestStateSurvivesRestart(t *testing.T) {
 }
 
 func TestConfigValidateNamesField(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.MaxKnownQCs = 0
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "MaxKnownQCs") {
-		t.Fatalf("Validate = %v", err)
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, tc := range []struct {
+		field  string
+		mutate func(*Config)
+	}{
+		{"MaxKnownQCs", func(c *Config) { c.MaxKnownQCs = 0 }},
+		{"GroupCommitWindow", func(c *Config) { c.GroupCommitWindow = -time.Millisecond }},
+		{"GroupCommitWindow", func(c *Config) { c.GroupCommitWindow = time.Second }},
+	} {
+		cfg := DefaultConfig()
+		tc.mutate(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: Validate = %v", tc.field, err)
+		}
 	}
 }
 

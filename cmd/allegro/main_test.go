@@ -77,6 +77,7 @@ func TestSidecarConfigPrecedence(t *testing.T) {
 data_dir = "/from/file"
 committee_file = "/file/committee.toml"
 log_level = "debug"
+memory_limit = "300MiB"
 [chain]
 url = "http://file:8545"
 [api]
@@ -89,7 +90,7 @@ publish_step = "40ms"
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"ALLEGRO_CHAIN_RPC": "ws://env:8546", "ALLEGRO_API_LISTEN": "127.0.0.1:9100"}
+	env := map[string]string{"ALLEGRO_CHAIN_RPC": "ws://env:8546", "ALLEGRO_API_LISTEN": "127.0.0.1:9100", "ALLEGRO_MEMORY_LIMIT": "400MiB"}
 	cfg, err := loadSidecarConfig([]string{"--config", cfgPath, "--api-listen", "127.0.0.1:9200"}, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +103,9 @@ publish_step = "40ms"
 	}
 	if cfg.API.ListenAddr != "127.0.0.1:9200" {
 		t.Fatalf("flag did not override env: %q", cfg.API.ListenAddr)
+	}
+	if cfg.MemoryLimit != "400MiB" {
+		t.Fatalf("ALLEGRO_MEMORY_LIMIT did not override the file: %q", cfg.MemoryLimit)
 	}
 	if cfg.Validator.MaxCertificates != 10_000 {
 		t.Fatal("defaults lost for keys the file does not set")
@@ -119,6 +123,9 @@ publish_step = "40ms"
 	}
 	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "MaxKnownQCs") {
 		t.Fatalf("invalid value: %v", err)
+	}
+	if _, err := loadSidecarConfig([]string{"--memory-limit", "plenty"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "memory_limit") {
+		t.Fatalf("invalid memory limit: %v", err)
 	}
 }
 

@@ -44,6 +44,7 @@ var sidecarSettings = []setting{
 	{"p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs", func(c *node.Config, v string) error { c.P2P.ListenAddrs = splitList(v); return nil }},
 	{"p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers", func(c *node.Config, v string) error { c.P2P.AnnounceAddrs = splitList(v); return nil }},
 	{"log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error", func(c *node.Config, v string) error { c.LogLevel = v; return nil }},
+	{"memory-limit", "ALLEGRO_MEMORY_LIMIT", "Go soft memory limit: auto (90% of a container limit), a size such as 512MiB, or off (GOMEMLIMIT wins when set)", func(c *node.Config, v string) error { c.MemoryLimit = v; return nil }},
 	{"byzantine", "ALLEGRO_BYZANTINE", "TEST NETWORKS ONLY: misbehave on purpose (equivocate, invalid-signatures); refused unless the committee file has test_network = true", func(c *node.Config, v string) error { c.Byzantine.Mode = v; return nil }},
 }
 
@@ -101,6 +102,11 @@ func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	limit, source, err := node.ApplyMemoryLimit(cfg, os.Getenv, node.ContainerMemoryLimit)
+	if err != nil {
+		return err
+	}
+	logger.Info("memory limit", "bytes", limit, "from", source)
 	n, err := node.New(cfg, node.WithLogger(logger))
 	if err != nil {
 		return err
