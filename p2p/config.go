@@ -122,7 +122,7 @@ type Config struct {
 	// delivery records. Pubsub sweeps both once a minute, so an id stays
 	// for up to TTL + 1 min and the caches grow with the message rate times
 	// that: ~7 ids per payment, and at 370 payments/s they held ~85 MB with
-	// 30 s, ~65 MB with 10 s (and 24-byte ids). Default 10 s: far longer
+	// 30 s. Default 10 s: far longer
 	// than a message takes to cross the mesh and twice gossip's message
 	// history (5 heartbeats, 5 s by default), so an IHAVE never names an id
 	// a peer has already forgotten. It may not be shorter than that

@@ -35,8 +35,8 @@ type Config struct {
 
 // DefaultGroupCommitWindow is Config.GroupCommitWindow's default. At
 // saturation on a 4-validator in-process mesh it raised certified payments
-// per second by about a sixth against syncing back to back (fsync here takes
-// ~0.5 ms); one payment at a time never waits for it (see
+// per second by about a tenth against syncing back to back (fsync here
+// takes ~0.5 ms); one payment at a time did not get slower (see
 // docs/benchmarks.md).
 const DefaultGroupCommitWindow = time.Millisecond
 
