@@ -28,15 +28,14 @@ type Config struct {
 	// MemoryLimit is the Go runtime's soft memory limit for the sidecar
 	// process: "auto" (default: 90% of the container's memory limit when
 	// the process runs under one, none otherwise), a size written as
-	// GOMEMLIMIT is ("155MiB", "1GiB"), or "off". The GOMEMLIMIT environment
+	// GOMEMLIMIT is ("512MiB", "1GiB"), or "off". The GOMEMLIMIT environment
 	// variable, when set, wins. Without a limit the collector lets the heap
 	// grow to twice the live heap (GOGC=100), and the live heap follows the
 	// message rate (pubsub keeps every message id for up to a minute): a
 	// 4-member committee at saturation had ~150 MB live and peaked near
-	// 480 MiB resident; with 155MiB it stayed under 200 MiB resident at
-	// 13-30% less throughput (docs/benchmarks.md). Keep the limit well above
-	// the live heap: near it the collector runs almost continuously, and at
-	// 150MiB one sidecar of four fell behind until payments timed out.
+	// 510 MiB resident. Keep a limit well above the live heap: near it the
+	// collector runs almost continuously; at 150-155MiB such a sidecar fell
+	// behind until payments timed out (docs/benchmarks.md).
 	// `allegro sidecar` applies it (ApplyMemoryLimit); in-process clusters
 	// do not.
 	MemoryLimit string `toml:"memory_limit"`
