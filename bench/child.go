@@ -110,6 +110,8 @@ type ChildStats struct {
 	GoSys      uint64 `json:"go_sys"`
 	Goroutines int    `json:"goroutines"`
 	BytesSent  int64  `json:"bytes_sent"`
+	// Heap is the live heap after a GC and pubsub's share of it.
+	Heap HeapShares `json:"heap"`
 }
 
 // SidecarMain runs one sidecar process of the resource run (the hidden
@@ -210,6 +212,10 @@ func SidecarMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 				runtime.ReadMemStats(&ms)
 				reply = childMsg{Kind: "stats", Stats: &ChildStats{HeapInuse: ms.HeapInuse, HeapSys: ms.HeapSys, GoSys: ms.Sys,
 					Goroutines: runtime.NumGoroutine(), BytesSent: bytes.Sent()}}
+				// After the in-use figures: this collects garbage first.
+				if reply.Stats.Heap, err = measureHeapShares(); err != nil {
+					reply.Error = err.Error()
+				}
 				if m.HeapProfile != "" {
 					if err := writeHeapProfile(m.HeapProfile); err != nil {
 						reply.Error = err.Error()

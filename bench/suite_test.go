@@ -77,11 +77,15 @@ func TestRunTiny(t *testing.T) {
 		{SectionLatency, "n=4 +5ms/hop", "p50"},
 		{SectionThroughput, "n=4 loopback, 4 senders", "certified payments/s"},
 		{SectionThroughput, "n=4 loopback, 4 senders", "achieved / limit (minimal work)"},
+		{SectionThroughput, "n=4 bare gossip, 4 in flight", "CPU per payment (gossip only)"},
+		{SectionThroughput, "n=4 bare gossip, 4 in flight", "achieved / limit ceiling with this gossip"},
 		{SectionMesh, "n=4 loopback", "recipient p50: polling / QC topic"},
 		{SectionMesh, "n=4 loopback", "sender QC p50, direct fan-out"},
 		{SectionResources, "n=4 light load, in-process", "bytes sent per payment per validator"},
 		{SectionResources, "n=4 saturation, in-process", "bytes sent per payment per validator"},
 		{SectionResources, "n=4 processes, 12 payments", "peak RSS per sidecar (max)"},
+		{SectionResources, "n=4 processes, 12 payments", "live heap per sidecar at the end (max)"},
+		{SectionResources, "n=4 processes, 12 payments", "of which held by gossipsub"},
 	}
 	for _, w := range want {
 		row, ok := report.Find(w.section, w.cas, w.metric)

@@ -74,21 +74,39 @@ func messageCopies(d p2p.Stats) float64 {
 }
 
 func (s *suite) runThroughput(ctx context.Context) error {
+	sat, err := s.runSaturation(ctx)
+	if err != nil {
+		return err
+	}
+	// The mesh is stopped by now: the floor has the machine to itself.
+	return s.runFloor(ctx, sat)
+}
+
+// saturation is what the floor's rows compare with.
+type saturation struct {
+	n                 int
+	achieved          float64 // payments/s
+	cpuPerPayment     float64 // µs, whole process
+	minimalMicros     float64 // minimal work per validator, µs
+	cores, gomaxprocs float64
+}
+
+func (s *suite) runSaturation(ctx context.Context) (saturation, error) {
 	n := s.cfg.ThroughputValidators
 	costs, err := s.opCosts(ctx)
 	if err != nil {
-		return fmt.Errorf("per-operation costs: %w", err)
+		return saturation{}, fmt.Errorf("per-operation costs: %w", err)
 	}
 	dir, err := s.sectionDir("throughput")
 	if err != nil {
-		return err
+		return saturation{}, err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	streams := s.cfg.Streams
 	cl, err := StartCluster(startCtx, ClusterConfig{Validators: n, ChainID: s.cfg.ChainID, Senders: streams, Dir: dir, Logger: s.cfg.Logger})
 	if err != nil {
-		return err
+		return saturation{}, err
 	}
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -97,7 +115,7 @@ func (s *suite) runThroughput(ctx context.Context) error {
 	}()
 	clients, closeClients, err := dialAll(cl.Endpoints())
 	if err != nil {
-		return err
+		return saturation{}, err
 	}
 	defer closeClients()
 
@@ -112,7 +130,7 @@ func (s *suite) runThroughput(ctx context.Context) error {
 		for k := range share {
 			req, err := newPayment(cl.Senders[g], s.cfg.ChainID, uint64(k), recipientAddress())
 			if err != nil {
-				return err
+				return saturation{}, err
 			}
 			perStream[g] = append(perStream[g], req)
 		}
@@ -130,7 +148,7 @@ func (s *suite) runThroughput(ctx context.Context) error {
 	if s.cfg.Warmup > 0 {
 		s.logf("   warm-up: %d payments", s.cfg.Warmup)
 		if _, err := closedLoop(ctx, streams, s.cfg.Warmup, clients, payTimeout, next, &done); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
+			return saturation{}, fmt.Errorf("warm-up: %w", err)
 		}
 	}
 	// The measured run continues each stream's nonces.
@@ -138,7 +156,7 @@ func (s *suite) runThroughput(ctx context.Context) error {
 	stats0, bytes0 := cl.MeshStats(), cl.BytesSent()
 	if s.cfg.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(s.cfg.CPUProfile); err != nil {
-			return fmt.Errorf("cpu profile: %w", err)
+			return saturation{}, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
 	cpu0, wall0 := processCPU(), time.Now()
@@ -150,7 +168,7 @@ func (s *suite) runThroughput(ctx context.Context) error {
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
-		return err
+		return saturation{}, err
 	}
 	delta := subStats(cl.MeshStats(), stats0)
 	bytes := cl.BytesSent() - bytes0
@@ -202,7 +220,7 @@ func (s *suite) runThroughput(ctx context.Context) error {
 	s.add(Row{Section: SectionResources, Case: fmt.Sprintf("n=%d saturation, in-process", n), Metric: "bytes sent per payment per validator",
 		Value: float64(bytes) / p / float64(n), Unit: "B", Note: protocolShares(cl)})
 	s.logf("   %.0f payments/s at %.2f cores; limit %.0f/s (as done), %.0f/s (minimal)", achieved, cores, limit, limitMinimal)
-	return nil
+	return saturation{n: n, achieved: achieved, cpuPerPayment: float64(cpu.Microseconds()) / p, minimalMicros: minimalMicros, cores: cores, gomaxprocs: gomax}, nil
 }
 
 func workNote(w Work, n int) string {

@@ -291,15 +291,7 @@ func (m *Mesh) Start(ctx context.Context) error {
 
 func (m *Mesh) pubsubOptions() ([]pubsub.Option, error) {
 	opts := []pubsub.Option{
-		// Payloads carry their own signatures; signing every message again
-		// would cost two more ed25519 operations per message (SPEC §9).
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
-		pubsub.WithNoAuthor(),
 		pubsub.WithMessageIdFn(m.topics.messageID),
-		pubsub.WithPeerOutboundQueueSize(m.cfg.PeerOutboundQueueSize),
-		pubsub.WithValidateQueueSize(m.cfg.ValidateQueueSize),
-		pubsub.WithValidateWorkers(m.cfg.ValidationConcurrency),
-		pubsub.WithSeenMessagesTTL(m.cfg.SeenMessagesTTL),
 		// The peer filter keeps outsiders out of the private topics' mesh,
 		// gossip and IWANT replies; the subscription filter keeps them out
 		// of the topic's peer set, which flood publishing reads without
@@ -307,13 +299,63 @@ func (m *Mesh) pubsubOptions() ([]pubsub.Option, error) {
 		pubsub.WithPeerFilter(m.peerFilter),
 		pubsub.WithSubscriptionFilter(subscriptionFilter{m}),
 		pubsub.WithRawTracer(&dropTracer{m: m.metrics, topics: m.topics, out: m.outbound, onWriterClosed: m.onOutboundStreamClosed}),
-		pubsub.WithFloodPublish(m.cfg.FloodPublish),
 		pubsub.WithLogger(m.logger.With("component", "pubsub")),
 	}
+	gossip, err := gossipOptions(m.cfg, m.host.committee)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, gossip...)
+	if m.cfg.Scoring.Enabled {
+		// Must follow WithPeerScore (in gossip).
+		opts = append(opts, pubsub.WithPeerScoreInspect(pubsub.ExtendedPeerScoreInspectFn(m.onScores), m.cfg.Scoring.InspectPeriod))
+	}
+	return opts, nil
+}
+
+// GossipOptions returns the pubsub options a Mesh derives from cfg alone:
+// unsigned messages without author, queue sizes, validation workers, the
+// seen-message TTL, flood publishing, mesh degrees and peer scoring for
+// committee. A Mesh adds its message ids, filters and tracer; the
+// benchmark's bare-gossip floor uses these to run pubsub exactly as
+// configured but without the protocol. Topics joined with them should get
+// TopicScoreParams.
+func GossipOptions(cfg Config, committee *qc.Committee) ([]pubsub.Option, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	idx, err := newCommitteeIndex(committee)
+	if err != nil {
+		return nil, err
+	}
+	return gossipOptions(cfg, idx)
+}
+
+// TopicScoreParams returns the score parameters a Mesh sets on each topic,
+// or nil when scoring is off.
+func TopicScoreParams(cfg Config) *pubsub.TopicScoreParams {
+	if !cfg.Scoring.Enabled {
+		return nil
+	}
+	return topicScoreParams(cfg.Scoring)
+}
+
+func gossipOptions(cfg Config, members committeeIndex) ([]pubsub.Option, error) {
+	opts := []pubsub.Option{
+		// Payloads carry their own signatures; signing every message again
+		// would cost two more ed25519 operations per message (SPEC §9).
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithPeerOutboundQueueSize(cfg.PeerOutboundQueueSize),
+		pubsub.WithValidateQueueSize(cfg.ValidateQueueSize),
+		pubsub.WithValidateWorkers(cfg.ValidationConcurrency),
+		pubsub.WithSeenMessagesTTL(cfg.SeenMessagesTTL),
+		pubsub.WithFloodPublish(cfg.FloodPublish),
+	}
 	switch {
-	case m.cfg.GossipSub != nil:
-		opts = append(opts, pubsub.WithGossipSubParams(*m.cfg.GossipSub))
-	case !m.cfg.Relay:
+	case cfg.GossipSub != nil:
+		opts = append(opts, pubsub.WithGossipSubParams(*cfg.GossipSub))
+	case !cfg.Relay:
 		// No mesh: every node floods its own messages to the topic's
 		// peers and forwards nothing (gossipsub's bootstrapper degrees);
 		// gossip still announces recent messages to peers that missed one.
@@ -321,16 +363,12 @@ func (m *Mesh) pubsubOptions() ([]pubsub.Option, error) {
 		g.D, g.Dlo, g.Dhi, g.Dout, g.Dscore = 0, 0, 0, 0, 0
 		opts = append(opts, pubsub.WithGossipSubParams(g))
 	}
-	if m.cfg.Scoring.Enabled {
-		params, thresholds, err := peerScoreParams(m.cfg, m.host.committee)
+	if cfg.Scoring.Enabled {
+		params, thresholds, err := peerScoreParams(cfg, members)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts,
-			pubsub.WithPeerScore(params, thresholds),
-			// Must follow WithPeerScore.
-			pubsub.WithPeerScoreInspect(pubsub.ExtendedPeerScoreInspectFn(m.onScores), m.cfg.Scoring.InspectPeriod),
-		)
+		opts = append(opts, pubsub.WithPeerScore(params, thresholds))
 	}
 	return opts, nil
 }
