@@ -79,6 +79,7 @@ func TestRunTiny(t *testing.T) {
 		{SectionThroughput, "n=4 loopback, 4 senders", "achieved / limit (minimal work)"},
 		{SectionThroughput, "n=4 bare gossip, 4 in flight", "CPU per payment (gossip only)"},
 		{SectionThroughput, "n=4 bare gossip, 4 in flight", "achieved / limit ceiling with this gossip"},
+		{SectionThroughput, "n=4 bare gossip batched 5ms, 4 in flight", "achieved / limit ceiling with this gossip"},
 		{SectionMesh, "n=4 loopback", "recipient p50: polling / QC topic"},
 		{SectionMesh, "n=4 loopback", "sender QC p50, direct fan-out"},
 		{SectionResources, "n=4 light load, in-process", "bytes sent per payment per validator"},
