@@ -52,6 +52,11 @@ type FloorResult struct {
 	// Latency is each payment's time from its transaction to the entry's
 	// quorum.
 	Latency Summary
+	// IDHeapPerPayment is the live heap of pubsub's per-message-id state
+	// per payment per validator at the end (bytes): ids in its time caches
+	// and score records, kept until its once-a-minute sweep (the run is
+	// shorter than a sweep period, so every payment's ids are still there).
+	IDHeapPerPayment float64
 }
 
 // CPUPerPayment returns the process CPU per payment in microseconds.
@@ -166,7 +171,13 @@ func MeasureGossipFloor(ctx context.Context, chainID uint64, n, warmup, payments
 	if err != nil {
 		return FloorResult{}, fmt.Errorf("gossip floor: %w", err)
 	}
-	return FloorResult{Payments: payments, Wall: time.Since(wall0), CPU: processCPU() - cpu0, Copies: fc.copies() - copies0, Latency: Summarize(lat)}, nil
+	r := FloorResult{Payments: payments, Wall: time.Since(wall0), CPU: processCPU() - cpu0, Copies: fc.copies() - copies0, Latency: Summarize(lat)}
+	heap, err := measureHeapShares()
+	if err != nil {
+		return r, err
+	}
+	r.IDHeapPerPayment = float64(heap.GossipIDs) / float64(n) / float64(warmup+payments)
+	return r, nil
 }
 
 func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, batch time.Duration, logger *slog.Logger) (_ *floorCluster, err error) {
@@ -202,7 +213,7 @@ func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, ba
 		nd := &floorNode{index: i, host: h, certs: map[uint64]int{}, quorum: committee.Quorum(), n: n, done: fc.complete, sizes: sizes,
 			batch: batch, pending: map[*pubsub.Topic][]byte{}}
 		fc.nodes = append(fc.nodes, nd)
-		nd.ps, err = pubsub.NewGossipSub(runCtx, h.LibP2P(), append(opts, pubsub.WithMessageIdFn(floorMessageID))...)
+		nd.ps, err = pubsub.NewGossipSub(runCtx, h.LibP2P(), append(slices.Clip(opts), pubsub.WithMessageIdFn(floorMessageID))...)
 		if err != nil {
 			return nil, fmt.Errorf("gossip floor: gossipsub: %w", err)
 		}
@@ -529,6 +540,7 @@ func (s *suite) runFloor(ctx context.Context, sat saturation) error {
 			row("CPU per payment (gossip only)", floorCPU, "µs", fmt.Sprintf("%.0f%% of the mesh's %.0f µs", 100*ratio(floorCPU, sat.cpuPerPayment), sat.cpuPerPayment)),
 			row("message copies per payment (gossip only)", float64(r.Copies)/p, "", "received by all validators from peers"),
 			row("latency p50 (gossip only)", ms(r.Latency.P50), "ms", "entry publishes the tx → entry holds a quorum"),
+			row("pubsub id state per payment per validator", r.IDHeapPerPayment, "B", "id caches and score records, live after a GC; pubsub keeps them 10–70 s (its TTL, then a sweep once a minute)"),
 			row("achieved / limit ceiling with this gossip", ceiling, "", fmt.Sprintf("%.0f µs minimal work / (%.0f + %.0f µs gossip) per payment: the ratio if validators did nothing else", work, work, floorCPU)),
 		)
 		s.logf("   %.0f µs per payment: ceiling of achieved/limit %.2f", floorCPU, ceiling)

@@ -86,7 +86,6 @@ func TestRunTiny(t *testing.T) {
 		{SectionResources, "n=4 saturation, in-process", "bytes sent per payment per validator"},
 		{SectionResources, "n=4 processes, 12 payments", "peak RSS per sidecar (max)"},
 		{SectionResources, "n=4 processes, 12 payments", "live heap per sidecar at the end (max)"},
-		{SectionResources, "n=4 processes, 12 payments", "of which held by gossipsub"},
 	}
 	for _, w := range want {
 		row, ok := report.Find(w.section, w.cas, w.metric)
@@ -96,6 +95,13 @@ func TestRunTiny(t *testing.T) {
 		}
 		if !(row.Value > 0) {
 			t.Errorf("%s / %s / %s = %v, want a positive figure", w.section, w.cas, w.metric, row.Value)
+		}
+	}
+	// Pubsub's share after 12 payments may fall below the heap profile's
+	// sampling rate: present, not necessarily positive.
+	for _, metric := range []string{"of which held by gossipsub", "of which per message id"} {
+		if row, ok := report.Find(SectionResources, "n=4 processes, 12 payments", metric); !ok || row.Value < 0 {
+			t.Errorf("resources / %s: %+v, %v", metric, row, ok)
 		}
 	}
 	if row, _ := report.Find(SectionResources, "n=4 processes, 12 payments", "peak RSS per sidecar (max)"); row.Status != StatusNA {
