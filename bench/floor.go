@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -441,26 +440,11 @@ func (fc *floorCluster) complete(seq uint64) {
 // It returns each payment's time from publishing the transaction to the
 // entry's quorum.
 func (fc *floorCluster) run(ctx context.Context, seq *atomic.Uint64, total, inflight int) ([]time.Duration, error) {
-	var left atomic.Int64
-	left.Store(int64(total))
-	lat := make([][]time.Duration, inflight)
-	errs := make([]error, inflight)
-	var wg sync.WaitGroup
-	for g := range inflight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for left.Add(-1) >= 0 {
-				start := time.Now()
-				if errs[g] = fc.pay(ctx, seq.Add(1)); errs[g] != nil {
-					return
-				}
-				lat[g] = append(lat[g], time.Since(start))
-			}
-		}()
-	}
-	wg.Wait()
-	return slices.Concat(lat...), errors.Join(errs...)
+	return driveStreams(ctx, inflight, total, nil, func(ctx context.Context, _ int) (time.Duration, error) {
+		start := time.Now()
+		err := fc.pay(ctx, seq.Add(1))
+		return time.Since(start), err
+	})
 }
 
 func (fc *floorCluster) pay(ctx context.Context, seq uint64) error {

@@ -73,6 +73,23 @@ func closedLoop(ctx context.Context, streams, total int, clients []fastpayv1.Fas
 	if streams <= 0 || len(clients) == 0 {
 		return nil, errors.New("closed loop: no streams or no endpoints")
 	}
+	return driveStreams(ctx, streams, total, done, func(ctx context.Context, g int) (time.Duration, error) {
+		req, err := next(g)
+		if err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		err = SubmitToQC(ctx, clients[g%len(clients)], req, timeout)
+		return time.Since(start), err
+	})
+}
+
+// driveStreams runs streams goroutines that claim and make payments one
+// at a time until total have been claimed; pay makes stream g's next one
+// and reports its latency. The first failure stops every stream. done
+// (may be nil) counts completed payments. It returns the latencies of all
+// payments made, failed ones included.
+func driveStreams(ctx context.Context, streams, total int, done *atomic.Int64, pay func(ctx context.Context, stream int) (time.Duration, error)) ([]time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var claimed atomic.Int64
@@ -83,13 +100,10 @@ func closedLoop(ctx context.Context, streams, total int, clients []fastpayv1.Fas
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sc := clients[g%len(clients)]
 			for claimed.Add(1) <= int64(total) {
-				req, err := next(g)
-				if err == nil {
-					start := time.Now()
-					err = SubmitToQC(ctx, sc, req, timeout)
-					lats[g] = append(lats[g], time.Since(start))
+				lat, err := pay(ctx, g)
+				if lat > 0 {
+					lats[g] = append(lats[g], lat)
 				}
 				if err != nil {
 					if ctx.Err() == nil {
@@ -98,7 +112,9 @@ func closedLoop(ctx context.Context, streams, total int, clients []fastpayv1.Fas
 					cancel()
 					return
 				}
-				done.Add(1)
+				if done != nil {
+					done.Add(1)
+				}
 			}
 		}()
 	}
