@@ -84,11 +84,9 @@ func (s *suite) runThroughput(ctx context.Context) error {
 
 // saturation is what the floor's rows compare with.
 type saturation struct {
-	n                 int
-	achieved          float64 // payments/s
-	cpuPerPayment     float64 // µs, whole process
-	minimalMicros     float64 // minimal work per validator, µs
-	cores, gomaxprocs float64
+	n             int
+	cpuPerPayment float64 // µs, whole process
+	minimalMicros float64 // minimal work per validator, µs
 }
 
 func (s *suite) runSaturation(ctx context.Context) (saturation, error) {
@@ -220,7 +218,7 @@ func (s *suite) runSaturation(ctx context.Context) (saturation, error) {
 	s.add(Row{Section: SectionResources, Case: fmt.Sprintf("n=%d saturation, in-process", n), Metric: "bytes sent per payment per validator",
 		Value: float64(bytes) / p / float64(n), Unit: "B", Note: protocolShares(cl)})
 	s.logf("   %.0f payments/s at %.2f cores; limit %.0f/s (as done), %.0f/s (minimal)", achieved, cores, limit, limitMinimal)
-	return saturation{n: n, achieved: achieved, cpuPerPayment: float64(cpu.Microseconds()) / p, minimalMicros: minimalMicros, cores: cores, gomaxprocs: gomax}, nil
+	return saturation{n: n, cpuPerPayment: float64(cpu.Microseconds()) / p, minimalMicros: minimalMicros}, nil
 }
 
 func workNote(w Work, n int) string {
