@@ -112,7 +112,6 @@ type floorNode struct {
 	tx     *pubsub.Topic
 	bull   *pubsub.Topic
 	shard  *pubsub.Topic
-	others []*pubsub.Topic // QC shards no payment uses (joined as a validator does)
 	copies atomic.Int64
 
 	batch   time.Duration // 0: every item is its own message
@@ -221,10 +220,9 @@ func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, ba
 			if err != nil {
 				return nil, err
 			}
+			// Every shard is joined, as a validator does; payments use one.
 			if s == floorShard(cfg.QCShards) {
 				nd.shard = t
-			} else {
-				nd.others = append(nd.others, t)
 			}
 		}
 		if nd.tx, err = fc.join(runCtx, nd, p2p.TxTopic(chainID, 1), cfg); err != nil {
@@ -319,7 +317,7 @@ func (fc *floorCluster) copies() int64 {
 	return total
 }
 
-// payload builds a message of size bytes with the floor header.
+// floorPayload builds a message of size bytes with the floor header.
 func floorPayload(size int, seq uint64, kind, signer, entry int) []byte {
 	b := make([]byte, max(size, floorHeader))
 	binary.BigEndian.PutUint64(b, seq)
