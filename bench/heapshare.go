@@ -59,7 +59,7 @@ func frameOwner(fn string) heapOwner {
 	case strings.HasPrefix(fn, modulePath+"p2p."):
 		// The ids our id function returns are the keys of pubsub's caches.
 		rest := strings.TrimPrefix(fn, modulePath+"p2p.")
-		if strings.HasSuffix(rest, "MessageID") || rest == "qcDigest" || rest == "invalidID" {
+		if rest == "(*topicSet).idOf" || rest == "(*topicSet).messageID" {
 			return ownerGossipIDs
 		}
 		return ownerOurs

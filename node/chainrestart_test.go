@@ -2,7 +2,11 @@ package node_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/validator"
 )
 
 // TestChainRestart: the chain node stops mid-run and comes back on the same
@@ -126,4 +131,83 @@ func contains(hs []qc.Hash, h qc.Hash) bool {
 		}
 	}
 	return false
+}
+
+// TestChainResetRefused: a validator's state belongs to the chain it first
+// ran against. When an in-memory development chain is restarted from
+// scratch behind the same URL, a running sidecar stops reading from it and
+// answers submissions with a reason naming the reset, and a restarted
+// sidecar refuses to start, saying what to do.
+func TestChainResetRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dc, err := devchain.New(devchain.Config{BlockPeriod: 200 * time.Millisecond, LoadAccounts: -1, HTTPPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := dc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dc.Stop(context.Background()) })
+
+	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	committee := &node.CommitteeFile{ChainID: devchain.DefaultChainID, Epoch: 1, QCShards: 16, TestNetwork: true,
+		Members: []node.CommitteeMember{{Name: "v0", PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey))}}}
+	cfg := node.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.P2P = p2p.LocalConfig()
+	cfg.API.ListenAddr = "127.0.0.1:0"
+	cfg.Chain.URL = dc.WSEndpoint()
+	cfg.Chain.BackoffMin, cfg.Chain.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
+	build := func() *node.Node {
+		n, err := node.New(cfg, node.WithIdentity("v0", key), node.WithCommittee(committee), node.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n := build()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice, bob := devchain.DemoAccounts()[0], devchain.DemoAccounts()[1]
+	pay := func(n *node.Node) error {
+		req := nodetest.Pay{Key: alice.Key, ChainID: devchain.DefaultChainID, Recipient: bob.Address, Amount: devchain.Dollar}.Request(t)
+		_, err := n.Sidecar.Submit(ctx, req)
+		return err
+	}
+	if err := pay(n); err != nil {
+		t.Fatalf("first payment: %v", err)
+	}
+
+	// The chain restarts from scratch on the same port.
+	if err := dc.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var last error
+	nodetest.Eventually(t, 30*time.Second, "the running sidecar to refuse the reset chain with a reason", func() bool {
+		last = pay(n)
+		return validator.RejectCodeOf(last) == fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE && strings.Contains(last.Error(), "genesis")
+	})
+	t.Logf("running sidecar: %v", last)
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stopCancel()
+	if err := n.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+
+	err = build().Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), cfg.DataDir) || !strings.Contains(err.Error(), "move") || strings.Contains(err.Error(), "OnStart hook") {
+		t.Fatalf("start against a reset chain: %v", err)
+	}
+	t.Logf("restarted sidecar: %v", err)
 }

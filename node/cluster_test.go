@@ -41,6 +41,12 @@ func streamToQC(t *testing.T, client fastpayv1.FastPaySidecarClient, req *fastpa
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	return streamToQCCtx(t, ctx, client, req)
+}
+
+// streamToQCCtx is streamToQC bounded by ctx.
+func streamToQCCtx(t *testing.T, ctx context.Context, client fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest) (*qc.QC, int) {
+	t.Helper()
 	stream, err := client.SubmitFastPayStream(ctx, req)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ type sidecarMetrics struct {
 	meshTxs     *prometheus.CounterVec
 	dropped     *prometheus.CounterVec
 	syncs       *prometheus.CounterVec
+	reannounced prometheus.Counter
 }
 
 func newSidecarMetrics(reg prometheus.Registerer) *sidecarMetrics {
@@ -21,15 +22,19 @@ func newSidecarMetrics(reg prometheus.Registerer) *sidecarMetrics {
 		}, []string{"result"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "sidecar", Name: "dropped_total",
-			Help: "Mesh transactions dropped: queue_full, parking_full, park_expired.",
+			Help: "Mesh transactions dropped: queue_full, parking_full, park_expired; announcements dropped: announce_queue_full.",
 		}, []string{"reason"}),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "sidecar", Name: "sync_batches_total",
-			Help: "Anti-entropy batches sent, received, or refused as invalid.",
+			Help: "Anti-entropy batches sent, received, answered (the peer's answer to a batch sent), or refused as invalid.",
 		}, []string{"result"}),
+		reannounced: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "allegro", Subsystem: "sidecar", Name: "reannounced_total",
+			Help: "Signed transactions announced again to the committee because they had no QC yet.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.submissions, m.meshTxs, m.dropped, m.syncs)
+		reg.MustRegister(m.submissions, m.meshTxs, m.dropped, m.syncs, m.reannounced)
 	}
 	return m
 }

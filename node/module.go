@@ -84,8 +84,8 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			func(f *CommitteeFile) (*qc.Committee, error) { return f.Committee() },
 			newSigner,
 			newStore,
-			func(lc fx.Lifecycle, f *CommitteeFile, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
-				return newChain(lc, cfg, f, o.chain, reg, log)
+			func(lc fx.Lifecycle, f *CommitteeFile, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
+				return newChain(lc, cfg, f, o.chain, store, reg, log)
 			},
 			newValidator,
 			newBoard,
@@ -129,8 +129,16 @@ func plain(err error) error {
 	return plainError{err}
 }
 
-// Start starts every component in dependency order.
-func (n *Node) Start(ctx context.Context) error { return n.app.Start(ctx) }
+// Start starts every component in dependency order. An error that names
+// its setting and fix comes back as is, without fx's trail.
+func (n *Node) Start(ctx context.Context) error {
+	err := n.app.Start(ctx)
+	var pe plainError
+	if errors.As(err, &pe) {
+		return pe.err
+	}
+	return err
+}
 
 // Stop stops every component in reverse order.
 func (n *Node) Stop(ctx context.Context) error { return n.app.Stop(ctx) }
@@ -181,7 +189,12 @@ func newStore(lc fx.Lifecycle, cfg Config, log *slog.Logger) (*validator.Store, 
 	return s, nil
 }
 
-func newChain(lc fx.Lifecycle, cfg Config, f *CommitteeFile, injected tempo.ChainReader, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
+// newChain dials the chain node. The validator's state belongs to one chain:
+// the data directory records its chain id and genesis block at the first
+// start, and the sidecar refuses any other chain from then on (a
+// development chain restarted from scratch would otherwise meet nonce
+// cursors and debits of a chain that no longer exists).
+func newChain(lc fx.Lifecycle, cfg Config, f *CommitteeFile, injected tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
 	if injected != nil {
 		return injected, nil
 	}
@@ -194,11 +207,38 @@ func newChain(lc fx.Lifecycle, cfg Config, f *CommitteeFile, injected tempo.Chai
 	default:
 		return nil, fmt.Errorf("config [chain]: expected_chain_id %d differs from the committee's chain_id %d", ccfg.ExpectedChainID, f.ChainID)
 	}
-	c, err := chain.New(ccfg, log.With("component", "chain"))
+	stateDir := filepath.Join(cfg.DataDir, "state")
+	recordedID, genesis, recorded, err := store.ChainIdentity()
+	if err != nil {
+		return nil, err
+	}
+	if recorded {
+		if recordedID != f.ChainID {
+			return nil, plain(fmt.Errorf("data dir %s holds the state of chain id %d, but the committee is for chain id %d: use the data dir of this committee's validator, or a new one", cfg.DataDir, recordedID, f.ChainID))
+		}
+		ccfg.ExpectedGenesis = genesis
+	}
+	c, err := chain.New(ccfg, log) // the client adds its component and URL
 	if err != nil {
 		return nil, fmt.Errorf("config [chain]: %w", err)
 	}
-	lc.Append(fx.Hook{OnStart: c.Start, OnStop: c.Stop})
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			err := c.Start(ctx)
+			if errors.Is(err, chain.ErrGenesisMismatch) {
+				return plain(fmt.Errorf("%w; data dir %s holds the state of that earlier chain: point [chain] url at it, or, if it was a development chain that has been reset, move %s away to start with empty state", err, cfg.DataDir, stateDir))
+			}
+			if err != nil || recorded {
+				return err
+			}
+			g, _ := c.Genesis()
+			if err := store.RecordChainIdentity(f.ChainID, g); err != nil {
+				return errors.Join(err, c.Stop(ctx))
+			}
+			return nil
+		},
+		OnStop: c.Stop,
+	})
 	return c, nil
 }
 

@@ -44,12 +44,23 @@ type SidecarConfig struct {
 	// PruneInterval is how often settled overlay entries are pruned when no
 	// new-head notifications are available (default 1 s).
 	PruneInterval time.Duration `toml:"prune_interval"`
+	// ReannounceInterval is how long a transaction this validator signed
+	// may stay without a QC before it is sent again, with the certificates
+	// this node holds for it, to every connected committee peer (which
+	// answer with theirs). Each further attempt waits twice as long, up to
+	// ReannounceMaxInterval, until the QC is known or the transaction
+	// settles or expires. Default 5 s.
+	ReannounceInterval time.Duration `toml:"reannounce_interval"`
+	// ReannounceMaxInterval caps the wait between announcements of one
+	// transaction. Default 2 min.
+	ReannounceMaxInterval time.Duration `toml:"reannounce_max_interval"`
 }
 
 // DefaultSidecarConfig returns the defaults.
 func DefaultSidecarConfig() SidecarConfig {
 	return SidecarConfig{Workers: 64, QueueSize: 16_384, MaxParked: 10_000, ParkTTL: 30 * time.Second,
-		RetryUnavailable: time.Second, PruneInterval: time.Second}
+		RetryUnavailable: time.Second, PruneInterval: time.Second,
+		ReannounceInterval: 5 * time.Second, ReannounceMaxInterval: 2 * time.Minute}
 }
 
 // Validate reports the first invalid field.
@@ -67,6 +78,10 @@ func (c SidecarConfig) Validate() error {
 		return fmt.Errorf("sidecar config: retry_unavailable must be positive, got %s", c.RetryUnavailable)
 	case c.PruneInterval <= 0:
 		return fmt.Errorf("sidecar config: prune_interval must be positive, got %s", c.PruneInterval)
+	case c.ReannounceInterval <= 0:
+		return fmt.Errorf("sidecar config: reannounce_interval must be positive, got %s", c.ReannounceInterval)
+	case c.ReannounceMaxInterval < c.ReannounceInterval:
+		return fmt.Errorf("sidecar config: reannounce_max_interval (%s) is below reannounce_interval (%s)", c.ReannounceMaxInterval, c.ReannounceInterval)
 	}
 	return nil
 }
@@ -90,9 +105,14 @@ type Sidecar struct {
 
 	queue  chan *validator.Payment
 	parked *parkingLot
+	// announcements feeds publishLoop: the transactions this validator
+	// accepted from its clients, for the tx topic.
+	announcements chan *fastpayv1.SubmitFastPayRequest
 	// pending holds transactions this validator signed that have no QC
-	// yet, for anti-entropy with peers that reconnect.
-	pending *lru.Cache[qc.Hash, *fastpayv1.SubmitFastPayRequest]
+	// yet, for anti-entropy with peers that reconnect and for announcing
+	// them again (reannounce.go). After a restart it is refilled from the
+	// durable store.
+	pending *lru.Cache[qc.Hash, *pendingTx]
 	// recentQCs holds the latest QCs this node learned (by tx hash), also
 	// for anti-entropy: a QC that formed while a peer was away may exist
 	// on this node only.
@@ -114,14 +134,15 @@ func NewSidecar(cfg SidecarConfig, v *validator.Validator, board *bulletin.Board
 	}
 	s := &Sidecar{
 		cfg: cfg, log: logger, v: v, board: board, mesh: mesh, chain: chain,
-		domain:   v.Committee().Domain(),
-		metrics:  newSidecarMetrics(reg),
-		queue:    make(chan *validator.Payment, cfg.QueueSize),
-		parked:   newParkingLot(cfg.MaxParked, cfg.ParkTTL),
-		pruneNow: make(chan struct{}, 1),
+		domain:        v.Committee().Domain(),
+		metrics:       newSidecarMetrics(reg),
+		queue:         make(chan *validator.Payment, cfg.QueueSize),
+		announcements: make(chan *fastpayv1.SubmitFastPayRequest, cfg.QueueSize),
+		parked:        newParkingLot(cfg.MaxParked, cfg.ParkTTL),
+		pruneNow:      make(chan struct{}, 1),
 	}
 	var err error
-	if s.pending, err = lru.New[qc.Hash, *fastpayv1.SubmitFastPayRequest](cfg.MaxParked); err != nil {
+	if s.pending, err = lru.New[qc.Hash, *pendingTx](cfg.MaxParked); err != nil {
 		return nil, err
 	}
 	if s.recentQCs, err = lru.New[qc.Hash, *qc.QC](maxSyncQCs); err != nil {
@@ -152,15 +173,22 @@ func (s *Sidecar) SetSettler(st *settlement.Settler) {
 	}
 }
 
-// Start runs the workers and the pruning loop.
+// Start restores the transactions this validator signed that have no QC
+// yet (they are announced again), then runs the workers, the publisher and
+// the background loops.
 func (s *Sidecar) Start(context.Context) error {
+	if err := s.restorePending(); err != nil {
+		return err
+	}
 	for range s.cfg.Workers {
 		s.wg.Add(1)
 		go s.worker()
 	}
-	s.wg.Add(2)
+	s.wg.Add(4)
 	go s.pruneLoop()
 	go s.expireLoop()
+	go s.publishLoop()
+	go s.reannounceLoop()
 	s.startSync()
 	return nil
 }
@@ -190,17 +218,16 @@ func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayReques
 		s.metrics.submissions.WithLabelValues(validator.RejectCodeOf(err).String()).Inc()
 		return qc.Certificate{}, err
 	}
-	// The transaction goes out as soon as it has passed every rule, while
-	// this validator's decision is being written: peers validate and sign
-	// in parallel with the write instead of after it. Publishing is
-	// best-effort (a failure is logged, the client still gets its
-	// certificate and may resubmit elsewhere).
+	// The transaction is queued for the mesh as soon as it has passed every
+	// rule, while this validator's decision is being written: peers
+	// validate and sign in parallel with the write instead of after it.
+	// Publishing happens on publishLoop, so it neither holds the sender's
+	// lock nor depends on the client staying connected; a transaction whose
+	// announcement is lost is announced again (reannounce.go).
 	announced := false
 	publish := func() {
 		announced = true
-		if err := s.mesh.PublishTx(ctx, req); err != nil {
-			s.log.Warn("publish transaction to the mesh", "tx", p.TxHash, "err", err)
-		}
+		s.announce(p.TxHash, req)
 	}
 	cert, err := s.v.SubmitAndAnnounce(ctx, p, publish)
 	s.metrics.submissions.WithLabelValues(resultLabel(err)).Inc()
@@ -212,7 +239,7 @@ func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayReques
 	}
 	s.offer(p)
 	s.board.SetStage(cert.TxHash, fastpayv1.TxLifecycleUpdate_ACCEPTED, 0)
-	s.pending.Add(cert.TxHash, req)
+	s.addPending(p)
 	s.addOwnCertificate(p, cert)
 	s.parked.wake(cert.Effects.ContentionKey(), s.enqueue)
 	return cert, nil
@@ -255,9 +282,10 @@ func (s *Sidecar) learnQC(q *qc.QC) {
 }
 
 // validateTx is the tx topic's stateful stage: stage 1 of the validation
-// rules. A transaction that fails it is provably invalid (Reject); one that
-// passes is forwarded whatever this validator's state says, since other
-// validators decide for themselves. The decoded payment rides along.
+// rules and the parent QCs the request carries, checked against the
+// committee. A transaction that fails either is provably invalid (Reject);
+// one that passes is forwarded whatever this validator's state says, since
+// other validators decide for themselves. The decoded payment rides along.
 func (s *Sidecar) validateTx(_ context.Context, _ peer.ID, msg *p2p.TxMessage) (p2p.Verdict, error) {
 	p, err := s.v.Decode(msg.Request)
 	if err != nil {
@@ -265,6 +293,9 @@ func (s *Sidecar) validateTx(_ context.Context, _ peer.ID, msg *p2p.TxMessage) (
 	}
 	if p.TxHash != msg.TxHash {
 		return p2p.Reject, errors.New("tx hash mismatch")
+	}
+	if err := s.v.IngestParentQCs(msg.Request); err != nil {
+		return p2p.Reject, err
 	}
 	msg.Decoded = p
 	return p2p.Accept, nil
@@ -308,7 +339,7 @@ func (s *Sidecar) process(p *validator.Payment) {
 	s.metrics.meshTxs.WithLabelValues(resultLabel(err)).Inc()
 	switch validator.RejectCodeOf(err) {
 	case fastpayv1.RejectCode_REJECT_CODE_UNSPECIFIED:
-		s.pending.Add(cert.TxHash, p.Request)
+		s.addPending(p)
 		s.addOwnCertificate(p, cert)
 		s.parked.wake(cert.Effects.ContentionKey(), s.enqueue)
 	case fastpayv1.RejectCode_NONCE_SEQ_TOO_HIGH:

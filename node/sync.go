@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -17,16 +18,21 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 )
 
-// Anti-entropy on reconnect. Gossip delivers a message once, to the peers
-// connected at that moment; a validator that was down or cut off misses the
-// payments in flight, and without its certificate those may never reach a
-// quorum. So when two validators connect, each sends the other, over a
-// direct stream, the transactions it holds that have no QC yet and the
-// certificates it holds for them, and the QCs it learned recently whose
-// transactions are not yet included (one may have formed while the peer was
-// away and reached nobody else). The receiver treats them exactly like
-// gossip: transactions go through validation, certificates and QCs are
-// verified.
+// Anti-entropy. Gossip delivers a message once, to the peers connected at
+// that moment; a validator that was down or cut off misses the payments in
+// flight, and without its certificate those may never reach a quorum. So
+// when two validators connect, and whenever a transaction this validator
+// signed stays without a QC (reannounce.go), a validator opens a direct
+// stream to a committee peer and sends the transactions it holds that have
+// no QC yet with the certificates it holds for them, and (on connect) the
+// QCs it learned recently whose transactions are not yet included (one may
+// have formed while the peer was away and reached nobody else). The peer
+// handles them exactly like gossip — transactions go through validation,
+// certificates and QCs are verified — and answers, on the same stream, with
+// what it now holds for those transactions: its QC, or its certificates,
+// its own among them. The answer matters because a certificate published
+// once is not published again (gossip deduplicates it), so a validator that
+// missed a peer's certificate could otherwise never collect it.
 
 const (
 	maxSyncTxs   = 1_000
@@ -36,7 +42,7 @@ const (
 )
 
 func syncProtocol(d qc.Domain) protocol.ID {
-	return protocol.ID(fmt.Sprintf("/allegro/%d/%d/sync/1", d.ChainID, d.Epoch))
+	return protocol.ID(fmt.Sprintf("/allegro/%d/%d/sync/2", d.ChainID, d.Epoch))
 }
 
 // syncState remembers the peers pushed to during their current connection
@@ -97,16 +103,16 @@ func (s *Sidecar) isCommitteePeer(p peer.ID) bool {
 	return err == nil && s.v.Committee().Contains(id) && id != s.v.Signer().ID()
 }
 
-// syncBatch collects the uncertified transactions this node holds and their
-// certificates, and its recent QCs of transactions not yet included.
-func (s *Sidecar) syncBatch() *fastpayv1.SyncBatch {
+// syncBatchOf collects the pending transactions txs that still have no QC
+// here, with the certificates this node holds for them, and with
+// recentQCs the recent QCs of transactions not yet included.
+func (s *Sidecar) syncBatchOf(txs []qc.Hash, recentQCs bool) *fastpayv1.SyncBatch {
 	batch := &fastpayv1.SyncBatch{}
-	keys := s.pending.Keys()
-	if len(keys) > maxSyncTxs {
-		keys = keys[len(keys)-maxSyncTxs:] // the most recent
+	if len(txs) > maxSyncTxs {
+		txs = txs[len(txs)-maxSyncTxs:] // the most recent
 	}
-	for _, h := range keys {
-		req, ok := s.pending.Peek(h)
+	for _, h := range txs {
+		pt, ok := s.pending.Peek(h)
 		if !ok {
 			continue
 		}
@@ -114,12 +120,11 @@ func (s *Sidecar) syncBatch() *fastpayv1.SyncBatch {
 			s.pending.Remove(h)
 			continue
 		}
-		batch.Txs = append(batch.Txs, req)
-		if st, ok := s.board.Status(h); ok {
-			for i := range st.Certs {
-				batch.Certs = append(batch.Certs, fastpayv1.NewValidatorCertificate(&st.Certs[i]))
-			}
-		}
+		batch.Txs = append(batch.Txs, pt.p.Request)
+		batch.Certs = append(batch.Certs, s.boardCerts(h)...)
+	}
+	if !recentQCs {
+		return batch
 	}
 	for _, h := range s.recentQCs.Keys() {
 		q, ok := s.recentQCs.Peek(h)
@@ -135,12 +140,31 @@ func (s *Sidecar) syncBatch() *fastpayv1.SyncBatch {
 	return batch
 }
 
+// boardCerts returns the certificates the board holds for a transaction.
+func (s *Sidecar) boardCerts(h qc.Hash) []*fastpayv1.ValidatorCertificate {
+	st, ok := s.board.Status(h)
+	if !ok {
+		return nil
+	}
+	out := make([]*fastpayv1.ValidatorCertificate, 0, len(st.Certs))
+	for i := range st.Certs {
+		out = append(out, fastpayv1.NewValidatorCertificate(&st.Certs[i]))
+	}
+	return out
+}
+
+// pushSync sends a newly connected peer everything it may have missed.
 func (s *Sidecar) pushSync(p peer.ID) error {
-	batch := s.syncBatch()
+	batch := s.syncBatchOf(s.pending.Keys(), true)
 	if len(batch.Txs) == 0 && len(batch.Qcs) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, syncTimeout)
+	return s.exchangeSync(s.ctx, p, batch)
+}
+
+// exchangeSync sends batch to p over a sync stream and applies p's answer.
+func (s *Sidecar) exchangeSync(ctx context.Context, p peer.ID, batch *fastpayv1.SyncBatch) error {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	st, err := s.mesh.Host().LibP2P().NewStream(ctx, p, syncProtocol(s.domain))
 	if err != nil {
@@ -148,20 +172,28 @@ func (s *Sidecar) pushSync(p peer.ID) error {
 	}
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(syncTimeout))
-	w := bufio.NewWriter(st)
-	if _, err := protodelim.MarshalTo(w, batch); err != nil {
+	if err := writeSyncBatch(st, batch); err != nil {
 		_ = st.Reset()
 		return err
 	}
-	if err := w.Flush(); err != nil {
+	if err := st.CloseWrite(); err != nil {
 		_ = st.Reset()
 		return err
 	}
 	s.metrics.syncs.WithLabelValues("sent").Inc()
 	s.log.Debug("sent sync batch", "peer", p, "txs", len(batch.Txs), "certs", len(batch.Certs), "qcs", len(batch.Qcs))
+	var answer fastpayv1.SyncBatch
+	if err := readSyncBatch(st, &answer); err != nil {
+		s.metrics.syncs.WithLabelValues("invalid").Inc()
+		return fmt.Errorf("read answer: %w", err)
+	}
+	s.metrics.syncs.WithLabelValues("answered").Inc()
+	s.applySync(&answer, false)
 	return nil
 }
 
+// handleSync applies a peer's batch, deciding its transactions at once, and
+// answers with what this node then holds for them.
 func (s *Sidecar) handleSync(st network.Stream) {
 	defer st.Close()
 	if !s.isCommitteePeer(st.Conn().RemotePeer()) {
@@ -170,19 +202,44 @@ func (s *Sidecar) handleSync(st network.Stream) {
 	}
 	_ = st.SetDeadline(time.Now().Add(syncTimeout))
 	var batch fastpayv1.SyncBatch
-	opts := protodelim.UnmarshalOptions{MaxSize: maxSyncBytes}
-	if err := opts.UnmarshalFrom(bufio.NewReader(st), &batch); err != nil {
+	if err := readSyncBatch(st, &batch); err != nil {
 		s.metrics.syncs.WithLabelValues("invalid").Inc()
 		_ = st.Reset()
 		return
 	}
 	s.metrics.syncs.WithLabelValues("received").Inc()
-	s.applySync(&batch)
+	decided := s.applySync(&batch, true)
+	answer := &fastpayv1.SyncBatch{}
+	for _, h := range decided {
+		if q, ok := s.board.QC(h); ok {
+			answer.Qcs = append(answer.Qcs, fastpayv1.NewQuorumCertificate(q))
+			continue
+		}
+		answer.Certs = append(answer.Certs, s.boardCerts(h)...)
+	}
+	if err := writeSyncBatch(st, answer); err != nil {
+		_ = st.Reset()
+	}
 }
 
-// applySync handles a batch as if its items arrived by gossip. Invalid items
-// are skipped.
-func (s *Sidecar) applySync(batch *fastpayv1.SyncBatch) {
+func writeSyncBatch(w io.Writer, batch *fastpayv1.SyncBatch) error {
+	bw := bufio.NewWriter(w)
+	if _, err := protodelim.MarshalTo(bw, batch); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func readSyncBatch(r io.Reader, batch *fastpayv1.SyncBatch) error {
+	opts := protodelim.UnmarshalOptions{MaxSize: maxSyncBytes}
+	return opts.UnmarshalFrom(bufio.NewReader(r), batch)
+}
+
+// applySync handles a batch as if its items arrived by gossip; invalid items
+// are skipped. With decide, its transactions are decided here and now (the
+// peer waits for the answer) rather than queued for the workers, and the
+// hashes of the transactions that decoded are returned.
+func (s *Sidecar) applySync(batch *fastpayv1.SyncBatch, decide bool) []qc.Hash {
 	committee := s.v.Committee()
 	for _, wire := range batch.Certs {
 		cert, err := wire.ToCertificate()
@@ -201,6 +258,7 @@ func (s *Sidecar) applySync(batch *fastpayv1.SyncBatch) {
 		}
 		s.onVerifiedQC(q)
 	}
+	var decided []qc.Hash
 	for i, req := range batch.Txs {
 		if i >= maxSyncTxs {
 			break
@@ -209,13 +267,22 @@ func (s *Sidecar) applySync(batch *fastpayv1.SyncBatch) {
 		if err != nil {
 			continue
 		}
+		decided = append(decided, p.TxHash)
 		if _, certified := s.board.QC(p.TxHash); certified {
+			continue
+		}
+		if s.v.IngestParentQCs(req) != nil {
 			continue
 		}
 		// As for gossip (onTx): the settler needs the raw bytes, or a QC
 		// that forms here (this node's certificate completing a quorum
 		// right after a restart) is never sent to the chain.
 		s.offer(p)
-		s.enqueue(p)
+		if decide {
+			s.process(p)
+		} else {
+			s.enqueue(p)
+		}
 	}
+	return decided
 }

@@ -78,6 +78,13 @@ type Config struct {
 	// held ~6 MiB.
 	VerifiedSignatures int
 
+	// AcceptedObjects is how many accepted certificates, and how many QCs
+	// per topic kind, are remembered so that later copies of the same
+	// object in other bytes are ignored without verifying their signatures
+	// (dedup.go). Copies arrive within a hop or two of the first, so
+	// seconds of traffic suffice. Default 8,192 (~3 MiB).
+	AcceptedObjects int
+
 	// SubscriptionBufferSize is the buffer of each topic subscription
 	// between pubsub and the delivery handlers. When a handler is slower
 	// than the network the oldest undelivered messages are dropped and
@@ -261,6 +268,7 @@ const (
 	DefaultConnManagerGracePeriod = time.Minute
 	DefaultSeenMessagesTTL        = 10 * time.Second
 	DefaultVerifiedSignatures     = 8192
+	DefaultAcceptedObjects        = 8192
 	DefaultRejectLogsPerSecond    = 20
 	DefaultPublishBackpressure    = time.Second
 	DefaultPubsubCheckInterval    = 5 * time.Second
@@ -309,6 +317,7 @@ func DefaultConfig() Config {
 		ValidationTimeout:          DefaultValidationTimeout,
 		SubscriptionBufferSize:     DefaultSubscriptionBufferSize,
 		VerifiedSignatures:         DefaultVerifiedSignatures,
+		AcceptedObjects:            DefaultAcceptedObjects,
 		SeenMessagesTTL:            DefaultSeenMessagesTTL,
 		FloodPublish:               true,
 		PublishBackpressureTimeout: DefaultPublishBackpressure,
@@ -367,6 +376,7 @@ func (c *Config) Validate() error {
 		{"ValidationConcurrency", c.ValidationConcurrency},
 		{"SubscriptionBufferSize", c.SubscriptionBufferSize},
 		{"VerifiedSignatures", c.VerifiedSignatures},
+		{"AcceptedObjects", c.AcceptedObjects},
 		{"ConnManagerLowWater", c.ConnManagerLowWater},
 		{"ConnManagerHighWater", c.ConnManagerHighWater},
 	}

@@ -14,26 +14,32 @@
 // validator and joins every topic; any other node is a light client and
 // joins only the QC shards it asks for.
 //
-// Validators-only topics are closed three ways: a peer filter keeps
+// Validators-only topics are closed four ways: a peer filter keeps
 // outsiders out of the mesh, gossip and IWANT replies; a subscription
 // filter keeps them out of the topic's peer set (which flood publishing
-// reads); and the topic validator rejects any message forwarded by a
-// non-member, so a peer that pushes one anyway is penalised.
+// reads); an RPC inspector drops what a non-member pushes on them before
+// pubsub records the message as seen, so such a copy can never shadow a
+// genuine one; and the topic validator still rejects any message forwarded
+// by a non-member.
 //
 // # Validation
 //
 // Every topic runs one wrapper (recover, timeout, metrics, rate-limited
-// rejection logs) around a staged pipeline: size and decode (Reject),
-// stateless checks — sender membership, certificate signature, QC quorum and
-// signatures, QC shard, chain id (Reject) — then the caller's stateful func
-// (its verdict; errors marked Soft become Ignore). The decoded object is
+// rejection logs) around a staged pipeline: size and decode (Reject), an
+// object accepted before (Ignore), stateless checks — sender membership,
+// certificate signature, QC quorum and signatures, QC shard, chain id
+// (Reject) — then the caller's stateful func (its verdict; errors marked
+// Soft become Ignore). The decoded object is
 // stored in msg.ValidatorData and handed to handlers; this node's own
 // publishes carry their object and skip decoding and verification.
 //
-// # Message ids
+// # Message ids and duplicates
 //
-// Content-derived and bound to the topic: see msgid.go for the layout and
-// for why certificate ids cover the signature.
+// A message id is a digest of the whole payload, bound to the topic
+// (msgid.go): a copy a validator rejects shadows nothing but itself. The
+// same object in other bytes — a QC of one transaction from another signer
+// subset, a re-encoded certificate — is ignored after the first copy is
+// accepted, before its signatures are verified (dedup.go).
 //
 // # Flow control and robustness
 //

@@ -365,3 +365,23 @@ func metricValue(t testing.TB, reg prometheus.Gatherer, name string, want map[st
 	}
 	return sum
 }
+
+// testTopics computes message ids as every node of a test cluster does
+// (newCluster uses LocalConfig's shard count).
+var testTopics = newTopicSet(testDomain, LocalConfig().QCShards)
+
+func txID(t testing.TB, req *fastpayv1.SubmitFastPayRequest) string {
+	return testTopics.idOf(testTopics.tx, marshal(t, req))
+}
+
+func certID(t testing.TB, c qc.Certificate) string {
+	return testTopics.idOf(testTopics.bull, bulletinCert(t, c))
+}
+
+func bulletinQCID(t testing.TB, q *qc.QC) string {
+	return testTopics.idOf(testTopics.bull, bulletinQC(t, q))
+}
+
+func shardQCID(t testing.TB, shard int, q *qc.QC) string {
+	return testTopics.idOf(testTopics.qc[shard], marshal(t, fastpayv1.NewQuorumCertificate(q)))
+}

@@ -66,7 +66,7 @@ func TestHostConstructorMockNet(t *testing.T) {
 	if err := c.validators[0].PublishTx(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	id := TxMessageID(mustTxHash(t, req))
+	id := txID(t, req)
 	eventually(t, 20*time.Second, "tx delivered over the mock network", func() bool {
 		for _, v := range c.validators[1:] {
 			if !v.txs.has(id) {
@@ -102,7 +102,7 @@ func TestHostOptionsBandwidth(t *testing.T) {
 	if err := c.validators[0].PublishTx(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	id := TxMessageID(mustTxHash(t, req))
+	id := txID(t, req)
 	eventually(t, 20*time.Second, "tx delivered", func() bool { return c.validators[1].txs.has(id) })
 	// The counter's totals are refreshed by a background sweep, about once a
 	// second.

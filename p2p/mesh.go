@@ -169,6 +169,12 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		m.unregister()
 		return nil, err
 	}
+	accepted, err := newAcceptedObjects(cfg.AcceptedObjects)
+	if err != nil {
+		m.unregister()
+		_ = h.Close()
+		return nil, err
+	}
 	_, member := h.committee.member(h.ID())
 	ctx, cancel := context.WithCancel(context.Background())
 	topics := newTopicSet(committee.Domain(), cfg.QCShards)
@@ -181,7 +187,7 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		member:     member,
 		metrics:    m,
 		topics:     topics,
-		pipes:      &pipelines{committee: committee, verifier: qc.NewVerifier(committee, cfg.VerifiedSignatures), members: h.committee, self: h.ID(), topics: topics},
+		pipes:      &pipelines{committee: committee, verifier: qc.NewVerifier(committee, cfg.VerifiedSignatures), members: h.committee, self: h.ID(), topics: topics, accepted: accepted},
 		outbound:   newOutbound(h.committee, cfg.PeerOutboundQueueSize),
 		rejectLogs: logLimiter{perSecond: cfg.RejectLogsPerSecond},
 		panicLogs:  logLimiter{perSecond: 5},
@@ -292,6 +298,7 @@ func (m *Mesh) Start(ctx context.Context) error {
 func (m *Mesh) pubsubOptions() ([]pubsub.Option, error) {
 	opts := []pubsub.Option{
 		pubsub.WithMessageIdFn(m.topics.messageID),
+		pubsub.WithAppSpecificRpcInspector(m.inspectRPC),
 		// The peer filter keeps outsiders out of the private topics' mesh,
 		// gossip and IWANT replies; the subscription filter keeps them out
 		// of the topic's peer set, which flood publishing reads without
@@ -385,6 +392,35 @@ func (m *Mesh) peerFilter(p peer.ID, topic string) bool {
 		return member
 	}
 	return true
+}
+
+// inspectRPC sees every incoming RPC before pubsub does. It strips the
+// messages a peer outside the committee sends on validators-only topics:
+// pubsub records a message's id as seen before the topic validator runs,
+// so rejecting such a message there is too late — a copy would already
+// shadow the genuine one. The rest of the RPC (subscriptions, control,
+// messages on open topics) goes on. It runs on the pubsub event loop: one
+// map lookup per RPC, plus one per message for outsiders.
+func (m *Mesh) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
+	msgs := rpc.GetPublish()
+	if len(msgs) == 0 {
+		return nil
+	}
+	if _, member := m.host.committee.member(from); member {
+		return nil
+	}
+	kept := msgs[:0]
+	for _, msg := range msgs {
+		if t, ok := m.topics.lookup(msg.GetTopic()); ok && t.Kind.ValidatorsOnly() {
+			m.metrics.outsiderDropped.WithLabelValues(t.Kind.String()).Inc()
+			m.metrics.stats[kindIndex(t.Kind)].outsider.Add(1)
+			continue
+		}
+		kept = append(kept, msg)
+	}
+	clear(msgs[len(kept):])
+	rpc.Publish = kept
+	return nil
 }
 
 // subscriptionFilter limits the topics pubsub tracks to this committee's,

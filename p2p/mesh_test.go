@@ -49,8 +49,8 @@ func TestMeshDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	txID, certID := TxMessageID(h), CertMessageID(&cert)
-	bullQCID, shardQCID := BulletinQCMessageID(h), ShardQCMessageID(3, h)
+	txID, certID := txID(t, req), certID(t, cert)
+	bullQCID, shardQCID := bulletinQCID(t, q), shardQCID(t, 3, q)
 	eventually(t, 20*time.Second, "delivery to all validators and the light client", func() bool {
 		for _, v := range c.validators {
 			if !v.txs.has(txID) || !v.bull.has(certID) || !v.bull.has(bullQCID) || !v.qcs.has(shardQCID) {
@@ -198,12 +198,12 @@ func TestOutsiderExcluded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("outsider got no QC: %v", err)
 	}
-	if got.ID != ShardQCMessageID(3, txHash) {
+	if got.ID != shardQCID(t, 3, q) {
 		t.Errorf("outsider got message %x on the QC shard", got.ID)
 	}
 	eventually(t, 20*time.Second, "validators to receive tx and cert", func() bool {
 		for _, v := range c.validators {
-			if !v.txs.has(TxMessageID(txHash)) || !v.bull.has(CertMessageID(&cert)) {
+			if !v.txs.has(txID(t, req)) || !v.bull.has(certID(t, cert)) {
 				return false
 			}
 		}
@@ -220,8 +220,9 @@ func TestOutsiderExcluded(t *testing.T) {
 		}
 	}
 
-	// Raw publishes on the validators-only topics: every validator rejects
-	// them because the forwarding peer is not a member.
+	// Raw publishes on the validators-only topics: every validator drops
+	// them before pubsub records their ids (the RPC inspector), so they are
+	// neither validated nor delivered and cannot shadow a genuine copy.
 	spam := testRequest(77)
 	spamHash := mustTxHash(t, spam)
 	spamCert := c.f.cert(1, spamHash, testEffects(77, 0x13))
@@ -231,10 +232,86 @@ func TestOutsiderExcluded(t *testing.T) {
 	if err := topics[bullTopic].Publish(ctx, bulletinCert(t, spamCert)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "validators to reject the outsider's messages", func() bool {
+	eventually(t, 20*time.Second, "validators to drop the outsider's messages", func() bool {
 		for _, v := range c.validators {
 			for _, k := range []string{"tx", "bulletin"} {
-				if metricValue(t, v.reg, "allegro_p2p_validations_total", map[string]string{"topic": k, "verdict": "reject", "stage": stageMembership}) < 1 {
+				if metricValue(t, v.reg, "allegro_p2p_outsider_messages_dropped_total", map[string]string{"topic": k}) < 1 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// The same bytes from a member are new to every validator: the
+	// outsider's copy left no trace in pubsub's seen cache.
+	if err := c.validators[2].PublishTx(ctx, spam); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the member's copy of the outsider's tx delivered", func() bool {
+		for _, v := range c.validators {
+			if !v.txs.has(txID(t, spam)) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, v := range c.validators {
+		if v.bull.has(certID(t, spamCert)) {
+			t.Errorf("%s delivered the outsider's certificate", v.name)
+		}
+		if got := metricValue(t, v.reg, "allegro_p2p_validations_total", map[string]string{"topic": "tx", "verdict": "reject", "stage": stageMembership}); got != 0 {
+			t.Errorf("%s validated %v outsider messages; they must be dropped before validation", v.name, got)
+		}
+	}
+}
+
+// TestForgedQCCannotShadow: a peer on an open QC shard sends a forged QC
+// for a transaction before the genuine QC exists. The genuine QC still
+// reaches every validator and light client, and a second valid QC of the
+// same transaction (another signer subset) is ignored as a duplicate object
+// without penalty.
+func TestForgedQCCannotShadow(t *testing.T) {
+	c := newCluster(t, clusterOpts{validators: 4, lights: 2, lightShards: []int{3}})
+	ctx := testCtx(t, 30*time.Second)
+	attacker, watcher := c.lights[0], c.lights[1]
+
+	h := mustTxHash(t, testRequest(21))
+	eff := testEffects(21, 0x03)
+	forged := badSignatureQC(t, c.f, h, eff)
+	if err := attacker.PublishQC(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "validators to reject the forgery", func() bool {
+		for _, v := range c.validators {
+			if metricValue(t, v.reg, "allegro_p2p_validations_total", map[string]string{"topic": "qc", "verdict": "reject", "stage": stageVerify}) < 1 {
+				return false
+			}
+		}
+		return true
+	})
+
+	genuine := c.f.qcFrom(t, h, eff, 0, 1, 2)
+	if err := c.validators[0].PublishQC(ctx, genuine); err != nil {
+		t.Fatal(err)
+	}
+	id := shardQCID(t, 3, genuine)
+	eventually(t, 20*time.Second, "the genuine QC at every validator and the watcher", func() bool {
+		for _, v := range c.validators {
+			if !v.qcs.has(id) {
+				return false
+			}
+		}
+		return watcher.qcs.has(id)
+	})
+
+	other := c.f.qcFrom(t, h, eff, 1, 2, 3)
+	if err := c.validators[1].PublishQC(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the second QC of the transaction ignored as a duplicate", func() bool {
+		for _, v := range append(c.validators[2:], c.validators[0]) {
+			for _, topic := range []string{"qc", "bulletin"} {
+				if metricValue(t, v.reg, "allegro_p2p_validations_total", map[string]string{"topic": topic, "verdict": "ignore", "stage": stageDuplicate}) < 1 {
 					return false
 				}
 			}
@@ -242,8 +319,11 @@ func TestOutsiderExcluded(t *testing.T) {
 		return true
 	})
 	for _, v := range c.validators {
-		if v.txs.has(TxMessageID(spamHash)) || v.bull.has(CertMessageID(&spamCert)) {
-			t.Errorf("%s delivered the outsider's message", v.name)
+		if got := v.qcs.count(func(d Delivery[*qc.QC]) bool { return !d.Local && d.Value.TxHash == h }); got > 1 {
+			t.Errorf("%s delivered %d QCs of one transaction", v.name, got)
+		}
+		if s, ok := v.Score(c.validators[1].ID()); ok && s < 0 {
+			t.Errorf("%s penalised the member that sent a duplicate QC: score %.1f", v.name, s)
 		}
 	}
 }

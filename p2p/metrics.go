@@ -26,6 +26,7 @@ const (
 	stageMembership = "membership" // sender or signer outside the committee
 	stageDomain     = "domain"     // wrong chain or wrong shard for the topic
 	stageVerify     = "verify"     // signature or quorum check failed
+	stageDuplicate  = "duplicate"  // an equal object was accepted before
 	stageState      = "state"      // the caller's stateful validator decided
 	stageTimeout    = "timeout"    // ValidationTimeout expired
 	stagePanic      = "panic"      // a validator panicked
@@ -51,6 +52,9 @@ type TopicStats struct {
 	Rejected      uint64 // validations ending in Reject (panics included)
 	Delivered     uint64 // validated messages taken from this node's subscriptions (and given to the handler, if set)
 	Duplicates    uint64 // copies dropped as already seen
+	// Outsider counts messages on validators-only topics from peers
+	// outside the committee, dropped before pubsub saw them.
+	Outsider uint64
 	// Dropped counts messages lost to local back-pressure: full validation
 	// queue, full subscription buffer (slow handler), or messages inside
 	// outbound RPCs dropped because a peer's queue was full.
@@ -58,7 +62,7 @@ type TopicStats struct {
 }
 
 type topicCounters struct {
-	published, publishErrors, accepted, ignored, rejected, delivered, duplicates, dropped atomic.Uint64
+	published, publishErrors, accepted, ignored, rejected, delivered, duplicates, dropped, outsider atomic.Uint64
 }
 
 func (c *topicCounters) snapshot() TopicStats {
@@ -71,6 +75,7 @@ func (c *topicCounters) snapshot() TopicStats {
 		Delivered:     c.delivered.Load(),
 		Duplicates:    c.duplicates.Load(),
 		Dropped:       c.dropped.Load(),
+		Outsider:      c.outsider.Load(),
 	}
 }
 
@@ -91,6 +96,7 @@ type metrics struct {
 	rejected         *prometheus.CounterVec // topic, reason
 	duplicates       *prometheus.CounterVec // topic
 	undeliverable    *prometheus.CounterVec // topic
+	outsiderDropped  *prometheus.CounterVec // topic
 	throttledPeers   prometheus.Counter
 	publishWaits     prometheus.Counter
 	publishWaitSecs  prometheus.Counter
@@ -142,6 +148,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"topic", "reason"),
 		duplicates:    counterVec("duplicates_total", "Message copies dropped as already seen.", "topic"),
 		undeliverable: counterVec("undeliverable_total", "Messages dropped because a subscription buffer was full (slow handler).", "topic"),
+		outsiderDropped: counterVec("outsider_messages_dropped_total",
+			"Messages on validators-only topics sent by peers outside the committee, dropped before pubsub saw them.", "topic"),
 		throttledPeers: prometheus.NewCounter(prometheus.CounterOpts(opts("throttled_peers_total",
 			"RPCs whose messages were ignored because the router throttled the peer."))),
 		publishWaits: prometheus.NewCounter(prometheus.CounterOpts(opts("publish_backpressure_waits_total",
@@ -170,7 +178,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.validations, m.validationSeconds, m.validatorPanics, m.published, m.publishErrors, m.delivered,
-		m.handlerPanics, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable,
+		m.handlerPanics, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable, m.outsiderDropped,
 		m.throttledPeers, m.publishWaits, m.publishWaitSecs, m.stalledPeers, m.dials, m.connectedPeers, m.committeeScore, m.worstOtherScore,
 	} {
 		if err := reg.Register(c); err != nil {

@@ -177,19 +177,16 @@ type topicSet struct {
 	bull   string
 	qc     []string
 	byName map[string]TopicInfo
-	// decoded carries messageID's decode to the topic validator.
-	decoded decodeHandoff
 }
 
 func newTopicSet(d qc.Domain, shards int) *topicSet {
 	s := &topicSet{
-		domain:  d,
-		shards:  shards,
-		tx:      TxTopic(d.ChainID, d.Epoch),
-		bull:    BulletinTopic(d.ChainID, d.Epoch),
-		qc:      make([]string, shards),
-		byName:  make(map[string]TopicInfo, shards+2),
-		decoded: newDecodeHandoff(),
+		domain: d,
+		shards: shards,
+		tx:     TxTopic(d.ChainID, d.Epoch),
+		bull:   BulletinTopic(d.ChainID, d.Epoch),
+		qc:     make([]string, shards),
+		byName: make(map[string]TopicInfo, shards+2),
 	}
 	s.byName[s.tx] = TopicInfo{Kind: KindTx, ChainID: d.ChainID, Epoch: d.Epoch}
 	s.byName[s.bull] = TopicInfo{Kind: KindBulletin, ChainID: d.ChainID, Epoch: d.Epoch}

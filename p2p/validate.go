@@ -101,6 +101,9 @@ type softError struct{ err error }
 func (e *softError) Error() string { return e.err.Error() }
 func (e *softError) Unwrap() error { return e.err }
 
+// errDuplicate: an equal object was accepted on the topic before.
+var errDuplicate = errors.New("object already accepted")
+
 // stageError records which pipeline stage produced a verdict, for the
 // metric label and the log.
 type stageError struct {
@@ -140,6 +143,7 @@ type pipelines struct {
 	members  committeeIndex
 	self     peer.ID
 	topics   *topicSet
+	accepted *acceptedObjects
 
 	txFn       atomic.Pointer[TxStateFunc]
 	bulletinFn atomic.Pointer[BulletinStateFunc]
@@ -182,12 +186,9 @@ func (p *pipelines) validateTx(ctx context.Context, from peer.ID, msg *pubsub.Me
 	if err := p.requireMember(from); err != nil {
 		return fail(Reject, stageMembership, err)
 	}
-	tx, ok := take[*TxMessage](p.topics.decoded, msg.Message)
-	if !ok {
-		var err error
-		if tx, err = decodeTxMessage(msg.GetData()); err != nil {
-			return decodeFailure(err)
-		}
+	tx, err := decodeTxMessage(msg.GetData())
+	if err != nil {
+		return decodeFailure(err)
 	}
 	if got, want := tx.Request.GetTx().GetChainId().GetValue(), p.committee.Domain().ChainID; got != want {
 		return fail(Reject, stageDomain, fmt.Errorf("tx for chain %d on the topic of chain %d", got, want))
@@ -202,6 +203,7 @@ func (p *pipelines) validateTx(ctx context.Context, from peer.ID, msg *pubsub.Me
 //   - Only committee members may send on it (Reject).
 //   - The payload is a BulletinMessage of at most 64 KiB with one item
 //     (Reject).
+//   - An equal object was accepted before (Ignore, unverified; dedup.go).
 //   - A certificate's signer is a committee member and its effects and
 //     signature verify in the committee's domain (Reject).
 //   - A QC passes Committee.VerifyQC: quorum, distinct member signers,
@@ -211,14 +213,13 @@ func (p *pipelines) validateBulletin(ctx context.Context, from peer.ID, msg *pub
 	if err := p.requireMember(from); err != nil {
 		return fail(Reject, stageMembership, err)
 	}
-	it, ok := take[*BulletinItem](p.topics.decoded, msg.Message)
-	if !ok {
-		var err error
-		if it, err = decodeBulletinItem(msg.GetData()); err != nil {
-			return decodeFailure(err)
-		}
+	it, err := decodeBulletinItem(msg.GetData())
+	if err != nil {
+		return decodeFailure(err)
 	}
-	var err error
+	if p.accepted.seen(KindBulletin, it) {
+		return fail(Ignore, stageDuplicate, errDuplicate)
+	}
 	if it.Cert != nil {
 		err = p.verifier.VerifyCertificate(it.Cert)
 	} else {
@@ -237,19 +238,20 @@ func (p *pipelines) validateBulletin(ctx context.Context, from peer.ID, msg *pub
 //   - The payload is a QuorumCertificate of at most 64 KiB (Reject).
 //   - It is on its recipient's shard: a light client trusts that its shard
 //     carries every QC for its addresses (Reject).
+//   - A QC of the same transaction was accepted before (Ignore, unverified).
 //   - It passes Committee.VerifyQC (Reject).
 //   - Then the caller's stateful check.
 func (p *pipelines) validateQC(ctx context.Context, from peer.ID, msg *pubsub.Message) (any, Verdict, error) {
-	q, ok := take[*qc.QC](p.topics.decoded, msg.Message)
-	if !ok {
-		var err error
-		if q, err = decodeQCMessage(msg.GetData()); err != nil {
-			return decodeFailure(err)
-		}
+	q, err := decodeQCMessage(msg.GetData())
+	if err != nil {
+		return decodeFailure(err)
 	}
 	t, _ := p.topics.lookup(msg.GetTopic())
 	if want := QCShard(q.Effects().Recipient, p.topics.shards); want != t.Shard {
 		return fail(Reject, stageDomain, fmt.Errorf("qc for recipient %s belongs to shard %d, got it on shard %d", q.Effects().Recipient, want, t.Shard))
+	}
+	if p.accepted.seen(KindQC, q) {
+		return fail(Ignore, stageDuplicate, errDuplicate)
 	}
 	if err := p.verifier.VerifyQC(q); err != nil {
 		return verifyFailure(err)
@@ -309,6 +311,7 @@ func (m *Mesh) wrap(k TopicKind, fn ValidateFunc) pubsub.ValidatorEx {
 	return func(ctx context.Context, from peer.ID, msg *pubsub.Message) (res pubsub.ValidationResult) {
 		start := time.Now()
 		if from == m.self && isLocalObject(k, msg.ValidatorData) {
+			m.pipes.accepted.accept(k, msg.ValidatorData)
 			m.metrics.validation(k, Accept, stageLocal, time.Since(start).Seconds())
 			return pubsub.ValidationAccept
 		}
@@ -349,6 +352,7 @@ func (m *Mesh) wrap(k TopicKind, fn ValidateFunc) pubsub.ValidatorEx {
 		}
 		if v == Accept {
 			msg.ValidatorData = decoded
+			m.pipes.accepted.accept(k, decoded)
 		}
 		return v.result()
 	}

@@ -161,13 +161,9 @@ func TestBulletinPipeline(t *testing.T) {
 	txHash := mustTxHash(t, testRequest(2))
 	eff := testEffects(2, 0x10)
 
+	// Invalid objects first: nothing about them may be remembered.
 	cert := f.cert(2, txHash, eff)
-	msg := u.expect(t, "valid cert", KindBulletin, u.topics.bull, u.member, bulletinCert(t, cert), Accept, stageOK)
-	if it := msg.ValidatorData.(*BulletinItem); it.Cert == nil || it.Cert.Signer != cert.Signer || it.QC != nil {
-		t.Errorf("decoded item %+v", it)
-	}
 	u.expect(t, "cert from outsider", KindBulletin, u.topics.bull, u.outsider, bulletinCert(t, cert), Reject, stageMembership)
-
 	forged := cert
 	forged.Signature[0] ^= 1
 	u.expect(t, "bad cert signature", KindBulletin, u.topics.bull, u.member, bulletinCert(t, forged), Reject, stageVerify)
@@ -178,15 +174,32 @@ func TestBulletinPipeline(t *testing.T) {
 	u.expect(t, "non-member signer", KindBulletin, u.topics.bull, u.member, bulletinCert(t, stranger), Reject, stageMembership)
 	otherEpoch := qc.NewSigner(f.keys[2], "val-2", qc.Domain{ChainID: testDomain.ChainID, Epoch: testDomain.Epoch + 1}).Sign(txHash, eff, 1)
 	u.expect(t, "other epoch", KindBulletin, u.topics.bull, u.member, bulletinCert(t, otherEpoch), Reject, stageVerify)
+	u.expect(t, "below quorum", KindBulletin, u.topics.bull, u.member, bulletinQC(t, belowQuorumQC(f, txHash, eff)), Reject, stageVerify)
+	u.expect(t, "bad qc signature", KindBulletin, u.topics.bull, u.member, bulletinQC(t, badSignatureQC(t, f, txHash, eff)), Reject, stageVerify)
+	u.expect(t, "empty item", KindBulletin, u.topics.bull, u.member, marshal(t, &fastpayv1.BulletinMessage{}), Reject, stageDecode)
 
+	msg := u.expect(t, "valid cert", KindBulletin, u.topics.bull, u.member, bulletinCert(t, cert), Accept, stageOK)
+	if it := msg.ValidatorData.(*BulletinItem); it.Cert == nil || it.Cert.Signer != cert.Signer || it.QC != nil {
+		t.Errorf("decoded item %+v", it)
+	}
 	q := f.qcFrom(t, txHash, eff, 0, 1, 3)
 	msg = u.expect(t, "valid qc", KindBulletin, u.topics.bull, u.member, bulletinQC(t, q), Accept, stageOK)
 	if it := msg.ValidatorData.(*BulletinItem); it.QC == nil || it.QC.Hash != q.Hash {
 		t.Error("decoded qc mismatch")
 	}
-	u.expect(t, "below quorum", KindBulletin, u.topics.bull, u.member, bulletinQC(t, belowQuorumQC(f, txHash, eff)), Reject, stageVerify)
-	u.expect(t, "bad qc signature", KindBulletin, u.topics.bull, u.member, bulletinQC(t, badSignatureQC(t, f, txHash, eff)), Reject, stageVerify)
-	u.expect(t, "empty item", KindBulletin, u.topics.bull, u.member, marshal(t, &fastpayv1.BulletinMessage{}), Reject, stageDecode)
+
+	// Once accepted, the same objects in other bytes add nothing: they are
+	// ignored unverified, without penalty.
+	later := cert
+	later.CreatedUnixMillis += 5
+	u.expect(t, "cert re-encoded", KindBulletin, u.topics.bull, u.member, bulletinCert(t, later), Ignore, stageDuplicate)
+	u.expect(t, "forgery of an accepted cert", KindBulletin, u.topics.bull, u.member, bulletinCert(t, forged), Ignore, stageDuplicate)
+	u.expect(t, "qc of another subset", KindBulletin, u.topics.bull, u.member, bulletinQC(t, f.qcFrom(t, txHash, eff, 0, 1, 2)), Ignore, stageDuplicate)
+	// A signer's conflicting certificate is another object: evidence.
+	conflict := testEffects(2, 0x11)
+	u.expect(t, "conflicting cert", KindBulletin, u.topics.bull, u.member, bulletinCert(t, f.cert(2, txHash, conflict)), Accept, stageOK)
+	// Another signer's certificate for the same transaction is new.
+	u.expect(t, "another signer", KindBulletin, u.topics.bull, u.member, bulletinCert(t, f.cert(3, txHash, eff)), Accept, stageOK)
 
 	u.RegisterBulletinValidator(func(_ context.Context, _ peer.ID, it *BulletinItem) (Verdict, error) {
 		if it.QC != nil {
@@ -194,8 +207,12 @@ func TestBulletinPipeline(t *testing.T) {
 		}
 		return Accept, nil
 	})
-	u.expect(t, "known qc", KindBulletin, u.topics.bull, u.member, bulletinQC(t, q), Ignore, stageState)
-	u.expect(t, "cert with state func", KindBulletin, u.topics.bull, u.member, bulletinCert(t, cert), Accept, stageOK)
+	txHash2 := mustTxHash(t, testRequest(3))
+	u.expect(t, "known qc", KindBulletin, u.topics.bull, u.member, bulletinQC(t, f.qcFrom(t, txHash2, eff, 0, 1, 3)), Ignore, stageState)
+	u.expect(t, "cert with state func", KindBulletin, u.topics.bull, u.member, bulletinCert(t, f.cert(1, txHash2, eff)), Accept, stageOK)
+	// An object the state func ignored was not accepted: a later copy is
+	// validated again.
+	u.expect(t, "known qc again", KindBulletin, u.topics.bull, u.member, bulletinQC(t, f.qcFrom(t, txHash2, eff, 0, 1, 3)), Ignore, stageState)
 }
 
 func TestQCPipeline(t *testing.T) {
@@ -206,11 +223,6 @@ func TestQCPipeline(t *testing.T) {
 	q := f.qcFrom(t, txHash, eff, 1, 2, 3)
 	data := marshal(t, fastpayv1.NewQuorumCertificate(q))
 
-	// QC shards are open: an outsider may relay a valid QC.
-	msg := u.expect(t, "valid from outsider", KindQC, u.topics.qc[5], u.outsider, data, Accept, stageOK)
-	if got := msg.ValidatorData.(*qc.QC); got.Hash != q.Hash {
-		t.Error("decoded qc mismatch")
-	}
 	u.expect(t, "wrong shard", KindQC, u.topics.qc[6], u.outsider, data, Reject, stageDomain)
 	u.expect(t, "below quorum", KindQC, u.topics.qc[5], u.outsider, marshal(t, fastpayv1.NewQuorumCertificate(belowQuorumQC(f, txHash, eff))), Reject, stageVerify)
 	u.expect(t, "bad signature", KindQC, u.topics.qc[5], u.outsider, marshal(t, fastpayv1.NewQuorumCertificate(badSignatureQC(t, f, txHash, eff))), Reject, stageVerify)
@@ -219,8 +231,18 @@ func TestQCPipeline(t *testing.T) {
 	u.expect(t, "qc_hash mismatch", KindQC, u.topics.qc[5], u.outsider, marshal(t, fastpayv1.NewQuorumCertificate(tampered)), Reject, stageVerify)
 	u.expect(t, "oversize", KindQC, u.topics.qc[5], u.outsider, make([]byte, MaxQCMessageSize+1), Reject, stageSize)
 
+	// QC shards are open: an outsider may relay a valid QC.
+	msg := u.expect(t, "valid from outsider", KindQC, u.topics.qc[5], u.outsider, data, Accept, stageOK)
+	if got := msg.ValidatorData.(*qc.QC); got.Hash != q.Hash {
+		t.Error("decoded qc mismatch")
+	}
+	u.expect(t, "another subset", KindQC, u.topics.qc[5], u.outsider, marshal(t, fastpayv1.NewQuorumCertificate(f.qcFrom(t, txHash, eff, 0, 1, 2))), Ignore, stageDuplicate)
+	// The QC on the bulletin is a separate topic's object.
+	u.expect(t, "same qc on the bulletin", KindBulletin, u.topics.bull, u.member, bulletinQC(t, q), Accept, stageOK)
+
 	u.RegisterQCValidator(func(context.Context, peer.ID, *qc.QC) (Verdict, error) { return Reject, errors.New("stale") })
-	u.expect(t, "state reject", KindQC, u.topics.qc[5], u.outsider, data, Reject, stageState)
+	q2 := f.qcFrom(t, mustTxHash(t, testRequest(4)), eff, 1, 2, 3)
+	u.expect(t, "state reject", KindQC, u.topics.qc[5], u.outsider, marshal(t, fastpayv1.NewQuorumCertificate(q2)), Reject, stageState)
 }
 
 func TestLogLimiter(t *testing.T) {

@@ -22,6 +22,12 @@ const (
 	prefixGuard  = 'g' // sender ‖ nonce key ‖ seq → own certificate (guard + debit)
 	prefixCursor = 'n' // sender ‖ nonce key → last signed seq
 	prefixCredit = 'q' // tx hash → QC that credits its recipient
+	// sender ‖ nonce key ‖ seq → the signed SubmitFastPayRequest, written
+	// with the guard: a transaction signed while cut off from the others
+	// can be announced again after a restart.
+	prefixRequest = 'r'
+	// The chain this state belongs to: chain id ‖ genesis block hash.
+	keyChainIdentity = "c"
 )
 
 // Store is the validator's crash-safe state on an embedded pebble database.
@@ -70,6 +76,12 @@ func guardKey(k qc.ContentionKey) []byte {
 	return binary.BigEndian.AppendUint64(b, k.NonceSeq)
 }
 
+func signedRequestKey(k qc.ContentionKey) []byte {
+	b := guardKey(k)
+	b[0] = prefixRequest
+	return b
+}
+
 func cursorKey(sender qc.Address, key qc.NonceKey) []byte {
 	b := make([]byte, 0, 1+20+32)
 	b = append(b, prefixCursor)
@@ -82,9 +94,10 @@ func creditKey(txHash qc.Hash) []byte {
 }
 
 // RecordSignature durably records that this validator signed cert: the
-// contention key's guard (with the certificate, which also carries the debit)
-// and the nonce cursor. It returns only after fsync.
-func (s *Store) RecordSignature(cert *qc.Certificate) error {
+// contention key's guard (with the certificate, which also carries the debit),
+// the nonce cursor and, when not empty, the signed request (its encoded
+// SubmitFastPayRequest). It returns only after fsync.
+func (s *Store) RecordSignature(cert *qc.Certificate, request []byte) error {
 	value, err := proto.Marshal(fastpayv1.NewValidatorCertificate(cert))
 	if err != nil {
 		return fmt.Errorf("encode certificate: %w", err)
@@ -98,15 +111,20 @@ func (s *Store) RecordSignature(cert *qc.Certificate) error {
 	if err := b.Set(cursorKey(k.Sender, k.NonceKey), binary.BigEndian.AppendUint64(nil, k.NonceSeq), nil); err != nil {
 		return err
 	}
+	if len(request) > 0 {
+		if err := b.Set(signedRequestKey(k), request, nil); err != nil {
+			return err
+		}
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("persist signature for %s: %w", k, err)
 	}
 	return nil
 }
 
-// DeleteSettled removes the guard records of settled keys. Their nonce
-// cursors stay, and the chain's nonce has passed them, so they can never be
-// signed again.
+// DeleteSettled removes the guard and request records of settled keys.
+// Their nonce cursors stay, and the chain's nonce has passed them, so they
+// can never be signed again.
 func (s *Store) DeleteSettled(keys []qc.ContentionKey) error {
 	if len(keys) == 0 {
 		return nil
@@ -114,7 +132,7 @@ func (s *Store) DeleteSettled(keys []qc.ContentionKey) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, k := range keys {
-		if err := b.Delete(guardKey(k), nil); err != nil {
+		if err := errors.Join(b.Delete(guardKey(k), nil), b.Delete(signedRequestKey(k), nil)); err != nil {
 			return err
 		}
 	}
@@ -201,6 +219,52 @@ func (s *Store) load() (*loadedState, error) {
 		return nil
 	})
 	return st, err
+}
+
+// ChainIdentity returns the chain id and genesis block hash recorded with
+// RecordChainIdentity; ok is false when none is recorded yet.
+func (s *Store) ChainIdentity() (chainID uint64, genesis [32]byte, ok bool, err error) {
+	value, closer, err := s.db.Get([]byte(keyChainIdentity))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, genesis, false, nil
+	}
+	if err != nil {
+		return 0, genesis, false, fmt.Errorf("read chain identity: %w", err)
+	}
+	defer closer.Close()
+	if len(value) != 8+32 {
+		return 0, genesis, false, fmt.Errorf("chain identity record of %d bytes, want 40", len(value))
+	}
+	copy(genesis[:], value[8:])
+	return binary.BigEndian.Uint64(value), genesis, true, nil
+}
+
+// RecordChainIdentity durably records the chain this state belongs to.
+func (s *Store) RecordChainIdentity(chainID uint64, genesis [32]byte) error {
+	value := binary.BigEndian.AppendUint64(make([]byte, 0, 40), chainID)
+	value = append(value, genesis[:]...)
+	if err := s.db.Set([]byte(keyChainIdentity), value, pebble.Sync); err != nil {
+		return fmt.Errorf("record chain identity: %w", err)
+	}
+	return nil
+}
+
+// signedRequest returns the stored request signed for key, or nil when
+// none was stored (a decision recorded before requests were kept).
+func (s *Store) signedRequest(key qc.ContentionKey) (*fastpayv1.SubmitFastPayRequest, error) {
+	value, closer, err := s.db.Get(signedRequestKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read signed request %s: %w", key, err)
+	}
+	defer closer.Close()
+	req := new(fastpayv1.SubmitFastPayRequest)
+	if err := proto.Unmarshal(value, req); err != nil {
+		return nil, fmt.Errorf("decode signed request %s: %w", key, err)
+	}
+	return req, nil
 }
 
 func (s *Store) scan(prefix byte, fn func(k, v []byte) error) error {

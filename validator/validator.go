@@ -275,7 +275,11 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 		announce()
 	}
 	cert := v.signer.Sign(p.TxHash, p.Effects, uint64(v.now().UnixMilli()))
-	if err := v.store.RecordSignature(&cert); err != nil {
+	request, err := proto.Marshal(p.Request)
+	if err != nil {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "encode request")
+	}
+	if err := v.store.RecordSignature(&cert, request); err != nil {
 		v.log.Error("cannot persist signing decision; refusing to release certificate", "tx", p.TxHash, "err", err)
 		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "persist decision")
 	}
@@ -601,4 +605,51 @@ func (v *Validator) SignedTx(key qc.ContentionKey) (qc.Hash, bool) {
 	defer v.mu.Unlock()
 	e, ok := v.guard[key]
 	return e.txHash, ok
+}
+
+// SignedRequest is a transaction this validator signed: its certificate and
+// the request as it was signed.
+type SignedRequest struct {
+	Cert    qc.Certificate
+	Request *fastpayv1.SubmitFastPayRequest
+}
+
+// UncertifiedSigned returns every unsettled transaction this validator
+// signed whose QC it does not know, with the stored request, so a restarted
+// sidecar can announce them again. Keys whose request was not stored are
+// left out.
+func (v *Validator) UncertifiedSigned() ([]SignedRequest, error) {
+	v.mu.Lock()
+	keys := make([]qc.ContentionKey, 0, len(v.guard))
+	for k, e := range v.guard {
+		if !v.credits.Contains(e.txHash) {
+			keys = append(keys, k)
+		}
+	}
+	v.mu.Unlock()
+	var out []SignedRequest
+	for _, k := range keys {
+		req, err := v.store.signedRequest(k)
+		if err != nil {
+			return out, err
+		}
+		if req == nil {
+			continue
+		}
+		cert, err := v.ownCertificate(k)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, SignedRequest{Cert: cert, Request: req})
+	}
+	return out, nil
+}
+
+// IngestParentQCs verifies the parent QCs a request carries against the
+// committee and learns the valid ones; an invalid one is an
+// INVALID_PARENT_QC reject. It is stateless in its verdict, so gossip
+// validation can reject a transaction carrying a forged parent before
+// anything else is done with it.
+func (v *Validator) IngestParentQCs(req *fastpayv1.SubmitFastPayRequest) error {
+	return v.ingestParentQCs(req.GetParentQcs())
 }

@@ -65,7 +65,11 @@ type Client struct {
 	rc    *rpc.Client
 
 	chainID atomic.Uint64
-	mode    atomic.Value // string
+	genesis atomic.Pointer[common.Hash] // pinned at the first identity check
+	// wrongChain holds the identity error while the node behind the URL
+	// serves another chain; reads then fail with it.
+	wrongChain atomic.Pointer[error]
+	mode       atomic.Value // string
 
 	headMu     sync.Mutex
 	head       tempo.Head
@@ -101,6 +105,10 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 		subs:    make(map[uint64]chan tempo.Head),
 	}
 	c.mode.Store(ModeConnecting)
+	if cfg.ExpectedGenesis != (common.Hash{}) {
+		g := cfg.ExpectedGenesis
+		c.genesis.Store(&g)
+	}
 	return c, nil
 }
 
@@ -125,7 +133,7 @@ func (c *Client) Start(ctx context.Context) error {
 			break
 		}
 		c.closeRPC()
-		if errors.Is(err, ErrChainIDMismatch) {
+		if errors.Is(err, ErrChainIDMismatch) || errors.Is(err, ErrGenesisMismatch) {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -153,8 +161,8 @@ func (c *Client) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Nothing reads through a connection before its chain id is checked.
-	if err := c.checkChainID(ctx, rc); err != nil {
+	// Nothing reads through a connection before its chain is checked.
+	if err := c.checkIdentity(ctx, rc); err != nil {
 		rc.Close()
 		return err
 	}
@@ -179,7 +187,21 @@ func (c *Client) dial(ctx context.Context) (*rpc.Client, error) {
 	return rc, nil
 }
 
-func (c *Client) checkChainID(ctx context.Context, rc *rpc.Client) error {
+// checkIdentity checks that the node behind rc serves the expected chain:
+// its chain id, and the genesis block pinned at the first check (or given
+// as Config.ExpectedGenesis). It records the outcome for Latest.
+func (c *Client) checkIdentity(ctx context.Context, rc *rpc.Client) error {
+	err := c.identity(ctx, rc)
+	switch {
+	case err == nil:
+		c.wrongChain.Store(nil)
+	case errors.Is(err, ErrChainIDMismatch), errors.Is(err, ErrGenesisMismatch):
+		c.wrongChain.Store(&err)
+	}
+	return err
+}
+
+func (c *Client) identity(ctx context.Context, rc *rpc.Client) error {
 	var id *big.Int
 	if err := c.callWith(ctx, rc, "eth_chainId", decodeBigQuantity(&id)); err != nil {
 		return err
@@ -187,8 +209,25 @@ func (c *Client) checkChainID(ctx context.Context, rc *rpc.Client) error {
 	if !id.IsUint64() || id.Uint64() != c.cfg.ExpectedChainID {
 		return fmt.Errorf("chain: %w: node %s serves chain id %s, expected %d", ErrChainIDMismatch, c.cfg.URL, id, c.cfg.ExpectedChainID)
 	}
+	var genesis tempo.Head
+	if err := c.callWith(ctx, rc, "eth_getBlockByNumber", decodeHeader(&genesis), "0x0", false); err != nil {
+		return err
+	}
+	if want := c.genesis.Load(); want != nil && *want != genesis.Hash {
+		return fmt.Errorf("chain: %w: node %s serves a chain whose genesis block is %s, expected %s (was the chain reset?)", ErrGenesisMismatch, c.cfg.URL, genesis.Hash, *want)
+	}
+	c.genesis.CompareAndSwap(nil, &genesis.Hash)
 	c.chainID.Store(id.Uint64())
 	return nil
+}
+
+// Genesis returns the hash of the chain's block 0, known once Start has
+// succeeded.
+func (c *Client) Genesis() (common.Hash, bool) {
+	if g := c.genesis.Load(); g != nil {
+		return *g, true
+	}
+	return common.Hash{}, false
 }
 
 // Stop stops following the chain and closes the connection. Subscriber
@@ -339,6 +378,9 @@ func (c *Client) setHead(h tempo.Head) {
 func (c *Client) Latest(context.Context) (tempo.ChainView, error) {
 	if c.lifeContext().Err() != nil {
 		return nil, fmt.Errorf("%w: %w", tempo.ErrChainUnavailable, ErrNotStarted)
+	}
+	if err := c.wrongChain.Load(); err != nil {
+		return nil, fmt.Errorf("%w: %w", tempo.ErrChainUnavailable, *err)
 	}
 	h, ok := c.Head()
 	if !ok {

@@ -539,12 +539,8 @@ func TestNodeSwitchingChainIsNotRead(t *testing.T) {
 		return strings.Contains(logs.String(), "chain node now serves another chain")
 	})
 	f.answer("eth_blockNumber", `"0x10"`)
-	v, err := c.Latest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, err := v.BalanceOf(ctx, testToken, testHolder); err == nil || !errors.Is(err, tempo.ErrChainUnavailable) {
-		t.Fatalf("read from a node on another chain: %v, %v", b, err)
+	if v, err := c.Latest(ctx); !errors.Is(err, tempo.ErrChainUnavailable) || !errors.Is(err, ErrChainIDMismatch) {
+		t.Fatalf("view of a node on another chain: %v, %v", v, err)
 	}
 	// Back on the right chain: reads resume.
 	f.answer("eth_chainId", `"0xa5bf"`)
@@ -561,4 +557,58 @@ func TestNodeSwitchingChainIsNotRead(t *testing.T) {
 	waitFor(t, 5*time.Second, "the recovery log line", func() bool {
 		return strings.Contains(logs.String(), "chain node reachable again")
 	})
+}
+
+// otherGenesis is tempoBlock with another hash: block 0 of another chain
+// with the same chain id.
+var otherGenesis = strings.Replace(tempoBlock, "0x8f5bab218b6bb34476f51ca588e9f4553a3a7ce5e13a66c660a5283e97e9a85a",
+	"0x1111111111111111111111111111111111111111111111111111111111111111", 1)
+
+// TestGenesisPinned: the client pins the genesis block it first sees; a
+// node that comes back with the same chain id but another genesis (a
+// development chain reset behind the same URL) is not read from, and
+// Latest says why. A configured ExpectedGenesis is checked at Start.
+func TestGenesisPinned(t *testing.T) {
+	f := newFakeNode(t)
+	f.answer("eth_call", `"0x00000000000000000000000000000000000000000000000000000000000f4240"`)
+	logger, logs := testLogger(t)
+	cfg := fakeConfig(f)
+	cfg.CacheBlocks = -1
+	c := startClient(t, cfg, logger)
+	ctx := context.Background()
+	g, ok := c.Genesis()
+	if !ok || g != common.HexToHash("0x8f5bab218b6bb34476f51ca588e9f4553a3a7ce5e13a66c660a5283e97e9a85a") {
+		t.Fatalf("genesis %s %v", g, ok)
+	}
+	f.handle("eth_blockNumber", func([]json.RawMessage) fakeAnswer { return fakeAnswer{status: 502, body: "down"} })
+	f.answer("eth_getBlockByNumber", otherGenesis)
+	waitFor(t, 5*time.Second, "the reset chain to be noticed", func() bool {
+		return strings.Contains(logs.String(), "chain node now serves another chain")
+	})
+	f.answer("eth_blockNumber", `"0x10"`)
+	_, err := c.Latest(ctx)
+	if !errors.Is(err, tempo.ErrChainUnavailable) || !errors.Is(err, ErrGenesisMismatch) || !strings.Contains(err.Error(), "0x1111") {
+		t.Fatalf("Latest on a reset chain: %v", err)
+	}
+	f.answer("eth_getBlockByNumber", tempoBlock)
+	waitFor(t, 5*time.Second, "recovery", func() bool {
+		v, err := c.Latest(ctx)
+		if err != nil {
+			return false
+		}
+		b, err := v.BalanceOf(ctx, testToken, testHolder)
+		return err == nil && b.Int64() == 1_000_000
+	})
+
+	// A client told which genesis to expect refuses another at Start.
+	cfg.ExpectedGenesis = common.HexToHash("0x1111111111111111111111111111111111111111111111111111111111111111")
+	c2, err := New(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c2.Start(sctx); !errors.Is(err, ErrGenesisMismatch) {
+		t.Fatalf("Start with another expected genesis: %v", err)
+	}
 }

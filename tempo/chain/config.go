@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,6 +40,12 @@ type Config struct {
 	// ExpectedChainID must equal the node's eth_chainId (Tempo mainnet 4217,
 	// testnet 42431, dev 1337). Required.
 	ExpectedChainID uint64 `toml:"expected_chain_id"`
+	// ExpectedGenesis, when set, must equal the hash of the node's block 0.
+	// Unset, the client pins the genesis it first sees at Start. Either way
+	// a node that later serves another genesis (a development chain
+	// restarted from scratch behind the same URL) is not read from: its
+	// state would contradict everything decided on the first one.
+	ExpectedGenesis common.Hash `toml:"-"`
 	// PollInterval between eth_blockNumber polls. Default 500 ms.
 	PollInterval time.Duration `toml:"poll_interval"`
 	// RequestTimeout bounds every JSON-RPC request. Default 5 s.

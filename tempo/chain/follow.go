@@ -39,7 +39,7 @@ func (c *Client) follow(ctx context.Context) {
 			downSince = time.Now()
 		}
 		c.metrics.reconnects.Inc()
-		if errors.Is(err, ErrChainIDMismatch) {
+		if errors.Is(err, ErrChainIDMismatch) || errors.Is(err, ErrGenesisMismatch) {
 			c.log.Error("chain node now serves another chain; not reading from it, retrying in "+backoff.String(), "err", err)
 		} else {
 			c.log.Warn("chain node unreachable, retrying in "+backoff.String(), "err", err)
@@ -67,11 +67,11 @@ func (c *Client) followOnce(ctx context.Context, reconnect bool, healthy func())
 		}
 		// The node behind the URL may have been replaced: check before any
 		// read goes through this connection.
-		if err := c.checkChainID(ctx, rc); err != nil {
+		if err := c.checkIdentity(ctx, rc); err != nil {
 			if fresh {
 				rc.Close()
 			}
-			if errors.Is(err, ErrChainIDMismatch) {
+			if errors.Is(err, ErrChainIDMismatch) || errors.Is(err, ErrGenesisMismatch) {
 				c.closeRPC() // reads now fail as unavailable instead of reading another chain
 			}
 			return err

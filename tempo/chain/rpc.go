@@ -21,6 +21,10 @@ var (
 	// chain than Config.ExpectedChainID. It does not wrap
 	// tempo.ErrChainUnavailable: retrying cannot fix it.
 	ErrChainIDMismatch = errors.New("chain id mismatch")
+	// ErrGenesisMismatch is returned by Start when the node's block 0 is
+	// not Config.ExpectedGenesis. Like ErrChainIDMismatch it does not wrap
+	// tempo.ErrChainUnavailable.
+	ErrGenesisMismatch = errors.New("genesis mismatch")
 	// ErrCallReverted is returned (wrapped) when an eth_call reverted: the
 	// node answered, the contract refused (e.g. the token does not exist).
 	ErrCallReverted = errors.New("call reverted")

@@ -10,6 +10,7 @@ package devchain
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,7 +64,8 @@ type Config struct {
 	// different from HTTPPort runs a separate listener.
 	WSPort int
 	// DataDir holds the chain database. Empty (default) keeps everything in
-	// memory; with a directory a stopped chain starts again from its state.
+	// memory, and each Start begins a new chain with a genesis block of its
+	// own; with a directory a stopped chain starts again from its state.
 	// The genesis (ChainID, LoadAccounts, GasLimit) must not change between
 	// runs on one directory.
 	DataDir string
@@ -161,7 +163,9 @@ func New(cfg Config) (*Chain, error) {
 	return &Chain{cfg: cfg, accounts: accounts, genesis: buildGenesis(cfg, accounts)}, nil
 }
 
-// Genesis returns the chain's genesis specification for cfg (after defaults).
+// Genesis returns the chain's genesis specification for cfg (after
+// defaults). A chain without DataDir adds random extra data to it at each
+// Start.
 func Genesis(cfg Config) *core.Genesis {
 	cfg = cfg.WithDefaults()
 	return buildGenesis(cfg, append(DemoAccounts(), LoadAccounts(cfg.LoadAccounts)...))
@@ -310,6 +314,18 @@ func (c *Chain) build() (*node.Node, *eth.Ethereum, error) {
 	}
 	ethConf := ethconfig.Defaults
 	ethConf.Genesis = c.genesis
+	if cfg.DataDir == "" {
+		// An in-memory chain starts from nothing every time: each run gets
+		// a genesis of its own (random extra data), so a client that kept
+		// state from an earlier run — a sidecar's nonce cursors and pending
+		// debits — sees another chain instead of a chain that forgot.
+		g := *c.genesis
+		g.ExtraData = make([]byte, 32)
+		if _, err := rand.Read(g.ExtraData); err != nil {
+			return nil, nil, fmt.Errorf("devchain: genesis identity: %w", err)
+		}
+		ethConf.Genesis = &g
+	}
 	ethConf.NetworkId = cfg.ChainID
 	ethConf.SyncMode = ethconfig.FullSync
 	ethConf.TxPool.NoLocals = true

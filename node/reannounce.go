@@ -1,0 +1,176 @@
+package node
+
+import (
+	"time"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/validator"
+)
+
+// A transaction this validator signed must reach a quorum even when the
+// first announcement did not: the validator was cut off from the others
+// when it signed, it restarted before the others learned the transaction,
+// or a peer dropped or parked it. So every signed transaction without a QC
+// is kept in pending (refilled from the durable store after a restart) and
+// sent again, with the certificates this node holds for it, to every
+// connected committee peer, each of which answers with its own (sync.go).
+// The wait between attempts doubles, so a transaction that can never be
+// certified (its sender equivocated) costs little; it is dropped once its
+// QC is known, or it settles or expires.
+
+// pendingTx is a transaction this validator signed that has no QC yet.
+type pendingTx struct {
+	p *validator.Payment
+	// next and wait are read and written by reannounceLoop only.
+	next time.Time
+	wait time.Duration
+}
+
+// addPending records a transaction this validator just signed.
+func (s *Sidecar) addPending(p *validator.Payment) {
+	s.pending.Add(p.TxHash, &pendingTx{p: p, next: time.Now().Add(s.cfg.ReannounceInterval), wait: s.cfg.ReannounceInterval})
+}
+
+// announce queues a client's transaction for the tx topic. When the queue
+// is full the announcement is dropped and counted; the transaction is
+// announced again by reannounceLoop.
+func (s *Sidecar) announce(txHash qc.Hash, req *fastpayv1.SubmitFastPayRequest) {
+	select {
+	case s.announcements <- req:
+	default:
+		s.metrics.dropped.WithLabelValues("announce_queue_full").Inc()
+		s.log.Debug("announcement queue full; the transaction will be announced again", "tx", txHash)
+	}
+}
+
+// publishLoop publishes queued announcements on the tx topic. It runs on
+// the sidecar's context, so neither a client that disconnects nor pubsub's
+// back-pressure affects the request that produced the announcement.
+func (s *Sidecar) publishLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case req := <-s.announcements:
+			if err := s.mesh.PublishTx(s.ctx, req); err != nil && s.ctx.Err() == nil {
+				s.log.Warn("publish transaction to the mesh", "err", err)
+			}
+		}
+	}
+}
+
+// restorePending reloads, after a restart, the transactions this validator
+// signed whose QC it does not know: their own certificates go back on the
+// board, their raw bytes to the settler, and they are due for announcement
+// at once.
+func (s *Sidecar) restorePending() error {
+	signed, err := s.v.UncertifiedSigned()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, sr := range signed {
+		p, err := s.v.Decode(sr.Request)
+		if err != nil || p.TxHash != sr.Cert.TxHash {
+			s.log.Warn("stored signed request does not decode to its certificate; not announced again", "tx", sr.Cert.TxHash, "err", err)
+			continue
+		}
+		s.offer(p)
+		s.board.SetStage(p.TxHash, fastpayv1.TxLifecycleUpdate_ACCEPTED, 0)
+		s.addOwnCertificate(p, sr.Cert)
+		s.pending.Add(p.TxHash, &pendingTx{p: p, next: now, wait: s.cfg.ReannounceInterval})
+	}
+	if len(signed) > 0 {
+		s.log.Info("signed transactions without a QC will be announced again", "count", len(signed))
+	}
+	return nil
+}
+
+// reannounceLoop sends due pending transactions to the committee.
+func (s *Sidecar) reannounceLoop() {
+	defer s.wg.Done()
+	tick := max(s.cfg.ReannounceInterval/4, 10*time.Millisecond)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-ticker.C:
+			if due := s.duePending(now); len(due) > 0 {
+				s.metrics.reannounced.Add(float64(len(due)))
+				s.pushToCommittee(due)
+			}
+		}
+	}
+}
+
+// duePending returns the hashes of pending transactions due for another
+// announcement, schedules their next one, and forgets those that no longer
+// need one.
+func (s *Sidecar) duePending(now time.Time) []qc.Hash {
+	var head uint64
+	if view, err := s.chain.Latest(s.ctx); err == nil {
+		head = view.Head().Number
+	}
+	var due []qc.Hash
+	for _, h := range s.pending.Keys() {
+		pt, ok := s.pending.Peek(h)
+		if !ok {
+			continue
+		}
+		if s.pendingDone(pt.p, head, now) {
+			s.pending.Remove(h)
+			continue
+		}
+		if now.Before(pt.next) {
+			continue
+		}
+		pt.wait = min(2*pt.wait, s.cfg.ReannounceMaxInterval)
+		pt.next = now.Add(pt.wait)
+		due = append(due, h)
+	}
+	return due
+}
+
+// pendingDone reports whether p needs no further announcement: its QC is
+// known, its key was pruned as settled (the guard is gone), or it expired
+// (head 0: the chain is unreachable, block expiry not judged).
+func (s *Sidecar) pendingDone(p *validator.Payment, head uint64, now time.Time) bool {
+	if _, certified := s.board.QC(p.TxHash); certified {
+		return true
+	}
+	if signed, ok := s.v.SignedTx(p.Effects.ContentionKey()); !ok || signed != p.TxHash {
+		return true
+	}
+	switch p.Expiry.Kind {
+	case qc.ExpiryMaxBlockHeight:
+		return head > 0 && head >= p.Expiry.Value
+	case qc.ExpiryUnixMillis:
+		return uint64(now.UnixMilli()) >= p.Expiry.Value
+	}
+	return false
+}
+
+// pushToCommittee sends the pending transactions txs, with their
+// certificates, to every connected committee peer and applies the answers.
+func (s *Sidecar) pushToCommittee(txs []qc.Hash) {
+	batch := s.syncBatchOf(txs, false)
+	if len(batch.Txs) == 0 {
+		return
+	}
+	for _, p := range s.mesh.Host().LibP2P().Network().Peers() {
+		if !s.isCommitteePeer(p) {
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.exchangeSync(s.ctx, p, batch); err != nil && s.ctx.Err() == nil {
+				s.log.Debug("announce again", "peer", p, "err", err)
+			}
+		}()
+	}
+}
