@@ -64,16 +64,25 @@ func (c *checker) noQuorumPhases() {
 	}
 }
 
-// sighting is the earliest time a source held something, and which source.
+// sighting is the earliest time a source held something, and which source
+// (a sidecar's name, or "driver" for the driver's client).
 type sighting struct {
-	at time.Time
-	by string
+	at      time.Time
+	by      string
+	payment string // the driver's payment, when by is "driver"
 }
 
-func (s *sighting) offer(at time.Time, by string) {
+func (s *sighting) offer(at time.Time, by, payment string) {
 	if !at.IsZero() && (s.at.IsZero() || at.Before(s.at)) {
-		s.at, s.by = at, by
+		s.at, s.by, s.payment = at, by, payment
 	}
+}
+
+func (s *sighting) String() string {
+	if s.payment != "" {
+		return s.by + "'s client (payment " + s.payment + ")"
+	}
+	return s.by
 }
 
 // txEvidence is what the history and the run say about when transactions
@@ -97,13 +106,13 @@ func (c *checker) txEvidence() *txEvidence {
 			ev.existed[tx] = at
 		}
 	}
-	held := func(m map[qc.Hash]*sighting, h qc.Hash, at time.Time, by string) {
+	held := func(m map[qc.Hash]*sighting, h qc.Hash, at time.Time, by, payment string) {
 		s := m[h]
 		if s == nil {
 			s = &sighting{}
 			m[h] = s
 		}
-		s.offer(at, by)
+		s.offer(at, by, payment)
 	}
 	for k, m := range c.signed {
 		if !c.honest(k.signer) {
@@ -124,9 +133,9 @@ func (c *checker) txEvidence() *txEvidence {
 				continue
 			}
 			at := unixMillis(st.QCUnixMillis)
-			held(ev.heldTx, t.TxHash, at, st.Node)
+			held(ev.heldTx, t.TxHash, at, st.Node, "")
 			if !st.QCHash.IsZero() {
-				held(ev.heldQC, st.QCHash, at, st.Node)
+				held(ev.heldQC, st.QCHash, at, st.Node, "")
 			}
 		}
 	}
@@ -138,7 +147,7 @@ func (c *checker) txEvidence() *txEvidence {
 		ev.payments[p.TxHash] = append(ev.payments[p.TxHash], p)
 		existed(p.TxHash, p.Sent)
 		existed(p.TxHash, p.QCAt)
-		held(ev.heldTx, p.TxHash, p.QCAt, "the driver's client ("+p.Name+")")
+		held(ev.heldTx, p.TxHash, p.QCAt, "driver", p.Name)
 	}
 	return ev
 }
@@ -289,7 +298,7 @@ func (c *checker) leakMessage(q *qc.QC, ph *Phase, sides []map[string]bool, duri
 		b.WriteString(" are not all on one of its sides " + sidesText(ph.Sides))
 	}
 	fmt.Fprintf(&b, ", yet %s held the QC at %s (%+.3fs), before the phase ended: the partition leaked",
-		held.by, held.at.UTC().Format(time.RFC3339Nano), held.at.Sub(ph.Start).Seconds())
+		held, held.at.UTC().Format(time.RFC3339Nano), held.at.Sub(ph.Start).Seconds())
 	return b.String()
 }
 

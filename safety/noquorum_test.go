@@ -102,6 +102,7 @@ func TestNoQuorumPhase(t *testing.T) {
 		want    []string
 		signers []string
 		note    string // a note the report must hold
+		source  string // the source the §7.5 violation names, when set
 	}{
 		{
 			// The long run's failure: every certificate predates the
@@ -145,6 +146,7 @@ func TestNoQuorumPhase(t *testing.T) {
 			},
 			want:    []string{KindQCWithoutQuorum},
 			signers: []string{"v0", "v1", "v2"},
+			source:  "v0",
 		},
 		{
 			name: "a leaked QC no sidecar status names, which the driver's client got during the partition",
@@ -156,6 +158,7 @@ func TestNoQuorumPhase(t *testing.T) {
 			},
 			want:    []string{KindQCWithoutQuorum},
 			signers: []string{"v0", "v1", "v2"},
+			source:  "driver",
 		},
 		{
 			// The other half of §7.5: the payment stranded by the
@@ -163,10 +166,9 @@ func TestNoQuorumPhase(t *testing.T) {
 			// every sidecar) and certifies once the halves reconnect.
 			name: "both sides' certificates from during the partition form a QC only after healing",
 			mutate: func(t *testing.T, f *fixture) {
-				tx, q := leak(t, f, "healed", 1)
+				_, q := leak(t, f, "healed", 1)
 				hold(f, q, phaseEnd+700*ms, "v0", "v1", "v2")
 				f.run.Payments[len(f.run.Payments)-1].QCAt = f.t0.Add(phaseEnd + 800*ms)
-				_ = tx
 			},
 		},
 		{
@@ -309,6 +311,9 @@ func TestNoQuorumPhase(t *testing.T) {
 					for _, v := range r.Violations {
 						if v.Kind == KindQCWithoutQuorum && !slices.Equal(v.Validators, tc.signers) {
 							t.Fatalf("violation names signers %v, want %v\n%s", v.Validators, tc.signers, buf.String())
+						}
+						if v.Kind == KindQCWithoutQuorum && tc.source != "" && !slices.Equal(v.Sources, []string{tc.source}) {
+							t.Fatalf("violation names sources %v, want %s\n%s", v.Sources, tc.source, buf.String())
 						}
 					}
 				}
