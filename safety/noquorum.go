@@ -244,7 +244,7 @@ func (c *checker) noQuorumPhase(ph *Phase, sides []map[string]bool, ev *txEviden
 			TxHashes: []string{q.TxHash.Hex()}, Validators: c.certNames(during), Sources: []string{held.by}})
 	}
 	if oneSide > 0 || healed > 0 {
-		c.note("no-quorum phase %q: %d QC(s) hold certificates created during it by one side only (with earlier ones: allowed); %d combine both sides' but formed after it ended (completed after healing: allowed)",
+		c.note("no-quorum phase %q: %d QC(s) hold certificates created during it by one side only (with earlier ones: allowed); %d hold certificates created during it that no one side explains but were first held after it ended (completed after healing: allowed)",
 			ph.Name, oneSide, healed)
 	}
 	if unknown > 0 {
