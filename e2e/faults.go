@@ -119,6 +119,10 @@ type step struct {
 	fault    string
 	label    string // phase name, e.g. "kill:v2"
 	noQuorum bool   // no side holds a quorum during the fault
+	// sides are the validators that can still reach each other during a
+	// partition, one group per side: safety.Check explains a QC formed
+	// during a no-quorum phase only by certificates from one side.
+	sides [][]string
 	// snapApply and snapHeal name a sidecar whose board is collected just
 	// before apply or heal: a restart or recreation loses what it held.
 	snapApply, snapHeal string
@@ -272,7 +276,7 @@ func (f *faults) plan(kinds []string, n, fmax int) []step {
 			sideA, sideB := slices.Clone(names[:n/2]), slices.Clone(names[n/2:])
 			slices.Sort(sideA)
 			slices.Sort(sideB)
-			steps = append(steps, step{fault: kind, noQuorum: true,
+			steps = append(steps, step{fault: kind, noQuorum: true, sides: [][]string{sideA, sideB},
 				label: fmt.Sprintf("partition:%s|%s", strings.Join(sideA, "+"), strings.Join(sideB, "+")),
 				apply: func(ctx context.Context) error {
 					for _, v := range sideA {

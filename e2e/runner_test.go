@@ -110,6 +110,9 @@ func TestPlanRound(t *testing.T) {
 			if st.noQuorum != (st.fault == FaultPartition) {
 				t.Errorf("n=%d: %s noQuorum = %v", n, st.fault, st.noQuorum)
 			}
+			if st.fault != FaultPartition && st.sides != nil {
+				t.Errorf("n=%d: %s records sides %v", n, st.fault, st.sides)
+			}
 			switch st.fault {
 			case FaultDisconnectMinority:
 				if got := strings.Count(st.label, "+") + 1; got != m.F {
@@ -130,6 +133,11 @@ func TestPlanRound(t *testing.T) {
 				}
 				if total != n {
 					t.Errorf("n=%d: partition %q covers %d validators", n, st.label, total)
+				}
+				// The sides the safety check judges the phase by are the
+				// label's.
+				if len(st.sides) != 2 || strings.Join(st.sides[0], "+") != sides[0] || strings.Join(st.sides[1], "+") != sides[1] {
+					t.Errorf("n=%d: partition %q records sides %v", n, st.label, st.sides)
 				}
 			case FaultKill, FaultPause, FaultDisconnectOne:
 				if strings.Contains(st.label, byz) {

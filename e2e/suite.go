@@ -276,7 +276,7 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 				break
 			}
 			end := time.Now()
-			phases = append(phases, safety.Phase{Name: label, Start: start, End: end, NoQuorum: st.noQuorum})
+			phases = append(phases, safety.Phase{Name: label, Start: start, End: end, NoQuorum: st.noQuorum, Sides: st.sides})
 			s.progress(rec, label)
 			healed := "healed:" + label
 			rec.setPhase(healed)

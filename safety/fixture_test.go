@@ -106,7 +106,8 @@ func millis(t time.Time) uint64 { return uint64(t.UnixMilli()) }
 //     no QC); v0 reported v3's equivocation;
 //   - v3 also served a certificate with a corrupted signature;
 //   - stranded: alice→carol 1 (nonce 1) accepted by v0 while it sat in a
-//     minority partition, no QC;
+//     minority partition (sides v0+v1 | v2+v3, from t0+10 s to t0+20 s),
+//     no QC;
 //   - a light client accepted pay1's and pay2's QCs.
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
@@ -188,7 +189,8 @@ func newFixture(t testing.TB) *fixture {
 	f.run = &Run{
 		Phases: []Phase{
 			{Name: "baseline", Start: at(0), End: at(10 * time.Second)},
-			{Name: "partition:halves", Start: at(10 * time.Second), End: at(20 * time.Second), NoQuorum: true},
+			{Name: "partition:halves", Start: at(10 * time.Second), End: at(20 * time.Second), NoQuorum: true,
+				Sides: [][]string{{"v0", "v1"}, {"v2", "v3"}}},
 			{Name: "after:partition:halves", Start: at(20 * time.Second), End: at(30 * time.Second)},
 		},
 		Payments: []Payment{

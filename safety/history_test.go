@@ -234,7 +234,7 @@ func TestCollectConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if err := (CheckOptions{PhaseGrace: -time.Second}).Validate(); err == nil || !strings.Contains(err.Error(), "PhaseGrace") {
+	if err := (CheckOptions{ClockTolerance: -time.Second}).Validate(); err == nil || !strings.Contains(err.Error(), "ClockTolerance") {
 		t.Fatalf("CheckOptions: %v", err)
 	}
 }

@@ -40,6 +40,9 @@ type Report struct {
 	Balances     BalanceStats       `json:"balances"`
 	Payments     *PaymentStats      `json:"payments,omitempty"` // nil without a Run
 	Phases       []PhaseStats       `json:"phases,omitempty"`   // without a Run: none
+	// ClockTolerance is the CheckOptions.ClockTolerance §7.5 was judged
+	// with in no-quorum phases.
+	ClockTolerance time.Duration `json:"clock_tolerance_ns"`
 }
 
 // CommitteeSummary describes the committee checked against.
@@ -173,6 +176,7 @@ type PhaseStats struct {
 	Start    time.Time   `json:"start,omitzero"`
 	End      time.Time   `json:"end,omitzero"`
 	NoQuorum bool        `json:"no_quorum,omitempty"`
+	Sides    [][]string  `json:"sides,omitempty"` // validators that could reach each other, per side
 	Sent     int         `json:"sent"`
 	Accepted int         `json:"accepted"`
 	Rejected int         `json:"rejected"`
@@ -228,11 +232,24 @@ func invariantResults(r *Report, h *History, run *Run) []InvariantResult {
 				ir.Scope = "needs the run"
 			} else if r.Payments != nil {
 				ir.Scope = fmt.Sprintf("%d payments, %d certified transactions", r.Payments.Sent, r.QCs.Certified)
+				if n := noQuorumCount(run); n > 0 {
+					ir.Scope += fmt.Sprintf(", %d no-quorum phase(s) judged by certificate times (clock tolerance %s)", n, r.ClockTolerance)
+				}
 			}
 		}
 		out = append(out, ir)
 	}
 	return out
+}
+
+func noQuorumCount(run *Run) int {
+	n := 0
+	for _, ph := range run.Phases {
+		if ph.NoQuorum {
+			n++
+		}
+	}
+	return n
 }
 
 func lightValid(r *Report) int {
@@ -386,7 +403,9 @@ func (r *Report) WriteText(w io.Writer) error {
 				dur = ph.End.Sub(ph.Start).Round(100 * time.Millisecond).String()
 			}
 			name := ph.Name
-			if ph.NoQuorum {
+			if ph.NoQuorum && len(ph.Sides) > 0 {
+				name += " (no quorum: " + sidesText(ph.Sides) + ")"
+			} else if ph.NoQuorum {
 				name += " (no quorum)"
 			}
 			t := ph.TimeToQC

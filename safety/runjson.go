@@ -21,10 +21,11 @@ type runJSON struct {
 }
 
 type phaseJSON struct {
-	Name     string    `json:"name"`
-	Start    time.Time `json:"start"`
-	End      time.Time `json:"end"`
-	NoQuorum bool      `json:"no_quorum,omitempty"`
+	Name     string     `json:"name"`
+	Start    time.Time  `json:"start"`
+	End      time.Time  `json:"end"`
+	NoQuorum bool       `json:"no_quorum,omitempty"`
+	Sides    [][]string `json:"sides,omitempty"`
 }
 
 type paymentJSON struct {

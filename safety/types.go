@@ -61,8 +61,17 @@ type Phase struct {
 	Start, End time.Time
 	// NoQuorum marks a phase in which no side of the network held a quorum
 	// (a partition into minorities). Nothing may be certified during it
-	// (SPEC §7.5): Check flags any QC that first formed inside it.
+	// (SPEC §7.5): Check flags a QC that a source held before the phase
+	// ended and whose certificates created during the phase do not all come
+	// from one side (see Sides).
 	NoQuorum bool
+	// Sides are the groups of validators (committee names) that could
+	// exchange messages with each other during the phase, each with fewer
+	// members than a quorum when NoQuorum is set; a validator on no side
+	// could reach nobody. Empty when not recorded (runs stored before sides
+	// were recorded): Check then explains no certificate created during the
+	// phase by a side.
+	Sides [][]string
 }
 
 // Run is what the driver records.
