@@ -20,6 +20,7 @@ import (
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 )
 
@@ -102,7 +103,7 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 		}
 	}()
 
-	f := &node.CommitteeFile{ChainID: d.Chain.ChainID().Uint64(), Epoch: 1, QCShards: 16, TestNetwork: true}
+	f := &node.CommitteeFile{ChainID: d.Chain.ChainID().Uint64(), Epoch: 1, QCShards: 16, TestNetwork: true, FeeModel: tempo.FeeModelNative}
 	type member struct {
 		name, dir, key string
 		p2pPort        int

@@ -100,8 +100,9 @@ func TestPaymentThroughOneSidecar(t *testing.T) {
 		return true
 	})
 
-	// Chained: Bob spends what he received, through another sidecar.
-	child := nodetest.Pay{Key: bob, ChainID: chainID, Recipient: nodetest.Address(carol), Amount: 100_000_005, Parent: q}.Request(t)
+	// Chained: Bob spends what he received, through another sidecar: his
+	// whole balance and the 10 received, less the maximum fee.
+	child := nodetest.Pay{Key: bob, ChainID: chainID, Recipient: nodetest.Address(carol), Amount: 100_000_010 - nodetest.MaxFee, Parent: q}.Request(t)
 	q2, _ := streamToQC(t, cl.Client(2), child)
 	if err := committee.VerifyQC(q2); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/validator"
 )
 
 // CommitteeFile is the network's validator set on disk (TOML): every
@@ -24,8 +27,17 @@ type CommitteeFile struct {
 	QCShards int `toml:"qc_shards"`
 	// TestNetwork marks a network built for testing. Test-only behaviour
 	// (such as a Byzantine validator mode) is refused unless it is set.
-	TestNetwork bool              `toml:"test_network"`
-	Members     []CommitteeMember `toml:"member"`
+	TestNetwork bool `toml:"test_network"`
+	// FeeModel says how the chain charges fees, which validators reserve
+	// from the payer before signing: "tempo" (the default: a USD TIP-20
+	// fee token chosen by Tempo's rules) or "native" (gas paid in the
+	// chain's native currency, as on the embedded development chain).
+	FeeModel string `toml:"fee_model,omitempty"`
+	// SettlementMargin is how long a 0x76 transaction must stay valid
+	// after it is certified (valid_before) and how far ahead of its
+	// valid_after it may be certified. Default 10 s.
+	SettlementMargin time.Duration     `toml:"settlement_margin,omitempty"`
+	Members          []CommitteeMember `toml:"member"`
 }
 
 // CommitteeMember is one validator: its name, ed25519 public key (hex) and
@@ -63,6 +75,12 @@ func (f *CommitteeFile) Validate() error {
 	if f.QCShards < 1 || f.QCShards > 256 {
 		return fmt.Errorf("qc_shards must be between 1 and 256, got %d", f.QCShards)
 	}
+	if _, err := f.Fees(); err != nil {
+		return fmt.Errorf("fee_model: %w", err)
+	}
+	if f.SettlementMargin < 0 {
+		return fmt.Errorf("settlement_margin must not be negative, got %s", f.SettlementMargin)
+	}
 	if len(f.Members) == 0 {
 		return fmt.Errorf("no [[member]] entries")
 	}
@@ -79,6 +97,22 @@ func parsePublicKey(s string) (qc.ValidatorID, error) {
 		return qc.ValidatorID{}, fmt.Errorf("public_key %q is not hex", s)
 	}
 	return qc.ValidatorIDFromBytes(b)
+}
+
+// Fees returns the network's fee model ("tempo" when unset).
+func (f *CommitteeFile) Fees() (tempo.FeeModel, error) {
+	if f.FeeModel == "" {
+		return tempo.TempoFees{}, nil
+	}
+	return tempo.FeeModelByName(f.FeeModel)
+}
+
+// Margin returns the network's settlement margin (the default when unset).
+func (f *CommitteeFile) Margin() time.Duration {
+	if f.SettlementMargin == 0 {
+		return validator.DefaultSettlementMargin
+	}
+	return f.SettlementMargin
 }
 
 // Committee returns the protocol committee.

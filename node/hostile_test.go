@@ -91,7 +91,7 @@ func TestGossipIDCensorship(t *testing.T) {
 	txTopic := p2p.TxTopic(cl.Committee.ChainID, cl.Committee.Epoch)
 	outsiderKey := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	attackers := map[string]*rawPeer{
-		"outsider":        newRawPeer(t, outsiderKey, txTopic),
+		"outsider":         newRawPeer(t, outsiderKey, txTopic),
 		"byzantine member": newRawPeer(t, cl.Keys[3], txTopic),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

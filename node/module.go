@@ -242,8 +242,16 @@ func newChain(lc fx.Lifecycle, cfg Config, f *CommitteeFile, injected tempo.Chai
 	return c, nil
 }
 
-func newValidator(cfg Config, signer *qc.Signer, c *qc.Committee, ch tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (*validator.Validator, error) {
-	return validator.New(cfg.Validator, signer, c, ch, store, validator.NewMetrics(reg), log.With("component", "validator"))
+func newValidator(cfg Config, f *CommitteeFile, signer *qc.Signer, c *qc.Committee, ch tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (*validator.Validator, error) {
+	vcfg := cfg.Validator
+	fees, err := f.Fees()
+	if err != nil {
+		return nil, plain(fmt.Errorf("committee fee_model: %w", err))
+	}
+	// Network parameters come from the committee: every validator applies
+	// the same rules.
+	vcfg.Fees, vcfg.SettlementMargin = fees, f.Margin()
+	return validator.New(vcfg, signer, c, ch, store, validator.NewMetrics(reg), log.With("component", "validator"))
 }
 
 func newBoard(lc fx.Lifecycle, cfg Config, c *qc.Committee, signer *qc.Signer, reg prometheus.Registerer, log *slog.Logger) (*bulletin.Board, error) {

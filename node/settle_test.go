@@ -11,6 +11,7 @@ import (
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 	"github.com/allegro-mesh/allegro/validator"
@@ -51,6 +52,7 @@ func devCluster(t *testing.T, client *chain.Client, configure func(*node.Config)
 			configure(cfg)
 		}
 	}))
+	cl.Committee.FeeModel = tempo.FeeModelNative // the dev chain pays gas natively
 	cl.StartAll()
 	cl.WaitMesh(20 * time.Second)
 	return cl

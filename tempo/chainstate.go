@@ -32,9 +32,14 @@ type ChainReader interface {
 // Implementations must be safe for concurrent use.
 type ChainView interface {
 	Head() Head
-	// BalanceOf returns holder's TIP-20 balance of token, in token units.
+	// BalanceOf returns holder's TIP-20 balance of token, in token units;
+	// for NativeGas, holder's native balance.
 	BalanceOf(ctx context.Context, token, holder common.Address) (*big.Int, error)
 	// NonceOf returns the next nonce the chain expects for (account, nonceKey):
 	// the protocol nonce for key 0, the nonce precompile's value otherwise.
 	NonceOf(ctx context.Context, account common.Address, nonceKey [32]byte) (uint64, error)
+	// FeeTokenOf returns account's preferred fee token in Tempo's
+	// FeeManager, or the zero address when it has none (or the chain has no
+	// FeeManager).
+	FeeTokenOf(ctx context.Context, account common.Address) (common.Address, error)
 }

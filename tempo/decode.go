@@ -2,6 +2,7 @@ package tempo
 
 import (
 	"bytes"
+	"math/big"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -35,7 +36,11 @@ type DecodedTx struct {
 	FeeToken    *common.Address
 	FeePayer    *common.Address // recovered fee payer when sponsored
 	GasLimit    uint64
-	Raw         []byte // the exact input (a private copy)
+	// MaxFeePerGas is the most the transaction pays per unit of gas (the
+	// fee cap; a legacy or EIP-2930 envelope's gas price), in the chain's
+	// fee units: attodollars on Tempo, wei on a chain with native gas.
+	MaxFeePerGas *big.Int
+	Raw          []byte // the exact input (a private copy)
 }
 
 // IsExpiringNonce reports whether the transaction uses the expiring-nonce key
@@ -81,21 +86,22 @@ func DecodeTempoTx(raw []byte) (*DecodedTx, error) {
 		return nil, malformedf("non-canonical encoding: the canonical re-encoding differs from the input")
 	}
 	return &DecodedTx{
-		Type:        TempoTxType,
-		ChainID:     tx.ChainID,
-		Sender:      sender,
-		NonceKey:    tx.NonceKey,
-		Nonce:       tx.Nonce,
-		Calls:       tx.Calls,
-		SigningHash: signingHash,
-		TxHash:      crypto.Keccak256Hash(canonical),
-		SigType:     sig.typ,
-		ValidBefore: tx.ValidBefore,
-		ValidAfter:  tx.ValidAfter,
-		FeeToken:    tx.FeeToken,
-		FeePayer:    feePayer,
-		GasLimit:    tx.GasLimit,
-		Raw:         raw,
+		Type:         TempoTxType,
+		ChainID:      tx.ChainID,
+		Sender:       sender,
+		NonceKey:     tx.NonceKey,
+		Nonce:        tx.Nonce,
+		Calls:        tx.Calls,
+		SigningHash:  signingHash,
+		TxHash:       crypto.Keccak256Hash(canonical),
+		SigType:      sig.typ,
+		ValidBefore:  tx.ValidBefore,
+		ValidAfter:   tx.ValidAfter,
+		FeeToken:     tx.FeeToken,
+		FeePayer:     feePayer,
+		GasLimit:     tx.GasLimit,
+		MaxFeePerGas: new(big.Int).Set(bigOrZero(tx.MaxFeePerGas)),
+		Raw:          raw,
 	}, nil
 }
 

@@ -76,15 +76,16 @@ func DecodeEVMTx(raw []byte) (*DecodedTx, error) {
 		return nil, malformedf("signature: sender recovery failed: %v", err)
 	}
 	return &DecodedTx{
-		Type:        tx.Type(),
-		ChainID:     chainID.Uint64(),
-		Sender:      sender,
-		Nonce:       tx.Nonce(),
-		Calls:       []Call{{To: tx.To(), Value: tx.Value(), Input: tx.Data()}},
-		SigningHash: signer.Hash(tx),
-		TxHash:      tx.Hash(),
-		SigType:     SigSecp256k1,
-		GasLimit:    tx.Gas(),
-		Raw:         raw,
+		Type:         tx.Type(),
+		ChainID:      chainID.Uint64(),
+		Sender:       sender,
+		Nonce:        tx.Nonce(),
+		Calls:        []Call{{To: tx.To(), Value: tx.Value(), Input: tx.Data()}},
+		SigningHash:  signer.Hash(tx),
+		TxHash:       tx.Hash(),
+		SigType:      SigSecp256k1,
+		GasLimit:     tx.Gas(),
+		MaxFeePerGas: new(big.Int).Set(tx.GasFeeCap()),
+		Raw:          raw,
 	}, nil
 }

@@ -16,6 +16,7 @@ type MemChain struct {
 	head     Head
 	balances map[[2]common.Address]*big.Int
 	nonces   map[nonceSlot]uint64
+	feeToken map[common.Address]common.Address
 	failWith error
 	// shared is set when a view references the maps; the next mutation
 	// copies them first, so views stay immutable and Latest stays O(1).
@@ -33,6 +34,7 @@ func NewMemChain() *MemChain {
 		head:     Head{Number: 1, UnixMillis: uint64(time.Now().UnixMilli())},
 		balances: make(map[[2]common.Address]*big.Int),
 		nonces:   make(map[nonceSlot]uint64),
+		feeToken: make(map[common.Address]common.Address),
 	}
 }
 
@@ -48,7 +50,24 @@ func (m *MemChain) unshare() {
 	for k, n := range m.nonces {
 		nonces[k] = n
 	}
-	m.balances, m.nonces, m.shared = balances, nonces, false
+	feeToken := make(map[common.Address]common.Address, len(m.feeToken))
+	for k, t := range m.feeToken {
+		feeToken[k] = t
+	}
+	m.balances, m.nonces, m.feeToken, m.shared = balances, nonces, feeToken, false
+}
+
+// SetFeeToken sets account's preferred fee token (zero clears it), as
+// Tempo's FeeManager setUserToken would.
+func (m *MemChain) SetFeeToken(account, token common.Address) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.unshare()
+	if token == (common.Address{}) {
+		delete(m.feeToken, account)
+		return
+	}
+	m.feeToken[account] = token
 }
 
 // SetBalance sets holder's balance of token.
@@ -91,13 +110,18 @@ func (m *MemChain) Latest(context.Context) (ChainView, error) {
 		return nil, m.failWith
 	}
 	m.shared = true
-	return &memView{head: m.head, balances: m.balances, nonces: m.nonces}, nil
+	return &memView{head: m.head, balances: m.balances, nonces: m.nonces, feeToken: m.feeToken}, nil
 }
 
 type memView struct {
 	head     Head
 	balances map[[2]common.Address]*big.Int
 	nonces   map[nonceSlot]uint64
+	feeToken map[common.Address]common.Address
+}
+
+func (v *memView) FeeTokenOf(_ context.Context, account common.Address) (common.Address, error) {
+	return v.feeToken[account], nil
 }
 
 func (v *memView) Head() Head { return v.head }

@@ -3,6 +3,8 @@ package validator
 import (
 	"fmt"
 	"time"
+
+	"github.com/allegro-mesh/allegro/tempo"
 )
 
 // Config bounds the validator's memory and sets its policy. Every field has a
@@ -29,9 +31,22 @@ type Config struct {
 	// that much latency, when decisions come faster than one per window, for
 	// fewer fsyncs. 0 syncs as soon as the previous sync ends.
 	GroupCommitWindow time.Duration `toml:"group_commit_window"`
+	// Fees is the network's fee model (tempo.TempoFees, or tempo.NativeFees
+	// on a chain whose gas is native); nil means Tempo's. A network
+	// parameter: the committee file's fee_model.
+	Fees tempo.FeeModel `toml:"-"`
+	// SettlementMargin is how long before its valid_before a 0x76
+	// transaction stops being certified, and how far ahead of its
+	// valid_after it may be: a certified transaction must still be valid
+	// when it reaches a block. A network parameter (the committee file's
+	// settlement_margin); default 10 s.
+	SettlementMargin time.Duration `toml:"-"`
 	// Now returns the current time; nil means time.Now. Tests set it.
 	Now func() time.Time `toml:"-"`
 }
+
+// DefaultSettlementMargin is SettlementMargin's default (SPEC §4).
+const DefaultSettlementMargin = 10 * time.Second
 
 // DefaultGroupCommitWindow is Config.GroupCommitWindow's default. At
 // saturation on a 4-validator in-process mesh it raised certified payments
@@ -54,6 +69,7 @@ func DefaultConfig() Config {
 		MaxParentQCs:    8,
 
 		GroupCommitWindow: DefaultGroupCommitWindow,
+		SettlementMargin:  DefaultSettlementMargin,
 	}
 }
 
@@ -72,6 +88,9 @@ func (c Config) Validate() error {
 		if f.v <= 0 {
 			return fmt.Errorf("validator config: %s must be positive, got %d", f.name, f.v)
 		}
+	}
+	if c.SettlementMargin < 0 {
+		return fmt.Errorf("validator config: SettlementMargin must not be negative, got %s", c.SettlementMargin)
 	}
 	if c.GroupCommitWindow < 0 || c.GroupCommitWindow > maxGroupCommitWindow {
 		return fmt.Errorf("validator config: GroupCommitWindow must be between 0 and %s, got %s", maxGroupCommitWindow, c.GroupCommitWindow)

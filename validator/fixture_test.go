@@ -43,6 +43,15 @@ func mustKey(name string) *ecdsa.PrivateKey {
 
 func dollars(n int64) *big.Int { return big.NewInt(n * 1_000_000) }
 
+func addressOf(k *ecdsa.PrivateKey) common.Address { return crypto.PubkeyToAddress(k.PublicKey) }
+
+// testFee is the maximum fee of every fixture payment under Tempo's fee
+// rule, in token units: gas 250,000 × max_fee_per_gas 1 gwei / 10^12.
+const testFee = 250
+
+// dollarsLess returns n dollars less units token units.
+func dollarsLess(n, units int64) *big.Int { return big.NewInt(n*1_000_000 - units) }
+
 // cluster is a committee of n validators sharing one in-memory chain.
 type cluster struct {
 	committee *qc.Committee
@@ -74,6 +83,12 @@ func newCluster(t testing.TB, n int) *cluster {
 // validator opens validator i on dir (a fresh temp dir when empty).
 func (c *cluster) validator(t testing.TB, i int, dir string) *Validator {
 	t.Helper()
+	return c.validatorWith(t, i, dir, DefaultConfig())
+}
+
+// validatorWith is validator with cfg.
+func (c *cluster) validatorWith(t testing.TB, i int, dir string, cfg Config) *Validator {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -83,7 +98,7 @@ func (c *cluster) validator(t testing.TB, i int, dir string) *Validator {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	v, err := New(DefaultConfig(), c.signers[i], c.committee, c.chain, store, nil, logger)
+	v, err := New(cfg, c.signers[i], c.committee, c.chain, store, nil, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,12 +191,18 @@ func (p *payment) request(t testing.TB) *fastpayv1.SubmitFastPayRequest {
 // certifyAll has validators 0..q-1 of c sign req directly and returns the QC.
 func (c *cluster) certify(t testing.TB, req *fastpayv1.SubmitFastPayRequest) *qc.QC {
 	t.Helper()
+	return c.certifyBy(t, req, c.signers[:c.committee.Quorum()]...)
+}
+
+// certifyBy builds the QC of req signed by signers.
+func (c *cluster) certifyBy(t testing.TB, req *fastpayv1.SubmitFastPayRequest, signers ...*qc.Signer) *qc.QC {
+	t.Helper()
 	p, err := Decode(req, domain, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := qc.NewAssembler(c.committee, p.TxHash, p.Effects.Hash())
-	for _, s := range c.signers[:c.committee.Quorum()] {
+	for _, s := range signers {
 		if _, err := a.Add(s.Sign(p.TxHash, p.Effects, uint64(time.Now().UnixMilli()))); err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,9 @@ const (
 	// with the guard: a transaction signed while cut off from the others
 	// can be announced again after a restart.
 	prefixRequest = 'r'
+	// sender ‖ nonce key ‖ seq → the maximum fee reserved with the guard:
+	// payer ‖ fee token ‖ amount.
+	prefixFee = 'f'
 	// The chain this state belongs to: chain id ‖ genesis block hash.
 	keyChainIdentity = "c"
 )
@@ -82,6 +85,12 @@ func signedRequestKey(k qc.ContentionKey) []byte {
 	return b
 }
 
+func feeKey(k qc.ContentionKey) []byte {
+	b := guardKey(k)
+	b[0] = prefixFee
+	return b
+}
+
 func cursorKey(sender qc.Address, key qc.NonceKey) []byte {
 	b := make([]byte, 0, 1+20+32)
 	b = append(b, prefixCursor)
@@ -96,8 +105,8 @@ func creditKey(txHash qc.Hash) []byte {
 // RecordSignature durably records that this validator signed cert: the
 // contention key's guard (with the certificate, which also carries the debit),
 // the nonce cursor and, when not empty, the signed request (its encoded
-// SubmitFastPayRequest). It returns only after fsync.
-func (s *Store) RecordSignature(cert *qc.Certificate, request []byte) error {
+// SubmitFastPayRequest) and the reserved fee. It returns only after fsync.
+func (s *Store) RecordSignature(cert *qc.Certificate, request, fee []byte) error {
 	value, err := proto.Marshal(fastpayv1.NewValidatorCertificate(cert))
 	if err != nil {
 		return fmt.Errorf("encode certificate: %w", err)
@@ -116,13 +125,18 @@ func (s *Store) RecordSignature(cert *qc.Certificate, request []byte) error {
 			return err
 		}
 	}
+	if len(fee) > 0 {
+		if err := b.Set(feeKey(k), fee, nil); err != nil {
+			return err
+		}
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("persist signature for %s: %w", k, err)
 	}
 	return nil
 }
 
-// DeleteSettled removes the guard and request records of settled keys.
+// DeleteSettled removes the guard, request and fee records of settled keys.
 // Their nonce cursors stay, and the chain's nonce has passed them, so they
 // can never be signed again.
 func (s *Store) DeleteSettled(keys []qc.ContentionKey) error {
@@ -132,7 +146,7 @@ func (s *Store) DeleteSettled(keys []qc.ContentionKey) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, k := range keys {
-		if err := errors.Join(b.Delete(guardKey(k), nil), b.Delete(signedRequestKey(k), nil)); err != nil {
+		if err := errors.Join(b.Delete(guardKey(k), nil), b.Delete(signedRequestKey(k), nil), b.Delete(feeKey(k), nil)); err != nil {
 			return err
 		}
 	}
@@ -167,6 +181,7 @@ func (s *Store) DeleteCredits(txHashes []qc.Hash) error {
 // loadedState is what the store holds at start.
 type loadedState struct {
 	signed  []qc.Certificate
+	fees    map[qc.ContentionKey]*feeDebit
 	cursors map[cursorSlot]uint64
 	credits []*qc.QC
 }
@@ -177,7 +192,7 @@ type cursorSlot struct {
 }
 
 func (s *Store) load() (*loadedState, error) {
-	st := &loadedState{cursors: make(map[cursorSlot]uint64)}
+	st := &loadedState{cursors: make(map[cursorSlot]uint64), fees: make(map[qc.ContentionKey]*feeDebit)}
 	err := s.scan(prefixGuard, func(k, v []byte) error {
 		var wire fastpayv1.ValidatorCertificate
 		if err := proto.Unmarshal(v, &wire); err != nil {
@@ -188,6 +203,24 @@ func (s *Store) load() (*loadedState, error) {
 			return fmt.Errorf("guard record %x: %w", k, err)
 		}
 		st.signed = append(st.signed, cert)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.scan(prefixFee, func(k, v []byte) error {
+		if len(k) != 1+20+32+8 {
+			return fmt.Errorf("fee record %x: bad key length", k)
+		}
+		f, err := decodeFeeDebit(v)
+		if err != nil {
+			return fmt.Errorf("fee record %x: %w", k, err)
+		}
+		var ck qc.ContentionKey
+		copy(ck.Sender[:], k[1:21])
+		copy(ck.NonceKey[:], k[21:53])
+		ck.NonceSeq = binary.BigEndian.Uint64(k[53:])
+		st.fees[ck] = f
 		return nil
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"math/big"
 	"sync"
 	"time"
@@ -35,12 +36,15 @@ type Validator struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	now       func() time.Time
+	fees      tempo.FeeModel
 
 	seed    maphash.Seed
 	senders [senderStripes]sync.Mutex
 
-	mu          sync.Mutex
-	guard       map[qc.ContentionKey]guardEntry
+	mu    sync.Mutex
+	guard map[qc.ContentionKey]guardEntry
+	// debits indexes the guard by account: the keys whose amount an
+	// account sends or whose fee it pays.
 	debits      map[qc.Address]map[qc.ContentionKey]struct{}
 	cursors     map[cursorSlot]uint64
 	credits     *lru.Cache[qc.Hash, credit] // by tx hash
@@ -48,16 +52,23 @@ type Validator struct {
 	creditByQC  map[qc.Hash]qc.Hash // qc hash → tx hash of pending credits
 	pruneHeight uint64              // newest block pruning has used
 
-	ownCerts   *lru.Cache[qc.ContentionKey, qc.Certificate]
-	knownQCs   *lru.Cache[qc.Hash, *qc.QC] // by qc hash
+	ownCerts *lru.Cache[qc.ContentionKey, qc.Certificate]
+	knownQCs *lru.Cache[qc.Hash, *qc.QC] // by qc hash
+	// qcTx maps the qc_hash of every valid QC learned to its transaction,
+	// so that a parent named by any of a transaction's QCs (different
+	// signer subsets have different hashes) is recognised; it outlives
+	// knownQCs, whose entries are whole QCs.
+	qcTx       *lru.Cache[qc.Hash, qc.Hash]
 	requestIDs *lru.Cache[requestKey, qc.Hash]
 }
 
 // guardEntry is an unsettled contention key this validator signed: the
-// equivocation guard and the sender's pending debit.
+// equivocation guard, the sender's pending debit and the payer's reserved
+// maximum fee (nil for a decision recorded before fees were reserved).
 type guardEntry struct {
 	txHash  qc.Hash
 	effects qc.Effects
+	fee     *feeDebit
 }
 
 // credit is a pending credit to a recipient from a QC.
@@ -101,6 +112,10 @@ func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.Cha
 	if v.now == nil {
 		v.now = time.Now
 	}
+	v.fees = cfg.Fees
+	if v.fees == nil {
+		v.fees = tempo.TempoFees{}
+	}
 	var err error
 	v.credits, err = lru.NewWithEvict(cfg.MaxCredits, func(h qc.Hash, c credit) { v.unindexCredit(h, c) })
 	if err != nil {
@@ -110,6 +125,9 @@ func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.Cha
 		return nil, err
 	}
 	if v.knownQCs, err = lru.New[qc.Hash, *qc.QC](cfg.MaxKnownQCs); err != nil {
+		return nil, err
+	}
+	if v.qcTx, err = lru.New[qc.Hash, qc.Hash](cfg.MaxCredits); err != nil {
 		return nil, err
 	}
 	if v.requestIDs, err = lru.New[requestKey, qc.Hash](cfg.MaxRequestIDs); err != nil {
@@ -129,7 +147,7 @@ func (v *Validator) restore() error {
 	v.cursors = st.cursors
 	for _, cert := range st.signed {
 		k := cert.Effects.ContentionKey()
-		v.addGuard(k, guardEntry{txHash: cert.TxHash, effects: cert.Effects})
+		v.addGuard(k, guardEntry{txHash: cert.TxHash, effects: cert.Effects, fee: st.fees[k]})
 		slot := cursorSlot{k.Sender, k.NonceKey}
 		if last, ok := v.cursors[slot]; !ok || last < k.NonceSeq {
 			// A guard written without its cursor cannot happen (one batch),
@@ -210,9 +228,12 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 		return qc.Certificate{}, err
 	}
 
-	lock := &v.senders[maphash.Comparable(v.seed, sender)%senderStripes]
-	lock.Lock()
-	defer lock.Unlock()
+	// The fee payer's balance is decided on too: hold its lock as well.
+	payer := sender
+	if fp := p.Tx.FeePayer; fp != nil {
+		payer = qc.Address(*fp)
+	}
+	defer v.lockAccounts(sender, payer)()
 
 	// Pruning may have dropped entries settled at a block newer than view;
 	// the balance must be read at least that new.
@@ -259,15 +280,10 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 		return qc.Certificate{}, reject(fastpayv1.RejectCode_MISSING_PARENT_QC, nil, "parent QC %s is not known to this validator; include it in parent_qcs", p.ParentQCHash)
 	}
 
-	// Step 6: funds.
-	available, err := v.available(ctx, view, sender, p.Effects.Asset)
+	// Step 6: funds, the maximum fee included.
+	fee, err := v.checkFunds(ctx, view, p)
 	if err != nil {
-		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "balance of %s", common.Address(sender))
-	}
-	if available.Cmp(amountBig(p.Effects.Amount)) < 0 {
-		return qc.Certificate{}, reject(fastpayv1.RejectCode_INSUFFICIENT_FUNDS, nil,
-			"%s has %s units of %s available (chain balance minus pending debits plus certified credits at block %d), payment needs %d",
-			common.Address(sender), available, common.Address(p.Effects.Asset), view.Head().Number, p.Effects.Amount)
+		return qc.Certificate{}, err
 	}
 
 	// Step 7: persist, then sign and release.
@@ -279,12 +295,12 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 	if err != nil {
 		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "encode request")
 	}
-	if err := v.store.RecordSignature(&cert, request); err != nil {
+	if err := v.store.RecordSignature(&cert, request, fee.encode()); err != nil {
 		v.log.Error("cannot persist signing decision; refusing to release certificate", "tx", p.TxHash, "err", err)
 		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "persist decision")
 	}
 	v.mu.Lock()
-	v.addGuard(key, guardEntry{txHash: p.TxHash, effects: p.Effects})
+	v.addGuard(key, guardEntry{txHash: p.TxHash, effects: p.Effects, fee: fee})
 	v.cursors[cursorSlot{sender, key.NonceKey}] = key.NonceSeq
 	v.mu.Unlock()
 	v.ownCerts.Add(key, cert)
@@ -302,8 +318,16 @@ func (v *Validator) checkExpiry(p *Payment, head tempo.Head) error {
 			return reject(fastpayv1.RejectCode_EXPIRED, nil, "expired at unix millis %d, now %d", p.Expiry.Value, now)
 		}
 	}
-	if vb := p.Tx.ValidBefore; vb != nil && uint64(v.now().Unix()) >= *vb {
-		return reject(fastpayv1.RejectCode_EXPIRED, nil, "the transaction's valid_before %d has passed", *vb)
+	// A 0x76 transaction is certified only while it can still reach a
+	// block: valid_before at least the settlement margin away, valid_after
+	// at most that far ahead.
+	now := v.now()
+	margin := v.cfg.SettlementMargin
+	if vb := p.Tx.ValidBefore; vb != nil && !now.Add(margin).Before(time.Unix(int64(min(*vb, math.MaxInt64)), 0)) {
+		return reject(fastpayv1.RejectCode_EXPIRED, nil, "the transaction's valid_before %d is less than the settlement margin (%s) away (now %d): it might expire before it settles", *vb, margin, now.Unix())
+	}
+	if va := p.Tx.ValidAfter; va != nil && now.Add(margin).Before(time.Unix(int64(min(*va, math.MaxInt64)), 0)) {
+		return reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, nil, "the transaction is not valid before %d (now %d); submit it again within %s of that", *va, now.Unix(), margin)
 	}
 	return nil
 }
@@ -356,10 +380,18 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 		return nil, err
 	}
 	v.mu.Lock()
-	var debits []qc.Effects
+	type debit struct {
+		effects qc.Effects // the transaction, for its settlement
+		amount  *big.Int
+	}
+	var debits []debit
 	for k := range v.debits[sender] {
-		if e := v.guard[k].effects; e.Asset == asset {
-			debits = append(debits, e)
+		g := v.guard[k]
+		if g.effects.Sender == sender && g.effects.Asset == asset {
+			debits = append(debits, debit{g.effects, amountBig(g.effects.Amount)})
+		}
+		if g.fee != nil && g.fee.payer == sender && g.fee.token == asset {
+			debits = append(debits, debit{g.effects, g.fee.amount})
 		}
 	}
 	var credits []qc.Effects
@@ -370,13 +402,13 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 	}
 	v.mu.Unlock()
 
-	for _, e := range debits {
-		settled, err := settledAt(ctx, view, e)
+	for _, d := range debits {
+		settled, err := settledAt(ctx, view, d.effects)
 		if err != nil {
 			return nil, err
 		}
 		if !settled {
-			balance.Sub(balance, amountBig(e.Amount))
+			balance.Sub(balance, d.amount)
 		}
 	}
 	for _, e := range credits {
@@ -403,20 +435,38 @@ func settledAt(ctx context.Context, view tempo.ChainView, e qc.Effects) (bool, e
 
 func (v *Validator) addGuard(k qc.ContentionKey, e guardEntry) {
 	v.guard[k] = e
-	set := v.debits[k.Sender]
+	v.indexDebit(k.Sender, k)
+	if e.fee != nil {
+		v.indexDebit(e.fee.payer, k)
+	}
+}
+
+func (v *Validator) indexDebit(account qc.Address, k qc.ContentionKey) {
+	set := v.debits[account]
 	if set == nil {
 		set = make(map[qc.ContentionKey]struct{})
-		v.debits[k.Sender] = set
+		v.debits[account] = set
 	}
 	set[k] = struct{}{}
 }
 
 func (v *Validator) removeGuard(k qc.ContentionKey) {
+	e, ok := v.guard[k]
+	if !ok {
+		return
+	}
 	delete(v.guard, k)
-	if set := v.debits[k.Sender]; set != nil {
+	v.unindexDebit(k.Sender, k)
+	if e.fee != nil {
+		v.unindexDebit(e.fee.payer, k)
+	}
+}
+
+func (v *Validator) unindexDebit(account qc.Address, k qc.ContentionKey) {
+	if set := v.debits[account]; set != nil {
 		delete(set, k)
 		if len(set) == 0 {
-			delete(v.debits, k.Sender)
+			delete(v.debits, account)
 		}
 	}
 }
@@ -425,6 +475,7 @@ func (v *Validator) removeGuard(k qc.ContentionKey) {
 // v exclusively, as restore does).
 func (v *Validator) addCredit(q *qc.QC) bool {
 	v.knownQCs.Add(q.Hash, q)
+	v.qcTx.Add(q.Hash, q.TxHash)
 	e := q.Effects()
 	if v.credits.Contains(q.TxHash) {
 		return false
@@ -451,10 +502,11 @@ func (v *Validator) unindexCredit(h qc.Hash, c credit) {
 	}
 }
 
-// knowsQC reports whether a QC with hash h is known (as a known QC or as a
-// pending credit).
+// knowsQC reports whether a valid QC with hash h was learned: any QC of a
+// transaction satisfies a child naming one of them, so it is enough that h
+// was verified once.
 func (v *Validator) knowsQC(h qc.Hash) bool {
-	if v.knownQCs.Contains(h) {
+	if v.knownQCs.Contains(h) || v.qcTx.Contains(h) {
 		return true
 	}
 	v.mu.Lock()
@@ -578,17 +630,24 @@ func (v *Validator) Prune(ctx context.Context) (debits, credits int, err error) 
 // Overlay is a snapshot of one account's pending debits and credits.
 type Overlay struct {
 	Debits  []qc.Effects
+	Fees    []FeeDebit // maximum fees reserved from the account as payer
 	Credits []qc.Effects
 }
 
-// OverlayOf returns account's pending debits (as sender) and credits (as
-// recipient) not yet pruned.
+// OverlayOf returns account's pending debits (as sender), reserved fees (as
+// payer) and credits (as recipient) not yet pruned.
 func (v *Validator) OverlayOf(account qc.Address) Overlay {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var o Overlay
 	for k := range v.debits[account] {
-		o.Debits = append(o.Debits, v.guard[k].effects)
+		g := v.guard[k]
+		if g.effects.Sender == account {
+			o.Debits = append(o.Debits, g.effects)
+		}
+		if g.fee != nil && g.fee.payer == account {
+			o.Fees = append(o.Fees, FeeDebit{Payer: g.fee.payer, Token: g.fee.token, Amount: new(big.Int).Set(g.fee.amount), Key: k})
+		}
 	}
 	for h := range v.byRecipient[account] {
 		if c, ok := v.credits.Peek(h); ok {

@@ -166,10 +166,12 @@ func TestValidPaymentIsCertified(t *testing.T) {
 	if again.Signature != cert.Signature {
 		t.Fatal("resubmission produced a different certificate")
 	}
-	// The debit is pending: Alice has 5 left, so 6 more is refused, 5 accepted.
-	_, err = v.Submit(context.Background(), pay(aliceKey, 1, carol, dollars(6)).request(t))
+	// The debit and the first payment's maximum fee are pending: Alice has
+	// 5 dollars less one fee left, and the next payment needs its own fee on
+	// top of its amount. One unit more than fits is refused.
+	_, err = v.Submit(context.Background(), pay(aliceKey, 1, carol, dollarsLess(5, 2*testFee-1)).request(t))
 	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
-	if _, err := v.Submit(context.Background(), pay(aliceKey, 1, carol, dollars(5)).request(t)); err != nil {
+	if _, err := v.Submit(context.Background(), pay(aliceKey, 1, carol, dollarsLess(5, 2*testFee)).request(t)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -183,7 +185,7 @@ func TestChainedPaymentCreditsOnce(t *testing.T) {
 	parent := c.certify(t, pay(aliceKey, 0, bob, dollars(10)).request(t))
 	wire := fastpayv1.NewQuorumCertificate(parent)
 
-	child := pay(bobKey, 0, carol, dollars(15)) // Bob's 5 + 10 received
+	child := pay(bobKey, 0, carol, dollarsLess(15, testFee)) // Bob's 5 + 10 received, less the fee
 	child.parents = []*fastpayv1.QuorumCertificate{wire}
 	child.parentHash = parent.Hash[:]
 	if _, err := v.Submit(context.Background(), child.request(t)); err != nil {
@@ -231,10 +233,10 @@ func TestPruneClearsSettledOverlay(t *testing.T) {
 	if o := v.OverlayOf(qc.Address(bob)); len(o.Credits) != 0 {
 		t.Fatalf("bob overlay after settlement %+v", o)
 	}
-	// Available funds are the chain's: Bob can spend exactly 15.
-	_, err := v.Submit(context.Background(), pay(bobKey, 0, carol, dollars(16)).request(t))
+	// Available funds are the chain's: Bob can spend exactly 15, fee included.
+	_, err := v.Submit(context.Background(), pay(bobKey, 0, carol, dollarsLess(15, testFee-1)).request(t))
 	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
-	if _, err := v.Submit(context.Background(), pay(bobKey, 0, carol, dollars(15)).request(t)); err != nil {
+	if _, err := v.Submit(context.Background(), pay(bobKey, 0, carol, dollarsLess(15, testFee)).request(t)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -249,7 +251,7 @@ func TestSettledDebitNotDoubleCounted(t *testing.T) {
 	}
 	c.chain.SetNonce(alice, [32]byte{}, 1)
 	c.chain.SetBalance(token, alice, dollars(5))
-	if _, err := v.Submit(context.Background(), pay(aliceKey, 1, bob, dollars(5)).request(t)); err != nil {
+	if _, err := v.Submit(context.Background(), pay(aliceKey, 1, bob, dollarsLess(5, testFee)).request(t)); err != nil {
 		t.Fatalf("available should be the settled balance 5: %v", err)
 	}
 }
@@ -280,10 +282,12 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if err != nil || again.Signature != cert.Signature {
 		t.Fatalf("idempotent replay after restart: %v", err)
 	}
-	// The debit (12) and the credit (2) survived: 15 − 12 + 2 = 5 available.
-	_, err = v2.Submit(context.Background(), pay(aliceKey, 1, carol, dollars(6)).request(t))
+	// The debit (12), its reserved fee and the credit (2) survived:
+	// 15 − 12 − fee + 2 available, of which the next payment's fee is
+	// reserved too. Had the first fee been lost, one unit more would fit.
+	_, err = v2.Submit(context.Background(), pay(aliceKey, 1, carol, dollarsLess(5, 2*testFee-1)).request(t))
 	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
-	if _, err := v2.Submit(context.Background(), pay(aliceKey, 1, carol, dollars(5)).request(t)); err != nil {
+	if _, err := v2.Submit(context.Background(), pay(aliceKey, 1, carol, dollarsLess(5, 2*testFee)).request(t)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -340,4 +344,89 @@ func TestAnnounceOnlyAcceptedPayments(t *testing.T) {
 	if calls != 0 {
 		t.Fatalf("conflicting payment announced %d times", calls)
 	}
+}
+
+// TestNoCreditAfterSettlement: a QC re-presented as a parent after its
+// transaction settled adds no credit — not after the credit was pruned, and
+// not after a restart. The chain's balance already holds the payment; a
+// credit on top would let the recipient spend it twice.
+func TestNoCreditAfterSettlement(t *testing.T) {
+	c := newCluster(t, 4)
+	dir := t.TempDir()
+	v := c.validator(t, 0, dir)
+	parent := c.certify(t, pay(aliceKey, 0, bob, dollars(10)).request(t))
+	wire := fastpayv1.NewQuorumCertificate(parent)
+	if err := v.LearnQC(parent); err != nil {
+		t.Fatal(err)
+	}
+	// The chain includes Alice's payment: Bob holds 15 on chain.
+	c.chain.SetNonce(alice, [32]byte{}, 1)
+	c.chain.SetBalance(token, alice, dollars(5))
+	c.chain.SetBalance(token, bob, dollars(15))
+	c.chain.SetHead(11)
+	if _, cr, err := v.Prune(context.Background()); err != nil || cr != 1 {
+		t.Fatalf("prune: %d credits, %v", cr, err)
+	}
+	replay := func(v *Validator, nonce uint64) {
+		t.Helper()
+		// 15 on chain, less the fee: 10 more would count the credit again.
+		over := pay(bobKey, nonce, carol, dollarsLess(15, testFee-1))
+		over.parents, over.parentHash = []*fastpayv1.QuorumCertificate{wire}, parent.Hash[:]
+		_, err := v.Submit(context.Background(), over.request(t))
+		wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
+		if o := v.OverlayOf(qc.Address(bob)); len(o.Credits) > 1 {
+			t.Fatalf("credits %+v", o.Credits)
+		}
+	}
+	replay(v, 0)
+	if err := v.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v = c.validator(t, 0, dir)
+	replay(v, 0)
+	// What Bob has on chain he can spend, with the old QC as parent.
+	ok := pay(bobKey, 0, carol, dollarsLess(15, testFee))
+	ok.parents, ok.parentHash = []*fastpayv1.QuorumCertificate{wire}, parent.Hash[:]
+	if _, err := v.Submit(context.Background(), ok.request(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestParentByAnyQCOfItsTransaction: QCs of one transaction by different
+// signer subsets have different qc_hash; a child naming one that this
+// validator verified is accepted even when it is no longer among the
+// recent whole QCs and the transaction's credit came from another.
+func TestParentByAnyQCOfItsTransaction(t *testing.T) {
+	c := newCluster(t, 4)
+	cfg := DefaultConfig()
+	cfg.MaxKnownQCs = 1
+	v := c.validatorWith(t, 0, "", cfg)
+	req := pay(aliceKey, 0, bob, dollars(10)).request(t)
+	first := c.certifyBy(t, req, c.signers[0], c.signers[1], c.signers[2])
+	second := c.certifyBy(t, req, c.signers[1], c.signers[2], c.signers[3])
+	if first.Hash == second.Hash {
+		t.Fatal("the subsets must differ")
+	}
+	for _, q := range []*qc.QC{first, second} {
+		if err := v.LearnQC(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another QC pushes both out of the whole-QC cache.
+	if err := v.LearnQC(c.certify(t, pay(carolKey, 0, alice, dollars(1)).request(t))); err != nil {
+		t.Fatal(err)
+	}
+	for i, q := range []*qc.QC{second, first} {
+		child := pay(bobKey, uint64(i), carol, dollars(1))
+		child.parentHash = q.Hash[:] // named, not carried
+		if _, err := v.Submit(context.Background(), child.request(t)); err != nil {
+			t.Fatalf("child naming QC %d: %v", i, err)
+		}
+	}
+	// A QC never verified here is still missing.
+	child := pay(bobKey, 2, carol, dollars(1))
+	child.parentHash = make([]byte, 32)
+	child.parentHash[0] = 1
+	_, err := v.Submit(context.Background(), child.request(t))
+	wantReject(t, err, fastpayv1.RejectCode_MISSING_PARENT_QC)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -85,6 +86,8 @@ func runCommittee(_ context.Context, args []string, stdout io.Writer) error {
 	epoch := fs.Uint64("epoch", 1, "committee epoch")
 	shards := fs.Int("qc-shards", 16, "number of QC topics")
 	testNet := fs.Bool("test-network", false, "mark the network as a test network (allows test-only sidecar modes)")
+	feeModel := fs.String("fee-model", "tempo", `how the chain charges fees: "tempo" (a USD TIP-20 fee token) or "native" (native gas, as on allegro devchain)`)
+	margin := fs.Duration("settlement-margin", 10*time.Second, "how long a 0x76 transaction must stay valid after it is certified")
 	out := fs.String("out", "committee.toml", "committee file to write")
 	var members memberFlag
 	fs.Var(&members, "member", "a validator: NAME=HEX_PUBLIC_KEY[@MULTIADDR[,MULTIADDR...]] (repeat)")
@@ -110,7 +113,8 @@ func runCommittee(_ context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	f := &node.CommitteeFile{ChainID: *chainID, Epoch: *epoch, QCShards: *shards, TestNetwork: *testNet, Members: members}
+	f := &node.CommitteeFile{ChainID: *chainID, Epoch: *epoch, QCShards: *shards, TestNetwork: *testNet,
+		FeeModel: *feeModel, SettlementMargin: *margin, Members: members}
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("committee: %w", err)
 	}

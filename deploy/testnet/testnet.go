@@ -41,6 +41,7 @@ import (
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 )
 
@@ -413,7 +414,8 @@ func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
 // committee returns the committee file: each member with its TCP and QUIC
 // addresses on both mesh networks.
 func (p *plan) committee() *node.CommitteeFile {
-	f := &node.CommitteeFile{ChainID: p.cfg.ChainID, Epoch: 1, QCShards: 16, TestNetwork: p.cfg.TestNetwork}
+	// The embedded development chain pays gas in its native currency.
+	f := &node.CommitteeFile{ChainID: p.cfg.ChainID, Epoch: 1, QCShards: 16, TestNetwork: p.cfg.TestNetwork, FeeModel: tempo.FeeModelNative}
 	for _, s := range p.manifest.Sidecars {
 		f.Members = append(f.Members, node.CommitteeMember{Name: s.Name, PublicKey: s.PublicKey, Addrs: p.meshAddrs(s)})
 	}

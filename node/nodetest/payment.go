@@ -39,6 +39,16 @@ type Pay struct {
 	MaxHeight uint64 // expiry; default 1,000,000
 }
 
+// Fee terms of every request: gas limit and fee cap (wei per gas).
+const (
+	payGas       = 250_000
+	payGasFeeCap = 100_000_000_000
+)
+
+// MaxFee is a request's maximum fee under Tempo's fee rule, in token units:
+// gas × fee cap / 10^12.
+const MaxFee = payGas * payGasFeeCap / 1_000_000_000_000
+
 // Request signs an EIP-1559 token transfer and wraps it as a FastPay
 // request.
 func (p Pay) Request(t testing.TB) *fastpayv1.SubmitFastPayRequest {
@@ -49,8 +59,8 @@ func (p Pay) Request(t testing.TB) *fastpayv1.SubmitFastPayRequest {
 	new(big.Int).SetUint64(p.Amount).FillBytes(data[4+32:])
 	chainID := new(big.Int).SetUint64(p.ChainID)
 	tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{
-		ChainID: chainID, Nonce: p.Nonce, GasTipCap: big.NewInt(1_000_000_000), GasFeeCap: big.NewInt(100_000_000_000),
-		Gas: 250_000, To: &Token, Value: new(big.Int), Data: data,
+		ChainID: chainID, Nonce: p.Nonce, GasTipCap: big.NewInt(1_000_000_000), GasFeeCap: big.NewInt(payGasFeeCap),
+		Gas: payGas, To: &Token, Value: new(big.Int), Data: data,
 	}), types.LatestSignerForChainID(chainID), p.Key)
 	if err != nil {
 		t.Fatal(err)

@@ -13,12 +13,13 @@ type queryKind uint8
 const (
 	queryBalance queryKind = iota + 1
 	queryNonce
+	queryFeeToken
 )
 
 // queryKey identifies one state read within a block.
 type queryKey struct {
 	kind queryKind
-	a, b common.Address // balance: token, holder; nonce: account, -
+	a, b common.Address // balance: token, holder; nonce, fee token: account, -
 	key  [32]byte       // nonce key
 }
 

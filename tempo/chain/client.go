@@ -28,6 +28,8 @@ var NoncePrecompile = common.HexToAddress("0x4E4F4E43450000000000000000000000000
 var (
 	selectorBalanceOf = []byte{0x70, 0xa0, 0x82, 0x31} // balanceOf(address)
 	selectorGetNonce  = []byte{0x89, 0x53, 0x58, 0x03} // getNonce(address,uint256)
+	// getUserToken(address) of Tempo's FeeManager (tempo.FeeManager).
+	selectorGetUserToken = []byte{0x91, 0xb2, 0x4b, 0x58}
 )
 
 // Head-following modes reported by Mode.

@@ -182,6 +182,20 @@ func decodeBigQuantity(dst **big.Int) func(json.RawMessage) error {
 	}
 }
 
+// decodeOptionalWord accepts one 32-byte ABI word, or no data at all (a
+// call to an address without code), which leaves dst zero.
+func decodeOptionalWord(dst *[32]byte) func(json.RawMessage) error {
+	word := decodeWord(dst)
+	return func(raw json.RawMessage) error {
+		var s *string
+		if err := json.Unmarshal(raw, &s); err == nil && s != nil && (*s == "0x" || *s == "") {
+			*dst = [32]byte{}
+			return nil
+		}
+		return word(raw)
+	}
+}
+
 // decodeWord accepts exactly one 32-byte ABI word.
 func decodeWord(dst *[32]byte) func(json.RawMessage) error {
 	return func(raw json.RawMessage) error {

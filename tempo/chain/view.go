@@ -24,10 +24,18 @@ func (v *view) Head() tempo.Head { return v.head }
 func (v *view) blockTag() string { return hexutil.EncodeUint64(v.head.Number) }
 
 // BalanceOf returns balanceOf(holder) of token at the view's block via
-// eth_call. The answer must be exactly one 32-byte word.
+// eth_call (the answer must be exactly one 32-byte word), or for
+// tempo.NativeGas holder's native balance (eth_getBalance).
 func (v *view) BalanceOf(ctx context.Context, token, holder common.Address) (*big.Int, error) {
 	q := queryKey{kind: queryBalance, a: token, b: holder}
 	val, err := v.c.cached(ctx, v.head.Number, q, func(ctx context.Context) (any, error) {
+		if token == tempo.NativeGas {
+			var b *big.Int
+			if err := v.c.call(ctx, "eth_getBalance", decodeBigQuantity(&b), holder, v.blockTag()); err != nil {
+				return nil, err
+			}
+			return b, nil
+		}
 		data := make([]byte, 4+32)
 		copy(data, selectorBalanceOf)
 		copy(data[4+12:], holder.Bytes())
@@ -72,6 +80,32 @@ func (v *view) NonceOf(ctx context.Context, account common.Address, nonceKey [32
 		return 0, fmt.Errorf("chain: nonce of (%s, key %x) at block %d: %w", account, nonceKey, v.head.Number, err)
 	}
 	return val.(uint64), nil
+}
+
+// FeeTokenOf returns account's preferred fee token from Tempo's FeeManager
+// (getUserToken) at the view's block. A chain without a FeeManager answers
+// with no data: no preference.
+func (v *view) FeeTokenOf(ctx context.Context, account common.Address) (common.Address, error) {
+	q := queryKey{kind: queryFeeToken, a: account}
+	val, err := v.c.cached(ctx, v.head.Number, q, func(ctx context.Context) (any, error) {
+		data := make([]byte, 4+32)
+		copy(data, selectorGetUserToken)
+		copy(data[4+12:], account.Bytes())
+		var word [32]byte
+		if err := v.c.call(ctx, "eth_call", decodeOptionalWord(&word), callArgs(tempo.FeeManager, data), v.blockTag()); err != nil {
+			return nil, err
+		}
+		for _, b := range word[:12] {
+			if b != 0 {
+				return nil, &rpcFailure{method: "eth_call", kind: outcomeMalformed, err: malformed("getUserToken answer %x is not an address", word)}
+			}
+		}
+		return common.BytesToAddress(word[12:]), nil
+	})
+	if err != nil {
+		return common.Address{}, fmt.Errorf("chain: fee token of %s at block %d: %w", account, v.head.Number, err)
+	}
+	return val.(common.Address), nil
 }
 
 // GetNonceCalldata encodes getNonce(account, nonceKey) for the nonce
