@@ -61,6 +61,10 @@ func (v *fakeView) BalanceOf(context.Context, common.Address, common.Address) (*
 	return nil, errors.New("fake: no balances")
 }
 
+func (v *fakeView) FeeTokenOf(context.Context, common.Address) (common.Address, error) {
+	return common.Address{}, nil
+}
+
 func (v *fakeView) NonceOf(_ context.Context, account common.Address, key [32]byte) (uint64, error) {
 	if v.err != nil {
 		return 0, v.err
