@@ -50,6 +50,10 @@ type Validator struct {
 	credits     *lru.Cache[qc.Hash, credit] // by tx hash
 	byRecipient map[qc.Address]map[qc.Hash]struct{}
 	creditByQC  map[qc.Hash]qc.Hash // qc hash → tx hash of pending credits
+	// The same QCs seen from the paying side, for the conflict check:
+	// their contention keys, and the payments each sender has certified.
+	certifiedKeys map[qc.ContentionKey]qc.Hash
+	bySender      map[qc.Address]map[qc.Hash]struct{}
 	pruneHeight uint64              // newest block pruning has used
 
 	ownCerts *lru.Cache[qc.ContentionKey, qc.Certificate]
@@ -108,6 +112,9 @@ func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.Cha
 		cursors:     make(map[cursorSlot]uint64),
 		byRecipient: make(map[qc.Address]map[qc.Hash]struct{}),
 		creditByQC:  make(map[qc.Hash]qc.Hash),
+
+		certifiedKeys: make(map[qc.ContentionKey]qc.Hash),
+		bySender:      make(map[qc.Address]map[qc.Hash]struct{}),
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -488,12 +495,31 @@ func (v *Validator) addCredit(q *qc.QC) bool {
 	}
 	set[q.TxHash] = struct{}{}
 	v.creditByQC[q.Hash] = q.TxHash
+	k := e.ContentionKey()
+	if _, taken := v.certifiedKeys[k]; !taken {
+		v.certifiedKeys[k] = q.TxHash
+	}
+	sent := v.bySender[e.Sender]
+	if sent == nil {
+		sent = make(map[qc.Hash]struct{})
+		v.bySender[e.Sender] = sent
+	}
+	sent[q.TxHash] = struct{}{}
 	return true
 }
 
 // unindexCredit is the credits cache's eviction callback.
 func (v *Validator) unindexCredit(h qc.Hash, c credit) {
 	delete(v.creditByQC, c.qcHash)
+	if k := c.effects.ContentionKey(); v.certifiedKeys[k] == h {
+		delete(v.certifiedKeys, k)
+	}
+	if set := v.bySender[c.effects.Sender]; set != nil {
+		delete(set, h)
+		if len(set) == 0 {
+			delete(v.bySender, c.effects.Sender)
+		}
+	}
 	if set := v.byRecipient[c.effects.Recipient]; set != nil {
 		delete(set, h)
 		if len(set) == 0 {
