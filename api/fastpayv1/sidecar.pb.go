@@ -625,6 +625,226 @@ func (x *GetChainHeadResponse) GetUnixMillis() uint64 {
 	return 0
 }
 
+// Mesh extension: the conflict check for block builders. The chain does not
+// know QCs: a sender who lands a transaction conflicting with a certified
+// one directly on chain defeats the QC unless block builders refuse it. A
+// validator's transaction pool asks its sidecar, for each transaction it is
+// about to include, whether it conflicts with what the mesh certified.
+type CheckConflictRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A signed Tempo 0x76 or EIP-2718 transaction, as sent to the chain.
+	RawTx         []byte `protobuf:"bytes,1,opt,name=raw_tx,json=rawTx,proto3" json:"raw_tx,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckConflictRequest) Reset() {
+	*x = CheckConflictRequest{}
+	mi := &file_tempo_fastpay_v1_sidecar_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckConflictRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckConflictRequest) ProtoMessage() {}
+
+func (x *CheckConflictRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_sidecar_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckConflictRequest.ProtoReflect.Descriptor instead.
+func (*CheckConflictRequest) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_sidecar_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CheckConflictRequest) GetRawTx() []byte {
+	if x != nil {
+		return x.RawTx
+	}
+	return nil
+}
+
+type Conflict struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certified_key, signed_key, overdraw or unknown_spend.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The FastPay tx_hash holding the contention key (certified_key,
+	// signed_key).
+	TxHash []byte `protobuf:"bytes,2,opt,name=tx_hash,json=txHash,proto3" json:"tx_hash,omitempty"`
+	// overdraw: the account and token short, and the amounts (decimal
+	// strings, token units; the zero address is native gas).
+	Account       *Address `protobuf:"bytes,3,opt,name=account,proto3" json:"account,omitempty"`
+	Token         *Address `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	Available     string   `protobuf:"bytes,5,opt,name=available,proto3" json:"available,omitempty"`
+	Needed        string   `protobuf:"bytes,6,opt,name=needed,proto3" json:"needed,omitempty"`
+	Message       string   `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Conflict) Reset() {
+	*x = Conflict{}
+	mi := &file_tempo_fastpay_v1_sidecar_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Conflict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Conflict) ProtoMessage() {}
+
+func (x *Conflict) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_sidecar_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
+func (*Conflict) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_sidecar_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Conflict) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Conflict) GetTxHash() []byte {
+	if x != nil {
+		return x.TxHash
+	}
+	return nil
+}
+
+func (x *Conflict) GetAccount() *Address {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *Conflict) GetToken() *Address {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *Conflict) GetAvailable() string {
+	if x != nil {
+		return x.Available
+	}
+	return ""
+}
+
+func (x *Conflict) GetNeeded() string {
+	if x != nil {
+		return x.Needed
+	}
+	return ""
+}
+
+func (x *Conflict) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type CheckConflictResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The transaction's hash on chain.
+	ChainTxHash []byte `protobuf:"bytes,1,opt,name=chain_tx_hash,json=chainTxHash,proto3" json:"chain_tx_hash,omitempty"`
+	// The transaction is the one certified (or signed by this validator) for
+	// its contention key: including it is what the QC promises.
+	Certified bool `protobuf:"varint,2,opt,name=certified,proto3" json:"certified,omitempty"`
+	// Refuse the transaction when conflicts is not empty.
+	Conflicts []*Conflict `protobuf:"bytes,3,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	// The chain head the balances were read at.
+	BlockHeight   uint64 `protobuf:"varint,4,opt,name=block_height,json=blockHeight,proto3" json:"block_height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckConflictResponse) Reset() {
+	*x = CheckConflictResponse{}
+	mi := &file_tempo_fastpay_v1_sidecar_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckConflictResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckConflictResponse) ProtoMessage() {}
+
+func (x *CheckConflictResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_sidecar_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckConflictResponse.ProtoReflect.Descriptor instead.
+func (*CheckConflictResponse) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_sidecar_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CheckConflictResponse) GetChainTxHash() []byte {
+	if x != nil {
+		return x.ChainTxHash
+	}
+	return nil
+}
+
+func (x *CheckConflictResponse) GetCertified() bool {
+	if x != nil {
+		return x.Certified
+	}
+	return false
+}
+
+func (x *CheckConflictResponse) GetConflicts() []*Conflict {
+	if x != nil {
+		return x.Conflicts
+	}
+	return nil
+}
+
+func (x *CheckConflictResponse) GetBlockHeight() uint64 {
+	if x != nil {
+		return x.BlockHeight
+	}
+	return 0
+}
+
 var File_tempo_fastpay_v1_sidecar_proto protoreflect.FileDescriptor
 
 const file_tempo_fastpay_v1_sidecar_proto_rawDesc = "" +
@@ -666,13 +886,30 @@ const file_tempo_fastpay_v1_sidecar_proto_rawDesc = "" +
 	"\n" +
 	"block_hash\x18\x02 \x01(\fR\tblockHash\x12\x1f\n" +
 	"\vunix_millis\x18\x03 \x01(\x04R\n" +
-	"unixMillis2\x8e\x04\n" +
+	"unixMillis\"-\n" +
+	"\x14CheckConflictRequest\x12\x15\n" +
+	"\x06raw_tx\x18\x01 \x01(\fR\x05rawTx\"\xed\x01\n" +
+	"\bConflict\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x17\n" +
+	"\atx_hash\x18\x02 \x01(\fR\x06txHash\x123\n" +
+	"\aaccount\x18\x03 \x01(\v2\x19.tempo.fastpay.v1.AddressR\aaccount\x12/\n" +
+	"\x05token\x18\x04 \x01(\v2\x19.tempo.fastpay.v1.AddressR\x05token\x12\x1c\n" +
+	"\tavailable\x18\x05 \x01(\tR\tavailable\x12\x16\n" +
+	"\x06needed\x18\x06 \x01(\tR\x06needed\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"\xb6\x01\n" +
+	"\x15CheckConflictResponse\x12\"\n" +
+	"\rchain_tx_hash\x18\x01 \x01(\fR\vchainTxHash\x12\x1c\n" +
+	"\tcertified\x18\x02 \x01(\bR\tcertified\x128\n" +
+	"\tconflicts\x18\x03 \x03(\v2\x1a.tempo.fastpay.v1.ConflictR\tconflicts\x12!\n" +
+	"\fblock_height\x18\x04 \x01(\x04R\vblockHeight2\x8e\x04\n" +
 	"\x0eFastPaySidecar\x12`\n" +
 	"\rSubmitFastPay\x12&.tempo.fastpay.v1.SubmitFastPayRequest\x1a'.tempo.fastpay.v1.SubmitFastPayResponse\x12e\n" +
 	"\x13SubmitFastPayStream\x12&.tempo.fastpay.v1.SubmitFastPayRequest\x1a$.tempo.fastpay.v1.SubmitFastPayEvent0\x01\x12i\n" +
 	"\x10GetBulletinBoard\x12).tempo.fastpay.v1.GetBulletinBoardRequest\x1a*.tempo.fastpay.v1.GetBulletinBoardResponse\x12i\n" +
 	"\x10GetValidatorInfo\x12).tempo.fastpay.v1.GetValidatorInfoRequest\x1a*.tempo.fastpay.v1.GetValidatorInfoResponse\x12]\n" +
-	"\fGetChainHead\x12%.tempo.fastpay.v1.GetChainHeadRequest\x1a&.tempo.fastpay.v1.GetChainHeadResponseB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
+	"\fGetChainHead\x12%.tempo.fastpay.v1.GetChainHeadRequest\x1a&.tempo.fastpay.v1.GetChainHeadResponse2q\n" +
+	"\rConflictCheck\x12`\n" +
+	"\rCheckConflict\x12&.tempo.fastpay.v1.CheckConflictRequest\x1a'.tempo.fastpay.v1.CheckConflictResponseB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
 
 var (
 	file_tempo_fastpay_v1_sidecar_proto_rawDescOnce sync.Once
@@ -686,7 +923,7 @@ func file_tempo_fastpay_v1_sidecar_proto_rawDescGZIP() []byte {
 	return file_tempo_fastpay_v1_sidecar_proto_rawDescData
 }
 
-var file_tempo_fastpay_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_tempo_fastpay_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tempo_fastpay_v1_sidecar_proto_goTypes = []any{
 	(*SubmitFastPayRequest)(nil),     // 0: tempo.fastpay.v1.SubmitFastPayRequest
 	(*SubmitFastPayResponse)(nil),    // 1: tempo.fastpay.v1.SubmitFastPayResponse
@@ -697,42 +934,50 @@ var file_tempo_fastpay_v1_sidecar_proto_goTypes = []any{
 	(*GetValidatorInfoResponse)(nil), // 6: tempo.fastpay.v1.GetValidatorInfoResponse
 	(*GetChainHeadRequest)(nil),      // 7: tempo.fastpay.v1.GetChainHeadRequest
 	(*GetChainHeadResponse)(nil),     // 8: tempo.fastpay.v1.GetChainHeadResponse
-	(*FastPayTx)(nil),                // 9: tempo.fastpay.v1.FastPayTx
-	(*QuorumCertificate)(nil),        // 10: tempo.fastpay.v1.QuorumCertificate
-	(*ValidatorCertificate)(nil),     // 11: tempo.fastpay.v1.ValidatorCertificate
-	(*RejectReason)(nil),             // 12: tempo.fastpay.v1.RejectReason
-	(*TxLifecycleUpdate)(nil),        // 13: tempo.fastpay.v1.TxLifecycleUpdate
-	(*Address)(nil),                  // 14: tempo.fastpay.v1.Address
-	(*ValidatorId)(nil),              // 15: tempo.fastpay.v1.ValidatorId
+	(*CheckConflictRequest)(nil),     // 9: tempo.fastpay.v1.CheckConflictRequest
+	(*Conflict)(nil),                 // 10: tempo.fastpay.v1.Conflict
+	(*CheckConflictResponse)(nil),    // 11: tempo.fastpay.v1.CheckConflictResponse
+	(*FastPayTx)(nil),                // 12: tempo.fastpay.v1.FastPayTx
+	(*QuorumCertificate)(nil),        // 13: tempo.fastpay.v1.QuorumCertificate
+	(*ValidatorCertificate)(nil),     // 14: tempo.fastpay.v1.ValidatorCertificate
+	(*RejectReason)(nil),             // 15: tempo.fastpay.v1.RejectReason
+	(*TxLifecycleUpdate)(nil),        // 16: tempo.fastpay.v1.TxLifecycleUpdate
+	(*Address)(nil),                  // 17: tempo.fastpay.v1.Address
+	(*ValidatorId)(nil),              // 18: tempo.fastpay.v1.ValidatorId
 }
 var file_tempo_fastpay_v1_sidecar_proto_depIdxs = []int32{
-	9,  // 0: tempo.fastpay.v1.SubmitFastPayRequest.tx:type_name -> tempo.fastpay.v1.FastPayTx
-	10, // 1: tempo.fastpay.v1.SubmitFastPayRequest.parent_qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
-	11, // 2: tempo.fastpay.v1.SubmitFastPayResponse.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	12, // 3: tempo.fastpay.v1.SubmitFastPayResponse.reject:type_name -> tempo.fastpay.v1.RejectReason
-	11, // 4: tempo.fastpay.v1.SubmitFastPayEvent.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	12, // 5: tempo.fastpay.v1.SubmitFastPayEvent.reject:type_name -> tempo.fastpay.v1.RejectReason
-	13, // 6: tempo.fastpay.v1.SubmitFastPayEvent.lifecycle:type_name -> tempo.fastpay.v1.TxLifecycleUpdate
-	10, // 7: tempo.fastpay.v1.SubmitFastPayEvent.qc:type_name -> tempo.fastpay.v1.QuorumCertificate
-	14, // 8: tempo.fastpay.v1.GetBulletinBoardRequest.address:type_name -> tempo.fastpay.v1.Address
-	11, // 9: tempo.fastpay.v1.GetBulletinBoardResponse.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	10, // 10: tempo.fastpay.v1.GetBulletinBoardResponse.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
-	15, // 11: tempo.fastpay.v1.GetValidatorInfoResponse.validator:type_name -> tempo.fastpay.v1.ValidatorId
-	0,  // 12: tempo.fastpay.v1.FastPaySidecar.SubmitFastPay:input_type -> tempo.fastpay.v1.SubmitFastPayRequest
-	0,  // 13: tempo.fastpay.v1.FastPaySidecar.SubmitFastPayStream:input_type -> tempo.fastpay.v1.SubmitFastPayRequest
-	3,  // 14: tempo.fastpay.v1.FastPaySidecar.GetBulletinBoard:input_type -> tempo.fastpay.v1.GetBulletinBoardRequest
-	5,  // 15: tempo.fastpay.v1.FastPaySidecar.GetValidatorInfo:input_type -> tempo.fastpay.v1.GetValidatorInfoRequest
-	7,  // 16: tempo.fastpay.v1.FastPaySidecar.GetChainHead:input_type -> tempo.fastpay.v1.GetChainHeadRequest
-	1,  // 17: tempo.fastpay.v1.FastPaySidecar.SubmitFastPay:output_type -> tempo.fastpay.v1.SubmitFastPayResponse
-	2,  // 18: tempo.fastpay.v1.FastPaySidecar.SubmitFastPayStream:output_type -> tempo.fastpay.v1.SubmitFastPayEvent
-	4,  // 19: tempo.fastpay.v1.FastPaySidecar.GetBulletinBoard:output_type -> tempo.fastpay.v1.GetBulletinBoardResponse
-	6,  // 20: tempo.fastpay.v1.FastPaySidecar.GetValidatorInfo:output_type -> tempo.fastpay.v1.GetValidatorInfoResponse
-	8,  // 21: tempo.fastpay.v1.FastPaySidecar.GetChainHead:output_type -> tempo.fastpay.v1.GetChainHeadResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 0: tempo.fastpay.v1.SubmitFastPayRequest.tx:type_name -> tempo.fastpay.v1.FastPayTx
+	13, // 1: tempo.fastpay.v1.SubmitFastPayRequest.parent_qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	14, // 2: tempo.fastpay.v1.SubmitFastPayResponse.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	15, // 3: tempo.fastpay.v1.SubmitFastPayResponse.reject:type_name -> tempo.fastpay.v1.RejectReason
+	14, // 4: tempo.fastpay.v1.SubmitFastPayEvent.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	15, // 5: tempo.fastpay.v1.SubmitFastPayEvent.reject:type_name -> tempo.fastpay.v1.RejectReason
+	16, // 6: tempo.fastpay.v1.SubmitFastPayEvent.lifecycle:type_name -> tempo.fastpay.v1.TxLifecycleUpdate
+	13, // 7: tempo.fastpay.v1.SubmitFastPayEvent.qc:type_name -> tempo.fastpay.v1.QuorumCertificate
+	17, // 8: tempo.fastpay.v1.GetBulletinBoardRequest.address:type_name -> tempo.fastpay.v1.Address
+	14, // 9: tempo.fastpay.v1.GetBulletinBoardResponse.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	13, // 10: tempo.fastpay.v1.GetBulletinBoardResponse.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	18, // 11: tempo.fastpay.v1.GetValidatorInfoResponse.validator:type_name -> tempo.fastpay.v1.ValidatorId
+	17, // 12: tempo.fastpay.v1.Conflict.account:type_name -> tempo.fastpay.v1.Address
+	17, // 13: tempo.fastpay.v1.Conflict.token:type_name -> tempo.fastpay.v1.Address
+	10, // 14: tempo.fastpay.v1.CheckConflictResponse.conflicts:type_name -> tempo.fastpay.v1.Conflict
+	0,  // 15: tempo.fastpay.v1.FastPaySidecar.SubmitFastPay:input_type -> tempo.fastpay.v1.SubmitFastPayRequest
+	0,  // 16: tempo.fastpay.v1.FastPaySidecar.SubmitFastPayStream:input_type -> tempo.fastpay.v1.SubmitFastPayRequest
+	3,  // 17: tempo.fastpay.v1.FastPaySidecar.GetBulletinBoard:input_type -> tempo.fastpay.v1.GetBulletinBoardRequest
+	5,  // 18: tempo.fastpay.v1.FastPaySidecar.GetValidatorInfo:input_type -> tempo.fastpay.v1.GetValidatorInfoRequest
+	7,  // 19: tempo.fastpay.v1.FastPaySidecar.GetChainHead:input_type -> tempo.fastpay.v1.GetChainHeadRequest
+	9,  // 20: tempo.fastpay.v1.ConflictCheck.CheckConflict:input_type -> tempo.fastpay.v1.CheckConflictRequest
+	1,  // 21: tempo.fastpay.v1.FastPaySidecar.SubmitFastPay:output_type -> tempo.fastpay.v1.SubmitFastPayResponse
+	2,  // 22: tempo.fastpay.v1.FastPaySidecar.SubmitFastPayStream:output_type -> tempo.fastpay.v1.SubmitFastPayEvent
+	4,  // 23: tempo.fastpay.v1.FastPaySidecar.GetBulletinBoard:output_type -> tempo.fastpay.v1.GetBulletinBoardResponse
+	6,  // 24: tempo.fastpay.v1.FastPaySidecar.GetValidatorInfo:output_type -> tempo.fastpay.v1.GetValidatorInfoResponse
+	8,  // 25: tempo.fastpay.v1.FastPaySidecar.GetChainHead:output_type -> tempo.fastpay.v1.GetChainHeadResponse
+	11, // 26: tempo.fastpay.v1.ConflictCheck.CheckConflict:output_type -> tempo.fastpay.v1.CheckConflictResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_tempo_fastpay_v1_sidecar_proto_init() }
@@ -761,9 +1006,9 @@ func file_tempo_fastpay_v1_sidecar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempo_fastpay_v1_sidecar_proto_rawDesc), len(file_tempo_fastpay_v1_sidecar_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_tempo_fastpay_v1_sidecar_proto_goTypes,
 		DependencyIndexes: file_tempo_fastpay_v1_sidecar_proto_depIdxs,

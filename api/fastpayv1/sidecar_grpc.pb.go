@@ -278,3 +278,105 @@ var FastPaySidecar_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "tempo/fastpay/v1/sidecar.proto",
 }
+
+const (
+	ConflictCheck_CheckConflict_FullMethodName = "/tempo.fastpay.v1.ConflictCheck/CheckConflict"
+)
+
+// ConflictCheckClient is the client API for ConflictCheck service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type ConflictCheckClient interface {
+	CheckConflict(ctx context.Context, in *CheckConflictRequest, opts ...grpc.CallOption) (*CheckConflictResponse, error)
+}
+
+type conflictCheckClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewConflictCheckClient(cc grpc.ClientConnInterface) ConflictCheckClient {
+	return &conflictCheckClient{cc}
+}
+
+func (c *conflictCheckClient) CheckConflict(ctx context.Context, in *CheckConflictRequest, opts ...grpc.CallOption) (*CheckConflictResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckConflictResponse)
+	err := c.cc.Invoke(ctx, ConflictCheck_CheckConflict_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ConflictCheckServer is the server API for ConflictCheck service.
+// All implementations must embed UnimplementedConflictCheckServer
+// for forward compatibility.
+type ConflictCheckServer interface {
+	CheckConflict(context.Context, *CheckConflictRequest) (*CheckConflictResponse, error)
+	mustEmbedUnimplementedConflictCheckServer()
+}
+
+// UnimplementedConflictCheckServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedConflictCheckServer struct{}
+
+func (UnimplementedConflictCheckServer) CheckConflict(context.Context, *CheckConflictRequest) (*CheckConflictResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CheckConflict not implemented")
+}
+func (UnimplementedConflictCheckServer) mustEmbedUnimplementedConflictCheckServer() {}
+func (UnimplementedConflictCheckServer) testEmbeddedByValue()                       {}
+
+// UnsafeConflictCheckServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ConflictCheckServer will
+// result in compilation errors.
+type UnsafeConflictCheckServer interface {
+	mustEmbedUnimplementedConflictCheckServer()
+}
+
+func RegisterConflictCheckServer(s grpc.ServiceRegistrar, srv ConflictCheckServer) {
+	// If the following call pancis, it indicates UnimplementedConflictCheckServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ConflictCheck_ServiceDesc, srv)
+}
+
+func _ConflictCheck_CheckConflict_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckConflictRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConflictCheckServer).CheckConflict(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConflictCheck_CheckConflict_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConflictCheckServer).CheckConflict(ctx, req.(*CheckConflictRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ConflictCheck_ServiceDesc is the grpc.ServiceDesc for ConflictCheck service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ConflictCheck_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "tempo.fastpay.v1.ConflictCheck",
+	HandlerType: (*ConflictCheckServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CheckConflict",
+			Handler:    _ConflictCheck_CheckConflict_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "tempo/fastpay/v1/sidecar.proto",
+}
