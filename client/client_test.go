@@ -29,6 +29,7 @@ var (
 	carolKey = nodetest.Key("client-carol")
 	daveKey  = nodetest.Key("client-dave")
 	erinKey  = nodetest.Key("client-erin")
+	frankKey = nodetest.Key("client-frank")
 	token    = nodetest.Token
 )
 
@@ -107,6 +108,7 @@ func TestCluster(t *testing.T) {
 	chain.SetBalance(token, nodetest.Address(carolKey), big.NewInt(1*dollar))
 	chain.SetBalance(token, nodetest.Address(daveKey), big.NewInt(50*dollar))
 	chain.SetBalance(token, nodetest.Address(erinKey), big.NewInt(50*dollar))
+	chain.SetBalance(token, nodetest.Address(frankKey), big.NewInt(1*dollar))
 	chain.SetHead(10)
 	cl := nodetest.New(t, 4, chainID, chain)
 	cl.StartAll()
@@ -200,6 +202,16 @@ func TestCluster(t *testing.T) {
 		}
 		if rej.Endpoint != eps[0] || log.count(client.EventRetry) != 0 {
 			t.Fatalf("reject from %s after %d retries; want %s and none", rej.Endpoint, log.count(client.EventRetry), eps[0])
+		}
+		// Frank's whole balance: the transaction's maximum fee no longer
+		// fits, and the error says so.
+		req, err = client.NewEVMPayment(frankKey, chainID, 0, token, bob, dollar)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Pay(ctxFor(t, 30*time.Second), req, nil)
+		if !errors.As(err, &rej) || rej.Code != fastpayv1.RejectCode_INSUFFICIENT_FUNDS || !strings.Contains(err.Error(), "maximum fee") {
+			t.Fatalf("fee shortfall: %v", err)
 		}
 		// A nonce beyond the next expected one.
 		req, err = client.NewEVMPayment(carolKey, chainID, 7, token, bob, dollar)
