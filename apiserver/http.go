@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -86,8 +87,9 @@ type ErrorResponse struct {
 }
 
 // ErrorBody is an error: a stable upper-case code (BAD_REQUEST, NOT_FOUND,
-// METHOD_NOT_ALLOWED, BODY_TOO_LARGE, UNAVAILABLE, CHAIN_UNREACHABLE,
-// CORS_ORIGIN_NOT_ALLOWED, INTERNAL) and a human-readable message.
+// METHOD_NOT_ALLOWED, BODY_TOO_LARGE, BODY_TIMEOUT, UNAVAILABLE,
+// CHAIN_UNREACHABLE, CORS_ORIGIN_NOT_ALLOWED, INTERNAL) and a human-readable
+// message.
 type ErrorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
@@ -171,6 +173,13 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", "request body exceeds "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes")
+			return
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection is unusable for another request: the rest of
+			// the body is still on its way.
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, "BODY_TIMEOUT", "request body not received within "+s.cfg.BodyReadTimeout.String())
 			return
 		}
 		badRequest(w, "reading the body: "+err.Error())
