@@ -33,6 +33,9 @@ type Backend interface {
 	Committee() CommitteeInfo
 	// Gatherer exposes the node's Prometheus metrics.
 	Gatherer() prometheus.Gatherer
+	// StoreHealth returns nil while the durable state store is open and
+	// usable, otherwise why not (readiness, /readyz). It must be cheap.
+	StoreHealth() error
 }
 
 // NodeInfo describes the sidecar.

@@ -2,7 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,12 +23,33 @@ type backend struct {
 	chain     tempo.ChainReader
 	registry  *prometheus.Registry
 	committee *CommitteeFile
+	store     *storeState
 }
 
 var _ apiserver.Backend = (*backend)(nil)
 
-func newBackend(s *Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *CommitteeFile) apiserver.Backend {
-	return &backend{s: s, chain: ch, registry: reg, committee: f}
+func newBackend(s *Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *CommitteeFile, st *storeState) apiserver.Backend {
+	return &backend{s: s, chain: ch, registry: reg, committee: f, store: st}
+}
+
+// storeState is what readiness knows of the durable state store: whether it
+// has been closed, and its directory.
+type storeState struct {
+	dir    string
+	closed atomic.Bool
+}
+
+// StoreHealth implements apiserver.Backend: the store is usable while it is
+// open and its directory is still there (a volume unmounted or removed
+// under a running sidecar fails every later write).
+func (b *backend) StoreHealth() error {
+	if b.store.closed.Load() {
+		return errors.New("state store is closed")
+	}
+	if _, err := os.Stat(b.store.dir); err != nil {
+		return fmt.Errorf("state store directory: %w", err)
+	}
+	return nil
 }
 
 func (b *backend) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error) {
