@@ -56,7 +56,8 @@ type fakeBackend struct {
 	headNoTS  bool            // the head has no timestamp
 	away      map[string]bool // members (by name) shown as not connected
 	storeErr  error
-	peersSign bool // after a submission, the other members sign (the mesh)
+	chainErr  error // ChainHealth's answer
+	peersSign bool  // after a submission, the other members sign (the mesh)
 	lastReq   *fastpayv1.SubmitFastPayRequest
 	submits   int
 
@@ -178,6 +179,12 @@ func (f *fakeBackend) ChainHead(context.Context) (tempo.Head, error) {
 		h.UnixMillis = 0
 	}
 	return h, nil
+}
+
+func (f *fakeBackend) ChainHealth() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.chainErr
 }
 
 func (f *fakeBackend) StoreHealth() error {

@@ -134,9 +134,11 @@ func (s *Server) checkCommitteePeers() ReadyCheck {
 	return ReadyCheck{Name: CheckCommitteePeers, OK: connected >= need, Detail: detail}
 }
 
-// checkChain: the chain head can be read, and is at most ReadyMaxHeadAge
-// old (a head that stopped moving means the chain or the connection to it
-// stalled, and payments would be judged against stale balances).
+// checkChain: the chain node is connected and the head can be read, and the
+// head is at most ReadyMaxHeadAge old (a head that stopped moving means the
+// chain or the connection to it stalled, and payments would be judged
+// against stale balances). The head's age is judged even while the node is
+// away: it says how stale the sidecar's view is.
 func (s *Server) checkChain(ctx context.Context, now time.Time) []ReadyCheck {
 	head, err := s.backend.ChainHead(ctx)
 	if err != nil {
@@ -146,6 +148,9 @@ func (s *Server) checkChain(ctx context.Context, now time.Time) []ReadyCheck {
 		}
 	}
 	reach := ReadyCheck{Name: CheckChainReachable, OK: true, Detail: fmt.Sprintf("block %d", head.Number)}
+	if err := s.backend.ChainHealth(); err != nil {
+		reach = ReadyCheck{Name: CheckChainReachable, Detail: err.Error()}
+	}
 	if head.UnixMillis == 0 {
 		return []ReadyCheck{reach, {Name: CheckChainHeadFresh, Detail: fmt.Sprintf("block %d has no timestamp", head.Number)}}
 	}

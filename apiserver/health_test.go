@@ -31,6 +31,8 @@ func TestReadiness(t *testing.T) {
 			missing: []string{CheckCommitteePeers}, detail: "connected to 0 of 3"},
 		{name: "chain unreachable", set: func(f *fakeBackend) { f.headErr = errors.New("dial tcp 127.0.0.1:8545: connection refused") },
 			missing: []string{CheckChainReachable, CheckChainHeadFresh}, detail: "connection refused"},
+		{name: "chain node away, last head still fresh", set: func(f *fakeBackend) { f.chainErr = errors.New("chain node unreachable (reconnecting)") },
+			missing: []string{CheckChainReachable}, detail: "reconnecting"},
 		{name: "head stale", set: func(f *fakeBackend) { f.headAge = 31 * time.Second },
 			missing: []string{CheckChainHeadFresh}, detail: "at most 30s"},
 		{name: "head without a timestamp", set: func(f *fakeBackend) { f.headNoTS = true },
@@ -46,7 +48,7 @@ func TestReadiness(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f.edit(func(f *fakeBackend) {
-				f.away, f.headErr, f.headAge, f.headNoTS, f.storeErr = nil, nil, 0, false, nil
+				f.away, f.headErr, f.headAge, f.headNoTS, f.storeErr, f.chainErr = nil, nil, 0, false, nil, nil
 				c.set(f)
 			})
 			code, _, b := do(t, "GET", url, "")

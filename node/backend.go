@@ -15,6 +15,7 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/chain"
 )
 
 // backend adapts a sidecar to the client API.
@@ -75,6 +76,22 @@ func (b *backend) ChainHead(ctx context.Context) (tempo.Head, error) {
 		return tempo.Head{}, err
 	}
 	return view.Head(), nil
+}
+
+// followMode is implemented by chain clients that report their connection
+// (chain.Client: ModeConnecting while it is not connected).
+type followMode interface {
+	Mode() string
+}
+
+// ChainHealth implements apiserver.Backend: a chain client following heads
+// is healthy unless it is (re)connecting; other chain readers (in memory)
+// always are.
+func (b *backend) ChainHealth() error {
+	if fm, ok := b.chain.(followMode); ok && fm.Mode() == chain.ModeConnecting {
+		return fmt.Errorf("%w: not connected to the chain node (reconnecting)", tempo.ErrChainUnavailable)
+	}
+	return nil
 }
 
 func (b *backend) Info() apiserver.NodeInfo {
