@@ -60,7 +60,7 @@ func SlowUpload(ctx context.Context, conn net.Conn, path string, size int, inter
 		select {
 		case a := <-answered:
 			u := Upload{Status: a.status, Body: a.body, Sent: sent, Took: time.Since(start)}
-			if a.err != nil && !errors.Is(a.err, io.EOF) && !errors.Is(a.err, io.ErrUnexpectedEOF) && !isReset(a.err) {
+			if a.err != nil && !errors.Is(a.err, io.EOF) && !errors.Is(a.err, io.ErrUnexpectedEOF) && !IsReset(a.err) {
 				return u, fmt.Errorf("apitest: reading the answer: %w", a.err)
 			}
 			return u, nil
@@ -77,7 +77,9 @@ func SlowUpload(ctx context.Context, conn net.Conn, path string, size int, inter
 	}
 }
 
-func isReset(err error) bool {
+// IsReset reports whether err is the peer resetting the connection (a
+// server refusing it at accept may do so before the dial even returns).
+func IsReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
