@@ -44,11 +44,11 @@ type Config struct {
 	MaxConns int `toml:"max_conns"`
 	// MaxConnsPerIP bounds the open connections from one client address
 	// (for IPv6 one /64, what a single host usually holds); further ones are
-	// closed as soon as they are accepted. Every client behind one NAT
-	// shares it, and so do all local clients on 127.0.0.1: a wallet or load
-	// generator opens one gRPC connection per sidecar and a few HTTP ones,
-	// the docker e2e runner about validators+10 through the bridge
-	// gateway. Default 128.
+	// closed as soon as they are accepted. Every client behind one NAT or
+	// reverse proxy shares it (raise it there), and so do all local
+	// clients on 127.0.0.1: a wallet or load generator opens one gRPC
+	// connection per sidecar and a few HTTP ones, the docker e2e runner
+	// about validators+10 through the bridge gateway. Default 128.
 	MaxConnsPerIP int `toml:"max_conns_per_ip"`
 	// MaxConcurrentStreams bounds the calls open at once on one HTTP/2
 	// connection (gRPC, and the JSON API with HTTP2JSON). A client asking
