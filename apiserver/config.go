@@ -25,7 +25,8 @@ type Config struct {
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
 	// BodyReadTimeout bounds reading a request's body once its headers are
 	// in: an HTTP body (408 after it) or a gRPC request message (the call
-	// ends with DeadlineExceeded). It ends uploads trickling in a byte at a
+	// ends with DeadlineExceeded; Unavailable with HTTP2JSON, where gRPC
+	// reads it through net/http). It ends uploads trickling in a byte at a
 	// time and gRPC streams that send headers and never a message. It does
 	// not limit responses: server-sent events and streamed payments live
 	// until StreamTimeout. Default 10 s.

@@ -2,7 +2,7 @@ package apiserver
 
 import (
 	"context"
-	"errors"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -22,7 +22,7 @@ import (
 // (rawRequest) and the registered service decodes them itself
 // (decodingServiceDesc). The same place ends the wait for the message:
 // the stream's context is cancelled BodyReadTimeout after its headers unless
-// the message has arrived by then (requestTimer).
+// the message has arrived by then (requestCtx).
 
 // rawRequest receives a request message's bytes, undecoded.
 type rawRequest struct{ b []byte }
@@ -46,64 +46,86 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (requestCodec) Name() string { return grpcproto.Name }
 
-// errRequestTimeout cancels a stream whose request message did not arrive
-// within BodyReadTimeout.
-var errRequestTimeout = errors.New("request message not received in time")
-
-// requestTimer is a stream's context until its request message arrives: it
-// is cancelled with errRequestTimeout when the timer fires first, and reports
-// that as DeadlineExceeded, which gRPC sends to the client.
-type requestTimer struct {
-	context.Context // from context.WithCancelCause
-	timer           *time.Timer
+// requestCtx is a gRPC stream's context: a child of the one gRPC made,
+// cancelled when its timer fires before the request message arrived, and
+// then saying DeadlineExceeded. gRPC writes the status of a failed receive
+// from this context's Err, so such a stream ends DeadlineExceeded. Contexts
+// derived from it would say Canceled, but none exist while the timer runs:
+// gRPC derives only value contexts before the handler has its request, and
+// the timer stops then. Done and the cancelCtx behind Value are the inner
+// context's, so deriving from it costs what deriving from any context does.
+type requestCtx struct {
+	context.Context
+	timer    *time.Timer
+	timedOut atomic.Bool
 }
 
-type requestTimerKey struct{}
+type requestCtxKey struct{}
 
-func (r *requestTimer) Err() error {
-	if err := r.Context.Err(); err != nil {
-		if errors.Is(context.Cause(r.Context), errRequestTimeout) {
-			return context.DeadlineExceeded
+func newRequestCtx(parent context.Context, timeout time.Duration, onTimeout func()) *requestCtx {
+	ctx, cancel := context.WithCancel(parent)
+	rc := &requestCtx{Context: ctx}
+	rc.timer = time.AfterFunc(timeout, func() {
+		if ctx.Err() != nil {
+			return // the stream ended first
 		}
-		return err
-	}
-	return nil
-}
-
-func (r *requestTimer) Value(key any) any {
-	if key == (requestTimerKey{}) {
-		return r
-	}
-	return r.Context.Value(key)
-}
-
-// tapRequest arms the request timer of a new gRPC stream (grpc.InTapHandle:
-// it runs on the transport's reader when the stream's headers arrive, after
-// the MaxConcurrentStreams check, so a refused stream costs no timer).
-// The timer's context is a child of the stream's, which gRPC cancels when
-// the stream ends, so nothing outlives the stream but a stopped timer.
-func (s *Server) tapRequest(ctx context.Context, _ *tap.Info) (context.Context, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	rt := &requestTimer{Context: ctx}
-	rt.timer = time.AfterFunc(s.cfg.BodyReadTimeout, func() {
-		s.metrics.requestTimeouts.WithLabelValues("grpc").Inc()
-		cancel(errRequestTimeout)
+		rc.timedOut.Store(true)
+		cancel()
+		onTimeout()
 	})
-	return rt, nil
+	return rc
+}
+
+func (rc *requestCtx) Err() error {
+	err := rc.Context.Err()
+	if err != nil && rc.timedOut.Load() {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+func (rc *requestCtx) Value(key any) any {
+	if key == (requestCtxKey{}) {
+		return rc
+	}
+	return rc.Context.Value(key)
+}
+
+// tapRequest arms the request timer of a new gRPC stream. gRPC's transport
+// runs it (grpc.InTapHandle) on its reader when a stream's headers arrive,
+// after the MaxConcurrentStreams check, so a refused stream costs no timer;
+// the context is a child of the stream's, which gRPC cancels when the
+// stream ends, so nothing outlives the stream but its timer (stopped once
+// the message is in, else firing into an ended context).
+func (s *Server) tapRequest(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	return newRequestCtx(ctx, s.cfg.BodyReadTimeout, func() {
+		s.metrics.requestTimeouts.WithLabelValues("grpc").Inc()
+	}), nil
 }
 
 // requestArrived disarms ctx's request timer, if it has one.
 func requestArrived(ctx context.Context) {
-	if rt, ok := ctx.Value(requestTimerKey{}).(*requestTimer); ok {
-		rt.timer.Stop()
+	if rc, ok := ctx.Value(requestCtxKey{}).(*requestCtx); ok {
+		rc.timer.Stop()
 	}
 }
 
+// requestTimedOut reports whether ctx's request timer fired.
+func requestTimedOut(ctx context.Context) bool {
+	rc, ok := ctx.Value(requestCtxKey{}).(*requestCtx)
+	return ok && rc.timedOut.Load()
+}
+
 // decodeRequest receives the request message with recv, stops the request
-// timer and decodes the message into v.
-func decodeRequest(ctx context.Context, recv func(any) error, v any) error {
+// timer and decodes the message into v. (A failed receive has had its status
+// sent by gRPC already; the error returned here is what the handler and the
+// metrics see.)
+func decodeRequest(ctx context.Context, timeout time.Duration, recv func(any) error, v any) error {
 	var raw rawRequest
 	if err := recv(&raw); err != nil {
+		if requestTimedOut(ctx) {
+			return status.Errorf(codes.DeadlineExceeded, "request message not received within %s of the call's headers", timeout)
+		}
 		return err
 	}
 	requestArrived(ctx)
@@ -127,7 +149,7 @@ func (s *Server) decodingServiceDesc(sd *grpc.ServiceDesc) *grpc.ServiceDesc {
 		h, name := md.Handler, md.MethodName
 		md.Handler = func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
 			return h(srv, ctx, func(v any) error {
-				err := decodeRequest(ctx, dec, v)
+				err := decodeRequest(ctx, s.cfg.BodyReadTimeout, dec, v)
 				if err != nil {
 					s.metrics.requests.WithLabelValues("grpc", name, status.Code(err).String()).Inc()
 				}
@@ -140,7 +162,7 @@ func (s *Server) decodingServiceDesc(sd *grpc.ServiceDesc) *grpc.ServiceDesc {
 	for i, st := range sd.Streams {
 		h := st.Handler
 		st.Handler = func(srv any, stream grpc.ServerStream) error {
-			return h(srv, &decodingStream{ServerStream: stream})
+			return h(srv, &decodingStream{ServerStream: stream, timeout: s.cfg.BodyReadTimeout})
 		}
 		out.Streams[i] = st
 	}
@@ -148,8 +170,11 @@ func (s *Server) decodingServiceDesc(sd *grpc.ServiceDesc) *grpc.ServiceDesc {
 }
 
 // decodingStream receives a server stream's request through decodeRequest.
-type decodingStream struct{ grpc.ServerStream }
+type decodingStream struct {
+	grpc.ServerStream
+	timeout time.Duration
+}
 
 func (d *decodingStream) RecvMsg(m any) error {
-	return decodeRequest(d.Context(), d.ServerStream.RecvMsg, m)
+	return decodeRequest(d.Context(), d.timeout, d.ServerStream.RecvMsg, m)
 }

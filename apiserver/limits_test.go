@@ -164,13 +164,24 @@ func metricsText(t *testing.T, s *Server) string {
 
 // TestGRPCStreamLimitAndRequestTimeout: on one connection, streams beyond
 // MaxConcurrentStreams are refused; streams that send headers and never
-// their request message, or only part of it, end with DeadlineExceeded
-// after BodyReadTimeout; a call whose request arrived is not cut off by it.
+// their request message, or only part of it, end after BodyReadTimeout
+// (DeadlineExceeded on gRPC's transport, Unavailable through net/http's);
+// a call whose request arrived is not cut off by it.
 func TestGRPCStreamLimitAndRequestTimeout(t *testing.T) {
+	for _, http2JSON := range []bool{false, true} {
+		t.Run(fmt.Sprintf("HTTP2JSON=%v", http2JSON), func(t *testing.T) { testStreamLimitAndRequestTimeout(t, http2JSON) })
+	}
+}
+
+func testStreamLimitAndRequestTimeout(t *testing.T, http2JSON bool) {
 	f := newFake(t, 4)
 	const timeout = 300 * time.Millisecond
-	s := startServer(t, f, func(c *Config) { c.MaxConcurrentStreams, c.BodyReadTimeout = 4, timeout })
+	s := startServer(t, f, func(c *Config) { c.MaxConcurrentStreams, c.BodyReadTimeout, c.HTTP2JSON = 4, timeout, http2JSON })
 	ctx := testCtx(t)
+	cutOff := apitest.GRPCDeadlineExceeded
+	if http2JSON {
+		cutOff = "14" // Unavailable
+	}
 
 	h2, err := apitest.NewH2Conn(dialFrom(t, s, ""))
 	if err != nil {
@@ -196,9 +207,12 @@ func TestGRPCStreamLimitAndRequestTimeout(t *testing.T) {
 	for _, id := range ids {
 		e, _ := h2.End(id)
 		switch {
-		case e.RST && e.Code == http2.ErrCodeRefusedStream:
+		// RFC 9113 §5.1.2: a stream over the limit is reset with
+		// REFUSED_STREAM or PROTOCOL_ERROR (net/http's once the client
+		// acknowledged the limit).
+		case e.RST && (e.Code == http2.ErrCodeRefusedStream || e.Code == http2.ErrCodeProtocol):
 			refused++
-		case e.GRPCStatus == apitest.GRPCDeadlineExceeded:
+		case e.GRPCStatus == cutOff:
 			timedOut++
 			if took := e.At.Sub(opened); took < timeout {
 				t.Errorf("stream %d timed out after %s, before BodyReadTimeout %s", id, took, timeout)
@@ -222,7 +236,7 @@ func TestGRPCStreamLimitAndRequestTimeout(t *testing.T) {
 	if err := h2.WaitFor(ctx, func() bool { _, ok := h2.End(id); return ok }); err != nil {
 		t.Fatal("partial message never timed out")
 	}
-	if e, _ := h2.End(id); e.GRPCStatus != apitest.GRPCDeadlineExceeded {
+	if e, _ := h2.End(id); e.GRPCStatus != cutOff {
 		t.Fatalf("partial message: %+v", e)
 	}
 
@@ -382,23 +396,37 @@ func TestHTTPBodyTimeout(t *testing.T) {
 	}
 }
 
-// A context from the request timer says DeadlineExceeded only when the
-// timer fired; cancelled from above it says Canceled.
-func TestRequestTimerContext(t *testing.T) {
-	s := &Server{cfg: Config{BodyReadTimeout: time.Hour}, metrics: newMetrics(prometheus.NewRegistry())}
+// A request context says DeadlineExceeded when its timer ended it, Canceled
+// when its stream did, and is not ended by a disarmed timer.
+func TestRequestCtx(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := &Server{cfg: Config{BodyReadTimeout: time.Hour}, metrics: newMetrics(reg), registry: reg}
 	parent, cancel := context.WithCancel(context.Background())
 	ctx, _ := s.tapRequest(parent, nil)
+	handlerCtx := context.WithValue(ctx, struct{}{}, 1) // what the handlers see
 	cancel()
 	<-ctx.Done()
-	if ctx.Err() != context.Canceled {
-		t.Fatalf("cancelled by the stream: %v", ctx.Err())
+	if ctx.Err() != context.Canceled || requestTimedOut(handlerCtx) {
+		t.Fatalf("cancelled with the stream: %v", ctx.Err())
 	}
+	if err := decodeRequest(handlerCtx, time.Hour, func(any) error { return status.FromContextError(ctx.Err()).Err() }, &fastpayv1.SubmitFastPayRequest{}); status.Code(err) != codes.Canceled {
+		t.Fatalf("a stream cancelled by the client: %v", err)
+	}
+
 	s.cfg.BodyReadTimeout = time.Millisecond
 	ctx, _ = s.tapRequest(context.Background(), nil)
-	<-ctx.Done()
-	if ctx.Err() != context.DeadlineExceeded {
-		t.Fatalf("timer fired: %v", ctx.Err())
+	handlerCtx = context.WithValue(ctx, struct{}{}, 1)
+	<-handlerCtx.Done()
+	if ctx.Err() != context.DeadlineExceeded || handlerCtx.Err() != context.DeadlineExceeded || !requestTimedOut(handlerCtx) {
+		t.Fatalf("timer fired: %v %v", ctx.Err(), handlerCtx.Err())
 	}
+	if err := decodeRequest(handlerCtx, time.Millisecond, func(any) error { return status.FromContextError(ctx.Err()).Err() }, &fastpayv1.SubmitFastPayRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a receive cut off by the timer: %v", err)
+	}
+	if got := metricsText(t, s); !strings.Contains(got, `allegro_api_request_read_timeouts_total{protocol="grpc"} 1`) {
+		t.Errorf("want one timeout counted (the stream-cancelled one is not):\n%s", got)
+	}
+
 	s.cfg.BodyReadTimeout = 50 * time.Millisecond
 	ctx, _ = s.tapRequest(context.Background(), nil)
 	requestArrived(context.WithValue(ctx, struct{}{}, 1)) // found through derived contexts

@@ -232,12 +232,19 @@ func (s *Server) Stop(ctx context.Context) error {
 // serveRoot serves the HTTP API; gRPC arriving through net/http (HTTP/2
 // reaching the HTTP server some other way than the split listener) still
 // works through the handler bridge.
+//
+// A gRPC call through net/http gets its request message's time bound from
+// the body deadline, not from the request timer (tapRequest): net/http's
+// gRPC transport takes the end of the request's context for the client
+// leaving and drops the call without a status. A late message then ends
+// the call Unavailable (the body read failed) rather than DeadlineExceeded.
 func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
-	s.boundBodyRead(w, r)
 	if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		s.boundBodyRead(w, r, "grpc")
 		s.grpc.ServeHTTP(w, r)
 		return
 	}
+	s.boundBodyRead(w, r, "http")
 	s.handler.ServeHTTP(w, r)
 }
 
@@ -248,7 +255,7 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 // watching an HTTP/1 connection for the client leaving; this does not rely
 // on that.) A body never read to its end keeps the deadline, which then
 // also bounds the server draining it after the handler.
-func (s *Server) boundBodyRead(w http.ResponseWriter, r *http.Request) {
+func (s *Server) boundBodyRead(w http.ResponseWriter, r *http.Request, protocol string) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return
 	}
@@ -256,16 +263,16 @@ func (s *Server) boundBodyRead(w http.ResponseWriter, r *http.Request) {
 	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)); err != nil {
 		return // a writer without deadlines (not net/http's): nothing to bound
 	}
-	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, metrics: s.metrics}
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeouts: s.metrics.requestTimeouts.WithLabelValues(protocol)}
 }
 
 // deadlineBody clears the read deadline once its body has been read to its
 // end, and counts a read cut off by the deadline.
 type deadlineBody struct {
 	io.ReadCloser
-	rc      *http.ResponseController
-	metrics *metrics
-	done    bool
+	rc       *http.ResponseController
+	timeouts prometheus.Counter
+	done     bool
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -275,7 +282,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		if errors.Is(err, io.EOF) {
 			_ = b.rc.SetReadDeadline(time.Time{})
 		} else if errors.Is(err, os.ErrDeadlineExceeded) {
-			b.metrics.requestTimeouts.WithLabelValues("http").Inc()
+			b.timeouts.Inc()
 		}
 	}
 	return n, err
