@@ -27,12 +27,20 @@ type Backend interface {
 	Board() *bulletin.Board
 	// ChainHead returns the newest block the sidecar knows.
 	ChainHead(ctx context.Context) (tempo.Head, error)
+	// ChainHealth returns nil while the sidecar is connected to its chain
+	// node, otherwise why not (readiness, /readyz). ChainHead may still
+	// answer with the last head seen while the connection is down. It must
+	// be cheap.
+	ChainHealth() error
 	// Info describes this validator and its view of the mesh.
 	Info() NodeInfo
 	// Committee returns the committee and each member's mesh status.
 	Committee() CommitteeInfo
 	// Gatherer exposes the node's Prometheus metrics.
 	Gatherer() prometheus.Gatherer
+	// StoreHealth returns nil while the durable state store is open and
+	// usable, otherwise why not (readiness, /readyz). It must be cheap.
+	StoreHealth() error
 }
 
 // NodeInfo describes the sidecar.

@@ -20,10 +20,62 @@ type Config struct {
 	// SubmitFastPayStream call or a server-sent events connection. It also
 	// bounds the timeout_ms of submit-raw-tx?wait=qc. Default 2 minutes.
 	StreamTimeout time.Duration `toml:"stream_timeout"`
-	// ReadHeaderTimeout bounds reading a request's headers. Default 10 s.
+	// ReadHeaderTimeout bounds reading an HTTP request's headers. Default
+	// 10 s.
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
-	// IdleTimeout closes keep-alive connections idle this long. Default 2 min.
+	// BodyReadTimeout bounds reading a request's body once its headers are
+	// in: an HTTP body (408 after it) or a gRPC request message (the call
+	// ends with DeadlineExceeded; Unavailable with HTTP2JSON, where gRPC
+	// reads it through net/http). It ends uploads trickling in a byte at a
+	// time and gRPC streams that send headers and never a message. It does
+	// not limit responses: server-sent events and streamed payments live
+	// until StreamTimeout. Default 10 s.
+	BodyReadTimeout time.Duration `toml:"body_read_timeout"`
+	// HandshakeTimeout bounds a new connection's first bytes, which decide
+	// whether it is gRPC or HTTP, and gRPC's HTTP/2 handshake (the client
+	// preface and settings). Default 10 s.
+	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+	// IdleTimeout closes connections without a request in flight for this
+	// long: HTTP keep-alive connections and gRPC connections without an
+	// open call. Default 2 min.
 	IdleTimeout time.Duration `toml:"idle_timeout"`
+	// MaxConns bounds the open client connections, all addresses together;
+	// further connections are closed as soon as they are accepted.
+	// Default 4096.
+	MaxConns int `toml:"max_conns"`
+	// MaxConnsPerIP bounds the open connections from one client address
+	// (for IPv6 one /64, what a single host usually holds); further ones are
+	// closed as soon as they are accepted. Every client behind one NAT or
+	// reverse proxy shares it (raise it there), and so do all local
+	// clients on 127.0.0.1: a wallet or load generator opens one gRPC
+	// connection per sidecar and a few HTTP ones, the docker e2e runner
+	// about validators+10 through the bridge gateway. Default 128.
+	MaxConnsPerIP int `toml:"max_conns_per_ip"`
+	// MaxConcurrentStreams bounds the calls open at once on one HTTP/2
+	// connection (gRPC, and the JSON API with HTTP2JSON). A client asking
+	// for more is told the limit in the connection's settings; streams over
+	// it are refused (REFUSED_STREAM). gRPC clients queue calls over the
+	// limit instead of failing them. Default 128.
+	MaxConcurrentStreams uint32 `toml:"max_concurrent_streams"`
+	// MaxHeaderBytes bounds a request's headers, HTTP and gRPC. Default
+	// 64 KiB.
+	MaxHeaderBytes int `toml:"max_header_bytes"`
+	// KeepaliveTime is how long a gRPC or HTTP/2 connection may be silent
+	// before the server pings it; KeepaliveTimeout is how long it then
+	// waits for the answer before closing it, which ends connections to
+	// clients that vanished without closing them. Defaults 1 min and 20 s.
+	KeepaliveTime    time.Duration `toml:"keepalive_time"`
+	KeepaliveTimeout time.Duration `toml:"keepalive_timeout"`
+	// KeepaliveMinTime is the shortest interval at which a gRPC client may
+	// ping; a client pinging faster is disconnected (GOAWAY
+	// too_many_pings). Pings are allowed on connections without an open
+	// call. Default 10 s.
+	KeepaliveMinTime time.Duration `toml:"keepalive_min_time"`
+	// ReadyMaxHeadAge is the oldest chain head /readyz accepts: older, the
+	// sidecar's chain view is stale and it is not ready. Tempo makes a
+	// block about every 0.5 s, the dev chain every 1 s by default. Default
+	// 30 s.
+	ReadyMaxHeadAge time.Duration `toml:"ready_max_head_age"`
 	// AllowedOrigins lists the origins allowed by CORS; "*" allows any
 	// origin (the default, for the development dashboard). Empty: no CORS
 	// headers at all (same-origin only).
@@ -45,14 +97,24 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddr:         "127.0.0.1:7070",
-		MaxBodyBytes:       1 << 20,
-		StreamTimeout:      2 * time.Minute,
-		ReadHeaderTimeout:  10 * time.Second,
-		IdleTimeout:        2 * time.Minute,
-		AllowedOrigins:     []string{"*"},
-		HeartbeatInterval:  15 * time.Second,
-		DefaultWaitTimeout: 5 * time.Second,
+		ListenAddr:           "127.0.0.1:7070",
+		MaxBodyBytes:         1 << 20,
+		StreamTimeout:        2 * time.Minute,
+		ReadHeaderTimeout:    10 * time.Second,
+		BodyReadTimeout:      10 * time.Second,
+		HandshakeTimeout:     10 * time.Second,
+		IdleTimeout:          2 * time.Minute,
+		MaxConns:             4096,
+		MaxConnsPerIP:        128,
+		MaxConcurrentStreams: 128,
+		MaxHeaderBytes:       64 << 10,
+		KeepaliveTime:        time.Minute,
+		KeepaliveTimeout:     20 * time.Second,
+		KeepaliveMinTime:     10 * time.Second,
+		ReadyMaxHeadAge:      30 * time.Second,
+		AllowedOrigins:       []string{"*"},
+		HeartbeatInterval:    15 * time.Second,
+		DefaultWaitTimeout:   5 * time.Second,
 	}
 }
 
@@ -76,13 +138,36 @@ func (c Config) Validate() error {
 	}{
 		{"StreamTimeout", c.StreamTimeout},
 		{"ReadHeaderTimeout", c.ReadHeaderTimeout},
+		{"BodyReadTimeout", c.BodyReadTimeout},
+		{"HandshakeTimeout", c.HandshakeTimeout},
 		{"IdleTimeout", c.IdleTimeout},
+		{"KeepaliveTime", c.KeepaliveTime},
+		{"KeepaliveTimeout", c.KeepaliveTimeout},
+		{"KeepaliveMinTime", c.KeepaliveMinTime},
+		{"ReadyMaxHeadAge", c.ReadyMaxHeadAge},
 		{"HeartbeatInterval", c.HeartbeatInterval},
 		{"DefaultWaitTimeout", c.DefaultWaitTimeout},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("apiserver config: %s must be positive, got %s", d.name, d.v)
 		}
+	}
+	if c.KeepaliveTime < time.Second {
+		// gRPC raises a shorter interval to 1 s; refuse it rather than
+		// run with another value than the one configured.
+		return fmt.Errorf("apiserver config: KeepaliveTime must be at least 1s, got %s", c.KeepaliveTime)
+	}
+	if c.MaxConns <= 0 {
+		return fmt.Errorf("apiserver config: MaxConns must be positive, got %d", c.MaxConns)
+	}
+	if c.MaxConnsPerIP <= 0 || c.MaxConnsPerIP > c.MaxConns {
+		return fmt.Errorf("apiserver config: MaxConnsPerIP must be between 1 and MaxConns (%d), got %d", c.MaxConns, c.MaxConnsPerIP)
+	}
+	if c.MaxConcurrentStreams == 0 || c.MaxConcurrentStreams > 1<<20 {
+		return fmt.Errorf("apiserver config: MaxConcurrentStreams must be between 1 and %d, got %d", 1<<20, c.MaxConcurrentStreams)
+	}
+	if c.MaxHeaderBytes < 4<<10 || c.MaxHeaderBytes > 16<<20 {
+		return fmt.Errorf("apiserver config: MaxHeaderBytes must be between 4 KiB and 16 MiB, got %d", c.MaxHeaderBytes)
 	}
 	if c.DefaultWaitTimeout > c.StreamTimeout {
 		return fmt.Errorf("apiserver config: DefaultWaitTimeout (%s) must not exceed StreamTimeout (%s)", c.DefaultWaitTimeout, c.StreamTimeout)

@@ -52,7 +52,12 @@ type fakeBackend struct {
 
 	mu        sync.Mutex
 	headErr   error
-	peersSign bool // after a submission, the other members sign (the mesh)
+	headAge   time.Duration   // age of the head ChainHead returns
+	headNoTS  bool            // the head has no timestamp
+	away      map[string]bool // members (by name) shown as not connected
+	storeErr  error
+	chainErr  error // ChainHealth's answer
+	peersSign bool  // after a submission, the other members sign (the mesh)
 	lastReq   *fastpayv1.SubmitFastPayRequest
 	submits   int
 
@@ -169,7 +174,30 @@ func (f *fakeBackend) ChainHead(context.Context) (tempo.Head, error) {
 	if f.headErr != nil {
 		return tempo.Head{}, f.headErr
 	}
-	return tempo.Head{Number: 4242, Hash: common.Hash{0xbe, 0xef}, UnixMillis: uint64(time.Now().UnixMilli())}, nil
+	h := tempo.Head{Number: 4242, Hash: common.Hash{0xbe, 0xef}, UnixMillis: uint64(time.Now().Add(-f.headAge).UnixMilli())}
+	if f.headNoTS {
+		h.UnixMillis = 0
+	}
+	return h, nil
+}
+
+func (f *fakeBackend) ChainHealth() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.chainErr
+}
+
+func (f *fakeBackend) StoreHealth() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.storeErr
+}
+
+// edit changes the fake's scripted state.
+func (f *fakeBackend) edit(fn func(f *fakeBackend)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
 }
 
 func (f *fakeBackend) Info() NodeInfo {
@@ -179,12 +207,14 @@ func (f *fakeBackend) Info() NodeInfo {
 }
 
 func (f *fakeBackend) Committee() CommitteeInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	c := CommitteeInfo{ChainID: testChainID, Epoch: 1, N: f.committee.N(), F: f.committee.F(), Quorum: f.committee.Quorum(),
 		Hash: f.committee.Hash(), QCShards: 16}
 	for i, m := range f.committee.Members() {
 		self := m.ID == f.signers[f.self].ID()
 		c.Members = append(c.Members, MemberInfo{Name: m.Name, ID: m.ID, PeerID: fmt.Sprintf("12D3KooWfake%d", i),
-			Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 4001+i)}, Self: self, Connected: !self, Score: float64(i)})
+			Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 4001+i)}, Self: self, Connected: !self && !f.away[m.Name], Score: float64(i)})
 	}
 	return c
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -30,11 +31,10 @@ const (
 	routeEvidence  = "/api/v1/evidence"
 	routeEvents    = "/api/v1/events"
 	routeHealth    = "/healthz"
+	routeLive      = "/livez"
+	routeReady     = "/readyz"
 	routeMetrics   = "/metrics"
 )
-
-// healthTimeout bounds the chain-head probe of /healthz.
-const healthTimeout = 2 * time.Second
 
 func (s *Server) routes() {
 	post, get := []string{http.MethodPost}, []string{http.MethodGet, http.MethodHead}
@@ -48,6 +48,8 @@ func (s *Server) routes() {
 	s.route(routeEvidence, get, s.handleEvidence)
 	s.route(routeEvents, []string{http.MethodGet}, s.handleEvents)
 	s.route(routeHealth, get, s.handleHealth)
+	s.route(routeLive, get, s.handleLive)
+	s.route(routeReady, get, s.handleReady)
 	if _, ok := s.backend.(MeshReporter); ok {
 		s.route(routeMesh, get, s.handleMesh)
 	}
@@ -86,8 +88,9 @@ type ErrorResponse struct {
 }
 
 // ErrorBody is an error: a stable upper-case code (BAD_REQUEST, NOT_FOUND,
-// METHOD_NOT_ALLOWED, BODY_TOO_LARGE, UNAVAILABLE, CHAIN_UNREACHABLE,
-// CORS_ORIGIN_NOT_ALLOWED, INTERNAL) and a human-readable message.
+// METHOD_NOT_ALLOWED, BODY_TOO_LARGE, BODY_TIMEOUT, UNAVAILABLE,
+// CHAIN_UNREACHABLE, CORS_ORIGIN_NOT_ALLOWED, INTERNAL) and a human-readable
+// message.
 type ErrorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
@@ -171,6 +174,13 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", "request body exceeds "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes")
+			return
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection is unusable for another request: the rest of
+			// the body is still on its way.
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, "BODY_TIMEOUT", "request body not received within "+s.cfg.BodyReadTimeout.String())
 			return
 		}
 		badRequest(w, "reading the body: "+err.Error())
@@ -522,33 +532,6 @@ func (s *Server) handleEvidence(w http.ResponseWriter, _ *http.Request) {
 	resp := EvidenceResponse{Evidence: make([]JSONEquivocation, len(ev))}
 	for i := range ev {
 		resp.Evidence[i] = NewJSONEquivocation(&ev[i])
-	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
-// ---- health ----
-
-// HealthResponse is the body of GET /healthz.
-type HealthResponse struct {
-	Status    string             `json:"status"`
-	ChainHead *ChainHeadResponse `json:"chain_head,omitempty"`
-	HeadAgeMs *int64             `json:"chain_head_age_ms,omitempty"`
-	Error     *ErrorBody         `json:"error,omitempty"`
-}
-
-func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
-	defer cancel()
-	head, err := s.backend.ChainHead(ctx)
-	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, HealthResponse{Status: "unavailable",
-			Error: &ErrorBody{Code: "CHAIN_UNREACHABLE", Message: "chain head: " + err.Error()}})
-		return
-	}
-	resp := HealthResponse{Status: "ok", ChainHead: &ChainHeadResponse{BlockHeight: U64(head.Number), BlockHash: Hex0x(head.Hash[:]), UnixMillis: U64(head.UnixMillis)}}
-	if head.UnixMillis > 0 {
-		age := time.Now().UnixMilli() - int64(head.UnixMillis)
-		resp.HeadAgeMs = &age
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

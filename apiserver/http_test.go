@@ -660,15 +660,26 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for field, mutate := range map[string]func(*Config){
-		"ListenAddr":         func(c *Config) { c.ListenAddr = "" },
-		"ListenAddr ":        func(c *Config) { c.ListenAddr = "no-port" },
-		"MaxBodyBytes":       func(c *Config) { c.MaxBodyBytes = 0 },
-		"StreamTimeout":      func(c *Config) { c.StreamTimeout = 0 },
-		"ReadHeaderTimeout":  func(c *Config) { c.ReadHeaderTimeout = -1 },
-		"IdleTimeout":        func(c *Config) { c.IdleTimeout = 0 },
-		"HeartbeatInterval":  func(c *Config) { c.HeartbeatInterval = 0 },
-		"DefaultWaitTimeout": func(c *Config) { c.DefaultWaitTimeout = 3 * time.Minute },
-		"AllowedOrigins":     func(c *Config) { c.AllowedOrigins = []string{""} },
+		"ListenAddr":           func(c *Config) { c.ListenAddr = "" },
+		"ListenAddr ":          func(c *Config) { c.ListenAddr = "no-port" },
+		"MaxBodyBytes":         func(c *Config) { c.MaxBodyBytes = 0 },
+		"StreamTimeout":        func(c *Config) { c.StreamTimeout = 0 },
+		"ReadHeaderTimeout":    func(c *Config) { c.ReadHeaderTimeout = -1 },
+		"IdleTimeout":          func(c *Config) { c.IdleTimeout = 0 },
+		"BodyReadTimeout":      func(c *Config) { c.BodyReadTimeout = 0 },
+		"HandshakeTimeout":     func(c *Config) { c.HandshakeTimeout = -time.Second },
+		"KeepaliveTime":        func(c *Config) { c.KeepaliveTime = 500 * time.Millisecond },
+		"KeepaliveTimeout":     func(c *Config) { c.KeepaliveTimeout = 0 },
+		"KeepaliveMinTime":     func(c *Config) { c.KeepaliveMinTime = 0 },
+		"ReadyMaxHeadAge":      func(c *Config) { c.ReadyMaxHeadAge = 0 },
+		"MaxConns":             func(c *Config) { c.MaxConns = 0 },
+		"MaxConnsPerIP":        func(c *Config) { c.MaxConnsPerIP = c.MaxConns + 1 },
+		"MaxConnsPerIP ":       func(c *Config) { c.MaxConnsPerIP = 0 },
+		"MaxConcurrentStreams": func(c *Config) { c.MaxConcurrentStreams = 0 },
+		"MaxHeaderBytes":       func(c *Config) { c.MaxHeaderBytes = 100 },
+		"HeartbeatInterval":    func(c *Config) { c.HeartbeatInterval = 0 },
+		"DefaultWaitTimeout":   func(c *Config) { c.DefaultWaitTimeout = 3 * time.Minute },
+		"AllowedOrigins":       func(c *Config) { c.AllowedOrigins = []string{""} },
 	} {
 		c := DefaultConfig()
 		mutate(&c)

@@ -20,6 +20,10 @@ type metrics struct {
 	streamDrops *prometheus.CounterVec
 	submissions *prometheus.CounterVec
 	panics      prometheus.Counter
+
+	connsOpen       prometheus.Gauge
+	connsRefused    *prometheus.CounterVec
+	requestTimeouts *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,8 +53,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "allegro", Subsystem: "api", Name: "panics_total",
 			Help: "Handler panics recovered by the API server.",
 		}),
+		connsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "allegro", Subsystem: "api", Name: "connections_open",
+			Help: "Client connections open on the API address (gRPC and HTTP).",
+		}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "allegro", Subsystem: "api", Name: "connections_refused_total",
+			Help: "Client connections closed at accept: over max_conns_per_ip (per_ip) or max_conns (total).",
+		}, []string{"reason"}),
+		requestTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "allegro", Subsystem: "api", Name: "request_read_timeouts_total",
+			Help: "Requests whose body (http) or request message (grpc) did not arrive within body_read_timeout.",
+		}, []string{"protocol"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.streams, m.streamDrops, m.submissions, m.panics)
+	reg.MustRegister(m.requests, m.latency, m.streams, m.streamDrops, m.submissions, m.panics,
+		m.connsOpen, m.connsRefused, m.requestTimeouts)
 	return m
 }
 

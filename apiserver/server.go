@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 )
@@ -70,10 +73,25 @@ func New(cfg Config, b Backend, logger *slog.Logger) (*Server, error) {
 	s.metrics = newMetrics(s.registry)
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
+		grpc.ConnectionTimeout(cfg.HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: cfg.IdleTimeout,
+			Time:              cfg.KeepaliveTime,
+			Timeout:           cfg.KeepaliveTimeout,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime: cfg.KeepaliveMinTime,
+			// Wallets keep a connection to their sidecar between payments.
+			PermitWithoutStream: true,
+		}),
+		grpc.InTapHandle(s.tapRequest),
+		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	)
-	fastpayv1.RegisterFastPaySidecarServer(s.grpc, &sidecarService{s: s})
+	s.grpc.RegisterService(s.decodingServiceDesc(&fastpayv1.FastPaySidecar_ServiceDesc), &sidecarService{s: s})
 	s.routes()
 	s.handler = s.metricsMiddleware(s.recoverMiddleware(s.corsMiddleware(s.mux)))
 	return s, nil
@@ -111,6 +129,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("apiserver: listen on %s: %w", s.cfg.ListenAddr, err)
 	}
+	limited := newLimitListener(ln, s.cfg.MaxConnsPerIP, s.cfg.MaxConns, s.metrics, s.log)
 	if !s.rootTaken {
 		s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "no route for "+r.URL.Path)
@@ -119,24 +138,29 @@ func (s *Server) Start(ctx context.Context) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	// No WriteTimeout: it would end server-sent events and ?wait=qc
+	// answers, whose lifetime StreamTimeout bounds instead. No ReadTimeout
+	// either: a body gets BodyReadTimeout from when its headers are in
+	// (boundBodyRead), not from the request's first byte.
 	s.http = &http.Server{
 		Handler:           http.HandlerFunc(s.serveRoot),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: int(s.cfg.MaxConcurrentStreams),
+			SendPingTimeout:      s.cfg.KeepaliveTime,
+			PingTimeout:          s.cfg.KeepaliveTimeout,
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.ln, s.started, s.serveDone = ln, true, make(chan struct{})
 	srv, done := s.http, s.serveDone
 	var serving sync.WaitGroup
-	httpLn := ln
+	var httpLn net.Listener = limited
 	if !s.cfg.HTTP2JSON {
-		peek := s.cfg.ReadHeaderTimeout
-		if peek <= 0 {
-			peek = DefaultConfig().ReadHeaderTimeout
-		}
-		split := newSplitListener(ln, peek, s.log)
+		split := newSplitListener(limited, s.cfg.HandshakeTimeout, s.log)
 		s.split, httpLn = split, split.http
 		serving.Add(2)
 		go func() {
@@ -208,12 +232,60 @@ func (s *Server) Stop(ctx context.Context) error {
 // serveRoot serves the HTTP API; gRPC arriving through net/http (HTTP/2
 // reaching the HTTP server some other way than the split listener) still
 // works through the handler bridge.
+//
+// A gRPC call through net/http gets its request message's time bound from
+// the body deadline, not from the request timer (tapRequest): net/http's
+// gRPC transport takes the end of the request's context for the client
+// leaving and drops the call without a status. A late message then ends
+// the call Unavailable (the body read failed) rather than DeadlineExceeded.
 func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		s.boundBodyRead(w, r, "grpc")
 		s.grpc.ServeHTTP(w, r)
 		return
 	}
+	s.boundBodyRead(w, r, "http")
 	s.handler.ServeHTTP(w, r)
+}
+
+// boundBodyRead gives r's body BodyReadTimeout to arrive: the connection's
+// (HTTP/2: the stream's) read deadline is set now and cleared when the body
+// has been read to its end, so that the rest of the exchange (a response
+// streamed for minutes) has none. (net/http clears it too when it starts
+// watching an HTTP/1 connection for the client leaving; this does not rely
+// on that.) A body never read to its end keeps the deadline, which then
+// also bounds the server draining it after the handler.
+func (s *Server) boundBodyRead(w http.ResponseWriter, r *http.Request, protocol string) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)); err != nil {
+		return // a writer without deadlines (not net/http's): nothing to bound
+	}
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeouts: s.metrics.requestTimeouts.WithLabelValues(protocol)}
+}
+
+// deadlineBody clears the read deadline once its body has been read to its
+// end, and counts a read cut off by the deadline.
+type deadlineBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	timeouts prometheus.Counter
+	done     bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !b.done {
+		b.done = true
+		if errors.Is(err, io.EOF) {
+			_ = b.rc.SetReadDeadline(time.Time{})
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			b.timeouts.Inc()
+		}
+	}
+	return n, err
 }
 
 // statusWriter records the status code; Unwrap lets http.ResponseController

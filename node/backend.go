@@ -2,7 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/chain"
 )
 
 // backend adapts a sidecar to the client API.
@@ -20,12 +24,33 @@ type backend struct {
 	chain     tempo.ChainReader
 	registry  *prometheus.Registry
 	committee *CommitteeFile
+	store     *storeState
 }
 
 var _ apiserver.Backend = (*backend)(nil)
 
-func newBackend(s *Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *CommitteeFile) apiserver.Backend {
-	return &backend{s: s, chain: ch, registry: reg, committee: f}
+func newBackend(s *Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *CommitteeFile, st *storeState) apiserver.Backend {
+	return &backend{s: s, chain: ch, registry: reg, committee: f, store: st}
+}
+
+// storeState is what readiness knows of the durable state store: whether it
+// has been closed, and its directory.
+type storeState struct {
+	dir    string
+	closed atomic.Bool
+}
+
+// StoreHealth implements apiserver.Backend: the store is usable while it is
+// open and its directory is still there (a volume unmounted or removed
+// under a running sidecar fails every later write).
+func (b *backend) StoreHealth() error {
+	if b.store.closed.Load() {
+		return errors.New("state store is closed")
+	}
+	if _, err := os.Stat(b.store.dir); err != nil {
+		return fmt.Errorf("state store directory: %w", err)
+	}
+	return nil
 }
 
 func (b *backend) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error) {
@@ -51,6 +76,22 @@ func (b *backend) ChainHead(ctx context.Context) (tempo.Head, error) {
 		return tempo.Head{}, err
 	}
 	return view.Head(), nil
+}
+
+// followMode is implemented by chain clients that report their connection
+// (chain.Client: ModeConnecting while it is not connected).
+type followMode interface {
+	Mode() string
+}
+
+// ChainHealth implements apiserver.Backend: a chain client following heads
+// is healthy unless it is (re)connecting; other chain readers (in memory)
+// always are.
+func (b *backend) ChainHealth() error {
+	if fm, ok := b.chain.(followMode); ok && fm.Mode() == chain.ModeConnecting {
+		return fmt.Errorf("%w: not connected to the chain node (reconnecting)", tempo.ErrChainUnavailable)
+	}
+	return nil
 }
 
 func (b *backend) Info() apiserver.NodeInfo {

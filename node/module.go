@@ -180,13 +180,18 @@ func newSigner(id *Identity, c *qc.Committee) (*qc.Signer, error) {
 	return qc.NewSigner(id.Key, m.Name, c.Domain()), nil
 }
 
-func newStore(lc fx.Lifecycle, cfg Config, log *slog.Logger) (*validator.Store, error) {
-	s, err := validator.OpenStore(filepath.Join(cfg.DataDir, "state"), cfg.Validator.GroupCommitWindow, log)
+func newStore(lc fx.Lifecycle, cfg Config, log *slog.Logger) (*validator.Store, *storeState, error) {
+	dir := filepath.Join(cfg.DataDir, "state")
+	s, err := validator.OpenStore(dir, cfg.Validator.GroupCommitWindow, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	lc.Append(fx.StopHook(s.Close))
-	return s, nil
+	st := &storeState{dir: dir}
+	lc.Append(fx.StopHook(func() error {
+		st.closed.Store(true)
+		return s.Close()
+	}))
+	return s, st, nil
 }
 
 // newChain dials the chain node. The validator's state belongs to one chain:

@@ -18,8 +18,9 @@ func init() {
 
 // healthcheckConfig is what `allegro healthcheck` probes.
 type healthcheckConfig struct {
-	// URL is probed with GET (sidecar: http://127.0.0.1:7070/healthz), or
-	// with a JSON-RPC eth_blockNumber POST when JSONRPC is set.
+	// URL is probed with GET (sidecar: http://127.0.0.1:7070/readyz, its
+	// readiness; /livez for liveness alone), or with a JSON-RPC
+	// eth_blockNumber POST when JSONRPC is set.
 	URL string
 	// JSONRPC probes a chain node: healthy when eth_blockNumber answers
 	// with a result.
@@ -41,7 +42,7 @@ func (c healthcheckConfig) Validate() error {
 func runHealthcheck(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("healthcheck", "[--url URL] [--jsonrpc] [--timeout D]")
 	cfg := healthcheckConfig{}
-	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:7070/healthz", "URL to probe: healthy on HTTP 200")
+	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:7070/readyz", "URL to probe: healthy on HTTP 200 (a sidecar's /readyz, or /livez for liveness only)")
 	fs.BoolVar(&cfg.JSONRPC, "jsonrpc", false, "probe a JSON-RPC chain node (eth_blockNumber) instead of GET")
 	fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Second, "give up after this long")
 	quiet := fs.Bool("quiet", false, "print nothing when healthy")

@@ -82,6 +82,9 @@ memory_limit = "300MiB"
 url = "http://file:8545"
 [api]
 listen_addr = "127.0.0.1:9000"
+body_read_timeout = "3s"
+ready_max_head_age = "1m"
+max_conns_per_ip = 64
 [validator]
 max_known_qcs = 77
 [bulletin]
@@ -106,6 +109,19 @@ publish_step = "40ms"
 	}
 	if cfg.MemoryLimit != "400MiB" {
 		t.Fatalf("ALLEGRO_MEMORY_LIMIT did not override the file: %q", cfg.MemoryLimit)
+	}
+	if cfg.API.BodyReadTimeout.Seconds() != 3 || cfg.API.ReadyMaxHeadAge.Minutes() != 1 || cfg.API.MaxConnsPerIP != 64 {
+		t.Fatalf("[api] limits from the file not applied: %+v", cfg.API)
+	}
+	env["ALLEGRO_API_MAX_CONNS_PER_IP"] = "512"
+	if cfg, err := loadSidecarConfig([]string{"--config", cfgPath}, func(k string) string { return env[k] }); err != nil || cfg.API.MaxConnsPerIP != 512 {
+		t.Fatalf("ALLEGRO_API_MAX_CONNS_PER_IP: %d %v", cfg.API.MaxConnsPerIP, err)
+	}
+	if _, err := loadSidecarConfig([]string{"--api-max-conns-per-ip", "lots"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "--api-max-conns-per-ip") {
+		t.Fatalf("invalid --api-max-conns-per-ip: %v", err)
+	}
+	if _, err := loadSidecarConfig([]string{"--api-max-conns-per-ip", "0"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "MaxConnsPerIP") {
+		t.Fatalf("zero --api-max-conns-per-ip: %v", err)
 	}
 	if cfg.Validator.MaxCertificates != 10_000 {
 		t.Fatal("defaults lost for keys the file does not set")

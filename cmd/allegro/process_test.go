@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,40 +34,70 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// buildBinary compiles cmd/allegro into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "allegro")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
+// The allegro binary, built once for the tests that run it as processes.
+var (
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
+	binaryDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binaryDir != "" {
+		os.RemoveAll(binaryDir)
 	}
-	return bin
+	os.Exit(code)
 }
 
-// TestSidecarProcesses: four `allegro sidecar` processes started from the
-// command line with a generated committee form a mesh on a dev chain and
-// certify a payment submitted over HTTP to one of them.
-func TestSidecarProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs processes")
+// buildBinary compiles cmd/allegro (once per test run).
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	binaryOnce.Do(func() {
+		if binaryDir, binaryErr = os.MkdirTemp("", "allegro-test-bin-"); binaryErr != nil {
+			return
+		}
+		binaryPath = filepath.Join(binaryDir, "allegro")
+		cmd := exec.Command("go", "build", "-o", binaryPath, ".")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			binaryErr = fmt.Errorf("go build: %w", err)
+		}
+	})
+	if binaryErr != nil {
+		t.Fatal(binaryErr)
 	}
+	return binaryPath
+}
+
+// procCluster is a dev chain (in this process) and n `allegro sidecar`
+// processes with a generated committee, all on loopback.
+type procCluster struct {
+	chain    *devchain.Chain
+	apiPorts []int
+	procs    []*exec.Cmd
+	logs     []*bytes.Buffer // read only after the processes ended
+}
+
+// startSidecars starts the chain with chainCfg and n sidecars; extraArgs(i)
+// adds flags to sidecar i's command line (nil: none). Cleanup stops them
+// with SIGTERM and fails the test if one does not exit cleanly.
+func startSidecars(t *testing.T, n int, chainCfg devchain.Config, extraArgs func(i int) []string) *procCluster {
+	t.Helper()
 	bin := buildBinary(t)
 	dir := t.TempDir()
 
-	chain, err := devchain.New(devchain.Config{BlockPeriod: 500 * time.Millisecond, LoadAccounts: -1})
+	chain, err := devchain.New(chainCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := chain.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { chain.Stop(context.Background()) })
 
-	const n = 4
 	p2pPorts, apiPorts := make([]int, n), make([]int, n)
 	var keyArgs []string
 	for i := range n {
@@ -85,49 +117,65 @@ func TestSidecarProcesses(t *testing.T) {
 		t.Fatalf("committee: %v %s", err, out)
 	}
 
-	procs := make([]*exec.Cmd, n)
-	logs := make([]*bytes.Buffer, n)
-	for i := range n {
-		logs[i] = &bytes.Buffer{}
-		cmd := exec.Command(bin, "sidecar",
-			"--data-dir", filepath.Join(dir, fmt.Sprintf("v%d", i)),
-			"--committee", committee,
-			"--chain-rpc", chain.WSEndpoint(),
-			"--api-listen", fmt.Sprintf("127.0.0.1:%d", apiPorts[i]),
-			"--p2p-listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPorts[i]),
-		)
-		cmd.Env = append(os.Environ(), "ALLEGRO_LOG_LEVEL=info")
-		cmd.Stdout, cmd.Stderr = logs[i], logs[i]
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		procs[i] = cmd
-	}
-	defer func() {
-		for i, p := range procs {
+	pc := &procCluster{chain: chain, apiPorts: apiPorts, procs: make([]*exec.Cmd, n), logs: make([]*bytes.Buffer, n)}
+	t.Cleanup(func() {
+		for i, p := range pc.procs {
+			if p == nil {
+				continue
+			}
 			_ = p.Process.Signal(syscall.SIGTERM)
 			done := make(chan error, 1)
 			go func() { done <- p.Wait() }()
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Errorf("sidecar %d exited with %v after SIGTERM:\n%s", i, err, logs[i])
+					t.Errorf("sidecar %d exited with %v after SIGTERM:\n%s", i, err, pc.logs[i])
 				}
 			case <-time.After(30 * time.Second):
 				_ = p.Process.Kill()
+				<-done
 				t.Errorf("sidecar %d did not stop within 30 s of SIGTERM", i)
 			}
 		}
 		if t.Failed() {
-			for i := range logs {
-				t.Logf("sidecar %d log:\n%s", i, logs[i])
+			for i := range pc.logs {
+				t.Logf("sidecar %d log:\n%s", i, pc.logs[i])
 			}
 		}
-	}()
-
-	// Every sidecar becomes healthy and sees its three peers.
+	})
 	for i := range n {
-		waitHTTP(t, ctx, fmt.Sprintf("http://127.0.0.1:%d/api/v1/committee", apiPorts[i]), func(body []byte) bool {
+		pc.logs[i] = &bytes.Buffer{}
+		args := []string{"sidecar",
+			"--data-dir", filepath.Join(dir, fmt.Sprintf("v%d", i)),
+			"--committee", committee,
+			"--chain-rpc", chain.WSEndpoint(),
+			"--api-listen", fmt.Sprintf("127.0.0.1:%d", apiPorts[i]),
+			"--p2p-listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPorts[i]),
+		}
+		if extraArgs != nil {
+			args = append(args, extraArgs(i)...)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "ALLEGRO_LOG_LEVEL=info")
+		cmd.Stdout, cmd.Stderr = pc.logs[i], pc.logs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pc.procs[i] = cmd
+	}
+	return pc
+}
+
+// api returns sidecar i's API base URL.
+func (pc *procCluster) api(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", pc.apiPorts[i]) }
+
+// waitMesh waits until every sidecar sees every member connected, then
+// until each is ready.
+func (pc *procCluster) waitMesh(t *testing.T, ctx context.Context) {
+	t.Helper()
+	n := len(pc.procs)
+	for i := range n {
+		waitHTTP(t, ctx, pc.api(i)+"/api/v1/committee", func(body []byte) bool {
 			var c struct {
 				Members []struct {
 					Connected bool `json:"connected"`
@@ -145,9 +193,17 @@ func TestSidecarProcesses(t *testing.T) {
 			return connected == n
 		})
 	}
+	for i := range n {
+		waitHTTP(t, ctx, pc.api(i)+"/readyz", func(body []byte) bool { return strings.Contains(string(body), `"ready":true`) })
+	}
+}
 
-	alice, bob := devchain.DemoAccounts()[0], devchain.DemoAccounts()[1]
-	tx, err := devchain.SignTransfer(alice.Key, 0, bob.Address, big.NewInt(10*devchain.Dollar), big.NewInt(1337), 0, devchain.Fees{})
+// payment is the submit-raw-tx body of a $1 transfer from a to bob with
+// nonce.
+func payment(t *testing.T, a devchain.Account, nonce uint64, dollars int64) []byte {
+	t.Helper()
+	bob := devchain.DemoAccounts()[1]
+	tx, err := devchain.SignTransfer(a.Key, nonce, bob.Address, big.NewInt(dollars*devchain.Dollar), big.NewInt(1337), 0, devchain.Fees{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,27 +211,59 @@ func TestSidecarProcesses(t *testing.T) {
 	body, _ := json.Marshal(map[string]any{
 		"tempo_tx":        "0x" + hex.EncodeToString(raw),
 		"tempo_tx_format": "EVM_OPAQUE_BYTES_V1",
-		"nonce_seq":       "0",
+		"nonce_seq":       strconv.FormatUint(nonce, 10),
 		"expiry":          map[string]string{"max_block_height": "1000000"},
 	})
-	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/api/v1/submit-raw-tx?wait=qc&timeout_ms=20000", apiPorts[0]), "application/json", bytes.NewReader(body))
+	return body
+}
+
+// submittedQC is what a submit-raw-tx?wait=qc answer says of the QC.
+type submittedQC struct {
+	TxHash   string `json:"tx_hash"`
+	QCFormed bool   `json:"qc_formed"`
+	QC       *struct {
+		Certs []json.RawMessage `json:"certs"`
+	} `json:"qc"`
+}
+
+// submitForQC submits body to api and waits (up to 20 s) for the QC.
+func submitForQC(ctx context.Context, api string, body []byte) (submittedQC, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, api+"/api/v1/submit-raw-tx?wait=qc&timeout_ms=20000", bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return submittedQC{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return submittedQC{}, err
 	}
 	defer resp.Body.Close()
 	respBody, _ := io.ReadAll(resp.Body)
-	var got struct {
-		TxHash   string `json:"tx_hash"`
-		QCFormed bool   `json:"qc_formed"`
-		QC       *struct {
-			Certs []json.RawMessage `json:"certs"`
-		} `json:"qc"`
-	}
+	var got submittedQC
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(respBody, &got) != nil || !got.QCFormed || got.QC == nil || len(got.QC.Certs) < 3 {
-		t.Fatalf("submit-raw-tx: %d %s", resp.StatusCode, respBody)
+		return got, fmt.Errorf("submit-raw-tx: %d %s", resp.StatusCode, respBody)
+	}
+	return got, nil
+}
+
+// TestSidecarProcesses: four `allegro sidecar` processes started from the
+// command line with a generated committee form a mesh on a dev chain,
+// become ready and certify a payment submitted over HTTP to one of them.
+func TestSidecarProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pc := startSidecars(t, 4, devchain.Config{BlockPeriod: 500 * time.Millisecond, LoadAccounts: -1}, nil)
+	pc.waitMesh(t, ctx)
+
+	got, err := submitForQC(ctx, pc.api(0), payment(t, devchain.DemoAccounts()[0], 0, 10))
+	if err != nil {
+		t.Fatal(err)
 	}
 	// Another sidecar serves the same QC.
-	waitHTTP(t, ctx, fmt.Sprintf("http://127.0.0.1:%d/api/v1/tx/%s/qc", apiPorts[3], got.TxHash), func(b []byte) bool {
+	waitHTTP(t, ctx, fmt.Sprintf("%s/api/v1/tx/%s/qc", pc.api(3), got.TxHash), func(b []byte) bool {
 		return strings.Contains(string(b), `"qc_hash"`)
 	})
 }

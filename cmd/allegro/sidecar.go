@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,14 @@ var sidecarSettings = []setting{
 	{"committee", "ALLEGRO_COMMITTEE_FILE", "committee file", func(c *node.Config, v string) error { c.CommitteeFile = v; return nil }},
 	{"chain-rpc", "ALLEGRO_CHAIN_RPC", "chain node JSON-RPC URL (http:// or ws://)", func(c *node.Config, v string) error { c.Chain.URL = v; return nil }},
 	{"api-listen", "ALLEGRO_API_LISTEN", "client API listen address (gRPC and HTTP)", func(c *node.Config, v string) error { c.API.ListenAddr = v; return nil }},
+	{"api-max-conns-per-ip", "ALLEGRO_API_MAX_CONNS_PER_IP", "open API connections allowed from one client address; raise it behind a proxy or NAT, whose clients all share its address (default 128)", func(c *node.Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("not a number: %q", v)
+		}
+		c.API.MaxConnsPerIP = n
+		return nil
+	}},
 	{"p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs", func(c *node.Config, v string) error { c.P2P.ListenAddrs = splitList(v); return nil }},
 	{"p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers", func(c *node.Config, v string) error { c.P2P.AnnounceAddrs = splitList(v); return nil }},
 	{"log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error", func(c *node.Config, v string) error { c.LogLevel = v; return nil }},

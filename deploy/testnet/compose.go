@@ -148,8 +148,12 @@ func (p *plan) compose() ([]byte, error) {
 				set("mesh-b", netAttach{IPv4: s.MeshBIP, Priority: priorityMesh}),
 			Ports:     []quoted{quoted(fmt.Sprintf("%s:%d", s.API, containerAPIPort))},
 			DependsOn: newOrdered().set(m.Chain.Service, map[string]string{"condition": "service_healthy"}),
+			// Readiness: healthy once the sidecar can certify payments. A
+			// sidecar partitioned from its peers is unhealthy until the
+			// partition heals; the e2e runner waits for health only after
+			// starting or restarting a sidecar in a connected mesh.
 			Healthcheck: &healthcheck{
-				Test:     quoteAll([]string{"CMD", "/allegro", "healthcheck", "--quiet", "--url", fmt.Sprintf("http://127.0.0.1:%d/healthz", containerAPIPort)}),
+				Test:     quoteAll([]string{"CMD", "/allegro", "healthcheck", "--quiet", "--url", fmt.Sprintf("http://127.0.0.1:%d/readyz", containerAPIPort)}),
 				Interval: "2s", Timeout: "3s", Retries: 15, StartPeriod: "10s",
 			},
 			StopGracePeriod: "20s",

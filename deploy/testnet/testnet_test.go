@@ -153,7 +153,9 @@ func TestGenerate(t *testing.T) {
 			} else if _, ok := env["ALLEGRO_BYZANTINE"]; ok {
 				t.Fatalf("honest %s has ALLEGRO_BYZANTINE", s.Name)
 			}
-			if svc.DependsOn["devchain"]["condition"] != "service_healthy" || !contains(svc.Healthcheck.Test, "healthcheck") {
+			// A sidecar's health is its readiness.
+			if svc.DependsOn["devchain"]["condition"] != "service_healthy" || !contains(svc.Healthcheck.Test, "healthcheck") ||
+				!contains(svc.Healthcheck.Test, "http://127.0.0.1:7070/readyz") {
 				t.Fatalf("service %s depends_on %v healthcheck %v", s.Name, svc.DependsOn, svc.Healthcheck.Test)
 			}
 			if !contains(svc.Volumes, "./keys/"+s.Name+".key:/keys/validator.key:ro") {
@@ -245,3 +247,38 @@ func contains(list []string, s string) bool {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 func hexPub(k ed25519.PrivateKey) string { return hex.EncodeToString(k.Public().(ed25519.PublicKey)) }
+
+// TestCheckedInExamples: the example testnets under deploy/ are what the
+// generator writes today (their compose files do not depend on the keys),
+// so a change to the generator cannot leave them behind.
+func TestCheckedInExamples(t *testing.T) {
+	for _, ex := range []struct {
+		dir                        string
+		validators, lightClients   int
+		byzantine, project, prefix string
+		apiPortBase, chainPort     int
+	}{
+		{"../testnet-4", 4, 1, "v4", "allegro-e2e-testnet4", "10.231", 7071, 8545},
+		{"../testnet-7", 7, 2, "v7", "allegro-e2e-testnet7", "10.232", 7171, 8546},
+	} {
+		cfg := DefaultConfig()
+		cfg.Validators, cfg.LightClients, cfg.Project, cfg.SubnetPrefix = ex.validators, ex.lightClients, ex.project, ex.prefix
+		cfg.APIPortBase, cfg.ChainPort = ex.apiPortBase, ex.chainPort
+		cfg.Byzantine = map[string]string{ex.byzantine: node.ByzantineEquivocate}
+		dir := t.TempDir()
+		if _, err := Generate(cfg, dir); err != nil {
+			t.Fatalf("%s: %v", ex.dir, err)
+		}
+		want, err := os.ReadFile(filepath.Join(dir, ComposeFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(ex.dir, ComposeFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s/%s differs from the generator's output; regenerate it (deploy/README.md)", ex.dir, ComposeFile)
+		}
+	}
+}
