@@ -73,8 +73,11 @@ func buildBinary(t *testing.T) string {
 // procCluster is a dev chain (in this process) and n `allegro sidecar`
 // processes with a generated committee, all on loopback.
 type procCluster struct {
+	t        *testing.T
+	bin      string
 	chain    *devchain.Chain
 	apiPorts []int
+	args     [][]string // each sidecar's command line
 	procs    []*exec.Cmd
 	logs     []*bytes.Buffer // read only after the processes ended
 }
@@ -117,7 +120,7 @@ func startSidecars(t *testing.T, n int, chainCfg devchain.Config, extraArgs func
 		t.Fatalf("committee: %v %s", err, out)
 	}
 
-	pc := &procCluster{chain: chain, apiPorts: apiPorts, procs: make([]*exec.Cmd, n), logs: make([]*bytes.Buffer, n)}
+	pc := &procCluster{t: t, bin: bin, chain: chain, apiPorts: apiPorts, args: make([][]string, n), procs: make([]*exec.Cmd, n), logs: make([]*bytes.Buffer, n)}
 	t.Cleanup(func() {
 		for i, p := range pc.procs {
 			if p == nil {
@@ -145,7 +148,7 @@ func startSidecars(t *testing.T, n int, chainCfg devchain.Config, extraArgs func
 	})
 	for i := range n {
 		pc.logs[i] = &bytes.Buffer{}
-		args := []string{"sidecar",
+		pc.args[i] = []string{"sidecar",
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("v%d", i)),
 			"--committee", committee,
 			"--chain-rpc", chain.WSEndpoint(),
@@ -153,17 +156,34 @@ func startSidecars(t *testing.T, n int, chainCfg devchain.Config, extraArgs func
 			"--p2p-listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPorts[i]),
 		}
 		if extraArgs != nil {
-			args = append(args, extraArgs(i)...)
+			pc.args[i] = append(pc.args[i], extraArgs(i)...)
 		}
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "ALLEGRO_LOG_LEVEL=info")
-		cmd.Stdout, cmd.Stderr = pc.logs[i], pc.logs[i]
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		pc.procs[i] = cmd
+		pc.start(i)
 	}
 	return pc
+}
+
+// start starts sidecar i (again, after kill: same data directory and
+// ports); its log goes on in the same buffer.
+func (pc *procCluster) start(i int) {
+	pc.t.Helper()
+	fmt.Fprintf(pc.logs[i], "---- started %s\n", time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(pc.bin, pc.args[i]...)
+	cmd.Env = append(os.Environ(), "ALLEGRO_LOG_LEVEL=info")
+	cmd.Stdout, cmd.Stderr = pc.logs[i], pc.logs[i]
+	if err := cmd.Start(); err != nil {
+		pc.t.Fatal(err)
+	}
+	pc.procs[i] = cmd
+}
+
+// kill ends sidecar i with SIGKILL: nothing is flushed or closed.
+func (pc *procCluster) kill(i int) {
+	if p := pc.procs[i]; p != nil {
+		_ = p.Process.Signal(syscall.SIGKILL)
+		_ = p.Wait()
+		pc.procs[i] = nil
+	}
 }
 
 // api returns sidecar i's API base URL.
