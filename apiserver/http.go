@@ -53,6 +53,9 @@ func (s *Server) routes() {
 	if _, ok := s.backend.(MeshReporter); ok {
 		s.route(routeMesh, get, s.handleMesh)
 	}
+	if _, ok := s.backend.(ConflictChecker); ok {
+		s.route(routeConflictCheck, post, s.handleConflictCheck)
+	}
 	gatherers := prometheus.Gatherers{s.registry}
 	if g := s.backend.Gatherer(); g != nil {
 		gatherers = append(prometheus.Gatherers{g}, gatherers...)

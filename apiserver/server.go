@@ -92,6 +92,9 @@ func New(cfg Config, b Backend, logger *slog.Logger) (*Server, error) {
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	)
 	s.grpc.RegisterService(s.decodingServiceDesc(&fastpayv1.FastPaySidecar_ServiceDesc), &sidecarService{s: s})
+	if cc, ok := b.(ConflictChecker); ok {
+		s.grpc.RegisterService(s.decodingServiceDesc(&fastpayv1.ConflictCheck_ServiceDesc), &conflictService{cc: cc})
+	}
 	s.routes()
 	s.handler = s.metricsMiddleware(s.recoverMiddleware(s.corsMiddleware(s.mux)))
 	return s, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
+	"github.com/allegro-mesh/allegro/validator"
 )
 
 // backend adapts a sidecar to the client API.
@@ -58,6 +59,11 @@ func (b *backend) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayReques
 }
 
 func (b *backend) Board() *bulletin.Board { return b.s.Board() }
+
+// CheckConflict implements apiserver.ConflictChecker.
+func (b *backend) CheckConflict(ctx context.Context, raw []byte) (*validator.ConflictReport, error) {
+	return b.s.Validator().CheckConflict(ctx, raw)
+}
 
 // headReader is implemented by chain clients that follow heads.
 type headReader interface {
