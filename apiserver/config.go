@@ -121,60 +121,60 @@ func DefaultConfig() Config {
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
 	if c.ListenAddr == "" {
-		return fmt.Errorf("apiserver config: ListenAddr is empty")
+		return fmt.Errorf("[api] listen_addr is empty")
 	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
-		return fmt.Errorf("apiserver config: ListenAddr %q is not host:port: %v", c.ListenAddr, err)
+		return fmt.Errorf("[api] listen_addr %q is not host:port: %v", c.ListenAddr, err)
 	}
 	if c.MaxBodyBytes <= 0 {
-		return fmt.Errorf("apiserver config: MaxBodyBytes must be positive, got %d", c.MaxBodyBytes)
+		return fmt.Errorf("[api] max_body_bytes must be positive, got %d", c.MaxBodyBytes)
 	}
 	if c.MaxBodyBytes > 1<<30 {
-		return fmt.Errorf("apiserver config: MaxBodyBytes must be at most 1 GiB, got %d", c.MaxBodyBytes)
+		return fmt.Errorf("[api] max_body_bytes must be at most 1 GiB, got %d", c.MaxBodyBytes)
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{
-		{"StreamTimeout", c.StreamTimeout},
-		{"ReadHeaderTimeout", c.ReadHeaderTimeout},
-		{"BodyReadTimeout", c.BodyReadTimeout},
-		{"HandshakeTimeout", c.HandshakeTimeout},
-		{"IdleTimeout", c.IdleTimeout},
-		{"KeepaliveTime", c.KeepaliveTime},
-		{"KeepaliveTimeout", c.KeepaliveTimeout},
-		{"KeepaliveMinTime", c.KeepaliveMinTime},
-		{"ReadyMaxHeadAge", c.ReadyMaxHeadAge},
-		{"HeartbeatInterval", c.HeartbeatInterval},
-		{"DefaultWaitTimeout", c.DefaultWaitTimeout},
+		{"stream_timeout", c.StreamTimeout},
+		{"read_header_timeout", c.ReadHeaderTimeout},
+		{"body_read_timeout", c.BodyReadTimeout},
+		{"handshake_timeout", c.HandshakeTimeout},
+		{"idle_timeout", c.IdleTimeout},
+		{"keepalive_time", c.KeepaliveTime},
+		{"keepalive_timeout", c.KeepaliveTimeout},
+		{"keepalive_min_time", c.KeepaliveMinTime},
+		{"ready_max_head_age", c.ReadyMaxHeadAge},
+		{"heartbeat_interval", c.HeartbeatInterval},
+		{"default_wait_timeout", c.DefaultWaitTimeout},
 	} {
 		if d.v <= 0 {
-			return fmt.Errorf("apiserver config: %s must be positive, got %s", d.name, d.v)
+			return fmt.Errorf("[api] %s must be positive, got %s", d.name, d.v)
 		}
 	}
 	if c.KeepaliveTime < time.Second {
 		// gRPC raises a shorter interval to 1 s; refuse it rather than
 		// run with another value than the one configured.
-		return fmt.Errorf("apiserver config: KeepaliveTime must be at least 1s, got %s", c.KeepaliveTime)
+		return fmt.Errorf("[api] keepalive_time must be at least 1s, got %s", c.KeepaliveTime)
 	}
 	if c.MaxConns <= 0 {
-		return fmt.Errorf("apiserver config: MaxConns must be positive, got %d", c.MaxConns)
+		return fmt.Errorf("[api] max_conns must be positive, got %d", c.MaxConns)
 	}
 	if c.MaxConnsPerIP <= 0 || c.MaxConnsPerIP > c.MaxConns {
-		return fmt.Errorf("apiserver config: MaxConnsPerIP must be between 1 and MaxConns (%d), got %d", c.MaxConns, c.MaxConnsPerIP)
+		return fmt.Errorf("[api] max_conns_per_ip must be between 1 and max_conns (%d), got %d", c.MaxConns, c.MaxConnsPerIP)
 	}
 	if c.MaxConcurrentStreams == 0 || c.MaxConcurrentStreams > 1<<20 {
-		return fmt.Errorf("apiserver config: MaxConcurrentStreams must be between 1 and %d, got %d", 1<<20, c.MaxConcurrentStreams)
+		return fmt.Errorf("[api] max_concurrent_streams must be between 1 and %d, got %d", 1<<20, c.MaxConcurrentStreams)
 	}
 	if c.MaxHeaderBytes < 4<<10 || c.MaxHeaderBytes > 16<<20 {
-		return fmt.Errorf("apiserver config: MaxHeaderBytes must be between 4 KiB and 16 MiB, got %d", c.MaxHeaderBytes)
+		return fmt.Errorf("[api] max_header_bytes must be between 4 KiB and 16 MiB, got %d", c.MaxHeaderBytes)
 	}
 	if c.DefaultWaitTimeout > c.StreamTimeout {
-		return fmt.Errorf("apiserver config: DefaultWaitTimeout (%s) must not exceed StreamTimeout (%s)", c.DefaultWaitTimeout, c.StreamTimeout)
+		return fmt.Errorf("[api] default_wait_timeout (%s) must not exceed stream_timeout (%s)", c.DefaultWaitTimeout, c.StreamTimeout)
 	}
 	for i, o := range c.AllowedOrigins {
 		if o == "" {
-			return fmt.Errorf("apiserver config: AllowedOrigins[%d] is empty", i)
+			return fmt.Errorf("[api] allowed_origins[%d] is empty", i)
 		}
 	}
 	return nil

@@ -57,15 +57,15 @@ func (c Config) Validate() error {
 		name string
 		v    int
 	}{
-		{"MaxTxs", c.MaxTxs}, {"MaxLog", c.MaxLog}, {"MaxPageSize", c.MaxPageSize},
-		{"MaxEvidence", c.MaxEvidence}, {"EvidenceWindow", c.EvidenceWindow}, {"SubscriberBuffer", c.SubscriberBuffer},
+		{"max_txs", c.MaxTxs}, {"max_log", c.MaxLog}, {"max_page_size", c.MaxPageSize},
+		{"max_evidence", c.MaxEvidence}, {"evidence_window", c.EvidenceWindow}, {"subscriber_buffer", c.SubscriberBuffer},
 	} {
 		if f.v <= 0 {
-			return fmt.Errorf("bulletin config: %s must be positive, got %d", f.name, f.v)
+			return fmt.Errorf("[bulletin] %s must be positive, got %d", f.name, f.v)
 		}
 	}
 	if c.PublishStep < 0 {
-		return fmt.Errorf("bulletin config: PublishStep must not be negative, got %s", c.PublishStep)
+		return fmt.Errorf("[bulletin] publish_step must not be negative, got %s", c.PublishStep)
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ func (c ByzantineConfig) Validate() error {
 	case ByzantineHonest, ByzantineEquivocate, ByzantineInvalidSignatures:
 		return nil
 	}
-	return fmt.Errorf("mode %q is unknown (want %q, %q or empty for an honest validator)", c.Mode, ByzantineEquivocate, ByzantineInvalidSignatures)
+	return fmt.Errorf("[byzantine] mode %q is unknown (want %q, %q or empty for an honest validator)", c.Mode, ByzantineEquivocate, ByzantineInvalidSignatures)
 }
 
 // byzantine replaces the sidecar's handling of its own certificates when a
@@ -70,7 +70,7 @@ func newByzantine(lc fx.Lifecycle, cfg Config, f *CommitteeFile, reg prometheus.
 		return nil, nil
 	}
 	if !f.TestNetwork {
-		return nil, plain(fmt.Errorf("config [byzantine]: mode %q is only allowed on a test network (committee file test_network = true)", mode))
+		return nil, plain(fmt.Errorf("[byzantine] mode %q is only allowed on a test network (committee file test_network = true)", mode))
 	}
 	b := &byzantine{
 		mode: mode,

@@ -86,27 +86,23 @@ func (c Config) KeyPath() string {
 // Validate checks every section; errors name the field.
 func (c Config) Validate() error {
 	if c.DataDir == "" {
-		return errors.New("config: data_dir must be set")
+		return errors.New("data_dir must be set")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("config: log_level must be debug, info, warn or error, got %q", c.LogLevel)
+		return fmt.Errorf("log_level must be debug, info, warn or error, got %q", c.LogLevel)
 	}
 	if err := validMemoryLimit(c.MemoryLimit); err != nil {
-		return fmt.Errorf("config: memory_limit: %w", err)
+		return fmt.Errorf("memory_limit: %w", err)
 	}
-	for _, section := range []struct {
-		name string
-		err  error
-	}{
-		{"p2p", c.P2P.Validate()}, {"api", c.API.Validate()}, {"validator", c.Validator.Validate()},
-		{"bulletin", c.Bulletin.Validate()}, {"sidecar", c.Sidecar.Validate()},
-		{"settlement", c.Settlement.Validate()}, {"byzantine", c.Byzantine.Validate()},
-		{"dashboard", c.Dashboard.Validate()},
+	// Each section's errors name it ("[p2p] listen_addrs …").
+	for _, err := range []error{
+		c.P2P.Validate(), c.API.Validate(), c.Validator.Validate(), c.Bulletin.Validate(),
+		c.Sidecar.Validate(), c.Settlement.Validate(), c.Byzantine.Validate(), c.Dashboard.Validate(),
 	} {
-		if section.err != nil {
-			return fmt.Errorf("config [%s]: %w", section.name, section.err)
+		if err != nil {
+			return err
 		}
 	}
 	return nil

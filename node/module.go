@@ -210,7 +210,7 @@ func newChain(lc fx.Lifecycle, cfg Config, f *CommitteeFile, injected tempo.Chai
 		ccfg.ExpectedChainID = f.ChainID
 	case f.ChainID:
 	default:
-		return nil, fmt.Errorf("config [chain]: expected_chain_id %d differs from the committee's chain_id %d", ccfg.ExpectedChainID, f.ChainID)
+		return nil, plain(fmt.Errorf("[chain] expected_chain_id %d differs from the committee's chain_id %d", ccfg.ExpectedChainID, f.ChainID))
 	}
 	stateDir := filepath.Join(cfg.DataDir, "state")
 	recordedID, genesis, recorded, err := store.ChainIdentity()
@@ -225,7 +225,7 @@ func newChain(lc fx.Lifecycle, cfg Config, f *CommitteeFile, injected tempo.Chai
 	}
 	c, err := chain.New(ccfg, log) // the client adds its component and URL
 	if err != nil {
-		return nil, fmt.Errorf("config [chain]: %w", err)
+		return nil, plain(err)
 	}
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {

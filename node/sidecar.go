@@ -67,21 +67,21 @@ func DefaultSidecarConfig() SidecarConfig {
 func (c SidecarConfig) Validate() error {
 	switch {
 	case c.Workers <= 0:
-		return fmt.Errorf("sidecar config: workers must be positive, got %d", c.Workers)
+		return fmt.Errorf("[sidecar] workers must be positive, got %d", c.Workers)
 	case c.QueueSize <= 0:
-		return fmt.Errorf("sidecar config: queue_size must be positive, got %d", c.QueueSize)
+		return fmt.Errorf("[sidecar] queue_size must be positive, got %d", c.QueueSize)
 	case c.MaxParked <= 0:
-		return fmt.Errorf("sidecar config: max_parked must be positive, got %d", c.MaxParked)
+		return fmt.Errorf("[sidecar] max_parked must be positive, got %d", c.MaxParked)
 	case c.ParkTTL <= 0:
-		return fmt.Errorf("sidecar config: park_ttl must be positive, got %s", c.ParkTTL)
+		return fmt.Errorf("[sidecar] park_ttl must be positive, got %s", c.ParkTTL)
 	case c.RetryUnavailable <= 0:
-		return fmt.Errorf("sidecar config: retry_unavailable must be positive, got %s", c.RetryUnavailable)
+		return fmt.Errorf("[sidecar] retry_unavailable must be positive, got %s", c.RetryUnavailable)
 	case c.PruneInterval <= 0:
-		return fmt.Errorf("sidecar config: prune_interval must be positive, got %s", c.PruneInterval)
+		return fmt.Errorf("[sidecar] prune_interval must be positive, got %s", c.PruneInterval)
 	case c.ReannounceInterval <= 0:
-		return fmt.Errorf("sidecar config: reannounce_interval must be positive, got %s", c.ReannounceInterval)
+		return fmt.Errorf("[sidecar] reannounce_interval must be positive, got %s", c.ReannounceInterval)
 	case c.ReannounceMaxInterval < c.ReannounceInterval:
-		return fmt.Errorf("sidecar config: reannounce_max_interval (%s) is below reannounce_interval (%s)", c.ReannounceMaxInterval, c.ReannounceInterval)
+		return fmt.Errorf("[sidecar] reannounce_max_interval (%s) is below reannounce_interval (%s)", c.ReannounceMaxInterval, c.ReannounceInterval)
 	}
 	return nil
 }

@@ -23,18 +23,18 @@ type Config struct {
 	// ListenAddrs are the multiaddrs the host listens on. The transport is
 	// TCP and QUIC-v1 only; other protocols in these addresses fail Validate.
 	// Default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1.
-	ListenAddrs []string
+	ListenAddrs []string `toml:"listen_addrs"`
 
 	// AnnounceAddrs, when non-empty, replace the listen addresses in what the
 	// host advertises to peers (identify). Use them behind NAT or in
 	// containers where the bound address is not the reachable one.
-	AnnounceAddrs []string
+	AnnounceAddrs []string `toml:"announce_addrs"`
 
 	// QCShards is the number of QC topics; a QC for recipient r goes to
 	// shard r[0] % QCShards. It is a network parameter: every node of a
 	// network must use the same value. Between 1 and 256 (a larger value
 	// would create shards no address maps to). Default 16.
-	QCShards int
+	QCShards int `toml:"qc_shards"`
 
 	// PeerOutboundQueueSize is gossipsub's per-peer outbound RPC queue. A
 	// full queue drops RPCs (counted as allegro_p2p_rpc_dropped_total). The
@@ -46,14 +46,14 @@ type Config struct {
 	// backlog of up to ~5,000 RPCs that publish back-pressure cannot see);
 	// 8192 had no drop in 15 runs. Memory is bounded by queue size times
 	// message size, per peer.
-	PeerOutboundQueueSize int
+	PeerOutboundQueueSize int `toml:"peer_outbound_queue_size"`
 
 	// ValidateQueueSize is gossipsub's queue of received messages awaiting
 	// validation; a full queue drops messages (counted by reason
 	// "validation queue full"). Under load it can hold one copy of a
 	// message per relay (pubsub marks an id seen only when validation
 	// starts). Default 8192, like PeerOutboundQueueSize.
-	ValidateQueueSize int
+	ValidateQueueSize int `toml:"validate_queue_size"`
 
 	// ValidationConcurrency is the number of goroutines that run topic
 	// validators. Validators run inline on these workers, so a burst waits
@@ -62,12 +62,12 @@ type Config struct {
 	// Signature checks are CPU-bound and need about one worker per core;
 	// the default of 2×NumCPU (at least 4) keeps cores busy while stateful
 	// validators wait briefly on storage.
-	ValidationConcurrency int
+	ValidationConcurrency int `toml:"validation_concurrency"`
 
 	// ValidationTimeout bounds one message's validation. A validator that
 	// overruns (and honours its context) yields Ignore: slowness is ours,
 	// not the sender's fault, so the sender is not penalised. Default 2 s.
-	ValidationTimeout time.Duration
+	ValidationTimeout time.Duration `toml:"validation_timeout"`
 
 	// VerifiedSignatures is how many verified certificate signatures the
 	// mesh remembers, so that a QC whose certificates arrived one by one
@@ -76,20 +76,20 @@ type Config struct {
 	// seconds of certificates suffice. Default 8,192 (~3 MiB): five seconds
 	// of certificates at saturation on 4 validators (~1,600/s); 16,384
 	// held ~6 MiB.
-	VerifiedSignatures int
+	VerifiedSignatures int `toml:"verified_signatures"`
 
 	// AcceptedObjects is how many accepted certificates, and how many QCs
 	// per topic kind, are remembered so that later copies of the same
 	// object in other bytes are ignored without verifying their signatures
 	// (dedup.go). Copies arrive within a hop or two of the first, so
 	// seconds of traffic suffice. Default 8,192 (~3 MiB).
-	AcceptedObjects int
+	AcceptedObjects int `toml:"accepted_objects"`
 
 	// SubscriptionBufferSize is the buffer of each topic subscription
 	// between pubsub and the delivery handlers. When a handler is slower
 	// than the network the oldest undelivered messages are dropped and
 	// counted (allegro_p2p_undeliverable_total). Default 4096.
-	SubscriptionBufferSize int
+	SubscriptionBufferSize int `toml:"subscription_buffer_size"`
 
 	// FloodPublish sends this node's own messages to every peer subscribed
 	// to the topic (with a score above PublishThreshold), not only to its
@@ -99,7 +99,7 @@ type Config struct {
 	// enter a validators-only topic's peer set (subscription filter), so
 	// flooding cannot leak private messages. Default true (pubsub's default
 	// is false).
-	FloodPublish bool
+	FloodPublish bool `toml:"flood_publish"`
 
 	// Relay makes this node forward other nodes' messages along a
 	// gossipsub mesh (pubsub's default degrees). Off by default: committee
@@ -113,7 +113,7 @@ type Config struct {
 	// where members cannot all reach each other, or for light clients that
 	// connect to only a few validators and need QCs at once. Requires
 	// FloodPublish when off. GossipSub, when set, takes precedence.
-	Relay bool
+	Relay bool `toml:"relay"`
 
 	// PublishBackpressureTimeout is the longest a local publish waits while
 	// a committee peer's outbound queue is at least a quarter full (pubsub
@@ -122,7 +122,7 @@ type Config struct {
 	// still congested after this wait is marked stalled and no longer waited
 	// for until its queue drains to 1/16, so one peer that stops reading
 	// costs one wait. 0 disables waiting. Default 1 s.
-	PublishBackpressureTimeout time.Duration
+	PublishBackpressureTimeout time.Duration `toml:"publish_backpressure_timeout"`
 
 	// SeenMessagesTTL is how long message ids are remembered for
 	// deduplication, and how long peer scoring keeps its per-message
@@ -135,45 +135,45 @@ type Config struct {
 	// a peer has already forgotten. It may not be shorter than that
 	// history. A message replayed after it is validated again, and every
 	// handler is idempotent.
-	SeenMessagesTTL time.Duration
+	SeenMessagesTTL time.Duration `toml:"seen_messages_ttl"`
 
 	// PubsubCheckInterval is how often connected peers' pubsub links are
 	// checked; a peer whose link stays broken for two checks is reconnected
 	// (see repair.go for the pubsub behaviours this works around).
 	// Default 5 s.
-	PubsubCheckInterval time.Duration
+	PubsubCheckInterval time.Duration `toml:"pubsub_check_interval"`
 
 	// ReconnectBackoffMin and ReconnectBackoffMax bound the exponential
 	// backoff between dial attempts to a disconnected bootstrap peer.
 	// Defaults 1 s and 30 s.
-	ReconnectBackoffMin time.Duration
-	ReconnectBackoffMax time.Duration
+	ReconnectBackoffMin time.Duration `toml:"reconnect_backoff_min"`
+	ReconnectBackoffMax time.Duration `toml:"reconnect_backoff_max"`
 
 	// DialTimeout bounds one dial attempt to a bootstrap peer. Default 10 s.
-	DialTimeout time.Duration
+	DialTimeout time.Duration `toml:"dial_timeout"`
 
 	// ConnManagerLowWater and ConnManagerHighWater are the connection
 	// manager's watermarks: above high it trims unprotected connections down
 	// to low. Committee peers are protected and never trimmed.
 	// Defaults 200 and 400.
-	ConnManagerLowWater  int
-	ConnManagerHighWater int
+	ConnManagerLowWater  int `toml:"conn_manager_low_water"`
+	ConnManagerHighWater int `toml:"conn_manager_high_water"`
 	// ConnManagerGracePeriod protects new connections from trimming.
 	// Default 1 min.
-	ConnManagerGracePeriod time.Duration
+	ConnManagerGracePeriod time.Duration `toml:"conn_manager_grace_period"`
 
 	// RejectLogsPerSecond caps debug logs of rejected messages, so a peer
 	// flooding invalid messages cannot flood the log. 0 disables them.
 	// Default 20.
-	RejectLogsPerSecond int
+	RejectLogsPerSecond int `toml:"reject_logs_per_second"`
 
 	// GossipSub overrides gossipsub's router parameters (mesh degree,
 	// heartbeat, ...). Nil means pubsub.DefaultGossipSubParams(). The
 	// parameters are passed as an option; package globals are never touched.
-	GossipSub *pubsub.GossipSubParams
+	GossipSub *pubsub.GossipSubParams `toml:"gossipsub"`
 
 	// Scoring configures gossipsub peer scoring.
-	Scoring ScoreConfig
+	Scoring ScoreConfig `toml:"scoring"`
 
 	// HostOptions are appended to the libp2p options of the host, for
 	// example libp2p.BandwidthReporter to count the bytes a node sends.
@@ -202,54 +202,54 @@ type Config struct {
 type ScoreConfig struct {
 	// Enabled turns peer scoring on. Default true. Without it rejected
 	// messages are dropped but their senders are never penalised.
-	Enabled bool
+	Enabled bool `toml:"enabled"`
 
 	// InvalidMessageWeight multiplies the square of the count of invalid
 	// messages per topic. Negative. Default -100.
-	InvalidMessageWeight float64
+	InvalidMessageWeight float64 `toml:"invalid_message_weight"`
 	// InvalidMessageHalfLife is the time in which the invalid-message count
 	// halves (the penalty quarters). Default 10 min.
-	InvalidMessageHalfLife time.Duration
+	InvalidMessageHalfLife time.Duration `toml:"invalid_message_half_life"`
 
 	// CommitteeBonus is the application-specific score of committee
 	// members; other peers get 0. Default 2500.
-	CommitteeBonus float64
+	CommitteeBonus float64 `toml:"committee_bonus"`
 
 	// Thresholds (see pubsub.PeerScoreThresholds). Below GossipThreshold a
 	// peer gets no gossip, below PublishThreshold none of our publishes,
 	// below GraylistThreshold its RPCs are ignored. Defaults -1000, -2000,
 	// -8000. AcceptPXThreshold (default 1250, so only committee members)
 	// and OpportunisticGraftThreshold (default 5) are non-negative.
-	GossipThreshold             float64
-	PublishThreshold            float64
-	GraylistThreshold           float64
-	AcceptPXThreshold           float64
-	OpportunisticGraftThreshold float64
+	GossipThreshold             float64 `toml:"gossip_threshold"`
+	PublishThreshold            float64 `toml:"publish_threshold"`
+	GraylistThreshold           float64 `toml:"graylist_threshold"`
+	AcceptPXThreshold           float64 `toml:"accept_px_threshold"`
+	OpportunisticGraftThreshold float64 `toml:"opportunistic_graft_threshold"`
 
 	// BehaviourPenaltyWeight (negative) and BehaviourPenaltyThreshold
 	// penalise protocol misbehaviour such as broken IWANT promises and
 	// GRAFT floods. Defaults -10 and 6; the penalty halves with
 	// InvalidMessageHalfLife.
-	BehaviourPenaltyWeight    float64
-	BehaviourPenaltyThreshold float64
+	BehaviourPenaltyWeight    float64 `toml:"behaviour_penalty_weight"`
+	BehaviourPenaltyThreshold float64 `toml:"behaviour_penalty_threshold"`
 
 	// IPColocationWeight (negative) penalises more than
 	// IPColocationThreshold peers on one IP address, a cheap Sybil defence
 	// for the open QC topics. IPColocationWhitelist lists CIDRs exempt from
 	// it. Defaults -50, 10, none (LocalConfig whitelists loopback).
-	IPColocationWeight    float64
-	IPColocationThreshold int
-	IPColocationWhitelist []string
+	IPColocationWeight    float64  `toml:"ip_colocation_weight"`
+	IPColocationThreshold int      `toml:"ip_colocation_threshold"`
+	IPColocationWhitelist []string `toml:"ip_colocation_whitelist"`
 
 	// DecayInterval is how often counters decay (at least 1 s); RetainScore
 	// is how long a disconnected peer's score is kept, so reconnecting does
 	// not wash a penalty away. Defaults 1 s and 30 min.
-	DecayInterval time.Duration
-	RetainScore   time.Duration
+	DecayInterval time.Duration `toml:"decay_interval"`
+	RetainScore   time.Duration `toml:"retain_score"`
 
 	// InspectPeriod is how often scores are snapshotted for Mesh.Peers and
 	// metrics. Default 5 s.
-	InspectPeriod time.Duration
+	InspectPeriod time.Duration `toml:"inspect_period"`
 }
 
 // Default values of DefaultConfig; LocalConfig starts from them.
@@ -356,7 +356,7 @@ func LocalConfig() Config {
 // one.
 func (c *Config) Validate() error {
 	if len(c.ListenAddrs) == 0 {
-		return errors.New("p2p config: ListenAddrs is empty")
+		return errors.New("[p2p] listen_addrs is empty")
 	}
 	if _, err := parseTransportAddrs("ListenAddrs", c.ListenAddrs); err != nil {
 		return err
@@ -365,72 +365,72 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.QCShards < 1 || c.QCShards > 256 {
-		return fmt.Errorf("p2p config: QCShards must be in [1, 256], got %d", c.QCShards)
+		return fmt.Errorf("[p2p] qc_shards must be in [1, 256], got %d", c.QCShards)
 	}
 	positive := []struct {
 		name string
 		v    int
 	}{
-		{"PeerOutboundQueueSize", c.PeerOutboundQueueSize},
-		{"ValidateQueueSize", c.ValidateQueueSize},
-		{"ValidationConcurrency", c.ValidationConcurrency},
-		{"SubscriptionBufferSize", c.SubscriptionBufferSize},
-		{"VerifiedSignatures", c.VerifiedSignatures},
-		{"AcceptedObjects", c.AcceptedObjects},
-		{"ConnManagerLowWater", c.ConnManagerLowWater},
-		{"ConnManagerHighWater", c.ConnManagerHighWater},
+		{"peer_outbound_queue_size", c.PeerOutboundQueueSize},
+		{"validate_queue_size", c.ValidateQueueSize},
+		{"validation_concurrency", c.ValidationConcurrency},
+		{"subscription_buffer_size", c.SubscriptionBufferSize},
+		{"verified_signatures", c.VerifiedSignatures},
+		{"accepted_objects", c.AcceptedObjects},
+		{"conn_manager_low_water", c.ConnManagerLowWater},
+		{"conn_manager_high_water", c.ConnManagerHighWater},
 	}
 	for _, f := range positive {
 		if f.v <= 0 {
-			return fmt.Errorf("p2p config: %s must be positive, got %d", f.name, f.v)
+			return fmt.Errorf("[p2p] %s must be positive, got %d", f.name, f.v)
 		}
 	}
 	durations := []struct {
 		name string
 		v    time.Duration
 	}{
-		{"ValidationTimeout", c.ValidationTimeout},
-		{"SeenMessagesTTL", c.SeenMessagesTTL},
-		{"PubsubCheckInterval", c.PubsubCheckInterval},
-		{"ReconnectBackoffMin", c.ReconnectBackoffMin},
-		{"ReconnectBackoffMax", c.ReconnectBackoffMax},
-		{"DialTimeout", c.DialTimeout},
+		{"validation_timeout", c.ValidationTimeout},
+		{"seen_messages_ttl", c.SeenMessagesTTL},
+		{"pubsub_check_interval", c.PubsubCheckInterval},
+		{"reconnect_backoff_min", c.ReconnectBackoffMin},
+		{"reconnect_backoff_max", c.ReconnectBackoffMax},
+		{"dial_timeout", c.DialTimeout},
 	}
 	for _, f := range durations {
 		if f.v <= 0 {
-			return fmt.Errorf("p2p config: %s must be positive, got %s", f.name, f.v)
+			return fmt.Errorf("[p2p] %s must be positive, got %s", f.name, f.v)
 		}
 	}
 	if c.ReconnectBackoffMax < c.ReconnectBackoffMin {
-		return fmt.Errorf("p2p config: ReconnectBackoffMax (%s) is below ReconnectBackoffMin (%s)", c.ReconnectBackoffMax, c.ReconnectBackoffMin)
+		return fmt.Errorf("[p2p] reconnect_backoff_max (%s) is below reconnect_backoff_min (%s)", c.ReconnectBackoffMax, c.ReconnectBackoffMin)
 	}
 	if c.ConnManagerHighWater < c.ConnManagerLowWater {
-		return fmt.Errorf("p2p config: ConnManagerHighWater (%d) is below ConnManagerLowWater (%d)", c.ConnManagerHighWater, c.ConnManagerLowWater)
+		return fmt.Errorf("[p2p] conn_manager_high_water (%d) is below conn_manager_low_water (%d)", c.ConnManagerHighWater, c.ConnManagerLowWater)
 	}
 	if c.ConnManagerGracePeriod < 0 {
-		return fmt.Errorf("p2p config: ConnManagerGracePeriod must not be negative, got %s", c.ConnManagerGracePeriod)
+		return fmt.Errorf("[p2p] conn_manager_grace_period must not be negative, got %s", c.ConnManagerGracePeriod)
 	}
 	if c.PublishBackpressureTimeout < 0 {
-		return fmt.Errorf("p2p config: PublishBackpressureTimeout must not be negative, got %s", c.PublishBackpressureTimeout)
+		return fmt.Errorf("[p2p] publish_backpressure_timeout must not be negative, got %s", c.PublishBackpressureTimeout)
 	}
 	if c.RejectLogsPerSecond < 0 {
-		return fmt.Errorf("p2p config: RejectLogsPerSecond must not be negative, got %d", c.RejectLogsPerSecond)
+		return fmt.Errorf("[p2p] reject_logs_per_second must not be negative, got %d", c.RejectLogsPerSecond)
 	}
 	if !c.Relay && !c.FloodPublish && c.GossipSub == nil {
-		return errors.New("p2p config: FloodPublish must be on when Relay is off (nothing would carry a message past its publisher)")
+		return errors.New("[p2p] flood_publish must be on when relay is off (nothing would carry a message past its publisher)")
 	}
 	if c.GossipSub != nil {
 		g := c.GossipSub
 		floodOnly := g.D == 0 && g.Dlo == 0 && g.Dhi == 0 && g.Dout == 0
 		if !floodOnly && (g.Dlo > g.D || g.D > g.Dhi || g.D <= 0) {
-			return fmt.Errorf("p2p config: GossipSub degrees must satisfy 0 < Dlo <= D <= Dhi (or all of D, Dlo, Dhi, Dout 0), got Dlo=%d D=%d Dhi=%d", g.Dlo, g.D, g.Dhi)
+			return fmt.Errorf("[p2p] gossipsub degrees must satisfy 0 < Dlo <= D <= Dhi (or all of D, Dlo, Dhi, Dout 0), got Dlo=%d D=%d Dhi=%d", g.Dlo, g.D, g.Dhi)
 		}
 		if g.HeartbeatInterval <= 0 {
-			return fmt.Errorf("p2p config: GossipSub.HeartbeatInterval must be positive, got %s", g.HeartbeatInterval)
+			return fmt.Errorf("[p2p] gossipsub.HeartbeatInterval must be positive, got %s", g.HeartbeatInterval)
 		}
 	}
 	if history := c.gossipHistory(); c.SeenMessagesTTL < history {
-		return fmt.Errorf("p2p config: SeenMessagesTTL (%s) is shorter than gossip's message history (%s): peers would fetch again messages they had forgotten", c.SeenMessagesTTL, history)
+		return fmt.Errorf("[p2p] seen_messages_ttl (%s) is shorter than gossip's message history (%s): peers would fetch again messages they had forgotten", c.SeenMessagesTTL, history)
 	}
 	return c.Scoring.validate()
 }
@@ -450,43 +450,43 @@ func (s *ScoreConfig) validate() error {
 		return nil
 	}
 	bad := func(field string, v any, rule string) error {
-		return fmt.Errorf("p2p config: Scoring.%s %s, got %v", field, rule, v)
+		return fmt.Errorf("[p2p] scoring.%s %s, got %v", field, rule, v)
 	}
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	switch {
 	case !finite(s.InvalidMessageWeight) || s.InvalidMessageWeight >= 0:
-		return bad("InvalidMessageWeight", s.InvalidMessageWeight, "must be negative")
+		return bad("invalid_message_weight", s.InvalidMessageWeight, "must be negative")
 	case s.InvalidMessageHalfLife <= 0:
-		return bad("InvalidMessageHalfLife", s.InvalidMessageHalfLife, "must be positive")
+		return bad("invalid_message_half_life", s.InvalidMessageHalfLife, "must be positive")
 	case !finite(s.CommitteeBonus) || s.CommitteeBonus < 0:
-		return bad("CommitteeBonus", s.CommitteeBonus, "must be >= 0")
+		return bad("committee_bonus", s.CommitteeBonus, "must be >= 0")
 	case !finite(s.GossipThreshold) || s.GossipThreshold > 0:
-		return bad("GossipThreshold", s.GossipThreshold, "must be <= 0")
+		return bad("gossip_threshold", s.GossipThreshold, "must be <= 0")
 	case !finite(s.PublishThreshold) || s.PublishThreshold > s.GossipThreshold:
-		return bad("PublishThreshold", s.PublishThreshold, "must be <= GossipThreshold")
+		return bad("publish_threshold", s.PublishThreshold, "must be <= gossip_threshold")
 	case !finite(s.GraylistThreshold) || s.GraylistThreshold > s.PublishThreshold:
-		return bad("GraylistThreshold", s.GraylistThreshold, "must be <= PublishThreshold")
+		return bad("graylist_threshold", s.GraylistThreshold, "must be <= publish_threshold")
 	case !finite(s.AcceptPXThreshold) || s.AcceptPXThreshold < 0:
-		return bad("AcceptPXThreshold", s.AcceptPXThreshold, "must be >= 0")
+		return bad("accept_px_threshold", s.AcceptPXThreshold, "must be >= 0")
 	case !finite(s.OpportunisticGraftThreshold) || s.OpportunisticGraftThreshold < 0:
-		return bad("OpportunisticGraftThreshold", s.OpportunisticGraftThreshold, "must be >= 0")
+		return bad("opportunistic_graft_threshold", s.OpportunisticGraftThreshold, "must be >= 0")
 	case !finite(s.BehaviourPenaltyWeight) || s.BehaviourPenaltyWeight > 0:
-		return bad("BehaviourPenaltyWeight", s.BehaviourPenaltyWeight, "must be <= 0")
+		return bad("behaviour_penalty_weight", s.BehaviourPenaltyWeight, "must be <= 0")
 	case !finite(s.BehaviourPenaltyThreshold) || s.BehaviourPenaltyThreshold < 0:
-		return bad("BehaviourPenaltyThreshold", s.BehaviourPenaltyThreshold, "must be >= 0")
+		return bad("behaviour_penalty_threshold", s.BehaviourPenaltyThreshold, "must be >= 0")
 	case !finite(s.IPColocationWeight) || s.IPColocationWeight > 0:
-		return bad("IPColocationWeight", s.IPColocationWeight, "must be <= 0")
+		return bad("ip_colocation_weight", s.IPColocationWeight, "must be <= 0")
 	case s.IPColocationWeight != 0 && s.IPColocationThreshold < 1:
-		return bad("IPColocationThreshold", s.IPColocationThreshold, "must be >= 1")
+		return bad("ip_colocation_threshold", s.IPColocationThreshold, "must be >= 1")
 	case s.DecayInterval < time.Second:
-		return bad("DecayInterval", s.DecayInterval, "must be at least 1s")
+		return bad("decay_interval", s.DecayInterval, "must be at least 1s")
 	case s.RetainScore < 0:
-		return bad("RetainScore", s.RetainScore, "must not be negative")
+		return bad("retain_score", s.RetainScore, "must not be negative")
 	case s.InspectPeriod <= 0:
-		return bad("InspectPeriod", s.InspectPeriod, "must be positive")
+		return bad("inspect_period", s.InspectPeriod, "must be positive")
 	}
 	if _, err := parseCIDRs(s.IPColocationWhitelist); err != nil {
-		return fmt.Errorf("p2p config: Scoring.IPColocationWhitelist: %w", err)
+		return fmt.Errorf("[p2p] scoring.ip_colocation_whitelist: %w", err)
 	}
 	return nil
 }
@@ -498,10 +498,10 @@ func parseTransportAddrs(field string, addrs []string) ([]ma.Multiaddr, error) {
 	for i, s := range addrs {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("p2p config: %s[%d] %q: %w", field, i, s, err)
+			return nil, fmt.Errorf("[p2p] %s[%d] %q: %w", field, i, s, err)
 		}
 		if !isTCPOrQUIC(a) {
-			return nil, fmt.Errorf("p2p config: %s[%d] %q: only TCP and QUIC-v1 addresses are supported", field, i, s)
+			return nil, fmt.Errorf("[p2p] %s[%d] %q: only TCP and QUIC-v1 addresses are supported", field, i, s)
 		}
 		out = append(out, a)
 	}

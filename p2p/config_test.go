@@ -40,41 +40,41 @@ func TestConfigValidateNamesField(t *testing.T) {
 		field string
 		edit  func(*Config)
 	}{
-		{"ListenAddrs", func(c *Config) { c.ListenAddrs = nil }},
+		{"listen_addrs", func(c *Config) { c.ListenAddrs = nil }},
 		{"ListenAddrs[0]", func(c *Config) { c.ListenAddrs = []string{"not-a-multiaddr"} }},
 		{"ListenAddrs[1]", func(c *Config) { c.ListenAddrs = []string{"/ip4/1.2.3.4/tcp/1", "/ip4/1.2.3.4/tcp/1/ws"} }},
 		{"AnnounceAddrs[0]", func(c *Config) { c.AnnounceAddrs = []string{"/ip4/1.2.3.4/udp/1"} }},
-		{"QCShards", func(c *Config) { c.QCShards = 0 }},
-		{"QCShards", func(c *Config) { c.QCShards = 257 }},
-		{"PeerOutboundQueueSize", func(c *Config) { c.PeerOutboundQueueSize = 0 }},
-		{"ValidateQueueSize", func(c *Config) { c.ValidateQueueSize = -1 }},
-		{"ValidationConcurrency", func(c *Config) { c.ValidationConcurrency = 0 }},
-		{"SubscriptionBufferSize", func(c *Config) { c.SubscriptionBufferSize = 0 }},
-		{"ValidationTimeout", func(c *Config) { c.ValidationTimeout = 0 }},
-		{"SeenMessagesTTL", func(c *Config) { c.SeenMessagesTTL = 0 }},
-		{"SeenMessagesTTL", func(c *Config) { c.SeenMessagesTTL = 4 * time.Second }}, // under 5 heartbeats of 1 s
-		{"SeenMessagesTTL", func(c *Config) {
+		{"qc_shards", func(c *Config) { c.QCShards = 0 }},
+		{"qc_shards", func(c *Config) { c.QCShards = 257 }},
+		{"peer_outbound_queue_size", func(c *Config) { c.PeerOutboundQueueSize = 0 }},
+		{"validate_queue_size", func(c *Config) { c.ValidateQueueSize = -1 }},
+		{"validation_concurrency", func(c *Config) { c.ValidationConcurrency = 0 }},
+		{"subscription_buffer_size", func(c *Config) { c.SubscriptionBufferSize = 0 }},
+		{"validation_timeout", func(c *Config) { c.ValidationTimeout = 0 }},
+		{"seen_messages_ttl", func(c *Config) { c.SeenMessagesTTL = 0 }},
+		{"seen_messages_ttl", func(c *Config) { c.SeenMessagesTTL = 4 * time.Second }}, // under 5 heartbeats of 1 s
+		{"seen_messages_ttl", func(c *Config) {
 			p := pubsub.DefaultGossipSubParams()
 			p.HeartbeatInterval = 3 * time.Second // history 15 s
 			c.GossipSub = &p
 		}},
-		{"ReconnectBackoffMin", func(c *Config) { c.ReconnectBackoffMin = 0 }},
-		{"ReconnectBackoffMax", func(c *Config) { c.ReconnectBackoffMax = c.ReconnectBackoffMin / 2 }},
-		{"DialTimeout", func(c *Config) { c.DialTimeout = 0 }},
-		{"ConnManagerHighWater", func(c *Config) { c.ConnManagerHighWater = c.ConnManagerLowWater - 1 }},
-		{"ConnManagerGracePeriod", func(c *Config) { c.ConnManagerGracePeriod = -time.Second }},
-		{"RejectLogsPerSecond", func(c *Config) { c.RejectLogsPerSecond = -1 }},
-		{"GossipSub", func(c *Config) {
+		{"reconnect_backoff_min", func(c *Config) { c.ReconnectBackoffMin = 0 }},
+		{"reconnect_backoff_max", func(c *Config) { c.ReconnectBackoffMax = c.ReconnectBackoffMin / 2 }},
+		{"dial_timeout", func(c *Config) { c.DialTimeout = 0 }},
+		{"conn_manager_high_water", func(c *Config) { c.ConnManagerHighWater = c.ConnManagerLowWater - 1 }},
+		{"conn_manager_grace_period", func(c *Config) { c.ConnManagerGracePeriod = -time.Second }},
+		{"reject_logs_per_second", func(c *Config) { c.RejectLogsPerSecond = -1 }},
+		{"gossipsub", func(c *Config) {
 			p := pubsub.DefaultGossipSubParams()
 			p.Dlo = p.D + 1
 			c.GossipSub = &p
 		}},
-		{"Scoring.InvalidMessageWeight", func(c *Config) { c.Scoring.InvalidMessageWeight = 1 }},
-		{"Scoring.PublishThreshold", func(c *Config) { c.Scoring.PublishThreshold = c.Scoring.GossipThreshold + 1 }},
-		{"Scoring.GraylistThreshold", func(c *Config) { c.Scoring.GraylistThreshold = 0 }},
-		{"Scoring.DecayInterval", func(c *Config) { c.Scoring.DecayInterval = time.Millisecond }},
-		{"Scoring.IPColocationWhitelist", func(c *Config) { c.Scoring.IPColocationWhitelist = []string{"nope"} }},
-		{"Scoring.InspectPeriod", func(c *Config) { c.Scoring.InspectPeriod = 0 }},
+		{"scoring.invalid_message_weight", func(c *Config) { c.Scoring.InvalidMessageWeight = 1 }},
+		{"scoring.publish_threshold", func(c *Config) { c.Scoring.PublishThreshold = c.Scoring.GossipThreshold + 1 }},
+		{"scoring.graylist_threshold", func(c *Config) { c.Scoring.GraylistThreshold = 0 }},
+		{"scoring.decay_interval", func(c *Config) { c.Scoring.DecayInterval = time.Millisecond }},
+		{"scoring.ip_colocation_whitelist", func(c *Config) { c.Scoring.IPColocationWhitelist = []string{"nope"} }},
+		{"scoring.inspect_period", func(c *Config) { c.Scoring.InspectPeriod = 0 }},
 	}
 	for _, tc := range cases {
 		cfg := DefaultConfig()

@@ -434,7 +434,7 @@ func TestMeshLifecycle(t *testing.T) {
 	}
 	bad := LocalConfig()
 	bad.QCShards = 0
-	if _, err := New(bad, libp2pKey(t, f.keys[1]), f.committee, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "QCShards") {
+	if _, err := New(bad, libp2pKey(t, f.keys[1]), f.committee, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "qc_shards") {
 		t.Errorf("bad config: %v", err)
 	}
 	secp, _, err := crypto.GenerateSecp256k1Key(rand.Reader)

@@ -94,26 +94,26 @@ func (c Config) Validate() error {
 		name string
 		v    int
 	}{
-		{"MaxPending", c.MaxPending}, {"MaxRawBytes", c.MaxRawBytes},
-		{"Workers", c.Workers}, {"ReceiptRetries", c.ReceiptRetries},
+		{"max_pending", c.MaxPending}, {"max_raw_bytes", c.MaxRawBytes},
+		{"workers", c.Workers}, {"receipt_retries", c.ReceiptRetries},
 	} {
 		if f.v <= 0 {
-			return fmt.Errorf("settlement config: %s must be positive, got %d", f.name, f.v)
+			return fmt.Errorf("[settlement] %s must be positive, got %d", f.name, f.v)
 		}
 	}
 	for _, f := range []struct {
 		name string
 		v    time.Duration
-	}{{"ResendInterval", c.ResendInterval}, {"MaxAge", c.MaxAge}} {
+	}{{"resend_interval", c.ResendInterval}, {"max_age", c.MaxAge}} {
 		if f.v <= 0 {
-			return fmt.Errorf("settlement config: %s must be positive, got %s", f.name, f.v)
+			return fmt.Errorf("[settlement] %s must be positive, got %s", f.name, f.v)
 		}
 	}
 	if c.FinalityDepth > 1_000_000 {
-		return fmt.Errorf("settlement config: FinalityDepth %d is unreasonably large (at most 1,000,000)", c.FinalityDepth)
+		return fmt.Errorf("[settlement] finality_depth %d is unreasonably large (at most 1,000,000)", c.FinalityDepth)
 	}
 	if c.ResendInterval > c.MaxAge {
-		return fmt.Errorf("settlement config: ResendInterval %s must not exceed MaxAge %s", c.ResendInterval, c.MaxAge)
+		return fmt.Errorf("[settlement] resend_interval %s must not exceed max_age %s", c.ResendInterval, c.MaxAge)
 	}
 	return nil
 }

@@ -46,14 +46,14 @@ func TestConfig(t *testing.T) {
 		field string
 		mut   func(*Config)
 	}{
-		{"MaxPending", func(c *Config) { c.MaxPending = -1 }},
-		{"MaxRawBytes", func(c *Config) { c.MaxRawBytes = -1 }},
-		{"ResendInterval", func(c *Config) { c.ResendInterval = -time.Second }},
-		{"MaxAge", func(c *Config) { c.MaxAge = -time.Second }},
-		{"Workers", func(c *Config) { c.Workers = -2 }},
-		{"ReceiptRetries", func(c *Config) { c.ReceiptRetries = -1 }},
-		{"FinalityDepth", func(c *Config) { c.FinalityDepth = 1 << 40 }},
-		{"ResendInterval", func(c *Config) { c.ResendInterval = time.Hour }},
+		{"max_pending", func(c *Config) { c.MaxPending = -1 }},
+		{"max_raw_bytes", func(c *Config) { c.MaxRawBytes = -1 }},
+		{"resend_interval", func(c *Config) { c.ResendInterval = -time.Second }},
+		{"max_age", func(c *Config) { c.MaxAge = -time.Second }},
+		{"workers", func(c *Config) { c.Workers = -2 }},
+		{"receipt_retries", func(c *Config) { c.ReceiptRetries = -1 }},
+		{"finality_depth", func(c *Config) { c.FinalityDepth = 1 << 40 }},
+		{"resend_interval", func(c *Config) { c.ResendInterval = time.Hour }},
 	} {
 		cfg := DefaultConfig()
 		c.mut(&cfg)

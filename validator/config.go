@@ -79,21 +79,21 @@ func (c Config) Validate() error {
 		name string
 		v    int
 	}{
-		{"MaxCertificates", c.MaxCertificates},
-		{"MaxKnownQCs", c.MaxKnownQCs},
-		{"MaxRequestIDs", c.MaxRequestIDs},
-		{"MaxCredits", c.MaxCredits},
-		{"MaxParentQCs", c.MaxParentQCs},
+		{"max_certificates", c.MaxCertificates},
+		{"max_known_qcs", c.MaxKnownQCs},
+		{"max_request_ids", c.MaxRequestIDs},
+		{"max_credits", c.MaxCredits},
+		{"max_parent_qcs", c.MaxParentQCs},
 	} {
 		if f.v <= 0 {
-			return fmt.Errorf("validator config: %s must be positive, got %d", f.name, f.v)
+			return fmt.Errorf("[validator] %s must be positive, got %d", f.name, f.v)
 		}
 	}
 	if c.SettlementMargin < 0 {
-		return fmt.Errorf("validator config: SettlementMargin must not be negative, got %s", c.SettlementMargin)
+		return fmt.Errorf("[validator] SettlementMargin must not be negative, got %s", c.SettlementMargin)
 	}
 	if c.GroupCommitWindow < 0 || c.GroupCommitWindow > maxGroupCommitWindow {
-		return fmt.Errorf("validator config: GroupCommitWindow must be between 0 and %s, got %s", maxGroupCommitWindow, c.GroupCommitWindow)
+		return fmt.Errorf("[validator] group_commit_window must be between 0 and %s, got %s", maxGroupCommitWindow, c.GroupCommitWindow)
 	}
 	return nil
 }

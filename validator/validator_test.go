@@ -300,9 +300,9 @@ func TestConfigValidateNamesField(t *testing.T) {
 		field  string
 		mutate func(*Config)
 	}{
-		{"MaxKnownQCs", func(c *Config) { c.MaxKnownQCs = 0 }},
-		{"GroupCommitWindow", func(c *Config) { c.GroupCommitWindow = -time.Millisecond }},
-		{"GroupCommitWindow", func(c *Config) { c.GroupCommitWindow = time.Second }},
+		{"max_known_qcs", func(c *Config) { c.MaxKnownQCs = 0 }},
+		{"group_commit_window", func(c *Config) { c.GroupCommitWindow = -time.Millisecond }},
+		{"group_commit_window", func(c *Config) { c.GroupCommitWindow = time.Second }},
 	} {
 		cfg := DefaultConfig()
 		tc.mutate(&cfg)

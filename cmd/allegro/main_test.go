@@ -120,7 +120,7 @@ publish_step = "40ms"
 	if _, err := loadSidecarConfig([]string{"--api-max-conns-per-ip", "lots"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "--api-max-conns-per-ip") {
 		t.Fatalf("invalid --api-max-conns-per-ip: %v", err)
 	}
-	if _, err := loadSidecarConfig([]string{"--api-max-conns-per-ip", "0"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "MaxConnsPerIP") {
+	if _, err := loadSidecarConfig([]string{"--api-max-conns-per-ip", "0"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "max_conns_per_ip") {
 		t.Fatalf("zero --api-max-conns-per-ip: %v", err)
 	}
 	if cfg.Validator.MaxCertificates != 10_000 {
@@ -137,7 +137,7 @@ publish_step = "40ms"
 	if err := os.WriteFile(cfgPath, []byte("[validator]\nmax_known_qcs = 0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "MaxKnownQCs") {
+	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "[validator] max_known_qcs") {
 		t.Fatalf("invalid value: %v", err)
 	}
 	if _, err := loadSidecarConfig([]string{"--memory-limit", "plenty"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "memory_limit") {

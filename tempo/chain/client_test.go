@@ -44,13 +44,13 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults %+v", d)
 	}
 	bad := map[string]Config{
-		"URL":             {ExpectedChainID: 1},
-		"scheme":          {URL: "ftp://x", ExpectedChainID: 1},
-		"ExpectedChainID": {URL: "http://127.0.0.1:1"},
-		"PollInterval":    {URL: "http://127.0.0.1:1", ExpectedChainID: 1, PollInterval: time.Microsecond},
-		"RequestTimeout":  {URL: "http://127.0.0.1:1", ExpectedChainID: 1, RequestTimeout: time.Microsecond},
-		"BackoffMax":      {URL: "http://127.0.0.1:1", ExpectedChainID: 1, BackoffMin: time.Second, BackoffMax: time.Millisecond},
-		"CacheBlocks":     {URL: "http://127.0.0.1:1", ExpectedChainID: 1, CacheBlocks: 1 << 20},
+		"url":               {ExpectedChainID: 1},
+		"scheme":            {URL: "ftp://x", ExpectedChainID: 1},
+		"expected_chain_id": {URL: "http://127.0.0.1:1"},
+		"poll_interval":     {URL: "http://127.0.0.1:1", ExpectedChainID: 1, PollInterval: time.Microsecond},
+		"request_timeout":   {URL: "http://127.0.0.1:1", ExpectedChainID: 1, RequestTimeout: time.Microsecond},
+		"backoff_max":       {URL: "http://127.0.0.1:1", ExpectedChainID: 1, BackoffMin: time.Second, BackoffMax: time.Millisecond},
+		"cache_blocks":      {URL: "http://127.0.0.1:1", ExpectedChainID: 1, CacheBlocks: 1 << 20},
 	}
 	for field, cfg := range bad {
 		err := cfg.Validate()

@@ -100,37 +100,37 @@ func (cfg Config) Validate() error {
 	cfg = cfg.WithDefaults()
 	var errs []error
 	if cfg.URL == "" {
-		errs = append(errs, errors.New("chain: URL is required"))
+		errs = append(errs, errors.New("[chain] url is required"))
 	} else if u, err := url.Parse(cfg.URL); err != nil {
-		errs = append(errs, fmt.Errorf("chain: URL %q: %v", cfg.URL, err))
+		errs = append(errs, fmt.Errorf("[chain] url %q: %v", cfg.URL, err))
 	} else if s := u.Scheme; s != "http" && s != "https" && s != "ws" && s != "wss" {
-		errs = append(errs, fmt.Errorf("chain: URL %q: scheme must be http, https, ws or wss", cfg.URL))
+		errs = append(errs, fmt.Errorf("[chain] url %q: scheme must be http, https, ws or wss", cfg.URL))
 	} else if u.Host == "" {
-		errs = append(errs, fmt.Errorf("chain: URL %q has no host", cfg.URL))
+		errs = append(errs, fmt.Errorf("[chain] url %q has no host", cfg.URL))
 	}
 	if cfg.ExpectedChainID == 0 {
-		errs = append(errs, errors.New("chain: ExpectedChainID is required"))
+		errs = append(errs, errors.New("[chain] expected_chain_id is required"))
 	}
 	if cfg.PollInterval < 10*time.Millisecond {
-		errs = append(errs, fmt.Errorf("chain: PollInterval %v below 10ms", cfg.PollInterval))
+		errs = append(errs, fmt.Errorf("[chain] poll_interval %v below 10ms", cfg.PollInterval))
 	}
 	if cfg.RequestTimeout < 10*time.Millisecond {
-		errs = append(errs, fmt.Errorf("chain: RequestTimeout %v below 10ms", cfg.RequestTimeout))
+		errs = append(errs, fmt.Errorf("[chain] request_timeout %v below 10ms", cfg.RequestTimeout))
 	}
 	if cfg.BackoffMin < time.Millisecond {
-		errs = append(errs, fmt.Errorf("chain: BackoffMin %v below 1ms", cfg.BackoffMin))
+		errs = append(errs, fmt.Errorf("[chain] backoff_min %v below 1ms", cfg.BackoffMin))
 	}
 	if cfg.BackoffMax < cfg.BackoffMin {
-		errs = append(errs, fmt.Errorf("chain: BackoffMax %v below BackoffMin %v", cfg.BackoffMax, cfg.BackoffMin))
+		errs = append(errs, fmt.Errorf("[chain] backoff_max %v below backoff_min %v", cfg.BackoffMax, cfg.BackoffMin))
 	}
 	if cfg.CacheBlocks > 4096 {
-		errs = append(errs, fmt.Errorf("chain: CacheBlocks %d above 4096", cfg.CacheBlocks))
+		errs = append(errs, fmt.Errorf("[chain] cache_blocks %d above 4096", cfg.CacheBlocks))
 	}
 	if cfg.CacheEntriesPerBlock < 1 || cfg.CacheEntriesPerBlock > 1<<20 {
-		errs = append(errs, fmt.Errorf("chain: CacheEntriesPerBlock %d outside [1, 1048576]", cfg.CacheEntriesPerBlock))
+		errs = append(errs, fmt.Errorf("[chain] cache_entries_per_block %d outside [1, 1048576]", cfg.CacheEntriesPerBlock))
 	}
 	if cfg.HeadBuffer < 1 || cfg.HeadBuffer > 1<<16 {
-		errs = append(errs, fmt.Errorf("chain: HeadBuffer %d outside [1, 65536]", cfg.HeadBuffer))
+		errs = append(errs, fmt.Errorf("[chain] head_buffer %d outside [1, 65536]", cfg.HeadBuffer))
 	}
 	return errors.Join(errs...)
 }
