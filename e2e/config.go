@@ -75,6 +75,13 @@ type Config struct {
 	// lane (alice → bob → carol → alice, 10 dollars each, each spending
 	// the funds the previous payment brought) always runs too.
 	ChainEvery int
+	// FeeTight is the number of fee-tight sets (default 1; 0: none). Each
+	// set funds six fresh accounts, from a load account kept for that, with
+	// exactly the amount of one payment and its maximum fee or less, and
+	// pays from them at the start of the baseline: the payers short of the
+	// fee must be refused, the others certified and settled, also when a
+	// recipient spends its credit with the QC as parent (see feetight.go).
+	FeeTight int
 	// LightClients is the number of light-client containers (default 2).
 	LightClients int
 	// BlockPeriod of the dev chain (default 1 s).
@@ -122,7 +129,7 @@ func DefaultConfig() Config {
 		Validators: 4, Payments: 250, Rounds: 1, Faults: slices.Clone(AllFaults),
 		Baseline: 8 * time.Second, Fault: 10 * time.Second, Heal: 8 * time.Second,
 		Lanes: 6, AccountsPerLane: 4, DoubleSpendAccounts: 24, DoubleSpendEvery: 4 * time.Second,
-		ChainEvery: 5, LightClients: 2, BlockPeriod: time.Second, AttemptTimeout: 5 * time.Second,
+		ChainEvery: 5, FeeTight: 1, LightClients: 2, BlockPeriod: time.Second, AttemptTimeout: 5 * time.Second,
 		Drain: 60 * time.Second, Settle: 90 * time.Second, Timeout: 25 * time.Minute,
 		Image: "allegro-e2e-allegro:dev", LogLevel: "info", Trimpath: true,
 	}
@@ -171,6 +178,9 @@ func (c Config) Validate() error {
 	if c.ChainEvery < 0 {
 		errs = append(errs, fmt.Errorf("e2e: ChainEvery must not be negative, got %d", c.ChainEvery))
 	}
+	if c.FeeTight < 0 || c.FeeTight > 20 {
+		errs = append(errs, fmt.Errorf("e2e: FeeTight must be between 0 and 20, got %d", c.FeeTight))
+	}
 	if c.LightClients < 0 || c.LightClients > 8 {
 		errs = append(errs, fmt.Errorf("e2e: LightClients must be between 0 and 8, got %d", c.LightClients))
 	}
@@ -190,8 +200,16 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// LoadAccounts is the number of funded load accounts the dev chain needs.
-func (c Config) LoadAccounts() int { return c.Lanes*c.AccountsPerLane + c.DoubleSpendAccounts }
+// LoadAccounts is the number of funded load accounts the dev chain needs:
+// the lanes', the double-spenders' and, with fee-tight sets, the funder of
+// their accounts (the last).
+func (c Config) LoadAccounts() int {
+	n := c.Lanes*c.AccountsPerLane + c.DoubleSpendAccounts
+	if c.FeeTight > 0 {
+		n++
+	}
+	return n
+}
 
 // plannedLoadTime is the time the steady load runs for.
 func (c Config) plannedLoadTime() time.Duration {
@@ -223,6 +241,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.DoubleSpendAccounts, "double-spend-accounts", c.DoubleSpendAccounts, "load accounts used for double-spends")
 	fs.DurationVar(&c.DoubleSpendEvery, "double-spend-every", c.DoubleSpendEvery, "interval between double-spend attempts")
 	fs.IntVar(&c.ChainEvery, "chain-every", c.ChainEvery, "every n-th lane payment is a chained pair (0: none)")
+	fs.IntVar(&c.FeeTight, "fee-tight", c.FeeTight, "sets of fee-tight accounts (funded with exactly a payment's amount and fee, or less; 0: none)")
 	fs.IntVar(&c.LightClients, "light-clients", c.LightClients, "light-client containers")
 	fs.DurationVar(&c.BlockPeriod, "block-period", c.BlockPeriod, "dev chain block time")
 	fs.DurationVar(&c.AttemptTimeout, "attempt-timeout", c.AttemptTimeout, "bound of one submission attempt")

@@ -225,24 +225,44 @@ func shortError(err error) string {
 // other sidecars until it has a QC, a final reject, or the run's hard stop.
 // entry is the first sidecar tried.
 func (d *driver) pay(ctx context.Context, label string, from *account, to common.Address, amount uint64, parent *qc.QC, entry int) *qc.QC {
-	opts := []client.PaymentOption{client.WithExpiryAt(time.Now().Add(30 * time.Minute))}
+	return d.payAs(ctx, label, false, from, to, amount, parent, entry)
+}
+
+// newPayment signs a payment of amount from `from` at its next nonce with
+// the run's fee options, and returns it with its tx hash and fee terms.
+func (d *driver) newPayment(from *account, to common.Address, amount uint64, opts ...client.PaymentOption) (*fastpayv1.SubmitFastPayRequest, qc.Hash, *safety.PaymentFee, error) {
+	opts = append(append([]client.PaymentOption{client.WithExpiryAt(time.Now().Add(30 * time.Minute))}, payFeeOptions()...), opts...)
+	req, err := client.NewEVMPayment(from.key, d.chainID, from.nonce, d.token, to, amount, opts...)
+	if err != nil {
+		return nil, qc.Hash{}, nil, err
+	}
+	txHash, _, err := client.Expected(req)
+	if err != nil {
+		return nil, qc.Hash{}, nil, err
+	}
+	fee, err := feeTerms(req)
+	if err != nil {
+		return nil, qc.Hash{}, nil, err
+	}
+	return req, txHash, fee, nil
+}
+
+// payAs is pay, recording whether the payment is a fee-tight one.
+func (d *driver) payAs(ctx context.Context, label string, feeTight bool, from *account, to common.Address, amount uint64, parent *qc.QC, entry int) *qc.QC {
+	var opts []client.PaymentOption
 	var parentTx qc.Hash
 	if parent != nil {
 		opts = append(opts, client.WithParent(parent))
 		parentTx = parent.TxHash
 	}
-	req, err := client.NewEVMPayment(from.key, d.chainID, from.nonce, d.token, to, amount, opts...)
+	req, txHash, fee, err := d.newPayment(from, to, amount, opts...)
 	if err != nil {
 		d.log.Error("build payment", "label", label, "err", err)
 		return nil
 	}
-	txHash, _, err := client.Expected(req)
-	if err != nil {
-		d.log.Error("payment hash", "label", label, "err", err)
-		return nil
-	}
 	idx := d.rec.add(safety.Payment{Name: label, TxHash: txHash, Sender: qc.Address(from.addr), ParentTx: parentTx,
-		SubmittedTo: d.names[entry%len(d.names)], QuorumSide: d.topo.QuorumSide(d.names[entry%len(d.names)]), Sent: time.Now()})
+		SubmittedTo: d.names[entry%len(d.names)], QuorumSide: d.topo.QuorumSide(d.names[entry%len(d.names)]), Sent: time.Now(),
+		Fee: fee, FeeTight: feeTight})
 	accepted := false
 	onEvent := func(ev client.Event) {
 		if ev.Kind != client.EventAccepted {
@@ -455,20 +475,15 @@ func (d *driver) doubleSpend(ctx context.Context, k int, a *account, rng *rand.R
 	var got []*qc.QC
 	var hashes []qc.Hash
 	for n, to := range []common.Address{r1, r2} {
-		req, err := client.NewEVMPayment(a.key, d.chainID, a.nonce, d.token, to, amount(rng),
-			client.WithExpiryAt(time.Now().Add(30*time.Minute)))
+		req, txHash, fee, err := d.newPayment(a, to, amount(rng))
 		if err != nil {
 			d.log.Error("build double-spend", "err", err)
-			return
-		}
-		txHash, _, err := client.Expected(req)
-		if err != nil {
 			return
 		}
 		hashes = append(hashes, txHash)
 		name := entries[n]
 		idx := d.rec.add(safety.Payment{Name: fmt.Sprintf("%s/%c", group, 'a'+n), TxHash: txHash, Sender: qc.Address(a.addr),
-			Conflicting: true, ConflictGroup: group, SubmittedTo: name, QuorumSide: d.topo.QuorumSide(name), Sent: time.Now()})
+			Conflicting: true, ConflictGroup: group, SubmittedTo: name, QuorumSide: d.topo.QuorumSide(name), Sent: time.Now(), Fee: fee})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1,13 +1,15 @@
 // Command e2e is the Allegro end-to-end runner: it builds the allegro image
 // (FROM scratch, nothing pulled), generates a testnet (deploy/testnet),
-// starts it with compose, drives a steady payment load (chained payments
-// and deliberate double-spends included) from the host through the
-// sidecars' published APIs, applies perturbations in turn (mesh disconnect
-// of one node and of a minority, a partition into two halves without a
-// quorum, SIGKILL and restart, pause, a dev-chain restart, a Byzantine
-// validator equivocating and publishing invalid signatures), then gathers
-// every certificate and QC from all nodes and light clients and checks SPEC
-// §7 with package safety. It prints the report, saves history, run and
+// starts it with compose, drives a steady payment load (chained payments,
+// deliberate double-spends and payments from fee-tight accounts, funded
+// with exactly a payment's amount and maximum fee or less, included) from
+// the host through the sidecars' published APIs, applies perturbations in
+// turn (mesh disconnect of one node and of a minority, a partition into two
+// halves without a quorum, SIGKILL and restart, pause, a dev-chain restart,
+// a Byzantine validator equivocating and publishing invalid signatures),
+// then gathers every certificate and QC from all nodes and light clients
+// and checks SPEC §7 (and the fee and validity rules of §4) with package
+// safety. It prints the report, saves history, run and
 // report JSON with every container's log, tears the testnet down, and exits
 // non-zero on any violation.
 //
@@ -15,8 +17,9 @@
 //	go run ./e2e -validators 7 -rounds 3 -payments 3000
 //	go run ./e2e -recheck DIR    # check a saved history.json + run.json again
 //
-// Exit status: 0 safe; 1 a safety violation; 2 usage; 3 the run could not
-// be carried out (docker, build or testnet failure). See deploy/README.md.
+// Exit status: 0 safe; 1 a safety violation, or a fee-tight payment whose
+// outcome was not the planned one; 2 usage; 3 the run could not be carried
+// out (docker, build or testnet failure). See deploy/README.md.
 package main
 
 import (

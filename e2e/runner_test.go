@@ -187,6 +187,7 @@ func TestConfigValidate(t *testing.T) {
 		{"AccountsPerLane", func(c *Config) { c.AccountsPerLane = 1 }},
 		{"DoubleSpendAccounts", func(c *Config) { c.DoubleSpendAccounts = -1 }},
 		{"ChainEvery", func(c *Config) { c.ChainEvery = -1 }},
+		{"FeeTight", func(c *Config) { c.FeeTight = -1 }},
 		{"LightClients", func(c *Config) { c.LightClients = 9 }},
 		{"AttemptTimeout", func(c *Config) { c.AttemptTimeout = time.Millisecond }},
 		{"Timeout", func(c *Config) { c.Timeout = time.Second }},
@@ -215,8 +216,12 @@ func TestParseFlags(t *testing.T) {
 	if r := c.Rate(); r < 25 || r > 26 {
 		t.Fatalf("rate %.2f", r)
 	}
-	if c.LoadAccounts() != c.Lanes*c.AccountsPerLane+c.DoubleSpendAccounts {
-		t.Fatalf("load accounts %d", c.LoadAccounts())
+	// The last load account funds the fee-tight accounts.
+	if c.FeeTight != 1 || c.LoadAccounts() != c.Lanes*c.AccountsPerLane+c.DoubleSpendAccounts+1 {
+		t.Fatalf("fee-tight sets %d, load accounts %d", c.FeeTight, c.LoadAccounts())
+	}
+	if c, err := parseFlags([]string{"-fee-tight", "0"}); err != nil || c.LoadAccounts() != c.Lanes*c.AccountsPerLane+c.DoubleSpendAccounts {
+		t.Fatalf("without fee-tight sets: load accounts %d (%v)", c.LoadAccounts(), err)
 	}
 	if _, err := parseFlags([]string{"-faults", "disconnect-one,flood"}); err == nil {
 		t.Fatal("unknown fault accepted")

@@ -25,6 +25,7 @@ import (
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/safety"
+	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 )
 
@@ -171,6 +172,11 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The driver records each payment's fee terms as the dev chain charges
+	// them: gas in its native currency, paid by the sender.
+	if fm, err := cf.Fees(); err != nil || fm.Name() != tempo.FeeModelNative {
+		return 0, fmt.Errorf("the testnet's committee file must have fee_model = %q (the dev chain pays gas natively), got %q", tempo.FeeModelNative, cf.FeeModel)
+	}
 	names, apis := make([]string, len(m.Sidecars)), make([]string, len(m.Sidecars))
 	for i, sc := range m.Sidecars {
 		names[i], apis[i] = sc.Name, sc.API
@@ -184,7 +190,8 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	defer drv.close()
 	drv.chainRPC = m.Chain.RPC
 
-	// Accounts: lanes own AccountsPerLane each, then the double-spend pool.
+	// Accounts: lanes own AccountsPerLane each, then the double-spend pool,
+	// then the funder of the fee-tight accounts.
 	load := devchain.LoadAccounts(cfg.LoadAccounts())
 	var laneAccts [][]*account
 	var all []*account
@@ -199,7 +206,8 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 		all = append(all, accts...)
 	}
 	var dsAccts []*account
-	for _, la := range load[cfg.Lanes*cfg.AccountsPerLane:] {
+	dsStart := cfg.Lanes * cfg.AccountsPerLane
+	for _, la := range load[dsStart : dsStart+cfg.DoubleSpendAccounts] {
 		dsAccts = append(dsAccts, newAccount(la))
 	}
 	all = append(all, dsAccts...)
@@ -211,11 +219,34 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	if err := drv.syncNonces(ctx, all); err != nil {
 		return 0, err
 	}
+	// Fee-tight accounts, funded before the initial balances are read.
+	var plan *feeTightPlan
+	feeAccts := make(map[string]*account)
+	if cfg.FeeTight > 0 {
+		plan = newFeeTightPlan(cfg.FeeTight, devchain.Dollar, payMaxFee(), seed)
+		funder := load[dsStart+cfg.DoubleSpendAccounts]
+		start := time.Now()
+		if err := plan.fund(ctx, m.Chain.RPC, new(big.Int).SetUint64(drv.chainID), funder.Key, apis, 2*time.Minute); err != nil {
+			return 0, err
+		}
+		for _, a := range plan.accounts {
+			acct := &account{name: a.name, key: a.key, addr: a.addr} // fresh: nonce 0
+			feeAccts[a.name] = acct
+			all = append(all, acct)
+		}
+		s.say("fee-tight: %d accounts funded from %s in %.1fs (payments of %d units, maximum fee %s wei each)",
+			len(plan.accounts), funder.Name, time.Since(start).Seconds(), plan.amount, plan.fee)
+	}
 	tracked := make([]qc.Address, 0, len(all))
 	for _, a := range all {
 		tracked = append(tracked, qc.Address(a.addr))
 	}
 	initial, err := safety.Balances(ctx, m.Chain.RPC, qc.Address(devchain.TokenAddress), tracked)
+	if err != nil {
+		return 0, err
+	}
+	// Every tracked account pays its payments' fees natively.
+	native, err := safety.Balances(ctx, m.Chain.RPC, safety.NativeToken, tracked)
 	if err != nil {
 		return 0, err
 	}
@@ -238,6 +269,10 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	wg.Add(2)
 	go func() { defer wg.Done(); drv.demo(loadCtx, demoAccts, tokens, uint64(seed)) }()
 	go func() { defer wg.Done(); drv.doubleSpends(loadCtx, dsAccts, uint64(seed)) }()
+	if plan != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); drv.feeTight(loadCtx, plan, feeAccts, uint64(seed)) }()
+	}
 
 	var runErr error
 	if err := sleepCtx(ctx, cfg.Baseline); err != nil {
@@ -323,10 +358,22 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 
 	// Collect and check.
 	run := &safety.Run{Payments: rec.snapshot(), Phases: phases}
-	code, err := s.collectAndCheck(ctx, committeeFile, run, initial)
+	code, err := s.collectAndCheck(ctx, committeeFile, run, initial, native)
 	fmt.Fprintf(s.out, "\ndriver: %s\n", rec.driverSummary())
 	if err != nil {
 		return 0, err
+	}
+	if plan != nil {
+		// The safety check judges every QC; this judges the refusals too,
+		// and that the payers with exactly the fee were served.
+		lines, ok := feeTightVerdict(plan, run.Payments)
+		verdict := "PASS"
+		if !ok {
+			verdict = "FAIL"
+			code = max(code, exitViolation)
+		}
+		fmt.Fprintf(s.out, "\nFEE-TIGHT CHECK: %s (%d payments planned; every QC among them is judged by the safety check above)\n  %s\n",
+			verdict, len(plan.steps), strings.Join(lines, "\n  "))
 	}
 	if runErr != nil {
 		return 0, runErr
@@ -376,7 +423,7 @@ func (s *suite) waitSettled(ctx context.Context, accts []*account) error {
 
 // collectAndCheck gathers the history, checks it, writes the artifacts and
 // prints the report.
-func (s *suite) collectAndCheck(ctx context.Context, committeeFile string, run *safety.Run, initial map[qc.Address]*big.Int) (int, error) {
+func (s *suite) collectAndCheck(ctx context.Context, committeeFile string, run *safety.Run, initial, native map[qc.Address]*big.Int) (int, error) {
 	m := s.manifest
 	lcQCs := map[string][][]byte{}
 	for _, lc := range m.LightClient {
@@ -404,7 +451,8 @@ func (s *suite) collectAndCheck(ctx context.Context, committeeFile string, run *
 	h, err := safety.Collect(ctx, safety.CollectConfig{
 		Sidecars: sidecars, CommitteeFile: committeeFile, ChainRPC: m.Chain.RPC, Token: qc.Address(devchain.TokenAddress),
 		LightClientQCs: lcQCs, InitialBalances: initial, TxHashes: txs,
-		Logger: s.log,
+		InitialFeeBalances: map[qc.Address]map[qc.Address]*big.Int{safety.NativeToken: native},
+		Logger:             s.log,
 	})
 	if h == nil {
 		return 0, fmt.Errorf("collect: %w", err)

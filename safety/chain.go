@@ -19,13 +19,18 @@ var balanceOfSelector = []byte{0x70, 0xa0, 0x82, 0x31}
 const maxBatch = 100
 
 // Balances reads balanceOf(account) of token for every account from the
-// chain's JSON-RPC endpoint at chainRPC, at the latest block.
+// chain's JSON-RPC endpoint at chainRPC, at the latest block; for
+// NativeToken it reads the native balances (eth_getBalance), which pay gas
+// on a chain with native fees.
 func Balances(ctx context.Context, chainRPC string, token qc.Address, accounts []qc.Address) (map[qc.Address]*big.Int, error) {
 	client, err := rpc.DialContext(ctx, chainRPC)
 	if err != nil {
 		return nil, fmt.Errorf("safety: balances: dial %s: %w", chainRPC, err)
 	}
 	defer client.Close()
+	if token == NativeToken {
+		return nativeBalances(ctx, client, chainRPC, accounts)
+	}
 	out := make(map[qc.Address]*big.Int, len(accounts))
 	to := common.Address(token)
 	for start := 0; start < len(accounts); start += maxBatch {
@@ -50,6 +55,29 @@ func Balances(ctx context.Context, chainRPC string, token qc.Address, accounts [
 				return nil, fmt.Errorf("safety: balanceOf(%s) of token %s: answer of %d bytes, want 32", chunk[i].Hex(), token.Hex(), len(results[i]))
 			}
 			out[chunk[i]] = new(big.Int).SetBytes(results[i])
+		}
+	}
+	return out, nil
+}
+
+// nativeBalances reads eth_getBalance of every account at the latest block.
+func nativeBalances(ctx context.Context, client *rpc.Client, chainRPC string, accounts []qc.Address) (map[qc.Address]*big.Int, error) {
+	out := make(map[qc.Address]*big.Int, len(accounts))
+	for start := 0; start < len(accounts); start += maxBatch {
+		chunk := accounts[start:min(start+maxBatch, len(accounts))]
+		results := make([]hexutil.Big, len(chunk))
+		batch := make([]rpc.BatchElem, len(chunk))
+		for i, a := range chunk {
+			batch[i] = rpc.BatchElem{Method: "eth_getBalance", Result: &results[i], Args: []any{common.Address(a), "latest"}}
+		}
+		if err := client.BatchCallContext(ctx, batch); err != nil {
+			return nil, fmt.Errorf("safety: native balances from %s: %w", chainRPC, err)
+		}
+		for i, el := range batch {
+			if el.Error != nil {
+				return nil, fmt.Errorf("safety: native balance of %s: %w", chunk[i].Hex(), el.Error)
+			}
+			out[chunk[i]] = results[i].ToInt()
 		}
 	}
 	return out, nil

@@ -27,6 +27,17 @@ const (
 	// KindOverdraft: an account's certified debits exceed its initial
 	// balance plus its certified credits (§7.3).
 	KindOverdraft = "overdraft"
+	// KindFeeUncovered: an account's certified debits fit its initial
+	// balance plus its certified credits, but not together with the
+	// maximum fees of the certified payments it pays fees for: a QC was
+	// given to a payment that could not pay for its inclusion (§7.3 with
+	// the fee rule of §4).
+	KindFeeUncovered = "fee_uncovered"
+	// KindInsideMargin: an honest validator's certificate in a QC of a
+	// 0x76 transaction was created within the settlement margin of its
+	// valid_before, or more than the margin ahead of its valid_after: the
+	// QC may not settle in time (§4).
+	KindInsideMargin = "certified_inside_margin"
 	// KindLightClientInvalidQC: a QC a light client accepted does not
 	// decode or verify (§7.4).
 	KindLightClientInvalidQC = "light_client_invalid_qc"
@@ -50,7 +61,7 @@ const (
 
 // invariantOf maps a violation kind to the SPEC §7 invariant.
 var invariantOf = map[string]string{
-	KindConflictingQC: "§7.1", KindHonestDoubleSign: "§7.2", KindOverdraft: "§7.3",
+	KindConflictingQC: "§7.1", KindHonestDoubleSign: "§7.2", KindOverdraft: "§7.3", KindFeeUncovered: "§7.3/§4", KindInsideMargin: "§4",
 	KindLightClientInvalidQC: "§7.4", KindQCWithoutQuorum: "§7.5", KindNotCompleted: "§7.5",
 	KindNotSettled: "§7.5", KindHonestServedInvalid: "§7.1/§7.4", KindBadHistory: "-",
 }
@@ -77,8 +88,11 @@ type CheckOptions struct {
 	// honest certificate created at or before Start + ClockTolerance
 	// counts as created before the phase, one created after End +
 	// ClockTolerance as after it, and a QC counts as held during the phase
-	// only when a source held it before End - ClockTolerance. A larger
-	// tolerance flags fewer QCs (default 250 ms).
+	// only when a source held it before End - ClockTolerance. The same
+	// tolerance widens a 0x76 transaction's validity window narrowed by the
+	// settlement margin (certificate times against the transaction's unix
+	// seconds) on both sides. A larger tolerance flags fewer QCs (default
+	// 250 ms).
 	ClockTolerance time.Duration
 }
 
@@ -134,8 +148,12 @@ func CheckWith(h *History, run *Run, opts CheckOptions) *Report {
 	c.lightClients()
 	c.doubleSigns()
 	c.conflictingQCs()
+	if run != nil {
+		c.r.Fees = &FeeStats{SettlementMargin: c.margin()}
+	}
 	c.balances()
 	if run != nil {
+		c.validityWindows()
 		c.payments()
 		c.noQuorumPhases()
 		c.phases()
@@ -533,6 +551,13 @@ type accountAsset struct {
 	account, asset qc.Address
 }
 
+// balances checks §7.3 for every (account, token): the amounts of its
+// certified payments must not exceed its initial balance plus its certified
+// credits. With a run that records fee terms, the maximum fees of the
+// certified payments an account pays for are debits too (SPEC §4): a QC
+// whose payment cannot also pay its fee is a promise the chain may not keep.
+// Amounts alone over the limit are an overdraft; amounts within it but
+// fees beyond it are an uncovered fee.
 func (c *checker) balances() {
 	debits := make(map[accountAsset]*big.Int)
 	credits := make(map[accountAsset]*big.Int)
@@ -551,9 +576,15 @@ func (c *checker) balances() {
 		add(credits, accountAsset{e.Recipient, e.Asset}, e.Amount)
 		debitTxs[accountAsset{e.Sender, e.Asset}] = append(debitTxs[accountAsset{e.Sender, e.Asset}], v.qc.TxHash.Hex())
 	}
-	keys := make([]accountAsset, 0, len(debits))
+	fees := c.feeDebits()
+	keys := make([]accountAsset, 0, len(debits)+len(fees))
 	for k := range debits {
 		keys = append(keys, k)
+	}
+	for k := range fees {
+		if debits[k] == nil {
+			keys = append(keys, k)
+		}
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		if x := bytes.Compare(keys[i].account[:], keys[j].account[:]); x != 0 {
@@ -561,11 +592,20 @@ func (c *checker) balances() {
 		}
 		return bytes.Compare(keys[i].asset[:], keys[j].asset[:]) < 0
 	})
-	var unknown []string
+	var unknown, feeUnknown []string
 	for _, k := range keys {
-		initial, ok := c.h.InitialBalances[k.account]
-		if k.asset != c.h.Token || !ok {
-			unknown = append(unknown, k.account.Hex())
+		fee := fees[k]
+		if fee != nil && c.r.Fees != nil {
+			c.r.Fees.Payers++
+		}
+		initial, ok := c.h.initialBalance(k.account, k.asset)
+		if !ok {
+			if debits[k] != nil {
+				unknown = append(unknown, k.account.Hex())
+			}
+			if fee != nil {
+				feeUnknown = append(feeUnknown, k.account.Hex()+" (fee token "+tokenName(k.asset)+")")
+			}
 			continue
 		}
 		c.r.Balances.Checked++
@@ -573,18 +613,36 @@ func (c *checker) balances() {
 		if cr := credits[k]; cr != nil {
 			limit.Add(limit, cr)
 		}
-		if debits[k].Cmp(limit) > 0 {
+		amounts := orZero(debits[k])
+		if amounts.Cmp(limit) > 0 {
 			txs := debitTxs[k]
 			sort.Strings(txs)
 			c.violate(Violation{Kind: KindOverdraft,
 				Message: fmt.Sprintf("account %s: certified debits %s exceed initial balance %s + certified credits %s of token %s",
-					k.account.Hex(), debits[k], initial, orZero(credits[k]), k.asset.Hex()),
+					k.account.Hex(), amounts, initial, orZero(credits[k]), k.asset.Hex()),
 				Account: k.account.Hex(), TxHashes: txs})
+			continue
+		}
+		if fee == nil {
+			continue
+		}
+		if total := new(big.Int).Add(amounts, fee.sum); total.Cmp(limit) > 0 {
+			c.violate(Violation{Kind: KindFeeUncovered,
+				Message: fmt.Sprintf("account %s: certified amounts %s plus the maximum fees %s of the %d certified payment(s) it pays fees for exceed initial balance %s + certified credits %s of %s by %s: %s",
+					k.account.Hex(), amounts, fee.sum, len(fee.items), initial, orZero(credits[k]), tokenName(k.asset),
+					new(big.Int).Sub(total, limit), fee.describe()),
+				Account: k.account.Hex(), TxHashes: fee.txHashes()})
 		}
 	}
 	c.r.Balances.Unchecked = len(unknown)
 	if len(unknown) > 0 {
 		c.note("overdraft not checked for %d account(s) with certified debits but no recorded initial balance of the token, e.g. %s", len(unknown), unknown[0])
+	}
+	if c.r.Fees != nil {
+		c.r.Fees.Unchecked = len(feeUnknown)
+	}
+	if len(feeUnknown) > 0 {
+		c.note("maximum fees not checked for %d payer(s) without a recorded initial balance of their fee token, e.g. %s", len(feeUnknown), feeUnknown[0])
 	}
 }
 
@@ -672,6 +730,21 @@ func (c *checker) payments() {
 		}
 		if !p.QCAt.IsZero() {
 			ps.ClientSawQC++
+		}
+		if p.FeeTight {
+			ps.FeeTight++
+			if hasQC {
+				ps.FeeTightWithQC++
+				if ok, _ := c.settled(v); ok {
+					ps.FeeTightSettled++
+				}
+			}
+			if code := p.RejectCode(); code != "" {
+				if ps.FeeTightRejectedByCode == nil {
+					ps.FeeTightRejectedByCode = make(map[string]int)
+				}
+				ps.FeeTightRejectedByCode[code]++
+			}
 		}
 		if hasQC {
 			ps.WithQC++

@@ -29,8 +29,9 @@ const maxResponseBytes = 256 << 20
 // through GET /api/v1/bulletin), the equivocation evidence
 // (GET /api/v1/evidence), and for every transaction found or listed in
 // cfg.TxHashes its status (GET /api/v1/tx/{hash}/status) and QC; it adds
-// the QCs light clients accepted, the initial balances and, with a
-// ChainRPC, the senders' chain nonces.
+// the QCs light clients accepted, the initial balances (of the token and of
+// fee tokens), the committee file's settlement margin and, with a ChainRPC,
+// the senders' chain nonces.
 //
 // An unreachable sidecar is recorded in the History's sources and skipped.
 // Collect returns an error for a bad configuration or committee file; when
@@ -177,6 +178,11 @@ func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
 	if len(cfg.InitialBalances) > 0 {
 		h.InitialBalances = copyBalances(cfg.InitialBalances)
 	}
+	for token, m := range cfg.InitialFeeBalances {
+		for a, b := range m {
+			h.setInitialFeeBalance(token, a, b)
+		}
+	}
 	if cfg.ChainRPC != "" {
 		src := &sourceAcc{Source: Source{Name: SourceChain, Kind: SourceChain, URL: cfg.ChainRPC, Reachable: true, CollectedAt: time.Now().UTC()}}
 		var senders []qc.Address
@@ -208,7 +214,7 @@ func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
 // reported, or else by name. Members without a listed sidecar count as
 // honest, so their double-signs are violations.
 func committeeInfo(cf *node.CommitteeFile, committee *qc.Committee, sidecars []Sidecar, boards []*boardResult) CommitteeInfo {
-	info := CommitteeInfo{ChainID: cf.ChainID, Epoch: cf.Epoch}
+	info := CommitteeInfo{ChainID: cf.ChainID, Epoch: cf.Epoch, SettlementMargin: cf.Margin()}
 	dishonest := make(map[qc.ValidatorID]bool)
 	byName := make(map[string]qc.ValidatorID)
 	for _, m := range committee.Members() {

@@ -172,6 +172,13 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 	if initial[accounts[0]].Cmp(new(big.Int).SetUint64(devchain.AliceTokens)) != 0 {
 		t.Fatalf("alice's initial balance %s, want %d", initial[accounts[0]], devchain.AliceTokens)
 	}
+	native, err := safety.Balances(ctx, dc.HTTPEndpoint(), safety.NativeToken, accounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if native[accounts[1]].Cmp(devchain.GenesisEther) != 0 {
+		t.Fatalf("bob's native balance %s, want %s", native[accounts[1]], devchain.GenesisEther)
+	}
 
 	chainID := uint64(devchain.DefaultChainID)
 	var run safety.Run
@@ -188,6 +195,9 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 	var certified []qc.Hash
 	var lightQCs [][]byte
 	for _, s := range all {
+		// The cluster's committee has Tempo's fee rule: the fee is paid in
+		// the transferred token (the dev chain has no fee manager).
+		s.p.Fee = &safety.PaymentFee{Payer: s.p.Sender, Token: safety.DefaultToken, Max: big.NewInt(nodetest.MaxFee)}
 		run.Payments = append(run.Payments, s.p)
 		if s.qc != nil {
 			certified = append(certified, s.qc.TxHash)
@@ -224,9 +234,12 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 		ChainRPC:        dc.HTTPEndpoint(),
 		LightClientQCs:  map[string][][]byte{"lc-test": lightQCs},
 		InitialBalances: initial,
-		TxHashes:        txs,
-		PageSize:        2, // many pages: the cursor is followed
-		RequestTimeout:  5 * time.Second,
+		// Not needed by the Tempo rule here (fees come from the token);
+		// collected to check they are kept.
+		InitialFeeBalances: map[qc.Address]map[qc.Address]*big.Int{safety.NativeToken: native},
+		TxHashes:           txs,
+		PageSize:           2, // many pages: the cursor is followed
+		RequestTimeout:     5 * time.Second,
 	}
 	h, err := safety.Collect(ctx, cfg)
 	if err != nil {
@@ -277,6 +290,9 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 	if n := h.ChainNonces[accounts[0]]; n != 1 {
 		t.Errorf("alice's chain nonce %d, want 1", n)
 	}
+	if h.Committee.SettlementMargin != 10*time.Second || len(h.InitialFeeBalances[safety.NativeToken]) != 3 {
+		t.Errorf("margin %s, native balances %v", h.Committee.SettlementMargin, h.InitialFeeBalances)
+	}
 
 	for _, hh := range []*safety.History{h, roundTrip(t, h)} {
 		r := safety.Check(hh, &run)
@@ -289,6 +305,9 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 		}
 		if len(r.Byzantine) == 0 || len(r.Byzantine[0].DetectedBy) == 0 || r.Byzantine[0].Validator != cl.Committee.Members[byz].Name {
 			t.Errorf("Byzantine findings %+v", r.Byzantine)
+		}
+		if r.Fees.Counted != len(certified) || r.Fees.NoTerms != 0 {
+			t.Errorf("fee stats %+v, want %d counted", r.Fees, len(certified))
 		}
 		if r.Payments.Settled != len(certified) || r.Payments.WithQC != len(certified) || r.LightClients[0].Verified != len(lightQCs) {
 			t.Errorf("settled %d, with QC %d, light client verified %d; want %d, %d, %d", r.Payments.Settled, r.Payments.WithQC,

@@ -108,7 +108,9 @@ func millis(t time.Time) uint64 { return uint64(t.UnixMilli()) }
 //   - stranded: alice→carol 1 (nonce 1) accepted by v0 while it sat in a
 //     minority partition (sides v0+v1 | v2+v3, from t0+10 s to t0+20 s),
 //     no QC;
-//   - a light client accepted pay1's and pay2's QCs.
+//   - a light client accepted pay1's and pay2's QCs;
+//   - every payment records native fee terms (testFee, the dev chain's
+//     gas_limit × max_fee_per_gas), and every payer holds 1 ETH natively.
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{signers: make(map[string]*qc.Signer), t0: time.UnixMilli(1_800_000_000_000), qcs: map[string]*qc.QC{}, txs: map[string]qc.Hash{}}
@@ -184,6 +186,8 @@ func newFixture(t testing.TB) *fixture {
 	h.AddSource(Source{Name: "lc1", Kind: SourceLightClient, Honest: true, Reachable: true, QCs: 2})
 
 	h.InitialBalances = map[qc.Address]*big.Int{alice: big.NewInt(100), bob: big.NewInt(5), carol: big.NewInt(20)}
+	h.InitialFeeBalances = map[qc.Address]map[qc.Address]*big.Int{NativeToken: {alice: ether(1), bob: ether(1), carol: ether(1)}}
+	h.Committee.SettlementMargin = 10 * time.Second
 
 	f.txs = map[string]qc.Hash{"pay1": pay1, "pay2": pay2, "dsA": dsA, "dsB": dsB, "stranded": stranded}
 	f.run = &Run{
@@ -210,5 +214,22 @@ func newFixture(t testing.TB) *fixture {
 				Sent: at(21 * time.Second), Outcome: "error:connection refused"},
 		},
 	}
+	for i := range f.run.Payments {
+		if p := &f.run.Payments[i]; !p.TxHash.IsZero() {
+			p.Fee = nativeFee(p.Sender)
+		}
+	}
 	return f
 }
+
+// testFee is the maximum fee of a dev-chain payment in wei: gas limit
+// 250,000 × max fee per gas 100 gwei.
+var testFee = big.NewInt(250_000 * 100_000_000_000)
+
+// nativeFee is the fee terms of an EIP-1559 payment on a chain with
+// native gas: the sender pays at most testFee wei.
+func nativeFee(sender qc.Address) *PaymentFee {
+	return &PaymentFee{Payer: sender, Token: NativeToken, Max: new(big.Int).Set(testFee)}
+}
+
+func ether(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }

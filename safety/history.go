@@ -46,6 +46,10 @@ type History struct {
 	LightClientQCs  []LightClientQC
 	Txs             []TxRecord
 	InitialBalances map[qc.Address]*big.Int
+	// InitialFeeBalances are the initial balances of fee tokens other than
+	// Token, per fee token (NativeToken for the native currency) and
+	// account (CollectConfig.InitialFeeBalances).
+	InitialFeeBalances map[qc.Address]map[qc.Address]*big.Int
 	// ChainNonces are the chain's next nonces (nonce key 0) of the senders
 	// of certified payments when the history was collected.
 	ChainNonces map[qc.Address]uint64
@@ -58,6 +62,13 @@ type CommitteeInfo struct {
 	ChainID uint64
 	Epoch   uint64
 	Members []MemberInfo
+	// SettlementMargin is the network's settlement margin (the committee
+	// file's settlement_margin, its default when unset): validators
+	// certify a 0x76 transaction only while its valid_before is at least
+	// this far ahead and its valid_after at most this far. Zero when not
+	// recorded (histories stored before it was): Check then uses the
+	// default.
+	SettlementMargin time.Duration
 }
 
 // MemberInfo is one committee member and whether it was run honestly.
@@ -350,6 +361,14 @@ func (h *History) Merge(o *History) error {
 			h.InitialBalances[a] = new(big.Int).Set(b)
 		}
 	}
+	for token, m := range o.InitialFeeBalances {
+		for a, b := range m {
+			h.setInitialFeeBalance(token, a, b)
+		}
+	}
+	if h.Committee.SettlementMargin == 0 {
+		h.Committee.SettlementMargin = o.Committee.SettlementMargin
+	}
 	for a, n := range o.ChainNonces {
 		if h.ChainNonces == nil {
 			h.ChainNonces = make(map[qc.Address]uint64)
@@ -360,6 +379,33 @@ func (h *History) Merge(o *History) error {
 		h.CollectedAt = o.CollectedAt
 	}
 	return nil
+}
+
+// setInitialFeeBalance records account's initial balance of a fee token
+// unless one is recorded already.
+func (h *History) setInitialFeeBalance(token, account qc.Address, b *big.Int) {
+	if h.InitialFeeBalances == nil {
+		h.InitialFeeBalances = make(map[qc.Address]map[qc.Address]*big.Int)
+	}
+	m := h.InitialFeeBalances[token]
+	if m == nil {
+		m = make(map[qc.Address]*big.Int)
+		h.InitialFeeBalances[token] = m
+	}
+	if _, ok := m[account]; !ok {
+		m[account] = new(big.Int).Set(b)
+	}
+}
+
+// initialBalance returns account's recorded initial balance of token.
+func (h *History) initialBalance(account, token qc.Address) (*big.Int, bool) {
+	if token == h.Token {
+		if b, ok := h.InitialBalances[account]; ok {
+			return b, true
+		}
+	}
+	b, ok := h.InitialFeeBalances[token][account]
+	return b, ok
 }
 
 func sameCommittee(a, b CommitteeInfo) bool {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/big"
 	"time"
 
@@ -19,24 +20,29 @@ import (
 const historyVersion = 1
 
 type historyJSON struct {
-	Version         int                      `json:"version"`
-	CollectedAt     time.Time                `json:"collected_at"`
-	Committee       committeeJSON            `json:"committee"`
-	Token           string                   `json:"token"`
-	Sources         []sourceJSON             `json:"sources"`
-	Certificates    []certRecordJSON         `json:"certificates"`
-	QCs             []qcRecordJSON           `json:"qcs"`
-	Evidence        []evidenceRecordJSON     `json:"evidence"`
-	LightClientQCs  []lightClientQCJSON      `json:"light_client_qcs"`
-	Txs             []txRecordJSON           `json:"txs"`
-	InitialBalances map[string]string        `json:"initial_balances"`
-	ChainNonces     map[string]apiserver.U64 `json:"chain_nonces,omitempty"`
+	Version         int                  `json:"version"`
+	CollectedAt     time.Time            `json:"collected_at"`
+	Committee       committeeJSON        `json:"committee"`
+	Token           string               `json:"token"`
+	Sources         []sourceJSON         `json:"sources"`
+	Certificates    []certRecordJSON     `json:"certificates"`
+	QCs             []qcRecordJSON       `json:"qcs"`
+	Evidence        []evidenceRecordJSON `json:"evidence"`
+	LightClientQCs  []lightClientQCJSON  `json:"light_client_qcs"`
+	Txs             []txRecordJSON       `json:"txs"`
+	InitialBalances map[string]string    `json:"initial_balances"`
+	// InitialFeeBalances: fee token -> account -> decimal amount (the
+	// native currency as the zero address).
+	InitialFeeBalances map[string]map[string]string `json:"initial_fee_balances,omitempty"`
+	ChainNonces        map[string]apiserver.U64     `json:"chain_nonces,omitempty"`
 }
 
 type committeeJSON struct {
 	ChainID apiserver.U64 `json:"chain_id"`
 	Epoch   apiserver.U64 `json:"epoch"`
 	Members []memberJSON  `json:"members"`
+	// SettlementMarginMillis is omitted when not recorded.
+	SettlementMarginMillis apiserver.U64 `json:"settlement_margin_ms,omitempty"`
 }
 
 type memberJSON struct {
@@ -100,6 +106,20 @@ type statusJSON struct {
 
 func hexOf(b []byte) string { return apiserver.Hex0x(b) }
 
+// parseBalance reads one entry of a balance map: an address and a
+// non-negative decimal amount.
+func parseBalance(field, a, v string) (qc.Address, *big.Int, error) {
+	addr, err := apiserver.ParseAddress(a)
+	if err != nil {
+		return qc.Address{}, nil, fmt.Errorf("%s: %w", field, err)
+	}
+	n, ok := new(big.Int).SetString(v, 10)
+	if !ok || n.Sign() < 0 {
+		return qc.Address{}, nil, fmt.Errorf("%s[%s]: %q is not a non-negative decimal amount", field, a, v)
+	}
+	return addr, n, nil
+}
+
 func parseFixed(dst []byte, s, field string) error {
 	b, err := apiserver.ParseHex(s)
 	if err != nil {
@@ -124,7 +144,7 @@ func (h *History) MarshalJSON() ([]byte, error) {
 	j := historyJSON{
 		Version: historyVersion, CollectedAt: h.CollectedAt, Token: hexOf(h.Token[:]),
 		Committee: committeeJSON{ChainID: apiserver.U64(h.Committee.ChainID), Epoch: apiserver.U64(h.Committee.Epoch),
-			Members: make([]memberJSON, len(h.Committee.Members))},
+			Members: make([]memberJSON, len(h.Committee.Members)), SettlementMarginMillis: apiserver.U64(h.Committee.SettlementMargin.Milliseconds())},
 		Sources: make([]sourceJSON, len(h.Sources)), Certificates: make([]certRecordJSON, len(h.Certificates)),
 		QCs: make([]qcRecordJSON, len(h.QCs)), Evidence: make([]evidenceRecordJSON, len(h.Evidence)),
 		LightClientQCs: make([]lightClientQCJSON, len(h.LightClientQCs)), Txs: make([]txRecordJSON, len(h.Txs)),
@@ -174,6 +194,16 @@ func (h *History) MarshalJSON() ([]byte, error) {
 	for a, b := range h.InitialBalances {
 		j.InitialBalances[a.Hex()] = b.String()
 	}
+	if len(h.InitialFeeBalances) > 0 {
+		j.InitialFeeBalances = make(map[string]map[string]string, len(h.InitialFeeBalances))
+		for token, m := range h.InitialFeeBalances {
+			jm := make(map[string]string, len(m))
+			for a, b := range m {
+				jm[a.Hex()] = b.String()
+			}
+			j.InitialFeeBalances[token.Hex()] = jm
+		}
+	}
 	if len(h.ChainNonces) > 0 {
 		j.ChainNonces = make(map[string]apiserver.U64, len(h.ChainNonces))
 		for a, n := range h.ChainNonces {
@@ -195,7 +225,8 @@ func (h *History) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("history version %d is not supported (want %d)", j.Version, historyVersion)
 	}
 	out := History{CollectedAt: j.CollectedAt,
-		Committee: CommitteeInfo{ChainID: uint64(j.Committee.ChainID), Epoch: uint64(j.Committee.Epoch)}}
+		Committee: CommitteeInfo{ChainID: uint64(j.Committee.ChainID), Epoch: uint64(j.Committee.Epoch),
+			SettlementMargin: time.Duration(min(uint64(j.Committee.SettlementMarginMillis), math.MaxInt64/uint64(time.Millisecond))) * time.Millisecond}}
 	if err := parseFixed(out.Token[:], j.Token, "token"); err != nil {
 		return err
 	}
@@ -269,15 +300,24 @@ func (h *History) UnmarshalJSON(b []byte) error {
 	if len(j.InitialBalances) > 0 {
 		out.InitialBalances = make(map[qc.Address]*big.Int, len(j.InitialBalances))
 		for a, v := range j.InitialBalances {
-			addr, err := apiserver.ParseAddress(a)
+			addr, n, err := parseBalance("initial_balances", a, v)
 			if err != nil {
-				return fmt.Errorf("initial_balances: %w", err)
-			}
-			n, ok := new(big.Int).SetString(v, 10)
-			if !ok || n.Sign() < 0 {
-				return fmt.Errorf("initial_balances[%s]: %q is not a non-negative decimal amount", a, v)
+				return err
 			}
 			out.InitialBalances[addr] = n
+		}
+	}
+	for t, m := range j.InitialFeeBalances {
+		token, err := apiserver.ParseAddress(t)
+		if err != nil {
+			return fmt.Errorf("initial_fee_balances: %w", err)
+		}
+		for a, v := range m {
+			addr, n, err := parseBalance("initial_fee_balances["+t+"]", a, v)
+			if err != nil {
+				return err
+			}
+			out.setInitialFeeBalance(token, addr, n)
 		}
 	}
 	if len(j.ChainNonces) > 0 {

@@ -38,6 +38,7 @@ type Report struct {
 	Byzantine    []ByzantineFinding `json:"byzantine,omitempty"`
 	LightClients []LightClientStats `json:"light_clients,omitempty"`
 	Balances     BalanceStats       `json:"balances"`
+	Fees         *FeeStats          `json:"fees,omitempty"`     // nil without a Run
 	Payments     *PaymentStats      `json:"payments,omitempty"` // nil without a Run
 	Phases       []PhaseStats       `json:"phases,omitempty"`   // without a Run: none
 	// ClockTolerance is the CheckOptions.ClockTolerance §7.5 was judged
@@ -125,10 +126,30 @@ type LightClientStats struct {
 	Verified int    `json:"verified"`
 }
 
-// BalanceStats counts the (account, token) pairs checked for overdraft.
+// BalanceStats counts the (account, token) pairs checked for overdraft:
+// those debited with certified amounts and, with a run recording fee
+// terms, those debited with maximum fees only (a payer's native balance).
 type BalanceStats struct {
 	Checked   int `json:"checked"`
-	Unchecked int `json:"unchecked"` // debited accounts without an initial balance
+	Unchecked int `json:"unchecked"` // accounts debited with amounts but without an initial balance
+}
+
+// FeeStats is what the settlement-guarantee rule judged (SPEC §4): the
+// maximum fees of certified payments counted against their payers, and
+// the validity windows of certified 0x76 payments.
+type FeeStats struct {
+	// Counted is the number of certified transactions whose maximum fee
+	// was counted; NoTerms those the run records no fee terms for.
+	Counted int `json:"counted"`
+	NoTerms int `json:"no_terms"`
+	// Payers is the number of (payer, fee token) pairs debited with fees;
+	// Unchecked those without a recorded initial balance of the fee token.
+	Payers    int `json:"payers"`
+	Unchecked int `json:"unchecked"`
+	// Windows is the number of certified 0x76 payments whose validity
+	// window was judged, with SettlementMargin.
+	Windows          int           `json:"windows"`
+	SettlementMargin time.Duration `json:"settlement_margin_ns"`
 }
 
 // PaymentStats counts the driver's payments.
@@ -150,6 +171,12 @@ type PaymentStats struct {
 	StrandedMinority              int            `json:"stranded_minority"` // accepted on a side without quorum, no QC
 	SettledTxs                    int            `json:"settled_txs"`       // certified transactions on chain (all, not only the run's)
 	SettledByNonce                int            `json:"settled_by_nonce"`  // of which shown only by the chain nonce
+	// Fee-tight payments (Payment.FeeTight): sent, with a valid QC, settled,
+	// and rejected by code.
+	FeeTight               int            `json:"fee_tight"`
+	FeeTightWithQC         int            `json:"fee_tight_with_qc"`
+	FeeTightSettled        int            `json:"fee_tight_settled"`
+	FeeTightRejectedByCode map[string]int `json:"fee_tight_rejected_by_code,omitempty"`
 }
 
 // Rejected returns the number of rejected payments.
@@ -199,6 +226,7 @@ var invariantTitles = []struct{ id, title string }{
 	{"§7.3", "certified debits <= balance + certified credits"},
 	{"§7.4", "every QC a light client accepted verifies"},
 	{"§7.5", "no QC without a quorum; healed payments complete"},
+	{"§4", "every QC can settle: max fee covered, 0x76 margin"},
 }
 
 func invariantResults(r *Report, h *History, run *Run) []InvariantResult {
@@ -216,7 +244,7 @@ func invariantResults(r *Report, h *History, run *Run) []InvariantResult {
 		case "§7.2":
 			ir.Scope = fmt.Sprintf("%d valid certificates, %d evidence records", r.Certificates.Valid, r.Evidence.Records)
 		case "§7.3":
-			ir.Scope = fmt.Sprintf("%d accounts", r.Balances.Checked)
+			ir.Scope = fmt.Sprintf("%d account balances", r.Balances.Checked)
 			if r.Balances.Unchecked > 0 {
 				ir.Scope += fmt.Sprintf(", %d without an initial balance", r.Balances.Unchecked)
 			}
@@ -235,6 +263,26 @@ func invariantResults(r *Report, h *History, run *Run) []InvariantResult {
 				if n := noQuorumCount(run); n > 0 {
 					ir.Scope += fmt.Sprintf(", %d no-quorum phase(s) judged by certificate times (clock tolerance %s)", n, r.ClockTolerance)
 				}
+			}
+		case "§4":
+			// Judged only from fee terms the run records.
+			f := r.Fees
+			switch {
+			case run == nil || f == nil:
+				ir.Checked = false
+				ir.Scope = "needs the run"
+			case f.Counted == 0:
+				ir.Checked = false
+				ir.Scope = "the run records no fee terms"
+			default:
+				ir.Scope = fmt.Sprintf("max fees of %d certified payments on %d payer balances", f.Counted, f.Payers-f.Unchecked)
+				if f.Unchecked > 0 {
+					ir.Scope += fmt.Sprintf(", %d without an initial balance", f.Unchecked)
+				}
+				if f.NoTerms > 0 {
+					ir.Scope += fmt.Sprintf(", %d certified without fee terms", f.NoTerms)
+				}
+				ir.Scope += fmt.Sprintf("; %d 0x76 validity windows (margin %s)", f.Windows, f.SettlementMargin)
 			}
 		}
 		out = append(out, ir)
@@ -386,6 +434,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		if len(p.Errors) > 0 {
 			ew.printf("  errors: %s\n", countsText(p.Errors))
+		}
+		if p.FeeTight > 0 {
+			ew.printf("  fee-tight: %d payments from accounts funded with exactly their amount and fee or less, %d with QC, %d settled",
+				p.FeeTight, p.FeeTightWithQC, p.FeeTightSettled)
+			if len(p.FeeTightRejectedByCode) > 0 {
+				ew.printf("; rejected: %s", countsText(p.FeeTightRejectedByCode))
+			}
+			ew.printf("\n")
 		}
 		ew.printf("  certified transactions on chain: %d of %d", p.SettledTxs, r.QCs.Certified)
 		if p.SettledByNonce > 0 {

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"time"
 
+	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/qc"
 )
 
@@ -41,6 +43,18 @@ type paymentJSON struct {
 	Sent          time.Time `json:"sent,omitzero"`
 	QCAt          time.Time `json:"qc_at,omitzero"`
 	Outcome       string    `json:"outcome"`
+	// Fee is omitted when not recorded, so runs stored before fees were
+	// recorded still read.
+	Fee      *paymentFeeJSON `json:"fee,omitempty"`
+	FeeTight bool            `json:"fee_tight,omitempty"`
+}
+
+type paymentFeeJSON struct {
+	Payer       string        `json:"payer"`
+	Token       string        `json:"token"` // the zero address: the native currency
+	Max         string        `json:"max"`   // decimal, in the token's units
+	ValidBefore apiserver.U64 `json:"valid_before,omitempty"`
+	ValidAfter  apiserver.U64 `json:"valid_after,omitempty"`
 }
 
 // MarshalJSON encodes r with hashes and addresses as 0x hex.
@@ -60,6 +74,11 @@ func (r *Run) MarshalJSON() ([]byte, error) {
 		}
 		if !p.ParentTx.IsZero() {
 			pj.ParentTx = p.ParentTx.Hex()
+		}
+		pj.FeeTight = p.FeeTight
+		if f := p.Fee; f != nil {
+			pj.Fee = &paymentFeeJSON{Payer: f.Payer.Hex(), Token: f.Token.Hex(), Max: orZero(f.Max).String(),
+				ValidBefore: apiserver.U64(f.ValidBefore), ValidAfter: apiserver.U64(f.ValidAfter)}
 		}
 		j.Payments[i] = pj
 	}
@@ -83,7 +102,7 @@ func (r *Run) UnmarshalJSON(b []byte) error {
 	}
 	for i, pj := range j.Payments {
 		p := Payment{Name: pj.Name, Conflicting: pj.Conflicting, ConflictGroup: pj.ConflictGroup, SubmittedTo: pj.SubmittedTo,
-			QuorumSide: pj.QuorumSide, Phase: pj.Phase, Sent: pj.Sent, QCAt: pj.QCAt, Outcome: pj.Outcome}
+			QuorumSide: pj.QuorumSide, Phase: pj.Phase, Sent: pj.Sent, QCAt: pj.QCAt, Outcome: pj.Outcome, FeeTight: pj.FeeTight}
 		for _, f := range []struct {
 			dst   []byte
 			s     string
@@ -96,10 +115,34 @@ func (r *Run) UnmarshalJSON(b []byte) error {
 				return err
 			}
 		}
+		if fj := pj.Fee; fj != nil {
+			f, err := fj.fee(fmt.Sprintf("payments[%d].fee", i))
+			if err != nil {
+				return err
+			}
+			p.Fee = f
+		}
 		out.Payments[i] = p
 	}
 	*r = out
 	return nil
+}
+
+func (fj *paymentFeeJSON) fee(field string) (*PaymentFee, error) {
+	f := &PaymentFee{ValidBefore: uint64(fj.ValidBefore), ValidAfter: uint64(fj.ValidAfter)}
+	var err error
+	if f.Payer, err = apiserver.ParseAddress(fj.Payer); err != nil {
+		return nil, fmt.Errorf("%s.payer: %w", field, err)
+	}
+	if f.Token, err = apiserver.ParseAddress(fj.Token); err != nil {
+		return nil, fmt.Errorf("%s.token: %w", field, err)
+	}
+	n, ok := new(big.Int).SetString(fj.Max, 10)
+	if !ok || n.Sign() < 0 {
+		return nil, fmt.Errorf("%s.max: %q is not a non-negative decimal amount", field, fj.Max)
+	}
+	f.Max = n
+	return f, nil
 }
 
 // WriteJSON writes r as indented JSON.

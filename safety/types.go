@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
 )
 
 // Payment is one payment the load driver attempted (filled by the e2e
@@ -33,7 +34,40 @@ type Payment struct {
 	// its certificate: the payment was accepted), "rejected:<REJECT_CODE>"
 	// or "error:<short text>" (transport failure, timeout, ...).
 	Outcome string
+	// Fee is what the payment's transaction may be charged for its
+	// inclusion, as the driver signed it; nil when not recorded (runs
+	// stored before fees were recorded). Check counts the maximum fee of a
+	// certified payment against its payer and judges a 0x76 transaction's
+	// validity window against the settlement margin (SPEC §4).
+	Fee *PaymentFee
+	// FeeTight marks a payment from an account funded with exactly what it
+	// needs, or less: a probe of the validators' fee rule, counted apart in
+	// the report.
+	FeeTight bool
 }
+
+// PaymentFee is the fee side of a payment (SPEC §4, settlement
+// guarantees): a certified payment must be able to pay for its own
+// inclusion, and a 0x76 transaction must stay valid long enough to settle.
+type PaymentFee struct {
+	// Payer is the account charged: a sponsored 0x76 transaction's fee
+	// payer, else the sender.
+	Payer qc.Address
+	// Token is what the fee is paid in: a TIP-20 token, or NativeToken
+	// where gas is paid in the chain's native currency (the dev chain).
+	Token qc.Address
+	// Max is the maximum fee in Token's units: ceil(gas_limit ×
+	// max_fee_per_gas / 10^12) of a USD token on Tempo, gas_limit ×
+	// max_fee_per_gas wei in the native currency.
+	Max *big.Int
+	// ValidBefore and ValidAfter are a 0x76 transaction's validity window
+	// in unix seconds; zero when the transaction sets none.
+	ValidBefore, ValidAfter uint64
+}
+
+// NativeToken stands for a chain's native currency among fee tokens (the
+// zero address, as tempo.NativeGas): Balances reads native balances for it.
+var NativeToken = qc.Address(tempo.NativeGas)
 
 // Outcomes of a Payment, and prefixes of the parametrised ones.
 const (
@@ -123,6 +157,12 @@ type CollectConfig struct {
 	// InitialBalances are the Token balances at run start (see Balances).
 	// Accounts missing here are reported as not checked for overdraft.
 	InitialBalances map[qc.Address]*big.Int
+	// InitialFeeBalances are the balances at run start of the fee tokens
+	// other than Token, per fee token (NativeToken for the native
+	// currency) and account: the payers' funds for the maximum fees of
+	// their certified payments (Payment.Fee). A payer missing here is
+	// reported as not checked for its fees.
+	InitialFeeBalances map[qc.Address]map[qc.Address]*big.Int
 	// TxHashes are transactions to look up on every sidecar besides those
 	// of the certificates found (the run's payments).
 	TxHashes []qc.Hash
@@ -205,6 +245,13 @@ func (c CollectConfig) Validate() error {
 	for addr, b := range c.InitialBalances {
 		if b == nil || b.Sign() < 0 {
 			return fmt.Errorf("safety: CollectConfig.InitialBalances[%s] must be a non-negative amount", addr.Hex())
+		}
+	}
+	for token, m := range c.InitialFeeBalances {
+		for addr, b := range m {
+			if b == nil || b.Sign() < 0 {
+				return fmt.Errorf("safety: CollectConfig.InitialFeeBalances[%s][%s] must be a non-negative amount", token.Hex(), addr.Hex())
+			}
 		}
 	}
 	switch {
