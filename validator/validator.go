@@ -54,7 +54,7 @@ type Validator struct {
 	// their contention keys, and the payments each sender has certified.
 	certifiedKeys map[qc.ContentionKey]qc.Hash
 	bySender      map[qc.Address]map[qc.Hash]struct{}
-	pruneHeight uint64              // newest block pruning has used
+	pruneHeight   uint64 // newest block pruning has used
 
 	ownCerts *lru.Cache[qc.ContentionKey, qc.Certificate]
 	knownQCs *lru.Cache[qc.Hash, *qc.QC] // by qc hash
