@@ -83,7 +83,7 @@ func newFake(t testing.TB, n int, mutate ...func(*bulletin.Config)) *fakeBackend
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	if f.board, err = bulletin.New(cfg, f.committee, f.signers[0].ID(), f.reg, quiet); err != nil {
+	if f.board, err = bulletin.New(cfg, f.committee, f.signers[0].ID(), nil, f.reg, quiet); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -29,17 +29,16 @@ import (
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/bulletin"
 	"github.com/allegro-mesh/allegro/client"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // DefaultChainID is the chain id of bench networks.
 const DefaultChainID = 42170
-
-// Token is the TIP-20 token bench payments transfer (the dev chain's).
-var Token = common.HexToAddress("0x20c0000000000000000000000000000000000001")
 
 // blockPeriod is how often the emulated chain includes certified payments
 // (Tempo's block time).
@@ -65,7 +64,7 @@ func recipientAddress() common.Address {
 
 // newPayment signs a one-unit token transfer from key with nonce.
 func newPayment(key *ecdsa.PrivateKey, chainID, nonce uint64, recipient common.Address) (*fastpayv1.SubmitFastPayRequest, error) {
-	return client.NewEVMPayment(key, chainID, nonce, Token, recipient, 1, client.WithMaxBlockHeight(1<<40))
+	return client.NewEVMPayment(key, chainID, nonce, devkit.TokenAddress, recipient, 1, client.WithMaxBlockHeight(1<<40))
 }
 
 // fundedChain returns an in-memory chain where each sender holds plenty.
@@ -73,7 +72,7 @@ func fundedChain(senders []*ecdsa.PrivateKey) *tempo.MemChain {
 	chain := tempo.NewMemChain()
 	balance := new(big.Int).Exp(big.NewInt(10), big.NewInt(30), nil)
 	for _, k := range senders {
-		chain.SetBalance(Token, crypto.PubkeyToAddress(k.PublicKey), balance)
+		chain.SetBalance(devkit.TokenAddress, crypto.PubkeyToAddress(k.PublicKey), balance)
 	}
 	chain.SetHead(10)
 	return chain
@@ -81,10 +80,10 @@ func fundedChain(senders []*ecdsa.PrivateKey) *tempo.MemChain {
 
 // committeeFile returns the committee of n bench validators (Addrs empty:
 // peers are introduced directly).
-func committeeFile(n int, chainID uint64) *node.CommitteeFile {
-	f := &node.CommitteeFile{ChainID: chainID, Epoch: 1, QCShards: p2p.DefaultQCShards, TestNetwork: true}
+func committeeFile(n int, chainID uint64) *committee.File {
+	f := &committee.File{ChainID: chainID, Epoch: 1, QCShards: p2p.DefaultQCShards, TestNetwork: true}
 	for i, k := range validatorKeys(n) {
-		f.Members = append(f.Members, node.CommitteeMember{Name: validatorName(i), PublicKey: hex.EncodeToString(k.Public().(ed25519.PublicKey))})
+		f.Members = append(f.Members, committee.Member{Name: validatorName(i), PublicKey: hex.EncodeToString(k.Public().(ed25519.PublicKey))})
 	}
 	return f
 }
@@ -189,7 +188,7 @@ func (c ClusterConfig) Validate() error {
 // prune their overlays as on a real chain.
 type Cluster struct {
 	Config    ClusterConfig
-	File      *node.CommitteeFile
+	File      *committee.File
 	Committee *qc.Committee
 	Chain     *tempo.MemChain
 	Senders   []*ecdsa.PrivateKey
@@ -275,7 +274,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 // addresses, reconnect backoffs and IP colocation whitelist; API on a free
 // port). A mock host constructor puts it on a mock network; bytes
 // (may be nil) counts what its host sends.
-func buildNode(i int, file *node.CommitteeFile, chain tempo.ChainReader, dataDir string, logger *slog.Logger, mock p2p.HostConstructor, bytes *ByteCounter) (*node.Node, error) {
+func buildNode(i int, file *committee.File, chain tempo.ChainReader, dataDir string, logger *slog.Logger, mock p2p.HostConstructor, bytes *ByteCounter) (*node.Node, error) {
 	keys := validatorKeys(len(file.Members))
 	ncfg := node.DefaultConfig()
 	ncfg.DataDir = dataDir

@@ -63,8 +63,9 @@ type arrival struct {
 }
 
 // New returns an empty board for committee. self is this node's validator id
-// (zero for a node outside the committee, which never publishes QCs).
-func New(cfg Config, committee *qc.Committee, self qc.ValidatorID, reg prometheus.Registerer, logger *slog.Logger) (*Board, error) {
+// (zero for a node outside the committee, which never publishes QCs); pub is
+// where the QCs it forms are published (nil: nowhere).
+func New(cfg Config, committee *qc.Committee, self qc.ValidatorID, pub QCPublisher, reg prometheus.Registerer, logger *slog.Logger) (*Board, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -72,7 +73,7 @@ func New(cfg Config, committee *qc.Committee, self qc.ValidatorID, reg prometheu
 		logger = slog.Default()
 	}
 	b := &Board{
-		cfg: cfg, committee: committee, roster: newRoster(committee), self: self, log: logger, metrics: newMetrics(reg),
+		cfg: cfg, committee: committee, roster: newRoster(committee), self: self, publisher: pub, log: logger, metrics: newMetrics(reg),
 		byAddress: make(map[qc.Address]map[qc.Hash]struct{}),
 		subs:      make(map[uint64]*Subscription),
 	}
@@ -84,9 +85,6 @@ func New(cfg Config, committee *qc.Committee, self qc.ValidatorID, reg prometheu
 	b.firstSig = newFirstSigs(cfg.EvidenceWindow)
 	return b, nil
 }
-
-// SetPublisher sets where formed QCs are published. Call before Start.
-func (b *Board) SetPublisher(p QCPublisher) { b.publisher = p }
 
 // Start is a no-op kept for the component lifecycle.
 func (b *Board) Start(context.Context) error { return nil }

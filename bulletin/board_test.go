@@ -44,11 +44,17 @@ func newFixture(t testing.TB, n int) *fixture {
 
 func (f *fixture) board(t testing.TB, cfg Config, self int) *Board {
 	t.Helper()
+	return f.boardPublishing(t, cfg, self, nil)
+}
+
+// boardPublishing is board with a QC publisher.
+func (f *fixture) boardPublishing(t testing.TB, cfg Config, self int, pub QCPublisher) *Board {
+	t.Helper()
 	var id qc.ValidatorID
 	if self >= 0 {
 		id = f.signers[self].ID()
 	}
-	b, err := New(cfg, f.committee, id, nil, quiet)
+	b, err := New(cfg, f.committee, id, pub, nil, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,9 +256,8 @@ func TestPublishStagger(t *testing.T) {
 	publishers := make([]*recordingPublisher, 4)
 	boards := make([]*Board, 4)
 	for i := range 4 {
-		boards[i] = f.board(t, cfg, i)
 		publishers[i] = &recordingPublisher{}
-		boards[i].SetPublisher(publishers[i])
+		boards[i] = f.boardPublishing(t, cfg, i, publishers[i])
 	}
 	for _, b := range boards {
 		for _, s := range f.signers[:3] {
@@ -277,9 +282,8 @@ func TestPublishStagger(t *testing.T) {
 
 	// A short step: a ranked node that already received the QC skips.
 	cfg.PublishStep = 20 * time.Millisecond
-	late := f.board(t, cfg, 0)
 	pub := &recordingPublisher{}
-	late.SetPublisher(pub)
+	late := f.boardPublishing(t, cfg, 0, pub)
 	h2 := qc.Hash{byte(late.publishRank(qc.Hash{}) + 1)} // any tx where rank > 0
 	for late.publishRank(h2) == 0 {
 		h2[0]++

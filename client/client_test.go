@@ -19,6 +19,7 @@ import (
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 const chainID = 1337
@@ -30,7 +31,7 @@ var (
 	daveKey  = nodetest.Key("client-dave")
 	erinKey  = nodetest.Key("client-erin")
 	frankKey = nodetest.Key("client-frank")
-	token    = nodetest.Token
+	token    = devkit.TokenAddress
 )
 
 const dollar = 1_000_000

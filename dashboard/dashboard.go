@@ -5,9 +5,9 @@
 // and JavaScript embedded in the binary; it reads the sidecar's JSON API and
 // its server-sent events, and makes no other network request.
 //
-// The dev wallet (DevWallet) adds a payment form and the chained-payment
-// demo for the development chain's well-known demo accounts. It is off by
-// default and only for test networks.
+// A local network (devnet) adds its dev wallet's routes (package
+// devnet/devwallet): the page then offers a payment form and the
+// chained-payment demo for the development chain's well-known accounts.
 package dashboard
 
 import (
@@ -26,20 +26,12 @@ type Config struct {
 	// Enabled serves the page at / and /dashboard/ on the sidecar's HTTP API
 	// (default true). The page only reads APIs the sidecar serves anyway.
 	Enabled bool `toml:"enabled"`
-	// DevWallet serves POST /api/v1/dev/pay, POST /api/v1/dev/demo and
-	// GET /api/v1/dev/accounts, which sign payments with the development
-	// chain's publicly known demo keys (Alice, Bob, Carol) so the page can
-	// offer a payment form and the chained-payment demo. Default false; the
-	// node refuses it unless the committee file says test_network = true.
-	DevWallet bool `toml:"dev_wallet"`
 }
 
-// DefaultConfig returns the defaults: the page on, the dev wallet off.
+// DefaultConfig returns the defaults: the page on.
 func DefaultConfig() Config { return Config{Enabled: true} }
 
-// Validate reports the first invalid field. Every combination of the two
-// switches is valid; whether the dev wallet is allowed depends on the
-// committee, which the node checks.
+// Validate reports the first invalid field (there is none to get wrong).
 func (c Config) Validate() error { return nil }
 
 // contentSecurityPolicy keeps the page to its own origin: no external

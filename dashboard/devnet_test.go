@@ -24,8 +24,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/allegro-mesh/allegro/apiserver"
-	"github.com/allegro-mesh/allegro/dashboard"
 	"github.com/allegro-mesh/allegro/devnet"
+	"github.com/allegro-mesh/allegro/devnet/devwallet"
 )
 
 // TestDashboardOnDevnet runs an in-process devnet (dev chain and four
@@ -96,15 +96,15 @@ func testDevnetHTTP(ctx context.Context, t *testing.T, base string) {
 		t.Fatalf("mesh peers %+v: want the 3 other committee members", mesh.Peers)
 	}
 
-	var accts dashboard.DevAccountsResponse
-	getJSON(ctx, t, base+dashboard.RouteDevAccounts, &accts)
+	var accts devwallet.DevAccountsResponse
+	getJSON(ctx, t, base+devwallet.RouteDevAccounts, &accts)
 	if len(accts.Accounts) != 3 || accts.Accounts[0].Name != "alice" || !accts.DemoEnabled {
 		t.Fatalf("dev accounts: %+v", accts)
 	}
 
 	// Carol pays Bob: neither nonce is one the demo uses later.
-	body := postJSON(ctx, t, base+dashboard.RouteDevPay, `{"from":"carol","to":"bob","amount":"1.25"}`, http.StatusOK)
-	var paid dashboard.DevPayResponse
+	body := postJSON(ctx, t, base+devwallet.RouteDevPay, `{"from":"carol","to":"bob","amount":"1.25"}`, http.StatusOK)
+	var paid devwallet.DevPayResponse
 	if err := json.Unmarshal([]byte(body), &paid); err != nil {
 		t.Fatal(err)
 	}
@@ -116,12 +116,12 @@ func testDevnetHTTP(ctx context.Context, t *testing.T, base string) {
 	if !st.QCFormed || st.QCHash != paid.QCHash {
 		t.Fatalf("status of the dev payment: %+v", st)
 	}
-	postJSON(ctx, t, base+dashboard.RouteDevPay, `{"from":"carol","to":"carol","amount":"1"}`, http.StatusBadRequest)
+	postJSON(ctx, t, base+devwallet.RouteDevPay, `{"from":"carol","to":"carol","amount":"1"}`, http.StatusBadRequest)
 }
 
 // testDemoEndpoint runs the demo over HTTP and reads its stream.
 func testDemoEndpoint(ctx context.Context, t *testing.T, base string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+dashboard.RouteDevDemo, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+devwallet.RouteDevDemo, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,9 +135,9 @@ func testDemoEndpoint(ctx context.Context, t *testing.T, base string) {
 	}
 	sc := bufio.NewScanner(resp.Body)
 	var lines int
-	var res *dashboard.DemoResult
+	var res *devwallet.DemoResult
 	for sc.Scan() {
-		var l dashboard.DemoLine
+		var l devwallet.DemoLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("demo line %q: %v", sc.Text(), err)
 		}

@@ -20,7 +20,7 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo/chain"
-	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // DefaultBlockPeriod bounds the demo's waits when Target.BlockPeriod is 0.
@@ -66,7 +66,7 @@ func Run(ctx context.Context, t Target, w io.Writer) (*Report, error) {
 	if t.BlockPeriod <= 0 {
 		t.BlockPeriod = DefaultBlockPeriod
 	}
-	demo := devchain.DemoAccounts()
+	demo := devkit.DemoAccounts()
 	alice, bob, carol := demo[0], demo[1], demo[2]
 	chainID := t.Committee.Domain().ChainID
 	start := time.Now()
@@ -151,7 +151,7 @@ func Run(ctx context.Context, t Target, w io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	req1, err := client.NewEVMPayment(alice.Key, chainID, n1, devchain.TokenAddress, bob.Address, 10*devchain.Dollar)
+	req1, err := client.NewEVMPayment(alice.Key, chainID, n1, devkit.TokenAddress, bob.Address, 10*devkit.Dollar)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ func Run(ctx context.Context, t Target, w io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	req2, err := client.NewEVMPayment(bob.Key, chainID, n2, devchain.TokenAddress, carol.Address, 10*devchain.Dollar, client.WithParent(res1.QC))
+	req2, err := client.NewEVMPayment(bob.Key, chainID, n2, devkit.TokenAddress, carol.Address, 10*devkit.Dollar, client.WithParent(res1.QC))
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func Run(ctx context.Context, t Target, w io.Writer) (*Report, error) {
 			return nil, fmt.Errorf("Carol's light client reported tx %s, want %s", p.TxHash, res2.TxHash)
 		}
 		rep.CarolSaw = p
-		say("Carol's light client: verified payment of $%d.%06d from Bob (QC signed by %v)", p.Amount/devchain.Dollar, p.Amount%devchain.Dollar, p.Signers)
+		say("Carol's light client: verified payment of $%d.%06d from Bob (QC signed by %v)", p.Amount/devkit.Dollar, p.Amount%devkit.Dollar, p.Signers)
 	case <-time.After(20 * time.Second):
 		return nil, errors.New("Carol's light client saw no payment")
 	case <-ctx.Done():
@@ -225,14 +225,14 @@ func Run(ctx context.Context, t Target, w io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range []devchain.Account{alice, bob, carol} {
-		b, err := view.BalanceOf(ctx, devchain.TokenAddress, a.Address)
+	for _, a := range []devkit.Account{alice, bob, carol} {
+		b, err := view.BalanceOf(ctx, devkit.TokenAddress, a.Address)
 		if err != nil {
 			return nil, err
 		}
 		rep.Balances[a.Name] = b.Uint64()
 	}
-	say("final balances: Alice $%d, Bob $%d, Carol $%d", rep.Balances["alice"]/devchain.Dollar, rep.Balances["bob"]/devchain.Dollar, rep.Balances["carol"]/devchain.Dollar)
+	say("final balances: Alice $%d, Bob $%d, Carol $%d", rep.Balances["alice"]/devkit.Dollar, rep.Balances["bob"]/devkit.Dollar, rep.Balances["carol"]/devkit.Dollar)
 	return rep, nil
 }
 

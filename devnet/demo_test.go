@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/qc"
-	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // TestDemo runs the chained-payment demo end to end on an in-process
@@ -37,7 +37,7 @@ func TestDemo(t *testing.T) {
 	if !rep.QCsBeforeBlock() {
 		t.Fatalf("QCs at heights %d and %d, chain was at %d: not both before the next block", rep.HeightAtQC1, rep.HeightAtQC2, rep.HeightAtStart)
 	}
-	if rep.CarolSaw.TxHash != rep.QC2.TxHash || rep.CarolSaw.Amount != 10*devchain.Dollar {
+	if rep.CarolSaw.TxHash != rep.QC2.TxHash || rep.CarolSaw.Amount != 10*devkit.Dollar {
 		t.Fatalf("Carol's light client saw %+v", rep.CarolSaw)
 	}
 	if err := d.Committee.VerifyQC(rep.CarolSaw.QC); err != nil {
@@ -46,7 +46,7 @@ func TestDemo(t *testing.T) {
 	if rep.Settled2 < rep.Settled1 || rep.Settled1 <= rep.HeightAtStart {
 		t.Fatalf("settled at %d and %d (start %d)", rep.Settled1, rep.Settled2, rep.HeightAtStart)
 	}
-	want := map[string]uint64{"alice": 5 * devchain.Dollar, "bob": 5 * devchain.Dollar, "carol": 15 * devchain.Dollar}
+	want := map[string]uint64{"alice": 5 * devkit.Dollar, "bob": 5 * devkit.Dollar, "carol": 15 * devkit.Dollar}
 	for name, amount := range want {
 		if rep.Balances[name] != amount {
 			t.Fatalf("final balances %v, want %v", rep.Balances, want)

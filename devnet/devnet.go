@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/devnet/devwallet"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
@@ -103,7 +105,7 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 		}
 	}()
 
-	f := &node.CommitteeFile{ChainID: d.Chain.ChainID().Uint64(), Epoch: 1, QCShards: 16, TestNetwork: true, FeeModel: tempo.FeeModelNative}
+	f := &committee.File{ChainID: d.Chain.ChainID().Uint64(), Epoch: 1, QCShards: 16, TestNetwork: true, FeeModel: tempo.FeeModelNative}
 	type member struct {
 		name, dir, key string
 		p2pPort        int
@@ -125,19 +127,19 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 			return nil, err
 		}
 		if _, statErr := os.Stat(m.key); errors.Is(statErr, os.ErrNotExist) {
-			key, err := node.GenerateKey()
+			key, err := committee.GenerateKey()
 			if err != nil {
 				return nil, err
 			}
-			if err := node.WriteKeyFile(m.key, m.name, key); err != nil {
+			if err := committee.WriteKeyFile(m.key, m.name, key); err != nil {
 				return nil, err
 			}
 		}
-		_, key, err := node.LoadKeyFile(m.key)
+		_, key, err := committee.LoadKeyFile(m.key)
 		if err != nil {
 			return nil, err
 		}
-		f.Members = append(f.Members, node.CommitteeMember{
+		f.Members = append(f.Members, committee.Member{
 			Name: m.name, PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey)),
 			Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", m.p2pPort)},
 		})
@@ -159,8 +161,7 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 		ncfg.P2P.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", m.p2pPort)}
 		ncfg.API.ListenAddr = fmt.Sprintf("127.0.0.1:%d", m.apiPort)
 		// The dashboard's payment form and demo button (a test network).
-		ncfg.Dashboard.DevWallet = true
-		n, err := node.New(ncfg, node.WithLogger(cfg.Logger.With("node", m.name)))
+		n, err := node.New(ncfg, node.WithLogger(cfg.Logger.With("node", m.name)), node.WithAPIExtension(devwallet.Extension()))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/deploy/testnet"
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/sidecar"
 )
 
 // topology is what the runner believes about the testnet right now: which
@@ -76,7 +76,7 @@ func (t *topology) component(name string) []string {
 func (t *topology) validSigners(group []string) int {
 	n := 0
 	for _, g := range group {
-		if t.byzMode[g] != node.ByzantineInvalidSignatures && !t.tainted[g] {
+		if t.byzMode[g] != sidecar.ByzantineInvalidSignatures && !t.tainted[g] {
 			n++
 		}
 	}
@@ -353,9 +353,9 @@ func (f *faults) plan(kinds []string, n, fmax int) []step {
 					return f.waitHealthy(ctx, f.m.Chain.Service)
 				}})
 		case FaultByzantineEquivocate, FaultByzantineInvalidSig:
-			mode := node.ByzantineEquivocate
+			mode := sidecar.ByzantineEquivocate
 			if kind == FaultByzantineInvalidSig {
-				mode = node.ByzantineInvalidSignatures
+				mode = sidecar.ByzantineInvalidSignatures
 			}
 			v := f.byz
 			steps = append(steps, step{fault: kind, label: "byzantine:" + v + "=" + mode, snapApply: v, snapHeal: v,
@@ -385,7 +385,7 @@ func (f *faults) setByzantine(ctx context.Context, v, mode string) error {
 	f.topo.set(func(t *topology) {
 		t.up[v] = true
 		t.byzMode[v] = mode
-		if mode == node.ByzantineInvalidSignatures {
+		if mode == sidecar.ByzantineInvalidSignatures {
 			t.tainted[v] = true
 		}
 	})

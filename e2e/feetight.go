@@ -23,7 +23,7 @@ import (
 	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/safety"
-	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // Fee terms of every payment the driver signs. Validators reserve the
@@ -149,7 +149,7 @@ func newFeeTightPlan(sets int, amount uint64, fee *big.Int, seed int64) *feeTigh
 			{roleExactB, amount, new(big.Int).Set(fee)},
 			{roleHeirNoFee, 0, new(big.Int)},
 		} {
-			key := devchain.DeterministicKey(fmt.Sprintf("allegro-e2e-%d-%s", seed, name(f.role)))
+			key := devkit.DeterministicKey(fmt.Sprintf("allegro-e2e-%d-%s", seed, name(f.role)))
 			p.accounts = append(p.accounts, &feeTightAccount{name: name(f.role), key: key,
 				addr: crypto.PubkeyToAddress(key.PublicKey), tokens: f.tokens, wei: f.wei})
 		}
@@ -181,12 +181,12 @@ const nativeTransferGas = 21_000
 // every account's tokens and a native transfer of its wei (none for a zero
 // amount).
 func fundingTxs(funder *ecdsa.PrivateKey, nonce uint64, chainID *big.Int, accounts []*feeTightAccount) ([]*types.Transaction, error) {
-	fees := devchain.DefaultFees()
+	fees := devkit.DefaultFees()
 	signer := types.LatestSignerForChainID(chainID)
 	var txs []*types.Transaction
 	for _, a := range accounts {
 		if a.tokens > 0 {
-			tx, err := devchain.SignTransfer(funder, nonce, a.addr, new(big.Int).SetUint64(a.tokens), chainID, 0, fees)
+			tx, err := devkit.SignTransfer(funder, nonce, a.addr, new(big.Int).SetUint64(a.tokens), chainID, 0, fees)
 			if err != nil {
 				return nil, fmt.Errorf("fund %s with tokens: %w", a.name, err)
 			}
@@ -253,7 +253,7 @@ func (p *feeTightPlan) fund(ctx context.Context, chainRPC string, chainID *big.I
 		return fmt.Errorf("fee-tight funding: %w", err)
 	}
 	addrs := p.addresses()
-	tokens, err := safety.Balances(ctx, chainRPC, qc.Address(devchain.TokenAddress), addrs)
+	tokens, err := safety.Balances(ctx, chainRPC, qc.Address(devkit.TokenAddress), addrs)
 	if err != nil {
 		return err
 	}

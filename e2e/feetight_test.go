@@ -15,6 +15,7 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/safety"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // The maximum fee the validators reserve for a driver payment on the dev
@@ -30,10 +31,10 @@ func TestPayMaxFee(t *testing.T) {
 // TestFeeTermsFromSignedPayment: the fee terms the driver records are read
 // from the transaction it signed, with the gas limit and fee cap it used.
 func TestFeeTermsFromSignedPayment(t *testing.T) {
-	key := devchain.DeterministicKey("fee-terms")
+	key := devkit.DeterministicKey("fee-terms")
 	from := &account{name: "payer", key: key, addr: crypto.PubkeyToAddress(key.PublicKey), nonce: 3}
-	d := &driver{chainID: devchain.DefaultChainID, token: devchain.TokenAddress}
-	req, txHash, fee, err := d.newPayment(from, common.Address{0x42}, devchain.Dollar)
+	d := &driver{chainID: devchain.DefaultChainID, token: devkit.TokenAddress}
+	req, txHash, fee, err := d.newPayment(from, common.Address{0x42}, devkit.Dollar)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestFeeTermsFromSignedPayment(t *testing.T) {
 	}
 
 	// Other terms are read, not assumed.
-	other, err := client.NewEVMPayment(key, devchain.DefaultChainID, 0, devchain.TokenAddress, common.Address{0x42}, 1,
+	other, err := client.NewEVMPayment(key, devchain.DefaultChainID, 0, devkit.TokenAddress, common.Address{0x42}, 1,
 		client.WithGasLimit(60_000), client.WithFees(big.NewInt(7), big.NewInt(1)))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func TestFeeTermsFromSignedPayment(t *testing.T) {
 	if f, err := feeTerms(other); err != nil || f.Max.Cmp(big.NewInt(60_000*7)) != 0 {
 		t.Fatalf("fee terms %+v, %v; want 420000 wei", f, err)
 	}
-	tempoReq, err := client.NewTempoPayment(key, devchain.DefaultChainID, qc.NonceKey{}, 0, devchain.TokenAddress, common.Address{0x42}, 1)
+	tempoReq, err := client.NewTempoPayment(key, devchain.DefaultChainID, qc.NonceKey{}, 0, devkit.TokenAddress, common.Address{0x42}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func TestFeeTermsFromSignedPayment(t *testing.T) {
 // the fee, both or neither, and a payment is planned to be certified
 // exactly when its payer can pay amount and fee.
 func TestFeeTightPlan(t *testing.T) {
-	const amount = devchain.Dollar
+	const amount = devkit.Dollar
 	p := newFeeTightPlan(2, amount, wantMaxFee, 42)
 	if len(p.accounts) != 12 || len(p.steps) != 12 {
 		t.Fatalf("%d accounts, %d steps; want 12 and 12", len(p.accounts), len(p.steps))
@@ -148,8 +149,8 @@ func TestFeeTightPlan(t *testing.T) {
 // native transfer per account holding wei, at consecutive nonces, signed
 // by the funder.
 func TestFundingTxs(t *testing.T) {
-	p := newFeeTightPlan(1, devchain.Dollar, wantMaxFee, 1)
-	funder := devchain.LoadAccounts(1)[0]
+	p := newFeeTightPlan(1, devkit.Dollar, wantMaxFee, 1)
+	funder := devkit.LoadAccounts(1)[0]
 	chainID := big.NewInt(devchain.DefaultChainID)
 	txs, err := fundingTxs(funder.Key, 7, chainID, p.accounts)
 	if err != nil {
@@ -165,9 +166,9 @@ func TestFundingTxs(t *testing.T) {
 			t.Errorf("tx %d signed by %s (%v)", i, from, err)
 		}
 		switch *tx.To() {
-		case devchain.TokenAddress:
+		case devkit.TokenAddress:
 			data := tx.Data()
-			if len(data) != 68 || !bytes.Equal(data[:4], devchain.SelectorTransfer[:]) || tx.Value().Sign() != 0 {
+			if len(data) != 68 || !bytes.Equal(data[:4], devkit.SelectorTransfer[:]) || tx.Value().Sign() != 0 {
 				t.Fatalf("tx %d: token call %x value %s", i, data, tx.Value())
 			}
 			tokens[common.BytesToAddress(data[4:36])] = new(big.Int).SetBytes(data[36:68])
@@ -203,7 +204,7 @@ func TestFundingTxs(t *testing.T) {
 }
 
 func TestCheckFunded(t *testing.T) {
-	p := newFeeTightPlan(1, devchain.Dollar, wantMaxFee, 1)
+	p := newFeeTightPlan(1, devkit.Dollar, wantMaxFee, 1)
 	tokens, native := make(map[qc.Address]*big.Int), make(map[qc.Address]*big.Int)
 	for _, a := range p.accounts {
 		tokens[qc.Address(a.addr)] = new(big.Int).SetUint64(a.tokens)
@@ -226,7 +227,7 @@ func TestCheckFunded(t *testing.T) {
 // TestFeeTightVerdict: a planned QC must be seen, a planned refusal must be
 // the outcome.
 func TestFeeTightVerdict(t *testing.T) {
-	p := newFeeTightPlan(1, devchain.Dollar, wantMaxFee, 1)
+	p := newFeeTightPlan(1, devkit.Dollar, wantMaxFee, 1)
 	asPlanned := func() []safety.Payment {
 		var out []safety.Payment
 		for _, st := range p.steps {

@@ -23,7 +23,7 @@ import (
 	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/safety"
-	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // account is a funded dev-chain account the driver pays from. Only its
@@ -36,7 +36,7 @@ type account struct {
 	retired bool   // a payment of it ended without a QC: its nonce is unusable
 }
 
-func newAccount(a devchain.Account) *account {
+func newAccount(a devkit.Account) *account {
 	return &account{name: a.Name, key: a.Key, addr: a.Address}
 }
 
@@ -139,7 +139,7 @@ type driver struct {
 }
 
 func newDriver(cfg Config, log *slog.Logger, committee *qc.Committee, names, apis []string, topo *topology, rec *recorder) (*driver, error) {
-	d := &driver{cfg: cfg, log: log, committee: committee, chainID: committee.Domain().ChainID, token: devchain.TokenAddress,
+	d := &driver{cfg: cfg, log: log, committee: committee, chainID: committee.Domain().ChainID, token: devkit.TokenAddress,
 		topo: topo, rec: rec, names: names, byAPI: map[string]string{}, clients: map[string]*client.Client{},
 		single: map[string]*client.Client{}, stopLoad: make(chan struct{}), hardStop: time.Now().Add(cfg.Timeout)}
 	for i, name := range names {
@@ -414,7 +414,7 @@ func (d *driver) demo(ctx context.Context, accts []*account, tokens <-chan struc
 			return
 		}
 		from, to := accts[k%3], accts[(k+1)%3]
-		q := d.pay(ctx, fmt.Sprintf("chain:%s->%s#%d", from.name, to.name, k/3), from, to.addr, 10*devchain.Dollar, parent, rng.IntN(len(d.names)))
+		q := d.pay(ctx, fmt.Sprintf("chain:%s->%s#%d", from.name, to.name, k/3), from, to.addr, 10*devkit.Dollar, parent, rng.IntN(len(d.names)))
 		if q == nil {
 			d.log.Warn("demo chain stopped: a payment got no QC", "from", from.name)
 			return

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/deploy/testnet"
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/sidecar"
 )
 
 func names(n int) []string {
@@ -38,10 +38,10 @@ func TestTopologyQuorumSide(t *testing.T) {
 			t.up["v2"] = false
 			t.meshA["v1"], t.meshB["v1"] = false, false
 		}, map[string]bool{}},
-		{"equivocating entry", 4, func(t *topology) { t.byzMode["v4"] = node.ByzantineEquivocate },
+		{"equivocating entry", 4, func(t *topology) { t.byzMode["v4"] = sidecar.ByzantineEquivocate },
 			map[string]bool{"v1": true, "v2": true, "v3": true}},
 		{"invalid signatures do not count", 4, func(t *topology) {
-			t.byzMode["v4"] = node.ByzantineInvalidSignatures
+			t.byzMode["v4"] = sidecar.ByzantineInvalidSignatures
 			t.up["v1"] = false
 		}, map[string]bool{}},
 		{"tainted by invalid signatures, honest again", 4, func(t *topology) {

@@ -21,12 +21,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/deploy/testnet"
-	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/safety"
+	"github.com/allegro-mesh/allegro/sidecar"
 	"github.com/allegro-mesh/allegro/tempo"
-	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // Files written into the artifacts directory.
@@ -125,7 +126,7 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	tcfg.Validators, tcfg.LightClients, tcfg.Project, tcfg.Image = cfg.Validators, cfg.LightClients, project, cfg.Image
 	tcfg.APIPortBase, tcfg.ChainPort, tcfg.SubnetPrefix = apiBase, chainPort, prefix
 	tcfg.BlockPeriod, tcfg.LoadAccounts, tcfg.LogLevel = cfg.BlockPeriod, cfg.LoadAccounts(), cfg.LogLevel
-	tcfg.Byzantine = map[string]string{s.byz: node.ByzantineEquivocate}
+	tcfg.Byzantine = map[string]string{s.byz: sidecar.ByzantineEquivocate}
 	dir := filepath.Join(s.artifacts, testnetDir)
 	m, err := testnet.Generate(tcfg, dir)
 	if err != nil {
@@ -164,7 +165,7 @@ func (s *suite) run(ctx context.Context) (int, error) {
 func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	cfg, m := s.cfg, s.manifest
 	committeeFile := filepath.Join(s.artifacts, testnetDir, testnet.CommitteeFile)
-	cf, err := node.LoadCommitteeFile(committeeFile)
+	cf, err := committee.LoadFile(committeeFile)
 	if err != nil {
 		return 0, err
 	}
@@ -192,7 +193,7 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 
 	// Accounts: lanes own AccountsPerLane each, then the double-spend pool,
 	// then the funder of the fee-tight accounts.
-	load := devchain.LoadAccounts(cfg.LoadAccounts())
+	load := devkit.LoadAccounts(cfg.LoadAccounts())
 	var laneAccts [][]*account
 	var all []*account
 	for l := range cfg.Lanes {
@@ -212,7 +213,7 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	}
 	all = append(all, dsAccts...)
 	var demoAccts []*account
-	for _, a := range devchain.DemoAccounts() {
+	for _, a := range devkit.DemoAccounts() {
 		demoAccts = append(demoAccts, newAccount(a))
 	}
 	all = append(all, demoAccts...)
@@ -223,7 +224,7 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	var plan *feeTightPlan
 	feeAccts := make(map[string]*account)
 	if cfg.FeeTight > 0 {
-		plan = newFeeTightPlan(cfg.FeeTight, devchain.Dollar, payMaxFee(), seed)
+		plan = newFeeTightPlan(cfg.FeeTight, devkit.Dollar, payMaxFee(), seed)
 		funder := load[dsStart+cfg.DoubleSpendAccounts]
 		start := time.Now()
 		if err := plan.fund(ctx, m.Chain.RPC, new(big.Int).SetUint64(drv.chainID), funder.Key, apis, 2*time.Minute); err != nil {
@@ -241,7 +242,7 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	for _, a := range all {
 		tracked = append(tracked, qc.Address(a.addr))
 	}
-	initial, err := safety.Balances(ctx, m.Chain.RPC, qc.Address(devchain.TokenAddress), tracked)
+	initial, err := safety.Balances(ctx, m.Chain.RPC, qc.Address(devkit.TokenAddress), tracked)
 	if err != nil {
 		return 0, err
 	}
@@ -449,7 +450,7 @@ func (s *suite) collectAndCheck(ctx context.Context, committeeFile string, run *
 	}
 	s.say("collecting certificates, QCs, evidence and statuses from %d sidecars and %d light client(s)", len(sidecars), len(lcQCs))
 	h, err := safety.Collect(ctx, safety.CollectConfig{
-		Sidecars: sidecars, CommitteeFile: committeeFile, ChainRPC: m.Chain.RPC, Token: qc.Address(devchain.TokenAddress),
+		Sidecars: sidecars, CommitteeFile: committeeFile, ChainRPC: m.Chain.RPC, Token: qc.Address(devkit.TokenAddress),
 		LightClientQCs: lcQCs, InitialBalances: initial, TxHashes: txs,
 		InitialFeeBalances: map[qc.Address]map[qc.Address]*big.Int{safety.NativeToken: native},
 		Logger:             s.log,

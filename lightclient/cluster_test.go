@@ -22,6 +22,7 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // These tests run four real sidecars (nodetest) and a light client
@@ -56,7 +57,7 @@ func addressWhere(name string, ok func(common.Address) bool) common.Address {
 func startCluster(t *testing.T) (*nodetest.Cluster, *qc.Committee) {
 	t.Helper()
 	chain := tempo.NewMemChain()
-	chain.SetBalance(nodetest.Token, nodetest.Address(alice), big.NewInt(100_000_000))
+	chain.SetBalance(devkit.TokenAddress, nodetest.Address(alice), big.NewInt(100_000_000))
 	chain.SetHead(10)
 	cl := nodetest.New(t, 4, chainID, chain)
 	cl.StartAll()
@@ -191,7 +192,7 @@ func TestLightClientFollowsWatchedAddress(t *testing.T) {
 	// The QC may differ from the stream's (another sidecar may assemble it
 	// from another quorum of certificates); the transaction is the same.
 	if p.TxHash != q.TxHash || p.QCHash != p.QC.Hash || p.QC.TxHash != q.TxHash || p.From != nodetest.Address(alice) || p.To != bob ||
-		p.Amount != 10 || p.Asset != nodetest.Token || p.NonceSeq != 0 || p.ReceivedAt.IsZero() {
+		p.Amount != 10 || p.Asset != devkit.TokenAddress || p.NonceSeq != 0 || p.ReceivedAt.IsZero() {
 		t.Fatalf("payment %+v, tx %s", p, q.TxHash)
 	}
 	if err := committee.VerifyQC(p.QC); err != nil {
@@ -272,7 +273,7 @@ func signers(cl *nodetest.Cluster, committee *qc.Committee) []*qc.Signer {
 func bobEffects(nonce, amount uint64) qc.Effects {
 	return qc.Effects{
 		Sender: qc.Address(nodetest.Address(alice)), Recipient: qc.Address(bob), Amount: amount,
-		Asset: qc.Address(nodetest.Token), NonceSeq: nonce,
+		Asset: qc.Address(devkit.TokenAddress), NonceSeq: nonce,
 	}
 }
 

@@ -28,7 +28,7 @@ const (
 // Committee, Bootstrap and Watch.
 type Config struct {
 	// Committee is the validator set every reported QC must verify against
-	// (node.CommitteeFile.Committee). Required.
+	// (committee.File.Committee). Required.
 	Committee *qc.Committee
 
 	// QCShards is the network's number of QC topics (the committee file's
@@ -37,7 +37,7 @@ type Config struct {
 	QCShards int
 
 	// Bootstrap lists the sidecars to connect to, each with its peer ID and
-	// at least one address (node.CommitteeFile.Bootstrap gives the members
+	// at least one address (committee.File.Bootstrap gives the members
 	// listed in a committee file). Required: a light client only dials out.
 	Bootstrap []peer.AddrInfo
 

@@ -8,7 +8,7 @@
 // validators-only tx and bulletin topics, and reports a payment only when
 // its QC verifies against the committee and pays a watched address:
 //
-//	f, _ := node.LoadCommitteeFile("committee.toml")
+//	f, _ := committee.LoadFile("committee.toml")
 //	committee, _ := f.Committee()
 //	boot, _ := f.Bootstrap()
 //	cfg := lightclient.DefaultConfig()

@@ -12,8 +12,10 @@ import (
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/sidecar"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/validator"
@@ -21,16 +23,16 @@ import (
 
 // backend adapts a sidecar to the client API.
 type backend struct {
-	s         *Sidecar
+	s         *sidecar.Sidecar
 	chain     tempo.ChainReader
 	registry  *prometheus.Registry
-	committee *CommitteeFile
+	committee *committee.File
 	store     *storeState
 }
 
 var _ apiserver.Backend = (*backend)(nil)
 
-func newBackend(s *Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *CommitteeFile, st *storeState) apiserver.Backend {
+func newBackend(s *sidecar.Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *committee.File, st *storeState) apiserver.Backend {
 	return &backend{s: s, chain: ch, registry: reg, committee: f, store: st}
 }
 

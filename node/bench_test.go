@@ -21,7 +21,9 @@ import (
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/sidecar"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // benchSenders is the number of funded accounts of BenchmarkMesh; each
@@ -55,14 +57,14 @@ func BenchmarkMesh(b *testing.B) {
 	balance := new(big.Int).Exp(big.NewInt(10), big.NewInt(30), nil)
 	for i := range keys {
 		keys[i] = nodetest.Key(fmt.Sprintf("bench-sender-%d", i))
-		chain.SetBalance(nodetest.Token, nodetest.Address(keys[i]), balance)
+		chain.SetBalance(devkit.TokenAddress, nodetest.Address(keys[i]), balance)
 	}
 	chain.SetHead(10)
 	recipient := nodetest.Address(nodetest.Key("bench-recipient"))
 
 	cl := nodetest.New(b, 4, chainID, chain, nodetest.WithConfig(func(_ int, cfg *node.Config) {
 		// Production pruning cadence (nodetest prunes every 200 ms).
-		cfg.Sidecar.PruneInterval = node.DefaultSidecarConfig().PruneInterval
+		cfg.Sidecar.PruneInterval = sidecar.DefaultConfig().PruneInterval
 		cfg.P2P.Relay = os.Getenv("RELAY") != ""
 	}))
 	cl.StartAll()

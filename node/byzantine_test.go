@@ -13,10 +13,12 @@ import (
 
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/sidecar"
 )
 
 // byzantineCluster starts four validators, validator byz in mode.
@@ -109,7 +111,7 @@ func checkQCSafety(t *testing.T, cl *nodetest.Cluster, committee *qc.Committee, 
 // zero.
 func TestByzantineInvalidSignatures(t *testing.T) {
 	const byz = 3
-	cl, committee := byzantineCluster(t, byz, node.ByzantineInvalidSignatures)
+	cl, committee := byzantineCluster(t, byz, sidecar.ByzantineInvalidSignatures)
 	byzID := validatorID(cl.Keys[byz])
 	byzPeer, err := p2p.PeerIDFromValidatorID(byzID)
 	if err != nil {
@@ -200,7 +202,7 @@ func conflictingTxHash(t *testing.T, p nodetest.Pay) qc.Hash {
 // never counted twice; no key gets two certified transactions.
 func TestByzantineEquivocation(t *testing.T) {
 	const byz = 2
-	cl, committee := byzantineCluster(t, byz, node.ByzantineEquivocate)
+	cl, committee := byzantineCluster(t, byz, sidecar.ByzantineEquivocate)
 	byzID := validatorID(cl.Keys[byz])
 
 	const payments = 4
@@ -332,7 +334,7 @@ func TestByzantineModeRefused(t *testing.T) {
 	production := *cl.Committee
 	production.TestNetwork = false
 
-	build := func(f *node.CommitteeFile, mode string) error {
+	build := func(f *committee.File, mode string) error {
 		cfg := node.DefaultConfig()
 		cfg.DataDir = t.TempDir()
 		cfg.P2P = p2p.LocalConfig()
@@ -356,7 +358,7 @@ func TestByzantineModeRefused(t *testing.T) {
 		return nil
 	}
 
-	for _, mode := range []string{node.ByzantineEquivocate, node.ByzantineInvalidSignatures} {
+	for _, mode := range []string{sidecar.ByzantineEquivocate, sidecar.ByzantineInvalidSignatures} {
 		err := build(&production, mode)
 		want := fmt.Sprintf(`[byzantine] mode %q is only allowed on a test network (committee file test_network = true)`, mode)
 		if err == nil || err.Error() != want {
@@ -369,7 +371,7 @@ func TestByzantineModeRefused(t *testing.T) {
 	if err := build(&production, ""); err != nil {
 		t.Fatalf("honest node on a production committee: %v", err)
 	}
-	if err := build(cl.Committee, node.ByzantineEquivocate); err != nil {
+	if err := build(cl.Committee, sidecar.ByzantineEquivocate); err != nil {
 		t.Fatalf("Byzantine node on a test network: %v", err)
 	}
 }

@@ -11,11 +11,13 @@ import (
 	"time"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 	"github.com/allegro-mesh/allegro/validator"
 )
 
@@ -34,12 +36,12 @@ func TestChainRestart(t *testing.T) {
 	defer cancel()
 	cl := devCluster(t, client, func(cfg *node.Config) { cfg.Sidecar.RetryUnavailable = 200 * time.Millisecond })
 
-	senders := devchain.LoadAccounts(8)
-	recipient := devchain.DemoAccounts()[2].Address
+	senders := devkit.LoadAccounts(8)
+	recipient := devkit.DemoAccounts()[2].Address
 	var certified []qc.Hash
 	lastReject := map[int]string{}
 	pay := func(i int, nonce uint64) (qc.Hash, bool) {
-		req := nodetest.Pay{Key: senders[i].Key, ChainID: devchain.DefaultChainID, Nonce: nonce, Recipient: recipient, Amount: devchain.Dollar}.Request(t)
+		req := nodetest.Pay{Key: senders[i].Key, ChainID: devchain.DefaultChainID, Nonce: nonce, Recipient: recipient, Amount: devkit.Dollar}.Request(t)
 		h, _ := p2p.TxHash(req)
 		resp, err := cl.Client(i%4).SubmitFastPay(ctx, req)
 		if err != nil {
@@ -157,8 +159,8 @@ func TestChainResetRefused(t *testing.T) {
 	t.Cleanup(func() { dc.Stop(context.Background()) })
 
 	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-	committee := &node.CommitteeFile{ChainID: devchain.DefaultChainID, Epoch: 1, QCShards: 16, TestNetwork: true,
-		Members: []node.CommitteeMember{{Name: "v0", PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey))}}}
+	committee := &committee.File{ChainID: devchain.DefaultChainID, Epoch: 1, QCShards: 16, TestNetwork: true,
+		Members: []committee.Member{{Name: "v0", PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey))}}}
 	cfg := node.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.P2P = p2p.LocalConfig()
@@ -176,9 +178,9 @@ func TestChainResetRefused(t *testing.T) {
 	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	alice, bob := devchain.DemoAccounts()[0], devchain.DemoAccounts()[1]
+	alice, bob := devkit.DemoAccounts()[0], devkit.DemoAccounts()[1]
 	pay := func(n *node.Node) error {
-		req := nodetest.Pay{Key: alice.Key, ChainID: devchain.DefaultChainID, Recipient: bob.Address, Amount: devchain.Dollar}.Request(t)
+		req := nodetest.Pay{Key: alice.Key, ChainID: devchain.DefaultChainID, Recipient: bob.Address, Amount: devkit.Dollar}.Request(t)
 		_, err := n.Sidecar.Submit(ctx, req)
 		return err
 	}

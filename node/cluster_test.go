@@ -16,6 +16,7 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 const chainID = 1337
@@ -29,7 +30,7 @@ var (
 func fundedChain() *tempo.MemChain {
 	c := tempo.NewMemChain()
 	for _, k := range []common.Address{nodetest.Address(alice), nodetest.Address(bob), nodetest.Address(carol)} {
-		c.SetBalance(nodetest.Token, k, big.NewInt(100_000_000))
+		c.SetBalance(devkit.TokenAddress, k, big.NewInt(100_000_000))
 	}
 	c.SetHead(10)
 	return c

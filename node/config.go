@@ -10,6 +10,7 @@ import (
 	"github.com/allegro-mesh/allegro/dashboard"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/settlement"
+	"github.com/allegro-mesh/allegro/sidecar"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/validator"
 )
@@ -45,16 +46,16 @@ type Config struct {
 	API       apiserver.Config `toml:"api"`
 	Validator validator.Config `toml:"validator"`
 	Bulletin  bulletin.Config  `toml:"bulletin"`
-	Sidecar   SidecarConfig    `toml:"sidecar"`
+	Sidecar   sidecar.Config   `toml:"sidecar"`
 	// Settlement sends certified transactions to the chain (used when the
 	// chain is a JSON-RPC node; in-memory test chains have no settlement).
 	Settlement settlement.Config `toml:"settlement"`
 	// Byzantine makes this validator misbehave on purpose, to test that the
 	// rest of a network copes. Refused unless the committee file says
 	// test_network = true. Leave it empty in production.
-	Byzantine ByzantineConfig `toml:"byzantine"`
+	Byzantine sidecar.ByzantineConfig `toml:"byzantine"`
 	// Dashboard is the web page served at / on the API address (on by
-	// default) and its dev wallet (off; test networks only).
+	// default).
 	Dashboard dashboard.Config `toml:"dashboard"`
 }
 
@@ -69,7 +70,7 @@ func DefaultConfig() Config {
 		API:         apiserver.DefaultConfig(),
 		Validator:   validator.DefaultConfig(),
 		Bulletin:    bulletin.DefaultConfig(),
-		Sidecar:     DefaultSidecarConfig(),
+		Sidecar:     sidecar.DefaultConfig(),
 		Settlement:  settlement.DefaultConfig(),
 		Dashboard:   dashboard.DefaultConfig(),
 	}

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,14 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
 )
 
-// TestDashboardWiring: the page and GET /api/v1/mesh are served by default;
-// the dev wallet is off by default, refused outside a test network, and
-// served when enabled on one; the page can be switched off.
+// TestDashboardWiring: the page and GET /api/v1/mesh are served by default
+// and the page can be switched off; routes come only from API extensions
+// (devnet's dev wallet), and an extension's refusal fails New.
 func TestDashboardWiring(t *testing.T) {
 	cl := nodetest.New(t, 4, chainID, fundedChain())
 	production := *cl.Committee
@@ -24,14 +26,18 @@ func TestDashboardWiring(t *testing.T) {
 
 	// start builds and starts validator 0 alone and returns GET's status
 	// for each path; the error is node.New's.
-	start := func(f *node.CommitteeFile, edit func(*node.Config), paths ...string) ([]int, error) {
+	start := func(f *committee.File, edit func(*node.Config), exts []node.APIExtension, paths ...string) ([]int, error) {
 		cfg := node.DefaultConfig()
 		cfg.DataDir = t.TempDir()
 		cfg.P2P = p2p.LocalConfig()
 		cfg.API.ListenAddr = "127.0.0.1:0"
 		edit(&cfg)
-		n, err := node.New(cfg, node.WithIdentity(f.Members[0].Name, cl.Keys[0]), node.WithCommittee(f), node.WithChain(cl.Chain),
-			node.WithLogger(slog.New(slog.DiscardHandler)))
+		opts := []node.Option{node.WithIdentity(f.Members[0].Name, cl.Keys[0]), node.WithCommittee(f), node.WithChain(cl.Chain),
+			node.WithLogger(slog.New(slog.DiscardHandler))}
+		for _, ext := range exts {
+			opts = append(opts, node.WithAPIExtension(ext))
+		}
+		n, err := node.New(cfg, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -64,26 +70,32 @@ func TestDashboardWiring(t *testing.T) {
 		}
 		return codes, nil
 	}
-	paths := []string{"/", "/dashboard/style.css", "/api/v1/mesh", "/api/v1/dev/accounts", "/no-such-page"}
-
-	_, err := start(&production, func(c *node.Config) { c.Dashboard.DevWallet = true })
-	want := "config [dashboard]: dev_wallet is only allowed on a test network (committee file test_network = true)"
-	if err == nil || err.Error() != want {
-		t.Fatalf("dev wallet on a production committee: got error %v, want %q", err, want)
+	paths := []string{"/", "/dashboard/style.css", "/api/v1/mesh", "/api/v1/extra", "/no-such-page"}
+	extra := func(x node.ExtensionContext) error {
+		if x.Committee == nil || x.Board == nil || x.Chain == nil || x.APIAddr == nil {
+			t.Error("extension context incomplete")
+		}
+		x.Handle("GET /api/v1/extra", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+		return nil
+	}
+	refuse := func(node.ExtensionContext) error { return errors.New("not on this network") }
+	if _, err := start(&production, func(*node.Config) {}, []node.APIExtension{refuse}); err == nil || err.Error() != "not on this network" {
+		t.Fatalf("refusing extension: got error %v", err)
 	}
 
 	for _, tc := range []struct {
 		name string
-		f    *node.CommitteeFile
+		f    *committee.File
 		edit func(*node.Config)
+		exts []node.APIExtension
 		want []int
 	}{
-		{"defaults on production", &production, func(*node.Config) {}, []int{200, 200, 200, 404, 404}},
-		{"dev wallet on a test network", cl.Committee, func(c *node.Config) { c.Dashboard.DevWallet = true }, []int{200, 200, 200, 200, 404}},
-		{"page off", &production, func(c *node.Config) { c.Dashboard.Enabled = false }, []int{404, 404, 200, 404, 404}},
+		{"defaults on production", &production, func(*node.Config) {}, nil, []int{200, 200, 200, 404, 404}},
+		{"with an extension", cl.Committee, func(*node.Config) {}, []node.APIExtension{extra}, []int{200, 200, 200, 200, 404}},
+		{"page off", &production, func(c *node.Config) { c.Dashboard.Enabled = false }, nil, []int{404, 404, 200, 404, 404}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			codes, err := start(tc.f, tc.edit, paths...)
+			codes, err := start(tc.f, tc.edit, tc.exts, paths...)
 			if err != nil {
 				t.Fatal(err)
 			}

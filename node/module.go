@@ -1,3 +1,8 @@
+// Package node composes a sidecar from the domain packages — the validator,
+// the bulletin board, the mesh, the chain client, settlement, the sidecar
+// logic and the client API — with go.uber.org/fx, the only place that does.
+// It checks the configuration and reads the files it names before the graph
+// is built, so a bad setting is reported in one line that names it.
 package node
 
 import (
@@ -15,9 +20,11 @@ import (
 
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/settlement"
+	"github.com/allegro-mesh/allegro/sidecar"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/validator"
@@ -32,7 +39,7 @@ type Identity struct {
 // Node is a running (or startable) sidecar application.
 type Node struct {
 	app     *fx.App
-	Sidecar *Sidecar
+	Sidecar *sidecar.Sidecar
 	API     *apiserver.Server
 	Config  Config
 }
@@ -42,10 +49,11 @@ type Node struct {
 type Option func(*options)
 
 type options struct {
-	identity  *Identity
-	committee *CommitteeFile
-	chain     tempo.ChainReader
-	logger    *slog.Logger
+	identity   *Identity
+	committee  *committee.File
+	chain      tempo.ChainReader
+	logger     *slog.Logger
+	extensions []APIExtension
 }
 
 // WithIdentity uses key instead of reading the key file.
@@ -54,7 +62,7 @@ func WithIdentity(name string, key ed25519.PrivateKey) Option {
 }
 
 // WithCommittee uses f instead of reading the committee file.
-func WithCommittee(f *CommitteeFile) Option { return func(o *options) { o.committee = f } }
+func WithCommittee(f *committee.File) Option { return func(o *options) { o.committee = f } }
 
 // WithChain uses r as chain state instead of dialling cfg.Chain.URL.
 func WithChain(r tempo.ChainReader) Option { return func(o *options) { o.chain = r } }
@@ -62,7 +70,16 @@ func WithChain(r tempo.ChainReader) Option { return func(o *options) { o.chain =
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// New builds a sidecar from cfg. Nothing runs until Start.
+// WithAPIExtension mounts more routes on the sidecar's API server (devnet
+// adds its dev wallet this way; production sidecars have none).
+func WithAPIExtension(ext APIExtension) Option {
+	return func(o *options) { o.extensions = append(o.extensions, ext) }
+}
+
+// New builds a sidecar from cfg. Nothing runs until Start. The
+// configuration, the committee, the key and the Byzantine mode are checked
+// before any component is built, so such an error is one line naming its
+// setting.
 func New(cfg Config, opts ...Option) (*Node, error) {
 	var o options
 	for _, opt := range opts {
@@ -71,37 +88,43 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	f, err := loadCommittee(cfg, o.committee)
+	if err != nil {
+		return nil, err
+	}
+	id, err := loadIdentity(cfg, o.identity)
+	if err != nil {
+		return nil, err
+	}
+	if mode := cfg.Byzantine.Mode; mode != sidecar.ByzantineHonest && !f.TestNetwork {
+		return nil, fmt.Errorf("[byzantine] mode %q is only allowed on a test network (committee file test_network = true)", mode)
+	}
 	n := &Node{Config: cfg}
 	app := fx.New(
 		fx.NopLogger,
-		fx.Supply(o.logger),
+		fx.Supply(o.logger, cfg, f, id, o.extensions),
 		fx.Provide(
-			func() (Config, error) { return cfg, plain(cfg.Validate()) },
 			newRegistry,
 			func(r *prometheus.Registry) prometheus.Registerer { return r },
-			func() (*Identity, error) { return loadIdentity(cfg, o.identity) },
-			func() (*CommitteeFile, error) { return loadCommittee(cfg, o.committee) },
-			func(f *CommitteeFile) (*qc.Committee, error) { return f.Committee() },
+			func(f *committee.File) (*qc.Committee, error) { return f.Committee() },
 			newSigner,
 			newStore,
-			func(lc fx.Lifecycle, f *CommitteeFile, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
+			func(lc fx.Lifecycle, f *committee.File, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
 				return newChain(lc, cfg, f, o.chain, store, reg, log)
 			},
 			newValidator,
-			newBoard,
 			newMesh,
+			newBoard,
 			newSettler,
-			newByzantine,
 			newSidecar,
 			newBackend,
 			newAPI,
-			newDashboardGate,
 		),
-		// A refused [dashboard] fails before any store is opened or port bound.
-		fx.Invoke(func(*dashboardGate) {}),
 		fx.Populate(&n.Sidecar, &n.API),
-		fx.Invoke(func(*apiserver.Server) {}),
-		fx.Invoke(mountDashboard),
+		fx.Invoke(mountRoutes),
 	)
 	if err := app.Err(); err != nil {
 		var pe plainError
@@ -153,21 +176,24 @@ func loadIdentity(cfg Config, injected *Identity) (*Identity, error) {
 	if injected != nil {
 		return injected, nil
 	}
-	name, key, err := LoadKeyFile(cfg.KeyPath())
+	name, key, err := committee.LoadKeyFile(cfg.KeyPath())
 	if err != nil {
 		return nil, fmt.Errorf("%w (create one with: allegro keygen --out %s)", err, cfg.KeyPath())
 	}
 	return &Identity{Name: name, Key: key}, nil
 }
 
-func loadCommittee(cfg Config, injected *CommitteeFile) (*CommitteeFile, error) {
+func loadCommittee(cfg Config, injected *committee.File) (*committee.File, error) {
 	if injected != nil {
-		return injected, injected.Validate()
+		if err := injected.Validate(); err != nil {
+			return nil, fmt.Errorf("committee: %w", err)
+		}
+		return injected, nil
 	}
 	if cfg.CommitteeFile == "" {
-		return nil, fmt.Errorf("config: committee_file must be set")
+		return nil, fmt.Errorf("committee_file must be set")
 	}
-	return LoadCommitteeFile(cfg.CommitteeFile)
+	return committee.LoadFile(cfg.CommitteeFile)
 }
 
 func newSigner(id *Identity, c *qc.Committee) (*qc.Signer, error) {
@@ -199,7 +225,7 @@ func newStore(lc fx.Lifecycle, cfg Config, log *slog.Logger) (*validator.Store, 
 // start, and the sidecar refuses any other chain from then on (a
 // development chain restarted from scratch would otherwise meet nonce
 // cursors and debits of a chain that no longer exists).
-func newChain(lc fx.Lifecycle, cfg Config, f *CommitteeFile, injected tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
+func newChain(lc fx.Lifecycle, cfg Config, f *committee.File, injected tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
 	if injected != nil {
 		return injected, nil
 	}
@@ -247,7 +273,7 @@ func newChain(lc fx.Lifecycle, cfg Config, f *CommitteeFile, injected tempo.Chai
 	return c, nil
 }
 
-func newValidator(cfg Config, f *CommitteeFile, signer *qc.Signer, c *qc.Committee, ch tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (*validator.Validator, error) {
+func newValidator(cfg Config, f *committee.File, signer *qc.Signer, c *qc.Committee, ch tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (*validator.Validator, error) {
 	vcfg := cfg.Validator
 	fees, err := f.Fees()
 	if err != nil {
@@ -259,8 +285,8 @@ func newValidator(cfg Config, f *CommitteeFile, signer *qc.Signer, c *qc.Committ
 	return validator.New(vcfg, signer, c, ch, store, validator.NewMetrics(reg), log.With("component", "validator"))
 }
 
-func newBoard(lc fx.Lifecycle, cfg Config, c *qc.Committee, signer *qc.Signer, reg prometheus.Registerer, log *slog.Logger) (*bulletin.Board, error) {
-	b, err := bulletin.New(cfg.Bulletin, c, signer.ID(), reg, log.With("component", "bulletin"))
+func newBoard(lc fx.Lifecycle, cfg Config, c *qc.Committee, signer *qc.Signer, m *p2p.Mesh, reg prometheus.Registerer, log *slog.Logger) (*bulletin.Board, error) {
+	b, err := bulletin.New(cfg.Bulletin, c, signer.ID(), m, reg, log.With("component", "bulletin"))
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +294,7 @@ func newBoard(lc fx.Lifecycle, cfg Config, c *qc.Committee, signer *qc.Signer, r
 	return b, nil
 }
 
-func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *CommitteeFile, c *qc.Committee, reg prometheus.Registerer, log *slog.Logger) (*p2p.Mesh, error) {
+func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc.Committee, reg prometheus.Registerer, log *slog.Logger) (*p2p.Mesh, error) {
 	key, err := crypto.UnmarshalEd25519PrivateKey(id.Key)
 	if err != nil {
 		return nil, fmt.Errorf("libp2p key: %w", err)
@@ -312,15 +338,14 @@ func newSettler(lc fx.Lifecycle, cfg Config, ch tempo.ChainReader, b *bulletin.B
 	return s, nil
 }
 
-// newSidecar takes byz right after cfg: parameters are built in order, so a
-// refused Byzantine mode fails before any store is opened or port bound.
-func newSidecar(lc fx.Lifecycle, cfg Config, byz *byzantine, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, reg prometheus.Registerer, log *slog.Logger) (*Sidecar, error) {
-	s, err := NewSidecar(cfg.Sidecar, v, b, m, ch, reg, log.With("component", "sidecar"))
+func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, reg prometheus.Registerer, log *slog.Logger) (*sidecar.Sidecar, error) {
+	s, err := sidecar.New(cfg.Sidecar, sidecar.Deps{
+		Validator: v, Board: b, Mesh: m, Chain: ch, Settler: st, Byzantine: cfg.Byzantine.Mode,
+		Registerer: reg, Logger: log.With("component", "sidecar"),
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.SetSettler(st)
-	s.byz = byz
 	lc.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
 	return s, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 	"github.com/allegro-mesh/allegro/validator"
 )
 
@@ -64,7 +65,7 @@ func tokenBalance(t *testing.T, c *chain.Client, who common.Address) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := view.BalanceOf(context.Background(), devchain.TokenAddress, who)
+	b, err := view.BalanceOf(context.Background(), devkit.TokenAddress, who)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,13 +86,13 @@ func waitStage(t *testing.T, cl *nodetest.Cluster, txHash qc.Hash, stage fastpay
 func TestSettlementOnDevChain(t *testing.T) {
 	_, client := startDevChain(t, devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: -1})
 	cl := devCluster(t, client, nil)
-	demo := devchain.DemoAccounts()
+	demo := devkit.DemoAccounts()
 	alice, bob, carol := demo[0], demo[1], demo[2]
 	committee, _ := cl.Committee.Committee()
 
 	// The parent's QC is made off the mesh from the validators' own keys,
 	// so it reaches them only inside the child's request.
-	parentReq := nodetest.Pay{Key: alice.Key, ChainID: devchain.DefaultChainID, Recipient: bob.Address, Amount: 10 * devchain.Dollar}.Request(t)
+	parentReq := nodetest.Pay{Key: alice.Key, ChainID: devchain.DefaultChainID, Recipient: bob.Address, Amount: 10 * devkit.Dollar}.Request(t)
 	p, err := validator.Decode(parentReq, committee.Domain(), 8)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +105,7 @@ func TestSettlementOnDevChain(t *testing.T) {
 	}
 	parentQC, _ := asm.Build()
 
-	childReq := nodetest.Pay{Key: bob.Key, ChainID: devchain.DefaultChainID, Recipient: carol.Address, Amount: 10 * devchain.Dollar, Parent: parentQC}.Request(t)
+	childReq := nodetest.Pay{Key: bob.Key, ChainID: devchain.DefaultChainID, Recipient: carol.Address, Amount: 10 * devkit.Dollar, Parent: parentQC}.Request(t)
 	childQC, _ := streamToQC(t, cl.Client(1), childReq)
 	if _, onBoard := cl.Nodes[0].Sidecar.Board().QC(parentQC.TxHash); onBoard {
 		t.Fatal("the parent's QC reached a board before the child's formed")
@@ -131,7 +132,7 @@ func TestSettlementOnDevChain(t *testing.T) {
 	if cst.BlockHeight < pst.BlockHeight {
 		t.Fatalf("child included at %d before parent at %d", cst.BlockHeight, pst.BlockHeight)
 	}
-	if a, b, c := tokenBalance(t, client, alice.Address), tokenBalance(t, client, bob.Address), tokenBalance(t, client, carol.Address); a != 5*devchain.Dollar || b != 5*devchain.Dollar || c != 15*devchain.Dollar {
+	if a, b, c := tokenBalance(t, client, alice.Address), tokenBalance(t, client, bob.Address), tokenBalance(t, client, carol.Address); a != 5*devkit.Dollar || b != 5*devkit.Dollar || c != 15*devkit.Dollar {
 		t.Fatalf("balances alice %d bob %d carol %d, want 5/5/15 dollars", a, b, c)
 	}
 	// Overlay entries disappear once the chain shows the payments.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/apiserver"
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/qc"
 )
 
@@ -42,7 +42,7 @@ func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	cf, err := node.LoadCommitteeFile(cfg.CommitteeFile)
+	cf, err := committee.LoadFile(cfg.CommitteeFile)
 	if err != nil {
 		return nil, fmt.Errorf("safety: collect: %w", err)
 	}
@@ -213,7 +213,7 @@ func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
 // a sidecar marked not honest is that member: matched by the id its API
 // reported, or else by name. Members without a listed sidecar count as
 // honest, so their double-signs are violations.
-func committeeInfo(cf *node.CommitteeFile, committee *qc.Committee, sidecars []Sidecar, boards []*boardResult) CommitteeInfo {
+func committeeInfo(cf *committee.File, committee *qc.Committee, sidecars []Sidecar, boards []*boardResult) CommitteeInfo {
 	info := CommitteeInfo{ChainID: cf.ChainID, Epoch: cf.Epoch, SettlementMargin: cf.Margin()}
 	dishonest := make(map[qc.ValidatorID]bool)
 	byName := make(map[string]qc.ValidatorID)

@@ -14,21 +14,14 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/apiserver"
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/safety"
-	"github.com/allegro-mesh/allegro/tempo/devchain"
 )
-
-func TestDefaultTokenIsTheDevChains(t *testing.T) {
-	if safety.DefaultToken != qc.Address(devchain.TokenAddress) {
-		t.Fatalf("DefaultToken %s, dev chain token %s", safety.DefaultToken, devchain.TokenAddress)
-	}
-}
 
 func writeCommittee(t *testing.T) string {
 	t.Helper()
-	f := &node.CommitteeFile{ChainID: 1337, Epoch: 1, QCShards: 16, Members: []node.CommitteeMember{
+	f := &committee.File{ChainID: 1337, Epoch: 1, QCShards: 16, Members: []committee.Member{
 		{Name: "v0", PublicKey: strings.Repeat("11", 32)},
 	}}
 	path := filepath.Join(t.TempDir(), "committee.toml")

@@ -21,9 +21,11 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/safety"
+	"github.com/allegro-mesh/allegro/sidecar"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // submitted is one payment sent through a sidecar's stream.
@@ -152,7 +154,7 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 	cl := nodetest.New(t, 4, devchain.DefaultChainID, client, nodetest.WithConfig(func(i int, cfg *node.Config) {
 		cfg.Settlement.ResendInterval = time.Second
 		if i == byz {
-			cfg.Byzantine.Mode = node.ByzantineEquivocate
+			cfg.Byzantine.Mode = sidecar.ByzantineEquivocate
 		}
 	}))
 	cl.StartAll()
@@ -162,42 +164,42 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	demo := devchain.DemoAccounts()
+	demo := devkit.DemoAccounts()
 	alice, bob, carol := demo[0], demo[1], demo[2]
 	accounts := []qc.Address{qc.Address(alice.Address), qc.Address(bob.Address), qc.Address(carol.Address)}
-	initial, err := safety.Balances(ctx, dc.HTTPEndpoint(), safety.DefaultToken, accounts)
+	initial, err := safety.Balances(ctx, dc.HTTPEndpoint(), qc.Address(devkit.TokenAddress), accounts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if initial[accounts[0]].Cmp(new(big.Int).SetUint64(devchain.AliceTokens)) != 0 {
-		t.Fatalf("alice's initial balance %s, want %d", initial[accounts[0]], devchain.AliceTokens)
+	if initial[accounts[0]].Cmp(new(big.Int).SetUint64(devkit.AliceTokens)) != 0 {
+		t.Fatalf("alice's initial balance %s, want %d", initial[accounts[0]], devkit.AliceTokens)
 	}
 	native, err := safety.Balances(ctx, dc.HTTPEndpoint(), safety.NativeToken, accounts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if native[accounts[1]].Cmp(devchain.GenesisEther) != 0 {
-		t.Fatalf("bob's native balance %s, want %s", native[accounts[1]], devchain.GenesisEther)
+	if native[accounts[1]].Cmp(devkit.GenesisEther) != 0 {
+		t.Fatalf("bob's native balance %s, want %s", native[accounts[1]], devkit.GenesisEther)
 	}
 
 	chainID := uint64(devchain.DefaultChainID)
 	var run safety.Run
 	start := time.Now()
-	p1 := pay(t, cl, 0, "alice->bob", nodetest.Pay{Key: alice.Key, ChainID: chainID, Recipient: bob.Address, Amount: 7 * devchain.Dollar}.Request(t), false)
+	p1 := pay(t, cl, 0, "alice->bob", nodetest.Pay{Key: alice.Key, ChainID: chainID, Recipient: bob.Address, Amount: 7 * devkit.Dollar}.Request(t), false)
 	if p1.qc == nil {
 		t.Fatalf("first payment got no QC: %+v", p1.p)
 	}
-	p2 := pay(t, cl, 1, "chain:bob->carol", nodetest.Pay{Key: bob.Key, ChainID: chainID, Recipient: carol.Address, Amount: 9 * devchain.Dollar, Parent: p1.qc}.Request(t), false)
+	p2 := pay(t, cl, 1, "chain:bob->carol", nodetest.Pay{Key: bob.Key, ChainID: chainID, Recipient: carol.Address, Amount: 9 * devkit.Dollar, Parent: p1.qc}.Request(t), false)
 	// carol double-spends nonce 0 through two sidecars.
-	dsA := pay(t, cl, 2, "ds:carol->alice", nodetest.Pay{Key: carol.Key, ChainID: chainID, Recipient: alice.Address, Amount: devchain.Dollar}.Request(t), true)
-	dsB := pay(t, cl, 0, "ds:carol->bob", nodetest.Pay{Key: carol.Key, ChainID: chainID, Recipient: bob.Address, Amount: devchain.Dollar}.Request(t), true)
+	dsA := pay(t, cl, 2, "ds:carol->alice", nodetest.Pay{Key: carol.Key, ChainID: chainID, Recipient: alice.Address, Amount: devkit.Dollar}.Request(t), true)
+	dsB := pay(t, cl, 0, "ds:carol->bob", nodetest.Pay{Key: carol.Key, ChainID: chainID, Recipient: bob.Address, Amount: devkit.Dollar}.Request(t), true)
 	all := []submitted{p1, p2, dsA, dsB}
 	var certified []qc.Hash
 	var lightQCs [][]byte
 	for _, s := range all {
 		// The cluster's committee has Tempo's fee rule: the fee is paid in
 		// the transferred token (the dev chain has no fee manager).
-		s.p.Fee = &safety.PaymentFee{Payer: s.p.Sender, Token: safety.DefaultToken, Max: big.NewInt(nodetest.MaxFee)}
+		s.p.Fee = &safety.PaymentFee{Payer: s.p.Sender, Token: qc.Address(devkit.TokenAddress), Max: big.NewInt(nodetest.MaxFee)}
 		run.Payments = append(run.Payments, s.p)
 		if s.qc != nil {
 			certified = append(certified, s.qc.TxHash)
@@ -324,15 +326,15 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 // Check attributes them to it without a violation.
 func TestCollectInvalidSignatures(t *testing.T) {
 	memChain := tempo.NewMemChain()
-	demo := devchain.DemoAccounts()
+	demo := devkit.DemoAccounts()
 	for _, a := range demo {
-		memChain.SetBalance(common.Address(safety.DefaultToken), a.Address, big.NewInt(100_000_000))
+		memChain.SetBalance(common.Address(qc.Address(devkit.TokenAddress)), a.Address, big.NewInt(100_000_000))
 	}
 	memChain.SetHead(10)
 	const byz = 0
 	cl := nodetest.New(t, 4, 1337, memChain, nodetest.WithConfig(func(i int, cfg *node.Config) {
 		if i == byz {
-			cfg.Byzantine.Mode = node.ByzantineInvalidSignatures
+			cfg.Byzantine.Mode = sidecar.ByzantineInvalidSignatures
 		}
 	}))
 	cl.StartAll()

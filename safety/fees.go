@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/qc"
-	"github.com/allegro-mesh/allegro/validator"
+	"github.com/allegro-mesh/allegro/tempo"
 )
 
 // SPEC §4, settlement guarantees: a QC is a promise that its payment will
@@ -85,7 +85,7 @@ func (c *checker) margin() time.Duration {
 	if m := c.h.Committee.SettlementMargin; m > 0 {
 		return m
 	}
-	return validator.DefaultSettlementMargin
+	return tempo.DefaultSettlementMargin
 }
 
 // runFees returns, per transaction, the fee terms the run records (the

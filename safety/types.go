@@ -10,6 +10,7 @@ import (
 
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // Payment is one payment the load driver attempted (filled by the e2e
@@ -121,9 +122,8 @@ type Sidecar struct {
 	Honest bool   // false for a deliberately Byzantine validator
 }
 
-// DefaultToken is the dev chain's TIP-20 token
-// (0x20c0000000000000000000000000000000000001, devchain.TokenAddress).
-var DefaultToken = qc.Address{0x20, 0xc0, 19: 0x01}
+// DefaultToken is the dev chain's TIP-20 token.
+var DefaultToken = qc.Address(devkit.TokenAddress)
 
 // Defaults of CollectConfig.
 const (
@@ -140,7 +140,7 @@ const (
 type CollectConfig struct {
 	// Sidecars are the validators' APIs. At least one is required.
 	Sidecars []Sidecar
-	// CommitteeFile is the network's committee file (node.LoadCommitteeFile
+	// CommitteeFile is the network's committee file (committee.LoadFile
 	// format). Required.
 	CommitteeFile string
 	// ChainRPC is the chain's JSON-RPC URL. When set, Collect reads the

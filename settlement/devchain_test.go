@@ -18,6 +18,7 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 	"github.com/allegro-mesh/allegro/validator"
 )
 
@@ -74,9 +75,9 @@ type devEnv struct {
 	logs      *lockedBuffer
 	committee *qc.Committee
 	signers   []*qc.Signer
-	alice     devchain.Account
-	bob       devchain.Account
-	carol     devchain.Account
+	alice     devkit.Account
+	bob       devkit.Account
+	carol     devkit.Account
 }
 
 func startDevchain(t *testing.T, cfg devchain.Config) *devchain.Chain {
@@ -98,7 +99,7 @@ func newDevEnv(t *testing.T, dcCfg devchain.Config) *devEnv {
 	t.Helper()
 	env := &devEnv{t: t, dcCfg: dcCfg, logs: &lockedBuffer{}}
 	env.dc = startDevchain(t, dcCfg)
-	demo := devchain.DemoAccounts()
+	demo := devkit.DemoAccounts()
 	env.alice, env.bob, env.carol = demo[0], demo[1], demo[2]
 	logger := slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
@@ -119,7 +120,7 @@ func newDevEnv(t *testing.T, dcCfg devchain.Config) *devEnv {
 	t.Cleanup(func() { _ = env.client.Stop(context.Background()) })
 
 	env.committee, env.signers = testCommittee(t)
-	env.board, err = bulletin.New(bulletin.DefaultConfig(), env.committee, env.signers[0].ID(), nil, logger)
+	env.board, err = bulletin.New(bulletin.DefaultConfig(), env.committee, env.signers[0].ID(), nil, nil, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,10 +150,10 @@ func newDevEnv(t *testing.T, dcCfg devchain.Config) *devEnv {
 // by from, wrapped as a FastPay request (EVM_OPAQUE_BYTES_V1, nonce key 0),
 // decoded by the validator's stage 1, and certified by a quorum. A parent QC
 // is named and carried in the request.
-func (env *devEnv) pay(from devchain.Account, nonce uint64, to devchain.Account, dollars int64, parent *qc.QC) (*validator.Payment, *qc.QC) {
+func (env *devEnv) pay(from devkit.Account, nonce uint64, to devkit.Account, dollars int64, parent *qc.QC) (*validator.Payment, *qc.QC) {
 	t := env.t
 	t.Helper()
-	tx, err := devchain.SignTransfer(from.Key, nonce, to.Address, big.NewInt(dollars*devchain.Dollar), env.dc.ChainID(), 0, devchain.Fees{})
+	tx, err := devkit.SignTransfer(from.Key, nonce, to.Address, big.NewInt(dollars*devkit.Dollar), env.dc.ChainID(), 0, devkit.Fees{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func (env *devEnv) waitStage(tx qc.Hash, stage fastpayv1.TxLifecycleUpdate_Stage
 	return env.status(tx)
 }
 
-func (env *devEnv) balance(a devchain.Account) int64 {
+func (env *devEnv) balance(a devkit.Account) int64 {
 	env.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -207,14 +208,14 @@ func (env *devEnv) balance(a devchain.Account) int64 {
 	if err != nil {
 		env.t.Fatal(err)
 	}
-	b, err := v.BalanceOf(ctx, devchain.TokenAddress, a.Address)
+	b, err := v.BalanceOf(ctx, devkit.TokenAddress, a.Address)
 	if err != nil {
 		env.t.Fatal(err)
 	}
 	return b.Int64()
 }
 
-func (env *devEnv) nonce(a devchain.Account) uint64 {
+func (env *devEnv) nonce(a devkit.Account) uint64 {
 	env.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -232,7 +233,7 @@ func (env *devEnv) nonce(a devchain.Account) uint64 {
 func (env *devEnv) wantBalances(alice, bob, carol int64) {
 	env.t.Helper()
 	got := [3]int64{env.balance(env.alice), env.balance(env.bob), env.balance(env.carol)}
-	want := [3]int64{alice * devchain.Dollar, bob * devchain.Dollar, carol * devchain.Dollar}
+	want := [3]int64{alice * devkit.Dollar, bob * devkit.Dollar, carol * devkit.Dollar}
 	if got != want {
 		env.t.Fatalf("balances alice/bob/carol = %v, want %v", got, want)
 	}

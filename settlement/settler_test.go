@@ -677,7 +677,7 @@ func TestStartStop(t *testing.T) {
 
 func TestFollowBoard(t *testing.T) {
 	committee, signers := testCommittee(t)
-	board, err := bulletin.New(bulletin.DefaultConfig(), committee, signers[0].ID(), nil, nil)
+	board, err := bulletin.New(bulletin.DefaultConfig(), committee, signers[0].ID(), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 )
@@ -54,6 +55,12 @@ type FeeModel interface {
 	// paid in.
 	MaxFee(ctx context.Context, view ChainView, tx *DecodedTx, token common.Address) (Fee, error)
 }
+
+// DefaultSettlementMargin is the default of the network parameter that
+// keeps a certified 0x76 transaction valid long enough to reach a block: it
+// is certified only while its valid_before is at least this far away, and
+// at most this long before its valid_after (SPEC §4).
+const DefaultSettlementMargin = 10 * time.Second
 
 // Fee model names.
 const (

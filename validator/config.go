@@ -45,9 +45,6 @@ type Config struct {
 	Now func() time.Time `toml:"-"`
 }
 
-// DefaultSettlementMargin is SettlementMargin's default (SPEC §4).
-const DefaultSettlementMargin = 10 * time.Second
-
 // DefaultGroupCommitWindow is Config.GroupCommitWindow's default. At
 // saturation on a 4-validator in-process mesh it raised certified payments
 // per second by about a tenth against syncing back to back (fsync here
@@ -69,7 +66,7 @@ func DefaultConfig() Config {
 		MaxParentQCs:    8,
 
 		GroupCommitWindow: DefaultGroupCommitWindow,
-		SettlementMargin:  DefaultSettlementMargin,
+		SettlementMargin:  tempo.DefaultSettlementMargin,
 	}
 }
 

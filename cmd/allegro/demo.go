@@ -7,8 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/devnet"
-	"github.com/allegro-mesh/allegro/node"
 )
 
 func init() {
@@ -39,7 +39,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.Usage()
 		return errors.New("--committee and at least one --sidecar are required")
 	}
-	f, err := node.LoadCommitteeFile(*committeePath)
+	f, err := committee.LoadFile(*committeePath)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 func init() {
@@ -37,9 +38,9 @@ func runDevchain(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "dev chain %d: HTTP %s  WS %s  block every %s\n", *chainID, chain.HTTPEndpoint(), chain.WSEndpoint(), *period)
-	fmt.Fprintf(stdout, "token %s (6 decimals)\n", devchain.TokenAddress.Hex())
-	for _, a := range devchain.DemoAccounts() {
-		fmt.Fprintf(stdout, "  %-6s %s  %s dollars\n", a.Name, a.Address.Hex(), strconv.FormatUint(a.Tokens/devchain.Dollar, 10))
+	fmt.Fprintf(stdout, "token %s (6 decimals)\n", devkit.TokenAddress.Hex())
+	for _, a := range devkit.DemoAccounts() {
+		fmt.Fprintf(stdout, "  %-6s %s  %s dollars\n", a.Name, a.Address.Hex(), strconv.FormatUint(a.Tokens/devkit.Dollar, 10))
 	}
 	<-ctx.Done()
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -22,6 +22,7 @@ import (
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/apiserver/apitest"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // rssBytes reads a process's resident set size from /proc.
@@ -112,7 +113,7 @@ func TestFloodKeepsSidecarBounded(t *testing.T) {
 		})
 	pc.waitMesh(t, ctx)
 	api, addr := pc.api(0), fmt.Sprintf("127.0.0.1:%d", pc.apiPorts[0])
-	accounts := devchain.LoadAccounts(1 + payments)
+	accounts := devkit.LoadAccounts(1 + payments)
 
 	probe, err := apitest.Dial(ctx, addr, attacker)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 )
@@ -33,11 +33,11 @@ func runKeygen(_ context.Context, args []string, stdout io.Writer) error {
 	if *name == "" {
 		*name = strings.TrimSuffix(filepath.Base(*out), filepath.Ext(*out))
 	}
-	key, err := node.GenerateKey()
+	key, err := committee.GenerateKey()
 	if err != nil {
 		return err
 	}
-	if err := node.WriteKeyFile(*out, *name, key); err != nil {
+	if err := committee.WriteKeyFile(*out, *name, key); err != nil {
 		return err
 	}
 	return printIdentity(stdout, *name, key, *out)
@@ -57,7 +57,7 @@ func printIdentity(w io.Writer, name string, key ed25519.PrivateKey, path string
 }
 
 // memberFlag collects repeated --member NAME=PUBKEY[@ADDR,ADDR...] values.
-type memberFlag []node.CommitteeMember
+type memberFlag []committee.Member
 
 func (m *memberFlag) String() string { return fmt.Sprint(len(*m), " members") }
 
@@ -67,7 +67,7 @@ func (m *memberFlag) Set(v string) error {
 		return errors.New("want NAME=PUBLIC_KEY[@MULTIADDR[,MULTIADDR...]]")
 	}
 	pub, addrs, _ := strings.Cut(rest, "@")
-	member := node.CommitteeMember{Name: name, PublicKey: strings.TrimPrefix(pub, "0x")}
+	member := committee.Member{Name: name, PublicKey: strings.TrimPrefix(pub, "0x")}
 	if addrs != "" {
 		for _, a := range strings.Split(addrs, ",") {
 			if _, err := ma.NewMultiaddr(a); err != nil {
@@ -101,7 +101,7 @@ func runCommittee(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	for _, kf := range keyFiles {
 		path, addrs, _ := strings.Cut(kf, "@")
-		name, key, err := node.LoadKeyFile(path)
+		name, key, err := committee.LoadKeyFile(path)
 		if err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func runCommittee(_ context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	f := &node.CommitteeFile{ChainID: *chainID, Epoch: *epoch, QCShards: *shards, TestNetwork: *testNet,
+	f := &committee.File{ChainID: *chainID, Epoch: *epoch, QCShards: *shards, TestNetwork: *testNet,
 		FeeModel: *feeModel, SettlementMargin: *margin, Members: members}
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("committee: %w", err)

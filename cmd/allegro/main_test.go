@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/committee"
 )
 
 func runCLI(t *testing.T, args ...string) (string, int) {
@@ -42,7 +42,7 @@ func TestKeygenAndCommittee(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "quorum 3") {
 		t.Fatalf("committee: %d %s", code, out)
 	}
-	f, err := node.LoadCommitteeFile(committeePath)
+	f, err := committee.LoadFile(committeePath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestLoadKeyFileRefusesOpenPermissions(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := node.LoadKeyFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+	if _, _, err := committee.LoadKeyFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("LoadKeyFile on a 0644 file: %v", err)
 	}
 }

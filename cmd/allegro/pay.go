@@ -17,9 +17,9 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/client"
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/qc"
-	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 func init() {
@@ -64,7 +64,7 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	to := fs.String("to", "", "recipient: alice, bob, carol, loadN, or 0xADDRESS")
 	amount := fs.String("amount", "", "amount in dollars (6 decimals, e.g. 10 or 0.25)")
 	units := fs.Uint64("units", 0, "amount in token units (1 dollar = 1000000); instead of --amount")
-	tokenFlag := fs.String("token", devchain.TokenAddress.Hex(), "TIP-20 token address")
+	tokenFlag := fs.String("token", devkit.TokenAddress.Hex(), "TIP-20 token address")
 	var nonce, chainNonce payOptionalU64
 	fs.Var(&nonce, "nonce", "nonce (default 0 when neither --nonce nor --wallet is given)")
 	nonceKeyFlag := fs.String("nonce-key", "0", "Tempo nonce key, decimal or 0x hex (--format tempo)")
@@ -126,7 +126,7 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageErr("--nonce-key applies to --format tempo (EVM transactions use the protocol nonce)")
 	}
 
-	cf, err := node.LoadCommitteeFile(*committeePath)
+	cf, err := committee.LoadFile(*committeePath)
 	if err != nil {
 		return err
 	}
@@ -380,9 +380,9 @@ func payResolveAddress(s string) (common.Address, error) {
 
 // payDevAccount looks a development account up by name: a demo account or
 // loadN / load-N.
-func payDevAccount(name string) (devchain.Account, bool) {
+func payDevAccount(name string) (devkit.Account, bool) {
 	name = strings.ToLower(name)
-	for _, a := range devchain.DemoAccounts() {
+	for _, a := range devkit.DemoAccounts() {
 		if a.Name == name {
 			return a, true
 		}
@@ -391,18 +391,18 @@ func payDevAccount(name string) (devchain.Account, bool) {
 		rest = strings.TrimPrefix(rest, "-")
 		i, err := strconv.ParseUint(rest, 10, 31)
 		if err != nil || strconv.FormatUint(i, 10) != rest {
-			return devchain.Account{}, false
+			return devkit.Account{}, false
 		}
 		// LoadAccounts documents the derivation: keccak256("allegro-load-<i>").
-		key := devchain.DeterministicKey("allegro-load-" + rest)
-		return devchain.Account{Name: "load-" + rest, Key: key, Address: crypto.PubkeyToAddress(key.PublicKey)}, true
+		key := devkit.DeterministicKey("allegro-load-" + rest)
+		return devkit.Account{Name: "load-" + rest, Key: key, Address: crypto.PubkeyToAddress(key.PublicKey)}, true
 	}
-	return devchain.Account{}, false
+	return devkit.Account{}, false
 }
 
 // payName renders an address with its demo name when it has one.
 func payName(a common.Address) string {
-	for _, d := range devchain.DemoAccounts() {
+	for _, d := range devkit.DemoAccounts() {
 		if d.Address == a {
 			return d.Name + " " + a.Hex()
 		}
@@ -417,10 +417,10 @@ func payParseDollars(s string) (uint64, error) {
 	if whole == "" && frac == "" {
 		return 0, errors.New("empty amount")
 	}
-	if len(frac) > devchain.TokenDecimals {
-		return 0, fmt.Errorf("%q has more than %d decimals", s, devchain.TokenDecimals)
+	if len(frac) > devkit.TokenDecimals {
+		return 0, fmt.Errorf("%q has more than %d decimals", s, devkit.TokenDecimals)
 	}
-	digits := whole + frac + strings.Repeat("0", devchain.TokenDecimals-len(frac))
+	digits := whole + frac + strings.Repeat("0", devkit.TokenDecimals-len(frac))
 	for _, c := range digits {
 		if c < '0' || c > '9' {
 			return 0, fmt.Errorf("%q is not a decimal amount", s)
@@ -435,7 +435,7 @@ func payParseDollars(s string) (uint64, error) {
 
 // payDollars renders units as dollars.
 func payDollars(units uint64) string {
-	s := fmt.Sprintf("%d.%06d", units/devchain.Dollar, units%devchain.Dollar)
+	s := fmt.Sprintf("%d.%06d", units/devkit.Dollar, units%devkit.Dollar)
 	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	return s + " dollars"
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 func payRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -32,11 +33,11 @@ func payRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // spending the received funds through a fallback sidecar, wallet nonces, and
 // errors.
 func TestPayCommand(t *testing.T) {
-	accts := devchain.DemoAccounts()
+	accts := devkit.DemoAccounts()
 	alice, bob, carol := accts[0], accts[1], accts[2]
 	chain := tempo.NewMemChain()
 	for _, a := range accts {
-		chain.SetBalance(devchain.TokenAddress, a.Address, new(big.Int).SetUint64(a.Tokens))
+		chain.SetBalance(devkit.TokenAddress, a.Address, new(big.Int).SetUint64(a.Tokens))
 	}
 	chain.SetHead(10)
 	cl := nodetest.New(t, 4, devchain.DefaultChainID, chain)

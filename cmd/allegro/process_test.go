@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // freePort returns a loopback TCP port that was free a moment ago.
@@ -220,10 +221,10 @@ func (pc *procCluster) waitMesh(t *testing.T, ctx context.Context) {
 
 // payment is the submit-raw-tx body of a $1 transfer from a to bob with
 // nonce.
-func payment(t *testing.T, a devchain.Account, nonce uint64, dollars int64) []byte {
+func payment(t *testing.T, a devkit.Account, nonce uint64, dollars int64) []byte {
 	t.Helper()
-	bob := devchain.DemoAccounts()[1]
-	tx, err := devchain.SignTransfer(a.Key, nonce, bob.Address, big.NewInt(dollars*devchain.Dollar), big.NewInt(1337), 0, devchain.Fees{})
+	bob := devkit.DemoAccounts()[1]
+	tx, err := devkit.SignTransfer(a.Key, nonce, bob.Address, big.NewInt(dollars*devkit.Dollar), big.NewInt(1337), 0, devkit.Fees{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +279,7 @@ func TestSidecarProcesses(t *testing.T) {
 	pc := startSidecars(t, 4, devchain.Config{BlockPeriod: 500 * time.Millisecond, LoadAccounts: -1}, nil)
 	pc.waitMesh(t, ctx)
 
-	got, err := submitForQC(ctx, pc.api(0), payment(t, devchain.DemoAccounts()[0], 0, 10))
+	got, err := submitForQC(ctx, pc.api(0), payment(t, devkit.DemoAccounts()[0], 0, 10))
 	if err != nil {
 		t.Fatal(err)
 	}

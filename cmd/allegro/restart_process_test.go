@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // TestSignedAloneSurvivesSIGKILL: three of four sidecars are killed, a
@@ -29,7 +30,7 @@ func TestSignedAloneSurvivesSIGKILL(t *testing.T) {
 		pc.kill(i)
 	}
 
-	body := payment(t, devchain.DemoAccounts()[0], 0, 3)
+	body := payment(t, devkit.DemoAccounts()[0], 0, 3)
 	resp, err := http.Post(pc.api(0)+"/api/v1/submit-raw-tx", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)

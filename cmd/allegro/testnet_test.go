@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/deploy/testnet"
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/sidecar"
 )
 
 func TestHealthcheck(t *testing.T) {
@@ -59,10 +60,10 @@ func TestTestnetGen(t *testing.T) {
 		t.Fatalf("testnet gen: %d %s", code, out)
 	}
 	m, err := testnet.LoadManifest(dir)
-	if err != nil || m.Sidecars[6].Byzantine != node.ByzantineInvalidSignatures || m.Sidecars[0].API != "127.0.0.1:9001" {
+	if err != nil || m.Sidecars[6].Byzantine != sidecar.ByzantineInvalidSignatures || m.Sidecars[0].API != "127.0.0.1:9001" {
 		t.Fatalf("manifest %+v %v", m, err)
 	}
-	if _, err := node.LoadCommitteeFile(filepath.Join(dir, testnet.CommitteeFile)); err != nil {
+	if _, err := committee.LoadFile(filepath.Join(dir, testnet.CommitteeFile)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

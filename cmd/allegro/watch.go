@@ -15,8 +15,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/allegro-mesh/allegro/client"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/lightclient"
-	"github.com/allegro-mesh/allegro/node"
 )
 
 func init() {
@@ -128,7 +128,7 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	f, err := node.LoadCommitteeFile(*committeePath)
+	f, err := committee.LoadFile(*committeePath)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // watchPay submits a payment to a sidecar's stream and returns its QC.
@@ -62,7 +63,7 @@ func TestWatchCommand(t *testing.T) {
 	const chainID = 1337
 	alice, bob := nodetest.Key("alice"), nodetest.Address(nodetest.Key("bob"))
 	chain := tempo.NewMemChain()
-	chain.SetBalance(nodetest.Token, nodetest.Address(alice), big.NewInt(100_000_000))
+	chain.SetBalance(devkit.TokenAddress, nodetest.Address(alice), big.NewInt(100_000_000))
 	chain.SetHead(10)
 	cl := nodetest.New(t, 4, chainID, chain)
 	cl.StartAll()

@@ -38,11 +38,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/sidecar"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // Defaults of DefaultConfig.
@@ -87,7 +89,7 @@ type Config struct {
 	// j*Watch+Watch-1, modulo LoadAccounts.
 	Watch int
 	// Byzantine maps validator names (v1..vN) to a Byzantine mode
-	// (node.ByzantineEquivocate or node.ByzantineInvalidSignatures). The
+	// (sidecar.ByzantineEquivocate or sidecar.ByzantineInvalidSignatures). The
 	// mode is the default of the environment variable
 	// ALLEGRO_BYZANTINE_<NAME> (see ByzantineEnv), so a runner can switch
 	// it, or set it empty for an honest run, when it (re)creates the
@@ -116,7 +118,7 @@ type Config struct {
 	// BlockPeriod of the dev chain (default 1 s).
 	BlockPeriod time.Duration
 	// LoadAccounts is the number of funded load-test accounts of the dev
-	// chain (default 64; see devchain.LoadAccounts).
+	// chain (default 64; see devkit.LoadAccounts).
 	LoadAccounts int
 	// LogLevel of the sidecars and light clients (default "info").
 	LogLevel string
@@ -212,8 +214,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("testnet: Byzantine names %q, which is not a validator (v1..v%d)", name, c.Validators))
 		}
 		mode := c.Byzantine[name]
-		if mode != node.ByzantineEquivocate && mode != node.ByzantineInvalidSignatures {
-			errs = append(errs, fmt.Errorf("testnet: Byzantine[%s] = %q: want %q or %q", name, mode, node.ByzantineEquivocate, node.ByzantineInvalidSignatures))
+		if mode != sidecar.ByzantineEquivocate && mode != sidecar.ByzantineInvalidSignatures {
+			errs = append(errs, fmt.Errorf("testnet: Byzantine[%s] = %q: want %q or %q", name, mode, sidecar.ByzantineEquivocate, sidecar.ByzantineInvalidSignatures))
 		}
 	}
 	if len(c.Byzantine) > 0 && !c.TestNetwork {
@@ -360,7 +362,7 @@ func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
 	p := cfg.SubnetPrefix
 	m := Manifest{
 		Project: cfg.Project, Image: cfg.Image, ChainID: cfg.ChainID, Validators: cfg.Validators,
-		TestNetwork: cfg.TestNetwork, Token: devchain.TokenAddress.Hex(), LoadAccounts: cfg.LoadAccounts,
+		TestNetwork: cfg.TestNetwork, Token: devkit.TokenAddress.Hex(), LoadAccounts: cfg.LoadAccounts,
 		Chain: ChainNode{
 			Service: "devchain", Container: cfg.Project + "-devchain", IP: hostIP(p, netChain, hostChain),
 			RPC: fmt.Sprintf("http://127.0.0.1:%d", cfg.ChainPort),
@@ -389,7 +391,7 @@ func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
 			Byzantine: cfg.Byzantine[name],
 		})
 	}
-	load := devchain.LoadAccounts(cfg.LoadAccounts)
+	load := devkit.LoadAccounts(cfg.LoadAccounts)
 	for j := 0; j < cfg.LightClients; j++ {
 		name := "lc" + strconv.Itoa(j+1)
 		lc := LightClient{
@@ -413,11 +415,11 @@ func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
 
 // committee returns the committee file: each member with its TCP and QUIC
 // addresses on both mesh networks.
-func (p *plan) committee() *node.CommitteeFile {
+func (p *plan) committee() *committee.File {
 	// The embedded development chain pays gas in its native currency.
-	f := &node.CommitteeFile{ChainID: p.cfg.ChainID, Epoch: 1, QCShards: 16, TestNetwork: p.cfg.TestNetwork, FeeModel: tempo.FeeModelNative}
+	f := &committee.File{ChainID: p.cfg.ChainID, Epoch: 1, QCShards: 16, TestNetwork: p.cfg.TestNetwork, FeeModel: tempo.FeeModelNative}
 	for _, s := range p.manifest.Sidecars {
-		f.Members = append(f.Members, node.CommitteeMember{Name: s.Name, PublicKey: s.PublicKey, Addrs: p.meshAddrs(s)})
+		f.Members = append(f.Members, committee.Member{Name: s.Name, PublicKey: s.PublicKey, Addrs: p.meshAddrs(s)})
 	}
 	return f
 }
@@ -447,7 +449,7 @@ func Generate(cfg Config, dir string) (*Manifest, error) {
 	}
 	keys := make([]ed25519.PrivateKey, cfg.Validators)
 	for i := range keys {
-		k, err := node.GenerateKey()
+		k, err := committee.GenerateKey()
 		if err != nil {
 			return nil, fmt.Errorf("testnet: generate key: %w", err)
 		}
@@ -469,7 +471,7 @@ func Generate(cfg Config, dir string) (*Manifest, error) {
 		return nil, fmt.Errorf("testnet: %w", err)
 	}
 	for i, s := range p.manifest.Sidecars {
-		if err := node.WriteKeyFile(filepath.Join(dir, KeysDir, s.Name+".key"), s.Name, keys[i]); err != nil {
+		if err := committee.WriteKeyFile(filepath.Join(dir, KeysDir, s.Name+".key"), s.Name, keys[i]); err != nil {
 			return nil, fmt.Errorf("testnet: %w", err)
 		}
 	}

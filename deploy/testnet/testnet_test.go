@@ -12,7 +12,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/sidecar"
 )
 
 // composeDoc is the part of a compose file the tests read back.
@@ -52,8 +53,8 @@ func TestGenerate(t *testing.T) {
 		byzantine               map[string]string
 	}{
 		{n: 4, quorum: 3, lightClients: 1},
-		{n: 7, quorum: 5, lightClients: 2, byzantine: map[string]string{"v7": node.ByzantineEquivocate}},
-		{n: 10, quorum: 7, lightClients: 0, byzantine: map[string]string{"v1": node.ByzantineInvalidSignatures}},
+		{n: 7, quorum: 5, lightClients: 2, byzantine: map[string]string{"v7": sidecar.ByzantineEquivocate}},
+		{n: 10, quorum: 7, lightClients: 0, byzantine: map[string]string{"v1": sidecar.ByzantineInvalidSignatures}},
 	} {
 		cfg := DefaultConfig()
 		cfg.Validators, cfg.LightClients, cfg.Byzantine = tc.n, tc.lightClients, tc.byzantine
@@ -69,7 +70,7 @@ func TestGenerate(t *testing.T) {
 
 		// The committee file loads, has n members with the keys written,
 		// and the quorum is right.
-		f, err := node.LoadCommitteeFile(filepath.Join(dir, CommitteeFile))
+		f, err := committee.LoadFile(filepath.Join(dir, CommitteeFile))
 		if err != nil {
 			t.Fatalf("n=%d: %v", tc.n, err)
 		}
@@ -78,7 +79,7 @@ func TestGenerate(t *testing.T) {
 			t.Fatalf("n=%d: committee n %d quorum %d test_network %v: %v", tc.n, c.N(), c.Quorum(), f.TestNetwork, err)
 		}
 		for i, s := range m.Sidecars {
-			name, key, err := node.LoadKeyFile(filepath.Join(dir, KeysDir, s.Name+".key"))
+			name, key, err := committee.LoadKeyFile(filepath.Join(dir, KeysDir, s.Name+".key"))
 			if err != nil || name != s.Name {
 				t.Fatalf("key %s: %q %v", s.Name, name, err)
 			}
@@ -206,10 +207,10 @@ func TestConfigValidate(t *testing.T) {
 		{"no chain id", func(c *Config) { c.ChainID = 0 }, "ChainID"},
 		{"no block period", func(c *Config) { c.BlockPeriod = 0 }, "BlockPeriod"},
 		{"bad log level", func(c *Config) { c.LogLevel = "loud" }, "LogLevel"},
-		{"byzantine unknown validator", func(c *Config) { c.Byzantine = map[string]string{"v9": node.ByzantineEquivocate} }, "Byzantine"},
+		{"byzantine unknown validator", func(c *Config) { c.Byzantine = map[string]string{"v9": sidecar.ByzantineEquivocate} }, "Byzantine"},
 		{"byzantine unknown mode", func(c *Config) { c.Byzantine = map[string]string{"v1": "lie"} }, "Byzantine[v1]"},
 		{"byzantine outside a test network", func(c *Config) {
-			c.Byzantine = map[string]string{"v1": node.ByzantineEquivocate}
+			c.Byzantine = map[string]string{"v1": sidecar.ByzantineEquivocate}
 			c.TestNetwork = false
 		}, "TestNetwork"},
 	}
@@ -264,7 +265,7 @@ func TestCheckedInExamples(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Validators, cfg.LightClients, cfg.Project, cfg.SubnetPrefix = ex.validators, ex.lightClients, ex.project, ex.prefix
 		cfg.APIPortBase, cfg.ChainPort = ex.apiPortBase, ex.chainPort
-		cfg.Byzantine = map[string]string{ex.byzantine: node.ByzantineEquivocate}
+		cfg.Byzantine = map[string]string{ex.byzantine: sidecar.ByzantineEquivocate}
 		dir := t.TempDir()
 		if _, err := Generate(cfg, dir); err != nil {
 			t.Fatalf("%s: %v", ex.dir, err)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/tempo"
@@ -28,7 +29,7 @@ import (
 type Cluster struct {
 	t         testing.TB
 	Chain     tempo.ChainReader
-	Committee *node.CommitteeFile
+	Committee *committee.File
 	Keys      []ed25519.PrivateKey
 	Nodes     []*node.Node // nil while stopped
 	dirs      []string
@@ -60,7 +61,7 @@ func New(t testing.TB, n int, chainID uint64, chain tempo.ChainReader, opts ...O
 	for _, o := range opts {
 		o(c)
 	}
-	c.Committee = &node.CommitteeFile{ChainID: chainID, Epoch: 1, QCShards: 16, TestNetwork: true}
+	c.Committee = &committee.File{ChainID: chainID, Epoch: 1, QCShards: 16, TestNetwork: true}
 	base := t.TempDir()
 	for i := range n {
 		seed := make([]byte, ed25519.SeedSize)
@@ -68,7 +69,7 @@ func New(t testing.TB, n int, chainID uint64, chain tempo.ChainReader, opts ...O
 		key := ed25519.NewKeyFromSeed(seed)
 		c.Keys = append(c.Keys, key)
 		c.dirs = append(c.dirs, filepath.Join(base, fmt.Sprintf("v%d", i)))
-		c.Committee.Members = append(c.Committee.Members, node.CommitteeMember{
+		c.Committee.Members = append(c.Committee.Members, committee.Member{
 			Name: fmt.Sprintf("v%d", i), PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey)),
 		})
 	}

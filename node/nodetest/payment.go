@@ -11,10 +11,8 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
-
-// Token is the TIP-20 token tests pay with (the dev chain's).
-var Token = common.HexToAddress("0x20c0000000000000000000000000000000000001")
 
 // Key returns a deterministic secp256k1 key for name.
 func Key(name string) *ecdsa.PrivateKey {
@@ -58,9 +56,10 @@ func (p Pay) Request(t testing.TB) *fastpayv1.SubmitFastPayRequest {
 	copy(data[4+12:], p.Recipient[:])
 	new(big.Int).SetUint64(p.Amount).FillBytes(data[4+32:])
 	chainID := new(big.Int).SetUint64(p.ChainID)
+	token := devkit.TokenAddress
 	tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{
 		ChainID: chainID, Nonce: p.Nonce, GasTipCap: big.NewInt(1_000_000_000), GasFeeCap: big.NewInt(payGasFeeCap),
-		Gas: payGas, To: &Token, Value: new(big.Int), Data: data,
+		Gas: payGas, To: &token, Value: new(big.Int), Data: data,
 	}), types.LatestSignerForChainID(chainID), p.Key)
 	if err != nil {
 		t.Fatal(err)

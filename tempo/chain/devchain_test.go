@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/allegro-mesh/allegro/tempo"
-	"github.com/allegro-mesh/allegro/tempo/devchain"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 func startDevchain(t *testing.T, cfg devchain.Config) *devchain.Chain {
@@ -70,7 +72,7 @@ func latestAt(t *testing.T, c *Client, n uint64) tempo.ChainView {
 
 func balance(t *testing.T, v tempo.ChainView, holder common.Address) uint64 {
 	t.Helper()
-	b, err := v.BalanceOf(context.Background(), devchain.TokenAddress, holder)
+	b, err := v.BalanceOf(context.Background(), devkit.TokenAddress, holder)
 	if err != nil {
 		t.Fatalf("balance of %s: %v", holder, err)
 	}
@@ -95,7 +97,7 @@ func TestDevchainStateAndSettlement(t *testing.T) {
 	if c.ChainID() != 1337 {
 		t.Fatalf("chain id %d", c.ChainID())
 	}
-	demo := devchain.DemoAccounts()
+	demo := devkit.DemoAccounts()
 	alice, bob, carol := demo[0], demo[1], demo[2]
 	ctx := context.Background()
 
@@ -103,7 +105,7 @@ func TestDevchainStateAndSettlement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := balance(t, v0, alice.Address); a != 15*devchain.Dollar {
+	if a := balance(t, v0, alice.Address); a != 15*devkit.Dollar {
 		t.Fatalf("alice %d", a)
 	}
 	if n := nonce(t, v0, alice.Address); n != 0 {
@@ -115,7 +117,7 @@ func TestDevchainStateAndSettlement(t *testing.T) {
 		t.Fatalf("2D nonce on the dev chain: %d, %v", n, err)
 	}
 
-	tx, err := devchain.SignTransfer(alice.Key, 0, bob.Address, big.NewInt(devchain.Dollar), dc.ChainID(), 0, devchain.Fees{})
+	tx, err := devkit.SignTransfer(alice.Key, 0, bob.Address, big.NewInt(devkit.Dollar), dc.ChainID(), 0, devkit.Fees{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,12 +138,12 @@ func TestDevchainStateAndSettlement(t *testing.T) {
 	}
 	r := waitReceipt(t, c, tx.Hash())
 	if !r.Succeeded() || r.TxHash != tx.Hash() || r.GasUsed == 0 || len(r.Logs) != 1 ||
-		r.Logs[0].Address != devchain.TokenAddress || r.Logs[0].Topics[0] != devchain.TransferEventTopic {
+		r.Logs[0].Address != devkit.TokenAddress || r.Logs[0].Topics[0] != devkit.TransferEventTopic {
 		t.Fatalf("receipt %+v", r)
 	}
 
 	v1 := latestAt(t, c, r.BlockNumber)
-	if a, b := balance(t, v1, alice.Address), balance(t, v1, bob.Address); a != 14*devchain.Dollar || b != 6*devchain.Dollar {
+	if a, b := balance(t, v1, alice.Address), balance(t, v1, bob.Address); a != 14*devkit.Dollar || b != 6*devkit.Dollar {
 		t.Fatalf("after transfer alice=%d bob=%d", a, b)
 	}
 	if n := nonce(t, v1, alice.Address); n != 1 {
@@ -149,13 +151,13 @@ func TestDevchainStateAndSettlement(t *testing.T) {
 	}
 	// The old view still answers for its own block (bob first read there now).
 	if v0.Head().Number < r.BlockNumber {
-		if b := balance(t, v0, bob.Address); b != 5*devchain.Dollar {
+		if b := balance(t, v0, bob.Address); b != 5*devkit.Dollar {
 			t.Fatalf("bob at the old view's block = %d", b)
 		}
 	}
 
 	// An overdraft is included and reverts.
-	tx2, _ := devchain.SignTransfer(carol.Key, 0, bob.Address, big.NewInt(6*devchain.Dollar), dc.ChainID(), 0, devchain.Fees{})
+	tx2, _ := devkit.SignTransfer(carol.Key, 0, bob.Address, big.NewInt(6*devkit.Dollar), dc.ChainID(), 0, devkit.Fees{})
 	raw2, _ := tx2.MarshalBinary()
 	if _, err := c.SendRawTransaction(ctx, raw2); err != nil {
 		t.Fatal(err)
@@ -236,10 +238,10 @@ func TestDevchainRestartReconnects(t *testing.T) {
 		t.Cleanup(unsub)
 		fs = append(fs, &follower{name: u.name, c: c, logs: logs, heads: heads})
 	}
-	alice := devchain.DemoAccounts()[0]
+	alice := devkit.DemoAccounts()[0]
 	for _, f := range fs {
 		v := latestAt(t, f.c, 3)
-		if a := balance(t, v, alice.Address); a != 15*devchain.Dollar {
+		if a := balance(t, v, alice.Address); a != 15*devkit.Dollar {
 			t.Fatalf("%s: alice %d", f.name, a)
 		}
 	}
@@ -259,7 +261,7 @@ func TestDevchainRestartReconnects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := v.BalanceOf(ctx, devchain.TokenAddress, common.Address{9}); !errors.Is(err, tempo.ErrChainUnavailable) {
+		if _, err := v.BalanceOf(ctx, devkit.TokenAddress, common.Address{9}); !errors.Is(err, tempo.ErrChainUnavailable) {
 			t.Fatalf("%s: read while down: %v", f.name, err)
 		}
 	}
@@ -296,7 +298,7 @@ func TestDevchainRestartReconnects(t *testing.T) {
 			}
 		}
 		v := latestAt(t, f.c, before+1)
-		if a := balance(t, v, alice.Address); a != 15*devchain.Dollar {
+		if a := balance(t, v, alice.Address); a != 15*devkit.Dollar {
 			t.Fatalf("%s: alice %d after restart", f.name, a)
 		}
 	}

@@ -31,11 +31,13 @@ import (
 	"github.com/ethereum/go-ethereum/node"
 	"github.com/ethereum/go-ethereum/p2p"
 	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // Defaults for Config's zero fields.
 const (
-	DefaultChainID      = 1337
+	DefaultChainID      = devkit.ChainID
 	DefaultBlockPeriod  = time.Second
 	DefaultHost         = "127.0.0.1"
 	DefaultLoadAccounts = 64
@@ -139,7 +141,7 @@ const (
 // Chain is an embedded development chain. Create it with New, then Start.
 type Chain struct {
 	cfg      Config
-	accounts []Account
+	accounts []devkit.Account
 	genesis  *core.Genesis
 
 	mu       sync.Mutex
@@ -159,7 +161,7 @@ func New(cfg Config) (*Chain, error) {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
-	accounts := append(DemoAccounts(), LoadAccounts(cfg.LoadAccounts)...)
+	accounts := append(devkit.DemoAccounts(), devkit.LoadAccounts(cfg.LoadAccounts)...)
 	return &Chain{cfg: cfg, accounts: accounts, genesis: buildGenesis(cfg, accounts)}, nil
 }
 
@@ -168,23 +170,23 @@ func New(cfg Config) (*Chain, error) {
 // Start.
 func Genesis(cfg Config) *core.Genesis {
 	cfg = cfg.WithDefaults()
-	return buildGenesis(cfg, append(DemoAccounts(), LoadAccounts(cfg.LoadAccounts)...))
+	return buildGenesis(cfg, append(devkit.DemoAccounts(), devkit.LoadAccounts(cfg.LoadAccounts)...))
 }
 
-func buildGenesis(cfg Config, accounts []Account) *core.Genesis {
+func buildGenesis(cfg Config, accounts []devkit.Account) *core.Genesis {
 	g := core.DeveloperGenesisBlock(cfg.GasLimit, nil) // newest forks, precompiles, system contracts
 	g.Config.ChainID = new(big.Int).SetUint64(cfg.ChainID)
 	g.Alloc = maps.Clone(g.Alloc)
 	storage := make(map[common.Hash]common.Hash, len(accounts)+1)
 	supply := new(big.Int)
 	for _, a := range accounts {
-		g.Alloc[a.Address] = types.Account{Balance: new(big.Int).Set(GenesisEther)}
+		g.Alloc[a.Address] = types.Account{Balance: new(big.Int).Set(devkit.GenesisEther)}
 		bal := new(big.Int).SetUint64(a.Tokens)
 		storage[BalanceSlot(a.Address)] = common.BigToHash(bal)
 		supply.Add(supply, bal)
 	}
 	storage[TotalSupplySlot()] = common.BigToHash(supply)
-	g.Alloc[TokenAddress] = types.Account{Code: TokenRuntimeCode(), Storage: storage, Nonce: 1, Balance: new(big.Int)}
+	g.Alloc[devkit.TokenAddress] = types.Account{Code: TokenRuntimeCode(), Storage: storage, Nonce: 1, Balance: new(big.Int)}
 	return g
 }
 
@@ -196,7 +198,7 @@ func (c *Chain) ChainID() *big.Int { return new(big.Int).SetUint64(c.cfg.ChainID
 
 // Accounts returns every funded account: the demo accounts, then the
 // load-test accounts.
-func (c *Chain) Accounts() []Account { return append([]Account(nil), c.accounts...) }
+func (c *Chain) Accounts() []devkit.Account { return append([]devkit.Account(nil), c.accounts...) }
 
 // HTTPEndpoint returns the HTTP JSON-RPC URL ("" unless running).
 func (c *Chain) HTTPEndpoint() string {

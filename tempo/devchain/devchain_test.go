@@ -13,6 +13,8 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/ethclient"
+
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 func startChain(t *testing.T, cfg Config) *Chain {
@@ -38,8 +40,8 @@ func startChain(t *testing.T, cfg Config) *Chain {
 
 func tokenBalance(t *testing.T, ctx context.Context, ec *ethclient.Client, holder common.Address) uint64 {
 	t.Helper()
-	token := TokenAddress
-	out, err := ec.CallContract(ctx, ethereum.CallMsg{To: &token, Data: BalanceOfCalldata(holder)}, nil)
+	token := devkit.TokenAddress
+	out, err := ec.CallContract(ctx, ethereum.CallMsg{To: &token, Data: devkit.BalanceOfCalldata(holder)}, nil)
 	if err != nil {
 		t.Fatalf("balanceOf: %v", err)
 	}
@@ -70,22 +72,22 @@ func waitReceipt(t *testing.T, ctx context.Context, ec *ethclient.Client, hash c
 
 // transfer sends a token transfer with an estimated gas limit and returns the
 // receipt.
-func transfer(t *testing.T, ctx context.Context, ec *ethclient.Client, chainID *big.Int, from Account, to common.Address, amount uint64) *types.Receipt {
+func transfer(t *testing.T, ctx context.Context, ec *ethclient.Client, chainID *big.Int, from devkit.Account, to common.Address, amount uint64) *types.Receipt {
 	t.Helper()
 	nonce, err := ec.PendingNonceAt(ctx, from.Address)
 	if err != nil {
 		t.Fatal(err)
 	}
-	token := TokenAddress
+	token := devkit.TokenAddress
 	amt := new(big.Int).SetUint64(amount)
-	gas, err := ec.EstimateGas(ctx, ethereum.CallMsg{From: from.Address, To: &token, Data: TransferCalldata(to, amt)})
+	gas, err := ec.EstimateGas(ctx, ethereum.CallMsg{From: from.Address, To: &token, Data: devkit.TransferCalldata(to, amt)})
 	if err != nil {
 		t.Fatalf("estimate: %v", err)
 	}
-	if gas > DefaultTransferGas {
-		t.Fatalf("estimated gas %d above DefaultTransferGas", gas)
+	if gas > devkit.DefaultTransferGas {
+		t.Fatalf("estimated gas %d above devkit.DefaultTransferGas", gas)
 	}
-	tx, err := SignTransfer(from.Key, nonce, to, amt, chainID, gas*12/10, Fees{})
+	tx, err := devkit.SignTransfer(from.Key, nonce, to, amt, chainID, gas*12/10, devkit.Fees{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,14 +145,14 @@ func TestChainTransferAndHeads(t *testing.T) {
 		t.Fatalf("%d accounts, want 3 demo + 2 load", len(accts))
 	}
 	alice, bob := accts[0], accts[1]
-	if got := tokenBalance(t, ctx, ec, alice.Address); got != 15*Dollar {
+	if got := tokenBalance(t, ctx, ec, alice.Address); got != 15*devkit.Dollar {
 		t.Fatalf("alice = %d", got)
 	}
-	if got := tokenBalance(t, ctx, ec, accts[3].Address); got != LoadTokens {
+	if got := tokenBalance(t, ctx, ec, accts[3].Address); got != devkit.LoadTokens {
 		t.Fatalf("load-0 = %d", got)
 	}
 	eth, err := ec.BalanceAt(ctx, alice.Address, nil)
-	if err != nil || eth.Cmp(GenesisEther) != 0 {
+	if err != nil || eth.Cmp(devkit.GenesisEther) != 0 {
 		t.Fatalf("alice ETH %v, %v", eth, err)
 	}
 
@@ -169,20 +171,20 @@ func TestChainTransferAndHeads(t *testing.T) {
 
 	// A transfer to a fresh holder.
 	dave := common.HexToAddress("0xda7e000000000000000000000000000000000004")
-	r := transfer(t, ctx, ec, c.ChainID(), alice, dave, 4*Dollar)
+	r := transfer(t, ctx, ec, c.ChainID(), alice, dave, 4*devkit.Dollar)
 	if r.Status != types.ReceiptStatusSuccessful {
 		t.Fatalf("receipt status %d", r.Status)
 	}
-	if len(r.Logs) != 1 || r.Logs[0].Topics[0] != TransferEventTopic {
+	if len(r.Logs) != 1 || r.Logs[0].Topics[0] != devkit.TransferEventTopic {
 		t.Fatalf("receipt logs %+v", r.Logs)
 	}
 	t.Logf("transfer to a new holder used %d gas", r.GasUsed)
 	// eth_getLogs works without the log index.
-	logs, err := ec.FilterLogs(ctx, ethereum.FilterQuery{FromBlock: r.BlockNumber, ToBlock: r.BlockNumber, Addresses: []common.Address{TokenAddress}, Topics: [][]common.Hash{{TransferEventTopic}}})
+	logs, err := ec.FilterLogs(ctx, ethereum.FilterQuery{FromBlock: r.BlockNumber, ToBlock: r.BlockNumber, Addresses: []common.Address{devkit.TokenAddress}, Topics: [][]common.Hash{{devkit.TransferEventTopic}}})
 	if err != nil || len(logs) != 1 || logs[0].TxHash != r.TxHash {
 		t.Fatalf("eth_getLogs: %v, %+v", err, logs)
 	}
-	if a, d := tokenBalance(t, ctx, ec, alice.Address), tokenBalance(t, ctx, ec, dave); a != 11*Dollar || d != 4*Dollar {
+	if a, d := tokenBalance(t, ctx, ec, alice.Address), tokenBalance(t, ctx, ec, dave); a != 11*devkit.Dollar || d != 4*devkit.Dollar {
 		t.Fatalf("after transfer alice=%d dave=%d", a, d)
 	}
 	if n, err := ec.NonceAt(ctx, alice.Address, nil); err != nil || n != 1 {
@@ -190,7 +192,7 @@ func TestChainTransferAndHeads(t *testing.T) {
 	}
 	// An overdraft is mined and reverts.
 	nonce, _ := ec.PendingNonceAt(ctx, bob.Address)
-	tx, err := SignTransfer(bob.Key, nonce, dave, big.NewInt(6*Dollar), c.ChainID(), 0, Fees{})
+	tx, err := devkit.SignTransfer(bob.Key, nonce, dave, big.NewInt(6*devkit.Dollar), c.ChainID(), 0, devkit.Fees{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +202,7 @@ func TestChainTransferAndHeads(t *testing.T) {
 	if r := waitReceipt(t, ctx, ec, tx.Hash()); r.Status != types.ReceiptStatusFailed {
 		t.Fatalf("overdraft status %d, want failed", r.Status)
 	}
-	if b := tokenBalance(t, ctx, ec, bob.Address); b != 5*Dollar {
+	if b := tokenBalance(t, ctx, ec, bob.Address); b != 5*devkit.Dollar {
 		t.Fatalf("bob = %d after the reverted overdraft", b)
 	}
 
@@ -245,8 +247,8 @@ func TestChainRestartOnDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice, carol := DemoAccounts()[0], DemoAccounts()[2]
-	r := transfer(t, ctx, ec, c.ChainID(), alice, carol.Address, 1*Dollar)
+	alice, carol := devkit.DemoAccounts()[0], devkit.DemoAccounts()[2]
+	r := transfer(t, ctx, ec, c.ChainID(), alice, carol.Address, 1*devkit.Dollar)
 	ec.Close()
 	if r.Status != types.ReceiptStatusSuccessful {
 		t.Fatal("transfer failed")
@@ -279,7 +281,7 @@ func TestChainRestartOnDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ec2.Close()
-	if got := tokenBalance(t, ctx, ec2, carol.Address); got != 6*Dollar {
+	if got := tokenBalance(t, ctx, ec2, carol.Address); got != 6*devkit.Dollar {
 		t.Fatalf("carol = %d after restart, want 6 dollars", got)
 	}
 	if n, err := ec2.NonceAt(ctx, alice.Address, nil); err != nil || n != 1 {
@@ -294,7 +296,7 @@ func TestChainRestartOnDataDir(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 	// And a transfer still works.
-	if r := transfer(t, ctx, ec2, c2.ChainID(), carol, alice.Address, 6*Dollar); r.Status != types.ReceiptStatusSuccessful {
+	if r := transfer(t, ctx, ec2, c2.ChainID(), carol, alice.Address, 6*devkit.Dollar); r.Status != types.ReceiptStatusSuccessful {
 		t.Fatal("transfer after restart failed")
 	}
 }

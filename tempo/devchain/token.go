@@ -9,39 +9,8 @@ import (
 	"github.com/ethereum/go-ethereum/core/vm"
 	"github.com/ethereum/go-ethereum/core/vm/program"
 	"github.com/ethereum/go-ethereum/crypto"
-)
 
-// TokenAddress is where the genesis places the TIP-20-style token.
-var TokenAddress = common.HexToAddress("0x20c0000000000000000000000000000000000001")
-
-// TokenDecimals is the token's decimals(): 1 dollar = 10^6 units.
-const TokenDecimals = 6
-
-// Dollar is one dollar in token units.
-const Dollar = 1_000_000
-
-// Function selectors served by the token contract.
-var (
-	SelectorBalanceOf        = [4]byte{0x70, 0xa0, 0x82, 0x31} // balanceOf(address)
-	SelectorTransfer         = [4]byte{0xa9, 0x05, 0x9c, 0xbb} // transfer(address,uint256)
-	SelectorTransferWithMemo = [4]byte{0x95, 0x77, 0x7d, 0x59} // transferWithMemo(address,uint256,bytes32)
-	SelectorDecimals         = [4]byte{0x31, 0x3c, 0xe5, 0x67} // decimals()
-	SelectorTotalSupply      = [4]byte{0x18, 0x16, 0x0d, 0xdd} // totalSupply()
-)
-
-// Event topics and the revert error the token emits.
-var (
-	// TransferEventTopic is keccak256("Transfer(address,address,uint256)"),
-	// the standard ERC-20 event (from and to indexed, value in data).
-	TransferEventTopic = crypto.Keccak256Hash([]byte("Transfer(address,address,uint256)"))
-	// TransferWithMemoEventTopic is
-	// keccak256("TransferWithMemo(address,address,uint256,bytes32)"): from, to
-	// and memo indexed, value in data. transferWithMemo emits Transfer first,
-	// then TransferWithMemo.
-	TransferWithMemoEventTopic = crypto.Keccak256Hash([]byte("TransferWithMemo(address,address,uint256,bytes32)"))
-	// InsufficientBalanceSelector is the 4-byte selector of the revert error
-	// InsufficientBalance(uint256 available, uint256 required, address token).
-	InsufficientBalanceSelector = [4]byte(crypto.Keccak256([]byte("InsufficientBalance(uint256,uint256,address)"))[:4])
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // Token storage layout.
@@ -186,7 +155,7 @@ func (a *asm) transferBody() *asm {
 	// emit Transfer(from, to, amount)
 	a.op(vm.DUP1).push(0).op(vm.MSTORE) // mem[0:32] = amount
 	a.op(vm.DUP2, vm.CALLER)            // [to amount to from]
-	a.push(TransferEventTopic)          // [.. to from topic0]
+	a.push(devkit.TransferEventTopic)   // [.. to from topic0]
 	a.push(32).push(0).op(vm.LOG3)      // [to amount]
 	return a
 }
@@ -201,11 +170,11 @@ func assembleToken() ([]byte, error) {
 		sel   [4]byte
 		label string
 	}{
-		{SelectorTransfer, "transfer"},
-		{SelectorTransferWithMemo, "transferWithMemo"},
-		{SelectorBalanceOf, "balanceOf"},
-		{SelectorDecimals, "decimals"},
-		{SelectorTotalSupply, "totalSupply"},
+		{devkit.SelectorTransfer, "transfer"},
+		{devkit.SelectorTransferWithMemo, "transferWithMemo"},
+		{devkit.SelectorBalanceOf, "balanceOf"},
+		{devkit.SelectorDecimals, "decimals"},
+		{devkit.SelectorTotalSupply, "totalSupply"},
 	}
 	for _, d := range dispatch {
 		a.op(vm.DUP1).push(d.sel[:]).op(vm.EQ).jumpi(d.label)
@@ -218,7 +187,7 @@ func assembleToken() ([]byte, error) {
 
 	// decimals() → uint8
 	a.mark("decimals").op(vm.POP).requireCalldataSize(4)
-	a.push(TokenDecimals).returnWord()
+	a.push(devkit.TokenDecimals).returnWord()
 
 	// totalSupply() → uint256
 	a.mark("totalSupply").op(vm.POP).requireCalldataSize(4)
@@ -235,17 +204,17 @@ func assembleToken() ([]byte, error) {
 	a.loadAddressArg(4).push(36).op(vm.CALLDATALOAD) // [to amount]
 	a.transferBody()
 	// emit TransferWithMemo(from, to, amount, memo); mem[0:32] still holds amount.
-	a.push(68).op(vm.CALLDATALOAD)     // [to amount memo]
-	a.op(vm.DUP3, vm.CALLER)           // [to amount memo to from]
-	a.push(TransferWithMemoEventTopic) // [.. memo to from topic0]
-	a.push(32).push(0).op(vm.LOG4)     // [to amount]
+	a.push(68).op(vm.CALLDATALOAD)            // [to amount memo]
+	a.op(vm.DUP3, vm.CALLER)                  // [to amount memo to from]
+	a.push(devkit.TransferWithMemoEventTopic) // [.. memo to from topic0]
+	a.push(32).push(0).op(vm.LOG4)            // [to amount]
 	a.jump("returnTrue")
 
 	a.mark("returnTrue").push(1).returnWord()
 
 	// Stack: [to amount fromSlot fromBal] → revert InsufficientBalance(fromBal, amount, this).
 	a.mark("insufficient")
-	a.push(new(big.Int).Lsh(new(big.Int).SetBytes(InsufficientBalanceSelector[:]), 224)).push(0).op(vm.MSTORE)
+	a.push(new(big.Int).Lsh(new(big.Int).SetBytes(devkit.InsufficientBalanceSelector[:]), 224)).push(0).op(vm.MSTORE)
 	a.push(4).op(vm.MSTORE)                 // available
 	a.op(vm.POP).push(36).op(vm.MSTORE)     // required
 	a.op(vm.ADDRESS).push(68).op(vm.MSTORE) // token

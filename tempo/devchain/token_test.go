@@ -14,6 +14,8 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/params"
 	"github.com/holiman/uint256"
+
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // evm runs the token in go-ethereum's EVM on a scratch state.
@@ -29,9 +31,9 @@ func newEVM(t *testing.T, balances map[common.Address]uint64) *evm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sdb.SetCode(TokenAddress, TokenRuntimeCode(), 0)
+	sdb.SetCode(devkit.TokenAddress, TokenRuntimeCode(), 0)
 	for holder, bal := range balances {
-		sdb.SetState(TokenAddress, BalanceSlot(holder), common.BigToHash(new(big.Int).SetUint64(bal)))
+		sdb.SetState(devkit.TokenAddress, BalanceSlot(holder), common.BigToHash(new(big.Int).SetUint64(bal)))
 	}
 	return &evm{t: t, state: sdb}
 }
@@ -42,7 +44,7 @@ func (e *evm) call(caller common.Address, input []byte, value *big.Int) ([]byte,
 	e.calls++
 	txHash := common.BigToHash(big.NewInt(int64(e.calls)))
 	e.state.SetTxContext(txHash, e.calls, 0)
-	out, _, err := runtime.Call(TokenAddress, input, &runtime.Config{
+	out, _, err := runtime.Call(devkit.TokenAddress, input, &runtime.Config{
 		ChainConfig: params.AllDevChainProtocolChanges,
 		Origin:      caller,
 		GasLimit:    1_000_000,
@@ -56,7 +58,7 @@ func (e *evm) call(caller common.Address, input []byte, value *big.Int) ([]byte,
 
 func (e *evm) balance(holder common.Address) *big.Int {
 	e.t.Helper()
-	out, err, _ := e.call(common.Address{0xee}, BalanceOfCalldata(holder), nil)
+	out, err, _ := e.call(common.Address{0xee}, devkit.BalanceOfCalldata(holder), nil)
 	if err != nil {
 		e.t.Fatalf("balanceOf(%s): %v", holder, err)
 	}
@@ -64,7 +66,7 @@ func (e *evm) balance(holder common.Address) *big.Int {
 		e.t.Fatalf("balanceOf returned %d bytes", len(out))
 	}
 	// The storage word must agree with the documented layout.
-	slot := e.state.GetState(TokenAddress, BalanceSlot(holder))
+	slot := e.state.GetState(devkit.TokenAddress, BalanceSlot(holder))
 	if !bytes.Equal(slot[:], out) {
 		e.t.Fatalf("balanceOf %x differs from storage slot %x", out, slot)
 	}
@@ -80,30 +82,30 @@ var (
 )
 
 func TestTokenBalanceOfAndDecimals(t *testing.T) {
-	e := newEVM(t, map[common.Address]uint64{alice: 15 * Dollar, bob: 5 * Dollar})
-	if got := e.balance(alice); got.Uint64() != 15*Dollar {
+	e := newEVM(t, map[common.Address]uint64{alice: 15 * devkit.Dollar, bob: 5 * devkit.Dollar})
+	if got := e.balance(alice); got.Uint64() != 15*devkit.Dollar {
 		t.Fatalf("alice = %v", got)
 	}
-	if got := e.balance(bob); got.Uint64() != 5*Dollar {
+	if got := e.balance(bob); got.Uint64() != 5*devkit.Dollar {
 		t.Fatalf("bob = %v", got)
 	}
 	if got := e.balance(carol); got.Sign() != 0 {
 		t.Fatalf("carol = %v", got)
 	}
-	out, err, _ := e.call(alice, SelectorDecimals[:], nil)
+	out, err, _ := e.call(alice, devkit.SelectorDecimals[:], nil)
 	if err != nil || !bytes.Equal(out, word(6)) {
 		t.Fatalf("decimals() = %x, %v", out, err)
 	}
-	e.state.SetState(TokenAddress, TotalSupplySlot(), common.BigToHash(big.NewInt(20*Dollar)))
-	out, err, _ = e.call(alice, SelectorTotalSupply[:], nil)
-	if err != nil || !bytes.Equal(out, word(20*Dollar)) {
+	e.state.SetState(devkit.TokenAddress, TotalSupplySlot(), common.BigToHash(big.NewInt(20*devkit.Dollar)))
+	out, err, _ = e.call(alice, devkit.SelectorTotalSupply[:], nil)
+	if err != nil || !bytes.Equal(out, word(20*devkit.Dollar)) {
 		t.Fatalf("totalSupply() = %x, %v", out, err)
 	}
 }
 
 func checkTransferLog(t *testing.T, l *types.Log, from, to common.Address, amount uint64) {
 	t.Helper()
-	if l.Address != TokenAddress || len(l.Topics) != 3 || l.Topics[0] != TransferEventTopic ||
+	if l.Address != devkit.TokenAddress || len(l.Topics) != 3 || l.Topics[0] != devkit.TransferEventTopic ||
 		l.Topics[1] != common.BytesToHash(from.Bytes()) || l.Topics[2] != common.BytesToHash(to.Bytes()) ||
 		!bytes.Equal(l.Data, word(amount)) {
 		t.Fatalf("bad Transfer log: %+v", l)
@@ -111,8 +113,8 @@ func checkTransferLog(t *testing.T, l *types.Log, from, to common.Address, amoun
 }
 
 func TestTokenTransfer(t *testing.T) {
-	e := newEVM(t, map[common.Address]uint64{alice: 15 * Dollar, bob: 5 * Dollar})
-	out, err, logs := e.call(alice, TransferCalldata(carol, big.NewInt(2*Dollar)), nil)
+	e := newEVM(t, map[common.Address]uint64{alice: 15 * devkit.Dollar, bob: 5 * devkit.Dollar})
+	out, err, logs := e.call(alice, devkit.TransferCalldata(carol, big.NewInt(2*devkit.Dollar)), nil)
 	if err != nil {
 		t.Fatalf("transfer: %v", err)
 	}
@@ -122,55 +124,55 @@ func TestTokenTransfer(t *testing.T) {
 	if len(logs) != 1 {
 		t.Fatalf("got %d logs, want 1", len(logs))
 	}
-	checkTransferLog(t, logs[0], alice, carol, 2*Dollar)
-	if a, c := e.balance(alice).Uint64(), e.balance(carol).Uint64(); a != 13*Dollar || c != 2*Dollar {
+	checkTransferLog(t, logs[0], alice, carol, 2*devkit.Dollar)
+	if a, c := e.balance(alice).Uint64(), e.balance(carol).Uint64(); a != 13*devkit.Dollar || c != 2*devkit.Dollar {
 		t.Fatalf("after transfer alice=%d carol=%d", a, c)
 	}
 	// Whole balance, then a zero transfer, then a self-transfer.
-	if _, err, _ := e.call(bob, TransferCalldata(alice, big.NewInt(5*Dollar)), nil); err != nil {
+	if _, err, _ := e.call(bob, devkit.TransferCalldata(alice, big.NewInt(5*devkit.Dollar)), nil); err != nil {
 		t.Fatalf("transfer all: %v", err)
 	}
-	if _, err, logs := e.call(bob, TransferCalldata(alice, big.NewInt(0)), nil); err != nil || len(logs) != 1 {
+	if _, err, logs := e.call(bob, devkit.TransferCalldata(alice, big.NewInt(0)), nil); err != nil || len(logs) != 1 {
 		t.Fatalf("zero transfer: %v, %d logs", err, len(logs))
 	}
-	if _, err, _ := e.call(alice, TransferCalldata(alice, big.NewInt(7*Dollar)), nil); err != nil {
+	if _, err, _ := e.call(alice, devkit.TransferCalldata(alice, big.NewInt(7*devkit.Dollar)), nil); err != nil {
 		t.Fatalf("self transfer: %v", err)
 	}
-	if a, b := e.balance(alice).Uint64(), e.balance(bob).Uint64(); a != 18*Dollar || b != 0 {
+	if a, b := e.balance(alice).Uint64(), e.balance(bob).Uint64(); a != 18*devkit.Dollar || b != 0 {
 		t.Fatalf("alice=%d bob=%d, want 18e6 and 0", a, b)
 	}
 }
 
 func TestTokenInsufficientBalanceReverts(t *testing.T) {
-	e := newEVM(t, map[common.Address]uint64{alice: 15 * Dollar})
-	out, err, logs := e.call(alice, TransferCalldata(bob, big.NewInt(15*Dollar+1)), nil)
+	e := newEVM(t, map[common.Address]uint64{alice: 15 * devkit.Dollar})
+	out, err, logs := e.call(alice, devkit.TransferCalldata(bob, big.NewInt(15*devkit.Dollar+1)), nil)
 	if !errors.Is(err, vm.ErrExecutionReverted) {
 		t.Fatalf("err = %v, want revert", err)
 	}
 	if len(logs) != 0 {
 		t.Fatalf("reverted call left %d logs", len(logs))
 	}
-	want := append(append(append(append([]byte{}, InsufficientBalanceSelector[:]...), word(15*Dollar)...), word(15*Dollar+1)...), common.BytesToHash(TokenAddress.Bytes()).Bytes()...)
+	want := append(append(append(append([]byte{}, devkit.InsufficientBalanceSelector[:]...), word(15*devkit.Dollar)...), word(15*devkit.Dollar+1)...), common.BytesToHash(devkit.TokenAddress.Bytes()).Bytes()...)
 	if !bytes.Equal(out, want) {
 		t.Fatalf("revert data %x, want %x", out, want)
 	}
 	// Nobody's balance moved; a holder with nothing cannot send 1 unit.
-	if _, err, _ := e.call(carol, TransferCalldata(bob, big.NewInt(1)), nil); !errors.Is(err, vm.ErrExecutionReverted) {
+	if _, err, _ := e.call(carol, devkit.TransferCalldata(bob, big.NewInt(1)), nil); !errors.Is(err, vm.ErrExecutionReverted) {
 		t.Fatalf("empty holder: err = %v", err)
 	}
-	if a, b := e.balance(alice).Uint64(), e.balance(bob).Uint64(); a != 15*Dollar || b != 0 {
+	if a, b := e.balance(alice).Uint64(), e.balance(bob).Uint64(); a != 15*devkit.Dollar || b != 0 {
 		t.Fatalf("alice=%d bob=%d after reverts", a, b)
 	}
 	// An amount near 2^256 cannot underflow into a huge credit.
 	huge := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
-	if _, err, _ := e.call(alice, TransferCalldata(bob, huge), nil); !errors.Is(err, vm.ErrExecutionReverted) {
+	if _, err, _ := e.call(alice, devkit.TransferCalldata(bob, huge), nil); !errors.Is(err, vm.ErrExecutionReverted) {
 		t.Fatalf("huge amount: err = %v", err)
 	}
 }
 
 func TestTokenBadCalldataReverts(t *testing.T) {
-	e := newEVM(t, map[common.Address]uint64{alice: 15 * Dollar})
-	good := TransferCalldata(bob, big.NewInt(1))
+	e := newEVM(t, map[common.Address]uint64{alice: 15 * devkit.Dollar})
+	good := devkit.TransferCalldata(bob, big.NewInt(1))
 	dirtyAddr := append([]byte(nil), good...)
 	dirtyAddr[4] = 1 // non-zero upper byte of the address word
 	cases := map[string][]byte{
@@ -180,11 +182,11 @@ func TestTokenBadCalldataReverts(t *testing.T) {
 		"transfer short":        good[:67],
 		"transfer long":         append(append([]byte(nil), good...), 0),
 		"transfer dirty addr":   dirtyAddr,
-		"memo short":            TransferWithMemoCalldata(bob, big.NewInt(1), [32]byte{1})[:99],
-		"memo long":             append(TransferWithMemoCalldata(bob, big.NewInt(1), [32]byte{1}), 0),
-		"balanceOf short":       BalanceOfCalldata(bob)[:35],
-		"balanceOf long":        append(BalanceOfCalldata(bob), 0),
-		"decimals with payload": append(SelectorDecimals[:], 0),
+		"memo short":            devkit.TransferWithMemoCalldata(bob, big.NewInt(1), [32]byte{1})[:99],
+		"memo long":             append(devkit.TransferWithMemoCalldata(bob, big.NewInt(1), [32]byte{1}), 0),
+		"balanceOf short":       devkit.BalanceOfCalldata(bob)[:35],
+		"balanceOf long":        append(devkit.BalanceOfCalldata(bob), 0),
+		"decimals with payload": append(devkit.SelectorDecimals[:], 0),
 	}
 	for name, input := range cases {
 		out, err, logs := e.call(alice, input, nil)
@@ -200,33 +202,33 @@ func TestTokenBadCalldataReverts(t *testing.T) {
 	if _, err, _ := e.call(alice, good, big.NewInt(1)); !errors.Is(err, vm.ErrExecutionReverted) {
 		t.Errorf("call with value: err = %v, want revert", err)
 	}
-	if got := e.balance(alice).Uint64(); got != 15*Dollar {
+	if got := e.balance(alice).Uint64(); got != 15*devkit.Dollar {
 		t.Fatalf("alice = %d after bad calls", got)
 	}
 }
 
 func TestTokenTransferWithMemo(t *testing.T) {
-	e := newEVM(t, map[common.Address]uint64{alice: 15 * Dollar})
+	e := newEVM(t, map[common.Address]uint64{alice: 15 * devkit.Dollar})
 	memo := [32]byte{0xfe, 1, 2, 3}
 	memo[31] = 0x42
-	out, err, logs := e.call(alice, TransferWithMemoCalldata(bob, big.NewInt(3*Dollar), memo), nil)
+	out, err, logs := e.call(alice, devkit.TransferWithMemoCalldata(bob, big.NewInt(3*devkit.Dollar), memo), nil)
 	if err != nil || !bytes.Equal(out, word(1)) {
 		t.Fatalf("transferWithMemo = %x, %v", out, err)
 	}
 	if len(logs) != 2 {
 		t.Fatalf("got %d logs, want Transfer and TransferWithMemo", len(logs))
 	}
-	checkTransferLog(t, logs[0], alice, bob, 3*Dollar)
+	checkTransferLog(t, logs[0], alice, bob, 3*devkit.Dollar)
 	l := logs[1]
-	if len(l.Topics) != 4 || l.Topics[0] != TransferWithMemoEventTopic ||
+	if len(l.Topics) != 4 || l.Topics[0] != devkit.TransferWithMemoEventTopic ||
 		l.Topics[1] != common.BytesToHash(alice.Bytes()) || l.Topics[2] != common.BytesToHash(bob.Bytes()) ||
-		l.Topics[3] != common.Hash(memo) || !bytes.Equal(l.Data, word(3*Dollar)) {
+		l.Topics[3] != common.Hash(memo) || !bytes.Equal(l.Data, word(3*devkit.Dollar)) {
 		t.Fatalf("bad TransferWithMemo log: %+v", l)
 	}
-	if a, b := e.balance(alice).Uint64(), e.balance(bob).Uint64(); a != 12*Dollar || b != 3*Dollar {
+	if a, b := e.balance(alice).Uint64(), e.balance(bob).Uint64(); a != 12*devkit.Dollar || b != 3*devkit.Dollar {
 		t.Fatalf("alice=%d bob=%d", a, b)
 	}
-	if _, err, logs := e.call(bob, TransferWithMemoCalldata(alice, big.NewInt(3*Dollar+1), memo), nil); !errors.Is(err, vm.ErrExecutionReverted) || len(logs) != 0 {
+	if _, err, logs := e.call(bob, devkit.TransferWithMemoCalldata(alice, big.NewInt(3*devkit.Dollar+1), memo), nil); !errors.Is(err, vm.ErrExecutionReverted) || len(logs) != 0 {
 		t.Fatalf("memo overdraft: err = %v, %d logs", err, len(logs))
 	}
 }
@@ -245,12 +247,12 @@ func TestBalanceSlotLayout(t *testing.T) {
 }
 
 func TestDemoAccountsDeterministic(t *testing.T) {
-	d := DemoAccounts()
+	d := devkit.DemoAccounts()
 	if len(d) != 3 || d[0].Name != "alice" || d[1].Name != "bob" || d[2].Name != "carol" {
 		t.Fatalf("demo accounts %+v", d)
 	}
 	for _, a := range d {
-		if DeterministicKey("allegro-demo-"+a.Name).D.Cmp(a.Key.D) != 0 {
+		if devkit.DeterministicKey("allegro-demo-"+a.Name).D.Cmp(a.Key.D) != 0 {
 			t.Fatalf("%s key not keccak256(allegro-demo-%s)", a.Name, a.Name)
 		}
 	}
@@ -259,11 +261,11 @@ func TestDemoAccountsDeterministic(t *testing.T) {
 			t.Fatalf("%s address %s, documented %s", d[i].Name, d[i].Address, want)
 		}
 	}
-	l := LoadAccounts(3)
-	if len(l) != 3 || l[2].Name != "load-2" || l[2].Address == l[1].Address || l[2].Tokens != LoadTokens {
+	l := devkit.LoadAccounts(3)
+	if len(l) != 3 || l[2].Name != "load-2" || l[2].Address == l[1].Address || l[2].Tokens != devkit.LoadTokens {
 		t.Fatalf("load accounts %+v", l)
 	}
-	if len(LoadAccounts(-1)) != 0 {
+	if len(devkit.LoadAccounts(-1)) != 0 {
 		t.Fatal("negative count")
 	}
 }

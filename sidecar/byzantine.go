@@ -1,4 +1,4 @@
-package node
+package sidecar
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 	"math"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/fx"
 
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/validator"
@@ -36,9 +35,9 @@ const (
 	ByzantineInvalidSignatures = "invalid-signatures"
 )
 
-// ByzantineConfig selects a deliberate misbehaviour. Node construction
-// refuses any mode but the honest one unless the committee file marks the
-// network with test_network = true.
+// ByzantineConfig selects a deliberate misbehaviour. Package node refuses
+// any mode but the honest one unless the committee file marks the network
+// with test_network = true.
 type ByzantineConfig struct {
 	// Mode is "" (honest, the default), "equivocate" or
 	// "invalid-signatures" (see the constants above).
@@ -62,16 +61,8 @@ type byzantine struct {
 	published *prometheus.CounterVec
 }
 
-// newByzantine returns nil for an honest validator, and refuses a Byzantine
-// mode outside a test network.
-func newByzantine(lc fx.Lifecycle, cfg Config, f *CommitteeFile, reg prometheus.Registerer, log *slog.Logger) (*byzantine, error) {
-	mode := cfg.Byzantine.Mode
-	if mode == ByzantineHonest {
-		return nil, nil
-	}
-	if !f.TestNetwork {
-		return nil, plain(fmt.Errorf("[byzantine] mode %q is only allowed on a test network (committee file test_network = true)", mode))
-	}
+// newByzantine returns the misbehaviour of mode (not ByzantineHonest).
+func newByzantine(mode string, reg prometheus.Registerer, log *slog.Logger) *byzantine {
 	b := &byzantine{
 		mode: mode,
 		log:  log.With("component", "byzantine", "mode", mode),
@@ -81,14 +72,9 @@ func newByzantine(lc fx.Lifecycle, cfg Config, f *CommitteeFile, reg prometheus.
 		}, []string{"kind"}),
 	}
 	if reg != nil {
-		if err := reg.Register(b.published); err != nil {
-			return nil, err
-		}
+		reg.MustRegister(b.published)
 	}
-	lc.Append(fx.StartHook(func() {
-		b.log.Warn("BYZANTINE MODE ENABLED: this validator misbehaves on purpose (test networks only; never run it in production)")
-	}))
-	return b, nil
+	return b
 }
 
 // addOwnCertificate records and publishes a certificate this validator

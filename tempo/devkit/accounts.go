@@ -1,4 +1,4 @@
-package devchain
+package devkit
 
 import (
 	"crypto/ecdsa"

@@ -1,7 +1,10 @@
-// Package node composes a sidecar from the domain packages: the validator,
-// the bulletin board, the mesh, the chain and the client API. Wiring with
-// go.uber.org/fx happens in this package only (module.go).
-package node
+// Package sidecar is a validator's part of the mesh protocol: it decides
+// client submissions and transactions from the mesh with its validator,
+// shares certificates and QCs through the mesh, credits recipients, parks
+// transactions that arrive early, catches up peers that were away
+// (anti-entropy) and announces again what it signed until its QC forms. It
+// is composed with the other components by package node.
+package sidecar
 
 import (
 	"context"
@@ -25,8 +28,8 @@ import (
 	"github.com/allegro-mesh/allegro/validator"
 )
 
-// SidecarConfig tunes how the sidecar processes mesh traffic.
-type SidecarConfig struct {
+// Config tunes how the sidecar processes mesh traffic.
+type Config struct {
 	// Workers validate transactions from the mesh concurrently, so durable
 	// writes of different senders share fsyncs (default 64).
 	Workers int `toml:"workers"`
@@ -56,15 +59,15 @@ type SidecarConfig struct {
 	ReannounceMaxInterval time.Duration `toml:"reannounce_max_interval"`
 }
 
-// DefaultSidecarConfig returns the defaults.
-func DefaultSidecarConfig() SidecarConfig {
-	return SidecarConfig{Workers: 64, QueueSize: 16_384, MaxParked: 10_000, ParkTTL: 30 * time.Second,
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Workers: 64, QueueSize: 16_384, MaxParked: 10_000, ParkTTL: 30 * time.Second,
 		RetryUnavailable: time.Second, PruneInterval: time.Second,
 		ReannounceInterval: 5 * time.Second, ReannounceMaxInterval: 2 * time.Minute}
 }
 
 // Validate reports the first invalid field.
-func (c SidecarConfig) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.Workers <= 0:
 		return fmt.Errorf("[sidecar] workers must be positive, got %d", c.Workers)
@@ -94,7 +97,7 @@ type HeadSource interface {
 // Sidecar is one validator's node: it validates submissions and mesh
 // transactions, shares certificates, gathers QCs and credits recipients.
 type Sidecar struct {
-	cfg     SidecarConfig
+	cfg     Config
 	log     *slog.Logger
 	v       *validator.Validator
 	board   *bulletin.Board
@@ -127,15 +130,43 @@ type Sidecar struct {
 	wg           sync.WaitGroup
 }
 
-// NewSidecar connects the components. Start begins processing.
-func NewSidecar(cfg SidecarConfig, v *validator.Validator, board *bulletin.Board, mesh *p2p.Mesh, chain tempo.ChainReader, reg prometheus.Registerer, logger *slog.Logger) (*Sidecar, error) {
+// Deps are the components a sidecar works with.
+type Deps struct {
+	Validator *validator.Validator
+	// Board is the bulletin board; it publishes the QCs it forms through
+	// Mesh.
+	Board *bulletin.Board
+	Mesh  *p2p.Mesh
+	Chain tempo.ChainReader
+	// Settler sends certified transactions to the chain; nil: no
+	// settlement (an in-memory test chain).
+	Settler *settlement.Settler
+	// Byzantine is a deliberate misbehaviour (ByzantineEquivocate,
+	// ByzantineInvalidSignatures) for test networks; "" is honest. Whether
+	// the network allows it is the caller's decision.
+	Byzantine string
+	// Registerer receives the sidecar's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// New connects the components. Start begins processing.
+func New(cfg Config, d Deps) (*Sidecar, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := (ByzantineConfig{Mode: d.Byzantine}).Validate(); err != nil {
+		return nil, err
+	}
+	logger := d.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	v, board, mesh := d.Validator, d.Board, d.Mesh
 	s := &Sidecar{
-		cfg: cfg, log: logger, v: v, board: board, mesh: mesh, chain: chain,
+		cfg: cfg, log: logger, v: v, board: board, mesh: mesh, chain: d.Chain, settler: d.Settler,
 		domain:        v.Committee().Domain(),
-		metrics:       newSidecarMetrics(reg),
+		metrics:       newSidecarMetrics(d.Registerer),
 		queue:         make(chan *validator.Payment, cfg.QueueSize),
 		announcements: make(chan *fastpayv1.SubmitFastPayRequest, cfg.QueueSize),
 		parked:        newParkingLot(cfg.MaxParked, cfg.ParkTTL),
@@ -148,8 +179,20 @@ func NewSidecar(cfg SidecarConfig, v *validator.Validator, board *bulletin.Board
 	if s.recentQCs, err = lru.New[qc.Hash, *qc.QC](maxSyncQCs); err != nil {
 		return nil, err
 	}
+	if d.Byzantine != ByzantineHonest {
+		s.byz = newByzantine(d.Byzantine, d.Registerer, logger)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	board.SetPublisher(mesh)
+	if s.settler != nil {
+		// Inclusion is the moment overlay entries stop counting: prune then
+		// rather than at the next tick.
+		s.settler.OnIncluded(func(qc.Hash, uint64) {
+			select {
+			case s.pruneNow <- struct{}{}:
+			default:
+			}
+		})
+	}
 	mesh.RegisterTxValidator(s.validateTx)
 	mesh.OnTx(s.onTx)
 	mesh.OnBulletin(s.onBulletin)
@@ -157,26 +200,13 @@ func NewSidecar(cfg SidecarConfig, v *validator.Validator, board *bulletin.Board
 	return s, nil
 }
 
-// SetSettler hands certified transactions to st for settlement. Call
-// before Start; nil disables settlement.
-func (s *Sidecar) SetSettler(st *settlement.Settler) {
-	s.settler = st
-	if st != nil {
-		// Inclusion is the moment overlay entries stop counting: prune then
-		// rather than at the next tick.
-		st.OnIncluded(func(qc.Hash, uint64) {
-			select {
-			case s.pruneNow <- struct{}{}:
-			default:
-			}
-		})
-	}
-}
-
 // Start restores the transactions this validator signed that have no QC
 // yet (they are announced again), then runs the workers, the publisher and
 // the background loops.
 func (s *Sidecar) Start(context.Context) error {
+	if s.byz != nil {
+		s.byz.log.Warn("BYZANTINE MODE ENABLED: this validator misbehaves on purpose (test networks only; never run it in production)")
+	}
 	if err := s.restorePending(); err != nil {
 		return err
 	}

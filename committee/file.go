@@ -1,4 +1,8 @@
-package node
+// Package committee is a network's membership on disk: the committee file
+// (the validator set of one network with its network parameters) and the
+// validators' key files. Sidecars, light clients, wallets and test tools
+// read them; nothing here runs.
+package committee
 
 import (
 	"bytes"
@@ -15,12 +19,11 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
-	"github.com/allegro-mesh/allegro/validator"
 )
 
-// CommitteeFile is the network's validator set on disk (TOML): every
+// File is the network's validator set on disk (TOML): every
 // validator and light client of one network uses the same file.
-type CommitteeFile struct {
+type File struct {
 	ChainID uint64 `toml:"chain_id"`
 	Epoch   uint64 `toml:"epoch"`
 	// QCShards is the number of QC topics (default 16).
@@ -36,21 +39,21 @@ type CommitteeFile struct {
 	// SettlementMargin is how long a 0x76 transaction must stay valid
 	// after it is certified (valid_before) and how far ahead of its
 	// valid_after it may be certified. Default 10 s.
-	SettlementMargin time.Duration     `toml:"settlement_margin,omitempty"`
-	Members          []CommitteeMember `toml:"member"`
+	SettlementMargin time.Duration `toml:"settlement_margin,omitempty"`
+	Members          []Member      `toml:"member"`
 }
 
-// CommitteeMember is one validator: its name, ed25519 public key (hex) and
+// Member is one validator: its name, ed25519 public key (hex) and
 // libp2p multiaddrs (without /p2p/: the peer id follows from the key).
-type CommitteeMember struct {
+type Member struct {
 	Name      string   `toml:"name"`
 	PublicKey string   `toml:"public_key"`
 	Addrs     []string `toml:"addrs"`
 }
 
-// LoadCommitteeFile reads and validates a committee file.
-func LoadCommitteeFile(path string) (*CommitteeFile, error) {
-	var f CommitteeFile
+// LoadFile reads and validates a committee file.
+func LoadFile(path string) (*File, error) {
+	var f File
 	md, err := toml.DecodeFile(path, &f)
 	if err != nil {
 		return nil, fmt.Errorf("committee file %s: %w", path, err)
@@ -68,7 +71,7 @@ func LoadCommitteeFile(path string) (*CommitteeFile, error) {
 }
 
 // Validate checks every field.
-func (f *CommitteeFile) Validate() error {
+func (f *File) Validate() error {
 	if f.ChainID == 0 {
 		return fmt.Errorf("chain_id must be set")
 	}
@@ -100,7 +103,7 @@ func parsePublicKey(s string) (qc.ValidatorID, error) {
 }
 
 // Fees returns the network's fee model ("tempo" when unset).
-func (f *CommitteeFile) Fees() (tempo.FeeModel, error) {
+func (f *File) Fees() (tempo.FeeModel, error) {
 	if f.FeeModel == "" {
 		return tempo.TempoFees{}, nil
 	}
@@ -108,15 +111,15 @@ func (f *CommitteeFile) Fees() (tempo.FeeModel, error) {
 }
 
 // Margin returns the network's settlement margin (the default when unset).
-func (f *CommitteeFile) Margin() time.Duration {
+func (f *File) Margin() time.Duration {
 	if f.SettlementMargin == 0 {
-		return validator.DefaultSettlementMargin
+		return tempo.DefaultSettlementMargin
 	}
 	return f.SettlementMargin
 }
 
 // Committee returns the protocol committee.
-func (f *CommitteeFile) Committee() (*qc.Committee, error) {
+func (f *File) Committee() (*qc.Committee, error) {
 	members := make([]qc.Member, len(f.Members))
 	for i, m := range f.Members {
 		if m.Name == "" {
@@ -132,7 +135,7 @@ func (f *CommitteeFile) Committee() (*qc.Committee, error) {
 }
 
 // Bootstrap returns every member's peer id and addresses.
-func (f *CommitteeFile) Bootstrap() ([]peer.AddrInfo, error) {
+func (f *File) Bootstrap() ([]peer.AddrInfo, error) {
 	var out []peer.AddrInfo
 	for _, m := range f.Members {
 		id, err := parsePublicKey(m.PublicKey)
@@ -157,7 +160,7 @@ func (f *CommitteeFile) Bootstrap() ([]peer.AddrInfo, error) {
 }
 
 // Write stores f at path.
-func (f *CommitteeFile) Write(path string) error {
+func (f *File) Write(path string) error {
 	var b bytes.Buffer
 	b.WriteString("# Allegro committee: the validator set of one network. Share it with every\n# validator and light client of the network.\n")
 	if err := toml.NewEncoder(&b).Encode(f); err != nil {

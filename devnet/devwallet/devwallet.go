@@ -1,4 +1,9 @@
-package dashboard
+// Package devwallet signs payments with the development chain's publicly
+// known demo accounts and runs the chained-payment demo, so the dashboard of
+// a local network can offer a payment form and a demo button. It is a
+// development tool: devnet mounts it on its sidecars (node.WithAPIExtension)
+// and only on a test network; production sidecars never link it.
+package devwallet
 
 import (
 	"bytes"
@@ -22,9 +27,10 @@ import (
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/demo"
+	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
-	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // Routes of the dev wallet.
@@ -81,7 +87,7 @@ type DevWalletParams struct {
 type DevWallet struct {
 	p        DevWalletParams
 	log      *slog.Logger
-	accounts []devchain.Account
+	accounts []devkit.Account
 
 	// busy admits one payment or demo at a time, so nonces do not race.
 	busy chan struct{}
@@ -112,7 +118,7 @@ func NewDevWallet(p DevWalletParams) (*DevWallet, error) {
 		p.Settled = func(qc.Hash) bool { return false }
 	}
 	return &DevWallet{
-		p: p, log: p.Logger.With("component", "devwallet"), accounts: devchain.DemoAccounts(),
+		p: p, log: p.Logger.With("component", "devwallet"), accounts: devkit.DemoAccounts(),
 		busy: make(chan struct{}, 1), next: map[common.Address]uint64{}, credit: map[common.Address]*qc.QC{},
 	}, nil
 }
@@ -143,14 +149,14 @@ func sameOrigin(h http.Handler) http.Handler {
 }
 
 // account finds a demo account by name or address.
-func (d *DevWallet) account(s string) (devchain.Account, bool) {
+func (d *DevWallet) account(s string) (devkit.Account, bool) {
 	s = strings.TrimSpace(s)
 	for _, a := range d.accounts {
 		if strings.EqualFold(s, a.Name) || strings.EqualFold(s, a.Address.Hex()) {
 			return a, true
 		}
 	}
-	return devchain.Account{}, false
+	return devkit.Account{}, false
 }
 
 // ---- accounts ----
@@ -179,10 +185,10 @@ func (d *DevWallet) handleAccounts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "chain: "+err.Error())
 		return
 	}
-	resp := DevAccountsResponse{Token: devchain.TokenAddress.Hex(), Decimals: devchain.TokenDecimals,
+	resp := DevAccountsResponse{Token: devkit.TokenAddress.Hex(), Decimals: devkit.TokenDecimals,
 		BlockHeight: apiserver.U64(view.Head().Number), DemoEnabled: d.p.ChainURL != ""}
 	for _, a := range d.accounts {
-		b, err := view.BalanceOf(ctx, devchain.TokenAddress, a.Address)
+		b, err := view.BalanceOf(ctx, devkit.TokenAddress, a.Address)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "balance of "+a.Name+": "+err.Error())
 			return
@@ -214,7 +220,7 @@ type DevPayResponse struct {
 }
 
 // parsePay checks a pay request; errors name the field.
-func (d *DevWallet) parsePay(req DevPayRequest) (from, to devchain.Account, amount uint64, err error) {
+func (d *DevWallet) parsePay(req DevPayRequest) (from, to devkit.Account, amount uint64, err error) {
 	var ok bool
 	if from, ok = d.account(req.From); !ok {
 		return from, to, 0, fmt.Errorf("from: %q is not a demo account (alice, bob, carol)", truncate(req.From, 60))
@@ -236,21 +242,21 @@ func (d *DevWallet) parsePay(req DevPayRequest) (from, to devchain.Account, amou
 func ParseDollars(s string) (uint64, error) {
 	s = strings.TrimSpace(s)
 	whole, frac, hasDot := strings.Cut(s, ".")
-	if whole == "" || (hasDot && frac == "") || len(frac) > devchain.TokenDecimals || len(whole) > 7 {
-		return 0, fmt.Errorf("%q is not a dollar amount with at most %d decimals", truncate(s, 40), devchain.TokenDecimals)
+	if whole == "" || (hasDot && frac == "") || len(frac) > devkit.TokenDecimals || len(whole) > 7 {
+		return 0, fmt.Errorf("%q is not a dollar amount with at most %d decimals", truncate(s, 40), devkit.TokenDecimals)
 	}
 	for _, c := range whole + frac {
 		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%q is not a dollar amount with at most %d decimals", truncate(s, 40), devchain.TokenDecimals)
+			return 0, fmt.Errorf("%q is not a dollar amount with at most %d decimals", truncate(s, 40), devkit.TokenDecimals)
 		}
 	}
 	w, _ := strconv.ParseUint(whole, 10, 64) // at most 7 digits
-	f, _ := strconv.ParseUint((frac + "000000")[:devchain.TokenDecimals], 10, 64)
-	units := w*devchain.Dollar + f
+	f, _ := strconv.ParseUint((frac + "000000")[:devkit.TokenDecimals], 10, 64)
+	units := w*devkit.Dollar + f
 	switch {
 	case units == 0:
 		return 0, errors.New("must be positive")
-	case units > maxDevAmount*devchain.Dollar:
+	case units > maxDevAmount*devkit.Dollar:
 		return 0, fmt.Errorf("at most %d dollars", maxDevAmount)
 	}
 	return units, nil
@@ -295,7 +301,7 @@ func (d *DevWallet) handlePay(w http.ResponseWriter, r *http.Request) {
 
 // pay signs and submits one payment, moving to the next nonce while the
 // validators say the current one is taken.
-func (d *DevWallet) pay(ctx context.Context, from, to devchain.Account, amount uint64) (*DevPayResponse, error) {
+func (d *DevWallet) pay(ctx context.Context, from, to devkit.Account, amount uint64) (*DevPayResponse, error) {
 	view, err := d.p.Chain.Latest(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("chain: %w", err)
@@ -323,7 +329,7 @@ func (d *DevWallet) pay(ctx context.Context, from, to devchain.Account, amount u
 		if parent != nil {
 			opts = append(opts, client.WithParent(parent))
 		}
-		req, err := client.NewEVMPayment(from.Key, chainID, nonce, devchain.TokenAddress, to.Address, amount, opts...)
+		req, err := client.NewEVMPayment(from.Key, chainID, nonce, devkit.TokenAddress, to.Address, amount, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -527,4 +533,37 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// Extension mounts the dev wallet on a sidecar's API. It refuses a network
+// whose committee is not marked test_network: the keys are public.
+func Extension() node.APIExtension {
+	return func(x node.ExtensionContext) error {
+		if !x.Committee.TestNetwork {
+			return errors.New("the dev wallet signs with the development chain's public demo keys: only on a test network (committee file test_network = true)")
+		}
+		boot, err := x.Committee.Bootstrap()
+		if err != nil {
+			return err
+		}
+		c, err := x.Committee.Committee()
+		if err != nil {
+			return err
+		}
+		w, err := NewDevWallet(DevWalletParams{
+			Committee: c, QCShards: x.Committee.QCShards, Bootstrap: boot, Chain: x.Chain, ChainURL: x.ChainURL,
+			APIAddr: x.APIAddr,
+			Settled: func(h qc.Hash) bool {
+				st, ok := x.Board.Status(h)
+				return ok && st.Stage >= fastpayv1.TxLifecycleUpdate_INCLUDED
+			},
+			Logger: x.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		w.Register(x.Handle)
+		x.Logger.Info("dev wallet enabled: this sidecar signs payments with the dev chain's public demo keys (test networks only)")
+		return nil
+	}
 }

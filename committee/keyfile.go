@@ -1,4 +1,4 @@
-package node
+package committee
 
 import (
 	"crypto/ed25519"

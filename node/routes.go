@@ -1,0 +1,80 @@
+package node
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/allegro-mesh/allegro/apiserver"
+	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/dashboard"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/tempo"
+)
+
+// APIExtension mounts more routes on a sidecar's API server before it
+// starts; it is given what a development tool may need of the sidecar.
+type APIExtension func(ExtensionContext) error
+
+// ExtensionContext is what an APIExtension gets.
+type ExtensionContext struct {
+	// Handle mounts a route (http.ServeMux patterns).
+	Handle    func(pattern string, h http.Handler)
+	Committee *committee.File
+	Chain     tempo.ChainReader
+	// ChainURL is the chain node's JSON-RPC URL ("" with an injected
+	// chain).
+	ChainURL string
+	Board    *bulletin.Board
+	// APIAddr returns the API's listen address (known once it listens).
+	APIAddr func() string
+	Logger  *slog.Logger
+}
+
+// mountRoutes mounts the dashboard page and the extensions on the API
+// server.
+func mountRoutes(cfg Config, srv *apiserver.Server, f *committee.File, ch tempo.ChainReader, b *bulletin.Board,
+	exts []APIExtension, log *slog.Logger) error {
+	if cfg.Dashboard.Enabled {
+		h := dashboard.Handler()
+		srv.Handle("GET /{$}", h)
+		srv.Handle("GET /dashboard/", h)
+	}
+	ctx := ExtensionContext{
+		Handle: srv.Handle, Committee: f, Chain: ch, ChainURL: cfg.Chain.URL, Board: b, Logger: log,
+		APIAddr: func() string {
+			if a := srv.Addr(); a != nil {
+				return a.String()
+			}
+			return cfg.API.ListenAddr
+		},
+	}
+	for _, ext := range exts {
+		if err := ext(ctx); err != nil {
+			return plain(err)
+		}
+	}
+	return nil
+}
+
+// Mesh reports the gossip mesh for GET /api/v1/mesh.
+func (b *backend) Mesh() apiserver.MeshInfo {
+	m := b.s.Mesh()
+	st := m.Stats()
+	info := apiserver.MeshInfo{Topics: []apiserver.MeshTopic{
+		meshTopic(p2p.KindTx.String(), st.Tx), meshTopic(p2p.KindBulletin.String(), st.Bulletin),
+		meshTopic(p2p.KindQC.String(), st.QC), meshTopic("other", st.Other),
+	}}
+	for _, p := range m.Peers() {
+		info.Peers = append(info.Peers, apiserver.MeshPeer{PeerID: p.ID.String(), Name: p.Name, Member: p.Member,
+			Connected: p.Connected, Score: p.Score, HasScore: p.HasScore, Addrs: p.Addrs})
+	}
+	return info
+}
+
+var _ apiserver.MeshReporter = (*backend)(nil)
+
+func meshTopic(kind string, s p2p.TopicStats) apiserver.MeshTopic {
+	return apiserver.MeshTopic{Kind: kind, Published: s.Published, PublishErrors: s.PublishErrors, Accepted: s.Accepted,
+		Ignored: s.Ignored, Rejected: s.Rejected, Delivered: s.Delivered, Duplicates: s.Duplicates, Dropped: s.Dropped}
+}
