@@ -85,9 +85,10 @@ type Config struct {
 	HeartbeatInterval time.Duration `toml:"heartbeat_interval"`
 	// HTTP2JSON also serves the JSON API over cleartext HTTP/2 with prior
 	// knowledge, by passing gRPC through net/http's HTTP/2 server. Off by
-	// default: cleartext HTTP/2 connections then go to gRPC's own
-	// transport, which costs ~10% less CPU per streamed payment, and the JSON
-	// API is served over HTTP/1.1 (what browsers and curl use without TLS).
+	// default: cleartext HTTP/2 connections then go to gRPC's own transport,
+	// which costs less CPU per streamed payment (see docs/benchmarks.md),
+	// and the JSON API is served over HTTP/1.1 (what browsers and curl use
+	// without TLS).
 	HTTP2JSON bool `toml:"http2_json"`
 	// DefaultWaitTimeout is how long submit-raw-tx?wait=qc waits for the QC
 	// when the request gives no timeout_ms. Default 5 s.

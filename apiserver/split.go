@@ -14,13 +14,14 @@ import (
 // no method begins with "PRI".
 const http2PrefacePrefix = "PRI"
 
-// splitListener shares one listening socket between the gRPC server and
-// the HTTP server. Each accepted connection goes to one of them by its first
+// splitListener shares one listening socket between the gRPC server and the
+// HTTP server. Each accepted connection goes to one of them by its first
 // bytes: gRPC clients speak HTTP/2 with prior knowledge (the connection
 // preface), browsers and JSON clients speak HTTP/1.1. gRPC then runs on its
-// own HTTP/2 transport: served through net/http's handler bridge
-// (grpc.Server.ServeHTTP) a streamed payment cost about 0.5 ms more CPU.
-// HTTP/2 without TLS is therefore gRPC only on this port.
+// own HTTP/2 transport, which costs less CPU per streamed payment than
+// net/http's handler bridge (grpc.Server.ServeHTTP; see
+// docs/benchmarks.md). HTTP/2 without TLS is therefore gRPC only on this
+// port.
 type splitListener struct {
 	base        net.Listener
 	grpc, http  *chanListener

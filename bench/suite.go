@@ -1,4 +1,4 @@
-// Package bench is the benchmark suite of issue 7: it measures, in one
+// Package bench is the project's benchmark suite: it measures, in one
 // process run so the figures are comparable, the submit-to-QC latency on
 // in-process meshes of several sizes (loopback and with emulated link
 // latency), the throughput at saturation against the CPU-bound limit
@@ -37,7 +37,7 @@ const (
 // AllSections lists every section in run order.
 var AllSections = []string{SectionCost, SectionLatency, SectionThroughput, SectionMesh, SectionResources}
 
-// Targets of issue 7 (2-core machine).
+// Targets of the suite, for a 2-core machine.
 const (
 	TargetLatencyP50Ms   = 5.0
 	TargetLatencyP99Ms   = 25.0

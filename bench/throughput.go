@@ -200,7 +200,7 @@ func (s *suite) runSaturation(ctx context.Context) (saturation, error) {
 		row("CPU-bound limit (as done)", limit, "/s", fmt.Sprintf("%d cores × 10⁶ / (%d × %.0f µs)", int(gomax), n, asRunMicros)),
 		row("CPU-bound limit (minimal work)", limitMinimal, "/s", fmt.Sprintf("%d cores × 10⁶ / (%d × %.0f µs)", int(gomax), n, minimalMicros)),
 		row("achieved / limit (as done)", ratio(achieved, limit), "", "counts every QC validation at full price; the mesh's signature memo makes most of them hashing only"),
-		// The definition: decode and recover once, sign once, verify
+		// The target's definition: decode and recover once, sign once, verify
 		// the n−1 certificates of the others, per validator.
 		Row{Section: SectionThroughput, Case: c, Metric: "achieved / limit (minimal work)", Value: ratio(achieved, limitMinimal), Unit: "",
 			Target: AtLeast(TargetSaturation), Note: "limit from the work a payment needs of each validator"},

@@ -37,15 +37,14 @@ type Config struct {
 	QCShards int `toml:"qc_shards"`
 
 	// PeerOutboundQueueSize is gossipsub's per-peer outbound RPC queue. A
-	// full queue drops RPCs (counted as allegro_p2p_rpc_dropped_total). The
-	// pubsub default of 32 dropped 35–40% of a 10,000-message burst on the
-	// project's machines (SPEC §9). Default 8192: with 4096, a 10,000-message
-	// burst published at full speed among four nodes sharing two cores
-	// overflowed a relay's queue in 2 to 4 runs out of 10 (relays do about
-	// twice the publisher's work per message and fall behind it, building a
-	// backlog of up to ~5,000 RPCs that publish back-pressure cannot see);
-	// 8192 had no drop in 15 runs. Memory is bounded by queue size times
-	// message size, per peer.
+	// full queue drops RPCs (counted as allegro_p2p_rpc_dropped_total).
+	// Default 8192: a burst of 10,000 messages published at full speed must
+	// not be dropped, and a relay, which does about twice the publisher's
+	// work per message, falls behind it and builds a backlog that publish
+	// back-pressure cannot see, so the queue must hold most of a burst
+	// (pubsub's default of 32, and 4096, drop from such bursts; see
+	// docs/benchmarks.md). Memory is bounded by queue size times message
+	// size, per peer.
 	PeerOutboundQueueSize int `toml:"peer_outbound_queue_size"`
 
 	// ValidateQueueSize is gossipsub's queue of received messages awaiting
@@ -70,12 +69,12 @@ type Config struct {
 	ValidationTimeout time.Duration `toml:"validation_timeout"`
 
 	// VerifiedSignatures is how many verified certificate signatures the
-	// mesh remembers, so that a QC whose certificates arrived one by one
-	// (or were signed here) is checked without repeating ed25519
-	// verifications. A QC follows its certificates within a hop, so a few
-	// seconds of certificates suffice. Default 8,192 (~3 MiB): five seconds
-	// of certificates at saturation on 4 validators (~1,600/s); 16,384
-	// held ~6 MiB.
+	// mesh remembers, so that a QC whose certificates arrived one by one (or
+	// were signed here) is checked without repeating ed25519 verifications.
+	// A QC follows its certificates within a hop, so a few seconds of
+	// certificates suffice. Default 8,192 (~3 MiB): about five seconds of
+	// certificates at saturation on four validators (see
+	// docs/benchmarks.md).
 	VerifiedSignatures int `toml:"verified_signatures"`
 
 	// AcceptedObjects is how many accepted certificates, and how many QCs
@@ -101,18 +100,18 @@ type Config struct {
 	// is false).
 	FloodPublish bool `toml:"flood_publish"`
 
-	// Relay makes this node forward other nodes' messages along a
-	// gossipsub mesh (pubsub's default degrees). Off by default: committee
-	// members connect to every other member and publish by flooding, so a
-	// relayed copy is one the receiver already has. On a 4-validator
-	// committee relaying tripled the message copies per payment (~60
-	// against ~21) and cost about a quarter of the CPU per payment. Without
-	// relaying, a peer learns a message from a publisher it is not
-	// connected to through gossip (IHAVE/IWANT) at the next heartbeat (1 s),
-	// and validators also repair gaps with anti-entropy; so turn Relay on
-	// where members cannot all reach each other, or for light clients that
-	// connect to only a few validators and need QCs at once. Requires
-	// FloodPublish when off. GossipSub, when set, takes precedence.
+	// Relay makes this node forward other nodes' messages along a gossipsub
+	// mesh (pubsub's default degrees). Off by default: committee members
+	// connect to every other member and publish by flooding, so a relayed
+	// copy is one the receiver already has: relaying multiplies the copies
+	// per payment, and the CPU spent receiving them, and delivers nothing
+	// new (see docs/benchmarks.md). Without relaying, a peer learns a
+	// message from a publisher it is not connected to through gossip
+	// (IHAVE/IWANT) at the next heartbeat (1 s), and validators also repair
+	// gaps with anti-entropy; so turn Relay on where members cannot all
+	// reach each other, or for light clients that connect to only a few
+	// validators and need QCs at once. Requires FloodPublish when off.
+	// GossipSub, when set, takes precedence.
 	Relay bool `toml:"relay"`
 
 	// PublishBackpressureTimeout is the longest a local publish waits while
@@ -126,15 +125,14 @@ type Config struct {
 
 	// SeenMessagesTTL is how long message ids are remembered for
 	// deduplication, and how long peer scoring keeps its per-message
-	// delivery records. Pubsub sweeps both once a minute, so an id stays
-	// for up to TTL + 1 min and the caches grow with the message rate times
-	// that: ~7 ids per payment, and at 370 payments/s they held ~85 MB with
-	// 30 s. Default 10 s: far longer
-	// than a message takes to cross the mesh and twice gossip's message
-	// history (5 heartbeats, 5 s by default), so an IHAVE never names an id
-	// a peer has already forgotten. It may not be shorter than that
-	// history. A message replayed after it is validated again, and every
-	// handler is idempotent.
+	// delivery records. Pubsub sweeps both once a minute, so an id stays for
+	// up to TTL + 1 min and the caches grow with the message rate times
+	// that, about seven ids per payment (sizes in docs/benchmarks.md).
+	// Default 10 s: far longer than a message takes to cross the mesh and
+	// twice gossip's message history (5 heartbeats, 5 s by default), so an
+	// IHAVE never names an id a peer has already forgotten. It may not be
+	// shorter than that history. A message replayed after it is validated
+	// again, and every handler is idempotent.
 	SeenMessagesTTL time.Duration `toml:"seen_messages_ttl"`
 
 	// PubsubCheckInterval is how often connected peers' pubsub links are

@@ -18,8 +18,8 @@ import (
 //     and TCP dialed together, two nodes dialing each other), pubsub forgets
 //     every subscription of the peer and reopens its writer, but the peer,
 //     whose own writer lives on the surviving connection, never re-sends its
-//     subscriptions. We then never forward it anything (observed in this
-//     package's tests as a light client that stopped receiving its shard).
+//     subscriptions. We then never forward it anything: a light client,
+//     for one, stops receiving its shard.
 //   - Opening the outbound stream can fail while the connection stays up;
 //     pubsub then drops the peer and never retries. After 4 writer restarts
 //     in 10 minutes it also stops reopening the writer.

@@ -45,10 +45,9 @@ type Config struct {
 	Now func() time.Time `toml:"-"`
 }
 
-// DefaultGroupCommitWindow is Config.GroupCommitWindow's default. At
-// saturation on a 4-validator in-process mesh it raised certified payments
-// per second by about a tenth against syncing back to back (fsync here
-// takes ~0.5 ms); one payment at a time did not get slower (see
+// DefaultGroupCommitWindow is Config.GroupCommitWindow's default: long
+// enough that decisions arriving together at saturation share an fsync,
+// short enough that a payment alone is not slowed by it (figures in
 // docs/benchmarks.md).
 const DefaultGroupCommitWindow = time.Millisecond
 

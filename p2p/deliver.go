@@ -1,0 +1,93 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// Delivery is one validated message handed to a handler.
+type Delivery[T any] struct {
+	// Value is the decoded, verified object. It is shared with pubsub (it
+	// is the message's ValidatorData) and, for local publishes, with the
+	// publisher: treat it as read-only.
+	Value T
+	// From is the peer that forwarded the message (not necessarily its
+	// author); this node's ID for its own publishes.
+	From peer.ID
+	// Local reports that this node published the message.
+	Local bool
+	// Topic is the topic name; ID the pubsub message id.
+	Topic string
+	ID    string
+}
+
+// Handlers receive validated messages. Each subscribed topic has its own
+// delivery goroutine, so handlers of different topics (and of different QC
+// shards) run concurrently; calls for one topic are sequential. A handler
+// slower than the network makes its subscription buffer
+// (SubscriptionBufferSize) overflow: messages are then dropped and counted.
+// A panicking handler is recovered, counted and logged.
+type (
+	TxHandler       func(ctx context.Context, d Delivery[*TxMessage])
+	BulletinHandler func(ctx context.Context, d Delivery[*BulletinItem])
+	QCHandler       func(ctx context.Context, d Delivery[*qc.QC])
+)
+
+// OnTx sets the handler of validated tx-topic messages.
+func (m *Mesh) OnTx(fn TxHandler) { storeFunc(&m.onTx, fn, fn == nil) }
+
+// OnBulletin sets the handler of validated bulletin items.
+func (m *Mesh) OnBulletin(fn BulletinHandler) { storeFunc(&m.onBulletin, fn, fn == nil) }
+
+// OnQC sets the handler of validated QCs from the QC shards. A validator
+// also receives every QC on the bulletin; it may leave this unset.
+func (m *Mesh) OnQC(fn QCHandler) { storeFunc(&m.onQC, fn, fn == nil) }
+
+// deliverLoop hands one subscription's messages to its handler until Stop.
+func (m *Mesh) deliverLoop(info TopicInfo, sub *pubsub.Subscription) {
+	defer m.wg.Done()
+	for {
+		msg, err := sub.Next(m.ctx)
+		if err != nil {
+			return // Stop cancelled the context or the subscription
+		}
+		m.deliver(info, msg)
+	}
+}
+
+func (m *Mesh) deliver(info TopicInfo, msg *pubsub.Message) {
+	m.metrics.deliver(info.Kind)
+	defer func() {
+		if r := recover(); r != nil {
+			m.metrics.handlerPanics.WithLabelValues(info.Kind.String()).Inc()
+			if ok, suppressed := m.panicLogs.allow(time.Now()); ok {
+				m.logger.Error("p2p: delivery handler panicked", "topic", msg.GetTopic(), "panic", fmt.Sprint(r), "suppressed", suppressed, "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	local := msg.ReceivedFrom == m.self
+	switch info.Kind {
+	case KindTx:
+		v, ok := msg.ValidatorData.(*TxMessage)
+		if fn := m.onTx.Load(); fn != nil && ok {
+			(*fn)(m.ctx, Delivery[*TxMessage]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID})
+		}
+	case KindBulletin:
+		v, ok := msg.ValidatorData.(*BulletinItem)
+		if fn := m.onBulletin.Load(); fn != nil && ok {
+			(*fn)(m.ctx, Delivery[*BulletinItem]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID})
+		}
+	case KindQC:
+		v, ok := msg.ValidatorData.(*qc.QC)
+		if fn := m.onQC.Load(); fn != nil && ok {
+			(*fn)(m.ctx, Delivery[*qc.QC]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID})
+		}
+	}
+}
