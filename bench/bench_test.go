@@ -12,7 +12,7 @@ import (
 // b.N payments per measured run (latency and throughput on 4 validators,
 // the mesh section with b.N payments per design, the resource run with
 // b.N payments through 4 sidecar processes) and reports every figure of
-// the section as a metric. `allegro bench` runs the full suite with more
+// the section as a metric. `allegro-dev bench` runs the full suite with more
 // committee sizes and prints the targets; this is the `go test` route:
 //
 //	go test -run '^$' -bench Suite/latency -benchtime 200x ./bench

@@ -115,7 +115,7 @@ type ChildStats struct {
 }
 
 // SidecarMain runs one sidecar process of the resource run (the hidden
-// `allegro bench-sidecar` command): a validator of the bench committee on
+// `allegro-dev bench-sidecar` command): a validator of the bench committee on
 // its own in-memory chain (the same funded senders in every process; every
 // block period it includes the payments its board saw certified, as
 // Cluster does), talking to the parent on stdin and stdout (see childMsg).

@@ -194,7 +194,7 @@ var sectionTitles = []struct{ key, title string }{
 // figure with its target and PASS/MISS) and a summary of the targets.
 func (r *Report) WriteText(w io.Writer) error {
 	m := r.Machine
-	fmt.Fprintf(w, "allegro bench  %s  (took %s)\n", r.Started.Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second))
+	fmt.Fprintf(w, "allegro-dev bench  %s  (took %s)\n", r.Started.Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second))
 	fmt.Fprintf(w, "machine: %s %s/%s, %d CPUs (%s), GOMAXPROCS %d, commit %s\n", m.GoVersion, m.GOOS, m.GOARCH, m.NumCPU, orDash(m.CPUModel), m.GOMAXPROCS, m.Commit)
 	fmt.Fprintf(w, "load average (1/5/15 min): start %s, end %s; cores this process got: %.2f\n", loadString(m.LoadStart), loadString(m.LoadEnd), m.CoresUsed)
 	for _, s := range sectionTitles {

@@ -5,7 +5,7 @@
 // computed from the per-payment work measured in the same run, the mesh
 // against the reference's direct fan-out (and when a recipient that did
 // not submit holds the QC), and the bytes and resident memory a sidecar
-// needs. `allegro bench` runs it; docs/benchmarks.md explains the figures.
+// needs. `allegro-dev bench` runs it; docs/benchmarks.md explains the figures.
 package bench
 
 import (

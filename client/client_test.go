@@ -16,6 +16,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/client"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
@@ -317,7 +318,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("status", func(t *testing.T) {
 		c := newClient(t, client.Config{Endpoints: []string{deadAddr(t), eps[0]}, Committee: committee, PollInterval: 20 * time.Millisecond})
-		nodetest.Eventually(t, 10*time.Second, "sidecar 0 reports the QC", func() bool {
+		testkit.Eventually(t, 10*time.Second, "sidecar 0 reports the QC", func() bool {
 			st, err := c.Status(context.Background(), first.TxHash)
 			return err == nil && st.QCFormed && st.Stage >= fastpayv1.TxLifecycleUpdate_CERTIFIED && st.Endpoint == eps[0]
 		})

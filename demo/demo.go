@@ -1,7 +1,7 @@
 // Package demo runs the reference chained-payment scenario against a
 // running Allegro network on the development chain: Alice pays Bob, Bob at
 // once pays Carol with Alice's QC as parent, Carol's light client sees the
-// verified payment, and both settle. `allegro devnet --demo`, `allegro demo`
+// verified payment, and both settle. `allegro-dev devnet --demo`, `allegro-dev demo`
 // and the sidecar dashboard's demo button (dev wallet) all run it.
 package demo
 

@@ -1,7 +1,7 @@
 // Package devnet runs a whole local Allegro network in one process: the
 // embedded development chain and n validator sidecars on loopback, with
 // their keys, committee file and data directories written to one folder.
-// It backs `allegro devnet` and end-to-end tests.
+// It backs `allegro-dev devnet` and end-to-end tests.
 package devnet
 
 import (

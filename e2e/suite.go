@@ -729,15 +729,19 @@ func buildImage(ctx context.Context, root, image string, trimpath bool, log *slo
 	}
 	defer os.RemoveAll(ctxDir)
 	start := time.Now()
-	args := []string{"build"}
-	if trimpath {
-		args = append(args, "-trimpath")
+	// A test network's image: the operator's binary and the development
+	// tools, whose dev chain the chain container runs.
+	for _, bin := range []string{"allegro", "allegro-dev"} {
+		args := []string{"build"}
+		if trimpath {
+			args = append(args, "-trimpath")
+		}
+		args = append(args, "-ldflags", "-s -w -X main.version=e2e", "-o", filepath.Join(ctxDir, "bin", bin), "./cmd/"+bin)
+		if _, err := runIn(ctx, 20*time.Minute, root, []string{"CGO_ENABLED=0"}, "go", args...); err != nil {
+			return fmt.Errorf("build the static binary %s: %w", bin, err)
+		}
 	}
-	args = append(args, "-ldflags", "-s -w -X main.version=e2e", "-o", filepath.Join(ctxDir, "allegro"), "./cmd/allegro")
-	if _, err := runIn(ctx, 20*time.Minute, root, []string{"CGO_ENABLED=0"}, "go", args...); err != nil {
-		return fmt.Errorf("build the static binary: %w", err)
-	}
-	log.Info("static binary built", "took", time.Since(start).Round(time.Millisecond))
+	log.Info("static binaries built", "took", time.Since(start).Round(time.Millisecond))
 	df, err := os.ReadFile(filepath.Join(root, "deploy", "Dockerfile"))
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/lightclient"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
@@ -110,7 +111,7 @@ func startClient(t *testing.T, cl *nodetest.Cluster, committee *qc.Committee, wa
 func waitSubscribed(t *testing.T, cl *nodetest.Cluster, p peer.ID, s int) {
 	t.Helper()
 	topic := p2p.QCTopic(cl.Committee.ChainID, cl.Committee.Epoch, s)
-	nodetest.Eventually(t, 20*time.Second, fmt.Sprintf("sidecars see %s on QC shard %d", p, s), func() bool {
+	testkit.Eventually(t, 20*time.Second, fmt.Sprintf("sidecars see %s on QC shard %d", p, s), func() bool {
 		for _, n := range cl.Nodes {
 			if !slices.Contains(n.Sidecar.Mesh().ListPeers(topic), p) {
 				return false
@@ -220,7 +221,7 @@ func TestLightClientFollowsWatchedAddress(t *testing.T) {
 	carolsFirst := pay(t, cl, 1, 1, carol, 20)
 	// Dave shares Bob's shard: his QC arrives, verifies and is not reported.
 	pay(t, cl, 2, 2, dave, 30)
-	nodetest.Eventually(t, 20*time.Second, "the light client sees Dave's QC", func() bool { return lc.Stats().Unwatched >= 1 })
+	testkit.Eventually(t, 20*time.Second, "the light client sees Dave's QC", func() bool { return lc.Stats().Unwatched >= 1 })
 	q = pay(t, cl, 3, 3, bob, 40)
 	if p := nextPayment(t, lc, 20*time.Second); p.TxHash != q.TxHash || p.To != bob {
 		t.Fatalf("after Carol's and Dave's payments got %+v, want Bob's %s", p, q.TxHash)
@@ -327,7 +328,7 @@ func TestForgedQCsFromOutsider(t *testing.T) {
 		t.Fatal(err)
 	}
 	bobTopic := p2p.QCTopic(chainID, 1, shard(bob))
-	nodetest.Eventually(t, 20*time.Second, "the outsider and the light client see each other on Bob's shard", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the outsider and the light client see each other on Bob's shard", func() bool {
 		return slices.Contains(forger.ListPeers(bobTopic), lc.ID()) && slices.Contains(lc.Mesh().ListPeers(bobTopic), forger.ID())
 	})
 	waitSubscribed(t, cl, forger.ID(), shard(bob))
@@ -347,11 +348,11 @@ func TestForgedQCsFromOutsider(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nodetest.Eventually(t, 20*time.Second, "the light client rejects both forgeries and scores the outsider below zero", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the light client rejects both forgeries and scores the outsider below zero", func() bool {
 		s, ok := lc.Score(forger.ID())
 		return lc.Mesh().Stats().QC.Rejected >= 2 && ok && s < 0
 	})
-	nodetest.Eventually(t, 20*time.Second, "the validators score the outsider below zero", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the validators score the outsider below zero", func() bool {
 		for _, n := range cl.Nodes {
 			if s, ok := n.Sidecar.Mesh().Score(forger.ID()); !ok || s >= 0 {
 				return false
@@ -384,7 +385,7 @@ func TestForgedQCsFromOutsider(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nodetest.Eventually(t, 20*time.Second, "the conflict is detected", func() bool { return len(lc.Conflicts()) == 1 })
+	testkit.Eventually(t, 20*time.Second, "the conflict is detected", func() bool { return len(lc.Conflicts()) == 1 })
 	cf := lc.Conflicts()[0]
 	p := nextPayment(t, lc, 5*time.Second)
 	if p.TxHash != cf.First.TxHash || cf.Second.TxHash == cf.First.TxHash ||

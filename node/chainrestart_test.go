@@ -12,6 +12,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
@@ -31,7 +32,7 @@ func TestChainRestart(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	dc, client := startDevChain(t, devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: 8, DataDir: t.TempDir(), HTTPPort: port})
+	dc, client := nodetest.DevChain(t, devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: 8, DataDir: t.TempDir(), HTTPPort: port})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cl := devCluster(t, client, func(cfg *node.Config) { cfg.Sidecar.RetryUnavailable = 200 * time.Millisecond })
@@ -111,7 +112,7 @@ func TestChainRestart(t *testing.T) {
 	}
 	for _, h := range certified {
 		waitQC(t, cl, h)
-		nodetest.Eventually(t, 60*time.Second, "settled "+h.String(), func() bool {
+		testkit.Eventually(t, 60*time.Second, "settled "+h.String(), func() bool {
 			st, ok := cl.Nodes[0].Sidecar.Board().Status(h)
 			return ok && st.Stage >= fastpayv1.TxLifecycleUpdate_FINALIZED
 		})
@@ -120,7 +121,7 @@ func TestChainRestart(t *testing.T) {
 
 func waitQC(t *testing.T, cl *nodetest.Cluster, h qc.Hash) {
 	t.Helper()
-	nodetest.Eventually(t, 30*time.Second, "QC for "+h.String(), func() bool {
+	testkit.Eventually(t, 30*time.Second, "QC for "+h.String(), func() bool {
 		_, ok := cl.Nodes[0].Sidecar.Board().QC(h)
 		return ok
 	})
@@ -196,7 +197,7 @@ func TestChainResetRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last error
-	nodetest.Eventually(t, 30*time.Second, "the running sidecar to refuse the reset chain with a reason", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the running sidecar to refuse the reset chain with a reason", func() bool {
 		last = pay(n)
 		return validator.RejectCodeOf(last) == fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE && strings.Contains(last.Error(), "genesis")
 	})

@@ -16,6 +16,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/apiserver"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/validator"
 )
@@ -23,19 +24,19 @@ import (
 // TestConflictCheckAPI: a block builder asks a sidecar, over gRPC and JSON,
 // whether a raw transaction conflicts with what the mesh certified.
 func TestConflictCheckAPI(t *testing.T) {
-	cl := nodetest.New(t, 4, chainID, fundedChain())
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
 	cl.StartAll()
 	cl.WaitMesh(20 * time.Second)
-	pay := nodetest.Pay{Key: alice, ChainID: chainID, Recipient: nodetest.Address(bob), Amount: 10}
+	pay := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}
 	req := pay.Request(t)
-	q, _ := streamToQC(t, cl.Client(0), req)
+	q, _ := cl.StreamToQC(0, req)
 	// Sidecar 3 learned the QC from the mesh (and signed it, or not).
-	nodetest.Eventually(t, 10*time.Second, "sidecar 3 holds the QC", func() bool {
+	testkit.Eventually(t, 10*time.Second, "sidecar 3 holds the QC", func() bool {
 		_, ok := cl.Nodes[3].Sidecar.Board().QC(q.TxHash)
 		return ok
 	})
 	certified := req.GetTx().GetTempoTx().GetData()
-	pay.Recipient = nodetest.Address(carol)
+	pay.Recipient = nodetest.Address(nodetest.Carol)
 	conflicting := pay.Request(t).GetTx().GetTempoTx().GetData()
 
 	conn, err := grpc.NewClient(cl.Nodes[3].API.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

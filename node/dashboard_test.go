@@ -20,7 +20,7 @@ import (
 // and the page can be switched off; routes come only from API extensions
 // (devnet's dev wallet), and an extension's refusal fails New.
 func TestDashboardWiring(t *testing.T) {
-	cl := nodetest.New(t, 4, chainID, fundedChain())
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
 	production := *cl.Committee
 	production.TestNetwork = false
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/apiserver"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 )
@@ -46,7 +47,7 @@ func readyz(t *testing.T, n *node.Node) (int, apiserver.ReadyResponse) {
 func TestReadinessFollowsCommitteePeers(t *testing.T) {
 	// The in-memory chain's head does not move: only the peers may change
 	// the answer.
-	cl := nodetest.New(t, 4, chainID, fundedChain(), nodetest.WithConfig(func(_ int, cfg *node.Config) {
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded(), nodetest.WithConfig(func(_ int, cfg *node.Config) {
 		cfg.API.ReadyMaxHeadAge = time.Hour
 	}))
 	cl.StartAll()
@@ -58,12 +59,12 @@ func TestReadinessFollowsCommitteePeers(t *testing.T) {
 		last = r
 		return code == http.StatusOK && r.Ready && len(r.Missing) == 0
 	}
-	nodetest.Eventually(t, 20*time.Second, "node 0 ready with its committee", ready)
+	testkit.Eventually(t, 20*time.Second, "node 0 ready with its committee", ready)
 
 	for i := 1; i < 4; i++ {
 		cl.Stop(i)
 	}
-	nodetest.Eventually(t, 20*time.Second, "node 0 not ready, committee peers missing", func() bool {
+	testkit.Eventually(t, 20*time.Second, "node 0 not ready, committee peers missing", func() bool {
 		code, r := readyz(t, cl.Nodes[0])
 		last = r
 		return code == http.StatusServiceUnavailable && !r.Ready && slices.Equal(r.Missing, []string{apiserver.CheckCommitteePeers})
@@ -77,7 +78,7 @@ func TestReadinessFollowsCommitteePeers(t *testing.T) {
 	for i := 1; i < 4; i++ {
 		cl.Start(i)
 	}
-	nodetest.Eventually(t, 30*time.Second, "node 0 ready again after its peers returned", ready)
+	testkit.Eventually(t, 30*time.Second, "node 0 ready again after its peers returned", ready)
 	if t.Failed() {
 		t.Logf("last /readyz: %+v", last)
 	}

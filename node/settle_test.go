@@ -8,6 +8,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/qc"
@@ -17,31 +18,6 @@ import (
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 	"github.com/allegro-mesh/allegro/validator"
 )
-
-// startDevChain starts a dev chain with cfg and a JSON-RPC client on it,
-// both stopped when the test ends.
-func startDevChain(t *testing.T, cfg devchain.Config) (*devchain.Chain, *chain.Client) {
-	t.Helper()
-	dc, err := devchain.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := dc.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dc.Stop(context.Background()) })
-	client, err := chain.New(chain.Config{URL: dc.WSEndpoint(), ExpectedChainID: devchain.DefaultChainID}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Stop(context.Background()) })
-	return dc, client
-}
 
 // devCluster runs a 4-validator mesh reading chain through its JSON-RPC
 // client, with settlement resending quickly.
@@ -74,7 +50,7 @@ func tokenBalance(t *testing.T, c *chain.Client, who common.Address) uint64 {
 
 func waitStage(t *testing.T, cl *nodetest.Cluster, txHash qc.Hash, stage fastpayv1.TxLifecycleUpdate_Stage) {
 	t.Helper()
-	nodetest.Eventually(t, 30*time.Second, "stage "+stage.String(), func() bool {
+	testkit.Eventually(t, 30*time.Second, "stage "+stage.String(), func() bool {
 		st, ok := cl.Nodes[0].Sidecar.Board().Status(txHash)
 		return ok && st.Stage >= stage
 	})
@@ -84,7 +60,7 @@ func waitStage(t *testing.T, cl *nodetest.Cluster, txHash qc.Hash, stage fastpay
 // dependency order, balances move, and overlay entries disappear. The
 // child's QC forms before the parent's is on any board.
 func TestSettlementOnDevChain(t *testing.T) {
-	_, client := startDevChain(t, devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: -1})
+	_, client := nodetest.DevChain(t, devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: -1})
 	cl := devCluster(t, client, nil)
 	demo := devkit.DemoAccounts()
 	alice, bob, carol := demo[0], demo[1], demo[2]
@@ -106,7 +82,7 @@ func TestSettlementOnDevChain(t *testing.T) {
 	parentQC, _ := asm.Build()
 
 	childReq := nodetest.Pay{Key: bob.Key, ChainID: devchain.DefaultChainID, Recipient: carol.Address, Amount: 10 * devkit.Dollar, Parent: parentQC}.Request(t)
-	childQC, _ := streamToQC(t, cl.Client(1), childReq)
+	childQC, _ := cl.StreamToQC(1, childReq)
 	if _, onBoard := cl.Nodes[0].Sidecar.Board().QC(parentQC.TxHash); onBoard {
 		t.Fatal("the parent's QC reached a board before the child's formed")
 	}
@@ -136,7 +112,7 @@ func TestSettlementOnDevChain(t *testing.T) {
 		t.Fatalf("balances alice %d bob %d carol %d, want 5/5/15 dollars", a, b, c)
 	}
 	// Overlay entries disappear once the chain shows the payments.
-	nodetest.Eventually(t, 20*time.Second, "overlay cleared on every validator", func() bool {
+	testkit.Eventually(t, 20*time.Second, "overlay cleared on every validator", func() bool {
 		for _, n := range cl.Nodes {
 			for _, acct := range []common.Address{alice.Address, bob.Address, carol.Address} {
 				o := n.Sidecar.Validator().OverlayOf(qc.Address(acct))

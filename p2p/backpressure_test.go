@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/allegro-mesh/allegro/internal/testkit"
 )
 
 func TestOutboundBackpressure(t *testing.T) {
@@ -93,7 +95,7 @@ func TestRepairSpacing(t *testing.T) {
 		return metricValue(t, u.reg, "allegro_p2p_pubsub_link_repairs_total", nil)
 	}
 	settle := func() {
-		eventually(t, 5*time.Second, "repair goroutine", func() bool {
+		testkit.Eventually(t, 5*time.Second, "repair goroutine", func() bool {
 			u.repairMu.Lock()
 			defer u.repairMu.Unlock()
 			return !u.repairing[u.outsider]

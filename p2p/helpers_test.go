@@ -317,20 +317,6 @@ func subscribedAll(n *node, p peer.ID, topics []string) bool {
 	return true
 }
 
-// eventually polls cond every 10 ms until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
 // metricValue sums the samples of a counter or gauge family whose labels
 // include all of want.
 func metricValue(t testing.TB, reg prometheus.Gatherer, name string, want map[string]string) float64 {

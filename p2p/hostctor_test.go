@@ -14,6 +14,8 @@ import (
 	lpmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/allegro-mesh/allegro/internal/testkit"
 )
 
 // mockConstructor returns a HostConstructor adding each host to mn (linked
@@ -67,7 +69,7 @@ func TestHostConstructorMockNet(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := txID(t, req)
-	eventually(t, 20*time.Second, "tx delivered over the mock network", func() bool {
+	testkit.Eventually(t, 20*time.Second, "tx delivered over the mock network", func() bool {
 		for _, v := range c.validators[1:] {
 			if !v.txs.has(id) {
 				return false
@@ -103,10 +105,10 @@ func TestHostOptionsBandwidth(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := txID(t, req)
-	eventually(t, 20*time.Second, "tx delivered", func() bool { return c.validators[1].txs.has(id) })
+	testkit.Eventually(t, 20*time.Second, "tx delivered", func() bool { return c.validators[1].txs.has(id) })
 	// The counter's totals are refreshed by a background sweep, about once a
 	// second.
-	eventually(t, 20*time.Second, "val-0's sent bytes counted", func() bool {
+	testkit.Eventually(t, 20*time.Second, "val-0's sent bytes counted", func() bool {
 		return counters["val-0"].GetBandwidthTotals().TotalOut > before
 	})
 	// The extra option was applied after the mesh's own (last UserAgent wins).

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/qc"
 )
 
@@ -51,7 +52,7 @@ func TestMeshDelivery(t *testing.T) {
 
 	txID, certID := txID(t, req), certID(t, cert)
 	bullQCID, shardQCID := bulletinQCID(t, q), shardQCID(t, 3, q)
-	eventually(t, 20*time.Second, "delivery to all validators and the light client", func() bool {
+	testkit.Eventually(t, 20*time.Second, "delivery to all validators and the light client", func() bool {
 		for _, v := range c.validators {
 			if !v.txs.has(txID) || !v.bull.has(certID) || !v.bull.has(bullQCID) || !v.qcs.has(shardQCID) {
 				return false
@@ -98,7 +99,7 @@ func TestMeshDelivery(t *testing.T) {
 
 	// Peers: every member by name, the light client as a connected outsider,
 	// scores once a snapshot has run.
-	eventually(t, 10*time.Second, "peer scores", func() bool {
+	testkit.Eventually(t, 10*time.Second, "peer scores", func() bool {
 		ps := v0.Peers()
 		if len(ps) != 4 {
 			return false
@@ -165,7 +166,7 @@ func TestOutsiderExcluded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 20*time.Second, "subscriptions exchanged with the outsider", func() bool {
+	testkit.Eventually(t, 20*time.Second, "subscriptions exchanged with the outsider", func() bool {
 		for _, v := range c.validators {
 			if !slices.Contains(raw.ListPeers(txTopic), v.ID()) || !slices.Contains(v.ListPeers(qcTopic), h.ID()) {
 				return false
@@ -201,7 +202,7 @@ func TestOutsiderExcluded(t *testing.T) {
 	if got.ID != shardQCID(t, 3, q) {
 		t.Errorf("outsider got message %x on the QC shard", got.ID)
 	}
-	eventually(t, 20*time.Second, "validators to receive tx and cert", func() bool {
+	testkit.Eventually(t, 20*time.Second, "validators to receive tx and cert", func() bool {
 		for _, v := range c.validators {
 			if !v.txs.has(txID(t, req)) || !v.bull.has(certID(t, cert)) {
 				return false
@@ -232,7 +233,7 @@ func TestOutsiderExcluded(t *testing.T) {
 	if err := topics[bullTopic].Publish(ctx, bulletinCert(t, spamCert)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "validators to drop the outsider's messages", func() bool {
+	testkit.Eventually(t, 20*time.Second, "validators to drop the outsider's messages", func() bool {
 		for _, v := range c.validators {
 			for _, k := range []string{"tx", "bulletin"} {
 				if metricValue(t, v.reg, "allegro_p2p_outsider_messages_dropped_total", map[string]string{"topic": k}) < 1 {
@@ -247,7 +248,7 @@ func TestOutsiderExcluded(t *testing.T) {
 	if err := c.validators[2].PublishTx(ctx, spam); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the member's copy of the outsider's tx delivered", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the member's copy of the outsider's tx delivered", func() bool {
 		for _, v := range c.validators {
 			if !v.txs.has(txID(t, spam)) {
 				return false
@@ -281,7 +282,7 @@ func TestForgedQCCannotShadow(t *testing.T) {
 	if err := attacker.PublishQC(ctx, forged); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "validators to reject the forgery", func() bool {
+	testkit.Eventually(t, 20*time.Second, "validators to reject the forgery", func() bool {
 		for _, v := range c.validators {
 			if metricValue(t, v.reg, "allegro_p2p_validations_total", map[string]string{"topic": "qc", "verdict": "reject", "stage": stageVerify}) < 1 {
 				return false
@@ -295,7 +296,7 @@ func TestForgedQCCannotShadow(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := shardQCID(t, 3, genuine)
-	eventually(t, 20*time.Second, "the genuine QC at every validator and the watcher", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the genuine QC at every validator and the watcher", func() bool {
 		for _, v := range c.validators {
 			if !v.qcs.has(id) {
 				return false
@@ -308,7 +309,7 @@ func TestForgedQCCannotShadow(t *testing.T) {
 	if err := c.validators[1].PublishQC(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the second QC of the transaction ignored as a duplicate", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the second QC of the transaction ignored as a duplicate", func() bool {
 		for _, v := range append(c.validators[2:], c.validators[0]) {
 			for _, topic := range []string{"qc", "bulletin"} {
 				if metricValue(t, v.reg, "allegro_p2p_validations_total", map[string]string{"topic": topic, "verdict": "ignore", "stage": stageDuplicate}) < 1 {
@@ -348,7 +349,7 @@ func TestForgedQCPenalised(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 20*time.Second, "validators to reject both forgeries and score the sender below zero", func() bool {
+	testkit.Eventually(t, 20*time.Second, "validators to reject both forgeries and score the sender below zero", func() bool {
 		for _, v := range c.validators {
 			if metricValue(t, v.reg, "allegro_p2p_validations_total", map[string]string{"topic": "qc", "verdict": "reject", "stage": stageVerify}) < 2 {
 				return false
@@ -385,7 +386,7 @@ func TestValidatorPanicCounted(t *testing.T) {
 	if err := c.validators[0].PublishTx(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "panics to be counted", func() bool {
+	testkit.Eventually(t, 20*time.Second, "panics to be counted", func() bool {
 		for _, v := range c.validators[1:] {
 			if metricValue(t, v.reg, "allegro_p2p_validator_panics_total", map[string]string{"topic": "tx"}) < 1 ||
 				metricValue(t, v.reg, "allegro_p2p_validations_total", map[string]string{"topic": "tx", "verdict": "reject", "stage": stagePanic}) < 1 {
@@ -409,7 +410,7 @@ func TestBootstrapReconnect(t *testing.T) {
 		if err := v0.Host().LibP2P().Network().ClosePeer(v1.ID()); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 15*time.Second, "reconnection", func() bool {
+		testkit.Eventually(t, 15*time.Second, "reconnection", func() bool {
 			return v0.Host().Connected(v1.ID()) && v1.Host().Connected(v0.ID())
 		})
 		t.Logf("round %d reconnected", round)

@@ -16,6 +16,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
@@ -23,7 +24,6 @@ import (
 	"github.com/allegro-mesh/allegro/safety"
 	"github.com/allegro-mesh/allegro/sidecar"
 	"github.com/allegro-mesh/allegro/tempo"
-	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
@@ -131,24 +131,9 @@ func sidecars(cl *nodetest.Cluster, byz int) []safety.Sidecar {
 // pages: the history passes Check with the run, shows the Byzantine
 // double-signs as detected, and survives a JSON round trip.
 func TestCollectAndCheckDevChain(t *testing.T) {
-	dc, err := devchain.New(devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dc, client := nodetest.DevChain(t, devchain.Config{BlockPeriod: 300 * time.Millisecond, LoadAccounts: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := dc.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dc.Stop(context.Background()) })
-	client, err := chain.New(chain.Config{URL: dc.WSEndpoint(), ExpectedChainID: devchain.DefaultChainID}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Stop(context.Background()) })
 
 	const byz = 3
 	cl := nodetest.New(t, 4, devchain.DefaultChainID, client, nodetest.WithConfig(func(i int, cfg *node.Config) {
@@ -199,7 +184,7 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 	for _, s := range all {
 		// The cluster's committee has Tempo's fee rule: the fee is paid in
 		// the transferred token (the dev chain has no fee manager).
-		s.p.Fee = &safety.PaymentFee{Payer: s.p.Sender, Token: qc.Address(devkit.TokenAddress), Max: big.NewInt(nodetest.MaxFee)}
+		s.p.Fee = &safety.PaymentFee{Payer: s.p.Sender, Token: qc.Address(devkit.TokenAddress), Max: new(big.Int).SetUint64(nodetest.MaxFee)}
 		run.Payments = append(run.Payments, s.p)
 		if s.qc != nil {
 			certified = append(certified, s.qc.TxHash)
@@ -215,7 +200,7 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 	}
 	run.Phases = []safety.Phase{{Name: "baseline", Start: start, End: time.Now()}}
 
-	nodetest.Eventually(t, 60*time.Second, "every certified payment finalized on every honest sidecar", func() bool {
+	testkit.Eventually(t, 60*time.Second, "every certified payment finalized on every honest sidecar", func() bool {
 		for i, n := range cl.Nodes {
 			for _, tx := range certified {
 				if st, ok := n.Sidecar.Board().Status(tx); i != byz && (!ok || st.Stage < fastpayv1.TxLifecycleUpdate_FINALIZED) {
@@ -351,7 +336,7 @@ func TestCollectInvalidSignatures(t *testing.T) {
 		}
 		certified = append(certified, s.qc.TxHash)
 	}
-	nodetest.Eventually(t, 20*time.Second, "the Byzantine board holds every QC", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the Byzantine board holds every QC", func() bool {
 		for _, tx := range certified {
 			if _, ok := cl.Nodes[byz].Sidecar.Board().QC(tx); !ok {
 				return false

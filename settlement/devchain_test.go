@@ -15,6 +15,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
@@ -80,25 +81,10 @@ type devEnv struct {
 	carol     devkit.Account
 }
 
-func startDevchain(t *testing.T, cfg devchain.Config) *devchain.Chain {
-	t.Helper()
-	dc, err := devchain.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := dc.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dc.Stop(context.Background()) })
-	return dc
-}
-
 func newDevEnv(t *testing.T, dcCfg devchain.Config) *devEnv {
 	t.Helper()
 	env := &devEnv{t: t, dcCfg: dcCfg, logs: &lockedBuffer{}}
-	env.dc = startDevchain(t, dcCfg)
+	env.dc = testkit.StartDevChain(t, dcCfg)
 	demo := devkit.DemoAccounts()
 	env.alice, env.bob, env.carol = demo[0], demo[1], demo[2]
 	logger := slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -196,7 +182,7 @@ func (env *devEnv) status(tx qc.Hash) bulletin.TxStatus {
 
 func (env *devEnv) waitStage(tx qc.Hash, stage fastpayv1.TxLifecycleUpdate_Stage, timeout time.Duration) bulletin.TxStatus {
 	env.t.Helper()
-	waitFor(env.t, timeout, fmt.Sprintf("%s of %s", stage, tx), func() bool { return env.status(tx).Stage >= stage })
+	testkit.Eventually(env.t, timeout, fmt.Sprintf("%s of %s", stage, tx), func() bool { return env.status(tx).Stage >= stage })
 	return env.status(tx)
 }
 
@@ -269,7 +255,7 @@ func TestDevchainSettlesPayment(t *testing.T) {
 	if got := testutil.ToFloat64(env.s.m.sent.WithLabelValues(attemptFirst)); got != 1 {
 		t.Fatalf("first sends %v", got)
 	}
-	waitFor(t, 5*time.Second, "the settler to forget the finalized tx", func() bool { return env.s.Pending() == 0 })
+	testkit.Eventually(t, 5*time.Second, "the settler to forget the finalized tx", func() bool { return env.s.Pending() == 0 })
 }
 
 func TestDevchainChainedPaymentsSettleInOrder(t *testing.T) {
@@ -279,9 +265,9 @@ func TestDevchainChainedPaymentsSettleInOrder(t *testing.T) {
 	child, childQC := env.pay(env.bob, 0, env.carol, 10, parentQC)
 
 	env.give(child, childQC)
-	waitFor(t, 10*time.Second, "the child to be tracked", func() bool { return env.s.Pending() == 1 })
+	testkit.Eventually(t, 10*time.Second, "the child to be tracked", func() bool { return env.s.Pending() == 1 })
 	from := env.s.lastHead.Load()
-	waitFor(t, 20*time.Second, "three heads of settlement passes", func() bool { return env.s.lastHead.Load() >= from+3 })
+	testkit.Eventually(t, 20*time.Second, "three heads of settlement passes", func() bool { return env.s.lastHead.Load() >= from+3 })
 	if st := env.status(child.TxHash); hasStage(st, fastpayv1.TxLifecycleUpdate_QUEUED_ONCHAIN) || st.Stage != fastpayv1.TxLifecycleUpdate_CERTIFIED {
 		t.Fatalf("child reached %s before its parent was included", st.Stage)
 	}
@@ -372,13 +358,13 @@ func TestDevchainRestartKeepsBacklog(t *testing.T) {
 	p4, q4 := env.pay(env.carol, 0, env.alice, 6, q2) // Carol has 5$ without p2
 	env.give(p3, q3)
 	env.give(p4, q4)
-	waitFor(t, 20*time.Second, "the settler to notice the outage", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the settler to notice the outage", func() bool {
 		return testutil.ToFloat64(env.s.m.unavailable) == 1
 	})
 	// The settler keeps trying while the node is down, logging the outage
 	// once.
 	passes := env.s.passes.Load()
-	waitFor(t, 20*time.Second, "settlement passes during the outage", func() bool { return env.s.passes.Load() >= passes+3 })
+	testkit.Eventually(t, 20*time.Second, "settlement passes during the outage", func() bool { return env.s.passes.Load() >= passes+3 })
 	if n := env.logs.count("chain unavailable; settlement waits"); n != 1 || testutil.ToFloat64(env.s.m.unavailable) != 1 {
 		t.Fatalf("outage logged %d times:\n%s", n, env.logs)
 	}
@@ -387,7 +373,7 @@ func TestDevchainRestartKeepsBacklog(t *testing.T) {
 	}
 
 	cfg.HTTPPort = port
-	env.dc = startDevchain(t, cfg)
+	env.dc = testkit.StartDevChain(t, cfg)
 	for _, p := range []*validator.Payment{p2, p3, p4} {
 		st := env.waitStage(p.TxHash, fastpayv1.TxLifecycleUpdate_FINALIZED, 40*time.Second)
 		r, err := env.client.TransactionReceipt(ctx, p.Tx.TxHash)
@@ -400,7 +386,7 @@ func TestDevchainRestartKeepsBacklog(t *testing.T) {
 	}
 	// Alice 15-1-2+6, Bob 5+1-1, Carol 5+2+1-6.
 	env.wantBalances(18, 5, 2)
-	waitFor(t, 10*time.Second, "the settler to see the chain back", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the settler to see the chain back", func() bool {
 		return testutil.ToFloat64(env.s.m.unavailable) == 0
 	})
 	if n := env.logs.count("chain unavailable; settlement waits"); n < 1 || n > 2 {

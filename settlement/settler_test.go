@@ -14,6 +14,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
@@ -656,10 +657,10 @@ func TestStartStop(t *testing.T) {
 	p, q := fakePayment(0xa1, 0, nil, false)
 	s.Offer(p)
 	s.Certified(q) // wakes the loop: sent without waiting for a head
-	waitFor(t, 10*time.Second, "first send", func() bool { return ch.sent(p) == 1 })
+	testkit.Eventually(t, 10*time.Second, "first send", func() bool { return ch.sent(p) == 1 })
 	block := ch.include(p, 1)
 	ch.heads <- ch.advance(1)
-	waitFor(t, 10*time.Second, "finality", func() bool {
+	testkit.Eventually(t, 10*time.Second, "finality", func() bool {
 		return strings.Contains(st.describe(p.TxHash), fmt.Sprintf("FINALIZED@%d", block))
 	})
 	if n, err := testutil.GatherAndCount(reg, "allegro_settlement_finalized_total", "allegro_settlement_sent_total"); err != nil || n != 2 {
@@ -686,7 +687,7 @@ func TestFollowBoard(t *testing.T) {
 	p, _ := fakePayment(0xa1, 0, nil, false)
 	q := certify(t, committee, signers, &validator.Payment{TxHash: p.TxHash, Effects: p.Effects})
 	board.AddQC(q)
-	waitFor(t, 10*time.Second, "the board's QC to reach the settler", func() bool { return h.s.Pending() == 1 })
+	testkit.Eventually(t, 10*time.Second, "the board's QC to reach the settler", func() bool { return h.s.Pending() == 1 })
 	stop()
 	h.s.Offer(p)
 	h.pass()
@@ -742,18 +743,6 @@ func TestFIFOSet(t *testing.T) {
 	}
 	if f.len() != 3 || f.has(qc.Hash{0}) || f.has(qc.Hash{1}) || !f.has(qc.Hash{2}) || !f.has(qc.Hash{4}) {
 		t.Fatalf("fifo set %v", f.members)
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an event
 	}
 }
 

@@ -86,7 +86,7 @@ func runCommittee(_ context.Context, args []string, stdout io.Writer) error {
 	epoch := fs.Uint64("epoch", 1, "committee epoch")
 	shards := fs.Int("qc-shards", 16, "number of QC topics")
 	testNet := fs.Bool("test-network", false, "mark the network as a test network (allows test-only sidecar modes)")
-	feeModel := fs.String("fee-model", "tempo", `how the chain charges fees: "tempo" (a USD TIP-20 fee token) or "native" (native gas, as on allegro devchain)`)
+	feeModel := fs.String("fee-model", "tempo", `how the chain charges fees: "tempo" (a USD TIP-20 fee token) or "native" (native gas, as on allegro-dev devchain)`)
 	margin := fs.Duration("settlement-margin", 10*time.Second, "how long a 0x76 transaction must stay valid after it is certified")
 	out := fs.String("out", "committee.toml", "committee file to write")
 	var members memberFlag

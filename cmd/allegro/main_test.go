@@ -14,7 +14,7 @@ import (
 func runCLI(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(context.Background(), args, &out, &errOut)
+	code := app.Run(context.Background(), args, &out, &errOut)
 	return out.String() + errOut.String(), code
 }
 

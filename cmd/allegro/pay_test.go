@@ -24,7 +24,7 @@ func payRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	code = run(ctx, append([]string{"pay"}, args...), &out, &errOut)
+	code = app.Run(ctx, append([]string{"pay"}, args...), &out, &errOut)
 	return out.String(), errOut.String(), code
 }
 

@@ -8,68 +8,20 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// The allegro binary, built once for the tests that run it as processes.
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-	binaryDir  string
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binaryDir != "" {
-		os.RemoveAll(binaryDir)
-	}
-	os.Exit(code)
-}
-
-// buildBinary compiles cmd/allegro (once per test run).
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	binaryOnce.Do(func() {
-		if binaryDir, binaryErr = os.MkdirTemp("", "allegro-test-bin-"); binaryErr != nil {
-			return
-		}
-		binaryPath = filepath.Join(binaryDir, "allegro")
-		cmd := exec.Command("go", "build", "-o", binaryPath, ".")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			binaryErr = fmt.Errorf("go build: %w", err)
-		}
-	})
-	if binaryErr != nil {
-		t.Fatal(binaryErr)
-	}
-	return binaryPath
-}
 
 // procCluster is a dev chain (in this process) and n `allegro sidecar`
 // processes with a generated committee, all on loopback.
@@ -88,7 +40,7 @@ type procCluster struct {
 // with SIGTERM and fails the test if one does not exit cleanly.
 func startSidecars(t *testing.T, n int, chainCfg devchain.Config, extraArgs func(i int) []string) *procCluster {
 	t.Helper()
-	bin := buildBinary(t)
+	bin := testkit.Binary(t, "github.com/allegro-mesh/allegro/cmd/allegro")
 	dir := t.TempDir()
 
 	chain, err := devchain.New(chainCfg)
@@ -105,7 +57,7 @@ func startSidecars(t *testing.T, n int, chainCfg devchain.Config, extraArgs func
 	p2pPorts, apiPorts := make([]int, n), make([]int, n)
 	var keyArgs []string
 	for i := range n {
-		p2pPorts[i], apiPorts[i] = freePort(t), freePort(t)
+		p2pPorts[i], apiPorts[i] = testkit.FreePort(t), testkit.FreePort(t)
 		dataDir := filepath.Join(dir, fmt.Sprintf("v%d", i))
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
 			t.Fatal(err)
@@ -196,7 +148,7 @@ func (pc *procCluster) waitMesh(t *testing.T, ctx context.Context) {
 	t.Helper()
 	n := len(pc.procs)
 	for i := range n {
-		waitHTTP(t, ctx, pc.api(i)+"/api/v1/committee", func(body []byte) bool {
+		testkit.WaitHTTP(t, ctx, pc.api(i)+"/api/v1/committee", func(body []byte) bool {
 			var c struct {
 				Members []struct {
 					Connected bool `json:"connected"`
@@ -215,7 +167,7 @@ func (pc *procCluster) waitMesh(t *testing.T, ctx context.Context) {
 		})
 	}
 	for i := range n {
-		waitHTTP(t, ctx, pc.api(i)+"/readyz", func(body []byte) bool { return strings.Contains(string(body), `"ready":true`) })
+		testkit.WaitHTTP(t, ctx, pc.api(i)+"/readyz", func(body []byte) bool { return strings.Contains(string(body), `"ready":true`) })
 	}
 }
 
@@ -284,25 +236,9 @@ func TestSidecarProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another sidecar serves the same QC.
-	waitHTTP(t, ctx, fmt.Sprintf("%s/api/v1/tx/%s/qc", pc.api(3), got.TxHash), func(b []byte) bool {
+	testkit.WaitHTTP(t, ctx, fmt.Sprintf("%s/api/v1/tx/%s/qc", pc.api(3), got.TxHash), func(b []byte) bool {
 		return strings.Contains(string(b), `"qc_hash"`)
 	})
 }
 
-// waitHTTP polls url until ok(body) holds for a 200 answer.
-func waitHTTP(t *testing.T, ctx context.Context, url string, ok func([]byte) bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		resp, err := http.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && ok(b) {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", url)
-}
+func TestMain(m *testing.M) { os.Exit(testkit.MainWithCleanup(m)) }

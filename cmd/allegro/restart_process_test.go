@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
@@ -50,7 +51,7 @@ func TestSignedAloneSurvivesSIGKILL(t *testing.T) {
 	}
 	status := func(i int, ok func(qcFormed bool, stage string) bool) {
 		t.Helper()
-		waitHTTP(t, ctx, pc.api(i)+"/api/v1/tx/"+got.TxHash+"/status", func(b []byte) bool {
+		testkit.WaitHTTP(t, ctx, pc.api(i)+"/api/v1/tx/"+got.TxHash+"/status", func(b []byte) bool {
 			var st struct {
 				QCFormed bool   `json:"qc_formed"`
 				Stage    string `json:"stage"`

@@ -7,11 +7,11 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/node"
 )
 
@@ -24,16 +24,6 @@ func init() {
 type setting struct {
 	flag, env, usage string
 	apply            func(cfg *node.Config, v string) error
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 var sidecarSettings = []setting{
@@ -50,8 +40,8 @@ var sidecarSettings = []setting{
 		c.API.MaxConnsPerIP = n
 		return nil
 	}},
-	{"p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs", func(c *node.Config, v string) error { c.P2P.ListenAddrs = splitList(v); return nil }},
-	{"p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers", func(c *node.Config, v string) error { c.P2P.AnnounceAddrs = splitList(v); return nil }},
+	{"p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs", func(c *node.Config, v string) error { c.P2P.ListenAddrs = cli.SplitList(v); return nil }},
+	{"p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers", func(c *node.Config, v string) error { c.P2P.AnnounceAddrs = cli.SplitList(v); return nil }},
 	{"log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error", func(c *node.Config, v string) error { c.LogLevel = v; return nil }},
 	{"memory-limit", "ALLEGRO_MEMORY_LIMIT", "Go soft memory limit: auto (90% of a container limit), a size such as 512MiB, or off (GOMEMLIMIT wins when set)", func(c *node.Config, v string) error { c.MemoryLimit = v; return nil }},
 	{"byzantine", "ALLEGRO_BYZANTINE", "TEST NETWORKS ONLY: misbehave on purpose (equivocate, invalid-signatures); refused unless the committee file has test_network = true", func(c *node.Config, v string) error { c.Byzantine.Mode = v; return nil }},

@@ -19,6 +19,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/client"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
@@ -115,8 +116,8 @@ func TestWatchCommand(t *testing.T) {
 		var out, errOut bytes.Buffer
 		done := make(chan int, 1)
 		args := append(append([]string(nil), base...), "--address", recipient.Hex())
-		go func() { done <- run(ctx, append(args, extra...), &out, &errOut) }()
-		nodetest.Eventually(t, 20*time.Second, "the watcher's light client subscribes to the recipient's shard", func() bool {
+		go func() { done <- app.Run(ctx, append(args, extra...), &out, &errOut) }()
+		testkit.Eventually(t, 20*time.Second, "the watcher's light client subscribes to the recipient's shard", func() bool {
 			fresh := false
 			for p := range outsiders(recipient) {
 				if !seen[p] {

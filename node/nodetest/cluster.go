@@ -1,5 +1,7 @@
-// Package nodetest runs in-process clusters of real sidecars (real libp2p
-// hosts on loopback, real pebble stores) for tests.
+// Package nodetest runs in-process clusters of real sidecars for tests:
+// real libp2p hosts and real pebble stores, on loopback or on a libp2p mock
+// network whose links can be cut (Partition), restored (Heal) and slowed
+// (SetLatency), so partition and isolation tests run in go test in seconds.
 package nodetest
 
 import (
@@ -11,18 +13,28 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	lpcrypto "github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/chain"
+	"github.com/allegro-mesh/allegro/tempo/devchain"
 )
 
 // Cluster is n validators sharing one chain.
@@ -35,6 +47,13 @@ type Cluster struct {
 	dirs      []string
 	logger    *slog.Logger
 	configure func(i int, cfg *node.Config)
+
+	// The mock network, when the cluster runs on one (WithMockNet).
+	mn      mocknet.Mocknet
+	mu      sync.Mutex
+	peers   []peer.ID
+	cut     map[[2]int]bool // pairs whose link is down
+	latency time.Duration
 }
 
 // Option customises a cluster.
@@ -49,11 +68,22 @@ func WithConfig(fn func(i int, cfg *node.Config)) Option {
 // ALLEGRO_TEST_LOG is set).
 func WithLogger(l *slog.Logger) Option { return func(c *Cluster) { c.logger = l } }
 
+// WithMockNet runs the mesh on a libp2p mock network instead of loopback
+// sockets, every link with latency (0: none). Partition, Heal and
+// SetLatency work on such a cluster; a node cannot be restarted on it.
+func WithMockNet(latency time.Duration) Option {
+	return func(c *Cluster) {
+		c.mn = mocknet.New()
+		c.latency = latency
+		c.mn.SetLinkDefaults(mocknet.LinkOptions{Latency: latency})
+	}
+}
+
 // New builds (but does not start) n validators on chain, with deterministic
 // keys, chain id chainID and epoch 1.
 func New(t testing.TB, n int, chainID uint64, chain tempo.ChainReader, opts ...Option) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, Chain: chain, Nodes: make([]*node.Node, n)}
+	c := &Cluster{t: t, Chain: chain, Nodes: make([]*node.Node, n), cut: make(map[[2]int]bool)}
 	c.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("ALLEGRO_TEST_LOG") != "" {
 		c.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -72,6 +102,15 @@ func New(t testing.TB, n int, chainID uint64, chain tempo.ChainReader, opts ...O
 		c.Committee.Members = append(c.Committee.Members, committee.Member{
 			Name: fmt.Sprintf("v%d", i), PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey)),
 		})
+		priv, err := lpcrypto.UnmarshalEd25519PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := peer.IDFromPrivateKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.peers = append(c.peers, id)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -80,6 +119,9 @@ func New(t testing.TB, n int, chainID uint64, chain tempo.ChainReader, opts ...O
 			if c.Nodes[i] != nil {
 				_ = c.Nodes[i].Stop(ctx)
 			}
+		}
+		if c.mn != nil {
+			_ = c.mn.Close()
 		}
 	})
 	return c
@@ -92,6 +134,13 @@ func (c *Cluster) config(i int) node.Config {
 	cfg.P2P = p2p.LocalConfig()
 	cfg.API.ListenAddr = "127.0.0.1:0"
 	cfg.Sidecar.PruneInterval = 200 * time.Millisecond
+	if c.mn != nil {
+		cfg.P2P.NewHost = func(key lpcrypto.PrivKey, _ []libp2p.Option) (host.Host, error) {
+			// Loopback addresses keep the nodes inside LocalConfig's IP
+			// colocation whitelist, as on a real loopback mesh.
+			return c.mn.AddPeer(key, ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 20000+i)))
+		}
+	}
 	if c.configure != nil {
 		c.configure(i, &cfg)
 	}
@@ -112,6 +161,9 @@ func (c *Cluster) StartAll() {
 // directory), and tells it where the running peers are.
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
+	if c.mn != nil && c.mn.Host(c.peers[i]) != nil {
+		c.t.Fatalf("node %d: restarting a node on the mock network is not supported", i)
+	}
 	n, err := node.New(c.config(i),
 		node.WithIdentity(c.Committee.Members[i].Name, c.Keys[i]),
 		node.WithCommittee(c.Committee),
@@ -120,6 +172,9 @@ func (c *Cluster) Start(i int) {
 	)
 	if err != nil {
 		c.t.Fatalf("build node %d: %v", i, err)
+	}
+	if c.mn != nil {
+		c.linkNew(i)
 	}
 	var peers []peer.AddrInfo
 	for j, other := range c.Nodes {
@@ -153,26 +208,148 @@ func (c *Cluster) Stop(i int) {
 	c.Nodes[i] = nil
 }
 
+// linkNew links node i's mock host to every other one already on the mock
+// network, except across a partition.
+func (c *Cluster) linkNew(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for j := range c.peers {
+		if j == i || c.mn.Host(c.peers[j]) == nil || c.cut[pair(i, j)] {
+			continue
+		}
+		if _, err := c.mn.LinkPeers(c.peers[i], c.peers[j]); err != nil {
+			c.t.Fatalf("link %d-%d: %v", i, j, err)
+		}
+	}
+}
+
+func pair(i, j int) [2]int {
+	if i > j {
+		i, j = j, i
+	}
+	return [2]int{i, j}
+}
+
+// Partition cuts the mock network into groups of node indices: links
+// between groups go down and their connections close; a node in no group
+// is cut off from all. Nodes keep redialing, as they would on a real
+// network, and reach each other again after Heal.
+func (c *Cluster) Partition(groups ...[]int) {
+	c.t.Helper()
+	c.requireMockNet()
+	side := make(map[int]int)
+	for g, members := range groups {
+		for _, i := range members {
+			side[i] = g + 1
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.peers {
+		for j := i + 1; j < len(c.peers); j++ {
+			if side[i] != 0 && side[i] == side[j] {
+				continue
+			}
+			c.cut[pair(i, j)] = true
+			if c.mn.Host(c.peers[i]) == nil || c.mn.Host(c.peers[j]) == nil {
+				continue
+			}
+			for _, l := range c.mn.LinksBetweenPeers(c.peers[i], c.peers[j]) {
+				if err := c.mn.Unlink(l); err != nil {
+					c.t.Fatalf("unlink %d-%d: %v", i, j, err)
+				}
+			}
+			if err := c.mn.DisconnectPeers(c.peers[i], c.peers[j]); err != nil {
+				c.t.Fatalf("disconnect %d-%d: %v", i, j, err)
+			}
+		}
+	}
+}
+
+// Heal restores every link Partition cut.
+func (c *Cluster) Heal() {
+	c.t.Helper()
+	c.requireMockNet()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p := range c.cut {
+		if c.mn.Host(c.peers[p[0]]) != nil && c.mn.Host(c.peers[p[1]]) != nil {
+			if _, err := c.mn.LinkPeers(c.peers[p[0]], c.peers[p[1]]); err != nil {
+				c.t.Fatalf("link %d-%d: %v", p[0], p[1], err)
+			}
+		}
+		delete(c.cut, p)
+	}
+}
+
+// SetLatency sets the one-way latency of the link between nodes i and j
+// (and of every link made later between them).
+func (c *Cluster) SetLatency(i, j int, d time.Duration) {
+	c.t.Helper()
+	c.requireMockNet()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.mn.LinksBetweenPeers(c.peers[i], c.peers[j]) {
+		l.SetOptions(mocknet.LinkOptions{Latency: d})
+	}
+}
+
+func (c *Cluster) requireMockNet() {
+	if c.mn == nil {
+		c.t.Fatal("nodetest: Partition, Heal and SetLatency need a cluster built WithMockNet")
+	}
+}
+
+// Connected reports whether nodes i and j have a live connection.
+func (c *Cluster) Connected(i, j int) bool {
+	n := c.Nodes[i]
+	return n != nil && n.Sidecar.Mesh().Host().Connected(c.peers[j])
+}
+
 // WaitMesh waits until every running node has every other running node as
 // a peer on the tx topic.
 func (c *Cluster) WaitMesh(timeout time.Duration) {
 	c.t.Helper()
-	chainID, epoch := c.Committee.ChainID, c.Committee.Epoch
-	topic := p2p.TxTopic(chainID, epoch)
-	running := 0
-	for _, n := range c.Nodes {
-		if n != nil {
-			running++
-		}
-	}
-	Eventually(c.t, timeout, "mesh formed", func() bool {
-		for _, n := range c.Nodes {
-			if n != nil && len(n.Sidecar.Mesh().ListPeers(topic)) < running-1 {
-				return false
+	c.WaitConnected(timeout, c.running())
+}
+
+// WaitConnected waits until, within each group, every node has every other
+// as a peer on the tx topic.
+func (c *Cluster) WaitConnected(timeout time.Duration, groups ...[]int) {
+	c.t.Helper()
+	topic := p2p.TxTopic(c.Committee.ChainID, c.Committee.Epoch)
+	testkit.Eventually(c.t, timeout, fmt.Sprintf("mesh formed within %v", groups), func() bool {
+		for _, g := range groups {
+			for _, i := range g {
+				peers := c.Nodes[i].Sidecar.Mesh().ListPeers(topic)
+				for _, j := range g {
+					if j != i && !containsPeer(peers, c.peers[j]) {
+						return false
+					}
+				}
 			}
 		}
 		return true
 	})
+}
+
+func containsPeer(ps []peer.ID, p peer.ID) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Cluster) running() []int {
+	var out []int
+	for i, n := range c.Nodes {
+		if n != nil {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // Client returns a gRPC client of node i's API.
@@ -186,14 +363,50 @@ func (c *Cluster) Client(i int) fastpayv1.FastPaySidecarClient {
 	return fastpayv1.NewFastPaySidecarClient(conn)
 }
 
-// Eventually polls cond until it holds or timeout passes.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+// PayToQC submits req through node i's stream and returns the QC, failing
+// the test when it does not come within timeout.
+func (c *Cluster) PayToQC(i int, req *fastpayv1.SubmitFastPayRequest, timeout time.Duration) *qc.QC {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	q, _ := testkit.StreamToQC(c.t, ctx, c.Client(i), req)
+	return q
+}
+
+// HasQC reports whether node i holds a QC for txHash.
+func (c *Cluster) HasQC(i int, txHash qc.Hash) bool {
+	n := c.Nodes[i]
+	if n == nil {
+		return false
 	}
+	_, ok := n.Sidecar.Board().QC(txHash)
+	return ok
+}
+
+// StreamToQC submits req through node i's stream and returns the QC and how
+// many certificates came before it, failing the test when the QC does not
+// come within 20 s.
+func (c *Cluster) StreamToQC(i int, req *fastpayv1.SubmitFastPayRequest) (*qc.QC, int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return testkit.StreamToQC(c.t, ctx, c.Client(i), req)
+}
+
+// DevChain starts a development chain with cfg and a JSON-RPC client on it
+// (WebSocket), both stopped when the test ends.
+func DevChain(t testing.TB, cfg devchain.Config) (*devchain.Chain, *chain.Client) {
+	t.Helper()
+	dc := testkit.StartDevChain(t, cfg)
+	client, err := chain.New(chain.Config{URL: dc.WSEndpoint(), ExpectedChainID: dc.ChainID().Uint64()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Stop(context.Background()) })
+	return dc, client
 }

@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
@@ -26,7 +27,23 @@ func Key(name string) *ecdsa.PrivateKey {
 // Address returns key's address.
 func Address(key *ecdsa.PrivateKey) common.Address { return crypto.PubkeyToAddress(key.PublicKey) }
 
-// Pay is a payment request under construction.
+// FundedChain returns an in-memory chain at block 10 where each of keys
+// holds balance units of the dev chain's token.
+func FundedChain(balance int64, keys ...*ecdsa.PrivateKey) *tempo.MemChain {
+	c := tempo.NewMemChain()
+	for _, k := range keys {
+		c.SetBalance(devkit.TokenAddress, Address(k), big.NewInt(balance))
+	}
+	c.SetHead(10)
+	return c
+}
+
+// MaxFee is a request's maximum fee under Tempo's fee rule, in token units:
+// the client library's default gas limit and fee cap, / 10^12.
+var MaxFee = new(big.Int).Div(new(big.Int).Mul(big.NewInt(client.DefaultGasLimit), client.DefaultMaxFeePerGas), big.NewInt(1e12)).Uint64()
+
+// Pay is a payment request under construction: an EIP-1559 transfer of the
+// dev chain's token, built with the client library.
 type Pay struct {
 	Key       *ecdsa.PrivateKey
 	ChainID   uint64
@@ -37,51 +54,31 @@ type Pay struct {
 	MaxHeight uint64 // expiry; default 1,000,000
 }
 
-// Fee terms of every request: gas limit and fee cap (wei per gas).
-const (
-	payGas       = 250_000
-	payGasFeeCap = 100_000_000_000
-)
-
-// MaxFee is a request's maximum fee under Tempo's fee rule, in token units:
-// gas × fee cap / 10^12.
-const MaxFee = payGas * payGasFeeCap / 1_000_000_000_000
-
-// Request signs an EIP-1559 token transfer and wraps it as a FastPay
-// request.
+// Request signs the payment and wraps it as a FastPay request.
 func (p Pay) Request(t testing.TB) *fastpayv1.SubmitFastPayRequest {
 	t.Helper()
-	data := make([]byte, 4+64)
-	copy(data, []byte{0xa9, 0x05, 0x9c, 0xbb})
-	copy(data[4+12:], p.Recipient[:])
-	new(big.Int).SetUint64(p.Amount).FillBytes(data[4+32:])
-	chainID := new(big.Int).SetUint64(p.ChainID)
-	token := devkit.TokenAddress
-	tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{
-		ChainID: chainID, Nonce: p.Nonce, GasTipCap: big.NewInt(1_000_000_000), GasFeeCap: big.NewInt(payGasFeeCap),
-		Gas: payGas, To: &token, Value: new(big.Int), Data: data,
-	}), types.LatestSignerForChainID(chainID), p.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := tx.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	height := p.MaxHeight
 	if height == 0 {
 		height = 1_000_000
 	}
-	req := &fastpayv1.SubmitFastPayRequest{Tx: &fastpayv1.FastPayTx{
-		ChainId:       &fastpayv1.ChainId{Value: p.ChainID},
-		TempoTx:       &fastpayv1.TempoTxBytes{Data: raw},
-		Nonce:         &fastpayv1.Nonce2D{NonceKeyBe: make([]byte, 32), NonceSeq: p.Nonce},
-		Expiry:        &fastpayv1.Expiry{Kind: &fastpayv1.Expiry_MaxBlockHeight{MaxBlockHeight: height}},
-		TempoTxFormat: fastpayv1.TempoTxFormat_EVM_OPAQUE_BYTES_V1,
-	}}
+	opts := []client.PaymentOption{client.WithMaxBlockHeight(height)}
 	if p.Parent != nil {
-		req.Tx.ParentQcHash = append([]byte(nil), p.Parent.Hash[:]...)
-		req.ParentQcs = []*fastpayv1.QuorumCertificate{fastpayv1.NewQuorumCertificate(p.Parent)}
+		opts = append(opts, client.WithParent(p.Parent))
+	}
+	req, err := client.NewEVMPayment(p.Key, p.ChainID, p.Nonce, devkit.TokenAddress, p.Recipient, p.Amount, opts...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return req
 }
+
+// The accounts of in-process tests: each holds 100 dollars in Funded.
+var (
+	Alice = Key("alice")
+	Bob   = Key("bob")
+	Carol = Key("carol")
+)
+
+// Funded returns an in-memory chain at block 10 where Alice, Bob and Carol
+// hold 100 dollars each.
+func Funded() *tempo.MemChain { return FundedChain(100_000_000, Alice, Bob, Carol) }

@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allegro-mesh/allegro/internal/testkit"
+	"github.com/allegro-mesh/allegro/tempo"
 )
 
 var (
@@ -119,7 +121,7 @@ func TestTempoShapedResponses(t *testing.T) {
 	if !ok || h.Number != 16 || h.Hash != wantHash || h.UnixMillis != 0x6925a3c0*1000+500 {
 		t.Fatalf("head %+v %v", h, ok)
 	}
-	waitFor(t, 5*time.Second, "polling mode over http", func() bool { return c.Mode() == ModePolling })
+	testkit.Eventually(t, 5*time.Second, "polling mode over http", func() bool { return c.Mode() == ModePolling })
 
 	ctx := context.Background()
 	v, err := c.Latest(ctx)
@@ -429,10 +431,10 @@ func TestHangingNodeBoundedAndSingleflight(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, 5*time.Second, "the first eth_call to arrive", func() bool { return len(f.calls("eth_call")) >= 1 })
+	testkit.Eventually(t, 5*time.Second, "the first eth_call to arrive", func() bool { return len(f.calls("eth_call")) >= 1 })
 	// Give the other goroutines time to join the flight; they must not
 	// produce further requests either way.
-	waitFor(t, 5*time.Second, "all readers to join", func() bool {
+	testkit.Eventually(t, 5*time.Second, "all readers to join", func() bool {
 		return counterValue(t, reg, "allegro_chain_state_cache_total", map[string]string{"result": "miss"}) == 1
 	})
 	close(release)
@@ -535,7 +537,7 @@ func TestNodeSwitchingChainIsNotRead(t *testing.T) {
 	// The node goes away and comes back serving another chain.
 	f.handle("eth_blockNumber", func([]json.RawMessage) fakeAnswer { return fakeAnswer{status: 502, body: "down"} })
 	f.answer("eth_chainId", `"0x1"`)
-	waitFor(t, 5*time.Second, "the mismatch to be noticed", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the mismatch to be noticed", func() bool {
 		return strings.Contains(logs.String(), "chain node now serves another chain")
 	})
 	f.answer("eth_blockNumber", `"0x10"`)
@@ -544,7 +546,7 @@ func TestNodeSwitchingChainIsNotRead(t *testing.T) {
 	}
 	// Back on the right chain: reads resume.
 	f.answer("eth_chainId", `"0xa5bf"`)
-	waitFor(t, 5*time.Second, "recovery", func() bool {
+	testkit.Eventually(t, 5*time.Second, "recovery", func() bool {
 		v, err := c.Latest(ctx)
 		if err != nil {
 			return false
@@ -554,7 +556,7 @@ func TestNodeSwitchingChainIsNotRead(t *testing.T) {
 	})
 	// The recovery is logged by the goroutine that noticed it, which may
 	// finish just after a read has already succeeded.
-	waitFor(t, 5*time.Second, "the recovery log line", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the recovery log line", func() bool {
 		return strings.Contains(logs.String(), "chain node reachable again")
 	})
 }
@@ -582,7 +584,7 @@ func TestGenesisPinned(t *testing.T) {
 	}
 	f.handle("eth_blockNumber", func([]json.RawMessage) fakeAnswer { return fakeAnswer{status: 502, body: "down"} })
 	f.answer("eth_getBlockByNumber", otherGenesis)
-	waitFor(t, 5*time.Second, "the reset chain to be noticed", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the reset chain to be noticed", func() bool {
 		return strings.Contains(logs.String(), "chain node now serves another chain")
 	})
 	f.answer("eth_blockNumber", `"0x10"`)
@@ -591,7 +593,7 @@ func TestGenesisPinned(t *testing.T) {
 		t.Fatalf("Latest on a reset chain: %v", err)
 	}
 	f.answer("eth_getBlockByNumber", tempoBlock)
-	waitFor(t, 5*time.Second, "recovery", func() bool {
+	testkit.Eventually(t, 5*time.Second, "recovery", func() bool {
 		v, err := c.Latest(ctx)
 		if err != nil {
 			return false

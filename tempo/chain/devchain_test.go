@@ -12,25 +12,11 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
-
-func startDevchain(t *testing.T, cfg devchain.Config) *devchain.Chain {
-	t.Helper()
-	dc, err := devchain.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := dc.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dc.Stop(context.Background()) })
-	return dc
-}
 
 func devClientConfig(url string) Config {
 	return Config{
@@ -47,7 +33,7 @@ func devClientConfig(url string) Config {
 func waitReceipt(t *testing.T, c *Client, hash common.Hash) *Receipt {
 	t.Helper()
 	var r *Receipt
-	waitFor(t, 20*time.Second, "receipt of "+hash.Hex(), func() bool {
+	testkit.Eventually(t, 20*time.Second, "receipt of "+hash.Hex(), func() bool {
 		var err error
 		r, err = c.TransactionReceipt(context.Background(), hash)
 		if err != nil {
@@ -62,7 +48,7 @@ func waitReceipt(t *testing.T, c *Client, hash common.Hash) *Receipt {
 func latestAt(t *testing.T, c *Client, n uint64) tempo.ChainView {
 	t.Helper()
 	var v tempo.ChainView
-	waitFor(t, 20*time.Second, "head "+strconv.FormatUint(n, 10), func() bool {
+	testkit.Eventually(t, 20*time.Second, "head "+strconv.FormatUint(n, 10), func() bool {
 		var err error
 		v, err = c.Latest(context.Background())
 		return err == nil && v.Head().Number >= n
@@ -89,7 +75,7 @@ func nonce(t *testing.T, v tempo.ChainView, account common.Address) uint64 {
 }
 
 func TestDevchainStateAndSettlement(t *testing.T) {
-	dc := startDevchain(t, devchain.Config{BlockPeriod: 200 * time.Millisecond, LoadAccounts: -1})
+	dc := testkit.StartDevChain(t, devchain.Config{BlockPeriod: 200 * time.Millisecond, LoadAccounts: -1})
 	reg := prometheus.NewRegistry()
 	cfg := devClientConfig(dc.WSEndpoint())
 	cfg.Registerer = reg
@@ -171,7 +157,7 @@ func TestDevchainStateAndSettlement(t *testing.T) {
 }
 
 func TestDevchainHeadFollowing(t *testing.T) {
-	dc := startDevchain(t, devchain.Config{BlockPeriod: 100 * time.Millisecond, LoadAccounts: -1})
+	dc := testkit.StartDevChain(t, devchain.Config{BlockPeriod: 100 * time.Millisecond, LoadAccounts: -1})
 	for _, tc := range []struct{ url, mode string }{
 		{dc.WSEndpoint(), ModeSubscription},
 		{dc.HTTPEndpoint(), ModePolling},
@@ -251,7 +237,7 @@ func TestDevchainRestartReconnects(t *testing.T) {
 	var before uint64
 	for _, f := range fs {
 		f := f
-		waitFor(t, 10*time.Second, f.name+" to notice the node is gone", func() bool {
+		testkit.Eventually(t, 10*time.Second, f.name+" to notice the node is gone", func() bool {
 			return strings.Contains(f.logs.String(), "chain node unreachable, retrying in")
 		})
 		h, _ := f.c.Head()
@@ -267,17 +253,17 @@ func TestDevchainRestartReconnects(t *testing.T) {
 	}
 	// Let the backoff grow a little, then bring the chain back on the same
 	// directory and port.
-	waitFor(t, 10*time.Second, "backoff to grow", func() bool {
+	testkit.Eventually(t, 10*time.Second, "backoff to grow", func() bool {
 		return strings.Contains(fs[0].logs.String(), "retrying in 200ms")
 	})
 	cfg.HTTPPort = port
-	dc2 := startDevchain(t, cfg)
+	dc2 := testkit.StartDevChain(t, cfg)
 	if dc2.HTTPEndpoint() != httpURL || dc2.WSEndpoint() != wsURL {
 		t.Fatalf("restarted on %s / %s, want %s / %s", dc2.HTTPEndpoint(), dc2.WSEndpoint(), httpURL, wsURL)
 	}
 	for _, f := range fs {
 		f := f
-		waitFor(t, 20*time.Second, f.name+" to resume heads past "+strconv.FormatUint(before, 10), func() bool {
+		testkit.Eventually(t, 20*time.Second, f.name+" to resume heads past "+strconv.FormatUint(before, 10), func() bool {
 			h, ok := f.c.Head()
 			return ok && h.Number > before+2
 		})
@@ -302,5 +288,5 @@ func TestDevchainRestartReconnects(t *testing.T) {
 			t.Fatalf("%s: alice %d after restart", f.name, a)
 		}
 	}
-	waitFor(t, 10*time.Second, "ws client back on its subscription", func() bool { return fs[0].c.Mode() == ModeSubscription })
+	testkit.Eventually(t, 10*time.Second, "ws client back on its subscription", func() bool { return fs[0].c.Mode() == ModeSubscription })
 }

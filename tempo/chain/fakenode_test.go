@@ -206,21 +206,6 @@ func startClient(t *testing.T, cfg Config, logger *slog.Logger) *Client {
 	return c
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for i := 0; ; i++ {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) || i > 100_000 {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
-}
-
 // counterValue sums the samples of a counter family matching labels.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()

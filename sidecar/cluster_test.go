@@ -1,90 +1,32 @@
-package node_test
+package sidecar_test
 
 import (
 	"context"
-	"io"
-	"math/big"
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/common"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
-	"github.com/allegro-mesh/allegro/qc"
-	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
-const chainID = 1337
-
-var (
-	alice = nodetest.Key("alice")
-	bob   = nodetest.Key("bob")
-	carol = nodetest.Key("carol")
-)
-
-func fundedChain() *tempo.MemChain {
-	c := tempo.NewMemChain()
-	for _, k := range []common.Address{nodetest.Address(alice), nodetest.Address(bob), nodetest.Address(carol)} {
-		c.SetBalance(devkit.TokenAddress, k, big.NewInt(100_000_000))
-	}
-	c.SetHead(10)
-	return c
-}
-
-// streamToQC submits req through node i's stream and returns the QC and the
-// certificates the stream delivered before it.
-func streamToQC(t *testing.T, client fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest) (*qc.QC, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	return streamToQCCtx(t, ctx, client, req)
-}
-
-// streamToQCCtx is streamToQC bounded by ctx.
-func streamToQCCtx(t *testing.T, ctx context.Context, client fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest) (*qc.QC, int) {
-	t.Helper()
-	stream, err := client.SubmitFastPayStream(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs := 0
-	for {
-		ev, err := stream.Recv()
-		if err == io.EOF {
-			t.Fatal("stream ended without a QC")
-		}
-		if err != nil {
-			t.Fatalf("stream: %v", err)
-		}
-		switch e := ev.Event.(type) {
-		case *fastpayv1.SubmitFastPayEvent_Reject:
-			t.Fatalf("rejected: %s", e.Reject)
-		case *fastpayv1.SubmitFastPayEvent_Cert:
-			certs++
-		case *fastpayv1.SubmitFastPayEvent_Qc:
-			q, err := e.Qc.ToQC()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return q, certs
-		}
-	}
-}
+// chainID is the chain of the in-memory test networks.
+const chainID = devkit.ChainID
 
 // TestPaymentThroughOneSidecar: a payment submitted to one sidecar yields a
 // QC that every sidecar holds, and the submitter's stream receives it.
 func TestPaymentThroughOneSidecar(t *testing.T) {
-	cl := nodetest.New(t, 4, chainID, fundedChain())
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
 	cl.StartAll()
 	cl.WaitMesh(20 * time.Second)
 
-	req := nodetest.Pay{Key: alice, ChainID: chainID, Recipient: nodetest.Address(bob), Amount: 10}.Request(t)
-	q, certs := streamToQC(t, cl.Client(0), req)
+	req := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}.Request(t)
+	q, certs := cl.StreamToQC(0, req)
 	committee, _ := cl.Committee.Committee()
 	if err := committee.VerifyQC(q); err != nil {
 		t.Fatalf("stream QC does not verify: %v", err)
@@ -92,7 +34,7 @@ func TestPaymentThroughOneSidecar(t *testing.T) {
 	if certs < committee.Quorum() {
 		t.Fatalf("stream delivered %d certificates before the QC, want at least %d", certs, committee.Quorum())
 	}
-	nodetest.Eventually(t, 10*time.Second, "every sidecar holds the QC", func() bool {
+	testkit.Eventually(t, 10*time.Second, "every sidecar holds the QC", func() bool {
 		for _, n := range cl.Nodes {
 			if _, ok := n.Sidecar.Board().QC(q.TxHash); !ok {
 				return false
@@ -103,8 +45,8 @@ func TestPaymentThroughOneSidecar(t *testing.T) {
 
 	// Chained: Bob spends what he received, through another sidecar: his
 	// whole balance and the 10 received, less the maximum fee.
-	child := nodetest.Pay{Key: bob, ChainID: chainID, Recipient: nodetest.Address(carol), Amount: 100_000_010 - nodetest.MaxFee, Parent: q}.Request(t)
-	q2, _ := streamToQC(t, cl.Client(2), child)
+	child := nodetest.Pay{Key: nodetest.Bob, ChainID: chainID, Recipient: nodetest.Address(nodetest.Carol), Amount: 100_000_010 - nodetest.MaxFee, Parent: q}.Request(t)
+	q2, _ := cl.StreamToQC(2, child)
 	if err := committee.VerifyQC(q2); err != nil {
 		t.Fatal(err)
 	}
@@ -119,28 +61,28 @@ func TestQuorumWithFailures(t *testing.T) {
 	gossip := pubsub.DefaultGossipSubParams()
 	gossip.HeartbeatInterval = 100 * time.Millisecond
 	window := time.Duration(gossip.HistoryLength) * gossip.HeartbeatInterval
-	cl := nodetest.New(t, 4, chainID, fundedChain(), nodetest.WithConfig(func(_ int, cfg *node.Config) {
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded(), nodetest.WithConfig(func(_ int, cfg *node.Config) {
 		cfg.P2P.GossipSub = &gossip
 	}))
 	cl.StartAll()
 	cl.WaitMesh(20 * time.Second)
 
 	cl.Stop(3)
-	req := nodetest.Pay{Key: alice, ChainID: chainID, Recipient: nodetest.Address(bob), Amount: 10}.Request(t)
-	q, _ := streamToQC(t, cl.Client(0), req)
+	req := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}.Request(t)
+	q, _ := cl.StreamToQC(0, req)
 	if len(q.Certs) != 3 {
 		t.Fatalf("QC with %d certificates", len(q.Certs))
 	}
 
 	cl.Stop(2)
-	pending := nodetest.Pay{Key: alice, ChainID: chainID, Nonce: 1, Recipient: nodetest.Address(carol), Amount: 10}.Request(t)
+	pending := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Nonce: 1, Recipient: nodetest.Address(nodetest.Carol), Amount: 10}.Request(t)
 	submitted := time.Now()
 	resp, err := cl.Client(0).SubmitFastPay(context.Background(), pending)
 	if err != nil || resp.GetCert() == nil {
 		t.Fatalf("submit with two validators down: %v %v", resp, err)
 	}
 	txHash, _ := p2p.TxHash(pending)
-	nodetest.Eventually(t, 10*time.Second, "validator 1 signs the pending payment", func() bool {
+	testkit.Eventually(t, 10*time.Second, "validator 1 signs the pending payment", func() bool {
 		st, ok := cl.Nodes[1].Sidecar.Board().Status(txHash)
 		return ok && len(st.Certs) == 2
 	})
@@ -151,7 +93,7 @@ func TestQuorumWithFailures(t *testing.T) {
 		}
 	}
 	// A conflicting payment for the same nonce is refused by both.
-	conflict := nodetest.Pay{Key: alice, ChainID: chainID, Nonce: 1, Recipient: nodetest.Address(bob), Amount: 10}.Request(t)
+	conflict := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Nonce: 1, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}.Request(t)
 	for i := range 2 {
 		resp, err := cl.Client(i).SubmitFastPay(context.Background(), conflict)
 		if err != nil || resp.GetReject().GetCode() != fastpayv1.RejectCode_EQUIVOCATION {
@@ -166,7 +108,7 @@ func TestQuorumWithFailures(t *testing.T) {
 		time.Sleep(wait)
 	}
 	cl.Start(2)
-	nodetest.Eventually(t, 30*time.Second, "the pending payment gets its QC after the restart", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the pending payment gets its QC after the restart", func() bool {
 		_, ok := cl.Nodes[0].Sidecar.Board().QC(txHash)
 		return ok
 	})
@@ -175,7 +117,7 @@ func TestQuorumWithFailures(t *testing.T) {
 	// repeat them: anti-entropy hands it the QCs formed without it.
 	time.Sleep(3 * window)
 	cl.Start(3)
-	nodetest.Eventually(t, 30*time.Second, "the returning validator learns both QCs", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the returning validator learns both QCs", func() bool {
 		_, first := cl.Nodes[3].Sidecar.Board().QC(q.TxHash)
 		_, second := cl.Nodes[3].Sidecar.Board().QC(txHash)
 		return first && second

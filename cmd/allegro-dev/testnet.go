@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register("testnet", "generate a docker-compose test network (allegro testnet gen --validators N --out DIR)", runTestnet)
+	register("testnet", "generate a docker-compose test network (allegro-dev testnet gen --validators N --out DIR)", runTestnet)
 }
 
 // byzantineFlag collects repeated --byzantine NAME=MODE values.
@@ -31,7 +31,7 @@ func (b byzantineFlag) Set(v string) error {
 
 func runTestnet(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "gen" {
-		fmt.Fprintln(stdout, "usage: allegro testnet gen --out DIR [flags]   (allegro testnet gen -h for the flags)")
+		fmt.Fprintln(stdout, "usage: allegro-dev testnet gen --out DIR [flags]   (allegro-dev testnet gen -h for the flags)")
 		return errUsage
 	}
 	return runTestnetGen(ctx, args[1:], stdout)
@@ -49,7 +49,7 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	fs.Var(byzantineFlag(cfg.Byzantine), "byzantine", "TEST NETWORKS ONLY: validator NAME runs Byzantine MODE (equivocate or invalid-signatures) by default; repeat")
 	fs.BoolVar(&cfg.TestNetwork, "test-network", d.TestNetwork, "mark the committee as a test network (needed by --byzantine)")
 	fs.StringVar(&cfg.Project, "project", d.Project, "compose project name; prefixes every container, network and volume")
-	fs.StringVar(&cfg.Image, "image", d.Image, "allegro image (built by deploy/build-image.sh; nothing is pulled)")
+	fs.StringVar(&cfg.Image, "image", d.Image, "allegro image with allegro-dev (built by deploy/build-image.sh --dev; nothing is pulled)")
 	fs.IntVar(&cfg.APIPortBase, "api-port-base", d.APIPortBase, "host port of v1's API on 127.0.0.1; vi uses base+i-1")
 	fs.IntVar(&cfg.ChainPort, "chain-port", d.ChainPort, "host port of the dev chain's JSON-RPC on 127.0.0.1")
 	fs.StringVar(&cfg.SubnetPrefix, "subnet-prefix", d.SubnetPrefix, "first two octets of the three /24 networks (chain .0, mesh-a .1, mesh-b .2)")

@@ -1,4 +1,4 @@
-package node_test
+package sidecar_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
@@ -76,7 +77,7 @@ func txSeen(n *node.Node) uint64 {
 // genuine copy from the entry sidecar was dropped as a duplicate and no QC
 // formed. The payment must still get its QC in normal time.
 func TestGossipIDCensorship(t *testing.T) {
-	chain := fundedChain()
+	chain := nodetest.Funded()
 	cl := nodetest.New(t, 4, chainID, chain, nodetest.WithConfig(func(_ int, cfg *node.Config) {
 		// Only gossip may deliver the payment within the deadline below.
 		cfg.Sidecar.ReannounceInterval = time.Minute
@@ -104,7 +105,7 @@ func TestGossipIDCensorship(t *testing.T) {
 		}
 	}
 	member := attackers["byzantine member"]
-	nodetest.Eventually(t, 20*time.Second, "the attackers see the validators on the tx topic", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the attackers see the validators on the tx topic", func() bool {
 		for _, a := range attackers {
 			for _, n := range cl.Nodes[1:3] {
 				if !slices.Contains(a.topic.ListPeers(), n.Sidecar.Mesh().ID()) {
@@ -130,8 +131,8 @@ func TestGossipIDCensorship(t *testing.T) {
 		committee = append(committee, qc.NewSigner(k, cl.Committee.Members[i].Name, cf.Domain()))
 	}
 	for round, pay := range []nodetest.Pay{
-		{Key: alice, ChainID: chainID, Recipient: nodetest.Address(bob), Amount: 10},
-		{Key: bob, ChainID: chainID, Recipient: nodetest.Address(carol), Amount: 7},
+		{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10},
+		{Key: nodetest.Bob, ChainID: chainID, Recipient: nodetest.Address(nodetest.Carol), Amount: 7},
 	} {
 		genuine := pay.Request(t)
 		txHash, err := p2p.TxHash(genuine)
@@ -161,13 +162,13 @@ func TestGossipIDCensorship(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		nodetest.Eventually(t, 20*time.Second, "validators 1 and 2 handle both poisoned copies", func() bool {
+		testkit.Eventually(t, 20*time.Second, "validators 1 and 2 handle both poisoned copies", func() bool {
 
 			return txSeen(cl.Nodes[1]) >= before[0]+2 && txSeen(cl.Nodes[2]) >= before[1]+2
 		})
 
 		start := time.Now()
-		q, _ := streamToQCWithin(t, cl.Client(0), genuine, 5*time.Second)
+		q := cl.PayToQC(0, genuine, 5*time.Second)
 		t.Logf("round %d: QC in %s with %d certificates", round, time.Since(start).Round(time.Millisecond), len(q.Certs))
 		if q.TxHash != txHash {
 			t.Fatalf("QC for %s, want %s", q.TxHash, txHash)
@@ -185,7 +186,7 @@ func TestGossipIDCensorship(t *testing.T) {
 	// A forged parent QC is provably invalid: the member that sent it is
 	// penalised below the standing every member starts with.
 	bonus := p2p.DefaultScoreConfig().CommitteeBonus
-	nodetest.Eventually(t, 10*time.Second, "the Byzantine member's score to drop", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the Byzantine member's score to drop", func() bool {
 		for _, n := range cl.Nodes[1:3] {
 			if s, ok := n.Sidecar.Mesh().Score(member.h.ID()); !ok || s >= bonus {
 				return false
@@ -193,12 +194,4 @@ func TestGossipIDCensorship(t *testing.T) {
 		}
 		return true
 	})
-}
-
-// streamToQCWithin is streamToQC with a deadline of d.
-func streamToQCWithin(t *testing.T, client fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest, d time.Duration) (*qc.QC, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	return streamToQCCtx(t, ctx, client, req)
 }

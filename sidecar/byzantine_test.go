@@ -1,4 +1,4 @@
-package node_test
+package sidecar_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
@@ -24,7 +25,7 @@ import (
 // byzantineCluster starts four validators, validator byz in mode.
 func byzantineCluster(t *testing.T, byz int, mode string) (*nodetest.Cluster, *qc.Committee) {
 	t.Helper()
-	cl := nodetest.New(t, 4, chainID, fundedChain(), nodetest.WithConfig(func(i int, cfg *node.Config) {
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded(), nodetest.WithConfig(func(i int, cfg *node.Config) {
 		if i == byz {
 			cfg.Byzantine.Mode = mode
 		}
@@ -123,8 +124,8 @@ func TestByzantineInvalidSignatures(t *testing.T) {
 	const payments = 8
 	var txs []qc.Hash
 	for n := range payments {
-		req := nodetest.Pay{Key: alice, ChainID: chainID, Nonce: uint64(n), Recipient: nodetest.Address(bob), Amount: 1}.Request(t)
-		q, _ := streamToQC(t, cl.Client(n%byz), req)
+		req := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Nonce: uint64(n), Recipient: nodetest.Address(nodetest.Bob), Amount: 1}.Request(t)
+		q, _ := cl.StreamToQC(n%byz, req)
 		if err := committee.VerifyQC(q); err != nil {
 			t.Fatalf("payment %d: QC does not verify: %v", n, err)
 		}
@@ -146,7 +147,7 @@ func TestByzantineInvalidSignatures(t *testing.T) {
 		t.Fatal("the Byzantine validator published no corrupted certificate")
 	}
 
-	nodetest.Eventually(t, 10*time.Second, "every honest node holds every QC", func() bool {
+	testkit.Eventually(t, 10*time.Second, "every honest node holds every QC", func() bool {
 		for i := range byz {
 			for _, h := range txs {
 				if _, ok := cl.Nodes[i].Sidecar.Board().QC(h); !ok {
@@ -170,7 +171,7 @@ func TestByzantineInvalidSignatures(t *testing.T) {
 	}
 	checkQCSafety(t, cl, committee, txs...)
 
-	nodetest.Eventually(t, 15*time.Second, "every honest node scores the Byzantine peer below zero", func() bool {
+	testkit.Eventually(t, 15*time.Second, "every honest node scores the Byzantine peer below zero", func() bool {
 		for i := range byz {
 			if s, ok := cl.Nodes[i].Sidecar.Mesh().Score(byzPeer); !ok || s >= 0 {
 				return false
@@ -209,9 +210,9 @@ func TestByzantineEquivocation(t *testing.T) {
 	keys := map[qc.ContentionKey]bool{}
 	var extra []qc.Hash
 	for n := range payments {
-		pay := nodetest.Pay{Key: alice, ChainID: chainID, Nonce: uint64(n), Recipient: nodetest.Address(carol), Amount: 2}
+		pay := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Nonce: uint64(n), Recipient: nodetest.Address(nodetest.Carol), Amount: 2}
 		// Every entry, the Byzantine one included.
-		q, _ := streamToQC(t, cl.Client(n%len(cl.Nodes)), pay.Request(t))
+		q, _ := cl.StreamToQC(n%len(cl.Nodes), pay.Request(t))
 		if err := committee.VerifyQC(q); err != nil {
 			t.Fatalf("payment %d: QC does not verify: %v", n, err)
 		}
@@ -228,7 +229,7 @@ func TestByzantineEquivocation(t *testing.T) {
 		}
 		return got
 	}
-	nodetest.Eventually(t, 10*time.Second, "every honest board has evidence for every payment", func() bool {
+	testkit.Eventually(t, 10*time.Second, "every honest board has evidence for every payment", func() bool {
 		for i, n := range cl.Nodes {
 			if i == byz {
 				continue
@@ -289,7 +290,7 @@ func TestByzantineEquivocation(t *testing.T) {
 
 	// Every board holds every QC; none counts a signer twice, and no key
 	// has two certified transactions (the conflicting tx hashes included).
-	nodetest.Eventually(t, 10*time.Second, "every node holds every QC", func() bool {
+	testkit.Eventually(t, 10*time.Second, "every node holds every QC", func() bool {
 		for _, n := range cl.Nodes {
 			for i := 0; i < len(extra); i += 2 {
 				if _, ok := n.Sidecar.Board().QC(extra[i]); !ok {
@@ -330,7 +331,7 @@ func fetchEvidence(t *testing.T, url string) apiserver.EvidenceResponse {
 // TestByzantineModeRefused: a Byzantine mode needs a committee marked as a
 // test network, and an unknown mode is refused by name.
 func TestByzantineModeRefused(t *testing.T) {
-	cl := nodetest.New(t, 4, chainID, fundedChain())
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
 	production := *cl.Committee
 	production.TestNetwork = false
 

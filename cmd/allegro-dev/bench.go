@@ -10,17 +10,18 @@ import (
 	"strings"
 
 	"github.com/allegro-mesh/allegro/bench"
+	"github.com/allegro-mesh/allegro/internal/cli"
 )
 
 func init() {
 	register("bench", "run the benchmark suite: latency, throughput vs the CPU-bound limit, mesh vs fan-out, resources (docs/benchmarks.md)", runBench)
-	register("bench-sidecar", "internal: one sidecar process of `allegro bench` (resources section); driven over stdin/stdout", runBenchSidecar)
+	register("bench-sidecar", "internal: one sidecar process of `allegro-dev bench` (resources section); driven over stdin/stdout", runBenchSidecar)
 }
 
 // parseInts parses a comma-separated list of positive integers.
 func parseInts(s string) ([]int, error) {
 	var out []int
-	for _, part := range splitList(s) {
+	for _, part := range cli.SplitList(s) {
 		v, err := strconv.Atoi(part)
 		if err != nil || v <= 0 {
 			return nil, fmt.Errorf("%q is not a positive integer", part)
@@ -38,7 +39,7 @@ func parseSections(s string) ([]string, error) {
 	if strings.TrimSpace(s) == "all" {
 		return append([]string(nil), bench.AllSections...), nil
 	}
-	out := splitList(s)
+	out := cli.SplitList(s)
 	if len(out) == 0 {
 		return nil, fmt.Errorf("empty list")
 	}
@@ -97,7 +98,7 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	if !*quiet {
 		cfg.Progress = stderr
 	}
-	cfg.Settings = map[string]string{"command": "allegro bench " + strings.Join(args, " ")}
+	cfg.Settings = map[string]string{"command": "allegro-dev bench " + strings.Join(args, " ")}
 	exe, err := os.Executable()
 	if err != nil {
 		return cfg, "", "", fmt.Errorf("find this executable (to start sidecar processes): %w", err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/bench"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 )
 
 func TestBenchFlags(t *testing.T) {
@@ -60,14 +61,14 @@ func TestBenchFlags(t *testing.T) {
 	}
 }
 
-// TestBenchCommand runs `allegro bench` on the built binary at tiny sizes,
-// sidecar processes (`allegro bench-sidecar`) included, and checks the
+// TestBenchCommand runs `allegro-dev bench` on the built binary at tiny sizes,
+// sidecar processes (`allegro-dev bench-sidecar`) included, and checks the
 // table and the output files.
 func TestBenchCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs processes")
 	}
-	bin := buildBinary(t)
+	bin := testkit.Binary(t, "github.com/allegro-mesh/allegro/cmd/allegro-dev")
 	outDir := filepath.Join(t.TempDir(), "results")
 	cmd := exec.Command(bin, "bench", "--sections", "cost,resources", "--cost-time", "5ms", "--resource-payments", "8",
 		"--streams", "4", "--out", outDir, "--quiet", "--dir", t.TempDir())
@@ -81,12 +82,12 @@ func TestBenchCommand(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("allegro bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+			t.Fatalf("allegro-dev bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 		}
 	case <-time.After(5 * time.Minute):
 		_ = cmd.Process.Kill()
 		<-done
-		t.Fatalf("allegro bench did not finish in 5 minutes\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		t.Fatalf("allegro-dev bench did not finish in 5 minutes\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
 	for _, want := range []string{"== Per-payment work", "== Resources", "peak RSS per sidecar (max)", "== Targets", "results.csv"} {
 		if !strings.Contains(stdout.String(), want) {
@@ -101,3 +102,5 @@ func TestBenchCommand(t *testing.T) {
 		t.Errorf("results.csv:\n%s", csv)
 	}
 }
+
+func TestMain(m *testing.M) { os.Exit(testkit.MainWithCleanup(m)) }

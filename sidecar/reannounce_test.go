@@ -1,4 +1,4 @@
-package node_test
+package sidecar_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
 )
@@ -15,13 +16,13 @@ import (
 // the validator announces what it signed again from its durable store, the
 // QC forms, and the sender's next nonce is accepted everywhere.
 func TestSignedAloneSurvivesRestart(t *testing.T) {
-	cl := nodetest.New(t, 4, chainID, fundedChain())
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
 	cl.StartAll()
 	cl.WaitMesh(20 * time.Second)
 	for i := 1; i < 4; i++ {
 		cl.Stop(i)
 	}
-	req := nodetest.Pay{Key: alice, ChainID: chainID, Recipient: nodetest.Address(bob), Amount: 10}.Request(t)
+	req := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}.Request(t)
 	resp, err := cl.Client(0).SubmitFastPay(context.Background(), req)
 	if err != nil || resp.GetCert() == nil {
 		t.Fatalf("submit with three validators down: %v %v", resp, err)
@@ -32,7 +33,7 @@ func TestSignedAloneSurvivesRestart(t *testing.T) {
 	}
 	cl.Stop(0)
 	cl.StartAll()
-	nodetest.Eventually(t, 30*time.Second, "the QC at every validator after the restart", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the QC at every validator after the restart", func() bool {
 		for _, n := range cl.Nodes {
 			if _, ok := n.Sidecar.Board().QC(txHash); !ok {
 				return false
@@ -40,8 +41,8 @@ func TestSignedAloneSurvivesRestart(t *testing.T) {
 		}
 		return true
 	})
-	next := nodetest.Pay{Key: alice, ChainID: chainID, Nonce: 1, Recipient: nodetest.Address(carol), Amount: 5}.Request(t)
-	q, _ := streamToQC(t, cl.Client(2), next)
+	next := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Nonce: 1, Recipient: nodetest.Address(nodetest.Carol), Amount: 5}.Request(t)
+	q, _ := cl.StreamToQC(2, next)
 	if len(q.Certs) < 3 {
 		t.Fatalf("next nonce QC with %d certificates", len(q.Certs))
 	}
@@ -51,10 +52,10 @@ func TestSignedAloneSurvivesRestart(t *testing.T) {
 // after submitting (it disconnected); the transaction is still announced
 // and certified.
 func TestAnnouncementOutlivesClient(t *testing.T) {
-	cl := nodetest.New(t, 4, chainID, fundedChain())
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
 	cl.StartAll()
 	cl.WaitMesh(20 * time.Second)
-	req := nodetest.Pay{Key: alice, ChainID: chainID, Recipient: nodetest.Address(bob), Amount: 10}.Request(t)
+	req := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}.Request(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	// The sidecar decides with the chain state it has; what it does with
 	// the mesh must not depend on the caller any more.
@@ -63,7 +64,7 @@ func TestAnnouncementOutlivesClient(t *testing.T) {
 		t.Fatalf("submit: %v", err)
 	}
 	txHash, _ := p2p.TxHash(req)
-	nodetest.Eventually(t, 3*time.Second, "the QC at every validator", func() bool {
+	testkit.Eventually(t, 3*time.Second, "the QC at every validator", func() bool {
 		for _, n := range cl.Nodes {
 			if _, ok := n.Sidecar.Board().QC(txHash); !ok {
 				return false
