@@ -400,7 +400,11 @@ func TestHTTPBodyTimeout(t *testing.T) {
 // when its stream did, and is not ended by a disarmed timer.
 func TestRequestCtx(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := &Server{cfg: Config{BodyReadTimeout: time.Hour}, metrics: newMetrics(reg), registry: reg}
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: Config{BodyReadTimeout: time.Hour}, metrics: m, registry: reg}
 	parent, cancel := context.WithCancel(context.Background())
 	ctx, _ := s.tapRequest(parent, nil)
 	handlerCtx := context.WithValue(ctx, struct{}{}, 1) // what the handlers see

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/allegro-mesh/allegro/internal/promreg"
 )
 
 // metrics are the API's own; they live on a registry of the server's, merged
@@ -26,7 +28,7 @@ type metrics struct {
 	requestTimeouts *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "api", Name: "requests_total",
@@ -66,9 +68,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Requests whose body (http) or request message (grpc) did not arrive within body_read_timeout.",
 		}, []string{"protocol"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.streams, m.streamDrops, m.submissions, m.panics,
-		m.connsOpen, m.connsRefused, m.requestTimeouts)
-	return m
+	if _, err := promreg.Register("apiserver", reg, m.requests, m.latency, m.streams, m.streamDrops, m.submissions, m.panics,
+		m.connsOpen, m.connsRefused, m.requestTimeouts); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func grpcMethodName(full string) string {

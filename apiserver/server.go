@@ -70,7 +70,10 @@ func New(cfg Config, b Backend, logger *slog.Logger) (*Server, error) {
 		mux:      http.NewServeMux(),
 		closing:  make(chan struct{}),
 	}
-	s.metrics = newMetrics(s.registry)
+	var err error
+	if s.metrics, err = newMetrics(s.registry); err != nil {
+		return nil, err
+	}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),

@@ -73,12 +73,15 @@ func New(cfg Config, committee *qc.Committee, self qc.ValidatorID, pub QCPublish
 		logger = slog.Default()
 	}
 	b := &Board{
-		cfg: cfg, committee: committee, roster: newRoster(committee), self: self, publisher: pub, log: logger, metrics: newMetrics(reg),
+		cfg: cfg, committee: committee, roster: newRoster(committee), self: self, publisher: pub, log: logger,
 		byAddress: make(map[qc.Address]map[qc.Hash]struct{}),
 		subs:      make(map[uint64]*Subscription),
 	}
-	b.ctx, b.cancel = context.WithCancel(context.Background())
 	var err error
+	if b.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if b.txs, err = lru.NewWithEvict(cfg.MaxTxs, b.onEvict); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,10 @@
 package bulletin
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allegro-mesh/allegro/internal/promreg"
+)
 
 type metrics struct {
 	certs           *prometheus.CounterVec
@@ -9,7 +13,7 @@ type metrics struct {
 	subscriberDrops prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		certs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "bulletin", Name: "certificates_total",
@@ -28,8 +32,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events lost because a subscriber lagged behind.",
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.certs, m.qcs, m.evidence, m.subscriberDrops)
+	if _, err := promreg.Register("bulletin", reg, m.certs, m.qcs, m.evidence, m.subscriberDrops); err != nil {
+		return nil, err
 	}
-	return m
+	return m, nil
 }

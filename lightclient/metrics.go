@@ -1,9 +1,9 @@
 package lightclient
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allegro-mesh/allegro/internal/promreg"
 )
 
 // QC outcomes, the values of the "result" label of
@@ -17,17 +17,15 @@ const (
 )
 
 type metrics struct {
-	reg      prometheus.Registerer
-	qcs      *prometheus.CounterVec
-	dropped  prometheus.Counter
-	watched  prometheus.Gauge
-	conflict prometheus.Counter
-	all      []prometheus.Collector
+	qcs        *prometheus.CounterVec
+	dropped    prometheus.Counter
+	watched    prometheus.Gauge
+	conflict   prometheus.Counter
+	registered *promreg.Set
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		reg: reg,
 		qcs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "allegro_lightclient_qcs_total",
 			Help: "QCs handled by the light client by result: reported (a payment to a watched address), duplicate, unwatched (valid, for another address of a joined shard), conflict (a second QC for a contention key: a safety violation), rejected (failed the client's own verification).",
@@ -45,23 +43,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Conflicting valid QCs seen (two QCs for one contention key with different transactions or effects).",
 		}),
 	}
-	m.all = []prometheus.Collector{m.qcs, m.dropped, m.watched, m.conflict}
 	for _, r := range []string{resultReported, resultDuplicate, resultUnwatched, resultConflict, resultRejected} {
 		m.qcs.WithLabelValues(r)
 	}
-	for i, c := range m.all {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.all[:i] {
-				reg.Unregister(done)
-			}
-			return nil, errors.Join(errors.New("lightclient: register metrics"), err)
-		}
+	set, err := promreg.Register("lightclient", reg, m.qcs, m.dropped, m.watched, m.conflict)
+	if err != nil {
+		return nil, err
 	}
+	m.registered = set
 	return m, nil
 }
 
-func (m *metrics) unregister() {
-	for _, c := range m.all {
-		m.reg.Unregister(c)
-	}
-}
+func (m *metrics) unregister() { m.registered.Unregister() }

@@ -21,6 +21,7 @@ import (
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/promreg"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/settlement"
@@ -166,10 +167,10 @@ func (n *Node) Start(ctx context.Context) error {
 // Stop stops every component in reverse order.
 func (n *Node) Stop(ctx context.Context) error { return n.app.Stop(ctx) }
 
-func newRegistry() *prometheus.Registry {
+func newRegistry() (*prometheus.Registry, error) {
 	r := prometheus.NewRegistry()
-	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return r
+	_, err := promreg.Register("node", r, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r, err
 }
 
 func loadIdentity(cfg Config, injected *Identity) (*Identity, error) {
@@ -282,7 +283,11 @@ func newValidator(cfg Config, f *committee.File, signer *qc.Signer, c *qc.Commit
 	// Network parameters come from the committee: every validator applies
 	// the same rules.
 	vcfg.Fees, vcfg.SettlementMargin = fees, f.Margin()
-	return validator.New(vcfg, signer, c, ch, store, validator.NewMetrics(reg), log.With("component", "validator"))
+	m, err := validator.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return validator.New(vcfg, signer, c, ch, store, m, log.With("component", "validator"))
 }
 
 func newBoard(lc fx.Lifecycle, cfg Config, c *qc.Committee, signer *qc.Signer, m *p2p.Mesh, reg prometheus.Registerer, log *slog.Logger) (*bulletin.Board, error) {

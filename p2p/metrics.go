@@ -1,11 +1,11 @@
 package p2p
 
 import (
-	"errors"
-	"fmt"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allegro-mesh/allegro/internal/promreg"
 )
 
 // Metric names are allegro_p2p_*; the "topic" label is the topic kind
@@ -108,8 +108,7 @@ type metrics struct {
 	stats            [4]topicCounters
 	duplicatesByKind [4]prometheus.Counter
 
-	reg        prometheus.Registerer
-	collectors []prometheus.Collector
+	registered *promreg.Set
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -169,39 +168,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for i := range m.duplicatesByKind {
 		m.duplicatesByKind[i] = m.duplicates.WithLabelValues(kindLabels[i])
 	}
-	if reg == nil {
-		// A private registry keeps several meshes in one process (tests,
-		// simulations) from colliding on the global one.
-		reg = prometheus.NewRegistry()
-	}
-	m.reg = reg
-	var errs []error
-	for _, c := range []prometheus.Collector{
+	set, err := promreg.Register("p2p", reg,
 		m.validations, m.validationSeconds, m.validatorPanics, m.published, m.publishErrors, m.delivered,
 		m.handlerPanics, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable, m.outsiderDropped,
 		m.throttledPeers, m.publishWaits, m.publishWaitSecs, m.stalledPeers, m.dials, m.connectedPeers, m.committeeScore, m.worstOtherScore,
-	} {
-		if err := reg.Register(c); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		m.collectors = append(m.collectors, c)
+	)
+	if err != nil {
+		return nil, err
 	}
-	if err := errors.Join(errs...); err != nil {
-		m.unregister()
-		return nil, fmt.Errorf("p2p: register metrics: %w", err)
-	}
+	m.registered = set
 	return m, nil
 }
 
 // unregister removes the collectors, so a failed New can be retried with
 // the same registry.
-func (m *metrics) unregister() {
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-	m.collectors = nil
-}
+func (m *metrics) unregister() { m.registered.Unregister() }
 
 func (m *metrics) validation(k TopicKind, v Verdict, stage string, seconds float64) {
 	i := kindIndex(k)

@@ -1,6 +1,10 @@
 package settlement
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allegro-mesh/allegro/internal/promreg"
+)
 
 // Failure reasons, the values of the failed_total metric's reason label.
 const (
@@ -40,7 +44,7 @@ type metrics struct {
 	toIncluded  prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: "allegro", Subsystem: "settlement", Name: name, Help: help}
 	}
@@ -72,9 +76,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{FailReverted, FailNonceUsed, FailExpired, FailRejected} {
 		m.failed.WithLabelValues(r)
 	}
-	if reg != nil {
-		reg.MustRegister(m.sent, m.sendErrors, m.included, m.finalized, m.reverted, m.failed, m.dropped,
-			m.pending, m.unavailable, m.toIncluded)
+	if _, err := promreg.Register("settlement", reg, m.sent, m.sendErrors, m.included, m.finalized, m.reverted, m.failed, m.dropped,
+		m.pending, m.unavailable, m.toIncluded); err != nil {
+		return nil, err
 	}
-	return m
+	return m, nil
 }

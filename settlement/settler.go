@@ -161,12 +161,16 @@ func New(cfg Config, ch Chain, stages Stages, reg prometheus.Registerer, logger 
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	return &Settler{
 		cfg:     cfg,
 		chain:   ch,
 		stages:  stages,
 		log:     logger.With("component", "settlement"),
-		m:       newMetrics(reg),
+		m:       m,
 		now:     time.Now,
 		tick:    min(cfg.ResendInterval, time.Second),
 		kick:    make(chan struct{}, 1),

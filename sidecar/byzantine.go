@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/allegro-mesh/allegro/internal/promreg"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/validator"
 )
@@ -62,7 +63,7 @@ type byzantine struct {
 }
 
 // newByzantine returns the misbehaviour of mode (not ByzantineHonest).
-func newByzantine(mode string, reg prometheus.Registerer, log *slog.Logger) *byzantine {
+func newByzantine(mode string, reg prometheus.Registerer, log *slog.Logger) (*byzantine, error) {
 	b := &byzantine{
 		mode: mode,
 		log:  log.With("component", "byzantine", "mode", mode),
@@ -71,10 +72,10 @@ func newByzantine(mode string, reg prometheus.Registerer, log *slog.Logger) *byz
 			Help: "Certificates published by a Byzantine test validator: corrupted (bad signature) or conflicting (equivocation).",
 		}, []string{"kind"}),
 	}
-	if reg != nil {
-		reg.MustRegister(b.published)
+	if _, err := promreg.Register("sidecar", reg, b.published); err != nil {
+		return nil, err
 	}
-	return b
+	return b, nil
 }
 
 // addOwnCertificate records and publishes a certificate this validator

@@ -1,6 +1,10 @@
 package sidecar
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allegro-mesh/allegro/internal/promreg"
+)
 
 type sidecarMetrics struct {
 	submissions *prometheus.CounterVec
@@ -10,7 +14,7 @@ type sidecarMetrics struct {
 	reannounced prometheus.Counter
 }
 
-func newSidecarMetrics(reg prometheus.Registerer) *sidecarMetrics {
+func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 	m := &sidecarMetrics{
 		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "sidecar", Name: "submissions_total",
@@ -33,8 +37,8 @@ func newSidecarMetrics(reg prometheus.Registerer) *sidecarMetrics {
 			Help: "Signed transactions announced again to the committee because they had no QC yet.",
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.submissions, m.meshTxs, m.dropped, m.syncs, m.reannounced)
+	if _, err := promreg.Register("sidecar", reg, m.submissions, m.meshTxs, m.dropped, m.syncs, m.reannounced); err != nil {
+		return nil, err
 	}
-	return m
+	return m, nil
 }

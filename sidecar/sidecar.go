@@ -166,7 +166,6 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 	s := &Sidecar{
 		cfg: cfg, log: logger, v: v, board: board, mesh: mesh, chain: d.Chain, settler: d.Settler,
 		domain:        v.Committee().Domain(),
-		metrics:       newSidecarMetrics(d.Registerer),
 		queue:         make(chan *validator.Payment, cfg.QueueSize),
 		announcements: make(chan *fastpayv1.SubmitFastPayRequest, cfg.QueueSize),
 		parked:        newParkingLot(cfg.MaxParked, cfg.ParkTTL),
@@ -179,8 +178,13 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 	if s.recentQCs, err = lru.New[qc.Hash, *qc.QC](maxSyncQCs); err != nil {
 		return nil, err
 	}
+	if s.metrics, err = newSidecarMetrics(d.Registerer); err != nil {
+		return nil, err
+	}
 	if d.Byzantine != ByzantineHonest {
-		s.byz = newByzantine(d.Byzantine, d.Registerer, logger)
+		if s.byz, err = newByzantine(d.Byzantine, d.Registerer, logger); err != nil {
+			return nil, err
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.settler != nil {

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allegro-mesh/allegro/internal/promreg"
 )
 
 // Metrics of the validation pipeline.
@@ -13,7 +15,7 @@ type Metrics struct {
 }
 
 // NewMetrics registers the validator's metrics on reg (nil: not registered).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "validator", Name: "decisions_total",
@@ -25,10 +27,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.decisions, m.latency)
+	if _, err := promreg.Register("validator", reg, m.decisions, m.latency); err != nil {
+		return nil, err
 	}
-	return m
+	return m, nil
 }
 
 func (m *Metrics) observe(err error, start time.Time) {

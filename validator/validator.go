@@ -102,7 +102,7 @@ func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.Cha
 		logger = slog.Default()
 	}
 	if metrics == nil {
-		metrics = NewMetrics(nil)
+		metrics, _ = NewMetrics(nil) // nothing to register: cannot fail
 	}
 	v := &Validator{
 		cfg: cfg, signer: signer, committee: committee, chain: chain, store: store,

@@ -1,10 +1,9 @@
 package chain
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/allegro-mesh/allegro/internal/promreg"
 )
 
 // Request outcomes (label "outcome" of allegro_chain_rpc_requests_total).
@@ -59,17 +58,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "newHeads notifications that could not be decoded and were skipped.",
 		}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.cache, m.headNumber, m.headDrops, m.reconnects, m.malformed} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("chain: metrics already registered on this Registerer (give each client its own, e.g. prometheus.WrapRegistererWithPrefix): %w", err)
-			}
-			return nil, fmt.Errorf("chain: register metrics: %w", err)
-		}
+	if _, err := promreg.Register("chain", reg, m.requests, m.duration, m.cache, m.headNumber, m.headDrops, m.reconnects, m.malformed); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
