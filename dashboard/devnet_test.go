@@ -26,6 +26,7 @@ import (
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/devnet"
 	"github.com/allegro-mesh/allegro/devnet/devwallet"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 )
 
 // TestDashboardOnDevnet runs an in-process devnet (dev chain and four
@@ -417,19 +418,7 @@ func (p *switchProxy) stop() {
 
 func get(ctx context.Context, t *testing.T, u string) (string, *http.Response) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := testkit.Get(t, ctx, u)
 	return string(b), resp
 }
 

@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,19 +20,7 @@ func readyz(t *testing.T, n *node.Node) (int, apiserver.ReadyResponse) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.API.Addr().String()+"/readyz", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := testkit.Get(t, ctx, "http://"+n.API.Addr().String()+"/readyz")
 	var r apiserver.ReadyResponse
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatalf("/readyz body %s: %v", b, err)

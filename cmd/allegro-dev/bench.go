@@ -14,8 +14,8 @@ import (
 )
 
 func init() {
-	register("bench", "run the benchmark suite: latency, throughput vs the CPU-bound limit, mesh vs fan-out, resources (docs/benchmarks.md)", runBench)
-	register("bench-sidecar", "internal: one sidecar process of `allegro-dev bench` (resources section); driven over stdin/stdout", runBenchSidecar)
+	app.Register("bench", "run the benchmark suite: latency, throughput vs the CPU-bound limit, mesh vs fan-out, resources (docs/benchmarks.md)", runBench)
+	app.Register("bench-sidecar", "internal: one sidecar process of `allegro-dev bench` (resources section); driven over stdin/stdout", runBenchSidecar)
 }
 
 // parseInts parses a comma-separated list of positive integers.
@@ -58,7 +58,7 @@ func parseSections(s string) ([]string, error) {
 // benchConfig builds the suite's configuration from the command line.
 func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profile string, err error) {
 	cfg = bench.DefaultConfig()
-	fs := newFlags("bench", "[flags]")
+	fs := app.Flags("bench", "[flags]")
 	fs.SetOutput(stderr)
 	sections := fs.String("sections", "all", "comma-separated sections to run: "+strings.Join(bench.AllSections, ", ")+" (or all)")
 	validators := fs.String("validators", "4,7,10,31", "committee sizes of the latency section")
@@ -80,7 +80,7 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	fs.StringVar(&cfg.HeapProfileDir, "heap-profiles", "", "write a heap profile of each sidecar process at the end of the resources section into this folder")
 	logLevel := fs.String("log-level", "error", "log level of the in-process nodes (stderr): debug, info, warn, error")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return cfg, "", "", err
 	}
 	if fs.NArg() > 0 {
@@ -92,7 +92,7 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	if cfg.Validators, err = parseInts(*validators); err != nil {
 		return cfg, "", "", fmt.Errorf("--validators: %w", err)
 	}
-	if cfg.Logger, err = newLogger(*logLevel); err != nil {
+	if cfg.Logger, err = cli.NewLogger(*logLevel); err != nil {
 		return cfg, "", "", err
 	}
 	if !*quiet {

@@ -9,10 +9,11 @@ import (
 
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/devnet"
+	"github.com/allegro-mesh/allegro/internal/cli"
 )
 
 func init() {
-	register("demo", "run the chained-payment demo (Alice → Bob → Carol) against a running dev network", runDemo)
+	app.Register("demo", "run the chained-payment demo (Alice → Bob → Carol) against a running dev network", runDemo)
 }
 
 // runDemoOn runs the demo against an in-process devnet.
@@ -23,7 +24,7 @@ func runDemoOn(ctx context.Context, d *devnet.Devnet, w io.Writer) error {
 }
 
 func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("demo", "--committee FILE --chain-rpc URL --sidecar HOST:PORT [--sidecar ...]")
+	fs := app.Flags("demo", "--committee FILE --chain-rpc URL --sidecar HOST:PORT [--sidecar ...]")
 	committeePath := fs.String("committee", "", "committee file of the network")
 	chainRPC := fs.String("chain-rpc", "ws://127.0.0.1:8545", "dev chain JSON-RPC (ws:// for head updates)")
 	period := fs.Duration("block-period", time.Second, "the chain's block time (bounds waits)")
@@ -32,7 +33,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 		sidecars = append(sidecars, v)
 		return nil
 	})
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *committeePath == "" || len(sidecars) == 0 {

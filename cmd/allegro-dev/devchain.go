@@ -7,16 +7,17 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 func init() {
-	register("devchain", "run the embedded development chain (EVM with a TIP-20 token and funded demo accounts)", runDevchain)
+	app.Register("devchain", "run the embedded development chain (EVM with a TIP-20 token and funded demo accounts)", runDevchain)
 }
 
 func runDevchain(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("devchain", "[flags]")
+	fs := app.Flags("devchain", "[flags]")
 	host := fs.String("host", "127.0.0.1", "JSON-RPC listen host")
 	port := fs.Int("port", 8545, "HTTP JSON-RPC port (WebSocket on the same port unless --ws-port)")
 	wsPort := fs.Int("ws-port", 0, "WebSocket port (0: same as --port)")
@@ -24,7 +25,7 @@ func runDevchain(ctx context.Context, args []string, stdout io.Writer) error {
 	chainID := fs.Uint64("chain-id", devchain.DefaultChainID, "chain id")
 	dataDir := fs.String("datadir", "", "keep chain state here (empty: in memory)")
 	loadAccounts := fs.Int("load-accounts", 64, "number of funded load-test accounts")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	chain, err := devchain.New(devchain.Config{

@@ -8,14 +8,15 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/devnet"
+	"github.com/allegro-mesh/allegro/internal/cli"
 )
 
 func init() {
-	register("devnet", "run a local network in one process: dev chain + validator sidecars (--demo runs the chained-payment demo)", runDevnet)
+	app.Register("devnet", "run a local network in one process: dev chain + validator sidecars (--demo runs the chained-payment demo)", runDevnet)
 }
 
 func runDevnet(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("devnet", "[--demo] [flags]")
+	fs := app.Flags("devnet", "[--demo] [flags]")
 	validators := fs.Int("validators", 4, "number of validator sidecars")
 	period := fs.Duration("block-period", time.Second, "dev chain block time")
 	dir := fs.String("dir", "", "keep keys, committee and state in this folder (default: a fresh temporary folder, removed on exit)")
@@ -25,10 +26,10 @@ func runDevnet(ctx context.Context, args []string, stdout io.Writer) error {
 	demo := fs.Bool("demo", false, "run the chained-payment demo (Alice → Bob → Carol), then keep running")
 	exitAfterDemo := fs.Bool("exit-after-demo", false, "with --demo: stop the network when the demo ends")
 	logLevel := fs.String("log-level", "warn", "sidecar log level: debug, info, warn, error")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	logger, err := newLogger(*logLevel)
+	logger, err := cli.NewLogger(*logLevel)
 	if err != nil {
 		return err
 	}

@@ -9,10 +9,11 @@ import (
 	"strings"
 
 	"github.com/allegro-mesh/allegro/deploy/testnet"
+	"github.com/allegro-mesh/allegro/internal/cli"
 )
 
 func init() {
-	register("testnet", "generate a docker-compose test network (allegro-dev testnet gen --validators N --out DIR)", runTestnet)
+	app.Register("testnet", "generate a docker-compose test network (allegro-dev testnet gen --validators N --out DIR)", runTestnet)
 }
 
 // byzantineFlag collects repeated --byzantine NAME=MODE values.
@@ -32,14 +33,14 @@ func (b byzantineFlag) Set(v string) error {
 func runTestnet(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "gen" {
 		fmt.Fprintln(stdout, "usage: allegro-dev testnet gen --out DIR [flags]   (allegro-dev testnet gen -h for the flags)")
-		return errUsage
+		return cli.ErrUsage
 	}
 	return runTestnetGen(ctx, args[1:], stdout)
 }
 
 func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	d := testnet.DefaultConfig()
-	fs := newFlags("testnet gen", "--out DIR [--validators N] [--light-clients K] [--byzantine NAME=MODE] [flags]")
+	fs := app.Flags("testnet gen", "--out DIR [--validators N] [--light-clients K] [--byzantine NAME=MODE] [flags]")
 	out := fs.String("out", "", "directory to write keys/, committee.toml, docker-compose.yml and testnet.json into (required)")
 	cfg := d
 	cfg.Byzantine = map[string]string{}
@@ -58,7 +59,7 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.LoadAccounts, "load-accounts", d.LoadAccounts, "funded load-test accounts on the dev chain")
 	fs.StringVar(&cfg.LogLevel, "log-level", d.LogLevel, "sidecar and light-client log level")
 	fs.IntVar(&cfg.P2PPort, "p2p-port", d.P2PPort, "sidecars' libp2p port (TCP and QUIC) inside the containers")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

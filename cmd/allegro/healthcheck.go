@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/allegro-mesh/allegro/internal/cli"
 )
 
 func init() {
-	register("healthcheck", "probe a health URL and exit 0 when healthy (container HEALTHCHECK; the image has no shell)", runHealthcheck)
+	app.Register("healthcheck", "probe a health URL and exit 0 when healthy (container HEALTHCHECK; the image has no shell)", runHealthcheck)
 }
 
 // healthcheckConfig is what `allegro healthcheck` probes.
@@ -40,13 +42,13 @@ func (c healthcheckConfig) Validate() error {
 }
 
 func runHealthcheck(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("healthcheck", "[--url URL] [--jsonrpc] [--timeout D]")
+	fs := app.Flags("healthcheck", "[--url URL] [--jsonrpc] [--timeout D]")
 	cfg := healthcheckConfig{}
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:7070/readyz", "URL to probe: healthy on HTTP 200 (a sidecar's /readyz, or /livez for liveness only)")
 	fs.BoolVar(&cfg.JSONRPC, "jsonrpc", false, "probe a JSON-RPC chain node (eth_blockNumber) instead of GET")
 	fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Second, "give up after this long")
 	quiet := fs.Bool("quiet", false, "print nothing when healthy")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {

@@ -14,20 +14,21 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 )
 
 func init() {
-	register("keygen", "create a validator key file (ed25519, mode 0600)", runKeygen)
-	register("committee", "build a committee file from validators' public keys and addresses", runCommittee)
+	app.Register("keygen", "create a validator key file (ed25519, mode 0600)", runKeygen)
+	app.Register("committee", "build a committee file from validators' public keys and addresses", runCommittee)
 }
 
 func runKeygen(_ context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("keygen", "--out FILE [--name NAME]")
+	fs := app.Flags("keygen", "--out FILE [--name NAME]")
 	out := fs.String("out", "validator.key", "key file to create (never overwritten)")
 	name := fs.String("name", "", "validator name recorded in the key file (default: the file name)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *name == "" {
@@ -81,7 +82,7 @@ func (m *memberFlag) Set(v string) error {
 }
 
 func runCommittee(_ context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("committee", "--chain-id N --member NAME=PUBKEY@ADDR ... [--key-file FILE@ADDR ...] --out FILE")
+	fs := app.Flags("committee", "--chain-id N --member NAME=PUBKEY@ADDR ... [--key-file FILE@ADDR ...] --out FILE")
 	chainID := fs.Uint64("chain-id", 1337, "chain id (Tempo mainnet 4217, testnet 42431, dev 1337)")
 	epoch := fs.Uint64("epoch", 1, "committee epoch")
 	shards := fs.Int("qc-shards", 16, "number of QC topics")
@@ -96,7 +97,7 @@ func runCommittee(_ context.Context, args []string, stdout io.Writer) error {
 		keyFiles = append(keyFiles, v)
 		return nil
 	})
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	for _, kf := range keyFiles {

@@ -18,12 +18,13 @@ import (
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 func init() {
-	register("pay", "submit a payment to a sidecar and print its certificates and QC as they arrive", runPay)
+	app.Register("pay", "submit a payment to a sidecar and print its certificates and QC as they arrive", runPay)
 }
 
 // payStrings collects a repeated (or comma-separated) string flag.
@@ -56,7 +57,7 @@ Chained payments: write the QC with --qc-out, then let the recipient spend the
 funds before they settle with --parent-qc pointing at that file.`
 
 func runPay(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("pay", payUsage)
+	fs := app.Flags("pay", payUsage)
 	var sidecars payStrings
 	fs.Var(&sidecars, "sidecar", "sidecar gRPC address host:port (repeat for fallbacks)")
 	committeePath := fs.String("committee", "", "committee file (its chain_id is the payment's chain)")
@@ -78,12 +79,12 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	timeout := fs.Duration("timeout", client.DefaultTimeout, "time limit per attempt")
 	retries := fs.Int("retries", client.DefaultRetries, "further attempts on the next sidecars after a failure")
 	waitSettled := fs.Duration("wait-settled", 0, "after the QC, wait up to this long for FINALIZED (0: do not wait)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	usageErr := func(format string, a ...any) error {
 		fmt.Fprintf(fs.Output(), "allegro pay: "+format+"\n", a...)
-		return errUsage
+		return cli.ErrUsage
 	}
 	switch {
 	case len(sidecars) == 0:

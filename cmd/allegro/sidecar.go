@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	register("sidecar", "run a validator sidecar (config file, flags, ALLEGRO_* environment)", runSidecar)
+	app.Register("sidecar", "run a validator sidecar (config file, flags, ALLEGRO_* environment)", runSidecar)
 }
 
 // setting is a sidecar option settable by flag and environment variable; the
@@ -50,13 +50,13 @@ var sidecarSettings = []setting{
 // loadSidecarConfig applies defaults, then the config file, then the
 // environment, then flags.
 func loadSidecarConfig(args []string, getenv func(string) string) (node.Config, error) {
-	fs := newFlags("sidecar", "[--config FILE] [flags]")
+	fs := app.Flags("sidecar", "[--config FILE] [flags]")
 	configPath := fs.String("config", "", "TOML config file (env ALLEGRO_CONFIG)")
 	values := make([]*string, len(sidecarSettings))
 	for i, s := range sidecarSettings {
 		values[i] = fs.String(s.flag, "", s.usage+" (env "+s.env+")")
 	}
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return node.Config{}, err
 	}
 	if fs.NArg() > 0 {
@@ -97,7 +97,7 @@ func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(cfg.LogLevel)
+	logger, err := cli.NewLogger(cfg.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func init() {
-	register("version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {
+	app.Register("version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {
 		fmt.Fprintln(w, "allegro", version)
 		return nil
 	})

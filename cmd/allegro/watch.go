@@ -16,11 +16,12 @@ import (
 
 	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/lightclient"
 )
 
 func init() {
-	register("watch", "light client: print verified incoming payments to addresses (joins only their QC shards)", runWatch)
+	app.Register("watch", "light client: print verified incoming payments to addresses (joins only their QC shards)", runWatch)
 }
 
 // watchAddressFlag collects repeated --address values.
@@ -90,7 +91,7 @@ func printPayment(w io.Writer, p lightclient.Payment, asJSON, withQC bool) error
 }
 
 func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("watch", "--address 0x... [--address ...] --committee committee.toml [--bootstrap MULTIADDR/p2p/ID ...] [flags]")
+	fs := app.Flags("watch", "--address 0x... [--address ...] --committee committee.toml [--bootstrap MULTIADDR/p2p/ID ...] [flags]")
 	var addrs watchAddressFlag
 	fs.Var(&addrs, "address", "address whose incoming payments to print (repeat)")
 	committeePath := fs.String("committee", "", "committee file of the network (required)")
@@ -112,7 +113,7 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	withQC := fs.Bool("with-qc", false, "with --json: add the accepted QC (protobuf, hex) as qc_proto_hex")
 	logLevel := fs.String("log-level", "info", "log level on stderr: debug, info, warn, error")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if len(addrs) == 0 {
@@ -124,7 +125,7 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 	if *count < 0 {
 		return fmt.Errorf("--count must not be negative, got %d", *count)
 	}
-	logger, err := newLogger(*logLevel)
+	logger, err := cli.NewLogger(*logLevel)
 	if err != nil {
 		return err
 	}

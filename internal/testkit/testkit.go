@@ -173,3 +173,23 @@ func MainWithCleanup(m interface{ Run() int }) int {
 	Cleanup()
 	return code
 }
+
+// Get fetches url with GET, failing the test when no answer comes; it
+// returns the answer and its body.
+func Get(t testing.TB, ctx context.Context, url string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
