@@ -32,11 +32,10 @@ type Config struct {
 	// GOMEMLIMIT is ("512MiB", "1GiB"), or "off". The GOMEMLIMIT environment
 	// variable, when set, wins. Without a limit the collector lets the heap
 	// grow to twice the live heap (GOGC=100), and the live heap follows the
-	// message rate (pubsub keeps every message id for up to a minute): a
-	// 4-member committee at saturation had ~150 MB live and peaked near
-	// 510 MiB resident. Keep a limit well above the live heap: near it the
-	// collector runs almost continuously; at 150-155MiB such a sidecar fell
-	// behind until payments timed out (docs/benchmarks.md).
+	// message rate (pubsub keeps every message id for up to a minute). Keep
+	// a limit well above the live heap: near it the collector runs almost
+	// continuously and a busy sidecar falls behind (figures in
+	// docs/benchmarks.md).
 	// `allegro sidecar` applies it (ApplyMemoryLimit); in-process clusters
 	// do not.
 	MemoryLimit string `toml:"memory_limit"`

@@ -356,10 +356,10 @@ func (c *Config) Validate() error {
 	if len(c.ListenAddrs) == 0 {
 		return errors.New("[p2p] listen_addrs is empty")
 	}
-	if _, err := parseTransportAddrs("ListenAddrs", c.ListenAddrs); err != nil {
+	if _, err := parseTransportAddrs("listen_addrs", c.ListenAddrs); err != nil {
 		return err
 	}
-	if _, err := parseTransportAddrs("AnnounceAddrs", c.AnnounceAddrs); err != nil {
+	if _, err := parseTransportAddrs("announce_addrs", c.AnnounceAddrs); err != nil {
 		return err
 	}
 	if c.QCShards < 1 || c.QCShards > 256 {

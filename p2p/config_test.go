@@ -41,9 +41,9 @@ func TestConfigValidateNamesField(t *testing.T) {
 		edit  func(*Config)
 	}{
 		{"listen_addrs", func(c *Config) { c.ListenAddrs = nil }},
-		{"ListenAddrs[0]", func(c *Config) { c.ListenAddrs = []string{"not-a-multiaddr"} }},
-		{"ListenAddrs[1]", func(c *Config) { c.ListenAddrs = []string{"/ip4/1.2.3.4/tcp/1", "/ip4/1.2.3.4/tcp/1/ws"} }},
-		{"AnnounceAddrs[0]", func(c *Config) { c.AnnounceAddrs = []string{"/ip4/1.2.3.4/udp/1"} }},
+		{"listen_addrs[0]", func(c *Config) { c.ListenAddrs = []string{"not-a-multiaddr"} }},
+		{"listen_addrs[1]", func(c *Config) { c.ListenAddrs = []string{"/ip4/1.2.3.4/tcp/1", "/ip4/1.2.3.4/tcp/1/ws"} }},
+		{"announce_addrs[0]", func(c *Config) { c.AnnounceAddrs = []string{"/ip4/1.2.3.4/udp/1"} }},
 		{"qc_shards", func(c *Config) { c.QCShards = 0 }},
 		{"qc_shards", func(c *Config) { c.QCShards = 257 }},
 		{"peer_outbound_queue_size", func(c *Config) { c.PeerOutboundQueueSize = 0 }},

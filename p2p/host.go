@@ -142,11 +142,11 @@ func newHost(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap 
 	if err != nil {
 		return nil, err
 	}
-	listen, err := parseTransportAddrs("ListenAddrs", cfg.ListenAddrs)
+	listen, err := parseTransportAddrs("listen_addrs", cfg.ListenAddrs)
 	if err != nil {
 		return nil, err
 	}
-	announce, err := parseTransportAddrs("AnnounceAddrs", cfg.AnnounceAddrs)
+	announce, err := parseTransportAddrs("announce_addrs", cfg.AnnounceAddrs)
 	if err != nil {
 		return nil, err
 	}

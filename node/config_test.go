@@ -1,0 +1,53 @@
+package node_test
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/node/nodetest"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/sidecar"
+)
+
+// TestConfigErrorsAreOneLine: a bad setting is reported before any
+// component is built, in one line that names it — not wrapped in the trail
+// of constructors the dependency graph would add.
+func TestConfigErrorsAreOneLine(t *testing.T) {
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
+	production := *cl.Committee
+	production.TestNetwork = false
+	cases := []struct {
+		name string
+		edit func(*node.Config)
+		file *nodetest.Cluster
+		want string
+	}{
+		{"p2p listen address", func(c *node.Config) { c.P2P.ListenAddrs = []string{"/ip4/127.0.0.1/udp/1/webrtc"} }, cl, "[p2p] listen_addrs"},
+		{"sidecar workers", func(c *node.Config) { c.Sidecar.Workers = 0 }, cl, "[sidecar] workers must be positive"},
+		{"api timeout", func(c *node.Config) { c.API.StreamTimeout = 0 }, cl, "[api] stream_timeout must be positive"},
+		{"log level", func(c *node.Config) { c.LogLevel = "loud" }, cl, "log_level must be debug, info, warn or error"},
+		{"byzantine mode unknown", func(c *node.Config) { c.Byzantine.Mode = "lie" }, cl, `[byzantine] mode "lie" is unknown`},
+		{"byzantine mode in production", func(c *node.Config) { c.Byzantine.Mode = sidecar.ByzantineEquivocate }, nil, "only allowed on a test network"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := node.DefaultConfig()
+			cfg.DataDir = t.TempDir()
+			cfg.P2P = p2p.LocalConfig()
+			cfg.API.ListenAddr = "127.0.0.1:0"
+			tc.edit(&cfg)
+			f := cl.Committee
+			if tc.file == nil {
+				f = &production
+			}
+			_, err := node.New(cfg, node.WithIdentity(f.Members[0].Name, cl.Keys[0]), node.WithCommittee(f),
+				node.WithChain(cl.Chain), node.WithLogger(slog.New(slog.DiscardHandler)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") ||
+				strings.Contains(err.Error(), "fx.") || strings.Contains(err.Error(), "could not build") {
+				t.Fatalf("got %v, want one line naming %q", err, tc.want)
+			}
+		})
+	}
+}
