@@ -154,28 +154,34 @@ func (v *Validator) CheckConflict(ctx context.Context, raw []byte) (*ConflictRep
 	if err != nil && !errors.Is(err, tempo.ErrMalformed) {
 		return nil, err
 	}
-	spends := map[[2]common.Address]*big.Int{{tx.Sender, pay.Token}: new(big.Int).Set(pay.Amount)}
-	if err == nil {
-		k := [2]common.Address{fee.Payer, fee.Token}
-		if spends[k] == nil {
-			spends[k] = new(big.Int)
-		}
-		spends[k].Add(spends[k], fee.Amount)
+	// What it may take, by (account, token): the amount from the sender,
+	// the maximum fee from the payer (one entry when they coincide).
+	type spend struct {
+		account, token common.Address
+		amount         *big.Int
 	}
-	for k, need := range spends {
-		// When the transaction is the certified one, its own reservation is
-		// what it spends.
-		exclude := (*qc.ContentionKey)(nil)
-		if r.Certified {
-			exclude = &key
+	spends := []spend{{tx.Sender, pay.Token, new(big.Int).Set(pay.Amount)}}
+	if err == nil {
+		if fee.Payer == tx.Sender && fee.Token == pay.Token {
+			spends[0].amount.Add(spends[0].amount, fee.Amount)
+		} else {
+			spends = append(spends, spend{fee.Payer, fee.Token, fee.Amount})
 		}
-		available, err := v.reservedBalance(ctx, view, qc.Address(k[0]), qc.Address(k[1]), exclude)
+	}
+	// When the transaction is the certified one, its own reservation is
+	// what it spends.
+	var exclude *qc.ContentionKey
+	if r.Certified {
+		exclude = &key
+	}
+	for _, sp := range spends {
+		available, err := v.reservedBalance(ctx, view, qc.Address(sp.account), qc.Address(sp.token), exclude)
 		if err != nil {
 			return nil, err
 		}
-		if available.Cmp(need) < 0 {
-			r.Conflicts = append(r.Conflicts, Conflict{Kind: ConflictOverdraw, Account: k[0], Token: k[1], Available: available, Needed: need,
-				Message: fmt.Sprintf("%s has %s units of %s left after the certified and signed payments not yet settled; this transaction may take %s", k[0], available, feeTokenName(qc.Address(k[1])), need)})
+		if available.Cmp(sp.amount) < 0 {
+			r.Conflicts = append(r.Conflicts, Conflict{Kind: ConflictOverdraw, Account: sp.account, Token: sp.token, Available: available, Needed: sp.amount,
+				Message: fmt.Sprintf("%s has %s units of %s left after the certified and signed payments not yet settled; this transaction may take %s", sp.account, available, feeTokenName(qc.Address(sp.token)), sp.amount)})
 		}
 	}
 	return r, nil
