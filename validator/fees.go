@@ -113,9 +113,13 @@ func (v *Validator) checkFunds(ctx context.Context, view tempo.ChainView, p *Pay
 		return nil, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "fee balance of %s", common.Address(debit.payer))
 	}
 	if feeAvailable.Cmp(debit.amount) < 0 {
+		who := "the fee payer " + common.Address(debit.payer).Hex()
+		if debit.payer == e.Sender {
+			who = common.Address(debit.payer).Hex() + ", which pays the fee,"
+		}
 		return nil, reject(fastpayv1.RejectCode_INSUFFICIENT_FUNDS, nil,
-			"the fee payer %s has %s units of fee token %s available at block %d; the maximum fee is %s (gas_limit %d × max_fee_per_gas %s, %s fees)",
-			common.Address(debit.payer), feeAvailable, feeTokenName(debit.token), view.Head().Number, debit.amount,
+			"%s has %s units of fee token %s available at block %d; the maximum fee is %s (gas_limit %d × max_fee_per_gas %s, %s fees)",
+			who, feeAvailable, feeTokenName(debit.token), view.Head().Number, debit.amount,
 			p.Tx.GasLimit, p.Tx.MaxFeePerGas, v.fees.Name())
 	}
 	return debit, nil
