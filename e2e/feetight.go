@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"math/rand/v2"
 	"net/http"
@@ -303,20 +301,8 @@ func waitSidecarHeads(ctx context.Context, apis []string, height uint64) error {
 }
 
 func sidecarHead(ctx context.Context, hc *http.Client, api string) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/api/v1/chain/head", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
 	var head apiserver.ChainHeadResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&head); err != nil {
+	if err := getJSON(ctx, hc, "http://"+api+"/api/v1/chain/head", &head); err != nil {
 		return 0, err
 	}
 	return uint64(head.BlockHeight), nil

@@ -624,22 +624,13 @@ func waitMesh(ctx context.Context, m *testnet.Manifest, timeout time.Duration) e
 }
 
 func connectedPeers(ctx context.Context, hc *http.Client, api string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/api/v1/committee", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
 	var doc struct {
 		Members []struct {
 			Connected bool `json:"connected"`
 			Self      bool `json:"self"`
 		} `json:"members"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
+	if err := getJSON(ctx, hc, "http://"+api+"/api/v1/committee", &doc); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -649,6 +640,23 @@ func connectedPeers(ctx context.Context, hc *http.Client, api string) (int, erro
 		}
 	}
 	return n, nil
+}
+
+// getJSON decodes a sidecar's 200 answer to GET url into v (at most 1 MiB).
+func getJSON(ctx context.Context, hc *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }
 
 // waitLightClients polls the light clients' logs until each watches.
