@@ -47,3 +47,39 @@ func BenchmarkHashes(b *testing.B) {
 		effects.Hash()
 	}
 }
+
+// BenchmarkBatchVerify is the cost of verifying a frame's worth of distinct
+// certificates together, per signature, against one by one.
+func BenchmarkBatchVerify(b *testing.B) {
+	committee, signers := testCommittee(b, 4, Domain{ChainID: 1337, Epoch: 1})
+	for _, size := range []int{1, 4, 16, 64} {
+		certs := make([]Certificate, size)
+		for i := range certs {
+			certs[i] = signers[i%len(signers)].Sign(fill32(byte(i)), testEffects(), 1)
+		}
+		b.Run(fmt.Sprintf("batch/sigs=%d", size), func(b *testing.B) {
+			for b.Loop() {
+				batch := NewVerifier(committee, 1).NewBatch()
+				for i := range certs {
+					if err := batch.AddCertificate(&certs[i]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := batch.Verify(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size)/1000, "µs/sig")
+		})
+		b.Run(fmt.Sprintf("single/sigs=%d", size), func(b *testing.B) {
+			for b.Loop() {
+				for i := range certs {
+					if err := committee.VerifyCertificate(&certs[i]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size)/1000, "µs/sig")
+		})
+	}
+}

@@ -97,11 +97,11 @@ func (s *Signer) Sign(txHash Hash, effects Effects, createdUnixMillis uint64) Ce
 	return c
 }
 
-// VerifySignature checks c's signature against its signer key in domain d.
-// It does not check committee membership.
+// VerifySignature checks c's signature against its signer key in domain d
+// under the mesh's ZIP215 rule. It does not check committee membership.
 func (c *Certificate) VerifySignature(d Domain) error {
 	digest := CertDigest(d, c.TxHash, c.EffectsHash)
-	if !ed25519.Verify(c.Signer.PublicKey(), digest[:], c.Signature[:]) {
+	if !verifyZIP215(c.Signer, digest[:], c.Signature[:]) {
 		return c.signatureError(d)
 	}
 	return nil

@@ -364,3 +364,102 @@ func TestVerifierRemember(t *testing.T) {
 		t.Fatalf("the committee itself must not share the memo: %v", err)
 	}
 }
+
+// TestBatch checks that a frame's batch accepts only when every signature
+// verifies, remembers its certificates only then, and rejects outsiders
+// and bad effects before any signature work.
+func TestBatch(t *testing.T) {
+	committee, signers := testCommittee(t, 4, Domain{ChainID: 1337, Epoch: 1})
+	q := validQC(t, committee, signers, testEffects())
+	frameMsg := []byte("frame digest")
+	frameSig := ed25519.Sign(signers[1].key, frameMsg)
+	_, outsiders := testCommittee(t, 5, Domain{ChainID: 1337, Epoch: 1})
+	outsider := outsiders[4]
+
+	cases := []struct {
+		name    string
+		fill    func(b *Batch) error // returns the first Add error
+		wantAdd error
+		wantVer error
+	}{
+		{"all valid", func(b *Batch) error {
+			if err := b.AddQC(q); err != nil {
+				return err
+			}
+			return b.AddMemberSignature(signers[1].ID(), frameMsg, frameSig)
+		}, nil, nil},
+		{"one bad certificate among valid ones", func(b *Batch) error {
+			bad := q.Certs[1]
+			bad.Signature[3] ^= 1
+			for _, c := range []*Certificate{&q.Certs[0], &bad, &q.Certs[2]} {
+				if err := b.AddCertificate(c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil, ErrBadSignature},
+		{"frame signature by another member", func(b *Batch) error {
+			if err := b.AddQC(q); err != nil {
+				return err
+			}
+			return b.AddMemberSignature(signers[2].ID(), frameMsg, frameSig)
+		}, nil, ErrBadSignature},
+		{"outsider's certificate", func(b *Batch) error {
+			c := outsider.Sign(q.TxHash, testEffects(), 1)
+			return b.AddCertificate(&c)
+		}, ErrUnknownSigner, nil},
+		{"outsider's frame signature", func(b *Batch) error {
+			return b.AddMemberSignature(outsider.ID(), frameMsg, ed25519.Sign(outsider.key, frameMsg))
+		}, ErrUnknownSigner, nil},
+		{"effects not matching", func(b *Batch) error {
+			c := q.Certs[0]
+			c.Effects.Amount++
+			return b.AddCertificate(&c)
+		}, ErrEffectsMismatch, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := NewVerifier(committee, 64)
+			b := v.NewBatch()
+			err := tc.fill(b)
+			if !errors.Is(err, tc.wantAdd) {
+				t.Fatalf("add: %v, want %v", err, tc.wantAdd)
+			}
+			if err != nil {
+				return
+			}
+			if err := b.Verify(); !errors.Is(err, tc.wantVer) {
+				t.Fatalf("verify: %v, want %v", err, tc.wantVer)
+			}
+			// Certificates are remembered only from a batch that verified.
+			again := v.NewBatch()
+			if err := again.AddQC(q); err != nil {
+				t.Fatal(err)
+			}
+			wantQueued := 0
+			if tc.wantVer != nil {
+				wantQueued = len(q.Certs)
+			}
+			if again.Len() != wantQueued {
+				t.Fatalf("afterwards %d signatures queued again, want %d", again.Len(), wantQueued)
+			}
+		})
+	}
+}
+
+func TestBatchQueuesEachSignatureOnce(t *testing.T) {
+	committee, signers := testCommittee(t, 4, Domain{ChainID: 1337, Epoch: 1})
+	q := validQC(t, committee, signers, testEffects())
+	b := NewVerifier(committee, 64).NewBatch()
+	for range 3 {
+		if err := b.AddQC(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.Len() != len(q.Certs) {
+		t.Fatalf("%d signatures queued for %d distinct certificates", b.Len(), len(q.Certs))
+	}
+	if err := b.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}

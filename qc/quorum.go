@@ -58,9 +58,20 @@ func (c *Committee) VerifyQC(q *QC) error {
 	if err := c.checkQCShape(q); err != nil {
 		return err
 	}
+	entries := make([]batchEntry, len(q.Certs))
 	for i := range q.Certs {
-		if err := c.VerifyCertificate(&q.Certs[i]); err != nil {
+		cert := &q.Certs[i]
+		if err := c.checkCertificate(cert); err != nil {
 			return fmt.Errorf("qc for tx %s: certificate %d: %w", q.TxHash, i, err)
+		}
+		digest := CertDigest(c.domain, cert.TxHash, cert.EffectsHash)
+		entries[i] = batchEntry{key: c.keys[c.index[cert.Signer]], msg: digest[:], sig: cert.Signature[:]}
+	}
+	if ok, valid := verifyBatch(entries); !ok {
+		for i, good := range valid {
+			if !good {
+				return fmt.Errorf("qc for tx %s: certificate %d: %w", q.TxHash, i, q.Certs[i].signatureError(c.domain))
+			}
 		}
 	}
 	return nil

@@ -75,14 +75,104 @@ func (v *Verifier) VerifyCertificate(cert *Certificate) error {
 }
 
 // VerifyQC is Committee.VerifyQC with the memo: shape, quorum, distinct
-// member signers and the QC hash are always checked.
+// member signers and the QC hash are always checked, and the signatures not
+// known yet are verified together in one batch.
 func (v *Verifier) VerifyQC(q *QC) error {
-	if err := v.checkQCShape(q); err != nil {
+	b := v.NewBatch()
+	if err := b.AddQC(q); err != nil {
+		return err
+	}
+	if err := b.Verify(); err != nil {
+		return fmt.Errorf("qc for tx %s: %w", q.TxHash, err)
+	}
+	return nil
+}
+
+// Batch gathers the signatures of one gossip frame so they are verified
+// together (SPEC §5: a frame is accepted only after every signature in it
+// verified). Membership and effects are checked as entries are added;
+// signatures the Verifier already knows are not queued again. A Batch is
+// used by one goroutine and once.
+type Batch struct {
+	v       *Verifier
+	entries []batchEntry
+	certs   []*Certificate // parallel to entries; nil for other signatures
+	queued  map[signatureKey]struct{}
+}
+
+// NewBatch starts an empty batch against v's committee and memo.
+func (v *Verifier) NewBatch() *Batch { return &Batch{v: v} }
+
+// AddCertificate checks cert's signer and effects and queues its signature
+// unless it is known to verify.
+func (b *Batch) AddCertificate(cert *Certificate) error {
+	if err := b.v.checkCertificate(cert); err != nil {
+		return err
+	}
+	k := keyOf(cert)
+	if b.v.verified.Contains(k) {
+		return nil
+	}
+	if _, dup := b.queued[k]; dup {
+		return nil
+	}
+	if b.queued == nil {
+		b.queued = make(map[signatureKey]struct{})
+	}
+	b.queued[k] = struct{}{}
+	digest := CertDigest(b.v.domain, cert.TxHash, cert.EffectsHash)
+	b.entries = append(b.entries, batchEntry{key: b.v.keys[b.v.index[cert.Signer]], msg: digest[:], sig: cert.Signature[:]})
+	b.certs = append(b.certs, cert)
+	return nil
+}
+
+// AddQC checks q's shape (quorum of distinct members, hash) and queues its
+// certificates' signatures.
+func (b *Batch) AddQC(q *QC) error {
+	if err := b.v.checkQCShape(q); err != nil {
 		return err
 	}
 	for i := range q.Certs {
-		if err := v.VerifyCertificate(&q.Certs[i]); err != nil {
+		if err := b.AddCertificate(&q.Certs[i]); err != nil {
 			return fmt.Errorf("qc for tx %s: certificate %d: %w", q.TxHash, i, err)
+		}
+	}
+	return nil
+}
+
+// AddMemberSignature queues sig as signer's signature of msg; the signer
+// must be a committee member.
+func (b *Batch) AddMemberSignature(signer ValidatorID, msg, sig []byte) error {
+	if !b.v.Contains(signer) {
+		return fmt.Errorf("%w: %s", ErrUnknownSigner, signer.Hex())
+	}
+	b.entries = append(b.entries, batchEntry{key: b.v.keys[b.v.index[signer]], msg: msg, sig: sig})
+	b.certs = append(b.certs, nil)
+	return nil
+}
+
+// Len is the number of signatures queued.
+func (b *Batch) Len() int { return len(b.entries) }
+
+// Verify checks every queued signature. On success the certificates are
+// remembered as verified; otherwise the error names the first signature
+// that failed and nothing is remembered.
+func (b *Batch) Verify() error {
+	ok, valid := verifyBatch(b.entries)
+	if !ok {
+		for i, good := range valid {
+			if good {
+				continue
+			}
+			if c := b.certs[i]; c != nil {
+				return c.signatureError(b.v.domain)
+			}
+			return fmt.Errorf("%w: signature %d of the batch", ErrBadSignature, i)
+		}
+	}
+	for _, c := range b.certs {
+		if c != nil {
+			b.v.verified.Add(keyOf(c), struct{}{})
 		}
 	}
 	return nil

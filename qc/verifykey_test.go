@@ -1,15 +1,88 @@
 package qc
 
 import (
+	"compress/gzip"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"math/big"
+	"os"
 	"testing"
 )
 
-// The committee's precomputed-key path must accept exactly what
-// crypto/ed25519.Verify accepts, or a light client using the standard
-// library could reject a QC the mesh certified (or the reverse).
+// Every member verifies under ZIP215, alone or in a batch (SPEC §5). These
+// tests hold the two paths to identical verdicts, on the ZIP215 vectors and
+// on batches mixing valid and invalid signatures.
+
+// zip215Message is what every ZIP215 vector signs.
+var zip215Message = []byte("Zcash")
+
+// loadZIP215Vectors reads testdata/zip215.json.gz: [public key, signature]
+// pairs in hex, every one valid under ZIP215, covering small-order and
+// non-canonical encodings of A and R.
+func loadZIP215Vectors(t testing.TB) [][2][]byte {
+	t.Helper()
+	f, err := os.Open("testdata/zip215.json.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw [][2]string
+	if err := json.NewDecoder(zr).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) < 100 {
+		t.Fatalf("only %d ZIP215 vectors", len(raw))
+	}
+	out := make([][2][]byte, len(raw))
+	for i, v := range raw {
+		out[i] = [2][]byte{mustHex(t, v[0]), mustHex(t, v[1])}
+	}
+	return out
+}
+
+func entryFor(pub, msg, sig []byte) batchEntry {
+	var id ValidatorID
+	copy(id[:], pub)
+	return batchEntry{key: newMemberKey(id), msg: msg, sig: sig}
+}
+
+func TestZIP215VectorsSingleAndBatch(t *testing.T) {
+	vectors := loadZIP215Vectors(t)
+	entries := make([]batchEntry, 0, len(vectors))
+	stdlibRejects := 0
+	for i, v := range vectors {
+		e := entryFor(v[0], zip215Message, v[1])
+		var id ValidatorID
+		copy(id[:], v[0])
+		if !e.key.verify(e.msg, e.sig) {
+			t.Errorf("vector %d: precomputed key rejects %x", i, v[1])
+		}
+		if !verifyZIP215(id, e.msg, e.sig) {
+			t.Errorf("vector %d: plain key rejects %x", i, v[1])
+		}
+		if ok, _ := verifyBatch([]batchEntry{e, e}); !ok {
+			t.Errorf("vector %d: batch of two copies rejects", i)
+		}
+		if !ed25519.Verify(v[0], zip215Message, v[1]) {
+			stdlibRejects++
+		}
+		entries = append(entries, e)
+	}
+	if ok, valid := verifyBatch(entries); !ok {
+		t.Fatalf("batch of all %d vectors rejects: %v", len(entries), valid)
+	}
+	// The vectors exist because the cofactorless rule disagrees on them;
+	// if the standard library accepted them all they would test nothing.
+	if stdlibRejects == 0 {
+		t.Fatal("crypto/ed25519 accepts every vector: the file is not the ZIP215 set")
+	}
+	t.Logf("%d vectors, %d of them rejected by crypto/ed25519", len(vectors), stdlibRejects)
+}
 
 // groupOrder is ℓ = 2^252 + 27742317777372353535851937790883648493, the
 // order of the ed25519 base point.
@@ -45,7 +118,10 @@ func mustHex(t testing.TB, s string) []byte {
 	return b
 }
 
-func TestMemberKeyAgreesWithStdlib(t *testing.T) {
+// TestBatchAgreesWithSingle runs each case alone, and inside batches of
+// valid signatures and of ZIP215 vectors, and requires the same verdict
+// for it everywhere, with the batch valid exactly when all entries are.
+func TestBatchAgreesWithSingle(t *testing.T) {
 	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	pub := key.Public().(ed25519.PublicKey)
 	msg := []byte("certificate digest, 32 bytes....")
@@ -54,13 +130,14 @@ func TestMemberKeyAgreesWithStdlib(t *testing.T) {
 	// A non-canonical encoding of the identity (y = p + 1).
 	identityNonCanonical := mustHex(t, "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
 	smallOrderSig := append(append([]byte(nil), identity...), make([]byte, 32)...) // R = identity, S = 0
+	vectors := loadZIP215Vectors(t)
 
 	cases := []struct {
-		name   string
-		pub    []byte
-		msg    []byte
-		sig    []byte
-		stdlib bool // what crypto/ed25519 says, asserted too
+		name string
+		pub  []byte
+		msg  []byte
+		sig  []byte
+		want bool
 	}{
 		{"valid", pub, msg, sig, true},
 		{"other message", pub, []byte("another digest, 32 bytes........"), sig, false},
@@ -71,18 +148,41 @@ func TestMemberKeyAgreesWithStdlib(t *testing.T) {
 		{"small-order key, R identity, S zero", identity, msg, smallOrderSig, true},
 		{"non-canonical small-order key", identityNonCanonical, msg, smallOrderSig, true},
 		{"key not on the curve", mustHex(t, "0200000000000000000000000000000000000000000000000000000000000000"), msg, sig, false},
+		{"short signature", pub, msg, sig[:63], false},
+		{"ZIP215 vector", vectors[7][0], zip215Message, vectors[7][1], true},
+		// The vectors' keys and R are small-order points: such a
+		// signature verifies for every message, under ZIP215 by design.
+		{"ZIP215 vector, other message", vectors[7][0], msg, vectors[7][1], true},
+		{"ZIP215 vector, S changed", vectors[7][0], zip215Message, flip(vectors[7][1], 32), false},
+		{"ZIP215 vector, S plus group order", vectors[9][0], zip215Message, addOrderToS(vectors[9][1]), false},
 	}
+	valid := entryFor(pub, msg, sig)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			e := entryFor(tc.pub, tc.msg, tc.sig)
+			if got := e.key.verify(e.msg, e.sig); got != tc.want {
+				t.Fatalf("single verification says %v, want %v", got, tc.want)
+			}
 			var id ValidatorID
 			copy(id[:], tc.pub)
-			got := newMemberKey(id).verify(tc.msg, tc.sig)
-			std := ed25519.Verify(tc.pub, tc.msg, tc.sig)
-			if std != tc.stdlib {
-				t.Fatalf("fixture: crypto/ed25519 says %v, case expects %v", std, tc.stdlib)
+			if got := verifyZIP215(id, tc.msg, tc.sig); got != tc.want {
+				t.Fatalf("plain-key verification says %v, want %v", got, tc.want)
 			}
-			if got != std {
-				t.Fatalf("precomputed key says %v, crypto/ed25519 says %v", got, std)
+			batches := map[string][]batchEntry{
+				"among valid":   {valid, e, valid},
+				"first":         {e, valid},
+				"among vectors": {entryFor(vectors[0][0], zip215Message, vectors[0][1]), e, entryFor(vectors[1][0], zip215Message, vectors[1][1])},
+			}
+			for name, batch := range batches {
+				ok, verdicts := verifyBatch(batch)
+				if ok != tc.want {
+					t.Errorf("%s: batch says %v, want %v", name, ok, tc.want)
+				}
+				for i, v := range verdicts {
+					if single := batch[i].key.verify(batch[i].msg, batch[i].sig); v != single {
+						t.Errorf("%s: entry %d: batch verdict %v, single %v", name, i, v, single)
+					}
+				}
 			}
 		})
 	}
@@ -100,22 +200,32 @@ func setByte(b []byte, i int, v byte) []byte {
 	return out
 }
 
-// FuzzMemberKeyAgreesWithStdlib mutates keys, digests and signatures around
-// valid ones and checks both verifiers agree on every input.
-func FuzzMemberKeyAgreesWithStdlib(f *testing.F) {
+// FuzzBatchAgreesWithSingle mutates keys, messages and signatures around
+// valid ones and ZIP215 vectors, and checks that a batch holding the input
+// between two valid signatures gives every entry its single verdict, and
+// that whatever crypto/ed25519 accepts ZIP215 accepts too (a light client
+// verifying with the standard library is stricter, never looser).
+func FuzzBatchAgreesWithSingle(f *testing.F) {
 	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	pub := key.Public().(ed25519.PublicKey)
 	msg := []byte("certificate digest, 32 bytes....")
-	f.Add([]byte(key.Public().(ed25519.PublicKey)), msg, ed25519.Sign(key, msg))
-	f.Add(mustHex(f, "0100000000000000000000000000000000000000000000000000000000000000"), msg,
-		mustHex(f, "01000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"))
+	f.Add([]byte(pub), msg, ed25519.Sign(key, msg))
+	for _, v := range loadZIP215Vectors(f)[:16] {
+		f.Add(v[0], zip215Message, v[1])
+	}
+	valid := entryFor(pub, msg, ed25519.Sign(key, msg))
 	f.Fuzz(func(t *testing.T, pub, msg, sig []byte) {
 		if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
 			return
 		}
-		var id ValidatorID
-		copy(id[:], pub)
-		if got, std := newMemberKey(id).verify(msg, sig), ed25519.Verify(pub, msg, sig); got != std {
-			t.Fatalf("precomputed key says %v, crypto/ed25519 says %v (pub %x sig %x)", got, std, pub, sig)
+		e := entryFor(pub, msg, sig)
+		single := e.key.verify(msg, sig)
+		if ed25519.Verify(pub, msg, sig) && !single {
+			t.Fatalf("crypto/ed25519 accepts what ZIP215 rejects (pub %x sig %x)", pub, sig)
+		}
+		ok, verdicts := verifyBatch([]batchEntry{valid, e, valid})
+		if ok != single || !verdicts[0] || verdicts[1] != single || !verdicts[2] {
+			t.Fatalf("batch %v %v, single %v (pub %x sig %x)", ok, verdicts, single, pub, sig)
 		}
 	})
 }
