@@ -27,16 +27,21 @@ type MeshInfo struct {
 }
 
 // MeshTopic holds the cumulative counters of one topic kind.
+// Messages are frames (SPEC §5): the Objects counters count what they
+// carried.
 type MeshTopic struct {
-	Kind          string
-	Published     uint64 // messages this node published
-	PublishErrors uint64 // publishes that failed
-	Accepted      uint64 // validations ending in Accept (local publishes included)
-	Ignored       uint64 // validations ending in Ignore
-	Rejected      uint64 // validations ending in Reject
-	Delivered     uint64 // validated messages handed to this node's handlers
-	Duplicates    uint64 // copies dropped as already seen
-	Dropped       uint64 // messages lost to local back-pressure (full queues)
+	Kind             string
+	Published        uint64 // frames this node published
+	ObjectsPublished uint64 // objects in them
+	PublishErrors    uint64 // publishes that failed
+	Accepted         uint64 // frame validations ending in Accept (local publishes included)
+	Ignored          uint64 // frame validations ending in Ignore
+	Rejected         uint64 // frame validations ending in Reject
+	ObjectsReceived  uint64 // objects in accepted frames from peers
+	ObjectsNew       uint64 // of those, objects new to this node
+	Delivered        uint64 // objects handed to this node's handlers
+	Duplicates       uint64 // frame copies dropped as already seen
+	Dropped          uint64 // frames lost to local back-pressure (full queues)
 }
 
 // MeshPeer is one peer of the mesh.
@@ -54,15 +59,18 @@ type MeshPeer struct {
 
 // JSONMeshTopic is one topic kind's counters in GET /api/v1/mesh.
 type JSONMeshTopic struct {
-	Kind          string `json:"kind"`
-	Published     U64    `json:"published"`
-	PublishErrors U64    `json:"publish_errors"`
-	Accepted      U64    `json:"accepted"`
-	Ignored       U64    `json:"ignored"`
-	Rejected      U64    `json:"rejected"`
-	Delivered     U64    `json:"delivered"`
-	Duplicates    U64    `json:"duplicates"`
-	Dropped       U64    `json:"dropped"`
+	Kind             string `json:"kind"`
+	Published        U64    `json:"published"`
+	ObjectsPublished U64    `json:"objects_published"`
+	PublishErrors    U64    `json:"publish_errors"`
+	Accepted         U64    `json:"accepted"`
+	Ignored          U64    `json:"ignored"`
+	Rejected         U64    `json:"rejected"`
+	ObjectsReceived  U64    `json:"objects_received"`
+	ObjectsNew       U64    `json:"objects_new"`
+	Delivered        U64    `json:"delivered"`
+	Duplicates       U64    `json:"duplicates"`
+	Dropped          U64    `json:"dropped"`
 }
 
 // JSONMeshPeer is one peer in GET /api/v1/mesh. Score is null when no
@@ -98,8 +106,9 @@ func (s *Server) handleMesh(w http.ResponseWriter, _ *http.Request) {
 		Peers:      make([]JSONMeshPeer, len(info.Peers)),
 	}
 	for i, t := range info.Topics {
-		resp.Topics[i] = JSONMeshTopic{Kind: t.Kind, Published: U64(t.Published), PublishErrors: U64(t.PublishErrors),
-			Accepted: U64(t.Accepted), Ignored: U64(t.Ignored), Rejected: U64(t.Rejected), Delivered: U64(t.Delivered),
+		resp.Topics[i] = JSONMeshTopic{Kind: t.Kind, Published: U64(t.Published), ObjectsPublished: U64(t.ObjectsPublished),
+			PublishErrors: U64(t.PublishErrors), Accepted: U64(t.Accepted), Ignored: U64(t.Ignored), Rejected: U64(t.Rejected),
+			ObjectsReceived: U64(t.ObjectsReceived), ObjectsNew: U64(t.ObjectsNew), Delivered: U64(t.Delivered),
 			Duplicates: U64(t.Duplicates), Dropped: U64(t.Dropped)}
 	}
 	for i, p := range info.Peers {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,8 +81,8 @@ func ParseSidecarArgs(args []string, output io.Writer) (SidecarProcessConfig, er
 	return c, c.Validate()
 }
 
-// Messages between the resource run and its sidecar processes: one JSON
-// object per line, on the child's stdin and stdout.
+// Messages between the suite and its child processes: one JSON object per
+// line, on the child's stdin and stdout. A sidecar of the resource run:
 //
 //	child → parent  hello  {api, peer}     the node is listening
 //	parent → child  peers  {peers}         every validator's address
@@ -91,6 +90,13 @@ func ParseSidecarArgs(args []string, output io.Writer) (SidecarProcessConfig, er
 //	parent → child  stats {heap_profile}   → child replies stats {stats}
 //	                                         (and writes a heap profile)
 //	parent closes stdin                    → child stops and replies bye
+//
+// The saturation run's load generator (loadproc.go):
+//
+//	child → parent  ready                  payments signed, warm-up done
+//	parent → child  run                    → child makes the measured payments
+//	                                         and replies done {latencies_ns, cpu_ns}
+//	parent closes stdin                    → child replies bye and exits
 type childMsg struct {
 	Kind  string          `json:"kind"`
 	API   string          `json:"api,omitempty"`
@@ -100,8 +106,16 @@ type childMsg struct {
 	// HeapProfile, in a stats request, asks for a heap profile written
 	// to this path (after a GC).
 	HeapProfile string `json:"heap_profile,omitempty"`
-	Error       string `json:"error,omitempty"`
+	// LatenciesNs are the load generator's submit-to-QC times of the
+	// measured payments; CPUNs the CPU time it spent making them.
+	LatenciesNs []int64 `json:"latencies_ns,omitempty"`
+	CPUNs       int64   `json:"cpu_ns,omitempty"`
+	Error       string  `json:"error,omitempty"`
 }
+
+// childMsgMaxBytes bounds one message line (a load generator's latencies
+// take about 10 bytes per payment).
+const childMsgMaxBytes = 64 << 20
 
 // ChildStats are a sidecar process's own figures.
 type ChildStats struct {
@@ -114,13 +128,18 @@ type ChildStats struct {
 	Heap HeapShares `json:"heap"`
 }
 
-// SidecarMain runs one sidecar process of the resource run (the hidden
-// `allegro-dev bench-sidecar` command): a validator of the bench committee on
-// its own in-memory chain (the same funded senders in every process; every
-// block period it includes the payments its board saw certified, as
-// Cluster does), talking to the parent on stdin and stdout (see childMsg).
-// It stops when stdin closes or ctx ends.
+// SidecarMain runs one child process of the suite (the hidden `allegro-dev
+// bench-sidecar` command), talking to the parent on stdin and stdout (see
+// childMsg). Given loadGeneratorArg as its first argument it is the
+// saturation run's load generator (LoadGeneratorMain); otherwise a sidecar
+// of the resource run: a validator of the bench committee on its own
+// in-memory chain (the same funded senders in every process; every block
+// period it includes the payments its board saw certified, as Cluster
+// does). It stops when stdin closes or ctx ends.
 func SidecarMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == loadGeneratorArg {
+		return LoadGeneratorMain(ctx, args[1:], stdin, stdout, stderr)
+	}
 	cfg, err := ParseSidecarArgs(args, stderr)
 	if err != nil {
 		return err
@@ -165,25 +184,7 @@ func SidecarMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err := enc.Encode(childMsg{Kind: "hello", API: n.API.Addr().String(), Peer: &self}); err != nil {
 		return err
 	}
-	lines := make(chan childMsg)
-	readErr := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(stdin)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			var m childMsg
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				readErr <- fmt.Errorf("parent message: %w", err)
-				return
-			}
-			select {
-			case lines <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-		readErr <- sc.Err() // nil at EOF
-	}()
+	lines, readErr := readChildMsgs(ctx, stdin)
 	for {
 		select {
 		case <-ctx.Done():

@@ -374,12 +374,16 @@ func (c *Cluster) MeshStats() p2p.Stats {
 
 func addTopicStats(dst *p2p.TopicStats, s p2p.TopicStats) {
 	dst.Published += s.Published
+	dst.ObjectsPublished += s.ObjectsPublished
 	dst.PublishErrors += s.PublishErrors
 	dst.Accepted += s.Accepted
 	dst.Ignored += s.Ignored
 	dst.Rejected += s.Rejected
+	dst.ObjectsReceived += s.ObjectsReceived
+	dst.ObjectsNew += s.ObjectsNew
 	dst.Delivered += s.Delivered
 	dst.Duplicates += s.Duplicates
+	dst.Outsider += s.Outsider
 	dst.Dropped += s.Dropped
 }
 

@@ -96,6 +96,63 @@ func TestSidecarArgsRoundTrip(t *testing.T) {
 	}
 }
 
+func TestLoadGeneratorArgsRoundTrip(t *testing.T) {
+	want := LoadGeneratorConfig{Endpoints: []string{"127.0.0.1:1", "127.0.0.1:2"}, ChainID: 77, Streams: 9, Warmup: 3, Payments: 11, ProgressInterval: 2 * time.Second}
+	args := want.Args()
+	if len(args) == 0 || args[0] != loadGeneratorArg {
+		t.Fatalf("Args() = %v, want %s first (SidecarMain dispatches on it)", args, loadGeneratorArg)
+	}
+	var out strings.Builder
+	got, err := parseLoadGeneratorArgs(args[1:], &out)
+	if err != nil || !slices.Equal(got.Endpoints, want.Endpoints) || got.ChainID != want.ChainID || got.Streams != want.Streams ||
+		got.Warmup != want.Warmup || got.Payments != want.Payments || got.ProgressInterval != want.ProgressInterval {
+		t.Fatalf("parseLoadGeneratorArgs(Args()) = %+v, %v; want %+v", got, err, want)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no endpoints", []string{"--payments", "1"}, "endpoints"},
+		{"no payments", []string{"--endpoints", "a:1", "--payments", "0"}, "payments"},
+		{"negative warm-up", []string{"--endpoints", "a:1", "--warmup", "-1"}, "warmup"},
+		{"no streams", []string{"--endpoints", "a:1", "--streams", "0"}, "streams"},
+		{"no chain id", []string{"--endpoints", "a:1", "--chain-id", "0"}, "chain-id"},
+		{"stray argument", []string{"--endpoints", "a:1", "extra"}, "unexpected"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			_, err := parseLoadGeneratorArgs(tc.args, &out)
+			if err == nil || !strings.Contains(err.Error()+out.String(), tc.want) {
+				t.Errorf("parseLoadGeneratorArgs(%v) = %v, want an error about %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPaymentSource: each stream pays from its own sender with sequential
+// nonces, past the payments signed up front too.
+func TestPaymentSource(t *testing.T) {
+	senders := senderKeys(2)
+	ps, err := newPaymentSource(senders, DefaultChainID, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for g := range senders {
+		signed := len(ps.perStream[g])
+		for k := range signed + 2 {
+			req, err := ps.next(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := req.GetTx().GetNonce().GetNonceSeq(); got != uint64(k) {
+				t.Fatalf("stream %d payment %d has nonce %d", g, k, got)
+			}
+		}
+	}
+}
+
 func TestDefaultSectionsInOrder(t *testing.T) {
 	if got := DefaultConfig().Sections; !slices.Equal(got, AllSections) {
 		t.Errorf("default sections %v", got)

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -60,35 +61,45 @@ func TestWorkMicros(t *testing.T) {
 
 func TestWorkFromStats(t *testing.T) {
 	const n, payments = 4, 100
-	// A run of 100 payments on 4 validators: each validator publishes its
-	// certificate (400 bulletin publishes) and the QC twice in all (200
-	// bulletin + 200 shard publishes); entries publish each tx once.
+	// A run of 100 payments on 4 validators, from the object counters:
+	// each of the 3 other validators decodes every transaction (300 tx
+	// objects received), verifies the 3 others' certificates (1,200) and
+	// takes in 150 QCs on the bulletin and 250 on the shard. The frame
+	// counters are what frames of several objects give; the work does not
+	// depend on them.
 	valid := func() p2p.Stats {
 		var s p2p.Stats
-		s.Tx = p2p.TopicStats{Published: 100, Accepted: 100 + 300} // 3 remote copies validated per payment
-		s.Bulletin = p2p.TopicStats{Published: 600, Accepted: 600 + 1200 + 150}
-		s.QC = p2p.TopicStats{Published: 200, Accepted: 200 + 250}
+		s.Tx = p2p.TopicStats{Published: 40, ObjectsPublished: 100, Accepted: 40 + 90, ObjectsReceived: 300, ObjectsNew: 300}
+		s.Bulletin = p2p.TopicStats{Published: 150, ObjectsPublished: 600, Accepted: 150 + 400, ObjectsReceived: 1200 + 150, ObjectsNew: 1200 + 100}
+		s.QC = p2p.TopicStats{Published: 60, ObjectsPublished: 200, Accepted: 60 + 120, ObjectsReceived: 250, ObjectsNew: 200}
 		return s
 	}
+	typical := Work{Decodes: 1, Signs: 1, CertVerifies: 3, QCVerifies: (150.0 + 250) / 400}
 	tests := []struct {
 		name   string
 		mutate func(*p2p.Stats)
 		want   Work
 	}{
-		{"typical", func(*p2p.Stats) {}, Work{Decodes: 1, Signs: 1, CertVerifies: 3, QCVerifies: (150.0 + 250) / 400}},
-		{"rejected and ignored copies were verified too", func(s *p2p.Stats) {
-			s.QC.Accepted -= 50
-			s.QC.Rejected += 30
-			s.QC.Ignored += 20
-		}, Work{Decodes: 1, Signs: 1, CertVerifies: 3, QCVerifies: (150.0 + 250) / 400}},
+		{"typical", func(*p2p.Stats) {}, typical},
+		{"frames ignored as all seen cost nothing", func(s *p2p.Stats) {
+			s.Tx.Ignored += 50
+			s.Bulletin.Ignored += 70
+			s.QC.Ignored += 30
+			s.Bulletin.Duplicates += 20
+		}, typical},
+		{"the frame count does not matter, the objects do", func(s *p2p.Stats) {
+			s.Bulletin.Accepted += 300
+			s.QC.Rejected += 5
+		}, typical},
+		{"repeats inside accepted tx frames are decoded", func(s *p2p.Stats) { s.Tx.ObjectsReceived += 40 },
+			Work{Decodes: 1.1, Signs: 1, CertVerifies: 3, QCVerifies: (150.0 + 250) / 400}},
 		{"no QC traffic", func(s *p2p.Stats) {
-			s.Bulletin.Accepted = 600 + 1200
+			s.Bulletin.ObjectsReceived = 1200
 			s.QC = p2p.TopicStats{}
 		}, Work{Decodes: 1, Signs: 1, CertVerifies: 3}},
-		{"fewer bulletin validations than certificates", func(s *p2p.Stats) {
-			s.Bulletin.Accepted = 600 + 800
+		{"fewer bulletin objects than certificates", func(s *p2p.Stats) {
+			s.Bulletin.ObjectsReceived = 800
 		}, Work{Decodes: 1, Signs: 1, CertVerifies: 2, QCVerifies: 250.0 / 400}},
-		{"duplicate tx validations", func(s *p2p.Stats) { s.Tx.Accepted += 40 }, Work{Decodes: 1.1, Signs: 1, CertVerifies: 3, QCVerifies: (150.0 + 250) / 400}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,16 +120,90 @@ func TestWorkFromStats(t *testing.T) {
 	}
 }
 
-func TestSubStats(t *testing.T) {
-	a := p2p.Stats{Tx: p2p.TopicStats{Published: 1, Accepted: 2}, QC: p2p.TopicStats{Duplicates: 3}}
-	b := p2p.Stats{Tx: p2p.TopicStats{Published: 5, Accepted: 9}, QC: p2p.TopicStats{Duplicates: 10}, Bulletin: p2p.TopicStats{Dropped: 4}}
-	got := subStats(b, a)
-	want := p2p.Stats{Tx: p2p.TopicStats{Published: 4, Accepted: 7}, QC: p2p.TopicStats{Duplicates: 7}, Bulletin: p2p.TopicStats{Dropped: 4}}
-	if got != want {
-		t.Errorf("subStats = %+v, want %+v", got, want)
+// distinctTopicStats returns TopicStats with every counter set, each to
+// base plus its field index, found by reflection so that a counter added
+// to p2p.TopicStats is covered.
+func distinctTopicStats(t *testing.T, base uint64) p2p.TopicStats {
+	var s p2p.TopicStats
+	v := reflect.ValueOf(&s).Elem()
+	for i := range v.NumField() {
+		if v.Field(i).Kind() != reflect.Uint64 {
+			t.Fatalf("TopicStats.%s is not a uint64 counter", v.Type().Field(i).Name)
+		}
+		v.Field(i).SetUint(base + uint64(i))
 	}
-	if c := messageCopies(want); c != 7+7-4 {
-		t.Errorf("messageCopies = %v, want 10", c)
+	return s
+}
+
+// TestStatsArithmetic: subStats and addTopicStats handle every counter.
+func TestStatsArithmetic(t *testing.T) {
+	a := distinctTopicStats(t, 10)
+	b := distinctTopicStats(t, 1000)
+	var sum p2p.TopicStats
+	addTopicStats(&sum, a)
+	addTopicStats(&sum, b)
+	d := subStats(p2p.Stats{Tx: b, Bulletin: b, QC: b, Other: b}, p2p.Stats{Tx: a, Bulletin: a, QC: a, Other: a})
+	vs, vd := reflect.ValueOf(sum), reflect.ValueOf(d.Tx)
+	for i := range vs.NumField() {
+		name := vs.Type().Field(i).Name
+		if got, want := vs.Field(i).Uint(), uint64(1010+2*i); got != want {
+			t.Errorf("addTopicStats: %s = %d, want %d", name, got, want)
+		}
+		if got := vd.Field(i).Uint(); got != 990 {
+			t.Errorf("subStats: %s = %d, want 990", name, got)
+		}
+	}
+	if d.Tx != d.Bulletin || d.Tx != d.QC || d.Tx != d.Other {
+		t.Errorf("subStats differs by topic: %+v", d)
+	}
+}
+
+func TestMessageAndObjectCopies(t *testing.T) {
+	tests := []struct {
+		name            string
+		stats           p2p.Stats
+		frames, objects float64
+	}{
+		{"own publishes excluded, duplicates and ignored frames included", p2p.Stats{
+			Tx:       p2p.TopicStats{Published: 4, Accepted: 4 + 10, Ignored: 2, Duplicates: 3, ObjectsReceived: 25},
+			Bulletin: p2p.TopicStats{Published: 8, Accepted: 8 + 20, Rejected: 1, ObjectsReceived: 60},
+			QC:       p2p.TopicStats{Published: 2, Accepted: 2 + 5, Duplicates: 6, ObjectsReceived: 9},
+		}, (10 + 2 + 3) + (20 + 1) + (5 + 6), 25 + 60 + 9},
+		{"other topics are not the committee's", p2p.Stats{
+			Tx:    p2p.TopicStats{Published: 1, Accepted: 3, ObjectsReceived: 2},
+			Other: p2p.TopicStats{Accepted: 100, ObjectsReceived: 100},
+		}, 2, 2},
+		{"nothing received", p2p.Stats{Tx: p2p.TopicStats{Published: 3, Accepted: 3, ObjectsPublished: 9}}, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := messageCopies(tc.stats); got != tc.frames {
+				t.Errorf("messageCopies = %v, want %v", got, tc.frames)
+			}
+			if got := objectCopies(tc.stats); got != tc.objects {
+				t.Errorf("objectCopies = %v, want %v", got, tc.objects)
+			}
+		})
+	}
+}
+
+func TestObjectsPerFrame(t *testing.T) {
+	tests := []struct {
+		name  string
+		stats p2p.TopicStats
+		want  float64
+	}{
+		{"one object each", p2p.TopicStats{Published: 5, ObjectsPublished: 5}, 1},
+		{"frames of several", p2p.TopicStats{Published: 4, ObjectsPublished: 10}, 2.5},
+		{"no frames", p2p.TopicStats{}, math.NaN()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := objectsPerFrame(tc.stats)
+			if !(near(got, tc.want) || math.IsNaN(got) && math.IsNaN(tc.want)) {
+				t.Errorf("objectsPerFrame = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

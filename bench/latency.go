@@ -56,11 +56,7 @@ func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration) erro
 	if err != nil {
 		return err
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = cl.Stop(stopCtx)
-	}()
+	defer s.stopCluster(cl)
 	wallet, err := client.New(client.Config{Endpoints: cl.Endpoints()[:1], Committee: cl.Committee, Timeout: 30 * time.Second, Retries: -1})
 	if err != nil {
 		return err
@@ -90,7 +86,7 @@ func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration) erro
 
 	measured := reqs[s.cfg.LatencyWarmup:]
 	lat := make([]time.Duration, 0, len(measured))
-	bytes0, cpu0 := cl.BytesSent(), processCPU()
+	stats0, bytes0, cpu0 := cl.MeshStats(), cl.BytesSent(), processCPU()
 	wall0 := time.Now()
 	for i, req := range measured {
 		// A case stops early once it has used its time budget (large
@@ -108,6 +104,7 @@ func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration) erro
 	wall := time.Since(wall0)
 	cpu := processCPU() - cpu0
 	bytes := cl.BytesSent() - bytes0
+	delta := subStats(cl.MeshStats(), stats0)
 
 	// The mesh part: at the entry sidecar, from its own certificate to
 	// the QC.
@@ -135,15 +132,29 @@ func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration) erro
 	if n == 4 && link == 0 {
 		p50.Target, p99.Target = AtMost(TargetLatencyP50Ms), AtMost(TargetLatencyP99Ms)
 	}
+	// At light load every frame holds one object: a validator receives
+	// about the transaction, n − 1 certificates and the QC on the bulletin
+	// and on its shard, n + 2 frames, plus whatever duplicates gossip adds.
+	copies := row("message copies received per payment per validator", messageCopies(delta)/p/float64(n), "",
+		fmt.Sprintf("frames from peers, duplicates included; n + 2 = %d", n+2))
+	if link == 0 {
+		copies.Target = AtMost(TargetLightLoadCopiesFactor * float64(n+2))
+	}
 	s.add(p50, row("p95", ms(sum.P95), "ms", ""), p99,
 		row("mean", ms(sum.Mean), "ms", ""),
 		row("mesh part p50", ms(meshSum.P50), "ms", "entry sidecar: own certificate → QC"),
 		row("CPU per payment", float64(cpu.Microseconds())/p, "µs", fmt.Sprintf("whole process, %.2f cores", ratio(float64(cpu), float64(wall)))),
 		row("idle network CPU", idleCores, "cores", fmt.Sprintf("no payments, %s window", idleWindow)),
+		copies,
+		row("object copies received per payment per validator", objectCopies(delta)/p/float64(n), "", "objects of frames accepted from peers, repeats included"),
 	)
 	if link == 0 {
-		s.add(Row{Section: SectionResources, Case: fmt.Sprintf("n=%d light load, in-process", n), Metric: "bytes sent per payment per validator",
-			Value: float64(bytes) / p / float64(n), Unit: "B", Note: "libp2p stream payload, all protocols"})
+		b := Row{Section: SectionResources, Case: fmt.Sprintf("n=%d light load, in-process", n), Metric: "bytes sent per payment per validator",
+			Value: float64(bytes) / p / float64(n), Unit: "B", Note: "libp2p stream payload, all protocols"}
+		if n == TargetLightLoadBytesValidators {
+			b.Target = AtMost(TargetLightLoadBytes)
+		}
+		s.add(b)
 	}
 	s.logf("   %s: p50 %.2f ms, p99 %.2f ms", name, ms(sum.P50), ms(sum.P99))
 	return nil

@@ -216,11 +216,7 @@ func (s *suite) runMesh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = cl.Stop(stopCtx)
-	}()
+	defer s.stopCluster(cl)
 	recipient := recipientAddress()
 	lc, err := startLightClient(startCtx, cl, recipient)
 	if err != nil {

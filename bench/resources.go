@@ -20,26 +20,36 @@ import (
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 )
 
-// sidecarProc is one running sidecar process of the resource run.
-type sidecarProc struct {
-	index int
+// childProc is one running child process of the suite: a sidecar of the
+// resource run or the saturation run's load generator.
+type childProc struct {
+	name  string // for errors: "sidecar 2", "load generator"
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	msgs  chan childMsg // closed when stdout ends
 	log   *os.File
-	api   string
-	peer  peer.AddrInfo
 	exit  chan error // the process's exit, once
 }
 
-// startSidecarProc starts process i and reads its stdout into msgs.
-func startSidecarProc(start func([]string) *exec.Cmd, cfg SidecarProcessConfig, logPath string) (*sidecarProc, error) {
-	cmd := start(cfg.Args())
+// sidecarProc is one sidecar process of the resource run.
+type sidecarProc struct {
+	*childProc
+	api  string
+	peer peer.AddrInfo
+}
+
+// startChildProc starts a child process with args, its stderr written to
+// logPath (and copied to echo, if not nil), and reads its stdout into msgs.
+func startChildProc(start func([]string) *exec.Cmd, args []string, name, logPath string, echo io.Writer) (*childProc, error) {
+	cmd := start(args)
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd.Stderr = logFile
+	if echo != nil {
+		cmd.Stderr = io.MultiWriter(logFile, echo)
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		logFile.Close()
@@ -52,13 +62,13 @@ func startSidecarProc(start func([]string) *exec.Cmd, cfg SidecarProcessConfig, 
 	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("start sidecar %d: %w", cfg.Index, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &sidecarProc{index: cfg.Index, cmd: cmd, stdin: stdin, msgs: make(chan childMsg, 16), log: logFile, exit: make(chan error, 1)}
+	p := &childProc{name: name, cmd: cmd, stdin: stdin, msgs: make(chan childMsg, 16), log: logFile, exit: make(chan error, 1)}
 	go func() {
 		defer close(p.msgs)
 		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		sc.Buffer(make([]byte, 64<<10), childMsgMaxBytes)
 		for sc.Scan() {
 			var m childMsg
 			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -72,24 +82,24 @@ func startSidecarProc(start func([]string) *exec.Cmd, cfg SidecarProcessConfig, 
 }
 
 // expect waits for the next message, which must be of kind.
-func (p *sidecarProc) expect(ctx context.Context, kind string) (childMsg, error) {
+func (p *childProc) expect(ctx context.Context, kind string) (childMsg, error) {
 	select {
 	case <-ctx.Done():
-		return childMsg{}, fmt.Errorf("sidecar %d: waiting for %q: %w (log: %s)", p.index, kind, ctx.Err(), p.log.Name())
+		return childMsg{}, fmt.Errorf("%s: waiting for %q: %w (log: %s)", p.name, kind, ctx.Err(), p.log.Name())
 	case m, ok := <-p.msgs:
 		switch {
 		case !ok:
-			return m, fmt.Errorf("sidecar %d exited before %q (log: %s)", p.index, kind, p.log.Name())
+			return m, fmt.Errorf("%s exited before %q (log: %s)", p.name, kind, p.log.Name())
 		case m.Error != "":
-			return m, fmt.Errorf("sidecar %d: %s", p.index, m.Error)
+			return m, fmt.Errorf("%s: %s", p.name, m.Error)
 		case m.Kind != kind:
-			return m, fmt.Errorf("sidecar %d: got %q, want %q", p.index, m.Kind, kind)
+			return m, fmt.Errorf("%s: got %q, want %q", p.name, m.Kind, kind)
 		}
 		return m, nil
 	}
 }
 
-func (p *sidecarProc) send(m childMsg) error {
+func (p *childProc) send(m childMsg) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -100,7 +110,7 @@ func (p *sidecarProc) send(m childMsg) error {
 
 // stop closes stdin (the child stops its node and exits) and waits for
 // the exit; after timeout the process is killed.
-func (p *sidecarProc) stop(timeout time.Duration) error {
+func (p *childProc) stop(timeout time.Duration) error {
 	_ = p.stdin.Close()
 	for range cap(p.msgs) + 1 { // drain what is left, bounded
 		if _, ok := <-p.msgs; !ok {
@@ -114,7 +124,7 @@ func (p *sidecarProc) stop(timeout time.Duration) error {
 	case <-time.After(timeout):
 		_ = p.cmd.Process.Kill()
 		<-p.exit
-		return fmt.Errorf("sidecar %d did not exit within %s; killed", p.index, timeout)
+		return fmt.Errorf("%s did not exit within %s; killed", p.name, timeout)
 	}
 }
 
@@ -142,11 +152,11 @@ func (s *suite) runResources(ctx context.Context) error {
 	for i := range n {
 		pc := SidecarProcessConfig{Index: i, Validators: n, ChainID: s.cfg.ChainID, Senders: streams,
 			Dir: filepath.Join(dir, validatorName(i)), LogLevel: "warn"}
-		p, err := startSidecarProc(s.cfg.StartSidecar, pc, filepath.Join(dir, validatorName(i)+".log"))
+		cp, err := startChildProc(s.cfg.StartSidecar, pc.Args(), fmt.Sprintf("sidecar %d", i), filepath.Join(dir, validatorName(i)+".log"), nil)
 		if err != nil {
 			return err
 		}
-		procs = append(procs, p)
+		procs = append(procs, &sidecarProc{childProc: cp})
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -158,7 +168,7 @@ func (s *suite) runResources(ctx context.Context) error {
 			return err
 		}
 		if m.Peer == nil {
-			return fmt.Errorf("sidecar %d: hello without a peer address", p.index)
+			return fmt.Errorf("%s: hello without a peer address", p.name)
 		}
 		p.api, p.peer = m.API, *m.Peer
 		infos = append(infos, p.peer)
@@ -166,7 +176,7 @@ func (s *suite) runResources(ctx context.Context) error {
 	}
 	for _, p := range procs {
 		if err := p.send(childMsg{Kind: "peers", Peers: infos}); err != nil {
-			return fmt.Errorf("sidecar %d: %w", p.index, err)
+			return fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
 	for _, p := range procs {

@@ -38,6 +38,10 @@ type Board struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	timers    sync.WaitGroup
+	// timersMu orders timers.Add against Stop's Wait: a WaitGroup must not
+	// gain work while it is being waited on.
+	timersMu sync.Mutex
+	stopped  bool
 
 	mu        sync.Mutex
 	txs       *lru.Cache[qc.Hash, *txEntry]
@@ -92,8 +96,13 @@ func New(cfg Config, committee *qc.Committee, self qc.ValidatorID, pub QCPublish
 // Start is a no-op kept for the component lifecycle.
 func (b *Board) Start(context.Context) error { return nil }
 
-// Stop cancels pending QC publications and waits for them.
+// Stop cancels pending QC publications and waits for them. Certificates
+// may still arrive while it runs (the mesh stops after the board); they
+// schedule nothing.
 func (b *Board) Stop(context.Context) error {
+	b.timersMu.Lock()
+	b.stopped = true
+	b.timersMu.Unlock()
 	b.cancel()
 	b.timers.Wait()
 	return nil
@@ -284,7 +293,13 @@ func (b *Board) schedulePublish(q *qc.QC) {
 		}
 		b.metrics.qcs.WithLabelValues("published").Inc()
 	}
+	b.timersMu.Lock()
+	if b.stopped {
+		b.timersMu.Unlock()
+		return
+	}
 	b.timers.Add(1)
+	b.timersMu.Unlock()
 	go func() {
 		defer b.timers.Done()
 		if delay := time.Duration(rank) * b.cfg.PublishStep; delay > 0 {

@@ -294,11 +294,15 @@ func buildQC(t *testing.T, committee *qc.Committee, ss []*qc.Signer, tx qc.Hash,
 }
 
 // TestForgedQCsFromOutsider: another non-committee peer on Bob's shard
-// publishes a QC with a tampered signature and a below-quorum QC paying
-// Bob. The light client reports neither and scores the peer below zero
-// (so do the validators). A valid QC from the same peer is reported (the
-// path works), and two valid but conflicting QCs (a safety violation
-// simulated with the committee's keys) yield one payment and a Conflict.
+// forwards frames naming a committee member as their publisher (frames are
+// unsigned, so it can): one with a tampered signature and one with a
+// below-quorum QC paying Bob. The light client reports neither and scores
+// the peer below zero (so do the validators). A valid QC in a frame naming
+// the outsider itself as publisher is refused too (only members publish
+// frames); the same QC in a frame naming a member is reported (the path
+// works, objects authenticate themselves), and two valid but conflicting
+// QCs (a safety violation simulated with the committee's keys) yield one
+// payment and a Conflict.
 func TestForgedQCsFromOutsider(t *testing.T) {
 	cl, committee := startCluster(t)
 	lc := startClient(t, cl, committee, bob)
@@ -340,13 +344,25 @@ func TestForgedQCsFromOutsider(t *testing.T) {
 	below := buildQC(t, committee, ss, sha256.Sum256([]byte("forged-2")), bobEffects(101, 2_000_000), 0, 1, 2)
 	below.Certs = below.Certs[:committee.Quorum()-1]
 	below.Hash = qc.ComputeQCHash(below.TxHash, below.EffectsHash, below.Threshold, below.Certs)
+	// forward sends qcs in one frame naming publisher.
+	seq := uint64(0)
+	forward := func(publisher qc.ValidatorID, qcs ...*qc.QC) {
+		t.Helper()
+		seq++
+		data, err := p2p.EncodeQCFrame(p2p.FrameHeader{Publisher: publisher, Seq: seq}, qcs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := forger.PublishRawFrame(ctx, bobTopic, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	member := ss[0].ID()
 	for _, q := range []*qc.QC{badSig, below} {
 		if err := committee.VerifyQC(q); err == nil {
 			t.Fatal("forgery verifies")
 		}
-		if err := forger.PublishQC(ctx, q); err != nil {
-			t.Fatal(err)
-		}
+		forward(member, q)
 	}
 	testkit.Eventually(t, 20*time.Second, "the light client rejects both forgeries and scores the outsider below zero", func() bool {
 		s, ok := lc.Score(forger.ID())
@@ -367,9 +383,17 @@ func TestForgedQCsFromOutsider(t *testing.T) {
 	// A valid QC forwarded by the same outsider is reported: the forgeries
 	// were refused on content, not lost.
 	valid := buildQC(t, committee, ss, sha256.Sum256([]byte("valid")), bobEffects(102, 3_000_000), 1, 2, 3)
-	if err := forger.PublishQC(ctx, valid); err != nil {
+	forgerID, err := p2p.ValidatorIDFromPeerID(forger.ID())
+	if err != nil {
 		t.Fatal(err)
 	}
+	rejected := lc.Mesh().Stats().QC.Rejected
+	forward(forgerID, valid)
+	testkit.Eventually(t, 20*time.Second, "the light client rejects a frame published by a non-member", func() bool {
+		return lc.Mesh().Stats().QC.Rejected > rejected
+	})
+	noPayment(t, lc)
+	forward(member, valid)
 	if p := nextPayment(t, lc, 20*time.Second); p.TxHash != valid.TxHash {
 		t.Fatalf("got %+v, want the valid QC %s", p, valid.TxHash)
 	} else if err := committee.VerifyQC(p.QC); err != nil {
@@ -380,11 +404,8 @@ func TestForgedQCsFromOutsider(t *testing.T) {
 	// validators equivocated. One is reported, the other is a Conflict.
 	c1 := buildQC(t, committee, ss, sha256.Sum256([]byte("double-1")), bobEffects(103, 4_000_000), 0, 1, 2)
 	c2 := buildQC(t, committee, ss, sha256.Sum256([]byte("double-2")), bobEffects(103, 5_000_000), 1, 2, 3)
-	for _, q := range []*qc.QC{c1, c2} {
-		if err := forger.PublishQC(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	forward(member, c1)
+	forward(member, c2)
 	testkit.Eventually(t, 20*time.Second, "the conflict is detected", func() bool { return len(lc.Conflicts()) == 1 })
 	cf := lc.Conflicts()[0]
 	p := nextPayment(t, lc, 5*time.Second)

@@ -75,6 +75,7 @@ func (b *backend) Mesh() apiserver.MeshInfo {
 var _ apiserver.MeshReporter = (*backend)(nil)
 
 func meshTopic(kind string, s p2p.TopicStats) apiserver.MeshTopic {
-	return apiserver.MeshTopic{Kind: kind, Published: s.Published, PublishErrors: s.PublishErrors, Accepted: s.Accepted,
-		Ignored: s.Ignored, Rejected: s.Rejected, Delivered: s.Delivered, Duplicates: s.Duplicates, Dropped: s.Dropped}
+	return apiserver.MeshTopic{Kind: kind, Published: s.Published, ObjectsPublished: s.ObjectsPublished, PublishErrors: s.PublishErrors,
+		Accepted: s.Accepted, Ignored: s.Ignored, Rejected: s.Rejected, ObjectsReceived: s.ObjectsReceived, ObjectsNew: s.ObjectsNew,
+		Delivered: s.Delivered, Duplicates: s.Duplicates, Dropped: s.Dropped}
 }

@@ -114,6 +114,29 @@ type Config struct {
 	// GossipSub, when set, takes precedence.
 	Relay bool `toml:"relay"`
 
+	// FrameMaxObjects caps the objects of one frame this node publishes,
+	// and FrameMaxBytes its encoded size (an object larger than that still
+	// goes alone, up to MaxFrameSize). A frame takes whatever its topic's
+	// queue holds when the publisher loop wakes, up to these caps. Defaults
+	// 1024 objects and 256 KiB; FrameMaxObjects at most MaxFrameObjects and
+	// FrameMaxBytes at most MaxFrameSize − 64 KiB (room for the header and a
+	// last object).
+	FrameMaxObjects int `toml:"frame_max_objects"`
+	FrameMaxBytes   int `toml:"frame_max_bytes"`
+
+	// FrameLinger, when positive, makes a publisher loop wait this long
+	// after waking before it builds a frame, so more objects join it. Frames
+	// already grow under load without it (objects queue while the previous
+	// frame is published), and a linger adds its whole length to every
+	// payment's latency at light load. Default 0 (see docs/benchmarks.md).
+	FrameLinger time.Duration `toml:"frame_linger"`
+
+	// PublishQueueSize bounds the objects waiting for a frame, per topic. A
+	// publish into a full queue fails with ErrPublishQueueFull and is
+	// counted. Default 65,536: a burst of 10,000 payments queues at most one
+	// transaction and one certificate per payment per topic.
+	PublishQueueSize int `toml:"publish_queue_size"`
+
 	// PublishBackpressureTimeout is the longest a local publish waits while
 	// a committee peer's outbound queue is at least a quarter full (pubsub
 	// drops RPCs when a queue is full, and relays and receivers need
@@ -270,6 +293,9 @@ const (
 	DefaultRejectLogsPerSecond    = 20
 	DefaultPublishBackpressure    = time.Second
 	DefaultPubsubCheckInterval    = 5 * time.Second
+	DefaultFrameMaxObjects        = 1024
+	DefaultFrameMaxBytes          = 256 << 10
+	DefaultPublishQueueSize       = 1 << 16
 )
 
 // DefaultValidationConcurrency returns the default ValidationConcurrency:
@@ -316,6 +342,9 @@ func DefaultConfig() Config {
 		SubscriptionBufferSize:     DefaultSubscriptionBufferSize,
 		VerifiedSignatures:         DefaultVerifiedSignatures,
 		AcceptedObjects:            DefaultAcceptedObjects,
+		FrameMaxObjects:            DefaultFrameMaxObjects,
+		FrameMaxBytes:              DefaultFrameMaxBytes,
+		PublishQueueSize:           DefaultPublishQueueSize,
 		SeenMessagesTTL:            DefaultSeenMessagesTTL,
 		FloodPublish:               true,
 		PublishBackpressureTimeout: DefaultPublishBackpressure,
@@ -375,6 +404,9 @@ func (c *Config) Validate() error {
 		{"subscription_buffer_size", c.SubscriptionBufferSize},
 		{"verified_signatures", c.VerifiedSignatures},
 		{"accepted_objects", c.AcceptedObjects},
+		{"frame_max_objects", c.FrameMaxObjects},
+		{"frame_max_bytes", c.FrameMaxBytes},
+		{"publish_queue_size", c.PublishQueueSize},
 		{"conn_manager_low_water", c.ConnManagerLowWater},
 		{"conn_manager_high_water", c.ConnManagerHighWater},
 	}
@@ -407,6 +439,15 @@ func (c *Config) Validate() error {
 	}
 	if c.ConnManagerGracePeriod < 0 {
 		return fmt.Errorf("[p2p] conn_manager_grace_period must not be negative, got %s", c.ConnManagerGracePeriod)
+	}
+	if c.FrameMaxObjects > MaxFrameObjects {
+		return fmt.Errorf("[p2p] frame_max_objects must be at most %d (peers reject larger frames), got %d", MaxFrameObjects, c.FrameMaxObjects)
+	}
+	if limit := MaxFrameSize - 64<<10; c.FrameMaxBytes > limit {
+		return fmt.Errorf("[p2p] frame_max_bytes must be at most %d (peers reject frames over %d bytes), got %d", limit, MaxFrameSize, c.FrameMaxBytes)
+	}
+	if c.FrameLinger < 0 {
+		return fmt.Errorf("[p2p] frame_linger must not be negative, got %s", c.FrameLinger)
 	}
 	if c.PublishBackpressureTimeout < 0 {
 		return fmt.Errorf("[p2p] publish_backpressure_timeout must not be negative, got %s", c.PublishBackpressureTimeout)

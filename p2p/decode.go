@@ -18,8 +18,27 @@ var (
 	ErrMalformed = errors.New("malformed message")
 )
 
-// TxMessage is a decoded tx-topic message: the request and its tx_hash,
-// computed once on ingress so no later stage hashes again.
+// Size limits of mesh protocol 2. A frame of any kind is at most
+// MaxFrameSize bytes and MaxFrameObjects objects: gossipsub refuses RPCs
+// over 1 MiB before any validator sees them, so the limit stays below that
+// and an oversized frame reaches the validator and is rejected there,
+// penalising its sender. One transaction request is at most MaxTxSize (a
+// tempo tx of 128 KiB, SPEC §3, plus the parent QCs it carries).
+const (
+	MaxFrameSize    = 768 << 10
+	MaxFrameObjects = 4096
+	MaxTxSize       = 256 << 10
+)
+
+// FrameHeader is a decoded frame header. Frames are unsigned, so it is
+// informational only: nothing in a frame is trusted because of it.
+type FrameHeader struct {
+	Publisher qc.ValidatorID
+	Seq       uint64
+}
+
+// TxMessage is one decoded transaction of a tx frame: the request and its
+// tx_hash, computed once on ingress so no later stage hashes again.
 type TxMessage struct {
 	Request *fastpayv1.SubmitFastPayRequest
 	TxHash  qc.Hash
@@ -30,58 +49,169 @@ type TxMessage struct {
 	Decoded any
 }
 
-// BulletinItem is a decoded bulletin-topic message: exactly one of Cert and
-// QC is set.
+// BulletinItem is one object of a bulletin frame: exactly one of Cert and
+// QC is set. A forwarded equivocation pair is delivered as two items.
 type BulletinItem struct {
 	Cert *qc.Certificate
 	QC   *qc.QC
 }
 
-// DecodeTx parses a tx-topic payload (at most MaxTxMessageSize bytes). It
-// requires the request to carry a transaction; field-level checks are left
-// to TxHash and the caller's validator.
-func DecodeTx(data []byte) (*fastpayv1.SubmitFastPayRequest, error) {
-	if len(data) > MaxTxMessageSize {
-		return nil, fmt.Errorf("%w: tx message of %d bytes, limit %d", ErrTooLarge, len(data), MaxTxMessageSize)
-	}
-	req := new(fastpayv1.SubmitFastPayRequest)
-	if err := proto.Unmarshal(data, req); err != nil {
-		return nil, fmt.Errorf("%w: tx message: %v", ErrMalformed, err)
-	}
-	if req.GetTx() == nil {
-		return nil, fmt.Errorf("%w: tx message without tx", ErrMalformed)
-	}
-	return req, nil
+// txFrame, bulletinFrame and qcFrame are decoded frames: objects converted
+// to domain types and hashed, nothing verified.
+type txFrame struct {
+	header FrameHeader
+	txs    []*TxMessage
 }
 
-// DecodeBulletin parses a bulletin-topic payload (at most
-// MaxBulletinMessageSize bytes) and requires exactly one item.
-func DecodeBulletin(data []byte) (*fastpayv1.BulletinMessage, error) {
-	if len(data) > MaxBulletinMessageSize {
-		return nil, fmt.Errorf("%w: bulletin message of %d bytes, limit %d", ErrTooLarge, len(data), MaxBulletinMessageSize)
-	}
-	m := new(fastpayv1.BulletinMessage)
-	if err := proto.Unmarshal(data, m); err != nil {
-		return nil, fmt.Errorf("%w: bulletin message: %v", ErrMalformed, err)
-	}
-	switch m.GetItem().(type) {
-	case *fastpayv1.BulletinMessage_Cert, *fastpayv1.BulletinMessage_Qc:
-		return m, nil
-	}
-	return nil, fmt.Errorf("%w: bulletin message carries neither cert nor qc", ErrMalformed)
+type bulletinFrame struct {
+	header FrameHeader
+	certs  []*qc.Certificate
+	qcs    []*qc.QC
+	pairs  []*qc.Equivocation
 }
 
-// DecodeQC parses a QC-topic payload (at most MaxQCMessageSize bytes): a
-// bare QuorumCertificate.
-func DecodeQC(data []byte) (*fastpayv1.QuorumCertificate, error) {
-	if len(data) > MaxQCMessageSize {
-		return nil, fmt.Errorf("%w: qc message of %d bytes, limit %d", ErrTooLarge, len(data), MaxQCMessageSize)
+type qcFrame struct {
+	header FrameHeader
+	qcs    []*qc.QC
+}
+
+func checkFrameSize(what string, data []byte) error {
+	if len(data) > MaxFrameSize {
+		return fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrTooLarge, what, len(data), MaxFrameSize)
 	}
-	m := new(fastpayv1.QuorumCertificate)
+	return nil
+}
+
+func decodeHeader(h *fastpayv1.FrameHeader) (FrameHeader, error) {
+	var out FrameHeader
+	if len(h.GetPublisher()) != len(out.Publisher) {
+		return out, fmt.Errorf("%w: frame publisher of %d bytes", ErrMalformed, len(h.GetPublisher()))
+	}
+	copy(out.Publisher[:], h.GetPublisher())
+	out.Seq = h.GetSeq()
+	return out, nil
+}
+
+func checkObjects(what string, n int) error {
+	if n == 0 {
+		return fmt.Errorf("%w: empty %s frame", ErrMalformed, what)
+	}
+	if n > MaxFrameObjects {
+		return fmt.Errorf("%w: %s frame of %d objects, limit %d", ErrTooLarge, what, n, MaxFrameObjects)
+	}
+	return nil
+}
+
+// decodeTxFrame is stage 1 of the tx topic: size, decode, and every
+// request carrying a transaction that hashes.
+func decodeTxFrame(data []byte) (*txFrame, error) {
+	if err := checkFrameSize("tx", data); err != nil {
+		return nil, err
+	}
+	m := new(fastpayv1.TxFrame)
 	if err := proto.Unmarshal(data, m); err != nil {
-		return nil, fmt.Errorf("%w: qc message: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: tx frame: %v", ErrMalformed, err)
 	}
-	return m, nil
+	hdr, err := decodeHeader(m.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkObjects("tx", len(m.GetTxs())); err != nil {
+		return nil, err
+	}
+	f := &txFrame{header: hdr, txs: make([]*TxMessage, len(m.GetTxs()))}
+	for i, req := range m.GetTxs() {
+		if req.GetTx() == nil {
+			return nil, fmt.Errorf("%w: tx %d of the frame has no transaction", ErrMalformed, i)
+		}
+		if size := proto.Size(req); size > MaxTxSize {
+			return nil, fmt.Errorf("%w: tx %d of the frame is %d bytes, limit %d", ErrTooLarge, i, size, MaxTxSize)
+		}
+		h, err := TxHash(req)
+		if err != nil {
+			return nil, fmt.Errorf("tx %d of the frame: %w", i, err)
+		}
+		f.txs[i] = &TxMessage{Request: req, TxHash: h}
+	}
+	return f, nil
+}
+
+// decodeBulletinFrame is stage 1 of the bulletin topic.
+func decodeBulletinFrame(data []byte) (*bulletinFrame, error) {
+	if err := checkFrameSize("bulletin", data); err != nil {
+		return nil, err
+	}
+	m := new(fastpayv1.BulletinFrame)
+	if err := proto.Unmarshal(data, m); err != nil {
+		return nil, fmt.Errorf("%w: bulletin frame: %v", ErrMalformed, err)
+	}
+	hdr, err := decodeHeader(m.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkObjects("bulletin", len(m.GetCerts())+len(m.GetQcs())+2*len(m.GetEquivocations())); err != nil {
+		return nil, err
+	}
+	f := &bulletinFrame{header: hdr}
+	for i, w := range m.GetCerts() {
+		c, err := w.ToCertificate()
+		if err != nil {
+			return nil, fmt.Errorf("%w: certificate %d of the frame: %v", ErrMalformed, i, err)
+		}
+		f.certs = append(f.certs, &c)
+	}
+	for i, w := range m.GetQcs() {
+		q, err := toQC(w)
+		if err != nil {
+			return nil, fmt.Errorf("qc %d of the frame: %w", i, err)
+		}
+		f.qcs = append(f.qcs, q)
+	}
+	for i, w := range m.GetEquivocations() {
+		a, errA := w.GetFirst().ToCertificate()
+		b, errB := w.GetSecond().ToCertificate()
+		if err := errors.Join(errA, errB); err != nil {
+			return nil, fmt.Errorf("%w: equivocation pair %d of the frame: %v", ErrMalformed, i, err)
+		}
+		f.pairs = append(f.pairs, &qc.Equivocation{First: a, Second: b})
+	}
+	return f, nil
+}
+
+// decodeQCFrame is stage 1 of a QC topic.
+func decodeQCFrame(data []byte) (*qcFrame, error) {
+	if err := checkFrameSize("qc", data); err != nil {
+		return nil, err
+	}
+	m := new(fastpayv1.QCFrame)
+	if err := proto.Unmarshal(data, m); err != nil {
+		return nil, fmt.Errorf("%w: qc frame: %v", ErrMalformed, err)
+	}
+	hdr, err := decodeHeader(m.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkObjects("qc", len(m.GetQcs())); err != nil {
+		return nil, err
+	}
+	f := &qcFrame{header: hdr, qcs: make([]*qc.QC, len(m.GetQcs()))}
+	for i, w := range m.GetQcs() {
+		if f.qcs[i], err = toQC(w); err != nil {
+			return nil, fmt.Errorf("qc %d of the frame: %w", i, err)
+		}
+	}
+	return f, nil
+}
+
+func toQC(w *fastpayv1.QuorumCertificate) (*qc.QC, error) {
+	q, err := w.ToQC()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(q.Certs) == 0 {
+		return nil, fmt.Errorf("%w: qc without certificates", ErrMalformed)
+	}
+	return q, nil
 }
 
 // TxHash computes the tx_hash of a request's transaction (SPEC §2.1).
@@ -93,80 +223,43 @@ func TxHash(req *fastpayv1.SubmitFastPayRequest) (qc.Hash, error) {
 	return qc.TxHash(in), nil
 }
 
-// decodeTxMessage is stage 1 of the tx topic: decode and hash. The message
-// id function uses it too, so an id always names what the validator sees.
-func decodeTxMessage(data []byte) (*TxMessage, error) {
-	req, err := DecodeTx(data)
-	if err != nil {
-		return nil, err
-	}
-	h, err := TxHash(req)
-	if err != nil {
-		return nil, err
-	}
-	return &TxMessage{Request: req, TxHash: h}, nil
-}
-
-// decodeBulletinItem is stage 1 of the bulletin topic: decode and convert
-// to domain types (lengths checked, nothing verified).
-func decodeBulletinItem(data []byte) (*BulletinItem, error) {
-	m, err := DecodeBulletin(data)
-	if err != nil {
-		return nil, err
-	}
-	switch it := m.GetItem().(type) {
-	case *fastpayv1.BulletinMessage_Cert:
-		c, err := it.Cert.ToCertificate()
+// DecodeFrame parses a frame of kind k the way a validator's first stage
+// does (size, wire format, header, object conversion; nothing verified)
+// and returns the number of objects it carries. Tools and fuzz targets use
+// it; the mesh decodes internally.
+func DecodeFrame(k TopicKind, data []byte) (FrameHeader, int, error) {
+	switch k {
+	case KindTx:
+		f, err := decodeTxFrame(data)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bulletin cert: %v", ErrMalformed, err)
+			return FrameHeader{}, 0, err
 		}
-		return &BulletinItem{Cert: &c}, nil
-	default: // *fastpayv1.BulletinMessage_Qc, guaranteed by DecodeBulletin
-		q, err := m.GetQc().ToQC()
+		return f.header, len(f.txs), nil
+	case KindBulletin:
+		f, err := decodeBulletinFrame(data)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bulletin qc: %v", ErrMalformed, err)
+			return FrameHeader{}, 0, err
 		}
-		return &BulletinItem{QC: q}, nil
+		return f.header, len(f.certs) + len(f.qcs) + 2*len(f.pairs), nil
+	case KindQC:
+		f, err := decodeQCFrame(data)
+		if err != nil {
+			return FrameHeader{}, 0, err
+		}
+		return f.header, len(f.qcs), nil
 	}
+	return FrameHeader{}, 0, fmt.Errorf("p2p: unknown topic kind %d", k)
 }
 
-// decodeQCMessage is stage 1 of a QC topic.
-func decodeQCMessage(data []byte) (*qc.QC, error) {
-	m, err := DecodeQC(data)
-	if err != nil {
-		return nil, err
-	}
-	q, err := m.ToQC()
-	if err != nil {
-		return nil, fmt.Errorf("%w: qc: %v", ErrMalformed, err)
-	}
-	if len(q.Certs) == 0 {
-		return nil, fmt.Errorf("%w: qc without certificates", ErrMalformed)
-	}
-	return q, nil
-}
-
-// encodeTx, encodeBulletin and encodeQC produce topic payloads and check
-// the size limit before anything is sent (a peer would reject more).
-func encodeTx(req *fastpayv1.SubmitFastPayRequest) ([]byte, error) {
-	return encodeLimited(req, MaxTxMessageSize, "tx")
-}
-
-func encodeBulletin(m *fastpayv1.BulletinMessage) ([]byte, error) {
-	return encodeLimited(m, MaxBulletinMessageSize, "bulletin")
-}
-
-func encodeQC(q *fastpayv1.QuorumCertificate) ([]byte, error) {
-	return encodeLimited(q, MaxQCMessageSize, "qc")
-}
-
-func encodeLimited(m proto.Message, limit int, what string) ([]byte, error) {
+// encodeFrame marshals a frame and checks the size limit before anything
+// is sent (a peer would reject more).
+func encodeFrame(m proto.Message, what string) ([]byte, error) {
 	b, err := proto.Marshal(m)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s message: %w", what, err)
+		return nil, fmt.Errorf("encode %s frame: %w", what, err)
 	}
-	if len(b) > limit {
-		return nil, fmt.Errorf("%w: %s message of %d bytes, limit %d", ErrTooLarge, what, len(b), limit)
+	if len(b) > MaxFrameSize {
+		return nil, fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrTooLarge, what, len(b), MaxFrameSize)
 	}
 	return b, nil
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 )
 
-// Delivery is one validated message handed to a handler.
+// Delivery is one validated object of a frame, handed to a handler.
 type Delivery[T any] struct {
 	// Value is the decoded, verified object. It is shared with pubsub (it
 	// is the message's ValidatorData) and, for local publishes, with the
@@ -23,17 +23,22 @@ type Delivery[T any] struct {
 	From peer.ID
 	// Local reports that this node published the message.
 	Local bool
-	// Topic is the topic name; ID the pubsub message id.
+	// Topic is the topic name; ID the pubsub message id of the frame that
+	// carried the object (shared by the frame's objects).
 	Topic string
 	ID    string
+	// Publisher is the validator the frame names as its publisher. Frames
+	// are unsigned: it is informational, never proof of anything.
+	Publisher qc.ValidatorID
 }
 
-// Handlers receive validated messages. Each subscribed topic has its own
-// delivery goroutine, so handlers of different topics (and of different QC
-// shards) run concurrently; calls for one topic are sequential. A handler
-// slower than the network makes its subscription buffer
-// (SubscriptionBufferSize) overflow: messages are then dropped and counted.
-// A panicking handler is recovered, counted and logged.
+// Handlers receive validated objects, one call per object new to this node
+// (a frame's objects accepted before are not delivered again). Each
+// subscribed topic has its own delivery goroutine, so handlers of different
+// topics (and of different QC shards) run concurrently; calls for one topic
+// are sequential. A handler slower than the network makes its subscription
+// buffer (SubscriptionBufferSize frames) overflow: frames are then dropped
+// and counted. A panicking handler is recovered, counted and logged.
 type (
 	TxHandler       func(ctx context.Context, d Delivery[*TxMessage])
 	BulletinHandler func(ctx context.Context, d Delivery[*BulletinItem])
@@ -62,8 +67,46 @@ func (m *Mesh) deliverLoop(info TopicInfo, sub *pubsub.Subscription) {
 	}
 }
 
+// deliver hands each object of an accepted frame to the topic's handler,
+// in frame order.
 func (m *Mesh) deliver(info TopicInfo, msg *pubsub.Message) {
-	m.metrics.deliver(info.Kind)
+	objs, ok := msg.ValidatorData.(*frameObjects)
+	if !ok {
+		return
+	}
+	m.metrics.deliver(info.Kind, objs.len())
+	local := msg.ReceivedFrom == m.self
+	switch info.Kind {
+	case KindTx:
+		if fn := m.onTx.Load(); fn != nil {
+			for _, v := range objs.txs {
+				m.call(info, msg, func() {
+					(*fn)(m.ctx, Delivery[*TxMessage]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID, Publisher: objs.header.Publisher})
+				})
+			}
+		}
+	case KindBulletin:
+		if fn := m.onBulletin.Load(); fn != nil {
+			for _, v := range objs.items {
+				m.call(info, msg, func() {
+					(*fn)(m.ctx, Delivery[*BulletinItem]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID, Publisher: objs.header.Publisher})
+				})
+			}
+		}
+	case KindQC:
+		if fn := m.onQC.Load(); fn != nil {
+			for _, v := range objs.qcs {
+				m.call(info, msg, func() {
+					(*fn)(m.ctx, Delivery[*qc.QC]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID, Publisher: objs.header.Publisher})
+				})
+			}
+		}
+	}
+}
+
+// call runs one handler call, recovering (counting and logging) a panic so
+// the frame's other objects are still delivered.
+func (m *Mesh) call(info TopicInfo, msg *pubsub.Message, fn func()) {
 	defer func() {
 		if r := recover(); r != nil {
 			m.metrics.handlerPanics.WithLabelValues(info.Kind.String()).Inc()
@@ -72,22 +115,5 @@ func (m *Mesh) deliver(info TopicInfo, msg *pubsub.Message) {
 			}
 		}
 	}()
-	local := msg.ReceivedFrom == m.self
-	switch info.Kind {
-	case KindTx:
-		v, ok := msg.ValidatorData.(*TxMessage)
-		if fn := m.onTx.Load(); fn != nil && ok {
-			(*fn)(m.ctx, Delivery[*TxMessage]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID})
-		}
-	case KindBulletin:
-		v, ok := msg.ValidatorData.(*BulletinItem)
-		if fn := m.onBulletin.Load(); fn != nil && ok {
-			(*fn)(m.ctx, Delivery[*BulletinItem]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID})
-		}
-	case KindQC:
-		v, ok := msg.ValidatorData.(*qc.QC)
-		if fn := m.onQC.Load(); fn != nil && ok {
-			(*fn)(m.ctx, Delivery[*qc.QC]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID})
-		}
-	}
+	fn()
 }

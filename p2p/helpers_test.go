@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,23 +123,55 @@ func (f *fixture) qcFrom(t testing.TB, txHash qc.Hash, eff qc.Effects, signers .
 	return q
 }
 
-// recorder collects deliveries of one kind.
+// Object keys name what a recorder saw. The mesh deduplicates objects,
+// not messages (dedup.go), so tests ask "was this object delivered", never
+// "was this message delivered": a frame's id depends on its publisher's
+// sequence number and on what else the frame carried.
+func txKey(h qc.Hash) string { return "tx:" + string(h[:]) }
+
+// certKey matches the mesh's certificate identity (signer, tx_hash,
+// effects_hash): a signer's two conflicting certificates are two objects.
+func certKey(c *qc.Certificate) string {
+	return "cert:" + string(c.Signer[:]) + string(c.TxHash[:]) + string(c.EffectsHash[:])
+}
+
+func qcKey(h qc.Hash) string { return "qc:" + string(h[:]) }
+
+// objectKey is the key of a delivered value.
+func objectKey(v any) string {
+	switch v := v.(type) {
+	case *TxMessage:
+		return txKey(v.TxHash)
+	case *BulletinItem:
+		if v.Cert != nil {
+			return certKey(v.Cert)
+		}
+		return qcKey(v.QC.TxHash)
+	case *qc.QC:
+		return qcKey(v.TxHash)
+	}
+	panic(fmt.Sprintf("objectKey(%T)", v))
+}
+
+// recorder collects deliveries of one kind, counted per object.
 type recorder[T any] struct {
-	mu    sync.Mutex
-	items []Delivery[T]
-	ids   map[string]int
+	mu      sync.Mutex
+	items   []Delivery[T]
+	objects map[string]int
 }
 
 func (r *recorder[T]) add(_ context.Context, d Delivery[T]) {
+	k := objectKey(d.Value)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ids == nil {
-		r.ids = make(map[string]int)
+	if r.objects == nil {
+		r.objects = make(map[string]int)
 	}
 	r.items = append(r.items, d)
-	r.ids[d.ID]++
+	r.objects[k]++
 }
 
+// count returns the deliveries satisfying pred (all when nil).
 func (r *recorder[T]) count(pred func(Delivery[T]) bool) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -151,22 +184,52 @@ func (r *recorder[T]) count(pred func(Delivery[T]) bool) int {
 	return n
 }
 
-func (r *recorder[T]) has(id string) bool {
+// has reports whether the object with key k was delivered.
+func (r *recorder[T]) has(k string) bool { return r.times(k) > 0 }
+
+// times returns how often the object with key k was delivered.
+func (r *recorder[T]) times(k string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.ids[id] > 0
+	return r.objects[k]
 }
 
+// hasAll reports whether every object of keys was delivered.
+func (r *recorder[T]) hasAll(keys []string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		if r.objects[k] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// uniqueRemote returns the number of distinct objects delivered from peers.
 func (r *recorder[T]) uniqueRemote() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := make(map[string]bool)
 	for _, d := range r.items {
 		if !d.Local {
-			seen[d.ID] = true
+			seen[objectKey(d.Value)] = true
 		}
 	}
 	return len(seen)
+}
+
+// repeats returns the keys of objects delivered more than once.
+func (r *recorder[T]) repeats() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for k, n := range r.objects {
+		if n > 1 {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // node is one mesh of a test cluster with its registry and recorders.
@@ -308,15 +371,6 @@ func (c *cluster) waitReady(t testing.TB, lightShards []int) {
 	}
 }
 
-func subscribedAll(n *node, p peer.ID, topics []string) bool {
-	for _, topic := range topics {
-		if !slices.Contains(n.ListPeers(topic), p) {
-			return false
-		}
-	}
-	return true
-}
-
 // metricValue sums the samples of a counter or gauge family whose labels
 // include all of want.
 func metricValue(t testing.TB, reg prometheus.Gatherer, name string, want map[string]string) float64 {
@@ -356,18 +410,168 @@ func metricValue(t testing.TB, reg prometheus.Gatherer, name string, want map[st
 // (newCluster uses LocalConfig's shard count).
 var testTopics = newTopicSet(testDomain, LocalConfig().QCShards)
 
-func txID(t testing.TB, req *fastpayv1.SubmitFastPayRequest) string {
-	return testTopics.idOf(testTopics.tx, marshal(t, req))
+// frameID is the message id of frame bytes on a topic.
+func frameID(topic string, data []byte) string { return testTopics.idOf(topic, data) }
+
+// hdr is a frame header naming validator i as publisher.
+func (f *fixture) hdr(i int, seq uint64) FrameHeader {
+	return FrameHeader{Publisher: f.signers[i].ID(), Seq: seq}
 }
 
-func certID(t testing.TB, c qc.Certificate) string {
-	return testTopics.idOf(testTopics.bull, bulletinCert(t, c))
+// outsiderID is the validator id of a key outside every test committee.
+func outsiderID(i int) qc.ValidatorID {
+	var id qc.ValidatorID
+	copy(id[:], seededKey(0xEE, i).Public().(ed25519.PublicKey))
+	return id
 }
 
-func bulletinQCID(t testing.TB, q *qc.QC) string {
-	return testTopics.idOf(testTopics.bull, bulletinQC(t, q))
+func encTx(t testing.TB, h FrameHeader, reqs ...*fastpayv1.SubmitFastPayRequest) []byte {
+	t.Helper()
+	b, err := EncodeTxFrame(h, reqs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
-func shardQCID(t testing.TB, shard int, q *qc.QC) string {
-	return testTopics.idOf(testTopics.qc[shard], marshal(t, fastpayv1.NewQuorumCertificate(q)))
+func encBulletin(t testing.TB, h FrameHeader, certs []qc.Certificate, qcs []*qc.QC, pairs []qc.Equivocation) []byte {
+	t.Helper()
+	b, err := EncodeBulletinFrame(h, certs, qcs, pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func encQC(t testing.TB, h FrameHeader, qcs ...*qc.QC) []byte {
+	t.Helper()
+	b, err := EncodeQCFrame(h, qcs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// equivocation returns validator i's two conflicting certificates for one
+// contention key: the same effects (sender and nonce), two transactions.
+func (f *fixture) equivocation(t testing.TB, i int, seq uint64, r0 byte) qc.Equivocation {
+	t.Helper()
+	eff := testEffects(seq, r0)
+	other := testRequest(seq)
+	other.Tx.TempoTx.Data = append(other.Tx.TempoTx.Data, 0xee)
+	return qc.Equivocation{First: f.cert(i, mustTxHash(t, testRequest(seq)), eff), Second: f.cert(i, mustTxHash(t, other), eff)}
+}
+
+// histogram returns the sample count of a histogram family's series whose
+// labels include want, and how many of those samples are at most le (le
+// must be a bucket bound).
+func histogram(t testing.TB, reg prometheus.Gatherer, name string, want map[string]string, le float64) (total, within uint64) {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := want[l.GetName()]; ok && v != l.GetValue() {
+					continue series
+				}
+			}
+			h := m.GetHistogram()
+			total += h.GetSampleCount()
+			found := false
+			for _, b := range h.GetBucket() {
+				if b.GetUpperBound() == le {
+					within += b.GetCumulativeCount()
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("%s has no bucket bound %v", name, le)
+			}
+		}
+	}
+	return total, within
+}
+
+// frameTap is a second subscription to a topic a node joined: it sees the
+// raw bytes of every frame the node accepts (its own included), so tests
+// can measure frames. The mesh's own subscription is not affected.
+type frameTap struct {
+	mu     sync.Mutex
+	frames [][]byte
+}
+
+func tapTopic(t testing.TB, n *node, topic string) *frameTap {
+	t.Helper()
+	n.mu.Lock()
+	jt := n.joined[topic]
+	n.mu.Unlock()
+	if jt == nil {
+		t.Fatalf("%s has not joined %s", n.name, topic)
+	}
+	sub, err := jt.topic.Subscribe(pubsub.WithBufferSize(1 << 15))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tap := &frameTap{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			tap.mu.Lock()
+			tap.frames = append(tap.frames, msg.GetData())
+			tap.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		sub.Cancel()
+		<-done
+	})
+	return tap
+}
+
+func (tap *frameTap) snapshot() [][]byte {
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	return slices.Clone(tap.frames)
+}
+
+// waitFor polls cond until it returns "" (done), or fails the test after
+// timeout with what it waited for and cond's last reason.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		why := cond()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, why)
+		}
+		<-tick.C
+	}
+}
+
+// requests returns n distinct requests numbered from first.
+func requests(first, n int) []*fastpayv1.SubmitFastPayRequest {
+	out := make([]*fastpayv1.SubmitFastPayRequest, n)
+	for i := range out {
+		out[i] = testRequest(uint64(first + i))
+	}
+	return out
 }

@@ -68,10 +68,10 @@ func TestHostConstructorMockNet(t *testing.T) {
 	if err := c.validators[0].PublishTx(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	id := txID(t, req)
+	key := txKey(mustTxHash(t, req))
 	testkit.Eventually(t, 20*time.Second, "tx delivered over the mock network", func() bool {
 		for _, v := range c.validators[1:] {
-			if !v.txs.has(id) {
+			if !v.txs.has(key) {
 				return false
 			}
 		}
@@ -104,8 +104,8 @@ func TestHostOptionsBandwidth(t *testing.T) {
 	if err := c.validators[0].PublishTx(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	id := txID(t, req)
-	testkit.Eventually(t, 20*time.Second, "tx delivered", func() bool { return c.validators[1].txs.has(id) })
+	key := txKey(mustTxHash(t, req))
+	testkit.Eventually(t, 20*time.Second, "tx delivered", func() bool { return c.validators[1].txs.has(key) })
 	// The counter's totals are refreshed by a background sweep, about once a
 	// second.
 	testkit.Eventually(t, 20*time.Second, "val-0's sent bytes counted", func() bool {

@@ -3,10 +3,12 @@ package p2p
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -71,6 +73,7 @@ type Mesh struct {
 	logger    *slog.Logger
 	host      *Host
 	self      peer.ID
+	selfID    qc.ValidatorID // the frame publisher id: self's ed25519 key
 	member    bool
 	metrics   *metrics
 	topics    *topicSet
@@ -90,7 +93,12 @@ type Mesh struct {
 	state         meshState
 	ps            *pubsub.PubSub
 	joined        map[string]*joinedTopic
+	framers       map[string]*framer
 	pendingShards []int
+
+	// seq numbers this node's frames; it starts from the clock, so frames
+	// published after a restart never repeat earlier bytes (and ids).
+	seq atomic.Uint64
 
 	// Pubsub link repair (repair.go).
 	repairMu  sync.Mutex
@@ -136,6 +144,12 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		return nil, err
 	}
 	_, member := h.committee.member(h.ID())
+	selfID, err := ValidatorIDFromPeerID(h.ID())
+	if err != nil {
+		m.unregister()
+		_ = h.Close()
+		return nil, fmt.Errorf("p2p: node key: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	topics := newTopicSet(committee.Domain(), cfg.QCShards)
 	mesh := &Mesh{
@@ -144,6 +158,7 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		logger:     logger,
 		host:       h,
 		self:       h.ID(),
+		selfID:     selfID,
 		member:     member,
 		metrics:    m,
 		topics:     topics,
@@ -154,9 +169,11 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		ctx:        ctx,
 		cancel:     cancel,
 		joined:     make(map[string]*joinedTopic),
+		framers:    make(map[string]*framer),
 		repairing:  make(map[peer.ID]bool),
 		repairLog:  make(map[peer.ID]repairRecord),
 	}
+	mesh.seq.Store(uint64(time.Now().UnixNano()))
 	return mesh, nil
 }
 

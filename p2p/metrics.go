@@ -44,14 +44,21 @@ var kindLabels = [4]string{"other", KindTx.String(), KindBulletin.String(), Kind
 
 // TopicStats are cumulative counters of one topic kind, for dashboards
 // (the same numbers are exported to Prometheus).
+//
+// Messages are frames; the Objects counters count what frames carried.
 type TopicStats struct {
-	Published     uint64 // messages this node published
-	PublishErrors uint64 // publishes that failed (local reject, closed topic)
-	Accepted      uint64 // validations ending in Accept (local ones included)
-	Ignored       uint64 // validations ending in Ignore
-	Rejected      uint64 // validations ending in Reject (panics included)
-	Delivered     uint64 // validated messages taken from this node's subscriptions (and given to the handler, if set)
-	Duplicates    uint64 // copies dropped as already seen
+	Published        uint64 // frames this node published
+	ObjectsPublished uint64 // objects in them
+	PublishErrors    uint64 // frames whose publish failed (local reject, closed topic), and objects refused by a full publish queue
+	Accepted         uint64 // frame validations ending in Accept (local ones included)
+	Ignored          uint64 // frame validations ending in Ignore (nothing new, or state-dependent)
+	Rejected         uint64 // frame validations ending in Reject (panics included)
+	// ObjectsReceived counts the objects of accepted frames from peers;
+	// ObjectsNew those among them new to this node (delivered).
+	ObjectsReceived uint64
+	ObjectsNew      uint64
+	Delivered       uint64 // objects handed to this node's handlers (its own included)
+	Duplicates      uint64 // frame copies dropped by pubsub as already seen
 	// Outsider counts messages on validators-only topics from peers
 	// outside the committee, dropped before pubsub saw them.
 	Outsider uint64
@@ -62,20 +69,23 @@ type TopicStats struct {
 }
 
 type topicCounters struct {
-	published, publishErrors, accepted, ignored, rejected, delivered, duplicates, dropped, outsider atomic.Uint64
+	published, objectsPublished, publishErrors, accepted, ignored, rejected, objectsReceived, objectsNew, delivered, duplicates, dropped, outsider atomic.Uint64
 }
 
 func (c *topicCounters) snapshot() TopicStats {
 	return TopicStats{
-		Published:     c.published.Load(),
-		PublishErrors: c.publishErrors.Load(),
-		Accepted:      c.accepted.Load(),
-		Ignored:       c.ignored.Load(),
-		Rejected:      c.rejected.Load(),
-		Delivered:     c.delivered.Load(),
-		Duplicates:    c.duplicates.Load(),
-		Dropped:       c.dropped.Load(),
-		Outsider:      c.outsider.Load(),
+		Published:        c.published.Load(),
+		ObjectsPublished: c.objectsPublished.Load(),
+		PublishErrors:    c.publishErrors.Load(),
+		Accepted:         c.accepted.Load(),
+		Ignored:          c.ignored.Load(),
+		Rejected:         c.rejected.Load(),
+		ObjectsReceived:  c.objectsReceived.Load(),
+		ObjectsNew:       c.objectsNew.Load(),
+		Delivered:        c.delivered.Load(),
+		Duplicates:       c.duplicates.Load(),
+		Dropped:          c.dropped.Load(),
+		Outsider:         c.outsider.Load(),
 	}
 }
 
@@ -87,6 +97,8 @@ type metrics struct {
 	publishErrors     *prometheus.CounterVec   // topic
 	delivered         *prometheus.CounterVec   // topic
 	handlerPanics     *prometheus.CounterVec   // topic
+	objects           *prometheus.CounterVec   // topic, kind: published, received, new, skipped, queue_full
+	frameSize         *prometheus.HistogramVec // topic, direction: sent, received
 
 	// Fed by the pubsub raw tracer.
 	rpcDropped       prometheus.Counter
@@ -130,9 +142,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"topic", "verdict"}),
 		validatorPanics: counterVec("validator_panics_total",
 			"Panics recovered in topic validators (each counted as a Reject).", "topic"),
-		published:     counterVec("published_total", "Messages published by this node.", "topic"),
-		publishErrors: counterVec("publish_errors_total", "Publishes that failed.", "topic"),
-		delivered:     counterVec("delivered_total", "Validated messages handed to this node's handlers.", "topic"),
+		published:     counterVec("published_total", "Frames published by this node.", "topic"),
+		publishErrors: counterVec("publish_errors_total", "Frames whose publish failed, and objects refused by a full publish queue.", "topic"),
+		delivered:     counterVec("delivered_total", "Validated objects handed to this node's handlers.", "topic"),
+		objects: counterVec("frame_objects_total",
+			"Objects in frames by topic kind and what happened: published (in this node's frames), received (in accepted frames from peers), new (of those, not seen before), skipped (dropped from a frame being built: accepted from a peer meanwhile), queue_full (refused by a full publish queue).",
+			"topic", "kind"),
+		frameSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "frame_objects",
+			Help:    "Objects per frame, by topic kind and direction (sent, received).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}, []string{"topic", "direction"}),
 		handlerPanics: counterVec("handler_panics_total", "Panics recovered in delivery handlers.", "topic"),
 		rpcDropped: prometheus.NewCounter(prometheus.CounterOpts(opts("rpc_dropped_total",
 			"Outbound RPCs dropped because a peer's queue was full (see PeerOutboundQueueSize)."))),
@@ -170,7 +190,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	set, err := promreg.Register("p2p", reg,
 		m.validations, m.validationSeconds, m.validatorPanics, m.published, m.publishErrors, m.delivered,
-		m.handlerPanics, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable, m.outsiderDropped,
+		m.handlerPanics, m.objects, m.frameSize, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable, m.outsiderDropped,
 		m.throttledPeers, m.publishWaits, m.publishWaitSecs, m.stalledPeers, m.dials, m.connectedPeers, m.committeeScore, m.worstOtherScore,
 	)
 	if err != nil {
@@ -198,7 +218,8 @@ func (m *metrics) validation(k TopicKind, v Verdict, stage string, seconds float
 	}
 }
 
-func (m *metrics) publish(k TopicKind, err error) {
+// publish records a frame of n objects published (or not, err).
+func (m *metrics) publish(k TopicKind, err error, n int) {
 	i := kindIndex(k)
 	if err != nil {
 		m.publishErrors.WithLabelValues(kindLabels[i]).Inc()
@@ -207,12 +228,40 @@ func (m *metrics) publish(k TopicKind, err error) {
 	}
 	m.published.WithLabelValues(kindLabels[i]).Inc()
 	m.stats[i].published.Add(1)
+	m.stats[i].objectsPublished.Add(uint64(n))
+	m.objects.WithLabelValues(kindLabels[i], "published").Add(float64(n))
+	m.frameSize.WithLabelValues(kindLabels[i], "sent").Observe(float64(n))
 }
 
-func (m *metrics) deliver(k TopicKind) {
+// publishQueueFull records n objects refused by a full publish queue.
+func (m *metrics) publishQueueFull(k TopicKind, n int) {
 	i := kindIndex(k)
-	m.delivered.WithLabelValues(kindLabels[i]).Inc()
-	m.stats[i].delivered.Add(1)
+	m.publishErrors.WithLabelValues(kindLabels[i]).Add(float64(n))
+	m.stats[i].publishErrors.Add(uint64(n))
+	m.objects.WithLabelValues(kindLabels[i], "queue_full").Add(float64(n))
+}
+
+// publishSkipped records an object left out of a frame being built.
+func (m *metrics) publishSkipped(k TopicKind) {
+	m.objects.WithLabelValues(kindLabels[kindIndex(k)], "skipped").Inc()
+}
+
+// frameObjects records an accepted frame from a peer: the objects it
+// carried and how many were new.
+func (m *metrics) frameObjects(k TopicKind, received, fresh int) {
+	i := kindIndex(k)
+	m.stats[i].objectsReceived.Add(uint64(received))
+	m.stats[i].objectsNew.Add(uint64(fresh))
+	m.objects.WithLabelValues(kindLabels[i], "received").Add(float64(received))
+	m.objects.WithLabelValues(kindLabels[i], "new").Add(float64(fresh))
+	m.frameSize.WithLabelValues(kindLabels[i], "received").Observe(float64(received))
+}
+
+// deliver records n objects handed to handlers.
+func (m *metrics) deliver(k TopicKind, n int) {
+	i := kindIndex(k)
+	m.delivered.WithLabelValues(kindLabels[i]).Add(float64(n))
+	m.stats[i].delivered.Add(uint64(n))
 }
 
 func (m *metrics) dialAttempt(ok bool) {

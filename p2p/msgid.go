@@ -10,17 +10,16 @@ import (
 // Message ids are content-derived (StrictNoSign leaves no author or
 // sequence number to build them from) and laid out as
 //
-//	topic prefix ‖ SHA256("allegro/gossip/1" ‖ payload)
+//	topic prefix ‖ SHA256("allegro/gossip/2" ‖ frame)
 //
-// The digest covers the whole payload. Pubsub marks an id as seen before the
-// topic validator runs, so an id derived from part of a message — a tx's
-// tx_hash, a QC's tx_hash — would let anyone holding that part first (the
+// The digest covers the whole frame. Pubsub marks an id as seen before the
+// topic validator runs, so an id derived from part of a message — a frame's
+// header, a tx's tx_hash — would let anyone holding that part first (the
 // payer, a proxy in front of a sidecar, a Byzantine member) send a copy with
 // something invalid attached; validators would reject it and then drop the
-// genuine message as a duplicate. With the whole payload hashed, a rejected
-// copy shadows only itself. Logical duplicates (one certificate or QC in
-// different bytes, QCs of one transaction with different signer subsets)
-// are removed after validation, object by object (dedup.go).
+// genuine frame as a duplicate. With the whole frame hashed, a rejected copy
+// shadows only itself. The same objects in other frames are removed after
+// validation, object by object (dedup.go).
 //
 // The prefix binds the id to its topic, so the same bytes on two topics (a
 // QC on the bulletin and on its shard) are two messages: 't' for the tx
@@ -34,7 +33,7 @@ const (
 	idPrefixQC       = 'q'
 	idPrefixUnknown  = '?'
 
-	messageIDTag = "allegro/gossip/1"
+	messageIDTag = "allegro/gossip/2"
 )
 
 // messageID is the pubsub message id function of a Mesh. It runs on the

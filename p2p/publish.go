@@ -6,46 +6,17 @@ import (
 	"fmt"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/qc"
 )
 
-// topicFor returns a topic handle for publishing, joining (without
-// subscribing) a QC shard a light client has not joined.
-func (m *Mesh) topicFor(name string) (*pubsub.Topic, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	switch m.state {
-	case stateNew:
-		return nil, ErrNotStarted
-	case stateStopped:
-		return nil, ErrStopped
-	}
-	if err := m.joinLocked(name, false); err != nil {
-		return nil, err
-	}
-	return m.joined[name].topic, nil
-}
-
-// publish sends data on a topic, passing obj as the message's validator
-// data so the local validation accepts it without decoding or verifying.
-// It first waits (bounded) for congested committee peers' outbound queues.
-func (m *Mesh) publish(ctx context.Context, k TopicKind, name string, data []byte, obj any) error {
-	t, err := m.topicFor(name)
-	if err == nil {
-		err = m.waitOutbound(ctx)
-	}
-	if err == nil {
-		err = t.Publish(ctx, data, pubsub.WithValidatorData(obj))
-	}
-	m.metrics.publish(k, err)
-	if err != nil {
-		return fmt.Errorf("p2p: publish on %s: %w", name, err)
-	}
-	return nil
-}
+// Publishing queues objects on their topic's publisher loop (framer.go) and
+// returns at once: an error means the object was not queued (not a member,
+// not started, queue full, too large), never that a peer refused it.
+// Objects queued are not validated again locally: publishing an invalid
+// one gets this node penalised by its peers.
 
 // waitOutbound applies publish back-pressure (see
 // Config.PublishBackpressureTimeout).
@@ -67,9 +38,9 @@ func (m *Mesh) waitOutbound(ctx context.Context) error {
 	return err
 }
 
-// PublishTx publishes a request on the tx topic. The caller has validated
-// it; it is not validated again locally. Validators only.
-func (m *Mesh) PublishTx(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) error {
+// PublishTx queues a request for the tx topic. The caller has validated
+// it. Validators only.
+func (m *Mesh) PublishTx(_ context.Context, req *fastpayv1.SubmitFastPayRequest) error {
 	if !m.member {
 		return ErrNotCommitteeMember
 	}
@@ -77,53 +48,149 @@ func (m *Mesh) PublishTx(ctx context.Context, req *fastpayv1.SubmitFastPayReques
 	if err != nil {
 		return fmt.Errorf("p2p: publish tx: %w", err)
 	}
-	data, err := encodeTx(req)
+	if size := proto.Size(req); size > MaxTxSize {
+		return fmt.Errorf("p2p: publish tx: %w: %d bytes, limit %d", ErrTooLarge, size, MaxTxSize)
+	}
+	o := queuedTx(&TxMessage{Request: req, TxHash: h})
+	f, err := m.framerFor(KindTx, m.topics.tx)
 	if err != nil {
 		return fmt.Errorf("p2p: publish tx: %w", err)
 	}
-	return m.publish(ctx, KindTx, m.topics.tx, data, &TxMessage{Request: req, TxHash: h})
+	return f.enqueue(o)
 }
 
-// PublishCertificate publishes a certificate (this node's or one it relays)
-// on the bulletin. It is not verified again locally: publishing an invalid
-// one gets this node penalised by its peers. Validators only.
-func (m *Mesh) PublishCertificate(ctx context.Context, cert qc.Certificate) error {
+// PublishCertificate queues one of this node's own certificates for the
+// bulletin (a bulletin frame carries only its publisher's certificates;
+// another signer's travel inside QCs and equivocation pairs). Validators
+// only.
+func (m *Mesh) PublishCertificate(_ context.Context, cert qc.Certificate) error {
 	if !m.member {
 		return ErrNotCommitteeMember
 	}
-	data, err := encodeBulletin(&fastpayv1.BulletinMessage{Item: &fastpayv1.BulletinMessage_Cert{Cert: fastpayv1.NewValidatorCertificate(&cert)}})
+	if cert.Signer != m.selfID {
+		return fmt.Errorf("p2p: publish certificate: signed by %s, not by this node: frames carry their publisher's own certificates", cert.Signer.Hex())
+	}
+	f, err := m.framerFor(KindBulletin, m.topics.bull)
 	if err != nil {
 		return fmt.Errorf("p2p: publish certificate: %w", err)
 	}
 	// Our own signature needs no verification when it comes back inside a QC.
 	m.pipes.verifier.Remember(&cert)
-	return m.publish(ctx, KindBulletin, m.topics.bull, data, &BulletinItem{Cert: &cert})
+	return f.enqueue(queuedCert(&cert))
 }
 
-// PublishQC publishes a QC on the bulletin (validators only) and on its
-// recipient's QC shard. q must be valid (built by qc.Assembler or checked
-// with Committee.VerifyQC): it is not verified again locally. Both
-// publishes are attempted; the error joins their failures.
-func (m *Mesh) PublishQC(ctx context.Context, q *qc.QC) error {
+// PublishEquivocation queues proof that another member equivocated for the
+// bulletin, so every member learns it even when the equivocator showed each
+// of them only one side. e must verify (Committee.VerifyEquivocation).
+// Validators only.
+func (m *Mesh) PublishEquivocation(_ context.Context, e *qc.Equivocation) error {
+	if !m.member {
+		return ErrNotCommitteeMember
+	}
+	if e == nil {
+		return errors.New("p2p: publish equivocation: nil evidence")
+	}
+	if err := e.CheckShape(); err != nil {
+		return fmt.Errorf("p2p: publish equivocation: %w", err)
+	}
+	f, err := m.framerFor(KindBulletin, m.topics.bull)
+	if err != nil {
+		return fmt.Errorf("p2p: publish equivocation: %w", err)
+	}
+	return f.enqueue(queuedPair(e))
+}
+
+// PublishQC queues a QC for the bulletin and for its recipient's QC shard.
+// q must be valid (built by qc.Assembler or checked with
+// Committee.VerifyQC). Both are attempted; the error joins their failures.
+// Validators only: every frame names its publisher, and peers reject frames
+// whose publisher is not a member, so a light client's frame would only get
+// it penalised.
+func (m *Mesh) PublishQC(_ context.Context, q *qc.QC) error {
+	if !m.member {
+		return ErrNotCommitteeMember
+	}
 	if q == nil || len(q.Certs) == 0 {
 		return errors.New("p2p: publish qc: no certificates")
 	}
-	wire := fastpayv1.NewQuorumCertificate(q)
+	o := queuedQC(q, fastpayv1.NewQuorumCertificate(q))
 	var errs []error
-	if m.member {
-		data, err := encodeBulletin(&fastpayv1.BulletinMessage{Item: &fastpayv1.BulletinMessage_Qc{Qc: wire}})
-		if err == nil {
-			err = m.publish(ctx, KindBulletin, m.topics.bull, data, &BulletinItem{QC: q})
-		}
-		errs = append(errs, err)
-	}
-	data, err := encodeQC(wire)
+	f, err := m.framerFor(KindBulletin, m.topics.bull)
 	if err == nil {
-		err = m.publish(ctx, KindQC, m.topics.qcTopicFor(q.Effects().Recipient), data, q)
+		err = f.enqueue(o)
+	}
+	errs = append(errs, err)
+	f, err = m.framerFor(KindQC, m.topics.qcTopicFor(q.Effects().Recipient))
+	if err == nil {
+		err = f.enqueue(o)
 	}
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("p2p: publish qc: %w", err)
 	}
 	return nil
+}
+
+// PublishRawFrame sends data as it is on one of this mesh's topics,
+// without validating it locally: peers judge it as they judge any frame.
+// It exists for test networks and tools that probe how a mesh treats
+// malformed or forged frames (build them with EncodeTxFrame,
+// EncodeBulletinFrame and EncodeQCFrame); a node never needs it to take
+// part in the protocol.
+func (m *Mesh) PublishRawFrame(ctx context.Context, topic string, data []byte) error {
+	info, ok := m.topics.lookup(topic)
+	if !ok {
+		return fmt.Errorf("p2p: publish raw frame: unknown topic %q", topic)
+	}
+	if info.Kind.ValidatorsOnly() && !m.member {
+		return ErrNotCommitteeMember
+	}
+	m.mu.Lock()
+	var err error
+	switch m.state {
+	case stateNew:
+		err = ErrNotStarted
+	case stateStopped:
+		err = ErrStopped
+	default:
+		err = m.joinLocked(topic, false)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("p2p: publish raw frame: %w", err)
+	}
+	return m.publishFrame(ctx, info.Kind, topic, data, &frameObjects{local: true}, 0)
+}
+
+// EncodeTxFrame returns the wire bytes of a tx frame.
+func EncodeTxFrame(h FrameHeader, reqs ...*fastpayv1.SubmitFastPayRequest) ([]byte, error) {
+	return proto.Marshal(&fastpayv1.TxFrame{Header: wireHeader(h), Txs: reqs})
+}
+
+// EncodeBulletinFrame returns the wire bytes of a bulletin frame.
+func EncodeBulletinFrame(h FrameHeader, certs []qc.Certificate, qcs []*qc.QC, pairs []qc.Equivocation) ([]byte, error) {
+	f := &fastpayv1.BulletinFrame{Header: wireHeader(h)}
+	for i := range certs {
+		f.Certs = append(f.Certs, fastpayv1.NewValidatorCertificate(&certs[i]))
+	}
+	for _, q := range qcs {
+		f.Qcs = append(f.Qcs, fastpayv1.NewQuorumCertificate(q))
+	}
+	for i := range pairs {
+		f.Equivocations = append(f.Equivocations, queuedPair(&pairs[i]).wirePair)
+	}
+	return proto.Marshal(f)
+}
+
+// EncodeQCFrame returns the wire bytes of a QC frame.
+func EncodeQCFrame(h FrameHeader, qcs ...*qc.QC) ([]byte, error) {
+	f := &fastpayv1.QCFrame{Header: wireHeader(h)}
+	for _, q := range qcs {
+		f.Qcs = append(f.Qcs, fastpayv1.NewQuorumCertificate(q))
+	}
+	return proto.Marshal(f)
+}
+
+func wireHeader(h FrameHeader) *fastpayv1.FrameHeader {
+	return &fastpayv1.FrameHeader{Publisher: h.Publisher[:], Seq: h.Seq}
 }

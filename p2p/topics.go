@@ -14,13 +14,14 @@ type TopicKind uint8
 // Topic kinds (SPEC §5). The zero value is not a kind, so an unset field is
 // caught.
 const (
-	// KindTx carries SubmitFastPayRequest. Validators only.
+	// KindTx carries TxFrame: requests a validator accepted. Validators
+	// only.
 	KindTx TopicKind = iota + 1
-	// KindBulletin carries BulletinMessage (a certificate or a QC).
-	// Validators only.
+	// KindBulletin carries BulletinFrame: a validator's own certificates,
+	// QCs and forwarded equivocation pairs. Validators only.
 	KindBulletin
-	// KindQC carries QuorumCertificate, sharded by recipient. Open to
-	// anyone (light clients).
+	// KindQC carries QCFrame, sharded by recipient. Open to anyone (light
+	// clients).
 	KindQC
 )
 
@@ -42,43 +43,26 @@ func (k TopicKind) String() string {
 func (k TopicKind) ValidatorsOnly() bool { return k == KindTx || k == KindBulletin }
 
 // MaxMessageSize is the largest payload accepted on topics of this kind;
-// larger messages are rejected before decoding.
-func (k TopicKind) MaxMessageSize() int {
-	switch k {
-	case KindTx:
-		return MaxTxMessageSize
-	case KindBulletin:
-		return MaxBulletinMessageSize
-	case KindQC:
-		return MaxQCMessageSize
-	}
-	return 0
-}
-
-// Payload size limits per topic kind. A tx message carries a tempo tx of at
-// most 128 KiB (SPEC §3) plus parent QCs; a QC of 64 KiB holds about 190
-// certificates, enough for committees of about 280 validators.
-const (
-	MaxTxMessageSize       = 256 << 10
-	MaxBulletinMessageSize = 64 << 10
-	MaxQCMessageSize       = 64 << 10
-)
+// larger frames are rejected before decoding.
+func (k TopicKind) MaxMessageSize() int { return MaxFrameSize }
 
 // TopicVersion is the last component of every topic name; it changes when
-// a topic's payload changes incompatibly.
-const TopicVersion = 1
+// a topic's payload changes incompatibly. Version 2 carries frames (SPEC §5
+// revision 2); a node of version 1 and one of version 2 do not share
+// topics, so they ignore each other rather than misread each other.
+const TopicVersion = 2
 
-// TxTopic returns /allegro/<chain_id>/<epoch>/tx/1.
+// TxTopic returns /allegro/<chain_id>/<epoch>/tx/2.
 func TxTopic(chainID, epoch uint64) string {
 	return fmt.Sprintf("/allegro/%d/%d/tx/%d", chainID, epoch, TopicVersion)
 }
 
-// BulletinTopic returns /allegro/<chain_id>/<epoch>/bulletin/1.
+// BulletinTopic returns /allegro/<chain_id>/<epoch>/bulletin/2.
 func BulletinTopic(chainID, epoch uint64) string {
 	return fmt.Sprintf("/allegro/%d/%d/bulletin/%d", chainID, epoch, TopicVersion)
 }
 
-// QCTopic returns /allegro/<chain_id>/<epoch>/qc/<shard>/1.
+// QCTopic returns /allegro/<chain_id>/<epoch>/qc/<shard>/2.
 func QCTopic(chainID, epoch uint64, shard int) string {
 	return fmt.Sprintf("/allegro/%d/%d/qc/%d/%d", chainID, epoch, shard, TopicVersion)
 }
@@ -115,7 +99,7 @@ func (t TopicInfo) Name() string {
 }
 
 // ParseTopic parses a mesh topic name. It accepts exactly the names the
-// builders above produce (canonical decimal numbers, version 1).
+// builders above produce (canonical decimal numbers, TopicVersion).
 func ParseTopic(name string) (TopicInfo, error) {
 	var t TopicInfo
 	parts := strings.Split(name, "/")

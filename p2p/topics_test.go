@@ -9,13 +9,13 @@ import (
 )
 
 func TestTopicNames(t *testing.T) {
-	if got := TxTopic(4217, 3); got != "/allegro/4217/3/tx/1" {
+	if got := TxTopic(4217, 3); got != "/allegro/4217/3/tx/2" {
 		t.Errorf("TxTopic = %s", got)
 	}
-	if got := BulletinTopic(4217, 3); got != "/allegro/4217/3/bulletin/1" {
+	if got := BulletinTopic(4217, 3); got != "/allegro/4217/3/bulletin/2" {
 		t.Errorf("BulletinTopic = %s", got)
 	}
-	if got := QCTopic(4217, 3, 15); got != "/allegro/4217/3/qc/15/1" {
+	if got := QCTopic(4217, 3, 15); got != "/allegro/4217/3/qc/15/2" {
 		t.Errorf("QCTopic = %s", got)
 	}
 	for _, name := range []string{TxTopic(1, 2), BulletinTopic(1, 2), QCTopic(1, 2, 0), QCTopic(1, 2, 255)} {
@@ -27,8 +27,10 @@ func TestTopicNames(t *testing.T) {
 			t.Errorf("round trip %s -> %+v -> %s", name, info, info.Name())
 		}
 	}
-	for _, bad := range []string{"", "/allegro/1/2/tx", "/allegro/1/2/tx/2", "/allegro/01/2/tx/1", "/allegro/1/2/qc/1",
-		"/allegro/1/2/qc/256/1", "/allegro/1/2/mempool/1", "/other/1/2/tx/1", "/allegro/1/2/tx/1/x", "/allegro/-1/2/tx/1"} {
+	// Version 1 topics (one object per message) are not this protocol's.
+	for _, bad := range []string{"", "/allegro/1/2/tx", "/allegro/1/2/tx/1", "/allegro/1/2/bulletin/1", "/allegro/1/2/qc/0/1",
+		"/allegro/01/2/tx/2", "/allegro/1/2/qc/2", "/allegro/1/2/qc/256/2", "/allegro/1/2/mempool/2", "/other/1/2/tx/2",
+		"/allegro/1/2/tx/2/x", "/allegro/-1/2/tx/2"} {
 		if _, err := ParseTopic(bad); err == nil {
 			t.Errorf("ParseTopic(%q) accepted", bad)
 		}

@@ -134,6 +134,21 @@ func verifyFailure(err error) (any, Verdict, error) {
 	return fail(Reject, stageVerify, err)
 }
 
+// frameObjects is what a frame hands on once accepted (msg.ValidatorData):
+// the objects new to this node, verified and passed by the stateful checks,
+// in frame order. A local publish carries all of its objects.
+type frameObjects struct {
+	header FrameHeader
+	local  bool
+	txs    []*TxMessage    // tx frames
+	items  []*BulletinItem // bulletin frames; an equivocation pair is two certificates
+	qcs    []*qc.QC        // QC frames
+	// received is the number of objects the frame carried.
+	received int
+}
+
+func (o *frameObjects) len() int { return len(o.txs) + len(o.items) + len(o.qcs) }
+
 // pipelines holds the per-topic validation stages of one Mesh.
 type pipelines struct {
 	committee *qc.Committee
@@ -175,128 +190,289 @@ func (p *pipelines) requireMember(from peer.ID) error {
 	return nil
 }
 
-// validateTx: the tx topic is the validators' private mempool.
-//   - Only committee members may send on it (Reject).
-//   - The payload is a SubmitFastPayRequest of at most 256 KiB whose tx
-//     hashes (Reject).
-//   - The tx is for the committee's chain: the topic names the chain, so an
-//     honest validator never forwards another chain's tx (Reject).
-//   - Then the caller's stateful check.
-func (p *pipelines) validateTx(ctx context.Context, from peer.ID, msg *pubsub.Message) (any, Verdict, error) {
-	if err := p.requireMember(from); err != nil {
-		return fail(Reject, stageMembership, err)
+// requirePublisher: only committee members publish frames, so a frame
+// naming anyone else is provably not an honest member's.
+func (p *pipelines) requirePublisher(h FrameHeader) error {
+	if !p.committee.Contains(h.Publisher) {
+		return fmt.Errorf("frame publisher %s is not a committee member", h.Publisher.Hex())
 	}
-	tx, err := decodeTxMessage(msg.GetData())
-	if err != nil {
-		return decodeFailure(err)
-	}
-	if got, want := tx.Request.GetTx().GetChainId().GetValue(), p.committee.Domain().ChainID; got != want {
-		return fail(Reject, stageDomain, fmt.Errorf("tx for chain %d on the topic of chain %d", got, want))
-	}
-	if fn := p.txFn.Load(); fn != nil {
-		return callState(tx, func() (Verdict, error) { return (*fn)(ctx, from, tx) })
-	}
-	return tx, Accept, nil
+	return nil
 }
 
-// validateBulletin: certificates and QCs among validators.
-//   - Only committee members may send on it (Reject).
-//   - The payload is a BulletinMessage of at most 64 KiB with one item
-//     (Reject).
-//   - An equal object was accepted before (Ignore, unverified; dedup.go).
-//   - A certificate's signer is a committee member and its effects and
-//     signature verify in the committee's domain (Reject).
-//   - A QC passes Committee.VerifyQC: quorum, distinct member signers,
-//     signatures, qc_hash (Reject).
-//   - Then the caller's stateful check.
-func (p *pipelines) validateBulletin(ctx context.Context, from peer.ID, msg *pubsub.Message) (any, Verdict, error) {
-	if err := p.requireMember(from); err != nil {
-		return fail(Reject, stageMembership, err)
-	}
-	it, err := decodeBulletinItem(msg.GetData())
-	if err != nil {
-		return decodeFailure(err)
-	}
-	if p.accepted.seen(KindBulletin, it) {
-		return fail(Ignore, stageDuplicate, errDuplicate)
-	}
-	if it.Cert != nil {
-		err = p.verifier.VerifyCertificate(it.Cert)
-	} else {
-		err = p.verifier.VerifyQC(it.QC)
-	}
-	if err != nil {
-		return verifyFailure(err)
-	}
-	if fn := p.bulletinFn.Load(); fn != nil {
-		return callState(it, func() (Verdict, error) { return (*fn)(ctx, from, it) })
-	}
-	return it, Accept, nil
-}
-
-// validateQC: QC shards, open to light clients.
-//   - The payload is a QuorumCertificate of at most 64 KiB (Reject).
-//   - It is on its recipient's shard: a light client trusts that its shard
-//     carries every QC for its addresses (Reject).
-//   - A QC of the same transaction was accepted before (Ignore, unverified).
-//   - It passes Committee.VerifyQC (Reject).
-//   - Then the caller's stateful check.
-func (p *pipelines) validateQC(ctx context.Context, from peer.ID, msg *pubsub.Message) (any, Verdict, error) {
-	q, err := decodeQCMessage(msg.GetData())
-	if err != nil {
-		return decodeFailure(err)
-	}
-	t, _ := p.topics.lookup(msg.GetTopic())
-	if want := QCShard(q.Effects().Recipient, p.topics.shards); want != t.Shard {
-		return fail(Reject, stageDomain, fmt.Errorf("qc for recipient %s belongs to shard %d, got it on shard %d", q.Effects().Recipient, want, t.Shard))
-	}
-	if p.accepted.seen(KindQC, q) {
-		return fail(Ignore, stageDuplicate, errDuplicate)
-	}
-	if err := p.verifier.VerifyQC(q); err != nil {
-		return verifyFailure(err)
-	}
-	if fn := p.qcFn.Load(); fn != nil {
-		return callState(q, func() (Verdict, error) { return (*fn)(ctx, from, q) })
-	}
-	return q, Accept, nil
-}
-
-// callState runs a caller's stateful func: Soft errors and unknown verdicts
-// become Ignore (like pubsub, an unknown result must not penalise a peer).
-func callState(decoded any, fn func() (Verdict, error)) (any, Verdict, error) {
+// objectVerdict runs a caller's stateful func on one object of a frame:
+// Soft errors and unknown verdicts become Ignore (like pubsub, an unknown
+// result must not penalise a peer), and so does Accept with an error.
+func objectVerdict(fn func() (Verdict, error)) (Verdict, error) {
 	v, err := fn()
 	switch {
 	case v == Accept && err == nil:
-		return decoded, Accept, nil
+		return Accept, nil
 	case IsSoft(err), v != Accept && v != Ignore && v != Reject:
 		v = Ignore
 	case v == Accept:
-		// An error with Accept is contradictory; do not relay a message the
-		// caller had doubts about, and do not penalise the sender either.
 		v = Ignore
 	}
 	if err == nil {
 		err = errors.New("stateful validator said " + v.String())
 	}
-	return nil, v, &stageError{stage: stageState, err: err}
+	return v, err
 }
 
-// isLocalObject reports whether data is the object type a local publish of
-// kind k passes through pubsub.WithValidatorData.
-func isLocalObject(k TopicKind, data any) bool {
-	switch k {
-	case KindTx:
-		v, ok := data.(*TxMessage)
-		return ok && v != nil
-	case KindBulletin:
-		v, ok := data.(*BulletinItem)
-		return ok && v != nil && (v.Cert != nil) != (v.QC != nil)
-	case KindQC:
-		v, ok := data.(*qc.QC)
-		return ok && v != nil
+// frameOutcome decides a frame once its objects have been through the
+// stateful checks: Accept when anything new was accepted, otherwise
+// Ignore with the first object's reason.
+func frameOutcome(out *frameObjects, firstIgnore error) (any, Verdict, error) {
+	if out.len() > 0 {
+		return out, Accept, nil
 	}
-	return false
+	if firstIgnore == nil {
+		firstIgnore = errDuplicate
+	}
+	return nil, Ignore, &stageError{stage: stageState, err: firstIgnore}
+}
+
+// validateTx: tx frames, the validators' private mempool.
+//   - Only committee members may send on it and publish frames (Reject).
+//   - The frame is at most MaxFrameSize bytes and MaxFrameObjects
+//     requests, each carrying a transaction that hashes (Reject).
+//   - Every transaction is for the committee's chain: the topic names the
+//     chain, so an honest validator never publishes another chain's tx
+//     (Reject).
+//   - A frame whose transactions were all accepted before is ignored
+//     without further work (Ignore).
+//   - The caller's stateful check runs on every transaction of the frame,
+//     repeats included: the frame is forwarded whole, so everything in it
+//     must verify. A Reject for any rejects the frame; transactions it
+//     ignores, and repeats, are not delivered.
+func (p *pipelines) validateTx(ctx context.Context, from peer.ID, msg *pubsub.Message) (any, Verdict, error) {
+	if err := p.requireMember(from); err != nil {
+		return fail(Reject, stageMembership, err)
+	}
+	f, err := decodeTxFrame(msg.GetData())
+	if err != nil {
+		return decodeFailure(err)
+	}
+	if err := p.requirePublisher(f.header); err != nil {
+		return fail(Reject, stageMembership, err)
+	}
+	chain := p.committee.Domain().ChainID
+	fresh := false
+	for i, tx := range f.txs {
+		if got := tx.Request.GetTx().GetChainId().GetValue(); got != chain {
+			return fail(Reject, stageDomain, fmt.Errorf("tx %d of the frame is for chain %d on the topic of chain %d", i, got, chain))
+		}
+		fresh = fresh || !p.accepted.txSeen(tx.TxHash)
+	}
+	if !fresh {
+		return fail(Ignore, stageDuplicate, errDuplicate)
+	}
+	out := &frameObjects{header: f.header, received: len(f.txs)}
+	fn := p.txFn.Load()
+	inFrame := make(map[qc.Hash]struct{}, len(f.txs))
+	var firstIgnore error
+	for i, tx := range f.txs {
+		if fn != nil {
+			v, err := objectVerdict(func() (Verdict, error) { return (*fn)(ctx, from, tx) })
+			if v == Reject {
+				return fail(Reject, stageState, fmt.Errorf("tx %d of the frame (%s): %w", i, tx.TxHash, err))
+			}
+			if v == Ignore {
+				if firstIgnore == nil {
+					firstIgnore = fmt.Errorf("tx %d of the frame (%s): %w", i, tx.TxHash, err)
+				}
+				continue
+			}
+		}
+		if _, dup := inFrame[tx.TxHash]; dup || p.accepted.txSeen(tx.TxHash) {
+			continue
+		}
+		inFrame[tx.TxHash] = struct{}{}
+		out.txs = append(out.txs, tx)
+	}
+	return frameOutcome(out, firstIgnore)
+}
+
+// validateBulletin: bulletin frames among validators.
+//   - Only committee members may send on it and publish frames (Reject).
+//   - The frame is well formed and within the size limits (Reject).
+//   - Every certificate is signed by the frame's publisher; another
+//     signer's certificates travel only inside QCs and equivocation pairs,
+//     which must be two certificates of one signer conflicting for one
+//     contention key (Reject).
+//   - A frame whose objects were all accepted before is ignored before any
+//     signature is verified (Ignore).
+//   - Otherwise every signature in the frame is verified, together in one
+//     batch, with membership, effects and QC shape (Reject on any failure:
+//     one bad signature rejects the frame).
+//   - Then the caller's stateful check per object (Reject rejects the
+//     frame; ignored objects and repeats are not delivered).
+func (p *pipelines) validateBulletin(ctx context.Context, from peer.ID, msg *pubsub.Message) (any, Verdict, error) {
+	if err := p.requireMember(from); err != nil {
+		return fail(Reject, stageMembership, err)
+	}
+	f, err := decodeBulletinFrame(msg.GetData())
+	if err != nil {
+		return decodeFailure(err)
+	}
+	if err := p.requirePublisher(f.header); err != nil {
+		return fail(Reject, stageMembership, err)
+	}
+	fresh := false
+	for i, c := range f.certs {
+		if c.Signer != f.header.Publisher {
+			return fail(Reject, stageMembership, fmt.Errorf("certificate %d of the frame is signed by %s, not by the publisher %s", i, c.Signer.Hex(), f.header.Publisher.Hex()))
+		}
+		fresh = fresh || !p.accepted.certSeen(c)
+	}
+	for i, e := range f.pairs {
+		if err := e.CheckShape(); err != nil {
+			return fail(Reject, stageVerify, fmt.Errorf("equivocation pair %d of the frame: %w", i, err))
+		}
+		fresh = fresh || !p.accepted.certSeen(&e.First) || !p.accepted.certSeen(&e.Second)
+	}
+	for _, q := range f.qcs {
+		fresh = fresh || !p.accepted.qcSeen(KindBulletin, q.TxHash)
+	}
+	if !fresh {
+		return fail(Ignore, stageDuplicate, errDuplicate)
+	}
+	batch := p.verifier.NewBatch()
+	for i, c := range f.certs {
+		if err := batch.AddCertificate(c); err != nil {
+			return verifyFailure(fmt.Errorf("certificate %d of the frame: %w", i, err))
+		}
+	}
+	for i, e := range f.pairs {
+		for _, c := range []*qc.Certificate{&e.First, &e.Second} {
+			if err := batch.AddCertificate(c); err != nil {
+				return verifyFailure(fmt.Errorf("equivocation pair %d of the frame: %w", i, err))
+			}
+		}
+	}
+	for i, q := range f.qcs {
+		if err := batch.AddQC(q); err != nil {
+			return verifyFailure(fmt.Errorf("qc %d of the frame: %w", i, err))
+		}
+	}
+	if err := batch.Verify(); err != nil {
+		return verifyFailure(err)
+	}
+
+	items := make([]*BulletinItem, 0, len(f.certs)+len(f.qcs)+2*len(f.pairs))
+	for _, c := range f.certs {
+		items = append(items, &BulletinItem{Cert: c})
+	}
+	for _, e := range f.pairs {
+		items = append(items, &BulletinItem{Cert: &e.First}, &BulletinItem{Cert: &e.Second})
+	}
+	for _, q := range f.qcs {
+		items = append(items, &BulletinItem{QC: q})
+	}
+	out := &frameObjects{header: f.header, received: len(items)}
+	fn := p.bulletinFn.Load()
+	certsInFrame := make(map[certObject]struct{})
+	qcsInFrame := make(map[qc.Hash]struct{})
+	var firstIgnore error
+	for i, it := range items {
+		if fn != nil {
+			v, err := objectVerdict(func() (Verdict, error) { return (*fn)(ctx, from, it) })
+			if v == Reject {
+				return fail(Reject, stageState, fmt.Errorf("object %d of the frame: %w", i, err))
+			}
+			if v == Ignore {
+				if firstIgnore == nil {
+					firstIgnore = fmt.Errorf("object %d of the frame: %w", i, err)
+				}
+				continue
+			}
+		}
+		if it.Cert != nil {
+			k := certObjectOf(it.Cert)
+			if _, dup := certsInFrame[k]; dup || p.accepted.certSeen(it.Cert) {
+				continue
+			}
+			certsInFrame[k] = struct{}{}
+		} else {
+			if _, dup := qcsInFrame[it.QC.TxHash]; dup || p.accepted.qcSeen(KindBulletin, it.QC.TxHash) {
+				continue
+			}
+			qcsInFrame[it.QC.TxHash] = struct{}{}
+		}
+		out.items = append(out.items, it)
+	}
+	return frameOutcome(out, firstIgnore)
+}
+
+// validateQC: QC frames on the shards, open to light clients.
+//   - The frame is well formed and within the size limits, and its
+//     publisher is a committee member; the forwarding peer may be anyone
+//     (Reject).
+//   - Every QC is on its recipient's shard: a light client trusts that its
+//     shard carries every QC for its addresses (Reject).
+//   - A frame whose QCs were all accepted before is ignored unverified
+//     (Ignore).
+//   - Every QC passes the committee's checks, all signatures in one batch
+//     (Reject).
+//   - Then the caller's stateful check per QC.
+func (p *pipelines) validateQC(ctx context.Context, from peer.ID, msg *pubsub.Message) (any, Verdict, error) {
+	f, err := decodeQCFrame(msg.GetData())
+	if err != nil {
+		return decodeFailure(err)
+	}
+	if err := p.requirePublisher(f.header); err != nil {
+		return fail(Reject, stageMembership, err)
+	}
+	t, _ := p.topics.lookup(msg.GetTopic())
+	fresh := false
+	for i, q := range f.qcs {
+		if want := QCShard(q.Effects().Recipient, p.topics.shards); want != t.Shard {
+			return fail(Reject, stageDomain, fmt.Errorf("qc %d of the frame, for recipient %s, belongs to shard %d, got it on shard %d", i, q.Effects().Recipient, want, t.Shard))
+		}
+		fresh = fresh || !p.accepted.qcSeen(KindQC, q.TxHash)
+	}
+	if !fresh {
+		return fail(Ignore, stageDuplicate, errDuplicate)
+	}
+	batch := p.verifier.NewBatch()
+	for i, q := range f.qcs {
+		if err := batch.AddQC(q); err != nil {
+			return verifyFailure(fmt.Errorf("qc %d of the frame: %w", i, err))
+		}
+	}
+	if err := batch.Verify(); err != nil {
+		return verifyFailure(err)
+	}
+	out := &frameObjects{header: f.header, received: len(f.qcs)}
+	fn := p.qcFn.Load()
+	inFrame := make(map[qc.Hash]struct{}, len(f.qcs))
+	var firstIgnore error
+	for i, q := range f.qcs {
+		if fn != nil {
+			v, err := objectVerdict(func() (Verdict, error) { return (*fn)(ctx, from, q) })
+			if v == Reject {
+				return fail(Reject, stageState, fmt.Errorf("qc %d of the frame (%s): %w", i, q.TxHash, err))
+			}
+			if v == Ignore {
+				if firstIgnore == nil {
+					firstIgnore = fmt.Errorf("qc %d of the frame (%s): %w", i, q.TxHash, err)
+				}
+				continue
+			}
+		}
+		if _, dup := inFrame[q.TxHash]; dup || p.accepted.qcSeen(KindQC, q.TxHash) {
+			continue
+		}
+		inFrame[q.TxHash] = struct{}{}
+		out.qcs = append(out.qcs, q)
+	}
+	return frameOutcome(out, firstIgnore)
+}
+
+// isLocalFrame reports whether data is the object list a local publish
+// passes through pubsub.WithValidatorData.
+func isLocalFrame(data any) bool {
+	v, ok := data.(*frameObjects)
+	return ok && v != nil && v.local
 }
 
 // wrap turns a pipeline into a pubsub validator: it recovers panics (Reject,
@@ -310,8 +486,8 @@ func isLocalObject(k TopicKind, data any) bool {
 func (m *Mesh) wrap(k TopicKind, fn ValidateFunc) pubsub.ValidatorEx {
 	return func(ctx context.Context, from peer.ID, msg *pubsub.Message) (res pubsub.ValidationResult) {
 		start := time.Now()
-		if from == m.self && isLocalObject(k, msg.ValidatorData) {
-			m.pipes.accepted.accept(k, msg.ValidatorData)
+		if from == m.self && isLocalFrame(msg.ValidatorData) {
+			m.pipes.accepted.record(k, msg.ValidatorData.(*frameObjects))
 			m.metrics.validation(k, Accept, stageLocal, time.Since(start).Seconds())
 			return pubsub.ValidationAccept
 		}
@@ -351,8 +527,10 @@ func (m *Mesh) wrap(k TopicKind, fn ValidateFunc) pubsub.ValidatorEx {
 			}
 		}
 		if v == Accept {
-			msg.ValidatorData = decoded
-			m.pipes.accepted.accept(k, decoded)
+			objs := decoded.(*frameObjects)
+			msg.ValidatorData = objs
+			m.pipes.accepted.record(k, objs)
+			m.metrics.frameObjects(k, objs.received, objs.len())
 		}
 		return v.result()
 	}

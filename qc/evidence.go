@@ -22,9 +22,10 @@ func (e *Equivocation) Key() ContentionKey { return e.First.Effects.ContentionKe
 // ErrNotEquivocation is returned for evidence that proves nothing.
 var ErrNotEquivocation = errors.New("not equivocation evidence")
 
-// VerifyEquivocation checks that both certificates are valid, by one member,
-// for one contention key, and differ in transaction or effects.
-func (c *Committee) VerifyEquivocation(e *Equivocation) error {
+// CheckShape checks everything VerifyEquivocation does but membership,
+// effects and signatures: one signer, one contention key, and a difference
+// in transaction or effects.
+func (e *Equivocation) CheckShape() error {
 	if e.First.Signer != e.Second.Signer {
 		return fmt.Errorf("%w: different signers", ErrNotEquivocation)
 	}
@@ -33,6 +34,15 @@ func (c *Committee) VerifyEquivocation(e *Equivocation) error {
 	}
 	if e.First.TxHash == e.Second.TxHash && e.First.EffectsHash == e.Second.EffectsHash {
 		return fmt.Errorf("%w: the same transaction and effects", ErrNotEquivocation)
+	}
+	return nil
+}
+
+// VerifyEquivocation checks that both certificates are valid, by one member,
+// for one contention key, and differ in transaction or effects.
+func (c *Committee) VerifyEquivocation(e *Equivocation) error {
+	if err := e.CheckShape(); err != nil {
+		return err
 	}
 	if err := c.VerifyCertificate(&e.First); err != nil {
 		return fmt.Errorf("first certificate: %w", err)

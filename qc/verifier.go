@@ -88,29 +88,34 @@ func (v *Verifier) VerifyQC(q *QC) error {
 	return nil
 }
 
-// Batch gathers the signatures of one gossip frame so they are verified
-// together (SPEC §5: a frame is accepted only after every signature in it
-// verified). Membership and effects are checked as entries are added;
-// signatures the Verifier already knows are not queued again. A Batch is
-// used by one goroutine and once.
+// Batch gathers signatures to verify together: those of one gossip frame
+// (SPEC §5: a frame is accepted only after every signature in it verified)
+// or of one anti-entropy exchange. Membership and effects are checked as
+// entries are added; with a Verifier's memo, signatures it already knows
+// are not queued again. A Batch is used by one goroutine and once.
 type Batch struct {
-	v       *Verifier
+	c       *Committee
+	memo    *lru.Cache[signatureKey, struct{}] // nil: no memo
 	entries []batchEntry
 	certs   []*Certificate // parallel to entries; nil for other signatures
 	queued  map[signatureKey]struct{}
 }
 
-// NewBatch starts an empty batch against v's committee and memo.
-func (v *Verifier) NewBatch() *Batch { return &Batch{v: v} }
+// NewBatch starts an empty batch against v's committee and memo; the
+// certificates of a batch that verifies are remembered.
+func (v *Verifier) NewBatch() *Batch { return &Batch{c: v.Committee, memo: v.verified} }
+
+// NewBatch starts an empty batch against the committee, without a memo.
+func (c *Committee) NewBatch() *Batch { return &Batch{c: c} }
 
 // AddCertificate checks cert's signer and effects and queues its signature
 // unless it is known to verify.
 func (b *Batch) AddCertificate(cert *Certificate) error {
-	if err := b.v.checkCertificate(cert); err != nil {
+	if err := b.c.checkCertificate(cert); err != nil {
 		return err
 	}
 	k := keyOf(cert)
-	if b.v.verified.Contains(k) {
+	if b.memo != nil && b.memo.Contains(k) {
 		return nil
 	}
 	if _, dup := b.queued[k]; dup {
@@ -120,8 +125,8 @@ func (b *Batch) AddCertificate(cert *Certificate) error {
 		b.queued = make(map[signatureKey]struct{})
 	}
 	b.queued[k] = struct{}{}
-	digest := CertDigest(b.v.domain, cert.TxHash, cert.EffectsHash)
-	b.entries = append(b.entries, batchEntry{key: b.v.keys[b.v.index[cert.Signer]], msg: digest[:], sig: cert.Signature[:]})
+	digest := CertDigest(b.c.domain, cert.TxHash, cert.EffectsHash)
+	b.entries = append(b.entries, batchEntry{key: b.c.keys[b.c.index[cert.Signer]], msg: digest[:], sig: cert.Signature[:]})
 	b.certs = append(b.certs, cert)
 	return nil
 }
@@ -129,7 +134,7 @@ func (b *Batch) AddCertificate(cert *Certificate) error {
 // AddQC checks q's shape (quorum of distinct members, hash) and queues its
 // certificates' signatures.
 func (b *Batch) AddQC(q *QC) error {
-	if err := b.v.checkQCShape(q); err != nil {
+	if err := b.c.checkQCShape(q); err != nil {
 		return err
 	}
 	for i := range q.Certs {
@@ -143,10 +148,10 @@ func (b *Batch) AddQC(q *QC) error {
 // AddMemberSignature queues sig as signer's signature of msg; the signer
 // must be a committee member.
 func (b *Batch) AddMemberSignature(signer ValidatorID, msg, sig []byte) error {
-	if !b.v.Contains(signer) {
+	if !b.c.Contains(signer) {
 		return fmt.Errorf("%w: %s", ErrUnknownSigner, signer.Hex())
 	}
-	b.entries = append(b.entries, batchEntry{key: b.v.keys[b.v.index[signer]], msg: msg, sig: sig})
+	b.entries = append(b.entries, batchEntry{key: b.c.keys[b.c.index[signer]], msg: msg, sig: sig})
 	b.certs = append(b.certs, nil)
 	return nil
 }
@@ -155,8 +160,8 @@ func (b *Batch) AddMemberSignature(signer ValidatorID, msg, sig []byte) error {
 func (b *Batch) Len() int { return len(b.entries) }
 
 // Verify checks every queued signature. On success the certificates are
-// remembered as verified; otherwise the error names the first signature
-// that failed and nothing is remembered.
+// remembered as verified (with a memo); otherwise the error names the first
+// signature that failed and nothing is remembered.
 func (b *Batch) Verify() error {
 	ok, valid := verifyBatch(b.entries)
 	if !ok {
@@ -165,14 +170,16 @@ func (b *Batch) Verify() error {
 				continue
 			}
 			if c := b.certs[i]; c != nil {
-				return c.signatureError(b.v.domain)
+				return c.signatureError(b.c.domain)
 			}
 			return fmt.Errorf("%w: signature %d of the batch", ErrBadSignature, i)
 		}
 	}
-	for _, c := range b.certs {
-		if c != nil {
-			b.v.verified.Add(keyOf(c), struct{}{})
+	if b.memo != nil {
+		for _, c := range b.certs {
+			if c != nil {
+				b.memo.Add(keyOf(c), struct{}{})
+			}
 		}
 	}
 	return nil

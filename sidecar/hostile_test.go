@@ -24,14 +24,14 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 )
 
-// rawPeer is a hostile libp2p peer running plain gossipsub on the
-// committee's tx topic: no filters, flood publishing to every subscriber.
+// rawPeer is a hostile libp2p peer running plain gossipsub on one of the
+// committee's topics: no filters, flood publishing to every subscriber.
 type rawPeer struct {
 	h     host.Host
 	topic *pubsub.Topic
 }
 
-func newRawPeer(t *testing.T, key ed25519.PrivateKey, txTopic string) *rawPeer {
+func newRawPeer(t *testing.T, key ed25519.PrivateKey, topicName string) *rawPeer {
 	t.Helper()
 	priv, err := crypto.UnmarshalEd25519PrivateKey(key)
 	if err != nil {
@@ -53,7 +53,7 @@ func newRawPeer(t *testing.T, key ed25519.PrivateKey, txTopic string) *rawPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic, err := ps.Join(txTopic)
+	topic, err := ps.Join(topicName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,9 @@ func TestGossipIDCensorship(t *testing.T) {
 		forged.Hash = qc.ComputeQCHash(forged.TxHash, forged.EffectsHash, forged.Threshold, forged.Certs)
 		poisoned := proto.Clone(genuine).(*fastpayv1.SubmitFastPayRequest)
 		poisoned.ParentQcs = []*fastpayv1.QuorumCertificate{fastpayv1.NewQuorumCertificate(forged)}
-		data, err := proto.Marshal(poisoned)
+		// Each attacker sends the poisoned request in a tx frame naming the
+		// Byzantine member as publisher (frames are unsigned).
+		data, err := p2p.EncodeTxFrame(p2p.FrameHeader{Publisher: validatorID(cl.Keys[3]), Seq: uint64(round + 1)}, poisoned)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +182,7 @@ func TestGossipIDCensorship(t *testing.T) {
 			t.Errorf("%d outsider messages dropped before pubsub, want 2", st.Outsider)
 		}
 		if st.Rejected < 2 {
-			t.Errorf("%d tx messages rejected, want the member's 2 poisoned copies", st.Rejected)
+			t.Errorf("%d tx frames rejected, want the member's 2 poisoned copies", st.Rejected)
 		}
 	}
 	// A forged parent QC is provably invalid: the member that sent it is
@@ -194,4 +196,185 @@ func TestGossipIDCensorship(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestHostileFrames: a Byzantine member sends the validators bulletin
+// frames that are garbage, oversized, carry one bad signature among valid
+// objects, or name a non-member as publisher. Each is rejected, the member
+// is penalised, and none of the valid objects inside is stored. The same
+// valid objects in a well-formed frame are then accepted: the bad frames
+// shadowed nothing.
+func TestHostileFrames(t *testing.T) {
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
+	for i := range 3 {
+		cl.Start(i)
+	}
+	cl.WaitMesh(20 * time.Second)
+	bulletinTopic := p2p.BulletinTopic(cl.Committee.ChainID, cl.Committee.Epoch)
+	attacker := newRawPeer(t, cl.Keys[3], bulletinTopic)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	targets := cl.Nodes[1:3]
+	for _, n := range targets {
+		if err := attacker.h.Connect(ctx, n.Sidecar.Mesh().Host().AddrInfo()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, "the attacker and validators 1 and 2 see each other on the bulletin", func() bool {
+		for _, n := range targets {
+			if !slices.Contains(attacker.topic.ListPeers(), n.Sidecar.Mesh().ID()) || !slices.Contains(n.Sidecar.Mesh().ListPeers(bulletinTopic), attacker.h.ID()) {
+				return false
+			}
+		}
+		return true
+	})
+
+	cf, err := cl.Committee.Committee()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signers := make([]*qc.Signer, len(cl.Keys))
+	for i, k := range cl.Keys {
+		signers[i] = qc.NewSigner(k, cl.Committee.Members[i].Name, cf.Domain())
+	}
+	self := signers[3].ID()
+	effects := func(seq uint64) qc.Effects {
+		e := qc.Effects{Amount: 1_000 + seq, NonceSeq: seq}
+		e.Sender[0], e.Recipient[0] = 0xaa, 0xbb
+		return e
+	}
+	// The valid objects: the attacker's own certificate for one transaction
+	// and a quorum QC (validators 0–2) for another.
+	certTx, qcTx := sha256.Sum256([]byte("hostile-cert")), sha256.Sum256([]byte("hostile-qc"))
+	ownCert := signers[3].Sign(certTx, effects(1), 1)
+	a := qc.NewAssembler(cf, qcTx, effects(2).Hash())
+	for _, s := range signers[:3] {
+		if _, err := a.Add(s.Sign(qcTx, effects(2), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	validQC, err := a.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	badCert := signers[3].Sign(sha256.Sum256([]byte("hostile-bad")), effects(3), 1)
+	badCert.Signature[7] ^= 0x10
+	outsider := validatorID(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	otherMember := signers[0].Sign(certTx, effects(1), 1)
+
+	frame := func(publisher qc.ValidatorID, seq uint64, certs []qc.Certificate, qcs ...*qc.QC) []byte {
+		data, err := p2p.EncodeBulletinFrame(p2p.FrameHeader{Publisher: publisher, Seq: seq}, certs, qcs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	hostile := []struct {
+		name string
+		data []byte
+	}{
+		{"garbage", []byte("\xff\x01 not a frame at all")},
+		{"oversized", append(frame(self, 1, []qc.Certificate{ownCert}, validQC), make([]byte, p2p.MaxFrameSize)...)},
+		{"one bad signature among valid objects", frame(self, 2, []qc.Certificate{ownCert, badCert}, validQC)},
+		{"non-member publisher", frame(outsider, 3, nil, validQC)},
+		{"another member's certificate", frame(self, 4, []qc.Certificate{otherMember}, validQC)},
+	}
+	rejected := func(n *node.Node) uint64 { return n.Sidecar.Mesh().Stats().Bulletin.Rejected }
+	stored := func(n *node.Node) bool {
+		_, certKnown := n.Sidecar.Board().Status(certTx)
+		_, qcKnown := n.Sidecar.Board().QC(qcTx)
+		return certKnown || qcKnown
+	}
+	for _, h := range hostile {
+		before := []uint64{rejected(targets[0]), rejected(targets[1])}
+		if err := attacker.topic.Publish(ctx, h.data); err != nil {
+			t.Fatalf("%s: %v", h.name, err)
+		}
+		testkit.Eventually(t, 20*time.Second, h.name+": validators 1 and 2 reject the frame", func() bool {
+			return rejected(targets[0]) > before[0] && rejected(targets[1]) > before[1]
+		})
+		for i, n := range targets {
+			if stored(n) {
+				t.Fatalf("%s: validator %d stored an object of a rejected frame", h.name, i+1)
+			}
+		}
+	}
+	bonus := p2p.DefaultScoreConfig().CommitteeBonus
+	testkit.Eventually(t, 10*time.Second, "the attacker's score to drop", func() bool {
+		for _, n := range targets {
+			if s, ok := n.Sidecar.Mesh().Score(attacker.h.ID()); !ok || s >= bonus {
+				return false
+			}
+		}
+		return true
+	})
+
+	// The same valid objects in a well-formed frame are accepted.
+	if err := attacker.topic.Publish(ctx, frame(self, 5, []qc.Certificate{ownCert}, validQC)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "validators 1 and 2 store the valid frame's objects", func() bool {
+		for _, n := range targets {
+			st, ok := n.Sidecar.Board().Status(certTx)
+			if _, hasQC := n.Sidecar.Board().QC(qcTx); !ok || len(st.Certs) != 1 || !hasQC {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestEquivocationForwarded: a Byzantine member shows its two conflicting
+// certificates to one validator only. That validator forwards the pair on
+// the bulletin, so every honest validator holds the evidence.
+func TestEquivocationForwarded(t *testing.T) {
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
+	for i := range 3 {
+		cl.Start(i)
+	}
+	cl.WaitMesh(20 * time.Second)
+	bulletinTopic := p2p.BulletinTopic(cl.Committee.ChainID, cl.Committee.Epoch)
+	attacker := newRawPeer(t, cl.Keys[3], bulletinTopic)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	witness := cl.Nodes[1]
+	if err := attacker.h.Connect(ctx, witness.Sidecar.Mesh().Host().AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "the attacker and validator 1 see each other on the bulletin", func() bool {
+		return slices.Contains(attacker.topic.ListPeers(), witness.Sidecar.Mesh().ID()) &&
+			slices.Contains(witness.Sidecar.Mesh().ListPeers(bulletinTopic), attacker.h.ID())
+	})
+	cf, err := cl.Committee.Committee()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := qc.NewSigner(cl.Keys[3], cl.Committee.Members[3].Name, cf.Domain())
+	e1 := qc.Effects{Amount: 5, NonceSeq: 9}
+	e1.Sender[0], e1.Recipient[0] = 0xaa, 0xbb
+	e2 := e1
+	e2.Recipient[0] = 0xcc
+	first := signer.Sign(sha256.Sum256([]byte("equivocation-1")), e1, 1)
+	second := signer.Sign(sha256.Sum256([]byte("equivocation-2")), e2, 1)
+	for seq, c := range []qc.Certificate{first, second} {
+		data, err := p2p.EncodeBulletinFrame(p2p.FrameHeader{Publisher: signer.ID(), Seq: uint64(seq + 1)}, []qc.Certificate{c}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := attacker.topic.Publish(ctx, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, "every honest validator holds the evidence", func() bool {
+		for _, i := range []int{0, 1, 2} {
+			ev := cl.Nodes[i].Sidecar.Board().Evidence()
+			if len(ev) != 1 || ev[0].Signer() != signer.ID() {
+				return false
+			}
+		}
+		return true
+	})
+	if err := cf.VerifyEquivocation(&cl.Nodes[0].Sidecar.Board().Evidence()[0]); err != nil {
+		t.Fatalf("forwarded evidence does not verify: %v", err)
+	}
 }

@@ -30,7 +30,7 @@ func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 		}, []string{"reason"}),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "sidecar", Name: "sync_batches_total",
-			Help: "Anti-entropy batches sent, received, answered (the peer's answer to a batch sent), or refused as invalid.",
+			Help: "Anti-entropy batches sent, received, answered (the peer's answer to a batch sent), refused as invalid, or holding invalid items (invalid_items: a signature failed, items were then checked one by one and the invalid ones dropped).",
 		}, []string{"result"}),
 		reannounced: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "sidecar", Name: "reannounced_total",

@@ -300,11 +300,18 @@ func (s *Sidecar) addOwnCertificate(p *validator.Payment, cert qc.Certificate) {
 }
 
 // addCertificate puts a verified certificate on the board and learns the QC
-// it completes, if any.
+// it completes, if any. Evidence of another member's equivocation is
+// forwarded on the bulletin: an equivocator may show each validator only
+// one side, and every member should hold the proof.
 func (s *Sidecar) addCertificate(cert qc.Certificate) {
 	res := s.board.AddCertificate(cert)
 	if res.Formed != nil {
 		s.learnQC(res.Formed)
+	}
+	if ev := res.Evidence; ev != nil && ev.Signer() != s.v.Signer().ID() {
+		if err := s.mesh.PublishEquivocation(s.ctx, ev); err != nil && s.ctx.Err() == nil {
+			s.log.Debug("forward equivocation evidence", "signer", ev.Signer().Hex(), "err", err)
+		}
 	}
 }
 

@@ -240,22 +240,11 @@ func readSyncBatch(r io.Reader, batch *fastpayv1.SyncBatch) error {
 // peer waits for the answer) rather than queued for the workers, and the
 // hashes of the transactions that decoded are returned.
 func (s *Sidecar) applySync(batch *fastpayv1.SyncBatch, decide bool) []qc.Hash {
-	committee := s.v.Committee()
-	for _, wire := range batch.Certs {
-		cert, err := wire.ToCertificate()
-		if err != nil || committee.VerifyCertificate(&cert) != nil {
-			continue
-		}
-		s.addCertificate(cert)
+	certs, qcs := s.verifiedSyncItems(batch)
+	for i := range certs {
+		s.addCertificate(certs[i])
 	}
-	for i, wire := range batch.Qcs {
-		if i >= maxSyncQCs {
-			break
-		}
-		q, err := wire.ToQC()
-		if err != nil || committee.VerifyQC(q) != nil {
-			continue
-		}
+	for _, q := range qcs {
 		s.onVerifiedQC(q)
 	}
 	var decided []qc.Hash
@@ -285,4 +274,54 @@ func (s *Sidecar) applySync(batch *fastpayv1.SyncBatch, decide bool) []qc.Hash {
 		}
 	}
 	return decided
+}
+
+// verifiedSyncItems returns the certificates and QCs of a batch that
+// verify against the committee. Their signatures are checked together in
+// one batch, as a gossip frame's; only when that fails (a peer sent
+// something invalid) is each item checked alone, so the valid ones are
+// still applied.
+func (s *Sidecar) verifiedSyncItems(batch *fastpayv1.SyncBatch) ([]qc.Certificate, []*qc.QC) {
+	committee := s.v.Committee()
+	b := committee.NewBatch()
+	var certs []qc.Certificate
+	for _, wire := range batch.GetCerts() {
+		cert, err := wire.ToCertificate()
+		if err != nil {
+			continue
+		}
+		if b.AddCertificate(&cert) == nil {
+			certs = append(certs, cert)
+		}
+	}
+	var qcs []*qc.QC
+	for i, wire := range batch.GetQcs() {
+		if i >= maxSyncQCs {
+			break
+		}
+		q, err := wire.ToQC()
+		if err != nil {
+			continue
+		}
+		if b.AddQC(q) == nil {
+			qcs = append(qcs, q)
+		}
+	}
+	if b.Verify() == nil {
+		return certs, qcs
+	}
+	s.metrics.syncs.WithLabelValues("invalid_items").Inc()
+	good := certs[:0]
+	for i := range certs {
+		if committee.VerifyCertificate(&certs[i]) == nil {
+			good = append(good, certs[i])
+		}
+	}
+	goodQCs := qcs[:0]
+	for _, q := range qcs {
+		if committee.VerifyQC(q) == nil {
+			goodQCs = append(goodQCs, q)
+		}
+	}
+	return good, goodQCs
 }

@@ -23,33 +23,35 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// BulletinMessage is the payload of the bulletin topic: exactly one of a
-// certificate or a quorum certificate.
-type BulletinMessage struct {
+// FrameHeader names a frame's publisher and its place in the publisher's
+// sequence. Frames are not signed: the header is informational (logs,
+// metrics) and every object authenticates itself, so nothing in a frame is
+// trusted because of the header.
+type FrameHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Types that are valid to be assigned to Item:
-	//
-	//	*BulletinMessage_Cert
-	//	*BulletinMessage_Qc
-	Item          isBulletinMessage_Item `protobuf_oneof:"item"`
+	// publisher is the publishing validator's 32-byte ed25519 key.
+	Publisher []byte `protobuf:"bytes,1,opt,name=publisher,proto3" json:"publisher,omitempty"`
+	// seq increases with every frame the publisher sends; it starts from the
+	// publisher's clock, so frames after a restart do not repeat earlier ones.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *BulletinMessage) Reset() {
-	*x = BulletinMessage{}
+func (x *FrameHeader) Reset() {
+	*x = FrameHeader{}
 	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *BulletinMessage) String() string {
+func (x *FrameHeader) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*BulletinMessage) ProtoMessage() {}
+func (*FrameHeader) ProtoMessage() {}
 
-func (x *BulletinMessage) ProtoReflect() protoreflect.Message {
+func (x *FrameHeader) ProtoReflect() protoreflect.Message {
 	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -61,51 +63,257 @@ func (x *BulletinMessage) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use BulletinMessage.ProtoReflect.Descriptor instead.
-func (*BulletinMessage) Descriptor() ([]byte, []int) {
+// Deprecated: Use FrameHeader.ProtoReflect.Descriptor instead.
+func (*FrameHeader) Descriptor() ([]byte, []int) {
 	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *BulletinMessage) GetItem() isBulletinMessage_Item {
+func (x *FrameHeader) GetPublisher() []byte {
 	if x != nil {
-		return x.Item
+		return x.Publisher
 	}
 	return nil
 }
 
-func (x *BulletinMessage) GetCert() *ValidatorCertificate {
+func (x *FrameHeader) GetSeq() uint64 {
 	if x != nil {
-		if x, ok := x.Item.(*BulletinMessage_Cert); ok {
-			return x.Cert
+		return x.Seq
+	}
+	return 0
+}
+
+// TxFrame is the payload of /allegro/<chain>/<epoch>/tx/2: requests the
+// publisher accepted.
+type TxFrame struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Header        *FrameHeader            `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Txs           []*SubmitFastPayRequest `protobuf:"bytes,2,rep,name=txs,proto3" json:"txs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxFrame) Reset() {
+	*x = TxFrame{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxFrame) ProtoMessage() {}
+
+func (x *TxFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
 		}
+		return ms
 	}
-	return nil
+	return mi.MessageOf(x)
 }
 
-func (x *BulletinMessage) GetQc() *QuorumCertificate {
+// Deprecated: Use TxFrame.ProtoReflect.Descriptor instead.
+func (*TxFrame) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TxFrame) GetHeader() *FrameHeader {
 	if x != nil {
-		if x, ok := x.Item.(*BulletinMessage_Qc); ok {
-			return x.Qc
-		}
+		return x.Header
 	}
 	return nil
 }
 
-type isBulletinMessage_Item interface {
-	isBulletinMessage_Item()
+func (x *TxFrame) GetTxs() []*SubmitFastPayRequest {
+	if x != nil {
+		return x.Txs
+	}
+	return nil
 }
 
-type BulletinMessage_Cert struct {
-	Cert *ValidatorCertificate `protobuf:"bytes,1,opt,name=cert,proto3,oneof"`
+// BulletinFrame is the payload of /allegro/<chain>/<epoch>/bulletin/2: the
+// publisher's own certificates, QCs it formed or learned, and equivocation
+// pairs of other signers it forwards.
+type BulletinFrame struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Header        *FrameHeader            `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Certs         []*ValidatorCertificate `protobuf:"bytes,2,rep,name=certs,proto3" json:"certs,omitempty"`
+	Qcs           []*QuorumCertificate    `protobuf:"bytes,3,rep,name=qcs,proto3" json:"qcs,omitempty"`
+	Equivocations []*EquivocationPair     `protobuf:"bytes,4,rep,name=equivocations,proto3" json:"equivocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
-type BulletinMessage_Qc struct {
-	Qc *QuorumCertificate `protobuf:"bytes,2,opt,name=qc,proto3,oneof"`
+func (x *BulletinFrame) Reset() {
+	*x = BulletinFrame{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
 }
 
-func (*BulletinMessage_Cert) isBulletinMessage_Item() {}
+func (x *BulletinFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
 
-func (*BulletinMessage_Qc) isBulletinMessage_Item() {}
+func (*BulletinFrame) ProtoMessage() {}
+
+func (x *BulletinFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulletinFrame.ProtoReflect.Descriptor instead.
+func (*BulletinFrame) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BulletinFrame) GetHeader() *FrameHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *BulletinFrame) GetCerts() []*ValidatorCertificate {
+	if x != nil {
+		return x.Certs
+	}
+	return nil
+}
+
+func (x *BulletinFrame) GetQcs() []*QuorumCertificate {
+	if x != nil {
+		return x.Qcs
+	}
+	return nil
+}
+
+func (x *BulletinFrame) GetEquivocations() []*EquivocationPair {
+	if x != nil {
+		return x.Equivocations
+	}
+	return nil
+}
+
+// EquivocationPair is two certificates by one signer that conflict for one
+// contention key: proof that the signer equivocated.
+type EquivocationPair struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	First         *ValidatorCertificate  `protobuf:"bytes,1,opt,name=first,proto3" json:"first,omitempty"`
+	Second        *ValidatorCertificate  `protobuf:"bytes,2,opt,name=second,proto3" json:"second,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EquivocationPair) Reset() {
+	*x = EquivocationPair{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EquivocationPair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EquivocationPair) ProtoMessage() {}
+
+func (x *EquivocationPair) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EquivocationPair.ProtoReflect.Descriptor instead.
+func (*EquivocationPair) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EquivocationPair) GetFirst() *ValidatorCertificate {
+	if x != nil {
+		return x.First
+	}
+	return nil
+}
+
+func (x *EquivocationPair) GetSecond() *ValidatorCertificate {
+	if x != nil {
+		return x.Second
+	}
+	return nil
+}
+
+// QCFrame is the payload of /allegro/<chain>/<epoch>/qc/<shard>/2: QCs
+// whose recipient falls in the shard.
+type QCFrame struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *FrameHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Qcs           []*QuorumCertificate   `protobuf:"bytes,2,rep,name=qcs,proto3" json:"qcs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QCFrame) Reset() {
+	*x = QCFrame{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QCFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QCFrame) ProtoMessage() {}
+
+func (x *QCFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QCFrame.ProtoReflect.Descriptor instead.
+func (*QCFrame) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *QCFrame) GetHeader() *FrameHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *QCFrame) GetQcs() []*QuorumCertificate {
+	if x != nil {
+		return x.Qcs
+	}
+	return nil
+}
 
 // SyncBatch is sent over the sync stream protocol when two validators
 // connect: the transactions the sender holds that have no QC yet, the
@@ -122,7 +330,7 @@ type SyncBatch struct {
 
 func (x *SyncBatch) Reset() {
 	*x = SyncBatch{}
-	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[1]
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -134,7 +342,7 @@ func (x *SyncBatch) String() string {
 func (*SyncBatch) ProtoMessage() {}
 
 func (x *SyncBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[1]
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -147,7 +355,7 @@ func (x *SyncBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncBatch.ProtoReflect.Descriptor instead.
 func (*SyncBatch) Descriptor() ([]byte, []int) {
-	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{1}
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SyncBatch) GetTxs() []*SubmitFastPayRequest {
@@ -175,11 +383,24 @@ var File_tempo_fastpay_v1_mesh_proto protoreflect.FileDescriptor
 
 const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
 	"\n" +
-	"\x1btempo/fastpay/v1/mesh.proto\x12\x10tempo.fastpay.v1\x1a\x1etempo/fastpay/v1/sidecar.proto\x1a\x1ctempo/fastpay/v1/types.proto\"\x8e\x01\n" +
-	"\x0fBulletinMessage\x12<\n" +
-	"\x04cert\x18\x01 \x01(\v2&.tempo.fastpay.v1.ValidatorCertificateH\x00R\x04cert\x125\n" +
-	"\x02qc\x18\x02 \x01(\v2#.tempo.fastpay.v1.QuorumCertificateH\x00R\x02qcB\x06\n" +
-	"\x04item\"\xba\x01\n" +
+	"\x1btempo/fastpay/v1/mesh.proto\x12\x10tempo.fastpay.v1\x1a\x1etempo/fastpay/v1/sidecar.proto\x1a\x1ctempo/fastpay/v1/types.proto\"=\n" +
+	"\vFrameHeader\x12\x1c\n" +
+	"\tpublisher\x18\x01 \x01(\fR\tpublisher\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"z\n" +
+	"\aTxFrame\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tempo.fastpay.v1.FrameHeaderR\x06header\x128\n" +
+	"\x03txs\x18\x02 \x03(\v2&.tempo.fastpay.v1.SubmitFastPayRequestR\x03txs\"\x85\x02\n" +
+	"\rBulletinFrame\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tempo.fastpay.v1.FrameHeaderR\x06header\x12<\n" +
+	"\x05certs\x18\x02 \x03(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x05certs\x125\n" +
+	"\x03qcs\x18\x03 \x03(\v2#.tempo.fastpay.v1.QuorumCertificateR\x03qcs\x12H\n" +
+	"\requivocations\x18\x04 \x03(\v2\".tempo.fastpay.v1.EquivocationPairR\requivocations\"\x90\x01\n" +
+	"\x10EquivocationPair\x12<\n" +
+	"\x05first\x18\x01 \x01(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x05first\x12>\n" +
+	"\x06second\x18\x02 \x01(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x06second\"w\n" +
+	"\aQCFrame\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tempo.fastpay.v1.FrameHeaderR\x06header\x125\n" +
+	"\x03qcs\x18\x02 \x03(\v2#.tempo.fastpay.v1.QuorumCertificateR\x03qcs\"\xba\x01\n" +
 	"\tSyncBatch\x128\n" +
 	"\x03txs\x18\x01 \x03(\v2&.tempo.fastpay.v1.SubmitFastPayRequestR\x03txs\x12<\n" +
 	"\x05certs\x18\x02 \x03(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x05certs\x125\n" +
@@ -197,25 +418,37 @@ func file_tempo_fastpay_v1_mesh_proto_rawDescGZIP() []byte {
 	return file_tempo_fastpay_v1_mesh_proto_rawDescData
 }
 
-var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_tempo_fastpay_v1_mesh_proto_goTypes = []any{
-	(*BulletinMessage)(nil),      // 0: tempo.fastpay.v1.BulletinMessage
-	(*SyncBatch)(nil),            // 1: tempo.fastpay.v1.SyncBatch
-	(*ValidatorCertificate)(nil), // 2: tempo.fastpay.v1.ValidatorCertificate
-	(*QuorumCertificate)(nil),    // 3: tempo.fastpay.v1.QuorumCertificate
-	(*SubmitFastPayRequest)(nil), // 4: tempo.fastpay.v1.SubmitFastPayRequest
+	(*FrameHeader)(nil),          // 0: tempo.fastpay.v1.FrameHeader
+	(*TxFrame)(nil),              // 1: tempo.fastpay.v1.TxFrame
+	(*BulletinFrame)(nil),        // 2: tempo.fastpay.v1.BulletinFrame
+	(*EquivocationPair)(nil),     // 3: tempo.fastpay.v1.EquivocationPair
+	(*QCFrame)(nil),              // 4: tempo.fastpay.v1.QCFrame
+	(*SyncBatch)(nil),            // 5: tempo.fastpay.v1.SyncBatch
+	(*SubmitFastPayRequest)(nil), // 6: tempo.fastpay.v1.SubmitFastPayRequest
+	(*ValidatorCertificate)(nil), // 7: tempo.fastpay.v1.ValidatorCertificate
+	(*QuorumCertificate)(nil),    // 8: tempo.fastpay.v1.QuorumCertificate
 }
 var file_tempo_fastpay_v1_mesh_proto_depIdxs = []int32{
-	2, // 0: tempo.fastpay.v1.BulletinMessage.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	3, // 1: tempo.fastpay.v1.BulletinMessage.qc:type_name -> tempo.fastpay.v1.QuorumCertificate
-	4, // 2: tempo.fastpay.v1.SyncBatch.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
-	2, // 3: tempo.fastpay.v1.SyncBatch.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	3, // 4: tempo.fastpay.v1.SyncBatch.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: tempo.fastpay.v1.TxFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
+	6,  // 1: tempo.fastpay.v1.TxFrame.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	0,  // 2: tempo.fastpay.v1.BulletinFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
+	7,  // 3: tempo.fastpay.v1.BulletinFrame.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	8,  // 4: tempo.fastpay.v1.BulletinFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	3,  // 5: tempo.fastpay.v1.BulletinFrame.equivocations:type_name -> tempo.fastpay.v1.EquivocationPair
+	7,  // 6: tempo.fastpay.v1.EquivocationPair.first:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	7,  // 7: tempo.fastpay.v1.EquivocationPair.second:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	0,  // 8: tempo.fastpay.v1.QCFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
+	8,  // 9: tempo.fastpay.v1.QCFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	6,  // 10: tempo.fastpay.v1.SyncBatch.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	7,  // 11: tempo.fastpay.v1.SyncBatch.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	8,  // 12: tempo.fastpay.v1.SyncBatch.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tempo_fastpay_v1_mesh_proto_init() }
@@ -225,17 +458,13 @@ func file_tempo_fastpay_v1_mesh_proto_init() {
 	}
 	file_tempo_fastpay_v1_sidecar_proto_init()
 	file_tempo_fastpay_v1_types_proto_init()
-	file_tempo_fastpay_v1_mesh_proto_msgTypes[0].OneofWrappers = []any{
-		(*BulletinMessage_Cert)(nil),
-		(*BulletinMessage_Qc)(nil),
-	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempo_fastpay_v1_mesh_proto_rawDesc), len(file_tempo_fastpay_v1_mesh_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -15,7 +15,7 @@ import (
 
 func init() {
 	app.Register("bench", "run the benchmark suite: latency, throughput vs the CPU-bound limit, mesh vs fan-out, resources (docs/benchmarks.md)", runBench)
-	app.Register("bench-sidecar", "internal: one sidecar process of `allegro-dev bench` (resources section); driven over stdin/stdout", runBenchSidecar)
+	app.Register("bench-sidecar", "internal: a child process of `allegro-dev bench` (a sidecar of the resources section, or the throughput load generator); driven over stdin/stdout", runBenchSidecar)
 }
 
 // parseInts parses a comma-separated list of positive integers.

@@ -431,9 +431,15 @@
       const p = prev && prev.topics.find((x) => x.kind === t.kind);
       const validated = (x) => Number(x.accepted) + Number(x.ignored) + Number(x.rejected) + Number(x.duplicates) - Number(x.published);
       const rate = (f) => (p && dt > 0 ? Math.max(0, (f(t) - f(p)) / dt).toFixed(1) : "–");
+      // Objects per accepted frame from peers over the last interval.
+      const accepted = (x) => Number(x.accepted) - Number(x.published);
+      const perFrame = p && accepted(t) > accepted(p)
+        ? ((Number(t.objects_received) - Number(p.objects_received)) / (accepted(t) - accepted(p))).toFixed(1)
+        : "–";
       body.append(el("tr", { "data-topic": t.kind },
         el("td", {}, t.kind),
         el("td", { class: "num" }, rate(validated)),
+        el("td", { class: "num" }, perFrame),
         el("td", { class: "num" }, rate((x) => Number(x.published))),
         el("td", { class: "num" }, t.delivered),
         el("td", { class: "num" + (Number(t.rejected) ? " warn" : "") }, t.rejected),

@@ -59,16 +59,37 @@ func WaitHTTP(t testing.TB, ctx context.Context, url string, ok func(body []byte
 	t.Fatalf("timed out waiting for %s", url)
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago and that
+// no earlier call in this process returned: the kernel may hand a port
+// released by one probe to the next, and two of a test's processes must
+// not be told to listen on the same port.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		freePorts.Lock()
+		_, taken := freePorts.given[port]
+		if !taken {
+			freePorts.given[port] = struct{}{}
+		}
+		freePorts.Unlock()
+		if !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no loopback port left that this process has not handed out")
+	return 0
 }
+
+var freePorts = struct {
+	sync.Mutex
+	given map[int]struct{}
+}{given: make(map[int]struct{})}
 
 // StartDevChain starts a development chain with cfg, stopped when the test
 // ends.

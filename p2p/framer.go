@@ -1,0 +1,261 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+
+	"github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// ErrPublishQueueFull: a topic's publish queue holds PublishQueueSize
+// objects already; the object was dropped (and counted).
+var ErrPublishQueueFull = errors.New("p2p: publish queue full")
+
+// frameOverhead bounds what a frame adds to its objects' encoded sizes:
+// the header and one field tag and length prefix per object.
+const (
+	frameHeaderOverhead = 64
+	frameObjectOverhead = 8
+)
+
+// queued is one object waiting in a framer: exactly one field is set, with
+// its wire form built once and its encoded size.
+type queued struct {
+	tx   *TxMessage
+	cert *qc.Certificate
+	qc   *qc.QC
+	pair *qc.Equivocation
+	size int
+
+	wireTx   *fastpayv1.SubmitFastPayRequest
+	wireCert *fastpayv1.ValidatorCertificate
+	wireQC   *fastpayv1.QuorumCertificate
+	wirePair *fastpayv1.EquivocationPair
+}
+
+// framer is one topic's publisher loop (SPEC §5): whenever it wakes it
+// takes everything queued, up to FrameMaxObjects and FrameMaxBytes, and
+// publishes it as one frame. At light load a frame holds one object and
+// leaves at once; under load objects queue while the previous frame is
+// being published (and while congested peers drain, see backpressure.go),
+// so frames grow by themselves without a timer adding latency.
+type framer struct {
+	m     *Mesh
+	kind  TopicKind
+	topic string
+	wake  chan struct{}
+
+	mu    sync.Mutex
+	queue []queued
+}
+
+func newFramer(m *Mesh, kind TopicKind, topic string) *framer {
+	return &framer{m: m, kind: kind, topic: topic, wake: make(chan struct{}, 1)}
+}
+
+// enqueue adds objects to the next frame; all or none fit in the queue.
+func (f *framer) enqueue(objs ...queued) error {
+	f.mu.Lock()
+	if len(f.queue)+len(objs) > f.m.cfg.PublishQueueSize {
+		f.mu.Unlock()
+		f.m.metrics.publishQueueFull(f.kind, len(objs))
+		return fmt.Errorf("%w (%s, %d objects)", ErrPublishQueueFull, f.kind, f.m.cfg.PublishQueueSize)
+	}
+	f.queue = append(f.queue, objs...)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// loop publishes frames until the mesh stops; objects still queued then
+// are dropped.
+func (f *framer) loop() {
+	defer f.m.wg.Done()
+	var linger *time.Timer
+	for {
+		select {
+		case <-f.m.ctx.Done():
+			return
+		case <-f.wake:
+		}
+		if d := f.m.cfg.FrameLinger; d > 0 {
+			if linger == nil {
+				linger = time.NewTimer(d)
+			} else {
+				linger.Reset(d)
+			}
+			select {
+			case <-f.m.ctx.Done():
+				return
+			case <-linger.C:
+			}
+		}
+		for {
+			objs := f.take()
+			if len(objs) == 0 {
+				break
+			}
+			f.publish(objs)
+		}
+	}
+}
+
+// take removes the next frame's objects from the queue: in order, at least
+// one, then as many as fit FrameMaxObjects and FrameMaxBytes. A QC already
+// accepted on this topic (another validator published it while ours
+// waited) is dropped: the frame would carry nothing new for it.
+func (f *framer) take() []queued {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cfg := f.m.cfg
+	var out []queued
+	size := frameHeaderOverhead
+	i := 0
+	for ; i < len(f.queue) && len(out) < cfg.FrameMaxObjects; i++ {
+		o := f.queue[i]
+		if o.qc != nil && f.m.pipes.accepted.qcSeen(f.kind, o.qc.TxHash) {
+			f.m.metrics.publishSkipped(f.kind)
+			continue
+		}
+		if len(out) > 0 && size+o.size > cfg.FrameMaxBytes {
+			break
+		}
+		out = append(out, o)
+		size += o.size
+	}
+	rest := copy(f.queue, f.queue[i:])
+	clear(f.queue[rest:])
+	f.queue = f.queue[:rest]
+	if cap(f.queue) > 4*cfg.FrameMaxObjects && rest < cfg.FrameMaxObjects {
+		// Give back a burst's backing array once the burst is over.
+		f.queue = append([]queued(nil), f.queue...)
+	}
+	return out
+}
+
+// publish sends objs as one frame. Errors are counted and logged: the
+// objects are lost to gossip, and the callers' own repair paths
+// (re-announcement, anti-entropy, staggered QC publication) recover them.
+func (f *framer) publish(objs []queued) {
+	m := f.m
+	hdr := &fastpayv1.FrameHeader{Publisher: m.selfID[:], Seq: m.seq.Add(1)}
+	local := &frameObjects{header: FrameHeader{Publisher: m.selfID, Seq: hdr.Seq}, local: true}
+	var msg proto.Message
+	switch f.kind {
+	case KindTx:
+		fr := &fastpayv1.TxFrame{Header: hdr}
+		for _, o := range objs {
+			fr.Txs = append(fr.Txs, o.wireTx)
+			local.txs = append(local.txs, o.tx)
+		}
+		msg = fr
+	case KindBulletin:
+		fr := &fastpayv1.BulletinFrame{Header: hdr}
+		for _, o := range objs {
+			switch {
+			case o.cert != nil:
+				fr.Certs = append(fr.Certs, o.wireCert)
+				local.items = append(local.items, &BulletinItem{Cert: o.cert})
+			case o.qc != nil:
+				fr.Qcs = append(fr.Qcs, o.wireQC)
+				local.items = append(local.items, &BulletinItem{QC: o.qc})
+			case o.pair != nil:
+				fr.Equivocations = append(fr.Equivocations, o.wirePair)
+				local.items = append(local.items, &BulletinItem{Cert: &o.pair.First}, &BulletinItem{Cert: &o.pair.Second})
+			}
+		}
+		msg = fr
+	default:
+		fr := &fastpayv1.QCFrame{Header: hdr}
+		for _, o := range objs {
+			fr.Qcs = append(fr.Qcs, o.wireQC)
+			local.qcs = append(local.qcs, o.qc)
+		}
+		msg = fr
+	}
+	data, err := encodeFrame(msg, f.kind.String())
+	if err == nil {
+		err = m.publishFrame(m.ctx, f.kind, f.topic, data, local, len(objs))
+	}
+	if err != nil && m.ctx.Err() == nil {
+		m.logger.Warn("p2p: frame not published", "topic", f.topic, "objects", len(objs), "err", err)
+	}
+}
+
+// framerFor returns the publisher loop of a topic, starting it on first
+// use.
+func (m *Mesh) framerFor(k TopicKind, name string) (*framer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch m.state {
+	case stateNew:
+		return nil, ErrNotStarted
+	case stateStopped:
+		return nil, ErrStopped
+	}
+	if f, ok := m.framers[name]; ok {
+		return f, nil
+	}
+	if err := m.joinLocked(name, false); err != nil {
+		return nil, err
+	}
+	f := newFramer(m, k, name)
+	m.framers[name] = f
+	m.wg.Add(1)
+	go f.loop()
+	return f, nil
+}
+
+// publishFrame sends a frame's bytes on a topic, passing its objects as the
+// message's validator data so the local validation accepts it without
+// decoding or verifying. It first waits (bounded) for congested committee
+// peers' outbound queues.
+func (m *Mesh) publishFrame(ctx context.Context, k TopicKind, name string, data []byte, objs *frameObjects, n int) error {
+	m.mu.Lock()
+	jt := m.joined[name]
+	m.mu.Unlock()
+	if jt == nil {
+		return fmt.Errorf("p2p: publish on %s: topic not joined", name)
+	}
+	err := m.waitOutbound(ctx)
+	if err == nil {
+		err = jt.topic.Publish(ctx, data, pubsub.WithValidatorData(objs))
+	}
+	m.metrics.publish(k, err, n)
+	if err != nil {
+		return fmt.Errorf("p2p: publish on %s: %w", name, err)
+	}
+	return nil
+}
+
+func wireSize(m proto.Message) int { return proto.Size(m) + frameObjectOverhead }
+
+func queuedTx(tx *TxMessage) queued {
+	return queued{tx: tx, wireTx: tx.Request, size: wireSize(tx.Request)}
+}
+
+func queuedCert(c *qc.Certificate) queued {
+	w := fastpayv1.NewValidatorCertificate(c)
+	return queued{cert: c, wireCert: w, size: wireSize(w)}
+}
+
+func queuedQC(q *qc.QC, w *fastpayv1.QuorumCertificate) queued {
+	return queued{qc: q, wireQC: w, size: wireSize(w)}
+}
+
+func queuedPair(e *qc.Equivocation) queued {
+	w := &fastpayv1.EquivocationPair{First: fastpayv1.NewValidatorCertificate(&e.First), Second: fastpayv1.NewValidatorCertificate(&e.Second)}
+	return queued{pair: e, wirePair: w, size: wireSize(w)}
+}
