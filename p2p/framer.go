@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
-
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -47,7 +46,9 @@ type queued struct {
 // publishes it as one frame. At light load a frame holds one object and
 // leaves at once; under load objects queue while the previous frame is
 // being published (and while congested peers drain, see backpressure.go),
-// so frames grow by themselves without a timer adding latency.
+// so frames grow by themselves. Pacing (FrameInterval) makes them grow
+// further once they do: after a frame of several objects the next waits
+// out the interval, carrying everything queued meanwhile.
 type framer struct {
 	m     *Mesh
 	kind  TopicKind
@@ -83,33 +84,60 @@ func (f *framer) enqueue(objs ...queued) error {
 // are dropped.
 func (f *framer) loop() {
 	defer f.m.wg.Done()
-	var linger *time.Timer
+	var timer *time.Timer
+	// pause waits d unless the mesh stops first.
+	pause := func(d time.Duration) bool {
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-f.m.ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		}
+	}
+	var (
+		last     time.Time // when the last frame started
+		lastSize int       // and how many objects it carried
+	)
 	for {
 		select {
 		case <-f.m.ctx.Done():
 			return
 		case <-f.wake:
 		}
-		if d := f.m.cfg.FrameLinger; d > 0 {
-			if linger == nil {
-				linger = time.NewTimer(d)
-			} else {
-				linger.Reset(d)
-			}
-			select {
-			case <-f.m.ctx.Done():
-				return
-			case <-linger.C:
-			}
+		if d := f.m.cfg.FrameLinger; d > 0 && !pause(d) {
+			return
 		}
-		for {
+		for f.pending() {
+			// A frame that carried several objects shows objects arrive
+			// faster than frames leave: the next one waits out the
+			// interval, and everything queued meanwhile joins it. After
+			// a frame of one object the next leaves at once, so light
+			// load and a chain of dependent objects pay nothing.
+			if iv := f.m.cfg.FrameInterval; iv > 0 && lastSize > 1 {
+				if d := iv - time.Since(last); d > 0 && !pause(d) {
+					return
+				}
+			}
 			objs := f.take()
 			if len(objs) == 0 {
 				break
 			}
+			last, lastSize = time.Now(), len(objs)
 			f.publish(objs)
 		}
 	}
+}
+
+// pending reports whether objects wait for a frame.
+func (f *framer) pending() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.queue) > 0
 }
 
 // take removes the next frame's objects from the queue: in order, at least

@@ -353,3 +353,52 @@ func TestFrameLinger(t *testing.T) {
 	}
 	t.Logf("20 objects in %d frames", st.Published)
 }
+
+// TestFramePacing: after a frame of one object the next leaves at once, so
+// light load is not delayed; after a frame of several, the next waits out
+// FrameInterval and carries everything queued meanwhile.
+func TestFramePacing(t *testing.T) {
+	const interval = 900 * time.Millisecond
+	c := newCluster(t, clusterOpts{validators: 2, tweak: func(c *Config) { c.FrameInterval = interval }})
+	ctx := testCtx(t, 60*time.Second)
+	v0, v1 := c.validators[0], c.validators[1]
+
+	// Light load: one object per frame, each delivered long before the
+	// interval would have let it go.
+	reqs := requests(60_000, 3+2+5)
+	for i, req := range reqs[:3] {
+		if err := v0.PublishTx(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, interval*2/3, fmt.Sprintf("light-load tx %d delivered without waiting for the interval", i), func() bool {
+			return v1.txs.has(txKey(mustTxHash(t, req)))
+		})
+	}
+	if st := waitPublished(t, v0, KindTx, 3); st.Published != 3 {
+		t.Fatalf("light load: %d frames for 3 objects", st.Published)
+	}
+
+	// Load: a frame of two objects, then five objects published one by one
+	// right after it: they wait for the interval and leave as one frame.
+	start := time.Now()
+	var burst []queued
+	for _, req := range reqs[3:5] {
+		burst = append(burst, queuedTx(&TxMessage{Request: req, TxHash: mustTxHash(t, req)}))
+	}
+	enqueueAtOnce(t, v0, KindTx, burst)
+	waitPublished(t, v0, KindTx, 5)
+	var keys []string
+	for _, req := range reqs[5:] {
+		if err := v0.PublishTx(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, txKey(mustTxHash(t, req)))
+	}
+	testkit.Eventually(t, 20*time.Second, "the paced objects delivered", func() bool { return v1.txs.hasAll(keys) })
+	if waited := time.Since(start); waited < interval {
+		t.Errorf("paced objects delivered %s after the two-object frame started, before the %s interval", waited, interval)
+	}
+	if st := waitPublished(t, v0, KindTx, 10); st.Published != 5 || st.ObjectsPublished != 10 {
+		t.Errorf("%d objects in %d frames, want 10 in 5 (3 alone, a pair, then the five paced together)", st.ObjectsPublished, st.Published)
+	}
+}
