@@ -196,7 +196,7 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 		}
 	}
 	if p2.qc == nil || (dsA.qc != nil && dsB.qc != nil) {
-		t.Fatalf("chained QC %v, double-spend QCs %v %v", p2.qc != nil, dsA.qc != nil, dsB.qc != nil)
+		t.Fatalf("chained QC %v (%s), double-spend QCs %v (%s) %v (%s)", p2.qc != nil, p2.p.Outcome, dsA.qc != nil, dsA.p.Outcome, dsB.qc != nil, dsB.p.Outcome)
 	}
 	run.Phases = []safety.Phase{{Name: "baseline", Start: start, End: time.Now()}}
 
