@@ -184,52 +184,40 @@ func SidecarMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err := enc.Encode(childMsg{Kind: "hello", API: n.API.Addr().String(), Peer: &self}); err != nil {
 		return err
 	}
-	lines, readErr := readChildMsgs(ctx, stdin)
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-readErr:
+	return serveParent(ctx, stdin, enc, func(m childMsg) childMsg {
+		var reply childMsg
+		switch m.Kind {
+		case "peers":
+			n.Sidecar.Mesh().AddBootstrapPeers(m.Peers...)
+			readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			err := poll(readyCtx, 10*time.Millisecond, "every other validator on the mesh", func() bool {
+				return meshReady(n, committee.Domain(), cfg.Validators-1)
+			})
+			cancel()
+			reply = childMsg{Kind: "ready"}
 			if err != nil {
-				return err
+				reply.Error = err.Error()
 			}
-			return enc.Encode(childMsg{Kind: "bye"})
-		case m := <-lines:
-			var reply childMsg
-			switch m.Kind {
-			case "peers":
-				n.Sidecar.Mesh().AddBootstrapPeers(m.Peers...)
-				readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-				err := poll(readyCtx, 10*time.Millisecond, "every other validator on the mesh", func() bool {
-					return meshReady(n, committee.Domain(), cfg.Validators-1)
-				})
-				cancel()
-				reply = childMsg{Kind: "ready"}
-				if err != nil {
+		case "stats":
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			reply = childMsg{Kind: "stats", Stats: &ChildStats{HeapInuse: ms.HeapInuse, HeapSys: ms.HeapSys, GoSys: ms.Sys,
+				Goroutines: runtime.NumGoroutine(), BytesSent: bytes.Sent()}}
+			// After the in-use figures: this collects garbage first.
+			var err error
+			if reply.Stats.Heap, err = measureHeapShares(); err != nil {
+				reply.Error = err.Error()
+			}
+			if m.HeapProfile != "" {
+				if err := writeHeapProfile(m.HeapProfile); err != nil {
 					reply.Error = err.Error()
 				}
-			case "stats":
-				var ms runtime.MemStats
-				runtime.ReadMemStats(&ms)
-				reply = childMsg{Kind: "stats", Stats: &ChildStats{HeapInuse: ms.HeapInuse, HeapSys: ms.HeapSys, GoSys: ms.Sys,
-					Goroutines: runtime.NumGoroutine(), BytesSent: bytes.Sent()}}
-				// After the in-use figures: this collects garbage first.
-				if reply.Stats.Heap, err = measureHeapShares(); err != nil {
-					reply.Error = err.Error()
-				}
-				if m.HeapProfile != "" {
-					if err := writeHeapProfile(m.HeapProfile); err != nil {
-						reply.Error = err.Error()
-					}
-				}
-			default:
-				reply = childMsg{Kind: "error", Error: fmt.Sprintf("unknown message %q", m.Kind)}
 			}
-			if err := enc.Encode(reply); err != nil {
-				return err
-			}
+		default:
+			reply = childMsg{Kind: "error", Error: fmt.Sprintf("unknown message %q", m.Kind)}
 		}
-	}
+		return reply
+	})
 }
 
 // writeHeapProfile writes a heap profile (live objects after a GC) to path.

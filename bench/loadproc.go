@@ -169,6 +169,30 @@ func LoadGeneratorMain(ctx context.Context, args []string, stdin io.Reader, stdo
 	if err := enc.Encode(childMsg{Kind: "ready"}); err != nil {
 		return err
 	}
+	return serveParent(ctx, stdin, enc, func(m childMsg) childMsg {
+		if m.Kind != "run" {
+			return childMsg{Kind: "error", Error: fmt.Sprintf("unknown message %q", m.Kind)}
+		}
+		var done atomic.Int64
+		stopProgress := progress(stderr, cfg.ProgressInterval, "throughput", cfg.Payments, &done, nil)
+		cpu0 := processCPU()
+		lat, err := closedLoop(ctx, cfg.Streams, cfg.Payments, clients, payTimeout, source.next, &done)
+		cpu := processCPU() - cpu0
+		stopProgress()
+		reply := childMsg{Kind: "done", CPUNs: cpu.Nanoseconds(), LatenciesNs: make([]int64, len(lat))}
+		for i, d := range lat {
+			reply.LatenciesNs[i] = d.Nanoseconds()
+		}
+		if err != nil {
+			reply.Error = err.Error()
+		}
+		return reply
+	})
+}
+
+// serveParent answers the parent's messages with handle, one at a time,
+// until stdin ends (then it says bye) or ctx is done.
+func serveParent(ctx context.Context, stdin io.Reader, enc *json.Encoder, handle func(childMsg) childMsg) error {
 	msgs, readErr := readChildMsgs(ctx, stdin)
 	for {
 		select {
@@ -180,26 +204,7 @@ func LoadGeneratorMain(ctx context.Context, args []string, stdin io.Reader, stdo
 			}
 			return enc.Encode(childMsg{Kind: "bye"})
 		case m := <-msgs:
-			if m.Kind != "run" {
-				if err := enc.Encode(childMsg{Kind: "error", Error: fmt.Sprintf("unknown message %q", m.Kind)}); err != nil {
-					return err
-				}
-				continue
-			}
-			var done atomic.Int64
-			stopProgress := progress(stderr, cfg.ProgressInterval, "throughput", cfg.Payments, &done, nil)
-			cpu0 := processCPU()
-			lat, err := closedLoop(ctx, cfg.Streams, cfg.Payments, clients, payTimeout, source.next, &done)
-			cpu := processCPU() - cpu0
-			stopProgress()
-			reply := childMsg{Kind: "done", CPUNs: cpu.Nanoseconds(), LatenciesNs: make([]int64, len(lat))}
-			for i, d := range lat {
-				reply.LatenciesNs[i] = d.Nanoseconds()
-			}
-			if err != nil {
-				reply.Error = err.Error()
-			}
-			if err := enc.Encode(reply); err != nil {
+			if err := enc.Encode(handle(m)); err != nil {
 				return err
 			}
 		}
