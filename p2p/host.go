@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -161,7 +162,7 @@ func newHost(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap 
 		// and each extra transport is attack surface and file descriptors.
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionManager(undecayed{cm}),
 		libp2p.SwarmOpts(swarm.WithDialRanker(dialRanker)),
 		libp2p.UserAgent(UserAgent),
 		// Validators and light clients dial validators directly; relaying
@@ -247,3 +248,10 @@ func (h *Host) Close() error {
 	})
 	return err
 }
+
+// undecayed is the connection manager without its decaying tags. Pubsub
+// bumps a decaying tag of the sender for every message delivered, so the
+// manager keeps useful peers; committee peers are protected here instead,
+// so the bumps would buy nothing and cost a queue send per message, and
+// under load pubsub logs a warning for each bump the full queue refuses.
+type undecayed struct{ coreconnmgr.ConnManager }

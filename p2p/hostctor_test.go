@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	lpmetrics "github.com/libp2p/go-libp2p/core/metrics"
@@ -148,5 +149,19 @@ func TestHostConstructorErrors(t *testing.T) {
 				t.Errorf("New = %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestConnManagerWithoutDecay: pubsub finds no decaying tags on the host's
+// connection manager (delivery bumps would buy nothing), and committee
+// peers are still protected through it.
+func TestConnManagerWithoutDecay(t *testing.T) {
+	c := newCluster(t, clusterOpts{validators: 2})
+	cm := c.validators[0].Host().LibP2P().ConnManager()
+	if _, ok := coreconnmgr.SupportsDecay(cm); ok {
+		t.Error("the host's connection manager offers decaying tags to pubsub")
+	}
+	if !cm.IsProtected(c.validators[1].ID(), protectCommittee) {
+		t.Error("committee peer not protected")
 	}
 }
