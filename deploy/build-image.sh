@@ -24,9 +24,9 @@ context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 mkdir -p "$context/bin"
 echo "== building the static binaries (CGO_ENABLED=0)"
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$context/bin/allegro" ./cmd/allegro
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/allegro-mesh/allegro/internal/buildinfo.Version=$version" -o "$context/bin/allegro" ./cmd/allegro
 if [ "$dev" = 1 ]; then
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$context/bin/allegro-dev" ./cmd/allegro-dev
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/allegro-mesh/allegro/internal/buildinfo.Version=$version" -o "$context/bin/allegro-dev" ./cmd/allegro-dev
 fi
 cp deploy/Dockerfile "$context/Dockerfile"
 echo "== docker build -t $image (FROM scratch)"

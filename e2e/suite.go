@@ -744,7 +744,7 @@ func buildImage(ctx context.Context, root, image string, trimpath bool, log *slo
 		if trimpath {
 			args = append(args, "-trimpath")
 		}
-		args = append(args, "-ldflags", "-s -w -X main.version=e2e", "-o", filepath.Join(ctxDir, "bin", bin), "./cmd/"+bin)
+		args = append(args, "-ldflags", "-s -w -X github.com/allegro-mesh/allegro/internal/buildinfo.Version=e2e", "-o", filepath.Join(ctxDir, "bin", bin), "./cmd/"+bin)
 		if _, err := runIn(ctx, 20*time.Minute, root, []string{"CGO_ENABLED=0"}, "go", args...); err != nil {
 			return fmt.Errorf("build the static binary %s: %w", bin, err)
 		}

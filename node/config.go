@@ -26,6 +26,8 @@ type Config struct {
 	CommitteeFile string `toml:"committee_file"`
 	// LogLevel: debug, info, warn, error (default info).
 	LogLevel string `toml:"log_level"`
+	// LogFormat: text (logfmt, default) or json (one object per line).
+	LogFormat string `toml:"log_format"`
 	// MemoryLimit is the Go runtime's soft memory limit for the sidecar
 	// process: "auto" (default: 90% of the container's memory limit when
 	// the process runs under one, none otherwise), a size written as
@@ -64,6 +66,7 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir:     "./allegro-data",
 		LogLevel:    "info",
+		LogFormat:   "text",
 		MemoryLimit: DefaultMemoryLimit,
 		P2P:         p2p.DefaultConfig(),
 		API:         apiserver.DefaultConfig(),
@@ -92,6 +95,11 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log_format must be text or json, got %q", c.LogFormat)
 	}
 	if err := validMemoryLimit(c.MemoryLimit); err != nil {
 		return fmt.Errorf("memory_limit: %w", err)

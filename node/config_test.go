@@ -28,6 +28,7 @@ func TestConfigErrorsAreOneLine(t *testing.T) {
 		{"sidecar workers", func(c *node.Config) { c.Sidecar.Workers = 0 }, cl, "[sidecar] workers must be positive"},
 		{"api timeout", func(c *node.Config) { c.API.StreamTimeout = 0 }, cl, "[api] stream_timeout must be positive"},
 		{"log level", func(c *node.Config) { c.LogLevel = "loud" }, cl, "log_level must be debug, info, warn or error"},
+		{"log format", func(c *node.Config) { c.LogFormat = "xml" }, cl, "log_format must be text or json"},
 		{"byzantine mode unknown", func(c *node.Config) { c.Byzantine.Mode = "lie" }, cl, `[byzantine] mode "lie" is unknown`},
 		{"byzantine mode in production", func(c *node.Config) { c.Byzantine.Mode = sidecar.ByzantineEquivocate }, nil, "only allowed on a test network"},
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/buildinfo"
 	"github.com/allegro-mesh/allegro/internal/promreg"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
@@ -169,7 +170,7 @@ func (n *Node) Stop(ctx context.Context) error { return n.app.Stop(ctx) }
 
 func newRegistry() (*prometheus.Registry, error) {
 	r := prometheus.NewRegistry()
-	_, err := promreg.Register("node", r, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	_, err := promreg.Register("node", r, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Read().Collector())
 	return r, err
 }
 
@@ -325,7 +326,7 @@ func newSettler(lc fx.Lifecycle, cfg Config, ch tempo.ChainReader, b *bulletin.B
 	if !ok {
 		return nil, nil
 	}
-	s, err := settlement.New(cfg.Settlement, sc, b, reg, log.With("component", "settlement"))
+	s, err := settlement.New(cfg.Settlement, sc, b, reg, log) // the settler adds its component
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +357,7 @@ func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin
 }
 
 func newAPI(lc fx.Lifecycle, cfg Config, backend apiserver.Backend, log *slog.Logger) (*apiserver.Server, error) {
-	srv, err := apiserver.New(cfg.API, backend, log.With("component", "api"))
+	srv, err := apiserver.New(cfg.API, backend, log) // the server adds its component
 	if err != nil {
 		return nil, err
 	}

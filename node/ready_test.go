@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -77,4 +79,29 @@ func committeeDetail(r apiserver.ReadyResponse, want string) bool {
 		}
 	}
 	return false
+}
+
+// TestMetricsNameTheBuild: a sidecar's /metrics carries allegro_build_info
+// with the Go version it was built with.
+func TestMetricsNameTheBuild(t *testing.T) {
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
+	cl.StartAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, b := testkit.Get(t, ctx, "http://"+cl.Nodes[0].API.Addr().String()+"/metrics")
+	want := regexp.MustCompile(`(?m)^allegro_build_info\{[^}]*go_version="` + regexp.QuoteMeta(runtime.Version()) + `"[^}]*\} 1$`)
+	if !want.Match(b) {
+		t.Errorf("/metrics has no allegro_build_info for %s:\n%s", runtime.Version(), grepLines(b, "allegro_build_info"))
+	}
+}
+
+// grepLines returns the lines of b containing s.
+func grepLines(b []byte, s string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -19,7 +19,7 @@ func (m *Mesh) pubsubOptions() ([]pubsub.Option, error) {
 		pubsub.WithPeerFilter(m.peerFilter),
 		pubsub.WithSubscriptionFilter(subscriptionFilter{m}),
 		pubsub.WithRawTracer(&dropTracer{m: m.metrics, topics: m.topics, out: m.outbound, onWriterClosed: m.onOutboundStreamClosed}),
-		pubsub.WithLogger(m.logger.With("component", "pubsub")),
+		pubsub.WithLogger(m.logger.With("subsystem", "pubsub")),
 	}
 	gossip, err := gossipOptions(m.cfg, m.host.committee)
 	if err != nil {

@@ -66,7 +66,7 @@ type byzantine struct {
 func newByzantine(mode string, reg prometheus.Registerer, log *slog.Logger) (*byzantine, error) {
 	b := &byzantine{
 		mode: mode,
-		log:  log.With("component", "byzantine", "mode", mode),
+		log:  log.With("subsystem", "byzantine", "mode", mode),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "sidecar", Name: "byzantine_certificates_total",
 			Help: "Certificates published by a Byzantine test validator: corrupted (bad signature) or conflicting (equivocation).",

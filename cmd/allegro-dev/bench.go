@@ -92,7 +92,7 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	if cfg.Validators, err = parseInts(*validators); err != nil {
 		return cfg, "", "", fmt.Errorf("--validators: %w", err)
 	}
-	if cfg.Logger, err = cli.NewLogger(*logLevel); err != nil {
+	if cfg.Logger, err = cli.NewLogger(*logLevel, ""); err != nil {
 		return cfg, "", "", err
 	}
 	if !*quiet {

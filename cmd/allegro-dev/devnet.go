@@ -29,7 +29,7 @@ func runDevnet(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	logger, err := cli.NewLogger(*logLevel)
+	logger, err := cli.NewLogger(*logLevel, "")
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -148,5 +149,34 @@ publish_step = "40ms"
 func TestUnknownCommand(t *testing.T) {
 	if out, code := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(out, "unknown command") {
 		t.Fatalf("%d %s", code, out)
+	}
+}
+
+// TestVersion: `allegro version` and `allegro --version` name the binary
+// and the Go version it was built with.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		out, code := runCLI(t, args...)
+		if code != 0 || !strings.HasPrefix(out, "allegro ") || !strings.Contains(out, runtime.Version()) {
+			t.Errorf("allegro %s: status %d, output %q", args[0], code, out)
+		}
+	}
+}
+
+// TestSidecarLogFormat: --log-format and ALLEGRO_LOG_FORMAT choose the
+// format; an unknown one fails naming the setting.
+func TestSidecarLogFormat(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{"ALLEGRO_COMMITTEE_FILE": "/c.toml", "ALLEGRO_CHAIN_RPC": "http://x:8545", "ALLEGRO_LOG_FORMAT": "json"}[k]
+	}
+	cfg, err := loadSidecarConfig(nil, env)
+	if err != nil || cfg.LogFormat != "json" {
+		t.Fatalf("env: format %q, err %v", cfg.LogFormat, err)
+	}
+	if cfg, err = loadSidecarConfig([]string{"--log-format", "text"}, env); err != nil || cfg.LogFormat != "text" {
+		t.Fatalf("flag: format %q, err %v", cfg.LogFormat, err)
+	}
+	if _, err = loadSidecarConfig([]string{"--log-format", "xml"}, env); err == nil || !strings.Contains(err.Error(), "log_format") {
+		t.Fatalf("unknown format: %v", err)
 	}
 }

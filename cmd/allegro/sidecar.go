@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/allegro-mesh/allegro/internal/buildinfo"
 	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/node"
 )
@@ -42,7 +43,8 @@ var sidecarSettings = []setting{
 	}},
 	{"p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs", func(c *node.Config, v string) error { c.P2P.ListenAddrs = cli.SplitList(v); return nil }},
 	{"p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers", func(c *node.Config, v string) error { c.P2P.AnnounceAddrs = cli.SplitList(v); return nil }},
-	{"log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error", func(c *node.Config, v string) error { c.LogLevel = v; return nil }},
+	{"log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *node.Config, v string) error { c.LogLevel = v; return nil }},
+	{"log-format", "ALLEGRO_LOG_FORMAT", "text (logfmt) or json, one object per line (default text)", func(c *node.Config, v string) error { c.LogFormat = v; return nil }},
 	{"memory-limit", "ALLEGRO_MEMORY_LIMIT", "Go soft memory limit: auto (90% of a container limit), a size such as 512MiB, or off (GOMEMLIMIT wins when set)", func(c *node.Config, v string) error { c.MemoryLimit = v; return nil }},
 	{"byzantine", "ALLEGRO_BYZANTINE", "TEST NETWORKS ONLY: misbehave on purpose (equivocate, invalid-signatures); refused unless the committee file has test_network = true", func(c *node.Config, v string) error { c.Byzantine.Mode = v; return nil }},
 }
@@ -97,7 +99,7 @@ func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger, err := cli.NewLogger(cfg.LogLevel)
+	logger, err := cli.NewLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
@@ -116,7 +118,7 @@ func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("start: %w", err)
 	}
 	info := n.Sidecar.Mesh()
-	logger.Info("sidecar running", "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "peer_id", info.ID().String())
+	logger.Info("sidecar running", "version", buildinfo.Read().String(), "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "peer_id", info.ID().String())
 	fmt.Fprintf(stdout, "sidecar %s: API http://%s  peer %s\n", n.Sidecar.Validator().Signer().Name(), n.API.Addr(), info.ID())
 	<-ctx.Done()
 	logger.Info("shutting down")
@@ -126,11 +128,8 @@ func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func init() {
-	app.Register("version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {
-		fmt.Fprintln(w, "allegro", version)
+	app.Register("version", "print the version, commit and Go version this binary was built from", func(_ context.Context, _ []string, w io.Writer) error {
+		fmt.Fprintln(w, "allegro", buildinfo.Read())
 		return nil
 	})
 }
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"

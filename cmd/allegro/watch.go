@@ -125,7 +125,7 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 	if *count < 0 {
 		return fmt.Errorf("--count must not be negative, got %d", *count)
 	}
-	logger, err := cli.NewLogger(*logLevel)
+	logger, err := cli.NewLogger(*logLevel, "")
 	if err != nil {
 		return err
 	}

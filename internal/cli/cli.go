@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/allegro-mesh/allegro/internal/buildinfo"
 )
 
 // RunFunc runs one subcommand with its arguments.
@@ -63,6 +65,10 @@ func (a *App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if len(args) == 0 {
 			return 2
 		}
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		fmt.Fprintln(stdout, a.name, buildinfo.Read())
 		return 0
 	}
 	cmd, ok := a.commands[args[0]]
@@ -117,13 +123,23 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// NewLogger returns a text logger at level on stderr.
-func NewLogger(level string) (*slog.Logger, error) {
+// NewLogger returns a logger at level on stderr, in format "text"
+// (logfmt, the default when format is empty) or "json" (one object per
+// line, for log collectors).
+func NewLogger(level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("log format %q: use text or json", format)
+	}
 }
 
 // SplitList splits a comma-separated list, dropping empty items.
