@@ -311,6 +311,9 @@ func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc
 	}
 	pcfg := cfg.P2P
 	pcfg.QCShards = f.QCShards
+	if pcfg.ListenAddrs, err = meshListenAddrs(pcfg, f, id.Key.Public().(ed25519.PublicKey)); err != nil {
+		return nil, err
+	}
 	m, err := p2p.New(pcfg, key, c, boot, reg, log.With("component", "p2p"))
 	if err != nil {
 		return nil, err

@@ -22,7 +22,9 @@ import (
 type Config struct {
 	// ListenAddrs are the multiaddrs the host listens on. The transport is
 	// TCP and QUIC-v1 only; other protocols in these addresses fail Validate.
-	// Default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1.
+	// Default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1; a
+	// sidecar left at the default listens on the ports of its own committee
+	// entry instead (node wiring).
 	ListenAddrs []string `toml:"listen_addrs"`
 
 	// AnnounceAddrs, when non-empty, replace the listen addresses in what the
