@@ -1,35 +1,16 @@
 package node_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 )
-
-// lockedBuffer is a bytes.Buffer many goroutines may log into.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
-}
 
 // repeatedKey returns the first top-level key line's JSON object names
 // twice, or "" when every key is unique.
@@ -62,13 +43,13 @@ func repeatedKey(line string) (string, error) {
 // logs stay valid objects for collectors (a sub-part of a component is a
 // "subsystem", not a second "component").
 func TestLogLinesHaveUniqueKeys(t *testing.T) {
-	var out lockedBuffer
+	var out testkit.SyncBuffer
 	logger := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cl := nodetest.New(t, 4, chainID, nodetest.Funded(), nodetest.WithLogger(logger))
 	cl.StartAll()
 	cl.WaitMesh(20 * time.Second)
 	cl.PayToQC(0, nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 1}.Request(t), 20*time.Second)
-	lines := out.lines()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) < 10 {
 		t.Fatalf("only %d log lines: the check would pass vacuously", len(lines))
 	}

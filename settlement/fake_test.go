@@ -1,7 +1,6 @@
 package settlement
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -18,6 +17,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
@@ -221,22 +221,7 @@ func (c *fakeClock) Add(d time.Duration) {
 }
 
 // lockedBuffer is a goroutine-safe log sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer struct{ testkit.SyncBuffer }
 
 func (l *lockedBuffer) count(s string) int { return strings.Count(l.String(), s) }
 

@@ -6,6 +6,7 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -213,4 +214,24 @@ func Get(t testing.TB, ctx context.Context, url string) (*http.Response, []byte)
 		t.Fatal(err)
 	}
 	return resp, b
+}
+
+// SyncBuffer is a bytes.Buffer several goroutines may write to, such as a
+// log sink shared by a cluster's nodes.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

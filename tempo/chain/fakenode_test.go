@@ -1,7 +1,6 @@
 package chain
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/allegro-mesh/allegro/internal/testkit"
 )
 
 // fakeNode is a scripted JSON-RPC server on 127.0.0.1. Each method answers
@@ -162,22 +163,7 @@ var tempoBlock = `{
 var zeros512 = strings.Repeat("0", 512)
 
 // lockedBuffer collects log output from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer = testkit.SyncBuffer
 
 func testLogger(t *testing.T) (*slog.Logger, *lockedBuffer) {
 	buf := &lockedBuffer{}
