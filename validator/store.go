@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -43,6 +45,10 @@ type Store struct {
 	closeErr  error
 }
 
+// ErrStoreLocked: another process (or another store in this one) has the
+// data directory open; two sidecars must never share a signing history.
+var ErrStoreLocked = errors.New("state store locked")
+
 // OpenStore opens (creating if needed) the store in dir. Its write-ahead
 // log syncs at most once per groupCommitWindow (Config.GroupCommitWindow).
 func OpenStore(dir string, groupCommitWindow time.Duration, logger *slog.Logger) (*Store, error) {
@@ -59,6 +65,9 @@ func OpenStore(dir string, groupCommitWindow time.Duration, logger *slog.Logger)
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process") {
+			return nil, fmt.Errorf("%w: %s is in use by another sidecar (its LOCK file is held): stop that one, or give this sidecar its own data_dir", ErrStoreLocked, dir)
+		}
 		return nil, fmt.Errorf("open state store %s: %w", dir, err)
 	}
 	return &Store{db: db}, nil
