@@ -13,9 +13,9 @@ import (
 )
 
 // TestOpenStoreLocked: a data directory another store holds, in this
-// process or (by its LOCK file's flock) in another, is refused with
-// ErrStoreLocked and a message naming the directory and the fix; once the
-// holder lets go it opens.
+// process or in another (a helper process running TestHoldStoreHelper), is
+// refused with ErrStoreLocked and a message naming the directory and the
+// fix; once the holder in this process lets go it opens.
 func TestOpenStoreLocked(t *testing.T) {
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	check := func(t *testing.T, dir string) {
