@@ -231,6 +231,37 @@ func frameOutcome(out *frameObjects, firstIgnore error) (any, Verdict, error) {
 	return nil, Ignore, &stageError{stage: stageState, err: firstIgnore}
 }
 
+// keepNew runs the caller's stateful check (check; nil: none) on each
+// object of a frame in order and returns the objects to deliver: those the
+// check accepted that neither repeat an earlier object of the frame nor were
+// accepted before (seen). A Reject from the check rejects the whole frame
+// (rejectErr); firstIgnore is the first object's reason to be left out.
+// name says which object an error is about.
+func keepNew[T any, K comparable](objs []T, check func(T) (Verdict, error), name func(int, T) string, key func(T) K, seen func(T) bool) (kept []T, firstIgnore, rejectErr error) {
+	inFrame := make(map[K]struct{}, len(objs))
+	for i, o := range objs {
+		if check != nil {
+			v, err := objectVerdict(func() (Verdict, error) { return check(o) })
+			if v == Reject {
+				return nil, nil, fmt.Errorf("%s: %w", name(i, o), err)
+			}
+			if v == Ignore {
+				if firstIgnore == nil {
+					firstIgnore = fmt.Errorf("%s: %w", name(i, o), err)
+				}
+				continue
+			}
+		}
+		k := key(o)
+		if _, dup := inFrame[k]; dup || seen(o) {
+			continue
+		}
+		inFrame[k] = struct{}{}
+		kept = append(kept, o)
+	}
+	return kept, firstIgnore, nil
+}
+
 // validateTx: tx frames, the validators' private mempool.
 //   - Only committee members may send on it and publish frames (Reject).
 //   - The frame is at most MaxFrameSize bytes and MaxFrameObjects
@@ -266,30 +297,18 @@ func (p *pipelines) validateTx(ctx context.Context, from peer.ID, msg *pubsub.Me
 	if !fresh {
 		return fail(Ignore, stageDuplicate, errDuplicate)
 	}
-	out := &frameObjects{header: f.header, received: len(f.txs)}
-	fn := p.txFn.Load()
-	inFrame := make(map[qc.Hash]struct{}, len(f.txs))
-	var firstIgnore error
-	for i, tx := range f.txs {
-		if fn != nil {
-			v, err := objectVerdict(func() (Verdict, error) { return (*fn)(ctx, from, tx) })
-			if v == Reject {
-				return fail(Reject, stageState, fmt.Errorf("tx %d of the frame (%s): %w", i, tx.TxHash, err))
-			}
-			if v == Ignore {
-				if firstIgnore == nil {
-					firstIgnore = fmt.Errorf("tx %d of the frame (%s): %w", i, tx.TxHash, err)
-				}
-				continue
-			}
-		}
-		if _, dup := inFrame[tx.TxHash]; dup || p.accepted.txSeen(tx.TxHash) {
-			continue
-		}
-		inFrame[tx.TxHash] = struct{}{}
-		out.txs = append(out.txs, tx)
+	var check func(*TxMessage) (Verdict, error)
+	if fn := p.txFn.Load(); fn != nil {
+		check = func(tx *TxMessage) (Verdict, error) { return (*fn)(ctx, from, tx) }
 	}
-	return frameOutcome(out, firstIgnore)
+	txs, firstIgnore, err := keepNew(f.txs, check,
+		func(i int, tx *TxMessage) string { return fmt.Sprintf("tx %d of the frame (%s)", i, tx.TxHash) },
+		func(tx *TxMessage) qc.Hash { return tx.TxHash },
+		func(tx *TxMessage) bool { return p.accepted.txSeen(tx.TxHash) })
+	if err != nil {
+		return fail(Reject, stageState, err)
+	}
+	return frameOutcome(&frameObjects{header: f.header, received: len(f.txs), txs: txs}, firstIgnore)
 }
 
 // validateBulletin: bulletin frames among validators.
@@ -368,39 +387,37 @@ func (p *pipelines) validateBulletin(ctx context.Context, from peer.ID, msg *pub
 	for _, q := range f.qcs {
 		items = append(items, &BulletinItem{QC: q})
 	}
-	out := &frameObjects{header: f.header, received: len(items)}
-	fn := p.bulletinFn.Load()
-	certsInFrame := make(map[certObject]struct{})
-	qcsInFrame := make(map[qc.Hash]struct{})
-	var firstIgnore error
-	for i, it := range items {
-		if fn != nil {
-			v, err := objectVerdict(func() (Verdict, error) { return (*fn)(ctx, from, it) })
-			if v == Reject {
-				return fail(Reject, stageState, fmt.Errorf("object %d of the frame: %w", i, err))
-			}
-			if v == Ignore {
-				if firstIgnore == nil {
-					firstIgnore = fmt.Errorf("object %d of the frame: %w", i, err)
-				}
-				continue
-			}
-		}
-		if it.Cert != nil {
-			k := certObjectOf(it.Cert)
-			if _, dup := certsInFrame[k]; dup || p.accepted.certSeen(it.Cert) {
-				continue
-			}
-			certsInFrame[k] = struct{}{}
-		} else {
-			if _, dup := qcsInFrame[it.QC.TxHash]; dup || p.accepted.qcSeen(KindBulletin, it.QC.TxHash) {
-				continue
-			}
-			qcsInFrame[it.QC.TxHash] = struct{}{}
-		}
-		out.items = append(out.items, it)
+	var check func(*BulletinItem) (Verdict, error)
+	if fn := p.bulletinFn.Load(); fn != nil {
+		check = func(it *BulletinItem) (Verdict, error) { return (*fn)(ctx, from, it) }
 	}
-	return frameOutcome(out, firstIgnore)
+	kept, firstIgnore, err := keepNew(items, check,
+		func(i int, _ *BulletinItem) string { return fmt.Sprintf("object %d of the frame", i) },
+		bulletinKeyOf,
+		func(it *BulletinItem) bool {
+			if it.Cert != nil {
+				return p.accepted.certSeen(it.Cert)
+			}
+			return p.accepted.qcSeen(KindBulletin, it.QC.TxHash)
+		})
+	if err != nil {
+		return fail(Reject, stageState, err)
+	}
+	return frameOutcome(&frameObjects{header: f.header, received: len(items), items: kept}, firstIgnore)
+}
+
+// bulletinKey identifies a bulletin object within a frame: a certificate by
+// (signer, tx, effects), a QC by its transaction.
+type bulletinKey struct {
+	cert certObject
+	qc   qc.Hash
+}
+
+func bulletinKeyOf(it *BulletinItem) bulletinKey {
+	if it.Cert != nil {
+		return bulletinKey{cert: certObjectOf(it.Cert)}
+	}
+	return bulletinKey{qc: it.QC.TxHash}
 }
 
 // validateQC: QC frames on the shards, open to light clients.
@@ -442,30 +459,18 @@ func (p *pipelines) validateQC(ctx context.Context, from peer.ID, msg *pubsub.Me
 	if err := batch.Verify(); err != nil {
 		return verifyFailure(err)
 	}
-	out := &frameObjects{header: f.header, received: len(f.qcs)}
-	fn := p.qcFn.Load()
-	inFrame := make(map[qc.Hash]struct{}, len(f.qcs))
-	var firstIgnore error
-	for i, q := range f.qcs {
-		if fn != nil {
-			v, err := objectVerdict(func() (Verdict, error) { return (*fn)(ctx, from, q) })
-			if v == Reject {
-				return fail(Reject, stageState, fmt.Errorf("qc %d of the frame (%s): %w", i, q.TxHash, err))
-			}
-			if v == Ignore {
-				if firstIgnore == nil {
-					firstIgnore = fmt.Errorf("qc %d of the frame (%s): %w", i, q.TxHash, err)
-				}
-				continue
-			}
-		}
-		if _, dup := inFrame[q.TxHash]; dup || p.accepted.qcSeen(KindQC, q.TxHash) {
-			continue
-		}
-		inFrame[q.TxHash] = struct{}{}
-		out.qcs = append(out.qcs, q)
+	var check func(*qc.QC) (Verdict, error)
+	if fn := p.qcFn.Load(); fn != nil {
+		check = func(q *qc.QC) (Verdict, error) { return (*fn)(ctx, from, q) }
 	}
-	return frameOutcome(out, firstIgnore)
+	qcs, firstIgnore, err := keepNew(f.qcs, check,
+		func(i int, q *qc.QC) string { return fmt.Sprintf("qc %d of the frame (%s)", i, q.TxHash) },
+		func(q *qc.QC) qc.Hash { return q.TxHash },
+		func(q *qc.QC) bool { return p.accepted.qcSeen(KindQC, q.TxHash) })
+	if err != nil {
+		return fail(Reject, stageState, err)
+	}
+	return frameOutcome(&frameObjects{header: f.header, received: len(f.qcs), qcs: qcs}, firstIgnore)
 }
 
 // isLocalFrame reports whether data is the object list a local publish
