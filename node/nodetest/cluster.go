@@ -255,6 +255,11 @@ func (c *Cluster) Partition(groups ...[]int) {
 				continue
 			}
 			for _, l := range c.mn.LinksBetweenPeers(c.peers[i], c.peers[j]) {
+				// A stream opened while mocknet tears a connection down
+				// outlives the connection and keeps writing over the old
+				// link; delaying that link past any test keeps such a
+				// stream from carrying anything across the partition.
+				l.SetOptions(mocknet.LinkOptions{Latency: partitionedLatency})
 				if err := c.mn.Unlink(l); err != nil {
 					c.t.Fatalf("unlink %d-%d: %v", i, j, err)
 				}
@@ -265,6 +270,9 @@ func (c *Cluster) Partition(groups ...[]int) {
 		}
 	}
 }
+
+// partitionedLatency is the latency given to a link Partition cuts.
+const partitionedLatency = 24 * time.Hour
 
 // Heal restores every link Partition cut.
 func (c *Cluster) Heal() {
