@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README.md). Runs static checks, the whole test
-# suite under the race detector, and a short run of every fuzz target.
+# suite under the race detector, README's operator recipe, every benchmark
+# once, and a short run of every fuzz target.
 #
 #   FUZZTIME=N    fuzz budget for every target (a duration like 8s, or an
 #                 execution count like 100000x; 0 skips fuzzing). Default: a
@@ -24,6 +25,9 @@ go vet ./...
 
 echo "== go test -race"
 go test -race -timeout 20m ./...
+
+echo "== operator recipe (README.md, Running a validator)"
+./scripts/operator-recipe.sh
 
 echo "== benchmarks (one iteration each: they must run; timings are not checked)"
 go test -run '^$' -bench . -benchtime 1x ./...

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -37,6 +38,11 @@ func runKeygen(_ context.Context, args []string, stdout io.Writer) error {
 	key, err := committee.GenerateKey()
 	if err != nil {
 		return err
+	}
+	// The key usually goes into the sidecar's data directory, which need
+	// not exist yet; only its owner should list it.
+	if err := os.MkdirAll(filepath.Dir(*out), 0o700); err != nil {
+		return fmt.Errorf("keygen: create the directory of --out: %w", err)
 	}
 	if err := committee.WriteKeyFile(*out, *name, key); err != nil {
 		return err

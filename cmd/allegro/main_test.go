@@ -38,6 +38,15 @@ func TestKeygenAndCommittee(t *testing.T) {
 	if out, code := runCLI(t, "keygen", "--out", filepath.Join(dir, "v0.key")); code == 0 || !strings.Contains(out, "already exists") {
 		t.Fatalf("keygen over an existing file: %d %s", code, out)
 	}
+	// Creates the key's directory (a data directory that does not exist
+	// yet), readable by its owner only.
+	nested := filepath.Join(dir, "data", "v4", "validator.key")
+	if out, code := runCLI(t, "keygen", "--out", nested); code != 0 {
+		t.Fatalf("keygen into a new directory: %d %s", code, out)
+	}
+	if st, err := os.Stat(filepath.Dir(nested)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("created key directory: %v %v", st, err)
+	}
 	committeePath := filepath.Join(dir, "committee.toml")
 	out, code := runCLI(t, append([]string{"committee", "--chain-id", "1337", "--out", committeePath}, keyFiles...)...)
 	if code != 0 || !strings.Contains(out, "quorum 3") {
