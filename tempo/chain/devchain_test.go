@@ -290,3 +290,58 @@ func TestDevchainRestartReconnects(t *testing.T) {
 	}
 	testkit.Eventually(t, 10*time.Second, "ws client back on its subscription", func() bool { return fs[0].c.Mode() == ModeSubscription })
 }
+
+// The validator set is read at a block: the genesis set, then the set after
+// the owner added a validator and deactivated another, while the earlier
+// block still answers the earlier set.
+func TestDevchainValidators(t *testing.T) {
+	genesis := []tempo.Validator{
+		{PublicKey: [32]byte{1}, Active: true, ValidatorAddress: common.HexToAddress("0x01"), InboundAddress: "10.0.0.1:4000", OutboundAddress: "10.0.0.1"},
+		{PublicKey: [32]byte{2}, Active: true, ValidatorAddress: common.HexToAddress("0x02"), InboundAddress: "10.0.0.2:4000", OutboundAddress: "10.0.0.2"},
+	}
+	dc := testkit.StartDevChain(t, devchain.Config{BlockPeriod: 200 * time.Millisecond, LoadAccounts: -1, Validators: genesis})
+	c := startClient(t, devClientConfig(dc.WSEndpoint()), nil)
+	ctx := context.Background()
+	before := latestAt(t, c, 1).Head().Number
+	got, err := c.Validators(ctx, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].PublicKey != genesis[1].PublicKey || got[1].Index != 1 || !got[0].Active || got[0].InboundAddress != "10.0.0.1:4000" {
+		t.Fatalf("genesis set %+v", got)
+	}
+
+	owner := devkit.ValidatorConfigOwner()
+	added := tempo.Validator{PublicKey: [32]byte{3}, Active: true, ValidatorAddress: common.HexToAddress("0x03"), InboundAddress: "10.0.0.3:4000"}
+	addData, err := tempo.AddValidatorCalldata(added)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *Receipt
+	for i, data := range [][]byte{addData, tempo.ChangeValidatorStatusCalldata(genesis[0].ValidatorAddress, false)} {
+		tx, err := devkit.SignCall(owner.Key, uint64(i), tempo.ValidatorConfigAddress, data, dc.ChainID(), 0, devkit.Fees{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := tx.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.SendRawTransaction(ctx, raw); err != nil {
+			t.Fatal(err)
+		}
+		if last = waitReceipt(t, c, tx.Hash()); !last.Succeeded() {
+			t.Fatalf("owner call %d failed: %+v", i, last)
+		}
+	}
+	after, err := c.Validators(ctx, last.BlockNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != 3 || after[0].Active || !after[1].Active || after[2].PublicKey != added.PublicKey || after[2].Index != 2 {
+		t.Fatalf("set after the owner's calls %+v", after)
+	}
+	if again, err := c.Validators(ctx, before); err != nil || len(again) != 2 || !again[0].Active {
+		t.Fatalf("set at block %d read again: %+v %v", before, again, err)
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p"
 	"github.com/ethereum/go-ethereum/rpc"
 
+	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
@@ -78,6 +79,11 @@ type Config struct {
 	GasLimit uint64
 	// Logger receives go-ethereum's logs. Default: discarded.
 	Logger *slog.Logger
+	// Validators is the genesis validator set of the chain's ValidatorConfig
+	// (tempo.ValidatorConfigAddress), in order; their Index fields are
+	// ignored. Default none. devkit.ValidatorConfigOwner may add validators
+	// and change their status while the chain runs.
+	Validators []tempo.Validator
 }
 
 // WithDefaults returns cfg with zero fields set to their defaults.
@@ -126,6 +132,21 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.ChainID > 1<<53 {
 		errs = append(errs, fmt.Errorf("devchain: ChainID %d too large", cfg.ChainID))
+	}
+	seen := make(map[common.Address]bool, len(cfg.Validators))
+	for i, v := range cfg.Validators {
+		switch {
+		case v.PublicKey == [32]byte{}:
+			errs = append(errs, fmt.Errorf("devchain: Validators[%d]: zero public key", i))
+		case seen[v.ValidatorAddress]:
+			errs = append(errs, fmt.Errorf("devchain: Validators[%d]: address %s listed twice", i, v.ValidatorAddress))
+		case len(v.InboundAddress) > vcMaxStringSz || len(v.OutboundAddress) > vcMaxStringSz:
+			errs = append(errs, fmt.Errorf("devchain: Validators[%d]: inbound or outbound address longer than %d bytes", i, vcMaxStringSz))
+		}
+		seen[v.ValidatorAddress] = true
+	}
+	if len(cfg.Validators) > tempo.MaxValidators {
+		errs = append(errs, fmt.Errorf("devchain: Validators: %d, more than %d", len(cfg.Validators), tempo.MaxValidators))
 	}
 	return errors.Join(errs...)
 }
@@ -187,6 +208,13 @@ func buildGenesis(cfg Config, accounts []devkit.Account) *core.Genesis {
 	}
 	storage[TotalSupplySlot()] = common.BigToHash(supply)
 	g.Alloc[devkit.TokenAddress] = types.Account{Code: TokenRuntimeCode(), Storage: storage, Nonce: 1, Balance: new(big.Int)}
+	owner := devkit.ValidatorConfigOwner()
+	g.Alloc[owner.Address] = types.Account{Balance: new(big.Int).Set(devkit.GenesisEther)}
+	vcStorage, err := ValidatorConfigStorage(owner.Address, cfg.Validators)
+	if err != nil {
+		panic(fmt.Sprintf("devchain: genesis validators: %v", err)) // Validate checked what could fail
+	}
+	g.Alloc[tempo.ValidatorConfigAddress] = types.Account{Code: ValidatorConfigRuntimeCode(), Storage: vcStorage, Nonce: 1, Balance: new(big.Int)}
 	return g
 }
 

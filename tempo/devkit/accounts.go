@@ -64,6 +64,14 @@ func DemoAccounts() []Account {
 	}
 }
 
+// ValidatorConfigOwner is the owner of the development chain's
+// ValidatorConfig (the only account that may add validators or change their
+// status), key keccak256("allegro-demo-validator-config-owner"), funded with
+// ether for gas and no tokens.
+func ValidatorConfigOwner() Account {
+	return newAccount("validator-config-owner", "allegro-demo-validator-config-owner", 0)
+}
+
 // LoadAccounts returns the first n load-test accounts, named "load-<i>" with
 // key keccak256("allegro-load-<i>") for i = 0..n-1 (decimal i), each holding
 // 1,000,000 dollars at genesis (load-0 is

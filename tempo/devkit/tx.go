@@ -66,16 +66,31 @@ func SignTransferWithMemo(key *ecdsa.PrivateKey, nonce uint64, to common.Address
 }
 
 func signTokenCall(key *ecdsa.PrivateKey, nonce uint64, data []byte, amount, chainID *big.Int, gasLimit uint64, fees Fees) (*types.Transaction, error) {
+	if amount == nil || amount.Sign() < 0 || amount.BitLen() > 256 {
+		return nil, errors.New("devchain: amount must be in [0, 2^256)")
+	}
+	return SignCall(key, nonce, TokenAddress, data, chainID, gasLimit, fees)
+}
+
+// DefaultCallGas is the gas limit SignCall uses when given 0: enough for
+// the ValidatorConfig owner's calls, which store a validator's record of up
+// to 18 new storage words (about 2 million gas under the dev chain's forks).
+const DefaultCallGas = 4_000_000
+
+// SignCall returns a signed EIP-1559 transaction calling contract to with
+// data and no value. gasLimit 0 means DefaultCallGas (DefaultTransferGas
+// for the token); nil fee fields mean DefaultFees.
+func SignCall(key *ecdsa.PrivateKey, nonce uint64, to common.Address, data []byte, chainID *big.Int, gasLimit uint64, fees Fees) (*types.Transaction, error) {
 	switch {
 	case key == nil:
 		return nil, errors.New("devchain: nil key")
 	case chainID == nil || chainID.Sign() <= 0:
 		return nil, errors.New("devchain: chain id must be positive")
-	case amount == nil || amount.Sign() < 0 || amount.BitLen() > 256:
-		return nil, errors.New("devchain: amount must be in [0, 2^256)")
 	}
-	if gasLimit == 0 {
+	if gasLimit == 0 && to == TokenAddress {
 		gasLimit = DefaultTransferGas
+	} else if gasLimit == 0 {
+		gasLimit = DefaultCallGas
 	}
 	def := DefaultFees()
 	if fees.MaxFeePerGas == nil {
@@ -84,14 +99,13 @@ func signTokenCall(key *ecdsa.PrivateKey, nonce uint64, data []byte, amount, cha
 	if fees.MaxPriorityFeePerGas == nil {
 		fees.MaxPriorityFeePerGas = def.MaxPriorityFeePerGas
 	}
-	token := TokenAddress
 	tx := types.NewTx(&types.DynamicFeeTx{
 		ChainID:   new(big.Int).Set(chainID),
 		Nonce:     nonce,
 		GasTipCap: new(big.Int).Set(fees.MaxPriorityFeePerGas),
 		GasFeeCap: new(big.Int).Set(fees.MaxFeePerGas),
 		Gas:       gasLimit,
-		To:        &token,
+		To:        &to,
 		Value:     new(big.Int),
 		Data:      data,
 	})
