@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/allegro-mesh/allegro/internal/cli"
+	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
@@ -25,12 +26,20 @@ func runDevchain(ctx context.Context, args []string, stdout io.Writer) error {
 	chainID := fs.Uint64("chain-id", devchain.DefaultChainID, "chain id")
 	dataDir := fs.String("datadir", "", "keep chain state here (empty: in memory)")
 	loadAccounts := fs.Int("load-accounts", 64, "number of funded load-test accounts")
+	validatorsFrom := fs.String("validators", "", "committee file whose members are the genesis validators of the chain's ValidatorConfig (empty: none)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
+	var validators []tempo.Validator
+	if *validatorsFrom != "" {
+		var err error
+		if validators, err = devValidatorsFromCommittee(*validatorsFrom); err != nil {
+			return fmt.Errorf("devchain --validators: %w", err)
+		}
+	}
 	chain, err := devchain.New(devchain.Config{
 		ChainID: *chainID, BlockPeriod: *period, Host: *host, HTTPPort: *port, WSPort: *wsPort,
-		DataDir: *dataDir, LoadAccounts: *loadAccounts,
+		DataDir: *dataDir, LoadAccounts: *loadAccounts, Validators: validators,
 	})
 	if err != nil {
 		return err
@@ -43,6 +52,8 @@ func runDevchain(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, a := range devkit.DemoAccounts() {
 		fmt.Fprintf(stdout, "  %-6s %s  %s dollars\n", a.Name, a.Address.Hex(), strconv.FormatUint(a.Tokens/devkit.Dollar, 10))
 	}
+	fmt.Fprintf(stdout, "validator config %s: %d genesis validators, owner %s (allegro-dev validators)\n",
+		tempo.ValidatorConfigAddress.Hex(), len(validators), devkit.ValidatorConfigOwner().Address.Hex())
 	<-ctx.Done()
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
+
+	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/cli"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
+)
+
+func init() {
+	app.Register("validators", "list, add, activate or deactivate validators of a dev chain's ValidatorConfig (as its owner)", runValidators)
+}
+
+const validatorsUsage = `list | add (--key-file FILE | --public-key HEX) [--inbound HOST:PORT] | activate KEY | deactivate KEY
+  KEY is a validator's ed25519 public key (hex) or its validator address (0x…)`
+
+func runValidators(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := app.Flags("validators", validatorsUsage)
+	rpcURL := fs.String("rpc", "http://127.0.0.1:8545", "the dev chain's JSON-RPC URL")
+	keyFile := fs.String("key-file", "", "add: the validator's key file (only its public key is read)")
+	pubHex := fs.String("public-key", "", "add: the validator's ed25519 public key (hex)")
+	inbound := fs.String("inbound", "", "add: the validator's inbound address, HOST:PORT")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up waiting for the owner's transaction after this long")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return cli.Parse(fs, args)
+		}
+		return errors.New("want a command first: list, add, activate or deactivate (-h for flags)")
+	}
+	cmd := args[0]
+	if err := cli.Parse(fs, args[1:]); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	ec, err := ethclient.DialContext(ctx, *rpcURL)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", *rpcURL, err)
+	}
+	defer ec.Close()
+	switch cmd {
+	case "list":
+		vs, err := readValidators(ctx, ec)
+		if err != nil {
+			return err
+		}
+		return printValidators(stdout, vs)
+	case "add":
+		pub, err := publicKeyArg(*keyFile, *pubHex)
+		if err != nil {
+			return fmt.Errorf("add: %w", err)
+		}
+		v := tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: DevValidatorAddress(pub), InboundAddress: *inbound}
+		data, err := tempo.AddValidatorCalldata(v)
+		if err != nil {
+			return err
+		}
+		if err := ownerCall(ctx, ec, data); err != nil {
+			return fmt.Errorf("add %x: %w", pub, err)
+		}
+		fmt.Fprintf(stdout, "added validator %x (address %s)\n", pub, v.ValidatorAddress)
+		return nil
+	case "activate", "deactivate":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%s: want one KEY (a public key or a validator address), after the flags", cmd)
+		}
+		vs, err := readValidators(ctx, ec)
+		if err != nil {
+			return err
+		}
+		v, err := findValidator(vs, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if err := ownerCall(ctx, ec, tempo.ChangeValidatorStatusCalldata(v.ValidatorAddress, cmd == "activate")); err != nil {
+			return fmt.Errorf("%s %x: %w", cmd, v.PublicKey, err)
+		}
+		fmt.Fprintf(stdout, "%sd validator %x\n", cmd, v.PublicKey)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q: want list, add, activate or deactivate", cmd)
+	}
+}
+
+// DevValidatorAddress is the validator address the dev tools give a
+// consensus key: the last 20 bytes of keccak256(public key).
+func DevValidatorAddress(pub [32]byte) common.Address {
+	return common.BytesToAddress(crypto.Keccak256(pub[:])[12:])
+}
+
+// devValidatorsFromCommittee turns a committee file's members into genesis
+// validators of the dev chain, active, in the file's order.
+func devValidatorsFromCommittee(path string) ([]tempo.Validator, error) {
+	f, err := committee.LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	vs := make([]tempo.Validator, 0, len(f.Members))
+	for _, m := range f.Members {
+		pub, err := parsePublicKey(m.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("committee file %s: member %q: %w", path, m.Name, err)
+		}
+		v := tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: DevValidatorAddress(pub)}
+		if len(m.Addrs) > 0 {
+			v.InboundAddress = m.Addrs[0]
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
+}
+
+func publicKeyArg(keyFile, pubHex string) ([32]byte, error) {
+	switch {
+	case (keyFile == "") == (pubHex == ""):
+		return [32]byte{}, errors.New("add wants exactly one of --key-file and --public-key")
+	case keyFile != "":
+		_, key, err := committee.LoadKeyFile(keyFile)
+		if err != nil {
+			return [32]byte{}, err
+		}
+		return [32]byte(key.Public().(ed25519.PublicKey)), nil
+	default:
+		return parsePublicKey(pubHex)
+	}
+}
+
+func parsePublicKey(s string) ([32]byte, error) {
+	b, err := hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	if err != nil || len(b) != 32 {
+		return [32]byte{}, fmt.Errorf("public key %q is not 32 bytes of hex", s)
+	}
+	return [32]byte(b), nil
+}
+
+func findValidator(vs []tempo.Validator, key string) (tempo.Validator, error) {
+	for _, v := range vs {
+		if strings.EqualFold(strings.TrimPrefix(key, "0x"), hex.EncodeToString(v.PublicKey[:])) ||
+			(common.IsHexAddress(key) && common.HexToAddress(key) == v.ValidatorAddress) {
+			return v, nil
+		}
+	}
+	return tempo.Validator{}, fmt.Errorf("no validator %s on chain", key)
+}
+
+func readValidators(ctx context.Context, ec *ethclient.Client) ([]tempo.Validator, error) {
+	to := tempo.ValidatorConfigAddress
+	ret, err := ec.CallContract(ctx, ethereum.CallMsg{To: &to, Data: tempo.GetValidatorsCalldata()}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("getValidators: %w", err)
+	}
+	return tempo.DecodeValidators(ret)
+}
+
+func printValidators(w io.Writer, vs []tempo.Validator) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INDEX\tACTIVE\tPUBLIC KEY\tADDRESS\tINBOUND")
+	for _, v := range vs {
+		fmt.Fprintf(tw, "%d\t%v\t%x\t%s\t%s\n", v.Index, v.Active, v.PublicKey, v.ValidatorAddress, v.InboundAddress)
+	}
+	return tw.Flush()
+}
+
+// ownerCall sends data to the ValidatorConfig from its owner and waits for
+// the receipt, failing on a revert.
+func ownerCall(ctx context.Context, ec *ethclient.Client, data []byte) error {
+	owner := devkit.ValidatorConfigOwner()
+	chainID, err := ec.ChainID(ctx)
+	if err != nil {
+		return err
+	}
+	nonce, err := ec.PendingNonceAt(ctx, owner.Address)
+	if err != nil {
+		return err
+	}
+	tx, err := devkit.SignCall(owner.Key, nonce, tempo.ValidatorConfigAddress, data, chainID, 0, devkit.Fees{})
+	if err != nil {
+		return err
+	}
+	// A call that would revert is refused before it is sent, with the
+	// contract's error named.
+	to := tempo.ValidatorConfigAddress
+	if _, err := ec.CallContract(ctx, ethereum.CallMsg{From: owner.Address, To: &to, Data: data}, nil); err != nil {
+		return fmt.Errorf("the ValidatorConfig refuses it: %w", revertReason(err))
+	}
+	if err := ec.SendTransaction(ctx, tx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r, err := ec.TransactionReceipt(ctx, tx.Hash())
+		if err == nil {
+			if r.Status != 1 {
+				return fmt.Errorf("transaction %s reverted", tx.Hash())
+			}
+			return nil
+		}
+		if !errors.Is(err, ethereum.NotFound) && !strings.Contains(err.Error(), "indexing is in progress") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no receipt for %s: %w", tx.Hash(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// revertReason names the ValidatorConfig error in a reverted call's data.
+func revertReason(err error) error {
+	var de interface{ ErrorData() any }
+	if !errors.As(err, &de) {
+		return err
+	}
+	s, _ := de.ErrorData().(string)
+	data, decErr := hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	if decErr != nil || len(data) < 4 {
+		return err
+	}
+	for name, e := range tempo.ValidatorConfigABI.Errors {
+		if [4]byte(e.ID[:4]) == [4]byte(data[:4]) {
+			return fmt.Errorf("%s()", name)
+		}
+	}
+	return err
+}
