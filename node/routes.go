@@ -66,10 +66,33 @@ func (b *backend) Mesh() apiserver.MeshInfo {
 		meshTopic(p2p.KindQC.String(), st.QC), meshTopic("other", st.Other),
 	}}
 	for _, p := range m.Peers() {
-		info.Peers = append(info.Peers, apiserver.MeshPeer{PeerID: p.ID.String(), Name: p.Name, Member: p.Member,
-			Connected: p.Connected, Score: p.Score, HasScore: p.HasScore, Addrs: p.Addrs})
+		mp := apiserver.MeshPeer{PeerID: p.ID.String(), Name: p.Name, Member: p.Member,
+			Connected: p.Connected, Score: p.Score, HasScore: p.HasScore, Addrs: p.Addrs}
+		if p.HasScore {
+			mp.ScoreParts = meshScoreParts(p.ScoreParts)
+		}
+		info.Peers = append(info.Peers, mp)
+	}
+	if sp, ok := m.ScoringParams(); ok {
+		info.Scoring = &apiserver.MeshScoring{CommitteeBonus: sp.CommitteeBonus, InvalidMessageWeight: sp.InvalidMessageWeight,
+			InvalidMessageHalfLife: sp.InvalidMessageHalfLife, TimeInMeshWeight: sp.TimeInMeshWeight, TimeInMeshCap: sp.TimeInMeshCap,
+			FirstDeliveriesWeight: sp.FirstDeliveriesWeight, FirstDeliveriesCap: sp.FirstDeliveriesCap, TopicScoreCap: sp.TopicScoreCap,
+			IPColocationWeight: sp.IPColocationWeight, IPColocationThreshold: sp.IPColocationThreshold,
+			BehaviourPenaltyWeight: sp.BehaviourPenaltyWeight, BehaviourPenaltyThreshold: sp.BehaviourPenaltyThreshold,
+			GossipThreshold: sp.GossipThreshold, PublishThreshold: sp.PublishThreshold, GraylistThreshold: sp.GraylistThreshold}
 	}
 	return info
+}
+
+func meshScoreParts(p p2p.ScoreParts) *apiserver.MeshScoreParts {
+	out := &apiserver.MeshScoreParts{TopicSum: p.TopicSum, TopicCap: p.TopicCap, AppSpecific: p.AppSpecific,
+		IPColocation: p.IPColocation, IPColocationFactor: p.IPColocationFactor, Behaviour: p.Behaviour, BehaviourCounter: p.BehaviourCounter}
+	for _, t := range p.Topics {
+		out.Topics = append(out.Topics, apiserver.MeshTopicScore{Kind: t.Kind, Topics: t.Topics, TimeInMesh: t.TimeInMesh,
+			TimeInMeshScore: t.TimeInMeshScore, FirstDeliveries: t.FirstDeliveries, FirstDeliveriesScore: t.FirstDeliveriesScore,
+			InvalidDeliveries: t.InvalidDeliveries, InvalidScore: t.InvalidScore})
+	}
+	return out
 }
 
 var _ apiserver.MeshReporter = (*backend)(nil)
