@@ -9,7 +9,9 @@ import (
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/dashboard"
 	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/validator"
 )
 
 // APIExtension mounts more routes on a sidecar's API server before it
@@ -28,20 +30,23 @@ type ExtensionContext struct {
 	Board    *bulletin.Board
 	// APIAddr returns the API's listen address (known once it listens).
 	APIAddr func() string
+	// Overlay returns this validator's pending debits and QC credits of an
+	// account, not yet pruned (they may already be on chain).
+	Overlay func(qc.Address) validator.Overlay
 	Logger  *slog.Logger
 }
 
 // mountRoutes mounts the dashboard page and the extensions on the API
 // server.
 func mountRoutes(cfg Config, srv *apiserver.Server, f *committee.File, ch tempo.ChainReader, b *bulletin.Board,
-	exts []APIExtension, log *slog.Logger) error {
+	v *validator.Validator, exts []APIExtension, log *slog.Logger) error {
 	if cfg.Dashboard.Enabled {
 		h := dashboard.Handler()
 		srv.Handle("GET /{$}", h)
 		srv.Handle("GET /dashboard/", h)
 	}
 	ctx := ExtensionContext{
-		Handle: srv.Handle, Committee: f, Chain: ch, ChainURL: cfg.Chain.URL, Board: b, Logger: log,
+		Handle: srv.Handle, Committee: f, Chain: ch, ChainURL: cfg.Chain.URL, Board: b, Logger: log, Overlay: v.OverlayOf,
 		APIAddr: func() string {
 			if a := srv.Addr(); a != nil {
 				return a.String()
