@@ -28,6 +28,7 @@ const (
 	routeCommittee = "/api/v1/committee"
 	routeInfo      = "/api/v1/info"
 	routeBulletin  = "/api/v1/bulletin"
+	routePayments  = "/api/v1/payments"
 	routeEvidence  = "/api/v1/evidence"
 	routeEvents    = "/api/v1/events"
 	routeHealth    = "/healthz"
@@ -45,6 +46,7 @@ func (s *Server) routes() {
 	s.route(routeCommittee, get, s.handleCommittee)
 	s.route(routeInfo, get, s.handleInfo)
 	s.route(routeBulletin, get, s.handleBulletin)
+	s.route(routePayments, get, s.handlePayments)
 	s.route(routeEvidence, get, s.handleEvidence)
 	s.route(routeEvents, []string{http.MethodGet}, s.handleEvents)
 	s.route(routeHealth, get, s.handleHealth)
@@ -303,10 +305,14 @@ type JSONStatusCert struct {
 
 // TxStatusResponse is the body of GET /api/v1/tx/{hash}/status.
 type TxStatusResponse struct {
-	TxHash              string           `json:"tx_hash"`
-	Stage               string           `json:"stage"`
-	Sender              string           `json:"sender,omitempty"`
-	Recipient           string           `json:"recipient,omitempty"`
+	TxHash    string `json:"tx_hash"`
+	Stage     string `json:"stage"`
+	Sender    string `json:"sender,omitempty"`
+	Recipient string `json:"recipient,omitempty"`
+	// Amount (token units) and Token are the certified effects' (absent
+	// while only a stage is known of the transaction).
+	Amount              *U64             `json:"amount,omitempty"`
+	Token               string           `json:"token,omitempty"`
 	CertCount           int              `json:"cert_count"`
 	Quorum              int              `json:"quorum"`
 	QCFormed            bool             `json:"qc_formed"`
@@ -317,6 +323,38 @@ type TxStatusResponse struct {
 	QCUnixMillis        U64              `json:"qc_unix_millis,omitempty"`
 	// Stages maps each stage reached to when this node saw it (unix millis).
 	Stages map[string]U64 `json:"stages"`
+	// SettlementFailure is the last settlement failure reported for the
+	// transaction ("" for none).
+	SettlementFailure string `json:"settlement_failure,omitempty"`
+}
+
+// newTxStatusResponse describes what the board knows of one transaction.
+func newTxStatusResponse(st *bulletin.TxStatus) TxStatusResponse {
+	resp := TxStatusResponse{
+		TxHash: st.TxHash.Hex(), Stage: st.Stage.String(), CertCount: len(st.Certs), Quorum: st.Quorum,
+		BlockHeight: U64(st.BlockHeight), Certificates: make([]JSONStatusCert, len(st.Certs)),
+		FirstSeenUnixMillis: U64(millisOf(st.FirstSeen)), Stages: make(map[string]U64, len(st.StageAt)),
+		SettlementFailure: st.SettlementFailure,
+	}
+	if st.Sender != (qc.Address{}) || st.Recipient != (qc.Address{}) {
+		resp.Sender, resp.Recipient = st.Sender.Hex(), st.Recipient.Hex()
+	}
+	if st.HasEffects {
+		amount := U64(st.Effects.Amount)
+		resp.Amount, resp.Token = &amount, st.Effects.Asset.Hex()
+	}
+	for i := range st.Certs {
+		c := &st.Certs[i]
+		resp.Certificates[i] = JSONStatusCert{Signer: JSONSigner{Name: c.SignerName, ID: c.Signer.Hex()},
+			EffectsHash: c.EffectsHash.Hex(), CreatedUnixMillis: U64(c.CreatedUnixMillis)}
+	}
+	if st.QC != nil {
+		resp.QCFormed, resp.QCHash, resp.QCUnixMillis = true, st.QC.Hash.Hex(), U64(millisOf(st.QCAt))
+	}
+	for stage, at := range st.StageAt {
+		resp.Stages[stage.String()] = U64(millisOf(at))
+	}
+	return resp
 }
 
 func (s *Server) txHashParam(w http.ResponseWriter, r *http.Request) (qc.Hash, bool) {
@@ -338,26 +376,7 @@ func (s *Server) handleTxStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "transaction "+h.Hex()+" is not known to this node")
 		return
 	}
-	resp := TxStatusResponse{
-		TxHash: h.Hex(), Stage: st.Stage.String(), CertCount: len(st.Certs), Quorum: st.Quorum,
-		BlockHeight: U64(st.BlockHeight), Certificates: make([]JSONStatusCert, len(st.Certs)),
-		FirstSeenUnixMillis: U64(millisOf(st.FirstSeen)), Stages: make(map[string]U64, len(st.StageAt)),
-	}
-	if st.Sender != (qc.Address{}) || st.Recipient != (qc.Address{}) {
-		resp.Sender, resp.Recipient = st.Sender.Hex(), st.Recipient.Hex()
-	}
-	for i := range st.Certs {
-		c := &st.Certs[i]
-		resp.Certificates[i] = JSONStatusCert{Signer: JSONSigner{Name: c.SignerName, ID: c.Signer.Hex()},
-			EffectsHash: c.EffectsHash.Hex(), CreatedUnixMillis: U64(c.CreatedUnixMillis)}
-	}
-	if st.QC != nil {
-		resp.QCFormed, resp.QCHash, resp.QCUnixMillis = true, st.QC.Hash.Hex(), U64(millisOf(st.QCAt))
-	}
-	for stage, at := range st.StageAt {
-		resp.Stages[stage.String()] = U64(millisOf(at))
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, newTxStatusResponse(&st))
 }
 
 func (s *Server) handleTxQC(w http.ResponseWriter, r *http.Request) {
@@ -521,6 +540,53 @@ func (s *Server) handleBulletin(w http.ResponseWriter, r *http.Request) {
 	}
 	for i, q := range page.QCs {
 		resp.QCs[i] = NewJSONQC(q)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// Bounds of GET /api/v1/payments.
+const (
+	// DefaultPaymentsLimit is the page size when limit is not given.
+	DefaultPaymentsLimit = 50
+	// MaxPaymentsLimit caps limit: each payment carries its certificates.
+	MaxPaymentsLimit = 500
+)
+
+// PaymentsResponse is the body of GET /api/v1/payments: the payments the
+// board still holds, newest first, each as GET /api/v1/tx/{hash}/status
+// describes it.
+type PaymentsResponse struct {
+	Payments   []TxStatusResponse `json:"payments"`
+	NextCursor string             `json:"next_cursor"`
+}
+
+func (s *Server) handlePayments(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	q := bulletin.PaymentsQuery{Limit: DefaultPaymentsLimit, Cursor: v.Get("cursor")}
+	if limit := v.Get("limit"); limit != "" {
+		n, err := parseDecimalU64(limit)
+		if err != nil || n == 0 {
+			badRequest(w, "limit: must be a positive integer (at most "+strconv.Itoa(MaxPaymentsLimit)+")")
+			return
+		}
+		q.Limit = int(min(n, MaxPaymentsLimit))
+	}
+	if len(q.Cursor) > 16 {
+		badRequest(w, "cursor: too long")
+		return
+	}
+	page, err := s.backend.Board().Payments(q)
+	if err != nil {
+		if errors.Is(err, bulletin.ErrBadCursor) {
+			badRequest(w, "cursor: "+err.Error())
+			return
+		}
+		writeError(w, http.StatusInternalServerError, "INTERNAL", err.Error())
+		return
+	}
+	resp := PaymentsResponse{Payments: make([]TxStatusResponse, len(page.Payments)), NextCursor: page.NextCursor}
+	for i := range page.Payments {
+		resp.Payments[i] = newTxStatusResponse(&page.Payments[i])
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

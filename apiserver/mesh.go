@@ -24,6 +24,54 @@ type MeshInfo struct {
 	// Peers lists every committee member (connected or not, except this
 	// node) and every other connected peer.
 	Peers []MeshPeer
+	// Scoring holds the peer score parameters in force; nil with scoring
+	// off.
+	Scoring *MeshScoring
+}
+
+// MeshScoring are the gossipsub peer score parameters of a node, for
+// explaining scores (see p2p.ScoreConfig).
+type MeshScoring struct {
+	CommitteeBonus            float64
+	InvalidMessageWeight      float64
+	InvalidMessageHalfLife    time.Duration
+	TimeInMeshWeight          float64 // per second
+	TimeInMeshCap             time.Duration
+	FirstDeliveriesWeight     float64
+	FirstDeliveriesCap        float64
+	TopicScoreCap             float64
+	IPColocationWeight        float64
+	IPColocationThreshold     int
+	BehaviourPenaltyWeight    float64
+	BehaviourPenaltyThreshold float64
+	GossipThreshold           float64
+	PublishThreshold          float64
+	GraylistThreshold         float64
+}
+
+// MeshScoreParts is how a peer's score is made (see p2p.ScoreParts):
+// min(TopicSum, TopicCap) + AppSpecific + IPColocation + Behaviour.
+type MeshScoreParts struct {
+	Topics             []MeshTopicScore
+	TopicSum           float64
+	TopicCap           float64
+	AppSpecific        float64 // the committee bonus
+	IPColocation       float64
+	IPColocationFactor float64
+	Behaviour          float64
+	BehaviourCounter   float64
+}
+
+// MeshTopicScore holds the score terms of one topic kind.
+type MeshTopicScore struct {
+	Kind                 string
+	Topics               int
+	TimeInMesh           time.Duration
+	TimeInMeshScore      float64
+	FirstDeliveries      float64
+	FirstDeliveriesScore float64
+	InvalidDeliveries    float64
+	InvalidScore         float64
 }
 
 // MeshTopic holds the cumulative counters of one topic kind.
@@ -54,7 +102,9 @@ type MeshPeer struct {
 	// before the first snapshot or with scoring disabled.
 	Score    float64
 	HasScore bool
-	Addrs    []string // remote addresses of open connections
+	// ScoreParts is how Score is made (nil: unknown).
+	ScoreParts *MeshScoreParts
+	Addrs      []string // remote addresses of open connections
 }
 
 // JSONMeshTopic is one topic kind's counters in GET /api/v1/mesh.
@@ -73,15 +123,62 @@ type JSONMeshTopic struct {
 	Dropped          U64    `json:"dropped"`
 }
 
-// JSONMeshPeer is one peer in GET /api/v1/mesh. Score is null when no
-// score is known yet.
+// JSONMeshPeer is one peer in GET /api/v1/mesh. Score and ScoreParts are
+// null when no score is known yet.
 type JSONMeshPeer struct {
-	PeerID    string   `json:"peer_id"`
-	Name      string   `json:"name,omitempty"`
-	Member    bool     `json:"member"`
-	Connected bool     `json:"connected"`
-	Score     *float64 `json:"score"`
-	Addrs     []string `json:"addrs"`
+	PeerID     string              `json:"peer_id"`
+	Name       string              `json:"name,omitempty"`
+	Member     bool                `json:"member"`
+	Connected  bool                `json:"connected"`
+	Score      *float64            `json:"score"`
+	ScoreParts *JSONMeshScoreParts `json:"score_parts"`
+	Addrs      []string            `json:"addrs"`
+}
+
+// JSONMeshScoreParts is how a peer's score is made:
+// min(topic_sum, topic_cap) + committee_bonus + ip_colocation + behaviour.
+type JSONMeshScoreParts struct {
+	Topics             []JSONMeshTopicScore `json:"topics"`
+	TopicSum           float64              `json:"topic_sum"`
+	TopicCap           float64              `json:"topic_cap"`
+	CommitteeBonus     float64              `json:"committee_bonus"`
+	IPColocation       float64              `json:"ip_colocation"`
+	IPColocationFactor float64              `json:"ip_colocation_factor"`
+	Behaviour          float64              `json:"behaviour"`
+	BehaviourCounter   float64              `json:"behaviour_counter"`
+}
+
+// JSONMeshTopicScore holds the score terms of one topic kind (QC shards
+// summed): time in mesh, first deliveries and invalid messages, each as
+// the measure and its term.
+type JSONMeshTopicScore struct {
+	Kind                 string  `json:"kind"`
+	Topics               int     `json:"topics"`
+	TimeInMeshMs         int64   `json:"time_in_mesh_ms"`
+	TimeInMesh           float64 `json:"time_in_mesh"`
+	FirstDeliveries      float64 `json:"first_deliveries_count"`
+	FirstDeliveriesScore float64 `json:"first_deliveries"`
+	InvalidDeliveries    float64 `json:"invalid_messages_count"`
+	InvalidScore         float64 `json:"invalid_messages"`
+}
+
+// JSONMeshScoring holds the score parameters in GET /api/v1/mesh.
+type JSONMeshScoring struct {
+	CommitteeBonus            float64 `json:"committee_bonus"`
+	InvalidMessageWeight      float64 `json:"invalid_message_weight"`
+	InvalidMessageHalfLifeMs  int64   `json:"invalid_message_half_life_ms"`
+	TimeInMeshWeight          float64 `json:"time_in_mesh_weight"`
+	TimeInMeshCapMs           int64   `json:"time_in_mesh_cap_ms"`
+	FirstDeliveriesWeight     float64 `json:"first_deliveries_weight"`
+	FirstDeliveriesCap        float64 `json:"first_deliveries_cap"`
+	TopicScoreCap             float64 `json:"topic_score_cap"`
+	IPColocationWeight        float64 `json:"ip_colocation_weight"`
+	IPColocationThreshold     int     `json:"ip_colocation_threshold"`
+	BehaviourPenaltyWeight    float64 `json:"behaviour_penalty_weight"`
+	BehaviourPenaltyThreshold float64 `json:"behaviour_penalty_threshold"`
+	GossipThreshold           float64 `json:"gossip_threshold"`
+	PublishThreshold          float64 `json:"publish_threshold"`
+	GraylistThreshold         float64 `json:"graylist_threshold"`
 }
 
 // MeshResponse is the body of GET /api/v1/mesh.
@@ -91,6 +188,8 @@ type MeshResponse struct {
 	UnixMillis U64             `json:"unix_millis"`
 	Topics     []JSONMeshTopic `json:"topics"`
 	Peers      []JSONMeshPeer  `json:"peers"`
+	// Scoring is null with peer scoring off.
+	Scoring *JSONMeshScoring `json:"scoring"`
 }
 
 func (s *Server) handleMesh(w http.ResponseWriter, _ *http.Request) {
@@ -113,14 +212,59 @@ func (s *Server) handleMesh(w http.ResponseWriter, _ *http.Request) {
 	}
 	for i, p := range info.Peers {
 		jp := JSONMeshPeer{PeerID: p.PeerID, Name: p.Name, Member: p.Member, Connected: p.Connected, Addrs: p.Addrs}
-		if p.HasScore && !math.IsNaN(p.Score) && !math.IsInf(p.Score, 0) {
+		if p.HasScore && finite(p.Score) {
 			score := p.Score
 			jp.Score = &score
+			jp.ScoreParts = newJSONMeshScoreParts(p.ScoreParts)
 		}
 		if jp.Addrs == nil {
 			jp.Addrs = []string{}
 		}
 		resp.Peers[i] = jp
 	}
+	if sc := info.Scoring; sc != nil {
+		resp.Scoring = &JSONMeshScoring{CommitteeBonus: sc.CommitteeBonus, InvalidMessageWeight: sc.InvalidMessageWeight,
+			InvalidMessageHalfLifeMs: sc.InvalidMessageHalfLife.Milliseconds(), TimeInMeshWeight: sc.TimeInMeshWeight,
+			TimeInMeshCapMs: sc.TimeInMeshCap.Milliseconds(), FirstDeliveriesWeight: sc.FirstDeliveriesWeight,
+			FirstDeliveriesCap: sc.FirstDeliveriesCap, TopicScoreCap: sc.TopicScoreCap, IPColocationWeight: sc.IPColocationWeight,
+			IPColocationThreshold: sc.IPColocationThreshold, BehaviourPenaltyWeight: sc.BehaviourPenaltyWeight,
+			BehaviourPenaltyThreshold: sc.BehaviourPenaltyThreshold, GossipThreshold: sc.GossipThreshold,
+			PublishThreshold: sc.PublishThreshold, GraylistThreshold: sc.GraylistThreshold}
+		if !finite(sc.CommitteeBonus, sc.InvalidMessageWeight, sc.TimeInMeshWeight, sc.FirstDeliveriesWeight, sc.FirstDeliveriesCap,
+			sc.TopicScoreCap, sc.IPColocationWeight, sc.BehaviourPenaltyWeight, sc.BehaviourPenaltyThreshold, sc.GossipThreshold,
+			sc.PublishThreshold, sc.GraylistThreshold) {
+			resp.Scoring = nil
+		}
+	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// newJSONMeshScoreParts converts a breakdown; nil for none, or for one
+// with a value JSON cannot carry (NaN, infinities).
+func newJSONMeshScoreParts(p *MeshScoreParts) *JSONMeshScoreParts {
+	if p == nil || !finite(p.TopicSum, p.TopicCap, p.AppSpecific, p.IPColocation, p.IPColocationFactor, p.Behaviour, p.BehaviourCounter) {
+		return nil
+	}
+	out := &JSONMeshScoreParts{Topics: make([]JSONMeshTopicScore, len(p.Topics)), TopicSum: p.TopicSum, TopicCap: p.TopicCap,
+		CommitteeBonus: p.AppSpecific, IPColocation: p.IPColocation, IPColocationFactor: p.IPColocationFactor,
+		Behaviour: p.Behaviour, BehaviourCounter: p.BehaviourCounter}
+	for i, t := range p.Topics {
+		if !finite(t.TimeInMeshScore, t.FirstDeliveries, t.FirstDeliveriesScore, t.InvalidDeliveries, t.InvalidScore) {
+			return nil
+		}
+		out.Topics[i] = JSONMeshTopicScore{Kind: t.Kind, Topics: t.Topics, TimeInMeshMs: t.TimeInMesh.Milliseconds(),
+			TimeInMesh: t.TimeInMeshScore, FirstDeliveries: t.FirstDeliveries, FirstDeliveriesScore: t.FirstDeliveriesScore,
+			InvalidDeliveries: t.InvalidDeliveries, InvalidScore: t.InvalidScore}
+	}
+	return out
+}
+
+// finite reports whether every value can be encoded as a JSON number.
+func finite(vs ...float64) bool {
+	for _, v := range vs {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -50,8 +50,13 @@ type Board struct {
 	// its last entry, so arrivals[i] has seq-len(arrivals)+1+i.
 	arrivals []arrival
 	seq      uint64
-	firstSig *firstSigs
-	evidence []qc.Equivocation
+	// created lists entries in the order they were made, for Payments
+	// (newest first); trimmed from the front like arrivals, createdSeq
+	// numbering its last slot.
+	created    []createdTx
+	createdSeq uint64
+	firstSig   *firstSigs
+	evidence   []qc.Equivocation
 
 	subMu    sync.RWMutex
 	subs     map[uint64]*Subscription
@@ -64,6 +69,13 @@ type Board struct {
 type arrival struct {
 	txHash qc.Hash
 	index  uint32 // into txEntry.certs
+}
+
+// createdTx is one slot of the creation log. firstSeen tells a slot from
+// a later entry for the same hash (made again after an eviction).
+type createdTx struct {
+	txHash    qc.Hash
+	firstSeen int64
 }
 
 // New returns an empty board for committee. self is this node's validator id
@@ -127,6 +139,7 @@ func (b *Board) entry(h qc.Hash, effectsHash qc.Hash, effects *qc.Effects) *txEn
 	if !ok {
 		e = &txEntry{txHash: h, firstSeen: nanos(time.Now())}
 		b.txs.Add(h, e)
+		b.appendCreated(h, e.firstSeen)
 	}
 	if effects != nil && !e.hasEffects {
 		e.variant(effectsHash, effects)
@@ -336,13 +349,42 @@ func (b *Board) SetStage(txHash qc.Hash, stage Stage, height uint64) {
 	b.emit([]Event{ev})
 }
 
-// ReportSettlementFailure emits a settlement failure of a certified payment.
+// ReportSettlementFailure records and emits a settlement failure of a
+// certified payment; the last reason is kept with the transaction.
 func (b *Board) ReportSettlementFailure(txHash qc.Hash, reason string) {
 	b.mu.Lock()
 	e := b.entry(txHash, qc.Hash{}, nil)
+	e.failure = truncateReason(reason)
 	ev := Event{Kind: EventSettlementFailure, TxHash: txHash, UnixMillis: uint64(time.Now().UnixMilli()), Reason: reason, Sender: e.sender(), Recipient: e.recipient()}
 	b.mu.Unlock()
 	b.emit([]Event{ev})
+}
+
+// maxReasonLen bounds the settlement failure reason kept per transaction.
+const maxReasonLen = 256
+
+func truncateReason(s string) string {
+	if len(s) <= maxReasonLen {
+		return s
+	}
+	return s[:maxReasonLen]
+}
+
+// appendCreated logs a new entry; the log keeps twice MaxTxs slots, so an
+// entry the cache still holds is normally still listed.
+func (b *Board) appendCreated(h qc.Hash, firstSeen int64) {
+	b.createdSeq++
+	limit := 2 * b.cfg.MaxTxs
+	switch {
+	case len(b.created) >= limit:
+		drop := max(limit/4, 1)
+		b.created = append(b.created[:0], b.created[drop:]...)
+	case len(b.created) == cap(b.created):
+		grown := make([]createdTx, len(b.created), min(limit, max(256, 2*cap(b.created))))
+		copy(grown, b.created)
+		b.created = grown
+	}
+	b.created = append(b.created, createdTx{txHash: h, firstSeen: firstSeen})
 }
 
 func (b *Board) appendArrival(h qc.Hash, index int) {
@@ -415,9 +457,13 @@ func (b *Board) emit(events []Event) {
 
 // TxStatus is what the board knows of one transaction.
 type TxStatus struct {
-	TxHash      qc.Hash
-	Sender      qc.Address
-	Recipient   qc.Address
+	TxHash    qc.Hash
+	Sender    qc.Address
+	Recipient qc.Address
+	// Effects is the first effects summary certified for the transaction;
+	// HasEffects is false while only a stage is known of it.
+	Effects     qc.Effects
+	HasEffects  bool
 	Certs       []qc.Certificate
 	Quorum      int
 	QC          *qc.QC
@@ -426,6 +472,9 @@ type TxStatus struct {
 	FirstSeen   time.Time
 	QCAt        time.Time
 	StageAt     map[Stage]time.Time
+	// SettlementFailure is the last settlement failure reported ("" for
+	// none).
+	SettlementFailure string
 }
 
 // Status returns what the board knows of txHash.
@@ -436,15 +485,79 @@ func (b *Board) Status(txHash qc.Hash) (TxStatus, bool) {
 	if !ok {
 		return TxStatus{}, false
 	}
+	return b.statusLocked(e), true
+}
+
+func (b *Board) statusLocked(e *txEntry) TxStatus {
 	st := TxStatus{
-		TxHash: txHash, Sender: e.sender(), Recipient: e.recipient(), Certs: make([]qc.Certificate, len(e.certs)),
-		Quorum: b.committee.Quorum(), QC: e.qcOf(b.roster), Stage: e.stage, BlockHeight: e.height,
-		FirstSeen: timeOf(e.firstSeen), QCAt: timeOf(e.qcAt), StageAt: e.stageTimes(),
+		TxHash: e.txHash, Sender: e.sender(), Recipient: e.recipient(), Effects: e.effects, HasEffects: e.hasEffects,
+		Certs: make([]qc.Certificate, len(e.certs)), Quorum: b.committee.Quorum(), QC: e.qcOf(b.roster), Stage: e.stage,
+		BlockHeight: e.height, FirstSeen: timeOf(e.firstSeen), QCAt: timeOf(e.qcAt), StageAt: e.stageTimes(),
+		SettlementFailure: e.failure,
 	}
 	for i := range e.certs {
 		st.Certs[i] = e.cert(b.roster, i)
 	}
-	return st, true
+	return st
+}
+
+// PaymentsQuery pages through the payments the board holds, newest first.
+type PaymentsQuery struct {
+	Limit  int    // 0 or above MaxPageSize: MaxPageSize
+	Cursor string // from a previous PaymentsPage: older payments
+}
+
+// PaymentsPage is one page of payments.
+type PaymentsPage struct {
+	// Payments are newest first (by when this board first heard of each).
+	Payments   []TxStatus
+	NextCursor string // empty when there is nothing older
+}
+
+// Payments lists the transactions the board still holds whose effects it
+// knows (a certificate or a QC arrived), newest first. A transaction the
+// board evicted is not listed, and the cursor stays valid across
+// evictions and new arrivals.
+func (b *Board) Payments(q PaymentsQuery) (PaymentsPage, error) {
+	limit := q.Limit
+	if limit <= 0 || limit > b.cfg.MaxPageSize {
+		limit = b.cfg.MaxPageSize
+	}
+	var before uint64 // list slots numbered below; 0: from the newest
+	if q.Cursor != "" {
+		v, err := strconv.ParseUint(q.Cursor, 36, 64)
+		if err != nil || v == 0 {
+			return PaymentsPage{}, ErrBadCursor
+		}
+		before = v
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var page PaymentsPage
+	firstSeq := b.createdSeq + 1 - uint64(len(b.created))
+	end := len(b.created) // slots [0, end) are candidates
+	if before != 0 {
+		if before > b.createdSeq+1 {
+			return PaymentsPage{}, ErrBadCursor
+		}
+		if before <= firstSeq {
+			return page, nil // older than the log keeps
+		}
+		end = int(before - firstSeq)
+	}
+	for i := end - 1; i >= 0; i-- {
+		c := b.created[i]
+		e, ok := b.txs.Peek(c.txHash)
+		if !ok || e.firstSeen != c.firstSeen || !e.hasEffects {
+			continue // evicted, made again later, or no payment known
+		}
+		if len(page.Payments) == limit {
+			page.NextCursor = strconv.FormatUint(firstSeq+uint64(i)+1, 36)
+			break
+		}
+		page.Payments = append(page.Payments, b.statusLocked(e))
+	}
+	return page, nil
 }
 
 // QC returns the QC of txHash, if known.

@@ -39,6 +39,8 @@ type txEntry struct {
 	// 0: not reached); moreStages the rare stage outside that range.
 	stageAt    [fastpayv1.TxLifecycleUpdate_FINALIZED + 1]int64
 	moreStages map[Stage]int64
+	// failure is the last settlement failure reported ("": none).
+	failure string
 }
 
 type effectsVariant struct {

@@ -315,6 +315,36 @@ func testBrowser(ctx context.Context, t *testing.T, api, exe string) {
 	proxy.start(t)
 	poll(t, bctx, "recovery after the sidecar returns", 30*time.Second, connExpr, func(c conn) bool { return !c.Banner && c.Conn == "live" })
 
+	// The balances follow the chain head: never more than a block or two
+	// behind the head the page shows (they were read every 5 s, 5 blocks).
+	type balances struct {
+		Head      int              `json:"head"`
+		Height    int              `json:"height"`
+		Available map[string]int64 `json:"available"`
+	}
+	balExpr := `(() => {
+		const av = {};
+		for (const s of document.querySelectorAll("#balances .bal")) av[s.dataset.account] = Number(s.dataset.available);
+		return { head: Number(document.getElementById("head-height").textContent.replace("#", "")) || 0,
+			height: Number(document.getElementById("balances").dataset.height || 0), available: av };
+	})()`
+	before := poll(t, bctx, "balances with what each account may spend", 20*time.Second, balExpr, func(b balances) bool {
+		return b.Height > 0 && len(b.Available) == 3
+	})
+	for i := range 12 {
+		b := poll(t, bctx, "a balance sample", 5*time.Second, balExpr, func(b balances) bool { return b.Head > 0 })
+		if b.Head-b.Height > 2 {
+			t.Errorf("sample %d: balances at #%d while the page shows head #%d", i, b.Height, b.Head)
+		}
+		if i < 11 {
+			select {
+			case <-time.After(250 * time.Millisecond): // samples spread over three blocks
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+		}
+	}
+
 	if err := chromedp.Do(bctx,
 		chromedp.SetValue(chromedp.ID("pay-from"), "carol"),
 		chromedp.SetValue(chromedp.ID("pay-to"), "alice"),
@@ -336,6 +366,72 @@ func testBrowser(ctx context.Context, t *testing.T, api, exe string) {
 	if !strings.HasPrefix(p.Result, "QC in") {
 		t.Fatalf("payment from the form: %s", p.Result)
 	}
+	// The certified payment moves what both accounts may spend, pending
+	// or settled.
+	const two = 2_000_000
+	poll(t, bctx, "carol's and alice's balances moved by the $2 payment", 30*time.Second, balExpr, func(b balances) bool {
+		return b.Available["carol"] == before.Available["carol"]-two && b.Available["alice"] == before.Available["alice"]+two
+	})
+
+	// The peer score is explained: how it is made here, and each member's
+	// terms on a click.
+	type scoreHelp struct {
+		Help    string `json:"help"`
+		Tooltip string `json:"tooltip"`
+		Buttons int    `json:"buttons"`
+	}
+	sh := poll(t, bctx, "the peer score explained", 20*time.Second, `(() => {
+		const b = document.querySelectorAll("#members .score-btn");
+		return { help: document.getElementById("score-help").textContent, tooltip: b.length ? b[0].title : "", buttons: b.length };
+	})()`, func(s scoreHelp) bool { return s.Buttons == 3 && strings.Contains(s.Help, "invalid messages") })
+	for _, want := range []string{"gossipsub score", "committee bonus +2500.00", "topics", "IP colocation", "behaviour penalty", "invalid messages"} {
+		if !strings.Contains(sh.Tooltip, want) {
+			t.Errorf("score tooltip does not show %q:\n%s", want, sh.Tooltip)
+		}
+	}
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#members .score-btn"))); err != nil {
+		t.Fatal(err)
+	}
+	terms := poll(t, bctx, "a member's score terms on a click", 20*time.Second,
+		`(document.querySelector("#members tr.score-parts") || { innerText: "" }).innerText`,
+		func(s string) bool { return strings.Contains(s, "committee bonus") })
+	for _, want := range []string{"score ", "committee bonus +2500.00", "topics", "IP colocation", "behaviour penalty", "first deliveries", "invalid messages"} {
+		if !strings.Contains(terms, want) {
+			t.Errorf("score terms do not show %q:\n%s", want, terms)
+		}
+	}
+	screenshot(t, bctx, filepath.Join(dir, "dashboard-score.png"))
+
+	// After a reload the feed shows the payments the board holds: the
+	// demo's two and the form's, with their QCs and settlement.
+	if err := chromedp.Do(bctx, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	type reloaded struct {
+		Conn  string `json:"conn"`
+		Card1 *card  `json:"card1"`
+		Card2 *card  `json:"card2"`
+		Form  bool   `json:"form"`
+	}
+	r := poll(t, bctx, "the earlier payments listed again after a reload", 30*time.Second, `(() => {
+		const desc = (h) => {
+			const c = document.querySelector('.tx[data-tx="' + h + '"]');
+			return c ? { qc: c.dataset.qc, stage: c.dataset.stage, text: c.innerText } : null;
+		};
+		return { conn: document.getElementById("conn").textContent, card1: desc("`+st.Tx1+`"), card2: desc("`+st.Tx2+`"),
+			form: [...document.querySelectorAll('.tx[data-qc="yes"]')].some((c) => c.innerText.includes("carol → alice") && c.innerText.includes("$2.00")) };
+	})()`, func(r reloaded) bool {
+		return r.Conn == "live" && final(r.Card1) && final(r.Card2) && r.Form &&
+			strings.Contains(r.Card1.Text, "alice") && strings.Contains(r.Card2.Text, "carol")
+	})
+	for i, c := range []*card{r.Card1, r.Card2} {
+		for _, want := range []string{"$10.00", "3/4 signed · quorum 3", "included", "block #"} {
+			if !strings.Contains(c.Text, want) && !(want == "3/4 signed · quorum 3" && strings.Contains(c.Text, "4/4 signed · quorum 3")) {
+				t.Errorf("payment %d's card after the reload does not show %q:\n%s", i+1, want, c.Text)
+			}
+		}
+	}
+	screenshot(t, bctx, filepath.Join(dir, "dashboard-reloaded.png"))
 }
 
 // poll evaluates expr in the page until ok accepts its value, failing the

@@ -72,7 +72,7 @@ func TestDashboardWiring(t *testing.T) {
 	}
 	paths := []string{"/", "/dashboard/style.css", "/api/v1/mesh", "/api/v1/extra", "/no-such-page"}
 	extra := func(x node.ExtensionContext) error {
-		if x.Committee == nil || x.Board == nil || x.Chain == nil || x.APIAddr == nil {
+		if x.Committee == nil || x.Board == nil || x.Chain == nil || x.APIAddr == nil || x.Overlay == nil {
 			t.Error("extension context incomplete")
 		}
 		x.Handle("GET /api/v1/extra", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))

@@ -9,7 +9,9 @@ import (
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/dashboard"
 	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/validator"
 )
 
 // APIExtension mounts more routes on a sidecar's API server before it
@@ -28,20 +30,23 @@ type ExtensionContext struct {
 	Board    *bulletin.Board
 	// APIAddr returns the API's listen address (known once it listens).
 	APIAddr func() string
+	// Overlay returns this validator's pending debits and QC credits of an
+	// account, not yet pruned (they may already be on chain).
+	Overlay func(qc.Address) validator.Overlay
 	Logger  *slog.Logger
 }
 
 // mountRoutes mounts the dashboard page and the extensions on the API
 // server.
 func mountRoutes(cfg Config, srv *apiserver.Server, f *committee.File, ch tempo.ChainReader, b *bulletin.Board,
-	exts []APIExtension, log *slog.Logger) error {
+	v *validator.Validator, exts []APIExtension, log *slog.Logger) error {
 	if cfg.Dashboard.Enabled {
 		h := dashboard.Handler()
 		srv.Handle("GET /{$}", h)
 		srv.Handle("GET /dashboard/", h)
 	}
 	ctx := ExtensionContext{
-		Handle: srv.Handle, Committee: f, Chain: ch, ChainURL: cfg.Chain.URL, Board: b, Logger: log,
+		Handle: srv.Handle, Committee: f, Chain: ch, ChainURL: cfg.Chain.URL, Board: b, Logger: log, Overlay: v.OverlayOf,
 		APIAddr: func() string {
 			if a := srv.Addr(); a != nil {
 				return a.String()
@@ -66,10 +71,33 @@ func (b *backend) Mesh() apiserver.MeshInfo {
 		meshTopic(p2p.KindQC.String(), st.QC), meshTopic("other", st.Other),
 	}}
 	for _, p := range m.Peers() {
-		info.Peers = append(info.Peers, apiserver.MeshPeer{PeerID: p.ID.String(), Name: p.Name, Member: p.Member,
-			Connected: p.Connected, Score: p.Score, HasScore: p.HasScore, Addrs: p.Addrs})
+		mp := apiserver.MeshPeer{PeerID: p.ID.String(), Name: p.Name, Member: p.Member,
+			Connected: p.Connected, Score: p.Score, HasScore: p.HasScore, Addrs: p.Addrs}
+		if p.HasScore {
+			mp.ScoreParts = meshScoreParts(p.ScoreParts)
+		}
+		info.Peers = append(info.Peers, mp)
+	}
+	if sp, ok := m.ScoringParams(); ok {
+		info.Scoring = &apiserver.MeshScoring{CommitteeBonus: sp.CommitteeBonus, InvalidMessageWeight: sp.InvalidMessageWeight,
+			InvalidMessageHalfLife: sp.InvalidMessageHalfLife, TimeInMeshWeight: sp.TimeInMeshWeight, TimeInMeshCap: sp.TimeInMeshCap,
+			FirstDeliveriesWeight: sp.FirstDeliveriesWeight, FirstDeliveriesCap: sp.FirstDeliveriesCap, TopicScoreCap: sp.TopicScoreCap,
+			IPColocationWeight: sp.IPColocationWeight, IPColocationThreshold: sp.IPColocationThreshold,
+			BehaviourPenaltyWeight: sp.BehaviourPenaltyWeight, BehaviourPenaltyThreshold: sp.BehaviourPenaltyThreshold,
+			GossipThreshold: sp.GossipThreshold, PublishThreshold: sp.PublishThreshold, GraylistThreshold: sp.GraylistThreshold}
 	}
 	return info
+}
+
+func meshScoreParts(p p2p.ScoreParts) *apiserver.MeshScoreParts {
+	out := &apiserver.MeshScoreParts{TopicSum: p.TopicSum, TopicCap: p.TopicCap, AppSpecific: p.AppSpecific,
+		IPColocation: p.IPColocation, IPColocationFactor: p.IPColocationFactor, Behaviour: p.Behaviour, BehaviourCounter: p.BehaviourCounter}
+	for _, t := range p.Topics {
+		out.Topics = append(out.Topics, apiserver.MeshTopicScore{Kind: t.Kind, Topics: t.Topics, TimeInMesh: t.TimeInMesh,
+			TimeInMeshScore: t.TimeInMeshScore, FirstDeliveries: t.FirstDeliveries, FirstDeliveriesScore: t.FirstDeliveriesScore,
+			InvalidDeliveries: t.InvalidDeliveries, InvalidScore: t.InvalidScore})
+	}
+	return out
 }
 
 var _ apiserver.MeshReporter = (*backend)(nil)

@@ -48,6 +48,8 @@ type PeerInfo struct {
 	// snapshot that includes the peer, or with scoring disabled.
 	Score    float64
 	HasScore bool
+	// ScoreParts is how Score is made (set with HasScore).
+	ScoreParts ScoreParts
 	// Addrs are the remote addresses of open connections.
 	Addrs []string
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -611,6 +612,32 @@ func checkForgedFrame(t *testing.T, c *cluster, ctx context.Context, tc forgedFr
 			if v.txs.has(k) || v.bull.has(k) || v.qcs.has(k) {
 				t.Errorf("%s delivered an object of a rejected frame", v.name)
 			}
+		}
+	}
+	// The score's breakdown names the penalty: invalid messages on the
+	// topic, and the terms add up to the score.
+	for _, v := range receivers {
+		var peerInfo *PeerInfo
+		for _, p := range v.Peers() {
+			if p.ID == tc.sender.ID() {
+				peerInfo = &p
+			}
+		}
+		if peerInfo == nil || !peerInfo.HasScore {
+			t.Fatalf("%s: no score for %s in Peers", v.name, tc.sender.name)
+		}
+		parts := peerInfo.ScoreParts
+		if math.Abs(parts.Total()-peerInfo.Score) > 1e-6*max(1, math.Abs(peerInfo.Score)) {
+			t.Errorf("%s: score %v, its parts add up to %v: %+v", v.name, peerInfo.Score, parts.Total(), parts)
+		}
+		var invalid float64
+		for _, k := range parts.Topics {
+			if k.Kind == tc.kind.String() {
+				invalid = k.InvalidScore
+			}
+		}
+		if invalid >= 0 {
+			t.Errorf("%s: no invalid-message penalty on %s in %+v", v.name, tc.kind, parts.Topics)
 		}
 	}
 	for _, v := range receivers {

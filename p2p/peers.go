@@ -71,7 +71,11 @@ func (m *Mesh) Peers() []PeerInfo {
 		if mem, ok := m.host.committee.member(p); ok {
 			info.Member, info.Name = true, mem.Name
 		}
-		info.Score, info.HasScore = m.Score(p)
+		if snap := m.scores.Load(); snap != nil {
+			if s, ok := (*snap)[p]; ok {
+				info.Score, info.HasScore, info.ScoreParts = s.Score, true, scoreParts(m.cfg.Scoring, s)
+			}
+		}
 		for _, c := range net.ConnsToPeer(p) {
 			info.Addrs = append(info.Addrs, c.RemoteMultiaddr().String())
 		}

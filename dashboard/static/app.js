@@ -27,6 +27,9 @@
     streamDownSince: Date.now(),
     resyncWanted: true,
     devWallet: null,         // null unknown, false off, true on
+    walletHeight: -1,        // block height of the balances shown
+    scoring: null,           // score parameters from /api/v1/mesh
+    expanded: new Set(),     // members whose score breakdown is open
     tick: 0,
   };
 
@@ -191,6 +194,7 @@
   }
 
   function onCertificate(d) {
+    walletEvent(d);
     const at = Number(d.unix_millis);
     const tx = txFor(d.tx_hash, at);
     tx.sender = tx.sender || d.sender || "";
@@ -199,7 +203,15 @@
     touch(tx);
   }
 
+  // walletEvent refreshes the balances when an event moves a demo
+  // account's money (its pending debits and credits).
+  function walletEvent(d) {
+    if (!state.devWallet) return;
+    for (const a of [d.sender, d.recipient]) if (a && state.names.has(a.toLowerCase())) return scheduleWallet();
+  }
+
   function onQC(d) {
+    walletEvent(d);
     const at = Number(d.unix_millis);
     const tx = txFor(d.tx_hash, at);
     if (d.qc) {
@@ -220,6 +232,7 @@
   }
 
   function onLifecycle(d) {
+    walletEvent(d);
     const at = Number(d.unix_millis);
     const tx = txFor(d.tx_hash, at);
     tx.sender = tx.sender || d.sender || "";
@@ -364,6 +377,7 @@
     b.classList.remove("flash");
     void b.offsetWidth; // restart the animation
     b.classList.add("flash");
+    scheduleWallet(); // the balances follow the head
   }
 
   async function refreshHead() {
@@ -403,22 +417,106 @@
   function renderMembers(mesh) {
     const body = $("members").tBodies[0];
     body.replaceChildren();
+    if (mesh) state.scoring = mesh.scoring || null;
+    renderScoreHelp();
     const peers = new Map(((mesh && mesh.peers) || []).map((p) => [p.peer_id, p]));
     const members = ((state.committee && state.committee.members) || []).slice().sort((a, b) => (a.name < b.name ? -1 : 1));
     for (const m of members) {
       const p = peers.get(m.peer_id);
       const linked = m.self || m.connected;
-      const score = m.self ? "" : p && p.score !== null && p.score !== undefined ? p.score.toFixed(2) : m.score.toFixed(2);
+      const known = p && p.score !== null && p.score !== undefined;
+      const score = m.self ? "" : known ? p.score.toFixed(2) : m.score.toFixed(2);
+      const parts = known ? p.score_parts : null;
+      const open = !!parts && state.expanded.has(m.name);
+      let scoreCell = score;
+      if (parts) {
+        scoreCell = el("button", { type: "button", class: "score-btn", title: scoreTooltip(m.name, p.score, parts) },
+          (open ? "▾ " : "▸ ") + score);
+        scoreCell.setAttribute("aria-expanded", String(open));
+        scoreCell.addEventListener("click", () => {
+          if (state.expanded.has(m.name)) state.expanded.delete(m.name);
+          else state.expanded.add(m.name);
+          renderMembers(state.mesh);
+        });
+      }
       body.append(el("tr", { class: linked ? "" : "down", "data-member": m.name },
         el("td", {}, m.name, m.self ? el("span", { class: "tag" }, "this node") : null),
         el("td", {}, el("span", { class: "dot " + (linked ? "up" : "off") }), m.self ? "self" : m.connected ? "connected" : "disconnected"),
-        el("td", { class: "num" }, score),
+        el("td", { class: "num" + (known && p.score < 0 ? " bad" : "") }, scoreCell),
         el("td", { class: "mono", title: m.peer_id }, short(m.peer_id))));
+      if (open) {
+        const row = el("tr", { class: "score-parts", "data-member": m.name }, el("td", { colSpan: 4 }, scoreBreakdown(p.score, parts)));
+        body.append(row);
+      }
     }
     const others = ((mesh && mesh.peers) || []).filter((p) => !p.member && p.connected);
     $("others").textContent = others.length
       ? `+ ${others.length} other connected peer${others.length > 1 ? "s" : ""} (light clients)`
       : "";
+  }
+
+  // ---------- peer score explanation ----------
+
+  const signed = (x) => (x < 0 ? "−" : "+") + Math.abs(x).toFixed(2);
+  const seconds = (ms) => {
+    const s = Math.round(Number(ms) / 1000);
+    return s < 120 ? s + " s" : Math.round(s / 60) + " min";
+  };
+
+  // scoreTerms lists a score's terms as [label, value, detail].
+  function scoreTerms(parts) {
+    const capped = parts.topic_cap > 0 && parts.topic_sum > parts.topic_cap;
+    const terms = [
+      ["committee bonus", parts.committee_bonus, "application-specific: committee members get it, other peers 0"],
+      ["topics", capped ? parts.topic_cap : parts.topic_sum,
+        capped ? `sum ${signed(parts.topic_sum)}, positive sums capped at ${parts.topic_cap}` : "time in mesh + first deliveries − invalid messages"],
+      ["IP colocation", parts.ip_colocation, `surplus² ${parts.ip_colocation_factor.toFixed(2)} (peers beyond the threshold on one IP address)`],
+      ["behaviour penalty", parts.behaviour, `counter ${parts.behaviour_counter.toFixed(2)} (broken IWANT promises, GRAFT floods)`],
+    ];
+    return terms;
+  }
+
+  function topicTerms(t) {
+    return `${t.kind}${t.topics > 1 ? " (" + t.topics + " topics)" : ""}: in mesh ${seconds(t.time_in_mesh_ms)} ${signed(t.time_in_mesh)}` +
+      ` · first deliveries ${t.first_deliveries_count.toFixed(1)} ${signed(t.first_deliveries)}` +
+      ` · invalid messages ${t.invalid_messages_count.toFixed(1)} ${signed(t.invalid_messages)}`;
+  }
+
+  function scoreTooltip(name, score, parts) {
+    const lines = [`${name}'s gossipsub score here: ${score.toFixed(2)} =`];
+    for (const [label, v] of scoreTerms(parts)) lines.push(`  ${label} ${signed(v)}`);
+    for (const t of parts.topics || []) lines.push("    " + topicTerms(t));
+    lines.push("(click for details)");
+    return lines.join("\n");
+  }
+
+  function scoreBreakdown(score, parts) {
+    const ul = el("ul", { class: "score-terms" });
+    for (const [label, v, detail] of scoreTerms(parts)) {
+      ul.append(el("li", { class: v < 0 ? "bad" : "" }, el("b", {}, label + " " + signed(v)), " ", el("small", { class: "muted" }, detail)));
+    }
+    for (const t of parts.topics || []) {
+      ul.append(el("li", { class: "topic" + (t.invalid_messages < 0 ? " bad" : "") }, topicTerms(t)));
+    }
+    return el("div", {}, el("span", {}, "score " + score.toFixed(2) + " = "), ul);
+  }
+
+  // renderScoreHelp says what a peer score is, with this node's parameters.
+  function renderScoreHelp() {
+    const sc = state.scoring;
+    const help = $("score-help");
+    if (!sc) {
+      help.textContent = "Peer score: gossipsub's score of each peer as seen from this node (scoring is off or not reported).";
+      return;
+    }
+    help.textContent = "Peer score: gossipsub's rating of each peer as seen from this node. " +
+      `Committee members get a bonus of ${sc.committee_bonus}. Each topic adds time in the mesh (${sc.time_in_mesh_weight} per second, ` +
+      `at most ${seconds(sc.time_in_mesh_cap_ms)}) and first deliveries (at most ${sc.first_deliveries_cap}), together capped at ` +
+      `${sc.topic_score_cap}, and takes ${-sc.invalid_message_weight} × (invalid messages)², halving every ` +
+      `${seconds(sc.invalid_message_half_life_ms)}. More than ${sc.ip_colocation_threshold} peers on one IP address cost ` +
+      `${-sc.ip_colocation_weight} × surplus², gossip misbehaviour ${-sc.behaviour_penalty_weight} × excess² over ` +
+      `${sc.behaviour_penalty_threshold}. Below ${sc.gossip_threshold} a peer gets no gossip, below ${sc.publish_threshold} ` +
+      `none of our messages, below ${sc.graylist_threshold} it is ignored. Click a score for its terms.`;
   }
 
   function renderTopics(mesh) {
@@ -456,9 +554,16 @@
   // ---------- resynchronising after a (re)connection ----------
 
   async function refreshStatus(tx) {
-    const s = await api(`/api/v1/tx/${tx.hash}/status`);
+    applyStatus(tx, await api(`/api/v1/tx/${tx.hash}/status`));
+  }
+
+  // applyStatus merges what the board says of a payment (the status route's
+  // shape, also each item of /api/v1/payments).
+  function applyStatus(tx, s) {
     tx.sender = tx.sender || s.sender || "";
     tx.recipient = tx.recipient || s.recipient || "";
+    if (tx.amount === null && s.amount !== undefined) tx.amount = s.amount;
+    if (s.settlement_failure && !tx.failure) tx.failure = s.settlement_failure;
     for (const c of s.certificates || []) {
       if (!tx.certs.has(c.signer.name)) tx.certs.set(c.signer.name, Number(c.created_unix_millis));
     }
@@ -483,22 +588,16 @@
     state.resyncWanted = false;
     try {
       await Promise.all([refreshInfo(), refreshCommittee()]);
-      // Certificates of the last five minutes (server clock), at most five pages.
-      const now = state.mesh ? Number(state.mesh.unix_millis) : Date.now();
-      let cursor = "";
-      for (let page = 0; page < 5; page++) {
-        const r = await api(`/api/v1/bulletin?since=${now - 5 * 60 * 1000}&limit=1000` + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
-        for (const c of r.certificates || []) {
-          const at = Number(c.created_unix_millis);
-          const tx = txFor(c.tx_hash, at);
-          addCert(tx, c, at);
-          touch(tx);
-        }
-        cursor = r.next_cursor;
-        if (!cursor) break;
+      // The newest payments the board still holds, whatever their age: a
+      // reload shows what the sidecar knows, not only what the stream said.
+      const r = await api(`/api/v1/payments?limit=${MAX_TXS}`);
+      for (const s of r.payments || []) {
+        const created = (s.certificates || []).map((c) => Number(c.created_unix_millis));
+        const at = created.length ? Math.min(...created) : Number(s.first_seen_unix_millis);
+        const tx = txFor(s.tx_hash, at);
+        if (tx.certs.size === 0 && created.length) tx.first = at;
+        applyStatus(tx, s);
       }
-      const recent = [...state.txs.values()].sort((a, b) => b.first - a.first).slice(0, MAX_TXS);
-      for (const tx of recent) await refreshStatus(tx).catch(() => {});
       await refreshEvidence();
     } catch (e) {
       state.resyncWanted = true; // try again on the next tick
@@ -546,6 +645,26 @@
 
   // ---------- dev wallet ----------
 
+  // scheduleWallet refreshes the balances, one request at a time: a call
+  // while one runs asks for one more afterwards.
+  let walletBusy = false;
+  let walletAgain = false;
+  function scheduleWallet() {
+    if (state.devWallet === false) return;
+    if (walletBusy) {
+      walletAgain = true;
+      return;
+    }
+    walletBusy = true;
+    refreshWallet().catch(() => {}).finally(() => {
+      walletBusy = false;
+      if (walletAgain) {
+        walletAgain = false;
+        scheduleWallet();
+      }
+    });
+  }
+
   async function refreshWallet() {
     let r;
     try {
@@ -561,8 +680,7 @@
     state.devWallet = true;
     $("wallet").hidden = false;
     for (const a of r.accounts) state.names.set(a.address.toLowerCase(), a.name);
-    $("balances").textContent = "on chain at #" + r.block_height + ": " +
-      r.accounts.map((a) => `${a.name} ${dollars(a.balance)}`).join(" · ");
+    renderBalances(r);
     $("demo-run").disabled = !r.demo_enabled || demoRunning;
     if (first) {
       const names = r.accounts.map((a) => a.name);
@@ -573,6 +691,30 @@
       }
       for (const tx of state.txs.values()) touch(tx); // names changed
     }
+  }
+
+  // renderBalances shows each account's balance at the chain head and, when
+  // the validator holds payments the chain does not show yet, the pending
+  // amounts and what the account may spend. An answer for an older head
+  // than the one shown is dropped.
+  function renderBalances(r) {
+    const height = Number(r.block_height);
+    if (height < state.walletHeight) return;
+    state.walletHeight = height;
+    const line = $("balances");
+    line.dataset.height = String(height);
+    const parts = ["on chain at #" + height + ": "];
+    r.accounts.forEach((a, i) => {
+      const debit = BigInt(a.pending_debit || "0");
+      const credit = BigInt(a.pending_credit || "0");
+      const pending = [debit > 0n ? "−" + dollars(debit) : "", credit > 0n ? "+" + dollars(credit) : ""].filter(Boolean).join(" ");
+      if (i > 0) parts.push(" · ");
+      parts.push(el("span", {
+        class: "bal", "data-account": a.name, "data-balance": a.balance, "data-available": a.available || a.balance,
+        title: pending ? "pending: certified or signed here, not on chain at #" + height + "; available " + dollars(a.available) : "",
+      }, `${a.name} ${dollars(a.balance)}`, pending ? el("small", { class: "pending" }, ` (${pending} pending → ${dollars(a.available)})`) : null));
+    });
+    line.replaceChildren(...parts);
   }
 
   async function pay(ev) {
@@ -589,7 +731,7 @@
       });
       out.textContent = `QC in ${r.time_to_qc_ms.toFixed(1)} ms, signed by ${r.signers.join(", ")} (tx ${short(r.tx_hash)}${r.parent_tx ? ", parent " + short(r.parent_tx) : ""})`;
       out.className = "small ok";
-      refreshWallet();
+      scheduleWallet();
     } catch (e) {
       out.textContent = "failed: " + e.message;
       out.className = "small bad";
@@ -640,7 +782,7 @@
     } finally {
       demoRunning = false;
       btn.disabled = false;
-      refreshWallet();
+      scheduleWallet();
     }
   }
 
@@ -670,7 +812,8 @@
     state.tick++;
     const jobs = [refreshHead()];
     if (state.tick % 2 === 1) jobs.push(refreshCommittee().then(refreshMesh));
-    if (state.tick % 5 === 1) jobs.push(refreshEvidence(), refreshWallet());
+    if (state.tick % 5 === 1) jobs.push(refreshEvidence());
+    if (state.tick % 5 === 1 && state.devWallet === null) scheduleWallet(); // is there a dev wallet?
     if (!state.info) jobs.push(refreshInfo());
     await Promise.allSettled(jobs);
     ticking = false;

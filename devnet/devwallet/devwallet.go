@@ -31,6 +31,7 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
+	"github.com/allegro-mesh/allegro/validator"
 )
 
 // Routes of the dev wallet.
@@ -77,6 +78,9 @@ type DevWalletParams struct {
 	// Settled reports whether a transaction is on chain (its QC is then no
 	// longer needed as a parent). Nil: never.
 	Settled func(qc.Hash) bool
+	// Overlay returns the sidecar's validator's pending debits and QC
+	// credits of an account (node.ExtensionContext.Overlay). Nil: none.
+	Overlay func(qc.Address) validator.Overlay
 	// Logger (nil: discarded).
 	Logger *slog.Logger
 }
@@ -161,11 +165,18 @@ func (d *DevWallet) account(s string) (devkit.Account, bool) {
 
 // ---- accounts ----
 
-// DevAccount is a demo account in GET /api/v1/dev/accounts.
+// DevAccount is a demo account in GET /api/v1/dev/accounts. Amounts are
+// token units. Pending payments are those this sidecar's validator holds
+// in its overlay (payments it signed from the account, QCs paying it) that
+// the chain does not show at BlockHeight; Available is what the validators
+// let the account spend: Balance - PendingDebit + PendingCredit.
 type DevAccount struct {
-	Name    string        `json:"name"`
-	Address string        `json:"address"`
-	Balance apiserver.U64 `json:"balance"` // token units on chain at BlockHeight
+	Name          string        `json:"name"`
+	Address       string        `json:"address"`
+	Balance       apiserver.U64 `json:"balance"` // on chain at BlockHeight
+	PendingDebit  apiserver.U64 `json:"pending_debit"`
+	PendingCredit apiserver.U64 `json:"pending_credit"`
+	Available     apiserver.U64 `json:"available"`
 }
 
 // DevAccountsResponse is the body of GET /api/v1/dev/accounts.
@@ -187,15 +198,79 @@ func (d *DevWallet) handleAccounts(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := DevAccountsResponse{Token: devkit.TokenAddress.Hex(), Decimals: devkit.TokenDecimals,
 		BlockHeight: apiserver.U64(view.Head().Number), DemoEnabled: d.p.ChainURL != ""}
+	pending := pendingAt{view: view, nonces: map[nonceSlot]uint64{}}
 	for _, a := range d.accounts {
 		b, err := view.BalanceOf(ctx, devkit.TokenAddress, a.Address)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "balance of "+a.Name+": "+err.Error())
 			return
 		}
-		resp.Accounts = append(resp.Accounts, DevAccount{Name: a.Name, Address: a.Address.Hex(), Balance: apiserver.U64(b.Uint64())})
+		acct := DevAccount{Name: a.Name, Address: a.Address.Hex(), Balance: apiserver.U64(b.Uint64())}
+		if d.p.Overlay != nil {
+			debit, credit, err := pending.of(ctx, d.p.Overlay(qc.Address(a.Address)))
+			if err != nil {
+				writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "nonces for "+a.Name+": "+err.Error())
+				return
+			}
+			acct.PendingDebit, acct.PendingCredit = apiserver.U64(debit), apiserver.U64(credit)
+		}
+		avail := uint64(acct.Balance) + uint64(acct.PendingCredit)
+		acct.Available = apiserver.U64(avail - min(avail, uint64(acct.PendingDebit)))
+		resp.Accounts = append(resp.Accounts, acct)
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// nonceSlot is an account's nonce lane.
+type nonceSlot struct {
+	account qc.Address
+	key     qc.NonceKey
+}
+
+// pendingAt sums an overlay's token payments that one chain view does not
+// show yet. A payment is on chain at the view once its sender's nonce
+// there has passed the payment's nonce; the overlay is pruned only some
+// time after that, so reading it alone would count settled payments
+// twice.
+type pendingAt struct {
+	view   tempo.ChainView
+	nonces map[nonceSlot]uint64
+}
+
+func (p *pendingAt) onChain(ctx context.Context, e *qc.Effects) (bool, error) {
+	slot := nonceSlot{e.Sender, e.NonceKey}
+	next, ok := p.nonces[slot]
+	if !ok {
+		var err error
+		if next, err = p.view.NonceOf(ctx, common.Address(e.Sender), e.NonceKey); err != nil {
+			return false, err
+		}
+		p.nonces[slot] = next
+	}
+	return next > e.NonceSeq, nil
+}
+
+func (p *pendingAt) of(ctx context.Context, o validator.Overlay) (debit, credit uint64, err error) {
+	token := qc.Address(devkit.TokenAddress)
+	for _, side := range []struct {
+		effects []qc.Effects
+		sum     *uint64
+	}{{o.Debits, &debit}, {o.Credits, &credit}} {
+		for i := range side.effects {
+			e := &side.effects[i]
+			if e.Asset != token {
+				continue
+			}
+			settled, err := p.onChain(ctx, e)
+			if err != nil {
+				return 0, 0, err
+			}
+			if !settled {
+				*side.sum += e.Amount
+			}
+		}
+	}
+	return debit, credit, nil
 }
 
 // ---- pay ----
@@ -557,7 +632,8 @@ func Extension() node.APIExtension {
 				st, ok := x.Board.Status(h)
 				return ok && st.Stage >= fastpayv1.TxLifecycleUpdate_INCLUDED
 			},
-			Logger: x.Logger,
+			Overlay: x.Overlay,
+			Logger:  x.Logger,
 		})
 		if err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
+	"github.com/allegro-mesh/allegro/validator"
 )
 
 func TestParseDollars(t *testing.T) {
@@ -153,6 +154,42 @@ func TestDevAccounts(t *testing.T) {
 	}
 	if rec := do(mux, http.MethodPost, RouteDevAccounts, ""); rec.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST accounts: %d", rec.Code)
+	}
+}
+
+// TestDevAccountsPending: an account's pending debits and credits are the
+// overlay's token payments its chain view does not show yet, judged by the
+// sender's nonce at that view, and available is the balance moved by them.
+func TestDevAccountsPending(t *testing.T) {
+	w, chain := testWallet(t, "")
+	demo := devkit.DemoAccounts()
+	alice, bob, carol := qc.Address(demo[0].Address), qc.Address(demo[1].Address), qc.Address(demo[2].Address)
+	token := qc.Address(devkit.TokenAddress)
+	pay := func(from, to qc.Address, amount, seq uint64) qc.Effects {
+		return qc.Effects{Sender: from, Recipient: to, Amount: amount, Asset: token, NonceSeq: seq}
+	}
+	overlays := map[qc.Address]validator.Overlay{
+		// Alice paid Bob twice; the chain shows the first.
+		alice: {Debits: []qc.Effects{pay(alice, bob, 4*devkit.Dollar, 0), pay(alice, bob, 2*devkit.Dollar, 1)}},
+		bob: {Credits: []qc.Effects{pay(alice, bob, 4*devkit.Dollar, 0), pay(alice, bob, 2*devkit.Dollar, 1)},
+			// Another token does not count.
+			Debits: []qc.Effects{{Sender: bob, Recipient: carol, Amount: 7, Asset: qc.Address{0x99}}}},
+		carol: {Credits: []qc.Effects{pay(bob, carol, 1, 5)}}, // Bob's nonce 5 is far ahead: pending
+	}
+	w.p.Overlay = func(a qc.Address) validator.Overlay { return overlays[a] }
+	chain.SetNonce(demo[0].Address, [32]byte{}, 1)
+
+	rec := do(serve(w), http.MethodGet, RouteDevAccounts, "")
+	var r DevAccountsResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &r); rec.Code != http.StatusOK || err != nil {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	for i, want := range []struct{ debit, credit uint64 }{{2 * devkit.Dollar, 0}, {0, 2 * devkit.Dollar}, {0, 1}} {
+		a := r.Accounts[i]
+		avail := uint64(a.Balance) + want.credit - want.debit
+		if uint64(a.PendingDebit) != want.debit || uint64(a.PendingCredit) != want.credit || uint64(a.Available) != avail {
+			t.Errorf("%s: %+v, want debit %d credit %d available %d", a.Name, a, want.debit, want.credit, avail)
+		}
 	}
 }
 
