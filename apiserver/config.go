@@ -13,6 +13,12 @@ type Config struct {
 	// and the JSON HTTP API (HTTP/1.1 and HTTP/2 cleartext). Default
 	// "127.0.0.1:7070"; use port 0 to let the OS choose (see Server.Addr).
 	ListenAddr string `toml:"listen_addr"`
+	// MetricsListenAddr, when set, is a separate TCP address serving
+	// Prometheus metrics at /metrics (plain HTTP, nothing else), and the
+	// client API address then no longer serves /metrics: operators set it
+	// to keep metrics off a client-facing port and scrape them on an
+	// internal one. Default empty: /metrics is served on ListenAddr.
+	MetricsListenAddr string `toml:"metrics_listen_addr"`
 	// MaxBodyBytes bounds a JSON request body (413 above it) and a gRPC
 	// request message. Default 1 MiB.
 	MaxBodyBytes int64 `toml:"max_body_bytes"`
@@ -126,6 +132,14 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return fmt.Errorf("[api] listen_addr %q is not host:port: %v", c.ListenAddr, err)
+	}
+	if c.MetricsListenAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListenAddr); err != nil {
+			return fmt.Errorf("[api] metrics_listen_addr %q is not host:port: %v", c.MetricsListenAddr, err)
+		}
+		if _, port, _ := net.SplitHostPort(c.MetricsListenAddr); c.MetricsListenAddr == c.ListenAddr && port != "0" {
+			return fmt.Errorf("[api] metrics_listen_addr %q is listen_addr: leave it empty to serve /metrics on the API address", c.MetricsListenAddr)
+		}
 	}
 	if c.MaxBodyBytes <= 0 {
 		return fmt.Errorf("[api] max_body_bytes must be positive, got %d", c.MaxBodyBytes)

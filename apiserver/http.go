@@ -58,12 +58,18 @@ func (s *Server) routes() {
 	if _, ok := s.backend.(ConflictChecker); ok {
 		s.route(routeConflictCheck, post, s.handleConflictCheck)
 	}
+	if s.cfg.MetricsListenAddr == "" {
+		s.route(routeMetrics, get, s.metricsHandler().ServeHTTP)
+	}
+}
+
+// metricsHandler serves the backend's metrics merged with the API's own.
+func (s *Server) metricsHandler() http.Handler {
 	gatherers := prometheus.Gatherers{s.registry}
 	if g := s.backend.Gatherer(); g != nil {
 		gatherers = append(prometheus.Gatherers{g}, gatherers...)
 	}
-	metricsHandler := promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
-	s.route(routeMetrics, get, metricsHandler.ServeHTTP)
+	return promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // route registers a path for the given methods; other methods get a JSON 405.

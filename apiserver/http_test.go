@@ -662,6 +662,8 @@ func TestConfigValidate(t *testing.T) {
 	for field, mutate := range map[string]func(*Config){
 		"listen_addr":            func(c *Config) { c.ListenAddr = "" },
 		"listen_addr ":           func(c *Config) { c.ListenAddr = "no-port" },
+		"metrics_listen_addr":    func(c *Config) { c.MetricsListenAddr = "9464" },
+		"metrics_listen_addr ":   func(c *Config) { c.MetricsListenAddr = c.ListenAddr },
 		"max_body_bytes":         func(c *Config) { c.MaxBodyBytes = 0 },
 		"stream_timeout":         func(c *Config) { c.StreamTimeout = 0 },
 		"read_header_timeout":    func(c *Config) { c.ReadHeaderTimeout = -1 },

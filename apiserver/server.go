@@ -45,6 +45,9 @@ type Server struct {
 	split     *splitListener
 	http      *http.Server
 	serveDone chan struct{}
+	// The metrics server, when Config.MetricsListenAddr is set.
+	metricsLn   net.Listener
+	metricsHTTP *http.Server
 
 	closing   chan struct{} // closed by Stop: long-lived responses end
 	closeOnce sync.Once
@@ -135,6 +138,23 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("apiserver: listen on %s: %w", s.cfg.ListenAddr, err)
 	}
+	if s.cfg.MetricsListenAddr != "" {
+		mln, err := lc.Listen(ctx, "tcp", s.cfg.MetricsListenAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("apiserver: metrics listen on %s: %w", s.cfg.MetricsListenAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET "+routeMetrics, s.metricsHandler())
+		s.metricsLn = mln
+		s.metricsHTTP = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+			IdleTimeout:       s.cfg.IdleTimeout,
+			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+	}
 	limited := newLimitListener(ln, s.cfg.MaxConnsPerIP, s.cfg.MaxConns, s.metrics, s.log)
 	if !s.rootTaken {
 		s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -187,6 +207,16 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("API server stopped", "err", err)
 		}
 	}()
+	if msrv, mln := s.metricsHTTP, s.metricsLn; msrv != nil {
+		serving.Add(1)
+		go func() {
+			defer serving.Done()
+			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		s.log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	go func() {
 		serving.Wait()
 		close(done)
@@ -205,6 +235,18 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// MetricsAddr returns the bound address of the metrics server, or nil
+// before Start and when Config.MetricsListenAddr is empty (/metrics is then
+// on Addr).
+func (s *Server) MetricsAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
+
 // Stop ends open streams, then waits for in-flight requests until ctx ends,
 // after which it closes the remaining connections.
 // Calling it again does nothing.
@@ -213,9 +255,14 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.mu.Lock()
-		srv, done, split := s.http, s.serveDone, s.split
+		srv, done, split, msrv := s.http, s.serveDone, s.split, s.metricsHTTP
 		s.stopped = true
 		s.mu.Unlock()
+		if msrv != nil {
+			if merr := msrv.Shutdown(ctx); merr != nil {
+				_ = msrv.Close()
+			}
+		}
 		// Both servers first, so each sees its own shutdown rather than its
 		// listener vanishing; connections the split listener still routes
 		// meanwhile are closed on delivery.

@@ -199,6 +199,7 @@ func (b *Board) AddCertificate(cert qc.Certificate) AddResult {
 			"signer", cert.Signer.Hex(), "key", cert.Effects.ContentionKey().String(), "first_tx", first.TxHash, "second_tx", cert.TxHash)
 	}
 
+	var toQC time.Duration
 	if e.qc == nil {
 		if e.assemblers == nil {
 			e.assemblers = make(map[qc.Hash]*qc.Assembler, 1)
@@ -213,7 +214,7 @@ func (b *Board) AddCertificate(cert qc.Certificate) AddResult {
 		} else if a.Ready() {
 			if q, err := a.Build(); err == nil {
 				res.Formed = q
-				b.setQCLocked(e, q, false)
+				toQC = b.setQCLocked(e, q, false)
 				events = append(events, b.qcEvents(e, q, now)...)
 			}
 		}
@@ -226,6 +227,7 @@ func (b *Board) AddCertificate(cert qc.Certificate) AddResult {
 	}
 	if res.Formed != nil {
 		b.metrics.qcs.WithLabelValues("formed").Inc()
+		b.metrics.timeToQC.WithLabelValues("formed").Observe(toQC.Seconds())
 		b.schedulePublish(res.Formed)
 	}
 	b.emit(events)
@@ -244,21 +246,25 @@ func (b *Board) AddQC(q *qc.QC) bool {
 		b.metrics.qcs.WithLabelValues("duplicate").Inc()
 		return false
 	}
-	b.setQCLocked(e, q, true)
+	toQC := b.setQCLocked(e, q, true)
 	events := b.qcEvents(e, q, uint64(time.Now().UnixMilli()))
 	b.mu.Unlock()
 	b.metrics.qcs.WithLabelValues("received").Inc()
+	b.metrics.timeToQC.WithLabelValues("received").Observe(toQC.Seconds())
 	b.emit(events)
 	return true
 }
 
-func (b *Board) setQCLocked(e *txEntry, q *qc.QC, fromMesh bool) {
+// setQCLocked stores q and returns how long after the transaction was first
+// seen here it came.
+func (b *Board) setQCLocked(e *txEntry, q *qc.QC, fromMesh bool) time.Duration {
 	e.qc, e.qcFromMesh, e.qcAt = e.compactQC(b.roster, q), fromMesh, nanos(time.Now())
 	e.assemblers = nil
 	if e.stage < fastpayv1.TxLifecycleUpdate_CERTIFIED {
 		e.stage = fastpayv1.TxLifecycleUpdate_CERTIFIED
 		e.setStageAt(e.stage, e.qcAt)
 	}
+	return time.Duration(max(e.qcAt-e.firstSeen, 0))
 }
 
 func (b *Board) qcEvents(e *txEntry, q *qc.QC, now uint64) []Event {

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/qc"
@@ -378,5 +380,48 @@ func TestSubscribeTx(t *testing.T) {
 	case ev := <-qcOnly.C():
 		t.Fatalf("qc-only subscription got a second event %+v", ev)
 	default:
+	}
+}
+
+// TestTimeToQCObserved: the time from a transaction's first certificate to
+// its QC is observed once per QC, under the QC's source.
+func TestTimeToQCObserved(t *testing.T) {
+	f := newFixture(t, 4)
+	b := f.board(t, DefaultConfig(), 0)
+	e := effects(1, 2, 0)
+	formedTx, receivedTx := txHash(1, 0), txHash(1, 1)
+	var formed *qc.QC
+	for _, s := range f.signers {
+		if r := b.AddCertificate(s.Sign(formedTx, e, 1)); r.Formed != nil {
+			formed = r.Formed
+		}
+	}
+	if formed == nil {
+		t.Fatal("no QC formed")
+	}
+	// A QC from the mesh for a transaction seen before through one
+	// certificate, and a duplicate of the formed QC, which is not counted.
+	other := f.board(t, DefaultConfig(), 1)
+	var fromMesh *qc.QC
+	e1 := effects(1, 2, 1)
+	b.AddCertificate(f.signers[3].Sign(receivedTx, e1, 1))
+	for _, s := range f.signers[:3] {
+		if r := other.AddCertificate(s.Sign(receivedTx, e1, 1)); r.Formed != nil {
+			fromMesh = r.Formed
+		}
+	}
+	b.AddQC(fromMesh)
+	b.AddQC(formed)
+	for _, tc := range []struct {
+		source string
+		want   int
+	}{{"formed", 1}, {"received", 1}} {
+		var m dto.Metric
+		if err := b.metrics.timeToQC.WithLabelValues(tc.source).(prometheus.Histogram).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if n := int(m.GetHistogram().GetSampleCount()); n != tc.want {
+			t.Errorf("time to QC %s: %d observations, want %d", tc.source, n, tc.want)
+		}
 	}
 }

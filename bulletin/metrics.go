@@ -11,6 +11,7 @@ type metrics struct {
 	qcs             *prometheus.CounterVec
 	evidence        prometheus.Counter
 	subscriberDrops prometheus.Counter
+	timeToQC        *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,8 +32,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "allegro", Subsystem: "bulletin", Name: "subscriber_drops_total",
 			Help: "Events lost because a subscriber lagged behind.",
 		}),
+		timeToQC: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "allegro", Subsystem: "bulletin", Name: "time_to_qc_seconds",
+			Help: "Time from this board first learning of a transaction (an accepted submission or its first certificate) to holding its QC, by source: formed here, or received from the mesh.",
+			// 1 ms to ~33 s.
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"source"}),
 	}
-	if _, err := promreg.Register("bulletin", reg, m.certs, m.qcs, m.evidence, m.subscriberDrops); err != nil {
+	if _, err := promreg.Register("bulletin", reg, m.certs, m.qcs, m.evidence, m.subscriberDrops, m.timeToQC); err != nil {
 		return nil, err
 	}
 	return m, nil

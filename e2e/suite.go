@@ -127,6 +127,10 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	tcfg.APIPortBase, tcfg.ChainPort, tcfg.SubnetPrefix = apiBase, chainPort, prefix
 	tcfg.BlockPeriod, tcfg.LoadAccounts, tcfg.LogLevel = cfg.BlockPeriod, cfg.LoadAccounts(), cfg.LogLevel
 	tcfg.Byzantine = map[string]string{s.byz: sidecar.ByzantineEquivocate}
+	// No restart policy: the faults (docker kill, stop) would not fight
+	// one, but a sidecar that crashes on its own must stay down and fail
+	// the run, not come back with an empty board.
+	tcfg.Restart = "no"
 	dir := filepath.Join(s.artifacts, testnetDir)
 	m, err := testnet.Generate(tcfg, dir)
 	if err != nil {

@@ -3,6 +3,7 @@ package p2p
 import (
 	"sync/atomic"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/allegro-mesh/allegro/internal/promreg"
@@ -187,7 +188,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for i := range m.duplicatesByKind {
 		m.duplicatesByKind[i] = m.duplicates.WithLabelValues(kindLabels[i])
+		// Loss counters exist at zero from the start, so rates and alerts
+		// on them work before the first loss.
+		m.outboundDropped.WithLabelValues(kindLabels[i])
+		m.undeliverable.WithLabelValues(kindLabels[i])
+		m.rejected.WithLabelValues(kindLabels[i], pubsub.RejectValidationQueueFull)
+		m.rejected.WithLabelValues(kindLabels[i], pubsub.RejectValidationThrottled)
 	}
+	m.connectedPeers.WithLabelValues("committee")
+	m.connectedPeers.WithLabelValues("other")
 	set, err := promreg.Register("p2p", reg,
 		m.validations, m.validationSeconds, m.validatorPanics, m.published, m.publishErrors, m.delivered,
 		m.handlerPanics, m.objects, m.frameSize, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable, m.outsiderDropped,

@@ -37,6 +37,11 @@ func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 			Help: "Signed transactions announced again to the committee because they had no QC yet.",
 		}),
 	}
+	// Drop counters exist at zero from the start, so rates and alerts on
+	// them work before the first drop.
+	for _, reason := range []string{"queue_full", "parking_full", "park_expired", "announce_queue_full"} {
+		m.dropped.WithLabelValues(reason)
+	}
 	if _, err := promreg.Register("sidecar", reg, m.submissions, m.meshTxs, m.dropped, m.syncs, m.reannounced); err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	app.Register("testnet", "generate a docker-compose test network (allegro-dev testnet gen --validators N --out DIR)", runTestnet)
+	app.Register("testnet", "generate a docker-compose test network (allegro-dev testnet gen --validators N --out DIR); install its keys (testnet install-keys, run by the network itself)", runTestnet)
 }
 
 // byzantineFlag collects repeated --byzantine NAME=MODE values.
@@ -31,11 +31,34 @@ func (b byzantineFlag) Set(v string) error {
 }
 
 func runTestnet(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "gen" {
-		fmt.Fprintln(stdout, "usage: allegro-dev testnet gen --out DIR [flags]   (allegro-dev testnet gen -h for the flags)")
-		return cli.ErrUsage
+	switch {
+	case len(args) > 0 && args[0] == "gen":
+		return runTestnetGen(ctx, args[1:], stdout)
+	case len(args) > 0 && args[0] == "install-keys":
+		return runTestnetInstallKeys(args[1:], stdout)
 	}
-	return runTestnetGen(ctx, args[1:], stdout)
+	fmt.Fprintln(stdout, "usage: allegro-dev testnet gen --out DIR [flags]   (allegro-dev testnet gen -h for the flags)")
+	fmt.Fprintln(stdout, "       allegro-dev testnet install-keys --keys DIR --into DIR NAME...   (what a testnet's keys service runs)")
+	return cli.ErrUsage
+}
+
+// runTestnetInstallKeys copies validator keys into their data volumes with
+// mode 0600 (the keys service of a generated compose file runs it).
+func runTestnetInstallKeys(args []string, stdout io.Writer) error {
+	fs := app.Flags("testnet install-keys", "--keys DIR --into DIR NAME...")
+	keys := fs.String("keys", "", "directory holding NAME.key files (required)")
+	into := fs.String("into", "", "directory of the data volumes: NAME's key goes to DIR/NAME/"+testnet.InstalledKeyFile+" (required)")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if *keys == "" || *into == "" || fs.NArg() == 0 {
+		return errors.New("--keys, --into and at least one validator name are required")
+	}
+	if err := testnet.InstallKeys(*keys, *into, fs.Args()); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "installed %d validator key(s) into %s (mode 0600)\n", fs.NArg(), *into)
+	return nil
 }
 
 func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
@@ -59,6 +82,11 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.LoadAccounts, "load-accounts", d.LoadAccounts, "funded load-test accounts on the dev chain")
 	fs.StringVar(&cfg.LogLevel, "log-level", d.LogLevel, "sidecar and light-client log level")
 	fs.IntVar(&cfg.P2PPort, "p2p-port", d.P2PPort, "sidecars' libp2p port (TCP and QUIC) inside the containers")
+	fs.StringVar(&cfg.Restart, "restart", d.Restart, "restart policy of the dev chain and sidecars: no, on-failure, always or unless-stopped (docker stop and kill suspend it)")
+	fs.StringVar(&cfg.PrometheusImage, "prometheus-image", d.PrometheusImage, "Prometheus image of the monitoring profile (pulled only when that profile starts)")
+	fs.StringVar(&cfg.GrafanaImage, "grafana-image", d.GrafanaImage, "Grafana image of the monitoring profile (pulled only when that profile starts)")
+	fs.IntVar(&cfg.PrometheusPort, "prometheus-port", d.PrometheusPort, "host port of Prometheus on 127.0.0.1 (monitoring profile)")
+	fs.IntVar(&cfg.GrafanaPort, "grafana-port", d.GrafanaPort, "host port of Grafana on 127.0.0.1 (monitoring profile)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -87,5 +115,7 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "keys in %s are TEST keys. Start it (nothing is pulled; build the image first):\n  cd %s && docker-compose -p %s up -d\n",
 		filepath.Join(*out, testnet.KeysDir), *out, m.Project)
+	fmt.Fprintf(stdout, "Prometheus (%s, scraping every sidecar) and Grafana, whose images are pulled: add --profile %s (http://127.0.0.1:%d, http://127.0.0.1:%d)\n",
+		testnet.PrometheusFile, testnet.MonitoringProfile, cfg.PrometheusPort, cfg.GrafanaPort)
 	return nil
 }

@@ -133,6 +133,16 @@ publish_step = "40ms"
 	if _, err := loadSidecarConfig([]string{"--api-max-conns-per-ip", "0"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "max_conns_per_ip") {
 		t.Fatalf("zero --api-max-conns-per-ip: %v", err)
 	}
+	if cfg.API.MetricsListenAddr != "" {
+		t.Fatalf("metrics listen address %q by default, want none (/metrics on the API address)", cfg.API.MetricsListenAddr)
+	}
+	env["ALLEGRO_METRICS_LISTEN"] = "127.0.0.1:9464"
+	if cfg, err := loadSidecarConfig([]string{"--config", cfgPath}, func(k string) string { return env[k] }); err != nil || cfg.API.MetricsListenAddr != "127.0.0.1:9464" {
+		t.Fatalf("ALLEGRO_METRICS_LISTEN: %q %v", cfg.API.MetricsListenAddr, err)
+	}
+	if _, err := loadSidecarConfig([]string{"--metrics-listen", "9464"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "[api] metrics_listen_addr") {
+		t.Fatalf("--metrics-listen without a host: %v", err)
+	}
 	if cfg.Validator.MaxCertificates != 10_000 {
 		t.Fatal("defaults lost for keys the file does not set")
 	}

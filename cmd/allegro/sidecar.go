@@ -41,6 +41,7 @@ var sidecarSettings = []setting{
 		c.API.MaxConnsPerIP = n
 		return nil
 	}},
+	{"metrics-listen", "ALLEGRO_METRICS_LISTEN", "separate host:port serving Prometheus /metrics, which the API address then no longer serves (default: /metrics on the API address)", func(c *node.Config, v string) error { c.API.MetricsListenAddr = v; return nil }},
 	{"p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs", func(c *node.Config, v string) error { c.P2P.ListenAddrs = cli.SplitList(v); return nil }},
 	{"p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers", func(c *node.Config, v string) error { c.P2P.AnnounceAddrs = cli.SplitList(v); return nil }},
 	{"log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *node.Config, v string) error { c.LogLevel = v; return nil }},
@@ -118,7 +119,11 @@ func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("start: %w", err)
 	}
 	info := n.Sidecar.Mesh()
-	logger.Info("sidecar running", "version", buildinfo.Read().String(), "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "peer_id", info.ID().String())
+	metrics := n.API.Addr().String()
+	if a := n.API.MetricsAddr(); a != nil {
+		metrics = a.String()
+	}
+	logger.Info("sidecar running", "version", buildinfo.Read().String(), "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "metrics", metrics, "peer_id", info.ID().String())
 	fmt.Fprintf(stdout, "sidecar %s: API http://%s  peer %s\n", n.Sidecar.Validator().Signer().Name(), n.API.Addr(), info.ID())
 	<-ctx.Done()
 	logger.Info("shutting down")

@@ -78,16 +78,29 @@ type netAttach struct {
 type service struct {
 	Image           string       `yaml:"image"`
 	ContainerName   string       `yaml:"container_name"`
+	Profiles        []quoted     `yaml:"profiles,flow,omitempty"`
 	Entrypoint      []quoted     `yaml:"entrypoint,flow,omitempty"`
-	Command         []quoted     `yaml:"command,flow"`
+	Command         []quoted     `yaml:"command,flow,omitempty"`
 	Environment     *ordered     `yaml:"environment,omitempty"`
 	Volumes         []quoted     `yaml:"volumes,omitempty"`
-	Networks        *ordered     `yaml:"networks"`
+	NetworkMode     string       `yaml:"network_mode,omitempty"`
+	Networks        *ordered     `yaml:"networks,omitempty"`
 	Ports           []quoted     `yaml:"ports,omitempty"`
+	Restart         quoted       `yaml:"restart,omitempty"`
 	DependsOn       *ordered     `yaml:"depends_on,omitempty"`
 	Healthcheck     *healthcheck `yaml:"healthcheck,omitempty"`
 	StopGracePeriod string       `yaml:"stop_grace_period,omitempty"`
 }
+
+// Service names besides devchain, v1..vN and lc1..lcK.
+const (
+	keysService       = "keys"
+	prometheusService = "prometheus"
+	grafanaService    = "grafana"
+	// keysInstallDir is where the key installer mounts the data volumes
+	// (one directory per validator).
+	keysInstallDir = "/install"
+)
 
 // The chain network has the highest priority: containers are attached to
 // it first and keep their published ports and default route on it while
@@ -117,14 +130,37 @@ func (p *plan) compose() ([]byte, error) {
 			Test:     quoteAll([]string{"CMD", "/allegro", "healthcheck", "--quiet", "--jsonrpc", "--url", fmt.Sprintf("http://127.0.0.1:%d", containerChainPort)}),
 			Interval: "2s", Timeout: "3s", Retries: 30, StartPeriod: "5s",
 		},
+		Restart:         quoted(cfg.Restart),
 		StopGracePeriod: "20s",
+	})
+
+	// The key installer: copies each validator's key into its data volume
+	// with mode 0600, owned by the user the sidecars run as (the image's),
+	// before any sidecar starts. The sidecars refuse keys readable by group
+	// or others, and a bind-mounted key keeps its host mode, which a git
+	// checkout or a plain copy loosens. If it fails, compose reports the
+	// failure and starts no sidecar.
+	installCmd := []string{"testnet", "install-keys", "--keys", "/keys", "--into", keysInstallDir}
+	installVolumes := []string{"./" + KeysDir + ":/keys:ro"}
+	for _, s := range m.Sidecars {
+		installCmd = append(installCmd, s.Name)
+		installVolumes = append(installVolumes, cfg.Project+"-"+s.Name+"-data:"+keysInstallDir+"/"+s.Name)
+	}
+	services.set(keysService, service{
+		Image: cfg.Image, ContainerName: cfg.Project + "-" + keysService,
+		Entrypoint:  quoteAll([]string{"/allegro-dev"}),
+		Command:     quoteAll(installCmd),
+		Volumes:     quoteAll(installVolumes),
+		NetworkMode: "none",
+		Healthcheck: &healthcheck{Test: []quoted{"NONE"}},
+		Restart:     "no",
 	})
 
 	p2pListen := fmt.Sprintf("/ip4/0.0.0.0/tcp/%d,/ip4/0.0.0.0/udp/%d/quic-v1", cfg.P2PPort, cfg.P2PPort)
 	for _, s := range m.Sidecars {
 		env := newOrdered().
 			set("ALLEGRO_DATA_DIR", quoted("/data")).
-			set("ALLEGRO_KEY_FILE", quoted("/keys/validator.key")).
+			set("ALLEGRO_KEY_FILE", quoted("/data/"+InstalledKeyFile)).
 			set("ALLEGRO_COMMITTEE_FILE", quoted("/config/committee.toml")).
 			set("ALLEGRO_CHAIN_RPC", quoted(fmt.Sprintf("ws://%s:%d", m.Chain.IP, containerChainPort))).
 			set("ALLEGRO_API_LISTEN", quoted(fmt.Sprintf("0.0.0.0:%d", containerAPIPort))).
@@ -142,15 +178,16 @@ func (p *plan) compose() ([]byte, error) {
 			Environment: env,
 			Volumes: quoteAll([]string{
 				cfg.Project + "-" + s.Name + "-data:/data",
-				"./" + KeysDir + "/" + s.Name + ".key:/keys/validator.key:ro",
 				"./" + CommitteeFile + ":/config/committee.toml:ro",
 			}),
 			Networks: newOrdered().
 				set("chain", netAttach{IPv4: s.ChainIP, Priority: priorityChain}).
 				set("mesh-a", netAttach{IPv4: s.MeshAIP, Priority: priorityMesh}).
 				set("mesh-b", netAttach{IPv4: s.MeshBIP, Priority: priorityMesh}),
-			Ports:     []quoted{quoted(fmt.Sprintf("%s:%d", s.API, containerAPIPort))},
-			DependsOn: newOrdered().set(m.Chain.Service, map[string]string{"condition": "service_healthy"}),
+			Ports: []quoted{quoted(fmt.Sprintf("%s:%d", s.API, containerAPIPort))},
+			DependsOn: newOrdered().
+				set(m.Chain.Service, map[string]string{"condition": "service_healthy"}).
+				set(keysService, map[string]string{"condition": "service_completed_successfully"}),
 			// Readiness: healthy once the sidecar can certify payments. A
 			// sidecar partitioned from its peers is unhealthy until the
 			// partition heals; the e2e runner waits for health only after
@@ -159,6 +196,7 @@ func (p *plan) compose() ([]byte, error) {
 				Test:     quoteAll([]string{"CMD", "/allegro", "healthcheck", "--quiet", "--url", fmt.Sprintf("http://127.0.0.1:%d/readyz", containerAPIPort)}),
 				Interval: "2s", Timeout: "3s", Retries: 15, StartPeriod: "10s",
 			},
+			Restart:         quoted(cfg.Restart),
 			StopGracePeriod: "20s",
 		})
 	}
@@ -188,6 +226,32 @@ func (p *plan) compose() ([]byte, error) {
 		})
 	}
 
+	// Monitoring, off by default (its images are pulled when it starts):
+	// Prometheus scrapes every sidecar on the chain network, Grafana shows
+	// deploy/grafana's dashboard.
+	promIP := hostIP(cfg.SubnetPrefix, netChain, hostPrometheus)
+	services.set(prometheusService, service{
+		Image: cfg.PrometheusImage, ContainerName: cfg.Project + "-" + prometheusService,
+		Profiles: []quoted{MonitoringProfile},
+		Volumes:  []quoted{quoted("./" + PrometheusFile + ":/etc/prometheus/prometheus.yml:ro")},
+		Networks: newOrdered().set("chain", netAttach{IPv4: promIP, Priority: priorityChain}),
+		Ports:    []quoted{quoted(fmt.Sprintf("127.0.0.1:%d:%d", cfg.PrometheusPort, containerPrometheusPort))},
+	})
+	services.set(grafanaService, service{
+		Image: cfg.GrafanaImage, ContainerName: cfg.Project + "-" + grafanaService,
+		Profiles: []quoted{MonitoringProfile},
+		Environment: newOrdered().
+			set("GF_AUTH_ANONYMOUS_ENABLED", quoted("true")).
+			set("GF_AUTH_ANONYMOUS_ORG_ROLE", quoted("Viewer")),
+		Volumes: quoteAll([]string{
+			"./" + GrafanaDir + "/provisioning:" + grafanaProvisioningMount + ":ro",
+			"./" + GrafanaDir + "/dashboards:" + grafanaDashboardsMount + ":ro",
+		}),
+		Networks:  newOrdered().set("chain", netAttach{IPv4: hostIP(cfg.SubnetPrefix, netChain, hostGrafana), Priority: priorityChain}),
+		Ports:     []quoted{quoted(fmt.Sprintf("127.0.0.1:%d:%d", cfg.GrafanaPort, containerGrafanaPort))},
+		DependsOn: newOrdered().set(prometheusService, map[string]string{"condition": "service_started"}),
+	})
+
 	networks := newOrdered()
 	for _, n := range []struct{ key, name, subnet string }{
 		{"chain", m.Networks.Chain, m.Networks.ChainSubnet},
@@ -216,6 +280,8 @@ func (p *plan) compose() ([]byte, error) {
 	b.WriteString("# Generated by `allegro-dev testnet gen`; the keys in keys/ are throw-away TEST keys.\n")
 	b.WriteString("# Nothing is pulled: build the image first (deploy/build-image.sh --dev), then\n")
 	fmt.Fprintf(&b, "#   docker-compose -p %s up -d     (or: docker compose -p %s up -d)\n", m.Project, m.Project)
+	fmt.Fprintf(&b, "# Prometheus and Grafana (images pulled): add --profile %s; http://127.0.0.1:%d, http://127.0.0.1:%d\n",
+		MonitoringProfile, cfg.PrometheusPort, cfg.GrafanaPort)
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	if err := enc.Encode(doc); err != nil {

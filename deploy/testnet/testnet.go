@@ -58,6 +58,16 @@ const (
 	DefaultSubnetPrefix = "10.231"
 	DefaultP2PPort      = 4001
 	DefaultWatch        = 8
+	DefaultRestart      = "unless-stopped"
+	// The monitoring profile's images: pulled only when the profile is
+	// started (docker-compose --profile monitoring up -d).
+	DefaultPrometheusImage = "prom/prometheus:v2.55.1"
+	DefaultGrafanaImage    = "grafana/grafana:11.3.0"
+	DefaultPrometheusPort  = 9090
+	DefaultGrafanaPort     = 3000
+	// MonitoringProfile is the compose profile of the Prometheus and
+	// Grafana services, off by default.
+	MonitoringProfile = "monitoring"
 	// MaxValidators bounds the committee size (addresses .11 to .99 of each
 	// /24 are for validators).
 	MaxValidators = 64
@@ -65,8 +75,10 @@ const (
 	MaxLightClients = 32
 
 	// Ports inside the containers.
-	containerAPIPort   = 7070
-	containerChainPort = 8545
+	containerAPIPort        = 7070
+	containerChainPort      = 8545
+	containerPrometheusPort = 9090
+	containerGrafanaPort    = 3000
 )
 
 // File names inside a generated directory.
@@ -75,6 +87,12 @@ const (
 	CommitteeFile = "committee.toml"
 	ManifestFile  = "testnet.json"
 	KeysDir       = "keys"
+	// PrometheusFile scrapes every sidecar (the monitoring profile's
+	// Prometheus reads it).
+	PrometheusFile = "prometheus.yml"
+	// GrafanaDir holds the monitoring profile's Grafana provisioning and
+	// dashboard.
+	GrafanaDir = "grafana"
 )
 
 // Config describes the testnet to generate. Start from DefaultConfig.
@@ -124,6 +142,19 @@ type Config struct {
 	LogLevel string
 	// P2PPort is the sidecars' libp2p port, TCP and QUIC (default 4001).
 	P2PPort int
+	// Restart is the restart policy of the dev chain and the sidecars:
+	// "no", "on-failure", "always" or "unless-stopped" (default). Docker
+	// suspends it for a container stopped or killed by hand (docker stop,
+	// docker kill) until it is started again, so faults injected that way
+	// stay in place; a runner that must see crashes rather than have them
+	// healed sets "no".
+	Restart string
+	// PrometheusImage and GrafanaImage are the images of the monitoring
+	// profile (pulled only when that profile is started).
+	PrometheusImage, GrafanaImage string
+	// PrometheusPort and GrafanaPort are their host ports on 127.0.0.1
+	// (defaults 9090 and 3000).
+	PrometheusPort, GrafanaPort int
 }
 
 // DefaultConfig returns a 4-validator testnet with one light client.
@@ -143,6 +174,12 @@ func DefaultConfig() Config {
 		LoadAccounts: devchain.DefaultLoadAccounts,
 		LogLevel:     "info",
 		P2PPort:      DefaultP2PPort,
+		Restart:      DefaultRestart,
+
+		PrometheusImage: DefaultPrometheusImage,
+		GrafanaImage:    DefaultGrafanaImage,
+		PrometheusPort:  DefaultPrometheusPort,
+		GrafanaPort:     DefaultGrafanaPort,
 	}
 }
 
@@ -183,6 +220,28 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("testnet: ChainPort must be a port number, got %d", c.ChainPort))
 	} else if c.ChainPort >= c.APIPortBase && c.ChainPort <= last {
 		errs = append(errs, fmt.Errorf("testnet: ChainPort %d collides with the API ports %d-%d", c.ChainPort, c.APIPortBase, last))
+	}
+	switch c.Restart {
+	case "no", "on-failure", "always", "unless-stopped":
+	default:
+		errs = append(errs, fmt.Errorf("testnet: Restart must be no, on-failure, always or unless-stopped, got %q", c.Restart))
+	}
+	if c.PrometheusImage == "" || c.GrafanaImage == "" {
+		errs = append(errs, errors.New("testnet: PrometheusImage and GrafanaImage must be set"))
+	}
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"PrometheusPort", c.PrometheusPort}, {"GrafanaPort", c.GrafanaPort}} {
+		switch {
+		case p.port < 1 || p.port > 65535:
+			errs = append(errs, fmt.Errorf("testnet: %s must be a port number, got %d", p.name, p.port))
+		case p.port == c.ChainPort || (p.port >= c.APIPortBase && p.port <= last):
+			errs = append(errs, fmt.Errorf("testnet: %s %d collides with the chain or API ports", p.name, p.port))
+		}
+	}
+	if c.PrometheusPort == c.GrafanaPort {
+		errs = append(errs, fmt.Errorf("testnet: PrometheusPort and GrafanaPort are both %d", c.GrafanaPort))
 	}
 	if c.P2PPort < 1 || c.P2PPort > 65535 {
 		errs = append(errs, fmt.Errorf("testnet: P2PPort must be a port number, got %d", c.P2PPort))
@@ -284,6 +343,9 @@ type Sidecar struct {
 	MeshBIP   string `json:"mesh_b_ip"`
 	// API is the published API address on the host (gRPC and HTTP).
 	API string `json:"api"`
+	// Metrics is the address Prometheus scrapes /metrics at, on the chain
+	// network.
+	Metrics string `json:"metrics"`
 	// Byzantine is the generated default mode ("" for honest validators);
 	// ByzantineEnv(Name) overrides it.
 	Byzantine string `json:"byzantine,omitempty"`
@@ -348,6 +410,8 @@ func hostIP(prefix string, third, host int) string {
 const (
 	netChain, netMeshA, netMeshB = 0, 1, 2
 	hostChain                    = 2
+	hostPrometheus               = 3
+	hostGrafana                  = 4
 	hostValidator0               = 10  // validator i is .10+i
 	hostLightClient0             = 100 // light client j is .100+j
 )
@@ -388,6 +452,7 @@ func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
 			Name: name, Container: cfg.Project + "-" + name, PublicKey: hex.EncodeToString(pub), PeerID: pid.String(),
 			ChainIP: hostIP(p, netChain, hostValidator0+i), MeshAIP: hostIP(p, netMeshA, hostValidator0+i),
 			MeshBIP: hostIP(p, netMeshB, hostValidator0+i), API: fmt.Sprintf("127.0.0.1:%d", cfg.APIPortBase+i-1),
+			Metrics:   fmt.Sprintf("%s:%d", hostIP(p, netChain, hostValidator0+i), containerAPIPort),
 			Byzantine: cfg.Byzantine[name],
 		})
 	}
@@ -436,13 +501,16 @@ func (p *plan) meshAddrs(s Sidecar) []string {
 const keysReadme = `These validator keys were generated by "allegro-dev testnet gen" for a TEST
 network. They are not secret: never use them for anything else.
 
-Sidecars refuse a key file readable by group or others. Git does not keep
-file modes, so after a checkout run:  chmod 600 keys/*.key
+Sidecars refuse a key file readable by group or others. They do not read
+these files: the compose file's "keys" service copies each into its
+sidecar's data volume with mode 0600 before the sidecars start, so the
+modes here (lost by git checkouts and plain copies) do not matter.
 `
 
 // Generate writes a testnet into dir (created if missing; it must not
 // already hold a testnet): keys/<name>.key (mode 0600), committee.toml,
-// docker-compose.yml and testnet.json. Keys are fresh random ed25519 keys.
+// docker-compose.yml, testnet.json, prometheus.yml and grafana/. Keys are
+// fresh random ed25519 keys.
 func Generate(cfg Config, dir string) (*Manifest, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -459,7 +527,7 @@ func Generate(cfg Config, dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{ComposeFile, CommitteeFile, ManifestFile} {
+	for _, name := range []string{ComposeFile, CommitteeFile, ManifestFile, PrometheusFile} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			return nil, fmt.Errorf("testnet: %s already exists (generate into an empty directory)", filepath.Join(dir, name))
 		}
@@ -484,6 +552,9 @@ func Generate(cfg Config, dir string) (*Manifest, error) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, ComposeFile), compose, 0o644); err != nil {
 		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	if err := p.writeMonitoring(dir); err != nil {
+		return nil, err
 	}
 	mj, err := json.MarshalIndent(p.manifest, "", "  ")
 	if err != nil {

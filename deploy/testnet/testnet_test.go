@@ -22,7 +22,11 @@ type composeDoc struct {
 	Services map[string]struct {
 		Image         string            `yaml:"image"`
 		ContainerName string            `yaml:"container_name"`
+		Profiles      []string          `yaml:"profiles"`
+		Entrypoint    []string          `yaml:"entrypoint"`
 		Command       []string          `yaml:"command"`
+		Restart       string            `yaml:"restart"`
+		NetworkMode   string            `yaml:"network_mode"`
 		Environment   map[string]string `yaml:"environment"`
 		Volumes       []string          `yaml:"volumes"`
 		Networks      map[string]struct {
@@ -102,7 +106,8 @@ func TestGenerate(t *testing.T) {
 		if err := yaml.Unmarshal(raw, &doc); err != nil {
 			t.Fatalf("n=%d: compose does not parse: %v\n%s", tc.n, err, raw)
 		}
-		if doc.Version != ComposeVersion || len(doc.Services) != 1+tc.n+tc.lightClients || len(doc.Networks) != 3 || len(doc.Volumes) != 1+tc.n {
+		// devchain, keys, v1..vn, lc1..lcK, prometheus, grafana.
+		if doc.Version != ComposeVersion || len(doc.Services) != 2+tc.n+tc.lightClients+2 || len(doc.Networks) != 3 || len(doc.Volumes) != 1+tc.n {
 			t.Fatalf("n=%d: compose version %q, %d services, %d networks, %d volumes", tc.n, doc.Version, len(doc.Services), len(doc.Networks), len(doc.Volumes))
 		}
 		for key, want := range map[string]string{"chain": m.Networks.ChainSubnet, "mesh-a": m.Networks.MeshASubnet, "mesh-b": m.Networks.MeshBSubnet} {
@@ -113,7 +118,8 @@ func TestGenerate(t *testing.T) {
 		}
 		chain := doc.Services["devchain"]
 		if chain.ContainerName != m.Chain.Container || chain.Networks["chain"].IPv4 != m.Chain.IP ||
-			!contains(chain.Command, "--datadir") || len(chain.Ports) != 1 || chain.Ports[0] != "127.0.0.1:8545:8545" {
+			!contains(chain.Command, "--datadir") || len(chain.Ports) != 1 || chain.Ports[0] != "127.0.0.1:8545:8545" ||
+			chain.Restart != DefaultRestart || len(chain.Profiles) != 0 {
 			t.Fatalf("devchain service %+v", chain)
 		}
 		inSubnet := func(ip, cidr string) bool {
@@ -159,10 +165,49 @@ func TestGenerate(t *testing.T) {
 				!contains(svc.Healthcheck.Test, "http://127.0.0.1:7070/readyz") {
 				t.Fatalf("service %s depends_on %v healthcheck %v", s.Name, svc.DependsOn, svc.Healthcheck.Test)
 			}
-			if !contains(svc.Volumes, "./keys/"+s.Name+".key:/keys/validator.key:ro") {
-				t.Fatalf("service %s volumes %v", s.Name, svc.Volumes)
+			if svc.Restart != DefaultRestart || len(svc.Profiles) != 0 {
+				t.Fatalf("service %s restart %q profiles %v", s.Name, svc.Restart, svc.Profiles)
+			}
+			// The key comes from the sidecar's own volume, where the keys
+			// service installed it before the sidecar started; nothing of
+			// keys/ is mounted into a sidecar.
+			if env["ALLEGRO_KEY_FILE"] != "/data/"+InstalledKeyFile || svc.DependsOn["keys"]["condition"] != "service_completed_successfully" ||
+				!contains(svc.Volumes, cfg.Project+"-"+s.Name+"-data:/data") {
+				t.Fatalf("service %s key file %q depends_on %v volumes %v", s.Name, env["ALLEGRO_KEY_FILE"], svc.DependsOn, svc.Volumes)
+			}
+			for _, v := range svc.Volumes {
+				if strings.Contains(v, KeysDir+"/") {
+					t.Fatalf("service %s mounts a key from the host: %s", s.Name, v)
+				}
 			}
 		}
+		// The keys service installs every validator's key into that
+		// validator's data volume, runs once (no restart) and is not
+		// health-checked as a sidecar.
+		keys := doc.Services["keys"]
+		if keys.Restart != "no" || keys.NetworkMode != "none" || len(keys.Profiles) != 0 || !contains(keys.Entrypoint, "/allegro-dev") ||
+			!contains(keys.Command, "install-keys") || !contains(keys.Volumes, "./keys:/keys:ro") || !contains(keys.Healthcheck.Test, "NONE") {
+			t.Fatalf("keys service %+v", keys)
+		}
+		for _, s := range m.Sidecars {
+			if !contains(keys.Command, s.Name) || !contains(keys.Volumes, cfg.Project+"-"+s.Name+"-data:/install/"+s.Name) {
+				t.Fatalf("keys service does not install %s: command %v volumes %v", s.Name, keys.Command, keys.Volumes)
+			}
+		}
+		// Monitoring only behind its profile, so a plain `up` pulls nothing.
+		for _, name := range []string{"prometheus", "grafana"} {
+			svc := doc.Services[name]
+			if len(svc.Profiles) != 1 || svc.Profiles[0] != MonitoringProfile || svc.ContainerName != cfg.Project+"-"+name {
+				t.Fatalf("%s service %+v", name, svc)
+			}
+		}
+		for name, svc := range doc.Services {
+			if name != "prometheus" && name != "grafana" && svc.Image != cfg.Image {
+				t.Fatalf("service %s outside the monitoring profile uses image %q", name, svc.Image)
+			}
+		}
+		checkPrometheus(t, dir, m)
+
 		for _, lc := range m.LightClient {
 			svc := doc.Services[lc.Name]
 			if len(lc.Watch) != cfg.Watch || !contains(svc.Command, "--with-qc") || !contains(svc.Command, lc.Watch[0]) || len(svc.DependsOn) != tc.n {
@@ -181,6 +226,106 @@ func TestGenerate(t *testing.T) {
 		// Generating again into the same directory is refused.
 		if _, err := Generate(cfg, dir); err == nil || !strings.Contains(err.Error(), "already exists") {
 			t.Fatalf("second Generate: %v", err)
+		}
+	}
+}
+
+// checkPrometheus: prometheus.yml scrapes every sidecar's /metrics on its
+// chain address and API port, labelled with its name, and Grafana's data
+// source points at the Prometheus container.
+func checkPrometheus(t *testing.T, dir string, m *Manifest) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, PrometheusFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pc PrometheusConfig
+	if err := yaml.Unmarshal(raw, &pc); err != nil {
+		t.Fatalf("%s: %v", PrometheusFile, err)
+	}
+	if len(pc.ScrapeConfigs) != 1 || pc.ScrapeConfigs[0].JobName != SidecarJob || pc.ScrapeConfigs[0].MetricsPath != "/metrics" {
+		t.Fatalf("%s: %+v", PrometheusFile, pc)
+	}
+	targets := map[string]string{}
+	for _, sc := range pc.ScrapeConfigs[0].StaticConfigs {
+		for _, tg := range sc.Targets {
+			targets[tg] = sc.Labels["instance"]
+		}
+	}
+	if len(targets) != len(m.Sidecars) {
+		t.Fatalf("%s scrapes %d targets for %d sidecars: %v", PrometheusFile, len(targets), len(m.Sidecars), targets)
+	}
+	for _, s := range m.Sidecars {
+		want := s.ChainIP + ":7070"
+		if s.Metrics != want || targets[want] != s.Name {
+			t.Fatalf("sidecar %s: manifest metrics %q, %s target %q labelled %q", s.Name, s.Metrics, PrometheusFile, want, targets[want])
+		}
+	}
+	ds, err := os.ReadFile(filepath.Join(dir, grafanaDatasources))
+	if err != nil || !strings.Contains(string(ds), "url: http://"+strings.TrimSuffix(m.Chain.IP, ".2")+".3:9090") {
+		t.Fatalf("grafana data source %s: %v", ds, err)
+	}
+	if d, err := os.ReadFile(filepath.Join(dir, grafanaDashboard)); err != nil || !strings.Contains(string(d), "allegro_bulletin_time_to_qc_seconds") {
+		t.Fatalf("grafana dashboard not written: %v", err)
+	}
+}
+
+// TestInstallKeys: keys are installed 0600 whatever their mode in keys/
+// (a git checkout makes them 0644), replace an earlier install, and a key
+// of another validator or a broken one is refused.
+func TestInstallKeys(t *testing.T) {
+	src, into := t.TempDir(), t.TempDir()
+	keys := map[string]ed25519.PrivateKey{}
+	for _, name := range []string{"v1", "v2"} {
+		k, err := committee.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[name] = k
+		path := filepath.Join(src, name+".key")
+		if err := committee.WriteKeyFile(path, name, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // installing again replaces the key in place
+		if err := InstallKeys(src, into, []string{"v1", "v2"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range keys {
+		path := filepath.Join(into, name, InstalledKeyFile)
+		st, err := os.Stat(path)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v", path, st.Mode(), err)
+		}
+		got, key, err := committee.LoadKeyFile(path)
+		if err != nil || got != name || !key.Equal(want) {
+			t.Fatalf("%s: %q %v", path, got, err)
+		}
+		if entries, _ := os.ReadDir(filepath.Join(into, name)); len(entries) != 1 {
+			t.Fatalf("%s holds %d files, want only the key", filepath.Join(into, name), len(entries))
+		}
+	}
+	if err := os.Rename(filepath.Join(src, "v2.key"), filepath.Join(src, "v3.key")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "v4.key"), []byte("private_key = \"zz\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, want string }{
+		{"v3", `holds the key of "v2"`},
+		{"v4", "private_key"},
+		{"v5", "no such file"},
+		{"x1", "not a validator name"},
+	} {
+		if err := InstallKeys(src, into, []string{tc.name}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+		if _, err := os.Stat(filepath.Join(into, tc.name, InstalledKeyFile)); err == nil {
+			t.Errorf("%s: a refused key was installed", tc.name)
 		}
 	}
 }
@@ -207,6 +352,11 @@ func TestConfigValidate(t *testing.T) {
 		{"no chain id", func(c *Config) { c.ChainID = 0 }, "ChainID"},
 		{"no block period", func(c *Config) { c.BlockPeriod = 0 }, "BlockPeriod"},
 		{"bad log level", func(c *Config) { c.LogLevel = "loud" }, "LogLevel"},
+		{"bad restart policy", func(c *Config) { c.Restart = "sometimes" }, "Restart"},
+		{"no prometheus image", func(c *Config) { c.PrometheusImage = "" }, "PrometheusImage"},
+		{"prometheus port collides", func(c *Config) { c.PrometheusPort = c.APIPortBase }, "PrometheusPort"},
+		{"grafana port out of range", func(c *Config) { c.GrafanaPort = 70000 }, "GrafanaPort"},
+		{"monitoring ports equal", func(c *Config) { c.GrafanaPort = c.PrometheusPort }, "GrafanaPort"},
 		{"byzantine unknown validator", func(c *Config) { c.Byzantine = map[string]string{"v9": sidecar.ByzantineEquivocate} }, "Byzantine"},
 		{"byzantine unknown mode", func(c *Config) { c.Byzantine = map[string]string{"v1": "lie"} }, "Byzantine[v1]"},
 		{"byzantine outside a test network", func(c *Config) {
@@ -270,16 +420,18 @@ func TestCheckedInExamples(t *testing.T) {
 		if _, err := Generate(cfg, dir); err != nil {
 			t.Fatalf("%s: %v", ex.dir, err)
 		}
-		want, err := os.ReadFile(filepath.Join(dir, ComposeFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := os.ReadFile(filepath.Join(ex.dir, ComposeFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != string(want) {
-			t.Errorf("%s/%s differs from the generator's output; regenerate it (deploy/README.md)", ex.dir, ComposeFile)
+		for _, name := range []string{ComposeFile, PrometheusFile, grafanaDatasources, grafanaProviders, grafanaDashboard, filepath.Join(KeysDir, "README.txt")} {
+			want, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(filepath.Join(ex.dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("%s/%s differs from the generator's output; regenerate it (deploy/README.md)", ex.dir, name)
+			}
 		}
 	}
 }
