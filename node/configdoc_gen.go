@@ -38,6 +38,7 @@ var settingDocs = map[string]string{
 	"chain.expected_chain_id":                   "expected_chain_id must equal the node's eth_chainId (Tempo mainnet 4217, testnet 42431, dev 1337). Required.",
 	"chain.head_buffer":                         "head_buffer is the channel capacity of each SubscribeHeads subscriber. Default 16.",
 	"chain.poll_interval":                       "poll_interval between eth_blockNumber polls. Default 500 ms.",
+	"chain.report_interval":                     "report_interval is how often, while the node cannot be reached, the client logs so again (with the attempts and the last error); the first failure is logged at once. Default 10 s.",
 	"chain.request_timeout":                     "request_timeout bounds every JSON-RPC request. Default 5 s.",
 	"chain.url":                                 "url of the node's JSON-RPC endpoint: http(s):// (heads by polling) or ws(s):// (heads by eth_subscribe newHeads, polling if that fails).",
 	"committee_file":                            "committee_file is the network's committee (required).",
