@@ -258,22 +258,59 @@ func newChain(lc fx.Lifecycle, cfg Config, f *committee.File, injected tempo.Cha
 	if err != nil {
 		return nil, plain(err)
 	}
+	// started finishes Start: a node serving another chain is refused, the
+	// first start records the chain's identity.
+	started := func(ctx context.Context, err error) error {
+		switch {
+		case errors.Is(err, chain.ErrGenesisMismatch):
+			return settingError("chain.url", err.Error(), fmt.Sprintf("point it at the chain data dir %s was used with, or, if that was a development chain that has been reset, move %s away to start with empty state", cfg.DataDir, stateDir))
+		case errors.Is(err, chain.ErrChainIDMismatch):
+			return settingError("chain.url", err.Error(), fmt.Sprintf("point it at a node of chain %d, the committee's", f.ChainID))
+		case err != nil || recorded:
+			return err
+		}
+		g, _ := c.Genesis()
+		if err := store.RecordChainIdentity(f.ChainID, g); err != nil {
+			return errors.Join(err, c.Stop(ctx))
+		}
+		return nil
+	}
+	stopConnecting := func() {}
 	lc.Append(fx.Hook{
+		// A node that cannot be reached does not hold the sidecar's start:
+		// the API comes up and /readyz says the chain is unreachable (an
+		// operator and an orchestrator see why the sidecar is not ready)
+		// while the client keeps trying. Nothing is certified meanwhile:
+		// without a head there is no state to validate payments against.
 		OnStart: func(ctx context.Context) error {
-			err := c.Start(ctx)
-			if errors.Is(err, chain.ErrGenesisMismatch) {
-				return plain(fmt.Errorf("%w; data dir %s holds the state of that earlier chain: point [chain] url at it, or, if it was a development chain that has been reset, move %s away to start with empty state", err, cfg.DataDir, stateDir))
+			life, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- c.Start(life) }()
+			select {
+			case err := <-errc:
+				cancel()
+				return started(ctx, err)
+			case <-c.Unreachable():
+				log.Warn("starting without the chain node; nothing is certified until it answers", "component", "chain", "url", c.URL())
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					if err := started(life, <-errc); err != nil && life.Err() == nil {
+						log.Error("chain node refused", "component", "chain", "url", c.URL(), "err", err)
+					}
+				}()
+				stopConnecting = func() { cancel(); <-done }
+				return nil
+			case <-ctx.Done():
+				cancel()
+				<-errc
+				return ctx.Err()
 			}
-			if err != nil || recorded {
-				return err
-			}
-			g, _ := c.Genesis()
-			if err := store.RecordChainIdentity(f.ChainID, g); err != nil {
-				return errors.Join(err, c.Stop(ctx))
-			}
-			return nil
 		},
-		OnStop: c.Stop,
+		OnStop: func(ctx context.Context) error {
+			stopConnecting()
+			return c.Stop(ctx)
+		},
 	})
 	return c, nil
 }

@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/allegro-mesh/allegro/internal/testkit"
 )
@@ -116,5 +121,97 @@ func TestSidecarStartupErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSidecarWithoutChain: a sidecar whose chain node cannot be reached
+// still starts its API, logs the node's URL as unreachable, and its
+// readiness names the chain node and why it is not ready.
+func TestSidecarWithoutChain(t *testing.T) {
+	bin := testkit.Binary(t, "github.com/allegro-mesh/allegro/cmd/allegro")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "validator.key")
+	if out, err := exec.Command(bin, "keygen", "--out", key, "--name", "v0").CombinedOutput(); err != nil {
+		t.Fatalf("keygen: %v %s", err, out)
+	}
+	p2pPort, apiPort := testkit.FreePort(t), testkit.FreePort(t)
+	committee := filepath.Join(dir, "committee.toml")
+	if out, err := exec.Command(bin, "committee", "--chain-id", "1337", "--out", committee,
+		"--key-file", fmt.Sprintf("%s@/ip4/127.0.0.1/tcp/%d", key, p2pPort)).CombinedOutput(); err != nil {
+		t.Fatalf("committee: %v %s", err, out)
+	}
+	closed, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chainURL := "http://" + closed.Addr().String()
+	closed.Close()
+
+	logs := &testkit.SyncBuffer{}
+	cmd := exec.Command(bin, "sidecar", "--data-dir", dir, "--committee", committee, "--chain-rpc", chainURL,
+		"--api-listen", fmt.Sprintf("127.0.0.1:%d", apiPort), "--p2p-listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPort))
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("sidecar exited with %v after SIGTERM:\n%s", err, logs)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("sidecar did not stop within 30 s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("sidecar log:\n%s", logs)
+		}
+	})
+	testkit.Eventually(t, 20*time.Second, "the unreachable chain node logged with its URL", func() bool {
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "level=WARN") && strings.Contains(l, `msg="chain node unreachable"`) && strings.Contains(l, "url="+chainURL) && strings.Contains(l, "attempts=1") {
+				return true
+			}
+		}
+		return false
+	})
+	var body string
+	testkit.Eventually(t, 20*time.Second, "/readyz to answer", func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", apiPort))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	var ready struct {
+		Ready  bool `json:"ready"`
+		Checks []struct {
+			Name   string `json:"name"`
+			OK     bool   `json:"ok"`
+			Detail string `json:"detail"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(body), &ready); err != nil {
+		t.Fatalf("readyz %q: %v", body, err)
+	}
+	found := false
+	for _, c := range ready.Checks {
+		if c.Name == "chain_reachable" {
+			found = true
+			if c.OK || !strings.Contains(c.Detail, chainURL) || !strings.Contains(c.Detail, "unreachable") {
+				t.Errorf("chain_reachable check %+v: want not ok, naming %s as unreachable", c, chainURL)
+			}
+		}
+	}
+	if ready.Ready || !found {
+		t.Fatalf("readyz: %s", body)
 	}
 }

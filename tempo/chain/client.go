@@ -145,7 +145,7 @@ func (c *Client) Start(ctx context.Context) error {
 			return fmt.Errorf("chain: start: %w", err)
 		}
 		c.failed(err, backoff, false)
-		if !sleepCtx(ctx, backoff) {
+		if !c.waitRetry(ctx, backoff) {
 			return fmt.Errorf("chain: start: gave up: %w", err)
 		}
 		backoff = min(2*backoff, c.cfg.BackoffMax)

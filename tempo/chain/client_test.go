@@ -419,6 +419,32 @@ func TestStartUnreachableGivesUp(t *testing.T) {
 	}
 }
 
+// TestOutageReportedDuringLongBackoff: a backoff longer than the report
+// interval does not silence the outage.
+func TestOutageReportedDuringLongBackoff(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr().String()
+	l.Close()
+	logger, logs := testLogger(t)
+	c, err := New(Config{URL: url, ExpectedChainID: 1337, BackoffMin: time.Second, BackoffMax: time.Second, ReportInterval: 100 * time.Millisecond}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
+	defer cancel()
+	if err := c.Start(ctx); !errors.Is(err, tempo.ErrChainUnavailable) {
+		t.Fatalf("start: %v", err)
+	}
+	o, _ := c.CurrentOutage()
+	// One attempt, reported at once and about every 100 ms of its backoff.
+	if reports := strings.Count(logs.String(), "chain node unreachable"); o.Attempts != 1 || reports < 3 || reports > 7 {
+		t.Fatalf("%d reports of %d attempts in 550 ms:\n%s", reports, o.Attempts, logs)
+	}
+}
+
 func TestHangingNodeBoundedAndSingleflight(t *testing.T) {
 	f := newFakeNode(t)
 	var mu sync.Mutex

@@ -36,7 +36,7 @@ func (c *Client) follow(ctx context.Context) {
 		c.mode.Store(ModeConnecting)
 		c.metrics.reconnects.Inc()
 		c.failed(err, backoff, errors.Is(err, ErrChainIDMismatch) || errors.Is(err, ErrGenesisMismatch))
-		if !sleepCtx(ctx, backoff) {
+		if !c.waitRetry(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, c.cfg.BackoffMax)

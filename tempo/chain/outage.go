@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -21,7 +22,7 @@ type outage struct {
 	mu        sync.Mutex
 	cur       *Outage
 	lastLog   time.Time
-	lastWrong bool // the last log was about another chain
+	lastWrong bool          // the last log was about another chain
 	firstFail chan struct{} // closed at the first failed attempt ever
 	once      sync.Once
 }
@@ -39,22 +40,52 @@ func (c *Client) failed(err error, retryIn time.Duration, wrongChain bool) {
 	}
 	o.cur.Attempts++
 	o.cur.LastErr = err
-	cur := *o.cur
 	// A change of cause (unreachable, another chain) is news as well.
-	report := cur.Attempts == 1 || now.Sub(o.lastLog) >= c.cfg.ReportInterval || wrongChain != o.lastWrong
-	if report {
-		o.lastLog, o.lastWrong = now, wrongChain
-	}
+	force := o.cur.Attempts == 1 || wrongChain != o.lastWrong
+	o.lastWrong = wrongChain
 	o.mu.Unlock()
-	if !report {
+	c.report(now, retryIn, force)
+}
+
+// report logs the outage in progress if force or ReportInterval has passed
+// since the last log.
+func (c *Client) report(now time.Time, retryIn time.Duration, force bool) {
+	o := &c.outage
+	o.mu.Lock()
+	if o.cur == nil || !force && now.Sub(o.lastLog) < c.cfg.ReportInterval {
+		o.mu.Unlock()
 		return
 	}
-	attrs := []any{"attempts", cur.Attempts, "down_for", now.Sub(cur.Since).Round(time.Millisecond), "retry_in", retryIn, "err", err}
-	if wrongChain {
+	o.lastLog = now
+	cur, wrong := *o.cur, o.lastWrong
+	o.mu.Unlock()
+	attrs := []any{"attempts", cur.Attempts, "down_for", now.Sub(cur.Since).Round(time.Millisecond), "retry_in", retryIn.Round(time.Millisecond), "err", cur.LastErr}
+	if wrong {
 		c.log.Error("chain node now serves another chain; not reading from it", attrs...)
 		return
 	}
 	c.log.Warn("chain node unreachable", attrs...)
+}
+
+// waitRetry waits d before the next attempt, or until ctx ends (false),
+// logging the outage again every ReportInterval meanwhile: a backoff longer
+// than that must not silence it.
+func (c *Client) waitRetry(ctx context.Context, d time.Duration) bool {
+	end := time.Now().Add(d)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return true
+		}
+		c.outage.mu.Lock()
+		untilReport := c.cfg.ReportInterval - time.Since(c.outage.lastLog)
+		c.outage.mu.Unlock()
+		if !sleepCtx(ctx, min(left, max(untilReport, time.Millisecond))) {
+			return false
+		}
+		now := time.Now()
+		c.report(now, end.Sub(now), false)
+	}
 }
 
 // reachable ends the outage, if any, and says how long it lasted.
