@@ -9,9 +9,7 @@ import (
 // TestGeneratedUpToDate fails when node/configdoc_gen.go differs from the
 // settings' comments: run go generate ./node.
 func TestGeneratedUpToDate(t *testing.T) {
-	if err := os.Chdir(".."); err != nil {
-		t.Fatal(err)
-	}
+	t.Chdir("..")
 	want, err := generate()
 	if err != nil {
 		t.Fatal(err)
