@@ -126,6 +126,9 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 // backend's gatherer on /metrics).
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
+// ErrListen reports that Start could not listen on Config.ListenAddr.
+var ErrListen = errors.New("apiserver: cannot listen")
+
 // Start listens on Config.ListenAddr and serves in the background.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
@@ -136,7 +139,7 @@ func (s *Server) Start(ctx context.Context) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.ListenAddr)
 	if err != nil {
-		return fmt.Errorf("apiserver: listen on %s: %w", s.cfg.ListenAddr, err)
+		return fmt.Errorf("%w: %w", ErrListen, err)
 	}
 	if s.cfg.MetricsListenAddr != "" {
 		mln, err := lc.Listen(ctx, "tcp", s.cfg.MetricsListenAddr)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -53,6 +54,20 @@ func WriteKeyFile(path, name string, key ed25519.PrivateKey) error {
 	return f.Close()
 }
 
+// KeyModeError refuses a key file that group or others may access. Fix
+// says how to correct it where the file is: chmod when this process may
+// change the file's mode, otherwise (a read-only mount, such as a container
+// secret, or a file owned by another user) where the mode must be set.
+type KeyModeError struct {
+	Path string
+	Mode fs.FileMode
+	Fix  string
+}
+
+func (e *KeyModeError) Error() string {
+	return fmt.Sprintf("key file %s has mode %04o: it must not be accessible to group or others (%s)", e.Path, e.Mode, e.Fix)
+}
+
 // LoadKeyFile reads a key file. It refuses files readable by group or others.
 func LoadKeyFile(path string) (name string, key ed25519.PrivateKey, err error) {
 	st, err := os.Stat(path)
@@ -60,7 +75,7 @@ func LoadKeyFile(path string) (name string, key ed25519.PrivateKey, err error) {
 		return "", nil, fmt.Errorf("key file: %w", err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return "", nil, fmt.Errorf("key file %s has mode %04o: it must not be readable by group or others (chmod 600 %s)", path, st.Mode().Perm(), path)
+		return "", nil, &KeyModeError{Path: path, Mode: st.Mode().Perm(), Fix: keyModeFix(path, st)}
 	}
 	var kf keyFile
 	if _, err := toml.DecodeFile(path, &kf); err != nil {
@@ -83,4 +98,20 @@ func encodeTOML(v any) ([]byte, error) {
 		return nil, err
 	}
 	return []byte(b.String()), nil
+}
+
+// keyModeAdvice says how to give the key file at path mode 0600: chmod it
+// when this process can (its owner, or root, on a writable file system);
+// otherwise set the mode where the file comes from. owner and euid are -1
+// when unknown.
+func keyModeAdvice(path string, owner, euid int, readOnly bool) string {
+	switch {
+	case readOnly:
+		return fmt.Sprintf("it is on a read-only mount, so it cannot be changed here: give it mode 0600 or 0400 where it comes from "+
+			"(on the host before mounting it, or as the secret's mode, e.g. Kubernetes defaultMode 0400), owned by uid %d, the user the sidecar runs as", euid)
+	case owner >= 0 && euid > 0 && owner != euid:
+		return fmt.Sprintf("it belongs to uid %d, not to uid %d the sidecar runs as: as root, chown %d %s && chmod 600 %s", owner, euid, euid, path, path)
+	default:
+		return "chmod 600 " + path
+	}
 }

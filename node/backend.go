@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -77,6 +78,9 @@ func (b *backend) ChainHead(ctx context.Context) (tempo.Head, error) {
 		if h, ok := hr.Head(); ok {
 			return h, nil
 		}
+		if err := b.outage(); err != nil {
+			return tempo.Head{}, err
+		}
 		return tempo.Head{}, fmt.Errorf("%w: no head received yet", tempo.ErrChainUnavailable)
 	}
 	view, err := b.chain.Latest(ctx)
@@ -97,9 +101,33 @@ type followMode interface {
 // always are.
 func (b *backend) ChainHealth() error {
 	if fm, ok := b.chain.(followMode); ok && fm.Mode() == chain.ModeConnecting {
+		if err := b.outage(); err != nil {
+			return err
+		}
 		return fmt.Errorf("%w: not connected to the chain node (reconnecting)", tempo.ErrChainUnavailable)
 	}
 	return nil
+}
+
+// outage is implemented by chain clients that track failed attempts to
+// reach their node (chain.Client).
+type outageReporter interface {
+	CurrentOutage() (chain.Outage, bool)
+}
+
+// outage describes the chain node's unreachability with its URL, for
+// /readyz and /healthz; nil when the node is not known to be away.
+func (b *backend) outage() error {
+	r, ok := b.chain.(outageReporter)
+	if !ok {
+		return nil
+	}
+	o, ok := r.CurrentOutage()
+	if !ok {
+		return nil
+	}
+	return fmt.Errorf("%w: chain node %s unreachable for %s (%d attempts), last error: %v", tempo.ErrChainUnavailable,
+		o.URL, time.Since(o.Since).Round(time.Second), o.Attempts, o.LastErr)
 }
 
 func (b *backend) Info() apiserver.NodeInfo {

@@ -1,9 +1,10 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
+	"strings"
 
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
@@ -14,6 +15,8 @@ import (
 	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/validator"
 )
+
+//go:generate go run ./gendoc
 
 // Config is a sidecar's whole configuration: a TOML file, overridden by
 // flags and environment variables (see cmd/allegro).
@@ -68,6 +71,7 @@ func DefaultConfig() Config {
 		LogLevel:    "info",
 		LogFormat:   "text",
 		MemoryLimit: DefaultMemoryLimit,
+		Chain:       chain.Config{}.WithDefaults(),
 		P2P:         p2p.DefaultConfig(),
 		API:         apiserver.DefaultConfig(),
 		Validator:   validator.DefaultConfig(),
@@ -86,32 +90,48 @@ func (c Config) KeyPath() string {
 	return filepath.Join(c.DataDir, "validator.key")
 }
 
-// Validate checks every section; errors name the field.
+// Validate checks every section; errors are *ConfigError naming the
+// setting.
 func (c Config) Validate() error {
 	if c.DataDir == "" {
-		return errors.New("data_dir must be set")
+		return settingError("data_dir", "not set", "")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("log_level must be debug, info, warn or error, got %q", c.LogLevel)
+		return settingError("log_level", fmt.Sprintf("%q is not a level", c.LogLevel), "use debug, info, warn or error")
 	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		return fmt.Errorf("log_format must be text or json, got %q", c.LogFormat)
+		return settingError("log_format", fmt.Sprintf("%q is not a format", c.LogFormat), "use text or json")
 	}
 	if err := validMemoryLimit(c.MemoryLimit); err != nil {
-		return fmt.Errorf("memory_limit: %w", err)
+		return settingError("memory_limit", err.Error(), "use auto, off or a size such as 512MiB")
 	}
-	// Each section's errors name it ("[p2p] listen_addrs …").
 	for _, err := range []error{
 		c.P2P.Validate(), c.API.Validate(), c.Validator.Validate(), c.Bulletin.Validate(),
 		c.Sidecar.Validate(), c.Settlement.Validate(), c.Byzantine.Validate(), c.Dashboard.Validate(),
 	} {
 		if err != nil {
-			return err
+			return sectionError(err)
 		}
 	}
 	return nil
+}
+
+// sectionKey matches the way every section's Validate names a field:
+// "[p2p] qc_shards must be …", "[p2p] scoring.decay_interval …",
+// "[p2p] listen_addrs[0] …".
+var sectionKey = regexp.MustCompile(`^\[(\w+)\] ([a-z0-9_.]+)(\[\d+\])?:? (.*)$`)
+
+// sectionError turns a section's validation error into a *ConfigError for
+// its setting. Errors that name no setting, or several (joined, one per
+// line), stay as they are.
+func sectionError(err error) error {
+	m := sectionKey.FindStringSubmatch(err.Error())
+	if m == nil || strings.Contains(err.Error(), "\n") {
+		return err
+	}
+	return &ConfigError{Setting: m[1] + "." + m[2], Problem: strings.TrimPrefix(m[3]+" ", " ") + m[4]}
 }

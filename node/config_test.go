@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -24,14 +25,14 @@ func TestConfigErrorsAreOneLine(t *testing.T) {
 		file *nodetest.Cluster
 		want string
 	}{
-		{"p2p listen address", func(c *node.Config) { c.P2P.ListenAddrs = []string{"/ip4/127.0.0.1/udp/1/webrtc"} }, cl, "[p2p] listen_addrs"},
-		{"sidecar workers", func(c *node.Config) { c.Sidecar.Workers = 0 }, cl, "[sidecar] workers must be positive"},
-		{"api timeout", func(c *node.Config) { c.API.StreamTimeout = 0 }, cl, "[api] stream_timeout must be positive"},
-		{"metrics address", func(c *node.Config) { c.API.MetricsListenAddr = "localhost" }, cl, "[api] metrics_listen_addr"},
-		{"log level", func(c *node.Config) { c.LogLevel = "loud" }, cl, "log_level must be debug, info, warn or error"},
-		{"log format", func(c *node.Config) { c.LogFormat = "xml" }, cl, "log_format must be text or json"},
-		{"byzantine mode unknown", func(c *node.Config) { c.Byzantine.Mode = "lie" }, cl, `[byzantine] mode "lie" is unknown`},
-		{"byzantine mode in production", func(c *node.Config) { c.Byzantine.Mode = sidecar.ByzantineEquivocate }, nil, "only allowed on a test network"},
+		{"p2p listen address", func(c *node.Config) { c.P2P.ListenAddrs = []string{"/ip4/127.0.0.1/udp/1/webrtc"} }, cl, "p2p.listen_addrs: "},
+		{"sidecar workers", func(c *node.Config) { c.Sidecar.Workers = 0 }, cl, "sidecar.workers: must be positive"},
+		{"api timeout", func(c *node.Config) { c.API.StreamTimeout = 0 }, cl, "api.stream_timeout: must be positive"},
+		{"metrics address", func(c *node.Config) { c.API.MetricsListenAddr = "localhost" }, cl, "api.metrics_listen_addr"},
+		{"log level", func(c *node.Config) { c.LogLevel = "loud" }, cl, `log_level: "loud" is not a level; fix: use debug, info, warn or error`},
+		{"log format", func(c *node.Config) { c.LogFormat = "xml" }, cl, `log_format: "xml" is not a format`},
+		{"byzantine mode unknown", func(c *node.Config) { c.Byzantine.Mode = "lie" }, cl, `byzantine.mode: "lie" is unknown`},
+		{"byzantine mode in production", func(c *node.Config) { c.Byzantine.Mode = sidecar.ByzantineEquivocate }, nil, "byzantine.mode: \"equivocate\" is only allowed on a test network"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,6 +50,10 @@ func TestConfigErrorsAreOneLine(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") ||
 				strings.Contains(err.Error(), "fx.") || strings.Contains(err.Error(), "could not build") {
 				t.Fatalf("got %v, want one line naming %q", err, tc.want)
+			}
+			var ce *node.ConfigError
+			if !errors.As(err, &ce) || !strings.HasPrefix(tc.want, ce.Setting+": ") {
+				t.Fatalf("got %#v, want a *node.ConfigError for the setting of %q", err, tc.want)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 
@@ -102,7 +103,16 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	if mode := cfg.Byzantine.Mode; mode != sidecar.ByzantineHonest && !f.TestNetwork {
-		return nil, fmt.Errorf("[byzantine] mode %q is only allowed on a test network (committee file test_network = true)", mode)
+		return nil, settingError("byzantine.mode", fmt.Sprintf("%q is only allowed on a test network", mode), "leave it empty (the committee file does not say test_network = true)")
+	}
+	if o.chain == nil {
+		ccfg := cfg.Chain
+		if ccfg.ExpectedChainID == 0 {
+			ccfg.ExpectedChainID = f.ChainID
+		}
+		if err := ccfg.Validate(); err != nil {
+			return nil, sectionError(err)
+		}
 	}
 	n := &Node{Config: cfg}
 	app := fx.New(
@@ -129,40 +139,16 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		fx.Invoke(mountRoutes),
 	)
 	if err := app.Err(); err != nil {
-		var pe plainError
-		if errors.As(err, &pe) {
-			return nil, pe.err
-		}
-		return nil, err
+		return nil, rootCause(err)
 	}
 	n.app = app
 	return n, nil
 }
 
-// plainError marks an error that names the configuration field at fault:
-// New returns it as is, without the trail of constructors fx adds.
-type plainError struct{ err error }
-
-func (e plainError) Error() string { return e.err.Error() }
-func (e plainError) Unwrap() error { return e.err }
-
-// plain marks err (nil stays nil).
-func plain(err error) error {
-	if err == nil {
-		return nil
-	}
-	return plainError{err}
-}
-
-// Start starts every component in dependency order. An error that names
-// its setting and fix comes back as is, without fx's trail.
+// Start starts every component in dependency order. Its error is the
+// cause, without fx's trail (a *ConfigError when one setting is at fault).
 func (n *Node) Start(ctx context.Context) error {
-	err := n.app.Start(ctx)
-	var pe plainError
-	if errors.As(err, &pe) {
-		return pe.err
-	}
-	return err
+	return rootCause(n.app.Start(ctx))
 }
 
 // Stop stops every component in reverse order.
@@ -178,11 +164,20 @@ func loadIdentity(cfg Config, injected *Identity) (*Identity, error) {
 	if injected != nil {
 		return injected, nil
 	}
-	name, key, err := committee.LoadKeyFile(cfg.KeyPath())
-	if err != nil {
-		return nil, fmt.Errorf("%w (create one with: allegro keygen --out %s)", err, cfg.KeyPath())
+	path := cfg.KeyPath()
+	name, key, err := committee.LoadKeyFile(path)
+	var me *committee.KeyModeError
+	switch {
+	case err == nil:
+		return &Identity{Name: name, Key: key}, nil
+	case errors.As(err, &me):
+		return nil, settingError("key_file", fmt.Sprintf("%s has mode %04o, open to group or others", path, me.Mode), me.Fix)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, settingError("key_file", path+" does not exist",
+			"create it with: allegro keygen --out "+path+", or point key_file at the validator's key (default <data_dir>/validator.key)")
+	default:
+		return nil, settingError("key_file", err.Error(), "")
 	}
-	return &Identity{Name: name, Key: key}, nil
 }
 
 func loadCommittee(cfg Config, injected *committee.File) (*committee.File, error) {
@@ -193,9 +188,17 @@ func loadCommittee(cfg Config, injected *committee.File) (*committee.File, error
 		return injected, nil
 	}
 	if cfg.CommitteeFile == "" {
-		return nil, fmt.Errorf("committee_file must be set")
+		return nil, settingError("committee_file", "not set", "point it at the network's committee file (allegro committee writes one)")
 	}
-	return committee.LoadFile(cfg.CommitteeFile)
+	f, err := committee.LoadFile(cfg.CommitteeFile)
+	switch {
+	case err == nil:
+		return f, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, settingError("committee_file", cfg.CommitteeFile+" does not exist", "point it at the network's committee file (allegro committee writes one)")
+	default:
+		return nil, settingError("committee_file", err.Error(), "")
+	}
 }
 
 func newSigner(id *Identity, c *qc.Committee) (*qc.Signer, error) {
@@ -238,7 +241,7 @@ func newChain(lc fx.Lifecycle, cfg Config, f *committee.File, injected tempo.Cha
 		ccfg.ExpectedChainID = f.ChainID
 	case f.ChainID:
 	default:
-		return nil, plain(fmt.Errorf("[chain] expected_chain_id %d differs from the committee's chain_id %d", ccfg.ExpectedChainID, f.ChainID))
+		return nil, settingError("chain.expected_chain_id", fmt.Sprintf("%d differs from the committee's chain_id %d", ccfg.ExpectedChainID, f.ChainID), "leave it unset (it defaults to the committee's)")
 	}
 	stateDir := filepath.Join(cfg.DataDir, "state")
 	recordedID, genesis, recorded, err := store.ChainIdentity()
@@ -255,22 +258,59 @@ func newChain(lc fx.Lifecycle, cfg Config, f *committee.File, injected tempo.Cha
 	if err != nil {
 		return nil, plain(err)
 	}
+	// started finishes Start: a node serving another chain is refused, the
+	// first start records the chain's identity.
+	started := func(ctx context.Context, err error) error {
+		switch {
+		case errors.Is(err, chain.ErrGenesisMismatch):
+			return settingError("chain.url", err.Error(), fmt.Sprintf("point it at the chain data dir %s was used with, or, if that was a development chain that has been reset, move %s away to start with empty state", cfg.DataDir, stateDir))
+		case errors.Is(err, chain.ErrChainIDMismatch):
+			return settingError("chain.url", err.Error(), fmt.Sprintf("point it at a node of chain %d, the committee's", f.ChainID))
+		case err != nil || recorded:
+			return err
+		}
+		g, _ := c.Genesis()
+		if err := store.RecordChainIdentity(f.ChainID, g); err != nil {
+			return errors.Join(err, c.Stop(ctx))
+		}
+		return nil
+	}
+	stopConnecting := func() {}
 	lc.Append(fx.Hook{
+		// A node that cannot be reached does not hold the sidecar's start:
+		// the API comes up and /readyz says the chain is unreachable (an
+		// operator and an orchestrator see why the sidecar is not ready)
+		// while the client keeps trying. Nothing is certified meanwhile:
+		// without a head there is no state to validate payments against.
 		OnStart: func(ctx context.Context) error {
-			err := c.Start(ctx)
-			if errors.Is(err, chain.ErrGenesisMismatch) {
-				return plain(fmt.Errorf("%w; data dir %s holds the state of that earlier chain: point [chain] url at it, or, if it was a development chain that has been reset, move %s away to start with empty state", err, cfg.DataDir, stateDir))
+			life, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- c.Start(life) }()
+			select {
+			case err := <-errc:
+				cancel()
+				return started(ctx, err)
+			case <-c.Unreachable():
+				log.Warn("starting without the chain node; nothing is certified until it answers", "component", "chain", "url", c.URL())
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					if err := started(life, <-errc); err != nil && life.Err() == nil {
+						log.Error("chain node refused", "component", "chain", "url", c.URL(), "err", err)
+					}
+				}()
+				stopConnecting = func() { cancel(); <-done }
+				return nil
+			case <-ctx.Done():
+				cancel()
+				<-errc
+				return ctx.Err()
 			}
-			if err != nil || recorded {
-				return err
-			}
-			g, _ := c.Genesis()
-			if err := store.RecordChainIdentity(f.ChainID, g); err != nil {
-				return errors.Join(err, c.Stop(ctx))
-			}
-			return nil
 		},
-		OnStop: c.Stop,
+		OnStop: func(ctx context.Context) error {
+			stopConnecting()
+			return c.Stop(ctx)
+		},
 	})
 	return c, nil
 }
@@ -312,9 +352,12 @@ func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc
 	pcfg := cfg.P2P
 	pcfg.QCShards = f.QCShards
 	if pcfg.ListenAddrs, err = meshListenAddrs(pcfg, f, id.Key.Public().(ed25519.PublicKey)); err != nil {
-		return nil, err
+		return nil, sectionError(err)
 	}
 	m, err := p2p.New(pcfg, key, c, boot, reg, log.With("component", "p2p"))
+	if errors.Is(err, p2p.ErrListen) {
+		return nil, settingError("p2p.listen_addrs", err.Error(), "free those ports, or listen elsewhere and announce the committee entry's address (p2p.announce_addrs)")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -364,6 +407,15 @@ func newAPI(lc fx.Lifecycle, cfg Config, backend apiserver.Backend, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	lc.Append(fx.Hook{OnStart: srv.Start, OnStop: srv.Stop})
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			err := srv.Start(ctx)
+			if errors.Is(err, apiserver.ErrListen) {
+				return settingError("api.listen_addr", err.Error(), "free the port or choose another address")
+			}
+			return err
+		},
+		OnStop: srv.Stop,
+	})
 	return srv, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,6 +176,11 @@ func newHost(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap 
 	h, err := cfg.newLibp2pHost(key, opts, cm)
 	if err != nil {
 		_ = cm.Close()
+		// libp2p reports a failed bind only in words (its swarm formats the
+		// bind errors with %s), so the words are what can be matched.
+		if strings.Contains(err.Error(), "failed to listen on any addresses") {
+			return nil, fmt.Errorf("%w: %s", ErrListen, listenCause(err))
+		}
 		return nil, fmt.Errorf("p2p: libp2p host: %w", err)
 	}
 	for pid := range idx {
@@ -255,3 +261,16 @@ func (h *Host) Close() error {
 // so the bumps would buy nothing and cost a queue send per message, and
 // under load pubsub logs a warning for each bump the full queue refuses.
 type undecayed struct{ coreconnmgr.ConnManager }
+
+// ErrListen reports that the host could bind none of its listen addresses.
+var ErrListen = errors.New("cannot listen")
+
+// listenCause is the part of libp2p's bind error after its own prefixes:
+// "listen tcp4 0.0.0.0:4001: bind: address already in use".
+func listenCause(err error) string {
+	s := err.Error()
+	if i := strings.Index(s, "failed to listen on any addresses: "); i >= 0 {
+		s = s[i+len("failed to listen on any addresses: "):]
+	}
+	return strings.Trim(s, "[]")
+}

@@ -157,7 +157,7 @@ publish_step = "40ms"
 	if err := os.WriteFile(cfgPath, []byte("[validator]\nmax_known_qcs = 0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "[validator] max_known_qcs") {
+	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "validator.max_known_qcs") {
 		t.Fatalf("invalid value: %v", err)
 	}
 	if _, err := loadSidecarConfig([]string{"--memory-limit", "plenty"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "memory_limit") {

@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -14,50 +15,74 @@ import (
 	"github.com/allegro-mesh/allegro/internal/buildinfo"
 	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/p2p"
 )
 
 func init() {
 	app.Register("sidecar", "run a validator sidecar (config file, flags, ALLEGRO_* environment)", runSidecar)
 }
 
-// setting is a sidecar option settable by flag and environment variable; the
-// flag wins over the variable, which wins over the config file.
+// setting is a sidecar setting that a flag and an environment variable can
+// set besides the config file (key is its TOML key, as node.Settings names
+// it); the flag wins over the variable, which wins over the file. Every
+// other setting is set in the file only.
 type setting struct {
-	flag, env, usage string
-	apply            func(cfg *node.Config, v string) error
+	key, flag, env, usage string
 }
 
 var sidecarSettings = []setting{
-	{"data-dir", "ALLEGRO_DATA_DIR", "directory of the durable validator state", func(c *node.Config, v string) error { c.DataDir = v; return nil }},
-	{"key", "ALLEGRO_KEY_FILE", "validator key file (default <data-dir>/validator.key)", func(c *node.Config, v string) error { c.KeyFile = v; return nil }},
-	{"committee", "ALLEGRO_COMMITTEE_FILE", "committee file", func(c *node.Config, v string) error { c.CommitteeFile = v; return nil }},
-	{"chain-rpc", "ALLEGRO_CHAIN_RPC", "chain node JSON-RPC URL (http:// or ws://)", func(c *node.Config, v string) error { c.Chain.URL = v; return nil }},
-	{"api-listen", "ALLEGRO_API_LISTEN", "client API listen address (gRPC and HTTP)", func(c *node.Config, v string) error { c.API.ListenAddr = v; return nil }},
-	{"api-max-conns-per-ip", "ALLEGRO_API_MAX_CONNS_PER_IP", "open API connections allowed from one client address; raise it behind a proxy or NAT, whose clients all share its address (default 128)", func(c *node.Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("not a number: %q", v)
+	{"data_dir", "data-dir", "ALLEGRO_DATA_DIR", "directory of the durable validator state"},
+	{"key_file", "key", "ALLEGRO_KEY_FILE", "validator key file (default <data-dir>/validator.key)"},
+	{"committee_file", "committee", "ALLEGRO_COMMITTEE_FILE", "committee file (required)"},
+	{"chain.url", "chain-rpc", "ALLEGRO_CHAIN_RPC", "chain node JSON-RPC URL, http(s):// or ws(s):// (required)"},
+	{"api.listen_addr", "api-listen", "ALLEGRO_API_LISTEN", "client API listen address (gRPC and HTTP)"},
+	{"api.max_conns_per_ip", "api-max-conns-per-ip", "ALLEGRO_API_MAX_CONNS_PER_IP", "open API connections allowed from one client address; raise it behind a proxy or NAT, whose clients all share its address"},
+	{"api.metrics_listen_addr", "metrics-listen", "ALLEGRO_METRICS_LISTEN", "separate host:port serving Prometheus /metrics, which the API address then no longer serves (default: /metrics on the API address)"},
+	{"p2p.listen_addrs", "p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs (default: TCP and QUIC on the ports of this validator's committee entry)"},
+	{"p2p.announce_addrs", "p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers"},
+	{"log_level", "log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error"},
+	{"log_format", "log-format", "ALLEGRO_LOG_FORMAT", "text (logfmt) or json, one object per line"},
+	{"memory_limit", "memory-limit", "ALLEGRO_MEMORY_LIMIT", "Go soft memory limit: auto (90% of a container limit), a size such as 512MiB, or off (GOMEMLIMIT wins when set)"},
+	{"byzantine.mode", "byzantine", "ALLEGRO_BYZANTINE", "TEST NETWORKS ONLY: misbehave on purpose (equivocate, invalid-signatures); refused unless the committee file has test_network = true"},
+}
+
+// settingByKey returns the flag and variable of the setting key, if any.
+func settingByKey(key string) (setting, bool) {
+	for _, s := range sidecarSettings {
+		if s.key == key {
+			return s, true
 		}
-		c.API.MaxConnsPerIP = n
-		return nil
-	}},
-	{"metrics-listen", "ALLEGRO_METRICS_LISTEN", "separate host:port serving Prometheus /metrics, which the API address then no longer serves (default: /metrics on the API address)", func(c *node.Config, v string) error { c.API.MetricsListenAddr = v; return nil }},
-	{"p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs", func(c *node.Config, v string) error { c.P2P.ListenAddrs = cli.SplitList(v); return nil }},
-	{"p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers", func(c *node.Config, v string) error { c.P2P.AnnounceAddrs = cli.SplitList(v); return nil }},
-	{"log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *node.Config, v string) error { c.LogLevel = v; return nil }},
-	{"log-format", "ALLEGRO_LOG_FORMAT", "text (logfmt) or json, one object per line (default text)", func(c *node.Config, v string) error { c.LogFormat = v; return nil }},
-	{"memory-limit", "ALLEGRO_MEMORY_LIMIT", "Go soft memory limit: auto (90% of a container limit), a size such as 512MiB, or off (GOMEMLIMIT wins when set)", func(c *node.Config, v string) error { c.MemoryLimit = v; return nil }},
-	{"byzantine", "ALLEGRO_BYZANTINE", "TEST NETWORKS ONLY: misbehave on purpose (equivocate, invalid-signatures); refused unless the committee file has test_network = true", func(c *node.Config, v string) error { c.Byzantine.Mode = v; return nil }},
+	}
+	return setting{}, false
 }
 
 // loadSidecarConfig applies defaults, then the config file, then the
 // environment, then flags.
 func loadSidecarConfig(args []string, getenv func(string) string) (node.Config, error) {
-	fs := app.Flags("sidecar", "[--config FILE] [flags]")
-	configPath := fs.String("config", "", "TOML config file (env ALLEGRO_CONFIG)")
+	return loadConfig("sidecar", args, getenv)
+}
+
+// loadConfig is loadSidecarConfig for subcommand name, which takes the
+// sidecar's flags.
+func loadConfig(name string, args []string, getenv func(string) string) (node.Config, error) {
+	fs := app.Flags(name, "[--config FILE] [flags]")
+	configPath := fs.String("config", "", "TOML config file; allegro config dump writes one with every setting (env ALLEGRO_CONFIG)")
+	defaults := map[string]string{}
+	for _, s := range node.Settings(node.DefaultConfig()) {
+		defaults[s.Key] = flagText(s.Value)
+	}
 	values := make([]*string, len(sidecarSettings))
 	for i, s := range sidecarSettings {
-		values[i] = fs.String(s.flag, "", s.usage+" (env "+s.env+")")
+		values[i] = fs.String(s.flag, "", s.usage+" (env "+s.env+", TOML "+tomlName(s.key)+")")
+		// Shown by -h; read only when the flag is given.
+		if !strings.Contains(s.usage, "(default") {
+			fs.Lookup(s.flag).DefValue = defaults[s.key]
+		}
+	}
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprintln(fs.Output(), "\nEvery setting, with its default and TOML key: allegro config dump, docs/configuration.md.")
 	}
 	if err := cli.Parse(fs, args); err != nil {
 		return node.Config{}, err
@@ -72,10 +97,10 @@ func loadSidecarConfig(args []string, getenv func(string) string) (node.Config, 
 	if *configPath != "" {
 		md, err := toml.DecodeFile(*configPath, &cfg)
 		if err != nil {
-			return cfg, fmt.Errorf("config file %s: %w", *configPath, err)
+			return cfg, fmt.Errorf("config file %s: %s", *configPath, oneLine(err))
 		}
 		if undecoded := md.Undecoded(); len(undecoded) > 0 {
-			return cfg, fmt.Errorf("config file %s: unknown key %q", *configPath, undecoded[0].String())
+			return cfg, fmt.Errorf("config file %s: unknown key %q (allegro config dump lists every key)", *configPath, undecoded[0].String())
 		}
 	}
 	set := map[string]bool{}
@@ -88,14 +113,62 @@ func loadSidecarConfig(args []string, getenv func(string) string) (node.Config, 
 		if v == "" {
 			continue
 		}
-		if err := s.apply(&cfg, v); err != nil {
+		if err := node.SetSetting(&cfg, s.key, v); err != nil {
 			return cfg, fmt.Errorf("%s: %w", from, err)
 		}
 	}
 	return cfg, cfg.Validate()
 }
 
+// tomlName writes a dotted key as it appears in a file: "[chain] url".
+func tomlName(key string) string {
+	if i := strings.LastIndex(key, "."); i >= 0 {
+		return "[" + key[:i] + "] " + key[i+1:]
+	}
+	return key
+}
+
+// flagText writes a setting's value as a flag takes it.
+func flagText(v any) string {
+	switch v := v.(type) {
+	case []string:
+		return strings.Join(v, ",")
+	case time.Duration:
+		return v.String()
+	}
+	return fmt.Sprint(v)
+}
+
+// oneLine folds a multi-line error (a TOML parse error quotes the line)
+// into one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// describeStartupError names the flag, variable and TOML key of the
+// setting at fault, so the operator knows where to fix it.
+func describeStartupError(err error) error {
+	var ce *node.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	where := "TOML " + tomlName(ce.Setting)
+	if s, ok := settingByKey(ce.Setting); ok {
+		where = "--" + s.flag + ", " + s.env + ", " + where
+	}
+	msg := fmt.Sprintf("%s (%s): %s", ce.Setting, where, ce.Problem)
+	if ce.Fix != "" {
+		msg += "; fix: " + ce.Fix
+	}
+	return errors.New(msg)
+}
+
 func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
+	err := sidecar(ctx, args, stdout)
+	return describeStartupError(err)
+}
+
+func sidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg, err := loadSidecarConfig(args, os.Getenv)
 	if err != nil {
 		return err
@@ -104,15 +177,16 @@ func runSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	p2p.LogLibp2pTo(logger)
 	limit, source, err := node.ApplyMemoryLimit(cfg, os.Getenv, node.ContainerMemoryLimit)
 	if err != nil {
 		return err
 	}
-	logger.Info("memory limit", "bytes", limit, "from", source)
 	n, err := node.New(cfg, node.WithLogger(logger))
 	if err != nil {
 		return err
 	}
+	logger.Info("memory limit", "bytes", limit, "from", source)
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := n.Start(startCtx); err != nil {

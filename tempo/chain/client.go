@@ -80,6 +80,8 @@ type Client struct {
 	nextSub    uint64
 	subsClosed bool
 	drops      atomic.Uint64
+
+	outage outage
 }
 
 var _ tempo.ChainReader = (*Client)(nil)
@@ -106,6 +108,7 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 		ws:      cfg.isWebSocket(),
 		subs:    make(map[uint64]chan tempo.Head),
 	}
+	c.outage.firstFail = make(chan struct{})
 	c.mode.Store(ModeConnecting)
 	if cfg.ExpectedGenesis != (common.Hash{}) {
 		g := cfg.ExpectedGenesis
@@ -141,8 +144,8 @@ func (c *Client) Start(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("chain: start: %w", err)
 		}
-		c.log.Warn("chain node unreachable, retrying in "+backoff.String(), "err", err)
-		if !sleepCtx(ctx, backoff) {
+		c.failed(err, backoff, false)
+		if !c.waitRetry(ctx, backoff) {
 			return fmt.Errorf("chain: start: gave up: %w", err)
 		}
 		backoff = min(2*backoff, c.cfg.BackoffMax)
@@ -152,6 +155,9 @@ func (c *Client) Start(ctx context.Context) error {
 	c.cancel, c.done = cancel, make(chan struct{})
 	c.state = stateRunning
 	go c.follow(life)
+	if o, down, ok := c.reachable(); ok {
+		c.log.Info("chain node reachable", "down_for", down.Round(time.Millisecond), "attempts", o.Attempts)
+	}
 	c.log.Info("chain client started", "chain_id", c.cfg.ExpectedChainID, "head", c.headNumber())
 	return nil
 }
@@ -286,6 +292,9 @@ func (c *Client) lifeContext() context.Context {
 	cancel()
 	return ctx
 }
+
+// URL returns the node's URL.
+func (c *Client) URL() string { return c.cfg.URL }
 
 // ChainID returns the chain id verified at Start (0 before).
 func (c *Client) ChainID() uint64 { return c.chainID.Load() }

@@ -375,6 +375,9 @@ func TestWrongChainIDAtStart(t *testing.T) {
 	_ = c.Stop(ctx)
 }
 
+// TestStartUnreachableGivesUp: Start retries an unreachable node until its
+// context ends, and says so with the URL at the first failure, then once per
+// ReportInterval with the attempts so far, not at every retry.
 func TestStartUnreachableGivesUp(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -382,11 +385,17 @@ func TestStartUnreachableGivesUp(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	logger, logs := testLogger(t)
 	for _, url := range []string{"http://" + addr, "ws://" + addr} {
-		c, err := New(Config{URL: url, ExpectedChainID: 1337, BackoffMin: 20 * time.Millisecond, BackoffMax: 80 * time.Millisecond}, logger)
+		logger, logs := testLogger(t)
+		c, err := New(Config{URL: url, ExpectedChainID: 1337, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond,
+			ReportInterval: 150 * time.Millisecond}, logger)
 		if err != nil {
 			t.Fatal(err)
+		}
+		select {
+		case <-c.Unreachable():
+			t.Fatal("unreachable before any attempt")
+		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
 		err = c.Start(ctx)
@@ -394,9 +403,45 @@ func TestStartUnreachableGivesUp(t *testing.T) {
 		if !errors.Is(err, tempo.ErrChainUnavailable) {
 			t.Fatalf("%s: start: %v", url, err)
 		}
+		<-c.Unreachable()
+		o, ok := c.CurrentOutage()
+		if !ok || o.URL != url || o.LastErr == nil {
+			t.Fatalf("%s: outage %+v %v", url, o, ok)
+		}
+		reports := strings.Count(logs.String(), "chain node unreachable")
+		if !strings.Contains(logs.String(), "url="+url) || !strings.Contains(logs.String(), "attempts=1 ") {
+			t.Fatalf("%s: the first failure is not logged with the URL:\n%s", url, logs)
+		}
+		// About 400/15 attempts, reported at 0 ms and every 150 ms after.
+		if reports < 2 || reports > 4 || o.Attempts < 3*reports {
+			t.Fatalf("%s: %d reports of %d attempts, want one per 150 ms:\n%s", url, reports, o.Attempts, logs)
+		}
 	}
-	if !strings.Contains(logs.String(), "chain node unreachable, retrying in 20ms") || !strings.Contains(logs.String(), "retrying in 80ms") {
-		t.Fatalf("logs lack the retry warnings with backoff:\n%s", logs)
+}
+
+// TestOutageReportedDuringLongBackoff: a backoff longer than the report
+// interval does not silence the outage.
+func TestOutageReportedDuringLongBackoff(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr().String()
+	l.Close()
+	logger, logs := testLogger(t)
+	c, err := New(Config{URL: url, ExpectedChainID: 1337, BackoffMin: time.Second, BackoffMax: time.Second, ReportInterval: 100 * time.Millisecond}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
+	defer cancel()
+	if err := c.Start(ctx); !errors.Is(err, tempo.ErrChainUnavailable) {
+		t.Fatalf("start: %v", err)
+	}
+	o, _ := c.CurrentOutage()
+	// One attempt, reported at once and about every 100 ms of its backoff.
+	if reports := strings.Count(logs.String(), "chain node unreachable"); o.Attempts != 1 || reports < 3 || reports > 7 {
+		t.Fatalf("%d reports of %d attempts in 550 ms:\n%s", reports, o.Attempts, logs)
 	}
 }
 

@@ -30,6 +30,7 @@ const (
 	DefaultCacheBlocks          = 16
 	DefaultCacheEntriesPerBlock = 8192
 	DefaultHeadBuffer           = 16
+	DefaultReportInterval       = 10 * time.Second
 )
 
 // Config configures a Client. Only URL and ExpectedChainID are required.
@@ -54,6 +55,10 @@ type Config struct {
 	// Defaults 0.5 s and 30 s.
 	BackoffMin time.Duration `toml:"backoff_min"`
 	BackoffMax time.Duration `toml:"backoff_max"`
+	// ReportInterval is how often, while the node cannot be reached, the
+	// client logs so again (with the attempts and the last error); the first
+	// failure is logged at once. Default 10 s.
+	ReportInterval time.Duration `toml:"report_interval"`
 	// CacheBlocks is how many recent blocks keep cached answers. Default 16;
 	// negative disables the cache (identical concurrent requests are still
 	// collapsed).
@@ -82,6 +87,9 @@ func (cfg Config) WithDefaults() Config {
 	}
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.ReportInterval == 0 {
+		cfg.ReportInterval = DefaultReportInterval
 	}
 	if cfg.CacheBlocks == 0 {
 		cfg.CacheBlocks = DefaultCacheBlocks
@@ -122,6 +130,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.BackoffMax < cfg.BackoffMin {
 		errs = append(errs, fmt.Errorf("[chain] backoff_max %v below backoff_min %v", cfg.BackoffMax, cfg.BackoffMin))
+	}
+	if cfg.ReportInterval < 0 {
+		errs = append(errs, fmt.Errorf("[chain] report_interval %v is negative", cfg.ReportInterval))
 	}
 	if cfg.CacheBlocks > 4096 {
 		errs = append(errs, fmt.Errorf("[chain] cache_blocks %d above 4096", cfg.CacheBlocks))

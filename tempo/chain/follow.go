@@ -16,15 +16,14 @@ var errSubscribeUnsupported = errors.New("newHeads subscription not supported")
 // follow keeps the head current until ctx ends: a newHeads subscription over
 // WebSocket, polling otherwise. Every failure is followed by a retry after an
 // exponential backoff (BackoffMin doubling up to BackoffMax), with a warning
-// per failure and an info log when the node answers again.
+// at the first failure, then every ReportInterval while it lasts, and an
+// info log when the node answers again.
 func (c *Client) follow(ctx context.Context) {
 	defer close(c.done)
 	backoff := c.cfg.BackoffMin
-	var downSince time.Time
 	healthy := func() {
-		if !downSince.IsZero() {
-			c.log.Info("chain node reachable again", "down_for", time.Since(downSince).Round(time.Millisecond), "head", c.headNumber())
-			downSince = time.Time{}
+		if _, down, ok := c.reachable(); ok {
+			c.log.Info("chain node reachable again", "down_for", down.Round(time.Millisecond), "head", c.headNumber())
 		}
 		backoff = c.cfg.BackoffMin
 	}
@@ -35,16 +34,9 @@ func (c *Client) follow(ctx context.Context) {
 			return
 		}
 		c.mode.Store(ModeConnecting)
-		if downSince.IsZero() {
-			downSince = time.Now()
-		}
 		c.metrics.reconnects.Inc()
-		if errors.Is(err, ErrChainIDMismatch) || errors.Is(err, ErrGenesisMismatch) {
-			c.log.Error("chain node now serves another chain; not reading from it, retrying in "+backoff.String(), "err", err)
-		} else {
-			c.log.Warn("chain node unreachable, retrying in "+backoff.String(), "err", err)
-		}
-		if !sleepCtx(ctx, backoff) {
+		c.failed(err, backoff, errors.Is(err, ErrChainIDMismatch) || errors.Is(err, ErrGenesisMismatch))
+		if !c.waitRetry(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, c.cfg.BackoffMax)
