@@ -28,7 +28,7 @@ func TestConfigErrorsAreOneLine(t *testing.T) {
 		{"p2p listen address", func(c *node.Config) { c.P2P.ListenAddrs = []string{"/ip4/127.0.0.1/udp/1/webrtc"} }, cl, "p2p.listen_addrs: "},
 		{"sidecar workers", func(c *node.Config) { c.Sidecar.Workers = 0 }, cl, "sidecar.workers: must be positive"},
 		{"api timeout", func(c *node.Config) { c.API.StreamTimeout = 0 }, cl, "api.stream_timeout: must be positive"},
-		{"metrics address", func(c *node.Config) { c.API.MetricsListenAddr = "localhost" }, cl, "api.metrics_listen_addr"},
+		{"metrics address", func(c *node.Config) { c.API.MetricsListenAddr = "localhost" }, cl, "api.metrics_listen_addr: "},
 		{"log level", func(c *node.Config) { c.LogLevel = "loud" }, cl, `log_level: "loud" is not a level; fix: use debug, info, warn or error`},
 		{"log format", func(c *node.Config) { c.LogFormat = "xml" }, cl, `log_format: "xml" is not a format`},
 		{"byzantine mode unknown", func(c *node.Config) { c.Byzantine.Mode = "lie" }, cl, `byzantine.mode: "lie" is unknown`},

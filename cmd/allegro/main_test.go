@@ -140,7 +140,7 @@ publish_step = "40ms"
 	if cfg, err := loadSidecarConfig([]string{"--config", cfgPath}, func(k string) string { return env[k] }); err != nil || cfg.API.MetricsListenAddr != "127.0.0.1:9464" {
 		t.Fatalf("ALLEGRO_METRICS_LISTEN: %q %v", cfg.API.MetricsListenAddr, err)
 	}
-	if _, err := loadSidecarConfig([]string{"--metrics-listen", "9464"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "[api] metrics_listen_addr") {
+	if _, err := loadSidecarConfig([]string{"--metrics-listen", "9464"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "api.metrics_listen_addr") {
 		t.Fatalf("--metrics-listen without a host: %v", err)
 	}
 	if cfg.Validator.MaxCertificates != 10_000 {
