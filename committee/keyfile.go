@@ -55,12 +55,8 @@ func WriteKeyFile(path, name string, key ed25519.PrivateKey) error {
 
 // LoadKeyFile reads a key file. It refuses files readable by group or others.
 func LoadKeyFile(path string) (name string, key ed25519.PrivateKey, err error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", nil, fmt.Errorf("key file: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", nil, fmt.Errorf("key file %s has mode %04o: it must not be readable by group or others (chmod 600 %s)", path, st.Mode().Perm(), path)
+	if err := CheckSecretFileMode(path); err != nil {
+		return "", nil, err
 	}
 	var kf keyFile
 	if _, err := toml.DecodeFile(path, &kf); err != nil {
@@ -75,6 +71,23 @@ func LoadKeyFile(path string) (name string, key ed25519.PrivateKey, err error) {
 		return "", nil, fmt.Errorf("key file %s: public_key does not match private_key", path)
 	}
 	return kf.Name, key, nil
+}
+
+// ErrKeyFileMode: a secret key file is readable by group or others.
+var ErrKeyFileMode = errors.New("it must not be readable by group or others")
+
+// CheckSecretFileMode refuses a key file that group or others may read: a
+// secret that other accounts could read is not secret. The error names the
+// file, its mode and the one-line fix.
+func CheckSecretFileMode(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("key file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("key file %s has mode %04o: %w (chmod 600 %s)", path, st.Mode().Perm(), ErrKeyFileMode, path)
+	}
+	return nil
 }
 
 func encodeTOML(v any) ([]byte, error) {

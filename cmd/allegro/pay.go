@@ -41,7 +41,8 @@ func (s *payStrings) Set(v string) error {
 	return nil
 }
 
-const payUsage = `--sidecar HOST:PORT [--sidecar ...] --committee FILE --from NAME|0xKEY --to NAME|0xADDR
+const payUsage = `--sidecar HOST:PORT [--sidecar ...] --committee FILE
+       (--from NAME | --key-file FILE | $ALLEGRO_PAY_KEY) --to NAME|0xADDR
        (--amount DOLLARS | --units N) [--nonce N | --wallet FILE] [--format evm|tempo]
        [--parent-qc FILE] [--qc-out FILE] [flags]
 
@@ -51,7 +52,10 @@ fallbacks) and prints each certificate as it arrives, then the verified QC.
 Accounts: alice, bob, carol and loadN (load-test account N) are the development
 chain's demo accounts. Their private keys are PUBLICLY KNOWN (keccak256 of
 "allegro-demo-<name>" / "allegro-load-<N>"): use them on development chains
-only. Elsewhere pass --from 0xPRIVATEKEY (hex secp256k1 key) and --to 0xADDRESS.
+only. Elsewhere the payer's hex secp256k1 private key comes from a file
+(--key-file FILE, mode 0600, 0x optional) or from the environment variable
+ALLEGRO_PAY_KEY, never from the command line, where ps and shell history
+would show it; pay to --to 0xADDRESS.
 
 Chained payments: write the QC with --qc-out, then let the recipient spend the
 funds before they settle with --parent-qc pointing at that file.`
@@ -61,7 +65,8 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	var sidecars payStrings
 	fs.Var(&sidecars, "sidecar", "sidecar gRPC address host:port (repeat for fallbacks)")
 	committeePath := fs.String("committee", "", "committee file (its chain_id is the payment's chain)")
-	from := fs.String("from", "", "payer: alice, bob, carol, loadN, or 0xPRIVATEKEY")
+	from := fs.String("from", "", "payer: a development account (alice, bob, carol, loadN); other keys: --key-file or $"+payKeyEnv)
+	keyFile := fs.String("key-file", "", "file holding the payer's hex secp256k1 private key (mode 0600)")
 	to := fs.String("to", "", "recipient: alice, bob, carol, loadN, or 0xADDRESS")
 	amount := fs.String("amount", "", "amount in dollars (6 decimals, e.g. 10 or 0.25)")
 	units := fs.Uint64("units", 0, "amount in token units (1 dollar = 1000000); instead of --amount")
@@ -91,8 +96,8 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageErr("--sidecar is required")
 	case *committeePath == "":
 		return usageErr("--committee is required")
-	case *from == "" || *to == "":
-		return usageErr("--from and --to are required")
+	case *to == "":
+		return usageErr("--to is required")
 	case (*amount == "") == (*units == 0):
 		return usageErr("give exactly one of --amount and --units (positive)")
 	case nonce.set && *walletPath != "":
@@ -135,7 +140,10 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	key, payerName, err := payResolveKey(*from)
+	key, payerName, err := payLoadKey(*from, *keyFile, os.Getenv)
+	if errors.Is(err, errPayKeySource) {
+		return usageErr("%v", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -353,19 +361,87 @@ func (p *payPrinter) result(res *client.Result, committee *qc.Committee) {
 	fmt.Fprintf(p.w, "  time to QC  %s via %s (attempt %d)\n", payMillis(res.TimeToQC), res.Entry, res.Attempts)
 }
 
-// payResolveKey resolves --from.
-func payResolveKey(s string) (*ecdsa.PrivateKey, string, error) {
-	if strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") {
-		key, err := crypto.HexToECDSA(s[2:])
+// payKeyEnv names the environment variable that may hold the payer's key.
+const payKeyEnv = "ALLEGRO_PAY_KEY"
+
+// errPayKeySource: not exactly one source of the payer's key was given.
+var errPayKeySource = errors.New("the payer's key")
+
+// payLoadKey returns the payer's key from exactly one source: a development
+// account named by --from, the file --key-file, or $ALLEGRO_PAY_KEY. A
+// private key is never read from the command line: other users see argv in
+// ps, and shells keep it in their history. Giving two sources is refused
+// rather than ranked, so a key left in the environment never silently pays
+// instead of the one meant.
+func payLoadKey(from, keyFile string, getenv func(string) string) (*ecdsa.PrivateKey, string, error) {
+	if strings.HasPrefix(from, "0x") || strings.HasPrefix(from, "0X") {
+		return nil, "", fmt.Errorf("%w: --from takes a development account name, not a private key (ps and shell history would show it): put the hex key in a file and pass --key-file FILE, or set %s", errPayKeySource, payKeyEnv)
+	}
+	env := getenv(payKeyEnv)
+	var given []string
+	for _, g := range []struct {
+		set  bool
+		name string
+	}{{from != "", "--from"}, {keyFile != "", "--key-file"}, {env != "", payKeyEnv}} {
+		if g.set {
+			given = append(given, g.name)
+		}
+	}
+	switch len(given) {
+	case 0:
+		return nil, "", fmt.Errorf("%w is required: --key-file FILE or %s (or --from NAME for a development account)", errPayKeySource, payKeyEnv)
+	case 1:
+	default:
+		return nil, "", fmt.Errorf("%w comes from one source, got %s: drop all but one", errPayKeySource, strings.Join(given, " and "))
+	}
+	switch {
+	case keyFile != "":
+		if err := committee.CheckSecretFileMode(keyFile); err != nil {
+			return nil, "", err
+		}
+		f, err := os.Open(keyFile)
 		if err != nil {
-			return nil, "", fmt.Errorf("--from: not a secp256k1 private key: %v", err)
+			return nil, "", fmt.Errorf("--key-file: %w", err)
+		}
+		defer f.Close()
+		text, err := io.ReadAll(io.LimitReader(f, 4096))
+		if err != nil {
+			return nil, "", fmt.Errorf("--key-file: %w", err)
+		}
+		key, err := payParseKeyHex(string(text))
+		if err != nil {
+			return nil, "", fmt.Errorf("key file %s: %w", keyFile, err)
+		}
+		return key, crypto.PubkeyToAddress(key.PublicKey).Hex(), nil
+	case env != "":
+		key, err := payParseKeyHex(env)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", payKeyEnv, err)
 		}
 		return key, crypto.PubkeyToAddress(key.PublicKey).Hex(), nil
 	}
-	if acct, ok := payDevAccount(s); ok {
+	if acct, ok := payDevAccount(from); ok {
 		return acct.Key, acct.Name + " " + acct.Address.Hex(), nil
 	}
-	return nil, "", fmt.Errorf("--from %q: use alice, bob, carol, loadN or 0xPRIVATEKEY", s)
+	return nil, "", fmt.Errorf("--from %q: use alice, bob, carol or loadN (other keys: --key-file or %s)", from, payKeyEnv)
+}
+
+// payParseKeyHex parses a hex secp256k1 private key, 0x optional, ignoring
+// surrounding white space such as a trailing newline. The error never
+// repeats the text: it may be a key with a typo.
+func payParseKeyHex(text string) (*ecdsa.PrivateKey, error) {
+	h := strings.TrimSpace(text)
+	if strings.HasPrefix(h, "0x") || strings.HasPrefix(h, "0X") {
+		h = h[2:]
+	}
+	if len(h) != 64 {
+		return nil, fmt.Errorf("want a secp256k1 private key of 64 hex digits (0x optional), got %d characters", len(h))
+	}
+	key, err := crypto.HexToECDSA(h)
+	if err != nil {
+		return nil, errors.New("not a secp256k1 private key in hex")
+	}
+	return key, nil
 }
 
 // payResolveAddress resolves --to.
