@@ -207,7 +207,7 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			}
 		}
-		if err := payResubmitPending(ctx, c, wallet, pr, stdout); err != nil {
+		if err := payResolvePending(ctx, c, wallet, pr, payFollow{sidecars: sidecars, committeePath: *committeePath, walletPath: *walletPath}, stdout); err != nil {
 			return err
 		}
 		if *format == "tempo" {
@@ -232,12 +232,17 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "  chain %d\n", cf.ChainID)
 
+	follow := payFollow{sidecars: sidecars, committeePath: *committeePath, walletPath: *walletPath}
 	res, err := c.Pay(ctx, req, pr.event)
-	if err != nil {
+	var rej *client.RejectError
+	switch {
+	case errors.As(err, &rej):
 		if wallet != nil {
-			fmt.Fprintf(stdout, "the signed payment stays pending in %s at nonce %d: the next run with --wallet resubmits it first\n", *walletPath, seq)
+			payAfterReject(ctx, c, wallet, req, stdout)
 		}
 		return err
+	case err != nil:
+		return follow.pending(ctx, c, pr, req, stdout)
 	}
 	pr.result(res, committee)
 	if wallet != nil {
@@ -291,11 +296,71 @@ func (o *payOptionalU64) Set(s string) error {
 	return nil
 }
 
-// payResubmitPending resubmits, unchanged, every payment the wallet recorded
-// but never saw certified (a previous run crashed or failed). A nonce the
-// chain has passed (NONCE_SEQ_TOO_LOW) is done; any other failure stops: the
-// pending payment blocks later nonces.
-func payResubmitPending(ctx context.Context, c *client.Client, w *client.Wallet, pr *payPrinter, stdout io.Writer) error {
+// payExitPending is pay's process status when the payment was submitted
+// but the wait for its QC ended first (a time limit, a broken stream, an
+// interrupt): unlike a reject (status 1) the payment may still complete.
+const payExitPending = 3
+
+// payStatusTimeout bounds the status queries pay makes on its way out.
+const payStatusTimeout = 5 * time.Second
+
+// payFollow is what pay needs to tell the user how to follow a payment.
+type payFollow struct {
+	sidecars      []string
+	committeePath string
+	walletPath    string
+}
+
+// statusCommand is the allegro status command line for txHash.
+func (f payFollow) statusCommand(txHash qc.Hash) string {
+	var b strings.Builder
+	b.WriteString("allegro status")
+	for _, s := range f.sidecars {
+		b.WriteString(" --sidecar " + s)
+	}
+	b.WriteString(" --committee " + f.committeePath + " " + txHash.Hex())
+	return b.String()
+}
+
+// pending reports, in plain words, a payment whose QC did not arrive before
+// the wait ended: how far it got by a sidecar's account, how to follow it,
+// and what the wallet does with it next. The transport's error is not shown:
+// it says nothing about the payment, which the validators may still certify.
+func (f payFollow) pending(ctx context.Context, c *client.Client, pr *payPrinter, req *fastpayv1.SubmitFastPayRequest, stdout io.Writer) error {
+	txHash, _, err := client.Expected(req)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), payStatusTimeout)
+	defer cancel()
+	certs, quorum := pr.certs, pr.quorum
+	st, serr := c.Status(sctx, txHash)
+	if serr == nil {
+		certs = max(certs, st.CertCount)
+	}
+	if serr == nil && st.QCFormed {
+		fmt.Fprintf(stdout, "submitted as tx %s; the QC %s formed after the wait ended (%d of %d certificates, seen by %s)\n", txHash.Hex(), st.QCHash.Hex(), certs, quorum, st.Endpoint)
+	} else {
+		fmt.Fprintf(stdout, "submitted as tx %s; %d of %d certificates so far; the QC has not formed yet — the payment may still complete\n", txHash.Hex(), certs, quorum)
+	}
+	fmt.Fprintf(stdout, "follow it: %s\n", f.statusCommand(txHash))
+	if f.walletPath != "" {
+		fmt.Fprintf(stdout, "the wallet %s keeps it pending at nonce %d: the next pay with --wallet asks a sidecar how it ended before using another nonce\n", f.walletPath, req.GetTx().GetNonce().GetNonceSeq())
+	} else {
+		fmt.Fprintf(stdout, "do not pay again at nonce %d until it has ended: the validators that signed it refuse another transaction for that nonce\n", req.GetTx().GetNonce().GetNonceSeq())
+	}
+	return &cli.ExitError{Code: payExitPending, Err: fmt.Errorf("payment %s is not certified yet (it may still complete)", txHash.Hex())}
+}
+
+// payResolvePending settles, before a new payment, every payment the wallet
+// recorded but never saw certified (a previous run crashed, failed or gave
+// up waiting). A sidecar is asked first: a payment with its QC is done. One
+// it does not know, or knows without a QC, is resubmitted unchanged; a
+// final reject frees the nonce when no sidecar knows the transaction (see
+// payAfterReject), and a nonce the chain has passed (NONCE_SEQ_TOO_LOW) is
+// done. A payment still without its QC stops the run: it blocks later
+// nonces.
+func payResolvePending(ctx context.Context, c *client.Client, w *client.Wallet, pr *payPrinter, follow payFollow, stdout io.Writer) error {
 	for _, p := range w.Pending() {
 		if p.Request == nil {
 			continue // a gap: the new payment fills it
@@ -304,14 +369,34 @@ func payResubmitPending(ctx context.Context, c *client.Client, w *client.Wallet,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "resubmitting the pending payment at nonce %d (recorded by an earlier run)\n", p.Nonce)
+		txHash, _, err := client.Expected(req)
+		if err != nil {
+			return err
+		}
+		sctx, cancel := context.WithTimeout(ctx, payStatusTimeout)
+		st, serr := c.Status(sctx, txHash)
+		cancel()
+		if serr == nil && (st.QCFormed || st.Stage >= fastpayv1.TxLifecycleUpdate_CERTIFIED) {
+			fmt.Fprintf(stdout, "the pending payment at nonce %d (tx %s) has its QC %s (%s, seen by %s); done\n", p.Nonce, txHash.Hex(), st.QCHash.Hex(), st.Stage, st.Endpoint)
+			if err := w.Done(p.NonceKey, p.Nonce); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "resubmitting the pending payment at nonce %d (tx %s, recorded by an earlier run)\n", p.Nonce, txHash.Hex())
+		pr.certs = 0
 		res, err := c.Pay(ctx, req, pr.event)
 		var rej *client.RejectError
 		switch {
 		case errors.As(err, &rej) && rej.Code == fastpayv1.RejectCode_NONCE_SEQ_TOO_LOW:
 			fmt.Fprintf(stdout, "  nonce %d is already used on chain; dropped\n", p.Nonce)
+		case errors.As(err, &rej):
+			if payAfterReject(ctx, c, w, req, stdout) {
+				continue
+			}
+			return fmt.Errorf("pending payment at nonce %d: %w (it blocks later nonces: once the chain has passed it run with --chain-nonce)", p.Nonce, err)
 		case err != nil:
-			return fmt.Errorf("pending payment at nonce %d: %w (it blocks later nonces: resubmit later, or once the chain has passed it run with --chain-nonce)", p.Nonce, err)
+			return follow.pending(ctx, c, pr, req, stdout)
 		default:
 			pr.result(res, c.Committee())
 		}
@@ -319,13 +404,46 @@ func payResubmitPending(ctx context.Context, c *client.Client, w *client.Wallet,
 			return err
 		}
 	}
+	pr.certs = 0
 	return nil
+}
+
+// payAfterReject frees the nonce of a recorded payment a sidecar refused
+// outright when no sidecar asked knows the transaction: then no validator
+// can hold a certificate for it, and a new payment may take the nonce. A
+// known transaction keeps its nonce pending (a validator may have signed it
+// before the reject). It reports whether the nonce was freed.
+func payAfterReject(ctx context.Context, c *client.Client, w *client.Wallet, req *fastpayv1.SubmitFastPayRequest, stdout io.Writer) bool {
+	txHash, _, err := client.Expected(req)
+	if err != nil {
+		return false
+	}
+	key, n, err := req.GetTx().GetNonce().ToNonce("nonce")
+	if err != nil {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), payStatusTimeout)
+	defer cancel()
+	st, serr := c.Status(sctx, txHash)
+	if !errors.Is(serr, client.ErrNotFoundAnywhere) {
+		if serr == nil {
+			fmt.Fprintf(stdout, "nonce %d stays pending: %s knows tx %s with %d certificates\n", n, st.Endpoint, txHash.Hex(), st.CertCount)
+		}
+		return false
+	}
+	if err := w.Release(key, n); err != nil {
+		fmt.Fprintf(stdout, "nonce %d stays pending: %v\n", n, err)
+		return false
+	}
+	fmt.Fprintf(stdout, "nonce %d is free again: the refused payment %s is unknown to the sidecars asked\n", n, txHash.Hex())
+	return true
 }
 
 // payPrinter prints a payment's progress.
 type payPrinter struct {
 	w      io.Writer
 	quorum int
+	certs  int // verified certificates of the current payment so far
 }
 
 func payMillis(d time.Duration) string {
@@ -337,6 +455,7 @@ func (p *payPrinter) event(ev client.Event) {
 	case client.EventAccepted:
 		fmt.Fprintf(p.w, "  accepted by %-28s +%s\n", ev.Endpoint, payMillis(ev.Elapsed))
 	case client.EventCertificate:
+		p.certs = max(p.certs, ev.Certs)
 		fmt.Fprintf(p.w, "  certificate %d/%d  %-10s %s  +%s\n", ev.Certs, p.quorum, ev.SignerName, ev.Cert.Signer.Hex()[:18]+"…", payMillis(ev.Elapsed))
 	case client.EventRetry:
 		fmt.Fprintf(p.w, "  attempt %d at %s failed: %v; retrying\n", ev.Attempt, ev.Endpoint, ev.Err)

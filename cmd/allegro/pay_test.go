@@ -26,10 +26,15 @@ import (
 
 func payRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return payRunCmd(t, "pay", args...)
+}
+
+func payRunCmd(t *testing.T, cmd string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	code = app.Run(ctx, append([]string{"pay"}, args...), &out, &errOut)
+	code = app.Run(ctx, append([]string{cmd}, args...), &out, &errOut)
 	return out.String(), errOut.String(), code
 }
 
