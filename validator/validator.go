@@ -153,6 +153,11 @@ func (v *Validator) restore() error {
 	}
 	v.cursors = st.cursors
 	for _, cert := range st.signed {
+		if cert.Signer != v.signer.ID() {
+			// An imported history of another validator: its guards are not
+			// this key's decisions, and this key's own may be missing.
+			return fmt.Errorf("restore validator state: the store holds a certificate signed by %s, not by this validator's key %s: it is another validator's signing history", cert.Signer.Hex(), v.signer.ID().Hex())
+		}
 		k := cert.Effects.ContentionKey()
 		v.addGuard(k, guardEntry{txHash: cert.TxHash, effects: cert.Effects, fee: st.fees[k]})
 		slot := cursorSlot{k.Sender, k.NonceKey}

@@ -208,6 +208,19 @@ func (c *Cluster) Stop(i int) {
 	c.Nodes[i] = nil
 }
 
+// DataDir returns node i's data directory.
+func (c *Cluster) DataDir(i int) string { return c.dirs[i] }
+
+// SetDataDir gives node i, stopped, another data directory for its next
+// Start (a validator moved to a new machine, same key).
+func (c *Cluster) SetDataDir(i int, dir string) {
+	c.t.Helper()
+	if c.Nodes[i] != nil {
+		c.t.Fatalf("node %d: stop it before changing its data directory", i)
+	}
+	c.dirs[i] = dir
+}
+
 // linkNew links node i's mock host to every other one already on the mock
 // network, except across a partition.
 func (c *Cluster) linkNew(i int) {
