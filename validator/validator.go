@@ -697,6 +697,23 @@ func (v *Validator) SignedTx(key qc.ContentionKey) (qc.Hash, bool) {
 	return e.txHash, ok
 }
 
+// SignedBefore reports whether this validator's durable state accounts for
+// a certificate by its own key: a guard for the certificate's contention
+// key holds the same transaction, or no guard is left and the nonce cursor
+// has reached the key's nonce (signed, and settled since). A certificate by
+// this key that it does not account for was signed by another process with
+// the same key.
+func (v *Validator) SignedBefore(cert *qc.Certificate) bool {
+	k := cert.Effects.ContentionKey()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e, ok := v.guard[k]; ok {
+		return e.txHash == cert.TxHash
+	}
+	last, ok := v.cursors[cursorSlot{k.Sender, k.NonceKey}]
+	return ok && last >= k.NonceSeq
+}
+
 // SignedRequest is a transaction this validator signed: its certificate and
 // the request as it was signed.
 type SignedRequest struct {

@@ -134,6 +134,9 @@ func (c *Cluster) config(i int) node.Config {
 	cfg.P2P = p2p.LocalConfig()
 	cfg.API.ListenAddr = "127.0.0.1:0"
 	cfg.Sidecar.PruneInterval = 200 * time.Millisecond
+	// Test nodes sign at once; a test of the doppelganger check sets a
+	// window through WithConfig.
+	cfg.Sidecar.DoppelgangerWindow = 0
 	if c.mn != nil {
 		cfg.P2P.NewHost = func(key lpcrypto.PrivKey, _ []libp2p.Option) (host.Host, error) {
 			// Loopback addresses keep the nodes inside LocalConfig's IP
