@@ -338,9 +338,16 @@ func (f payFollow) pending(ctx context.Context, c *client.Client, pr *payPrinter
 	if serr == nil {
 		certs = max(certs, st.CertCount)
 	}
-	if serr == nil && st.QCFormed {
+	switch {
+	case serr == nil && st.QCFormed:
 		fmt.Fprintf(stdout, "submitted as tx %s; the QC %s formed after the wait ended (%d of %d certificates, seen by %s)\n", txHash.Hex(), st.QCHash.Hex(), certs, quorum, st.Endpoint)
-	} else {
+	case serr != nil && certs == 0 && !pr.accepted:
+		why := "no sidecar could be asked"
+		if errors.Is(serr, client.ErrNotFoundAnywhere) {
+			why = "the sidecars asked do not know it"
+		}
+		fmt.Fprintf(stdout, "sent tx %s, but no sidecar confirmed receiving it (%s); it may not have been submitted\n", txHash.Hex(), why)
+	default:
 		fmt.Fprintf(stdout, "submitted as tx %s; %d of %d certificates so far; the QC has not formed yet — the payment may still complete\n", txHash.Hex(), certs, quorum)
 	}
 	fmt.Fprintf(stdout, "follow it: %s\n", f.statusCommand(txHash))
@@ -348,6 +355,9 @@ func (f payFollow) pending(ctx context.Context, c *client.Client, pr *payPrinter
 		fmt.Fprintf(stdout, "the wallet %s keeps it pending at nonce %d: the next pay with --wallet asks a sidecar how it ended before using another nonce\n", f.walletPath, req.GetTx().GetNonce().GetNonceSeq())
 	} else {
 		fmt.Fprintf(stdout, "do not pay again at nonce %d until it has ended: the validators that signed it refuse another transaction for that nonce\n", req.GetTx().GetNonce().GetNonceSeq())
+	}
+	if serr == nil && st.QCFormed {
+		return &cli.ExitError{Code: payExitPending, Err: fmt.Errorf("payment %s has its QC, formed after the wait ended: allegro status shows it", txHash.Hex())}
 	}
 	return &cli.ExitError{Code: payExitPending, Err: fmt.Errorf("payment %s is not certified yet (it may still complete)", txHash.Hex())}
 }
@@ -384,7 +394,7 @@ func payResolvePending(ctx context.Context, c *client.Client, w *client.Wallet, 
 			continue
 		}
 		fmt.Fprintf(stdout, "resubmitting the pending payment at nonce %d (tx %s, recorded by an earlier run)\n", p.Nonce, txHash.Hex())
-		pr.certs = 0
+		pr.certs, pr.accepted = 0, false
 		res, err := c.Pay(ctx, req, pr.event)
 		var rej *client.RejectError
 		switch {
@@ -404,7 +414,7 @@ func payResolvePending(ctx context.Context, c *client.Client, w *client.Wallet, 
 			return err
 		}
 	}
-	pr.certs = 0
+	pr.certs, pr.accepted = 0, false
 	return nil
 }
 
@@ -444,6 +454,9 @@ type payPrinter struct {
 	w      io.Writer
 	quorum int
 	certs  int // verified certificates of the current payment so far
+	// accepted: a sidecar confirmed it validated and signed the current
+	// payment.
+	accepted bool
 }
 
 func payMillis(d time.Duration) string {
@@ -453,6 +466,7 @@ func payMillis(d time.Duration) string {
 func (p *payPrinter) event(ev client.Event) {
 	switch ev.Kind {
 	case client.EventAccepted:
+		p.accepted = true
 		fmt.Fprintf(p.w, "  accepted by %-28s +%s\n", ev.Endpoint, payMillis(ev.Elapsed))
 	case client.EventCertificate:
 		p.certs = max(p.certs, ev.Certs)

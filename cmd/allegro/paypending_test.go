@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/hex"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -108,6 +109,21 @@ func TestPayQuorumOutOfReach(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "the pending payment at nonce 0 (tx "+tx+") has its QC") ||
 		!strings.Contains(out, "EVM nonce 1") || strings.Contains(out+errOut, "NONCE_SEQ_TOO_LOW") {
 		t.Fatalf("next pay: exit %d", code)
+	}
+
+	// A payment no sidecar could be asked about is reported as possibly
+	// never submitted, with the same exit status.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	out, errOut, code = payRun(t, "--sidecar", dead, "--committee", committeePath, "--key-file", keyPath,
+		"--to", "alice", "--amount", "0.5", "--nonce", "7", "--timeout", "2s", "--retries", "0")
+	if code != payExitPending || !strings.Contains(out, "no sidecar confirmed receiving it (no sidecar could be asked); it may not have been submitted") ||
+		strings.Contains(out+errOut, "rpc error") {
+		t.Fatalf("unreachable sidecar: exit %d\n%s%s", code, out, errOut)
 	}
 
 	// A reject is final: exit 1, and the wallet frees the refused nonce
