@@ -61,7 +61,8 @@ type Config struct {
 	// and watches the mesh for certificates by its own key that its data
 	// directory never signed: another process running with the same key
 	// (doppelganger.go). Seeing one, it never signs and the command exits.
-	// 0 disables the check; at most 10 min. Default 5 s.
+	// 0 disables the check (so does a Byzantine test mode); at most 10 min.
+	// Default 5 s.
 	DoppelgangerWindow time.Duration `toml:"doppelganger_window"`
 }
 
@@ -179,8 +180,14 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 		announcements: make(chan *fastpayv1.SubmitFastPayRequest, cfg.QueueSize),
 		parked:        newParkingLot(cfg.MaxParked, cfg.ParkTTL),
 		pruneNow:      make(chan struct{}, 1),
-		dg:            newDoppelganger(cfg.DoppelgangerWindow),
 	}
+	window := cfg.DoppelgangerWindow
+	if d.Byzantine != ByzantineHonest {
+		// A deliberately equivocating validator's own conflicting
+		// certificates would trip the check.
+		window = 0
+	}
+	s.dg = newDoppelganger(window)
 	var err error
 	if s.pending, err = lru.New[qc.Hash, *pendingTx](cfg.MaxParked); err != nil {
 		return nil, err
@@ -225,8 +232,8 @@ func (s *Sidecar) Start(context.Context) error {
 		return err
 	}
 	s.dg.start()
-	if s.cfg.DoppelgangerWindow > 0 {
-		s.log.Info("doppelganger check: not signing while the mesh is watched for this key's signatures", "window", s.cfg.DoppelgangerWindow)
+	if s.dg.window > 0 {
+		s.log.Info("doppelganger check: not signing while the mesh is watched for this key's signatures", "window", s.dg.window)
 	}
 	for range s.cfg.Workers {
 		s.wg.Add(1)
