@@ -13,6 +13,7 @@ import (
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/sidecar"
 )
 
@@ -109,5 +110,67 @@ func TestDoppelganger(t *testing.T) {
 	_, body := testkit.Get(t, ctx, "http://"+n0.API.Addr().String()+"/readyz")
 	if !strings.Contains(string(body), `"signing"`) || !strings.Contains(string(body), "another process is signing with this validator's key") {
 		t.Fatalf("readyz: %s", body)
+	}
+}
+
+// TestDoppelgangerDuringWindow: while validator 0 is in its window (and
+// signs nothing), another process with its key signs a payment that
+// validators 1 and 2 signed too; the certificate reaches validator 1, whose
+// QC reaches validator 0 over the mesh, and validator 0 stops signing.
+func TestDoppelgangerDuringWindow(t *testing.T) {
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded(), nodetest.WithConfig(func(i int, cfg *node.Config) {
+		if i == 0 {
+			cfg.Sidecar.DoppelgangerWindow = time.Minute
+		}
+	}))
+	cl.StartAll()
+	cl.WaitMesh(20 * time.Second)
+	cl.Stop(3) // without it, 0's refusal leaves the payment short of a quorum
+	ctx := context.Background()
+	req := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}.Request(t)
+	for _, i := range []int{0, 1, 2} {
+		resp, err := cl.Client(i).SubmitFastPay(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := resp.GetCert() != nil, i != 0; got != want {
+			t.Fatalf("validator %d answered %v; in the window it must not sign, the others must", i, resp)
+		}
+	}
+	p, err := cl.Nodes[1].Sidecar.Validator().Decode(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	board := cl.Nodes[1].Sidecar.Board()
+	testkit.Eventually(t, 10*time.Second, "validator 1 to hold certificates of 1 and 2", func() bool {
+		st, ok := board.Status(p.TxHash)
+		return ok && len(st.Certs) == 2
+	})
+	select {
+	case err := <-cl.Nodes[0].Sidecar.Fatal():
+		t.Fatalf("tripped before the other process signed: %v", err)
+	default:
+	}
+
+	// The other process signs with validator 0's key.
+	committee, err := cl.Committee.Committee()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := qc.NewSigner(cl.Keys[0], "v0", committee.Domain())
+	if res := board.AddCertificate(other.Sign(p.TxHash, p.Effects, uint64(time.Now().UnixMilli()))); res.Formed == nil {
+		t.Fatal("validator 1 formed no QC with the other process's certificate")
+	}
+	var fatal error
+	testkit.Eventually(t, 20*time.Second, "validator 0 to see its key's certificate in the QC and trip", func() bool {
+		select {
+		case fatal = <-cl.Nodes[0].Sidecar.Fatal():
+			return true
+		default:
+			return false
+		}
+	})
+	if !errors.Is(fatal, sidecar.ErrDoppelganger) || !strings.Contains(fatal.Error(), p.TxHash.Hex()) {
+		t.Fatalf("fatal error %v", fatal)
 	}
 }
