@@ -126,6 +126,7 @@ func (s *Sidecar) watchOwn(certs ...qc.Certificate) {
 		}
 		d.mu.Unlock()
 		if first {
+			s.metrics.doppelganger.Set(1)
 			s.log.Error("DOPPELGANGER: another process is signing with this validator's key; this sidecar will not sign. Two signers with one key can certify conflicting payments. Fix: stop the other sidecar using this key (or this one) so exactly one runs; if this data directory replaced the one that signed, import its signing history (allegro history import) instead",
 				"tx", c.TxHash, "sender", c.Effects.Sender.Hex(), "nonce_seq", c.Effects.NonceSeq, "validator", s.v.Signer().Name())
 		}
