@@ -93,6 +93,14 @@ func TestPayQuorumOutOfReach(t *testing.T) {
 		t.Fatalf("status without a quorum: exit %d\n%s%s", code, out, errOut)
 	}
 
+	unknown := "0x" + strings.Repeat("ab", 32)
+	if _, errOut, code := statusRun(t, "--sidecar", ep0, "--committee", committeePath, unknown); code != 1 || !strings.Contains(errOut, "not known to the sidecars asked") {
+		t.Fatalf("status of an unknown tx: exit %d\n%s", code, errOut)
+	}
+	if _, _, code := statusRun(t, "--sidecar", ep0, "--committee", committeePath, "0x12"); code != 2 {
+		t.Fatalf("status of a short hash: exit %d, want 2", code)
+	}
+
 	cl.Start(2)
 	cl.Start(3)
 	testkit.Eventually(t, 20*time.Second, "allegro status shows the QC", func() bool {
