@@ -41,6 +41,10 @@ type Backend interface {
 	// StoreHealth returns nil while the durable state store is open and
 	// usable, otherwise why not (readiness, /readyz). It must be cheap.
 	StoreHealth() error
+	// SigningHealth returns nil while the validator signs, otherwise why
+	// not: its doppelganger window after start is still open, or another
+	// process signs with its key (readiness, /readyz). It must be cheap.
+	SigningHealth() error
 }
 
 // NodeInfo describes the sidecar.

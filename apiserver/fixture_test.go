@@ -50,16 +50,17 @@ type fakeBackend struct {
 	self      int
 	reg       *prometheus.Registry
 
-	mu        sync.Mutex
-	headErr   error
-	headAge   time.Duration   // age of the head ChainHead returns
-	headNoTS  bool            // the head has no timestamp
-	away      map[string]bool // members (by name) shown as not connected
-	storeErr  error
-	chainErr  error // ChainHealth's answer
-	peersSign bool  // after a submission, the other members sign (the mesh)
-	lastReq   *fastpayv1.SubmitFastPayRequest
-	submits   int
+	mu         sync.Mutex
+	headErr    error
+	headAge    time.Duration   // age of the head ChainHead returns
+	headNoTS   bool            // the head has no timestamp
+	away       map[string]bool // members (by name) shown as not connected
+	storeErr   error
+	signingErr error
+	chainErr   error // ChainHealth's answer
+	peersSign  bool  // after a submission, the other members sign (the mesh)
+	lastReq    *fastpayv1.SubmitFastPayRequest
+	submits    int
 
 	peers sync.WaitGroup
 }
@@ -185,6 +186,12 @@ func (f *fakeBackend) ChainHealth() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.chainErr
+}
+
+func (f *fakeBackend) SigningHealth() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.signingErr
 }
 
 func (f *fakeBackend) StoreHealth() error {

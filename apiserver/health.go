@@ -17,7 +17,8 @@ import (
 //     kept as it was for existing probes.
 //   - /readyz (readiness): the sidecar can do its job, certify payments
 //     into QCs: enough committee peers connected for a quorum, the chain
-//     reachable with a fresh head, the state store open. 503 otherwise,
+//     reachable with a fresh head, the state store open, the validator
+//     signing (not in its doppelganger window). 503 otherwise,
 //     with every check and what is missing.
 
 // healthTimeout bounds the chain-head probe of /healthz and /readyz.
@@ -63,6 +64,7 @@ const (
 	CheckChainReachable = "chain_reachable"
 	CheckChainHeadFresh = "chain_head_fresh"
 	CheckStateStore     = "state_store"
+	CheckSigning        = "signing"
 )
 
 // ReadyCheck is one condition of readiness.
@@ -96,7 +98,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readiness(ctx context.Context, now time.Time) ReadyResponse {
 	checks := []ReadyCheck{s.checkCommitteePeers()}
 	checks = append(checks, s.checkChain(ctx, now)...)
-	checks = append(checks, s.checkStore())
+	checks = append(checks, s.checkStore(), s.checkSigning())
 	resp := ReadyResponse{Ready: true, Missing: []string{}, Checks: checks}
 	for _, c := range checks {
 		if !c.OK {
@@ -160,6 +162,13 @@ func (s *Server) checkChain(ctx context.Context, now time.Time) []ReadyCheck {
 	fresh := ReadyCheck{Name: CheckChainHeadFresh, OK: age <= s.cfg.ReadyMaxHeadAge,
 		Detail: fmt.Sprintf("block %d is %s old (at most %s)", head.Number, age, s.cfg.ReadyMaxHeadAge)}
 	return []ReadyCheck{reach, fresh}
+}
+
+func (s *Server) checkSigning() ReadyCheck {
+	if err := s.backend.SigningHealth(); err != nil {
+		return ReadyCheck{Name: CheckSigning, Detail: err.Error()}
+	}
+	return ReadyCheck{Name: CheckSigning, OK: true, Detail: "signing"}
 }
 
 func (s *Server) checkStore() ReadyCheck {

@@ -40,6 +40,8 @@ func TestReadiness(t *testing.T) {
 		{name: "head ahead of the clock", set: func(f *fakeBackend) { f.headAge = -5 * time.Second }, detail: "is 0s old"},
 		{name: "state store closed", set: func(f *fakeBackend) { f.storeErr = errors.New("state store is closed") },
 			missing: []string{CheckStateStore}, detail: "state store is closed"},
+		{name: "not signing", set: func(f *fakeBackend) { f.signingErr = errors.New("doppelganger window open") },
+			missing: []string{CheckSigning}, detail: "doppelganger window open"},
 		{name: "everything missing", set: func(f *fakeBackend) {
 			f.away = map[string]bool{"v1": true, "v2": true, "v3": true}
 			f.headErr = errors.New("no head")
@@ -48,7 +50,7 @@ func TestReadiness(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f.edit(func(f *fakeBackend) {
-				f.away, f.headErr, f.headAge, f.headNoTS, f.storeErr, f.chainErr = nil, nil, 0, false, nil, nil
+				f.away, f.headErr, f.headAge, f.headNoTS, f.storeErr, f.chainErr, f.signingErr = nil, nil, 0, false, nil, nil, nil
 				c.set(f)
 			})
 			code, _, b := do(t, "GET", url, "")
@@ -70,7 +72,7 @@ func TestReadiness(t *testing.T) {
 					t.Errorf("check %s has no detail", ch.Name)
 				}
 			}
-			if want := []string{CheckCommitteePeers, CheckChainReachable, CheckChainHeadFresh, CheckStateStore}; !slices.Equal(names, want) {
+			if want := []string{CheckCommitteePeers, CheckChainReachable, CheckChainHeadFresh, CheckStateStore, CheckSigning}; !slices.Equal(names, want) {
 				t.Errorf("checks %v, want %v", names, want)
 			}
 			if !strings.Contains(string(b), c.detail) {

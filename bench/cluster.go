@@ -278,6 +278,7 @@ func buildNode(i int, file *committee.File, chain tempo.ChainReader, dataDir str
 	keys := validatorKeys(len(file.Members))
 	ncfg := node.DefaultConfig()
 	ncfg.DataDir = dataDir
+	ncfg.Sidecar.DoppelgangerWindow = 0 // measured nodes sign from the start
 	ncfg.P2P = p2p.LocalConfig()
 	// LocalConfig's fast pubsub link checks and score snapshots are for
 	// tests; a benchmark runs the production timers (they cost CPU on

@@ -27,6 +27,7 @@ const (
 	recDone    byte = 4 // key(32) ‖ u64 nonce
 	recFloor   byte = 5 // key(32) ‖ u64 chain's next nonce
 	recNext    byte = 6 // key(32) ‖ u64 next nonce to hand out (compaction)
+	recRelease byte = 7 // key(32) ‖ u64 nonce: its recorded request was refused by all
 )
 
 const walletMagic = "allegro.wallet.v1"
@@ -170,6 +171,10 @@ func (w *Wallet) apply(p []byte, first bool) error {
 		}
 	case recDone:
 		delete(w.pending, s)
+	case recRelease:
+		if e := w.pending[s]; e != nil {
+			e.request = nil
+		}
 	case recFloor:
 		w.raiseFloor(s.key, s.nonce)
 	case recNext:

@@ -2,12 +2,14 @@ package client
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/qc"
@@ -15,6 +17,11 @@ import (
 
 // ErrNotFound is returned by Status when no endpoint knows the transaction.
 var ErrNotFound = errors.New("transaction not known to the sidecar")
+
+// ErrNotFoundAnywhere is returned by Status, with ErrNotFound, when every
+// endpoint answered that it does not know the transaction (none was
+// unreachable or failed otherwise).
+var ErrNotFoundAnywhere = errors.New("no sidecar asked knows the transaction")
 
 // TxStatus is a sidecar's view of a transaction (its HTTP status API).
 type TxStatus struct {
@@ -24,7 +31,11 @@ type TxStatus struct {
 	CertCount   int
 	Quorum      int
 	QCFormed    bool
-	Endpoint    string // the sidecar that answered
+	// QCHash is the QC's hash when QCFormed.
+	QCHash qc.Hash
+	// Signers names the validators whose certificates the sidecar holds.
+	Signers  []string
+	Endpoint string // the sidecar that answered
 }
 
 // statusDoc is the part of GET /api/v1/tx/{hash}/status the client reads.
@@ -35,6 +46,30 @@ type statusDoc struct {
 	CertCount   int             `json:"cert_count"`
 	Quorum      int             `json:"quorum"`
 	QCFormed    bool            `json:"qc_formed"`
+	QCHash      string          `json:"qc_hash"`
+	Certs       []struct {
+		Signer struct {
+			Name string `json:"name"`
+			ID   string `json:"id"`
+		} `json:"signer"`
+	} `json:"certificates"`
+}
+
+// ParseHash decodes a 32-byte hash (a transaction's or a QC's) written as
+// 64 hex digits, 0x optional.
+func ParseHash(s string) (qc.Hash, error) {
+	var h qc.Hash
+	t := strings.TrimSpace(s)
+	if strings.HasPrefix(t, "0x") || strings.HasPrefix(t, "0X") {
+		t = t[2:]
+	}
+	if len(t) != 2*len(h) {
+		return h, fmt.Errorf("%q is not a 32-byte hash (64 hex digits)", s)
+	}
+	if _, err := hex.Decode(h[:], []byte(t)); err != nil {
+		return h, fmt.Errorf("%q is not a 32-byte hash: %v", s, err)
+	}
+	return h, nil
 }
 
 func parseU64(raw json.RawMessage) (uint64, error) {
@@ -52,10 +87,10 @@ func parseU64(raw json.RawMessage) (uint64, error) {
 // sidecars' HTTP API (GET http://ENDPOINT/api/v1/tx/{hash}/status: the HTTP
 // API shares the gRPC listen address). It returns the first answer; when
 // every endpoint fails the error wraps ErrNotFound if one of them answered
-// 404.
+// 404, and ErrNotFoundAnywhere too if all of them did.
 func (c *Client) Status(ctx context.Context, txHash qc.Hash) (*TxStatus, error) {
 	var errs []error
-	notFound := false
+	notFound := 0
 	for _, ep := range c.cfg.Endpoints {
 		st, err := c.statusFrom(ctx, ep, txHash)
 		if err == nil {
@@ -64,11 +99,17 @@ func (c *Client) Status(ctx context.Context, txHash qc.Hash) (*TxStatus, error) 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		notFound = notFound || errors.Is(err, ErrNotFound)
+		if errors.Is(err, ErrNotFound) {
+			notFound++
+		}
 		errs = append(errs, err)
 	}
 	err := errors.Join(errs...)
-	if notFound {
+	switch notFound {
+	case 0:
+	case len(c.cfg.Endpoints):
+		return nil, fmt.Errorf("%w: %w: %w", ErrNotFoundAnywhere, ErrNotFound, err)
+	default:
 		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	return nil, err
@@ -109,8 +150,21 @@ func (c *Client) statusFrom(ctx context.Context, ep string, txHash qc.Hash) (*Tx
 	if err != nil {
 		return nil, fmt.Errorf("%s: block_height: %w", ep, err)
 	}
-	return &TxStatus{TxHash: txHash, Stage: fastpayv1.TxLifecycleUpdate_Stage(stage), BlockHeight: height,
-		CertCount: doc.CertCount, Quorum: doc.Quorum, QCFormed: doc.QCFormed, Endpoint: ep}, nil
+	st := &TxStatus{TxHash: txHash, Stage: fastpayv1.TxLifecycleUpdate_Stage(stage), BlockHeight: height,
+		CertCount: doc.CertCount, Quorum: doc.Quorum, QCFormed: doc.QCFormed, Endpoint: ep}
+	if doc.QCHash != "" {
+		if st.QCHash, err = ParseHash(doc.QCHash); err != nil {
+			return nil, fmt.Errorf("%s: qc_hash: %w", ep, err)
+		}
+	}
+	for _, c := range doc.Certs {
+		name := c.Signer.Name
+		if name == "" {
+			name = c.Signer.ID
+		}
+		st.Signers = append(st.Signers, name)
+	}
+	return st, nil
 }
 
 // WaitSettled waits until a sidecar reports txHash FINALIZED on chain and

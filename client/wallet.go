@@ -41,6 +41,12 @@ import (
 //     idempotently); never sign a different transaction for its nonce, since
 //     validators that signed the first one would refuse it (EQUIVOCATION) and
 //     the two could split the votes so that neither gets a QC.
+//  4. Release forgets the recorded request of a pending nonce, turning it
+//     back into a gap to fill with a new payment. Call it only when no
+//     validator can hold a certificate for the recorded request: a sidecar
+//     refused it outright (an EXPIRED or other final reject) and no sidecar
+//     asked knows the transaction. A validator that signed it would answer
+//     any other transaction for the nonce with EQUIVOCATION.
 //
 // # Why a reserved but unused nonce is safe to skip
 //
@@ -272,6 +278,30 @@ func (w *Wallet) Done(nonceKey qc.NonceKey, nonce uint64) error {
 		return err
 	}
 	delete(w.pending, s)
+	w.maybeCompact()
+	return nil
+}
+
+// Release turns the pending reservation (nonceKey, nonce) back into a gap:
+// its recorded request is forgotten, durably, and the next payment built
+// for nonceKey takes the nonce (rule 4 says when that is safe). A nonce that
+// is not pending is refused with ErrNotReserved.
+func (w *Wallet) Release(nonceKey qc.NonceKey, nonce uint64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := slot{nonceKey, nonce}
+	e := w.pending[s]
+	if e == nil {
+		return fmt.Errorf("wallet: nonce %d: %w", nonce, ErrNotReserved)
+	}
+	if e.request == nil {
+		e.gap = true
+		return nil
+	}
+	if err := w.appendSync(slotRecord(recRelease, nonceKey, nonce, nil)); err != nil {
+		return err
+	}
+	e.request, e.gap = nil, true
 	w.maybeCompact()
 	return nil
 }

@@ -279,3 +279,40 @@ func TestWalletCompaction(t *testing.T) {
 	w = openWallet(t, path)
 	check(w)
 }
+
+// TestWalletRelease: a released nonce loses its recorded request, durably,
+// and the next payment built for its key takes it with new bytes; a nonce
+// that is not pending cannot be released.
+func TestWalletRelease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alice.wallet")
+	w := openWallet(t, path)
+	for range 2 {
+		reserve(t, w, qc.NonceKey{})
+	}
+	if err := w.Record(qc.NonceKey{}, 0, []byte("refused")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(qc.NonceKey{}, 1, []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Release(qc.NonceKey{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Release(qc.NonceKey{}, 7); !errors.Is(err, client.ErrNotReserved) {
+		t.Fatalf("release of an unreserved nonce: %v", err)
+	}
+	w.Close()
+	w = openWallet(t, path)
+	got := pendingMap(w, qc.NonceKey{})
+	if r, ok := got[0]; !ok || r != nil || string(got[1]) != "kept" {
+		t.Fatalf("after reopen: %v", got)
+	}
+	if err := w.Record(qc.NonceKey{}, 0, []byte("second")); err != nil {
+		t.Fatalf("recording a new request for the released nonce: %v", err)
+	}
+	w.Close()
+	w = openWallet(t, path)
+	if got := pendingMap(w, qc.NonceKey{}); string(got[0]) != "second" || w.Next(qc.NonceKey{}) != 2 {
+		t.Fatalf("after the second reopen: %v, next %d", got, w.Next(qc.NonceKey{}))
+	}
+}

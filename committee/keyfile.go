@@ -64,18 +64,17 @@ type KeyModeError struct {
 	Fix  string
 }
 
+// Is makes a KeyModeError match ErrKeyFileMode.
+func (e *KeyModeError) Is(target error) bool { return target == ErrKeyFileMode }
+
 func (e *KeyModeError) Error() string {
 	return fmt.Sprintf("key file %s has mode %04o: it must not be accessible to group or others (%s)", e.Path, e.Mode, e.Fix)
 }
 
 // LoadKeyFile reads a key file. It refuses files readable by group or others.
 func LoadKeyFile(path string) (name string, key ed25519.PrivateKey, err error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", nil, fmt.Errorf("key file: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", nil, &KeyModeError{Path: path, Mode: st.Mode().Perm(), Fix: keyModeFix(path, st)}
+	if err := CheckSecretFileMode(path); err != nil {
+		return "", nil, err
 	}
 	var kf keyFile
 	if _, err := toml.DecodeFile(path, &kf); err != nil {
@@ -90,6 +89,23 @@ func LoadKeyFile(path string) (name string, key ed25519.PrivateKey, err error) {
 		return "", nil, fmt.Errorf("key file %s: public_key does not match private_key", path)
 	}
 	return kf.Name, key, nil
+}
+
+// ErrKeyFileMode: a secret key file is readable by group or others.
+var ErrKeyFileMode = errors.New("it must not be readable by group or others")
+
+// CheckSecretFileMode refuses a key file that group or others may read: a
+// secret that other accounts could read is not secret. The error names the
+// file, its mode and the one-line fix.
+func CheckSecretFileMode(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("key file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return &KeyModeError{Path: path, Mode: st.Mode().Perm(), Fix: keyModeFix(path, st)}
+	}
+	return nil
 }
 
 func encodeTOML(v any) ([]byte, error) {

@@ -154,6 +154,8 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 	for _, m := range members {
 		ncfg := node.DefaultConfig()
 		ncfg.DataDir = m.dir
+		// Every validator of a devnet is in this process: no doppelganger.
+		ncfg.Sidecar.DoppelgangerWindow = 0
 		ncfg.KeyFile = m.key
 		ncfg.CommitteeFile = d.CommitteeFile
 		ncfg.Chain.URL = d.Chain.WSEndpoint()

@@ -57,6 +57,9 @@ func (b *backend) StoreHealth() error {
 	return nil
 }
 
+// SigningHealth implements apiserver.Backend.
+func (b *backend) SigningHealth() error { return b.s.SigningHealth() }
+
 func (b *backend) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error) {
 	return b.s.Submit(ctx, req)
 }

@@ -168,6 +168,7 @@ func TestChainResetRefused(t *testing.T) {
 	cfg.API.ListenAddr = "127.0.0.1:0"
 	cfg.Chain.URL = dc.WSEndpoint()
 	cfg.Chain.BackoffMin, cfg.Chain.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
+	cfg.Sidecar.DoppelgangerWindow = 0
 	build := func() *node.Node {
 		n, err := node.New(cfg, node.WithIdentity("v0", key), node.WithCommittee(committee), node.WithLogger(slog.New(slog.DiscardHandler)))
 		if err != nil {

@@ -211,8 +211,12 @@ func newSigner(id *Identity, c *qc.Committee) (*qc.Signer, error) {
 	return qc.NewSigner(id.Key, m.Name, c.Domain()), nil
 }
 
+// StateDir is where a sidecar with data directory dataDir keeps its durable
+// validator state (the pebble store).
+func StateDir(dataDir string) string { return filepath.Join(dataDir, "state") }
+
 func newStore(lc fx.Lifecycle, cfg Config, log *slog.Logger) (*validator.Store, *storeState, error) {
-	dir := filepath.Join(cfg.DataDir, "state")
+	dir := StateDir(cfg.DataDir)
 	s, err := validator.OpenStore(dir, cfg.Validator.GroupCommitWindow, log)
 	if err != nil {
 		return nil, nil, err
@@ -243,7 +247,7 @@ func newChain(lc fx.Lifecycle, cfg Config, f *committee.File, injected tempo.Cha
 	default:
 		return nil, settingError("chain.expected_chain_id", fmt.Sprintf("%d differs from the committee's chain_id %d", ccfg.ExpectedChainID, f.ChainID), "leave it unset (it defaults to the committee's)")
 	}
-	stateDir := filepath.Join(cfg.DataDir, "state")
+	stateDir := StateDir(cfg.DataDir)
 	recordedID, genesis, recorded, err := store.ChainIdentity()
 	if err != nil {
 		return nil, err

@@ -12,6 +12,9 @@ type sidecarMetrics struct {
 	dropped     *prometheus.CounterVec
 	syncs       *prometheus.CounterVec
 	reannounced prometheus.Counter
+	// doppelganger is 1 once another process was seen signing with this
+	// validator's key.
+	doppelganger prometheus.Gauge
 }
 
 func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
@@ -36,13 +39,17 @@ func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 			Namespace: "allegro", Subsystem: "sidecar", Name: "reannounced_total",
 			Help: "Signed transactions announced again to the committee because they had no QC yet.",
 		}),
+		doppelganger: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "allegro", Subsystem: "sidecar", Name: "doppelganger_detected",
+			Help: "1 once a certificate by this validator's key that its data directory never signed was seen during the doppelganger window: the sidecar no longer signs.",
+		}),
 	}
 	// Drop counters exist at zero from the start, so rates and alerts on
 	// them work before the first drop.
 	for _, reason := range []string{"queue_full", "parking_full", "park_expired", "announce_queue_full"} {
 		m.dropped.WithLabelValues(reason)
 	}
-	if _, err := promreg.Register("sidecar", reg, m.submissions, m.meshTxs, m.dropped, m.syncs, m.reannounced); err != nil {
+	if _, err := promreg.Register("sidecar", reg, m.submissions, m.meshTxs, m.dropped, m.syncs, m.reannounced, m.doppelganger); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -57,13 +57,20 @@ type Config struct {
 	// ReannounceMaxInterval caps the wait between announcements of one
 	// transaction. Default 2 min.
 	ReannounceMaxInterval time.Duration `toml:"reannounce_max_interval"`
+	// DoppelgangerWindow is how long after start the sidecar signs nothing
+	// and watches the mesh for certificates by its own key that its data
+	// directory never signed: another process running with the same key
+	// (doppelganger.go). Seeing one, it never signs and the command exits.
+	// 0 disables the check (so does a Byzantine test mode); at most 10 min.
+	// Default 5 s.
+	DoppelgangerWindow time.Duration `toml:"doppelganger_window"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Workers: 64, QueueSize: 16_384, MaxParked: 10_000, ParkTTL: 30 * time.Second,
 		RetryUnavailable: time.Second, PruneInterval: time.Second,
-		ReannounceInterval: 5 * time.Second, ReannounceMaxInterval: 2 * time.Minute}
+		ReannounceInterval: 5 * time.Second, ReannounceMaxInterval: 2 * time.Minute, DoppelgangerWindow: 5 * time.Second}
 }
 
 // Validate reports the first invalid field.
@@ -85,6 +92,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("[sidecar] reannounce_interval must be positive, got %s", c.ReannounceInterval)
 	case c.ReannounceMaxInterval < c.ReannounceInterval:
 		return fmt.Errorf("[sidecar] reannounce_max_interval (%s) is below reannounce_interval (%s)", c.ReannounceMaxInterval, c.ReannounceInterval)
+	case c.DoppelgangerWindow < 0 || c.DoppelgangerWindow > MaxDoppelgangerWindow:
+		return fmt.Errorf("[sidecar] doppelganger_window must be 0 (off) to %s, got %s", MaxDoppelgangerWindow, c.DoppelgangerWindow)
 	}
 	return nil
 }
@@ -124,6 +133,7 @@ type Sidecar struct {
 	syncNotifiee *network.NotifyBundle
 	settler      *settlement.Settler // nil: no settlement
 	byz          *byzantine          // nil: honest (test networks only, byzantine.go)
+	dg           *doppelganger
 	pruneNow     chan struct{}
 	ctx          context.Context
 	cancel       context.CancelFunc
@@ -171,6 +181,13 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 		parked:        newParkingLot(cfg.MaxParked, cfg.ParkTTL),
 		pruneNow:      make(chan struct{}, 1),
 	}
+	window := cfg.DoppelgangerWindow
+	if d.Byzantine != ByzantineHonest {
+		// A deliberately equivocating validator's own conflicting
+		// certificates would trip the check.
+		window = 0
+	}
+	s.dg = newDoppelganger(window)
 	var err error
 	if s.pending, err = lru.New[qc.Hash, *pendingTx](cfg.MaxParked); err != nil {
 		return nil, err
@@ -214,6 +231,10 @@ func (s *Sidecar) Start(context.Context) error {
 	if err := s.restorePending(); err != nil {
 		return err
 	}
+	s.dg.start()
+	if s.dg.window > 0 {
+		s.log.Info("doppelganger check: not signing while the mesh is watched for this key's signatures", "window", s.dg.window)
+	}
 	for range s.cfg.Workers {
 		s.wg.Add(1)
 		go s.worker()
@@ -248,6 +269,9 @@ func (s *Sidecar) Mesh() *p2p.Mesh { return s.mesh }
 // transaction and this validator's certificate with the mesh.
 func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayRequest) (qc.Certificate, error) {
 	p, err := s.v.Decode(req)
+	if err == nil {
+		err = s.signingErr()
+	}
 	if err != nil {
 		s.metrics.submissions.WithLabelValues(validator.RejectCodeOf(err).String()).Inc()
 		return qc.Certificate{}, err
@@ -304,6 +328,7 @@ func (s *Sidecar) addOwnCertificate(p *validator.Payment, cert qc.Certificate) {
 // forwarded on the bulletin: an equivocator may show each validator only
 // one side, and every member should hold the proof.
 func (s *Sidecar) addCertificate(cert qc.Certificate) {
+	s.watchOwn(cert)
 	res := s.board.AddCertificate(cert)
 	if res.Formed != nil {
 		s.learnQC(res.Formed)
@@ -376,6 +401,12 @@ func (s *Sidecar) worker() {
 
 // process validates a transaction from the mesh and shares the certificate.
 func (s *Sidecar) process(p *validator.Payment) {
+	if err := s.signingErr(); err != nil {
+		if s.dg.open(time.Now()) {
+			s.park(s.parked.parkRetry(s.dg.end(), p))
+		}
+		return
+	}
 	cert, err := s.v.SubmitDecoded(s.ctx, p)
 	s.metrics.meshTxs.WithLabelValues(resultLabel(err)).Inc()
 	switch validator.RejectCodeOf(err) {
@@ -430,6 +461,7 @@ func (s *Sidecar) onQC(_ context.Context, d p2p.Delivery[*qc.QC]) {
 }
 
 func (s *Sidecar) onVerifiedQC(q *qc.QC) {
+	s.watchOwn(q.Certs...)
 	if !s.board.AddQC(q) && s.settler != nil {
 		// The board keeps its first QC per transaction; a child may name
 		// this one, so settlement must know its hash too.

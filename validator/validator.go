@@ -153,6 +153,11 @@ func (v *Validator) restore() error {
 	}
 	v.cursors = st.cursors
 	for _, cert := range st.signed {
+		if cert.Signer != v.signer.ID() {
+			// An imported history of another validator: its guards are not
+			// this key's decisions, and this key's own may be missing.
+			return fmt.Errorf("restore validator state: the store holds a certificate signed by %s, not by this validator's key %s: it is another validator's signing history", cert.Signer.Hex(), v.signer.ID().Hex())
+		}
 		k := cert.Effects.ContentionKey()
 		v.addGuard(k, guardEntry{txHash: cert.TxHash, effects: cert.Effects, fee: st.fees[k]})
 		slot := cursorSlot{k.Sender, k.NonceKey}
@@ -690,6 +695,23 @@ func (v *Validator) SignedTx(key qc.ContentionKey) (qc.Hash, bool) {
 	defer v.mu.Unlock()
 	e, ok := v.guard[key]
 	return e.txHash, ok
+}
+
+// SignedBefore reports whether this validator's durable state accounts for
+// a certificate by its own key: a guard for the certificate's contention
+// key holds the same transaction, or no guard is left and the nonce cursor
+// has reached the key's nonce (signed, and settled since). A certificate by
+// this key that it does not account for was signed by another process with
+// the same key.
+func (v *Validator) SignedBefore(cert *qc.Certificate) bool {
+	k := cert.Effects.ContentionKey()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e, ok := v.guard[k]; ok {
+		return e.txHash == cert.TxHash
+	}
+	last, ok := v.cursors[cursorSlot{k.Sender, k.NonceKey}]
+	return ok && last >= k.NonceSeq
 }
 
 // SignedRequest is a transaction this validator signed: its certificate and

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/allegro-mesh/allegro/committee"
 )
@@ -197,5 +198,47 @@ func TestSidecarLogFormat(t *testing.T) {
 	}
 	if _, err = loadSidecarConfig([]string{"--log-format", "xml"}, env); err == nil || !strings.Contains(err.Error(), "log_format") {
 		t.Fatalf("unknown format: %v", err)
+	}
+}
+
+// TestSidecarDoppelgangerWindow: the window's default, its file key, flag
+// and environment variable, and the refused values.
+func TestSidecarDoppelgangerWindow(t *testing.T) {
+	cfgPath := filepath.Join(t.TempDir(), "sidecar.toml")
+	if err := os.WriteFile(cfgPath, []byte("[sidecar]\ndoppelganger_window = \"2s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     string
+		want    time.Duration
+		wantErr string
+	}{
+		{name: "default", want: 5 * time.Second},
+		{name: "file", args: []string{"--config", cfgPath}, want: 2 * time.Second},
+		{name: "env over file", args: []string{"--config", cfgPath}, env: "30s", want: 30 * time.Second},
+		{name: "flag over env", args: []string{"--doppelganger-window", "0"}, env: "30s", want: 0},
+		{name: "negative", args: []string{"--doppelganger-window", "-1s"}, wantErr: "doppelganger_window: must be 0 (off) to 10m0s"},
+		{name: "too long", args: []string{"--doppelganger-window", "11m"}, wantErr: "doppelganger_window"},
+		{name: "not a duration", args: []string{"--doppelganger-window", "soon"}, wantErr: "--doppelganger-window: not a duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadSidecarConfig(tc.args, func(k string) string {
+				if k == "ALLEGRO_DOPPELGANGER_WINDOW" {
+					return tc.env
+				}
+				return ""
+			})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || cfg.Sidecar.DoppelgangerWindow != tc.want {
+				t.Fatalf("window %s (%v), want %s", cfg.Sidecar.DoppelgangerWindow, err, tc.want)
+			}
+		})
 	}
 }

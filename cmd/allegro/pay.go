@@ -41,7 +41,8 @@ func (s *payStrings) Set(v string) error {
 	return nil
 }
 
-const payUsage = `--sidecar HOST:PORT [--sidecar ...] --committee FILE --from NAME|0xKEY --to NAME|0xADDR
+const payUsage = `--sidecar HOST:PORT [--sidecar ...] --committee FILE
+       (--from NAME | --key-file FILE | $ALLEGRO_PAY_KEY) --to NAME|0xADDR
        (--amount DOLLARS | --units N) [--nonce N | --wallet FILE] [--format evm|tempo]
        [--parent-qc FILE] [--qc-out FILE] [flags]
 
@@ -51,7 +52,10 @@ fallbacks) and prints each certificate as it arrives, then the verified QC.
 Accounts: alice, bob, carol and loadN (load-test account N) are the development
 chain's demo accounts. Their private keys are PUBLICLY KNOWN (keccak256 of
 "allegro-demo-<name>" / "allegro-load-<N>"): use them on development chains
-only. Elsewhere pass --from 0xPRIVATEKEY (hex secp256k1 key) and --to 0xADDRESS.
+only. Elsewhere the payer's hex secp256k1 private key comes from a file
+(--key-file FILE, mode 0600, 0x optional) or from the environment variable
+ALLEGRO_PAY_KEY, never from the command line, where ps and shell history
+would show it; pay to --to 0xADDRESS.
 
 Chained payments: write the QC with --qc-out, then let the recipient spend the
 funds before they settle with --parent-qc pointing at that file.`
@@ -61,7 +65,8 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	var sidecars payStrings
 	fs.Var(&sidecars, "sidecar", "sidecar gRPC address host:port (repeat for fallbacks)")
 	committeePath := fs.String("committee", "", "committee file (its chain_id is the payment's chain)")
-	from := fs.String("from", "", "payer: alice, bob, carol, loadN, or 0xPRIVATEKEY")
+	from := fs.String("from", "", "payer: a development account (alice, bob, carol, loadN); other keys: --key-file or $"+payKeyEnv)
+	keyFile := fs.String("key-file", "", "file holding the payer's hex secp256k1 private key (mode 0600)")
 	to := fs.String("to", "", "recipient: alice, bob, carol, loadN, or 0xADDRESS")
 	amount := fs.String("amount", "", "amount in dollars (6 decimals, e.g. 10 or 0.25)")
 	units := fs.Uint64("units", 0, "amount in token units (1 dollar = 1000000); instead of --amount")
@@ -91,8 +96,8 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageErr("--sidecar is required")
 	case *committeePath == "":
 		return usageErr("--committee is required")
-	case *from == "" || *to == "":
-		return usageErr("--from and --to are required")
+	case *to == "":
+		return usageErr("--to is required")
 	case (*amount == "") == (*units == 0):
 		return usageErr("give exactly one of --amount and --units (positive)")
 	case nonce.set && *walletPath != "":
@@ -135,7 +140,10 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	key, payerName, err := payResolveKey(*from)
+	key, payerName, err := payLoadKey(*from, *keyFile, os.Getenv)
+	if errors.Is(err, errPayKeySource) {
+		return usageErr("%v", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -199,7 +207,7 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			}
 		}
-		if err := payResubmitPending(ctx, c, wallet, pr, stdout); err != nil {
+		if err := payResolvePending(ctx, c, wallet, pr, payFollow{sidecars: sidecars, committeePath: *committeePath, walletPath: *walletPath}, stdout); err != nil {
 			return err
 		}
 		if *format == "tempo" {
@@ -224,12 +232,17 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "  chain %d\n", cf.ChainID)
 
+	follow := payFollow{sidecars: sidecars, committeePath: *committeePath, walletPath: *walletPath}
 	res, err := c.Pay(ctx, req, pr.event)
-	if err != nil {
+	var rej *client.RejectError
+	switch {
+	case errors.As(err, &rej):
 		if wallet != nil {
-			fmt.Fprintf(stdout, "the signed payment stays pending in %s at nonce %d: the next run with --wallet resubmits it first\n", *walletPath, seq)
+			payAfterReject(ctx, c, wallet, req, stdout)
 		}
 		return err
+	case err != nil:
+		return follow.pending(ctx, c, pr, req, stdout)
 	}
 	pr.result(res, committee)
 	if wallet != nil {
@@ -283,11 +296,81 @@ func (o *payOptionalU64) Set(s string) error {
 	return nil
 }
 
-// payResubmitPending resubmits, unchanged, every payment the wallet recorded
-// but never saw certified (a previous run crashed or failed). A nonce the
-// chain has passed (NONCE_SEQ_TOO_LOW) is done; any other failure stops: the
-// pending payment blocks later nonces.
-func payResubmitPending(ctx context.Context, c *client.Client, w *client.Wallet, pr *payPrinter, stdout io.Writer) error {
+// payExitPending is pay's process status when the payment was submitted
+// but the wait for its QC ended first (a time limit, a broken stream, an
+// interrupt): unlike a reject (status 1) the payment may still complete.
+const payExitPending = 3
+
+// payStatusTimeout bounds the status queries pay makes on its way out.
+const payStatusTimeout = 5 * time.Second
+
+// payFollow is what pay needs to tell the user how to follow a payment.
+type payFollow struct {
+	sidecars      []string
+	committeePath string
+	walletPath    string
+}
+
+// statusCommand is the allegro status command line for txHash.
+func (f payFollow) statusCommand(txHash qc.Hash) string {
+	var b strings.Builder
+	b.WriteString("allegro status")
+	for _, s := range f.sidecars {
+		b.WriteString(" --sidecar " + s)
+	}
+	b.WriteString(" --committee " + f.committeePath + " " + txHash.Hex())
+	return b.String()
+}
+
+// pending reports, in plain words, a payment whose QC did not arrive before
+// the wait ended: how far it got by a sidecar's account, how to follow it,
+// and what the wallet does with it next. The transport's error is not shown:
+// it says nothing about the payment, which the validators may still certify.
+func (f payFollow) pending(ctx context.Context, c *client.Client, pr *payPrinter, req *fastpayv1.SubmitFastPayRequest, stdout io.Writer) error {
+	txHash, _, err := client.Expected(req)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), payStatusTimeout)
+	defer cancel()
+	certs, quorum := pr.certs, pr.quorum
+	st, serr := c.Status(sctx, txHash)
+	if serr == nil {
+		certs = max(certs, st.CertCount)
+	}
+	switch {
+	case serr == nil && st.QCFormed:
+		fmt.Fprintf(stdout, "submitted as tx %s; the QC %s formed after the wait ended (%d of %d certificates, seen by %s)\n", txHash.Hex(), st.QCHash.Hex(), certs, quorum, st.Endpoint)
+	case serr != nil && certs == 0 && !pr.accepted:
+		why := "no sidecar could be asked"
+		if errors.Is(serr, client.ErrNotFoundAnywhere) {
+			why = "the sidecars asked do not know it"
+		}
+		fmt.Fprintf(stdout, "sent tx %s, but no sidecar confirmed receiving it (%s); it may not have been submitted\n", txHash.Hex(), why)
+	default:
+		fmt.Fprintf(stdout, "submitted as tx %s; %d of %d certificates so far; the QC has not formed yet — the payment may still complete\n", txHash.Hex(), certs, quorum)
+	}
+	fmt.Fprintf(stdout, "follow it: %s\n", f.statusCommand(txHash))
+	if f.walletPath != "" {
+		fmt.Fprintf(stdout, "the wallet %s keeps it pending at nonce %d: the next pay with --wallet asks a sidecar how it ended before using another nonce\n", f.walletPath, req.GetTx().GetNonce().GetNonceSeq())
+	} else {
+		fmt.Fprintf(stdout, "do not pay again at nonce %d until it has ended: the validators that signed it refuse another transaction for that nonce\n", req.GetTx().GetNonce().GetNonceSeq())
+	}
+	if serr == nil && st.QCFormed {
+		return &cli.ExitError{Code: payExitPending, Err: fmt.Errorf("payment %s has its QC, formed after the wait ended: allegro status shows it", txHash.Hex())}
+	}
+	return &cli.ExitError{Code: payExitPending, Err: fmt.Errorf("payment %s is not certified yet (it may still complete)", txHash.Hex())}
+}
+
+// payResolvePending settles, before a new payment, every payment the wallet
+// recorded but never saw certified (a previous run crashed, failed or gave
+// up waiting). A sidecar is asked first: a payment with its QC is done. One
+// it does not know, or knows without a QC, is resubmitted unchanged; a
+// final reject frees the nonce when no sidecar knows the transaction (see
+// payAfterReject), and a nonce the chain has passed (NONCE_SEQ_TOO_LOW) is
+// done. A payment still without its QC stops the run: it blocks later
+// nonces.
+func payResolvePending(ctx context.Context, c *client.Client, w *client.Wallet, pr *payPrinter, follow payFollow, stdout io.Writer) error {
 	for _, p := range w.Pending() {
 		if p.Request == nil {
 			continue // a gap: the new payment fills it
@@ -296,14 +379,34 @@ func payResubmitPending(ctx context.Context, c *client.Client, w *client.Wallet,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "resubmitting the pending payment at nonce %d (recorded by an earlier run)\n", p.Nonce)
+		txHash, _, err := client.Expected(req)
+		if err != nil {
+			return err
+		}
+		sctx, cancel := context.WithTimeout(ctx, payStatusTimeout)
+		st, serr := c.Status(sctx, txHash)
+		cancel()
+		if serr == nil && (st.QCFormed || st.Stage >= fastpayv1.TxLifecycleUpdate_CERTIFIED) {
+			fmt.Fprintf(stdout, "the pending payment at nonce %d (tx %s) has its QC %s (%s, seen by %s); done\n", p.Nonce, txHash.Hex(), st.QCHash.Hex(), st.Stage, st.Endpoint)
+			if err := w.Done(p.NonceKey, p.Nonce); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "resubmitting the pending payment at nonce %d (tx %s, recorded by an earlier run)\n", p.Nonce, txHash.Hex())
+		pr.certs, pr.accepted = 0, false
 		res, err := c.Pay(ctx, req, pr.event)
 		var rej *client.RejectError
 		switch {
 		case errors.As(err, &rej) && rej.Code == fastpayv1.RejectCode_NONCE_SEQ_TOO_LOW:
 			fmt.Fprintf(stdout, "  nonce %d is already used on chain; dropped\n", p.Nonce)
+		case errors.As(err, &rej):
+			if payAfterReject(ctx, c, w, req, stdout) {
+				continue
+			}
+			return fmt.Errorf("pending payment at nonce %d: %w (it blocks later nonces: once the chain has passed it run with --chain-nonce)", p.Nonce, err)
 		case err != nil:
-			return fmt.Errorf("pending payment at nonce %d: %w (it blocks later nonces: resubmit later, or once the chain has passed it run with --chain-nonce)", p.Nonce, err)
+			return follow.pending(ctx, c, pr, req, stdout)
 		default:
 			pr.result(res, c.Committee())
 		}
@@ -311,13 +414,49 @@ func payResubmitPending(ctx context.Context, c *client.Client, w *client.Wallet,
 			return err
 		}
 	}
+	pr.certs, pr.accepted = 0, false
 	return nil
+}
+
+// payAfterReject frees the nonce of a recorded payment a sidecar refused
+// outright when no sidecar asked knows the transaction: then no validator
+// can hold a certificate for it, and a new payment may take the nonce. A
+// known transaction keeps its nonce pending (a validator may have signed it
+// before the reject). It reports whether the nonce was freed.
+func payAfterReject(ctx context.Context, c *client.Client, w *client.Wallet, req *fastpayv1.SubmitFastPayRequest, stdout io.Writer) bool {
+	txHash, _, err := client.Expected(req)
+	if err != nil {
+		return false
+	}
+	key, n, err := req.GetTx().GetNonce().ToNonce("nonce")
+	if err != nil {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), payStatusTimeout)
+	defer cancel()
+	st, serr := c.Status(sctx, txHash)
+	if !errors.Is(serr, client.ErrNotFoundAnywhere) {
+		if serr == nil {
+			fmt.Fprintf(stdout, "nonce %d stays pending: %s knows tx %s with %d certificates\n", n, st.Endpoint, txHash.Hex(), st.CertCount)
+		}
+		return false
+	}
+	if err := w.Release(key, n); err != nil {
+		fmt.Fprintf(stdout, "nonce %d stays pending: %v\n", n, err)
+		return false
+	}
+	fmt.Fprintf(stdout, "nonce %d is free again: the refused payment %s is unknown to the sidecars asked\n", n, txHash.Hex())
+	return true
 }
 
 // payPrinter prints a payment's progress.
 type payPrinter struct {
 	w      io.Writer
 	quorum int
+	certs  int // verified certificates of the current payment so far
+	// accepted: a sidecar confirmed it validated and signed the current
+	// payment.
+	accepted bool
 }
 
 func payMillis(d time.Duration) string {
@@ -327,8 +466,10 @@ func payMillis(d time.Duration) string {
 func (p *payPrinter) event(ev client.Event) {
 	switch ev.Kind {
 	case client.EventAccepted:
+		p.accepted = true
 		fmt.Fprintf(p.w, "  accepted by %-28s +%s\n", ev.Endpoint, payMillis(ev.Elapsed))
 	case client.EventCertificate:
+		p.certs = max(p.certs, ev.Certs)
 		fmt.Fprintf(p.w, "  certificate %d/%d  %-10s %s  +%s\n", ev.Certs, p.quorum, ev.SignerName, ev.Cert.Signer.Hex()[:18]+"…", payMillis(ev.Elapsed))
 	case client.EventRetry:
 		fmt.Fprintf(p.w, "  attempt %d at %s failed: %v; retrying\n", ev.Attempt, ev.Endpoint, ev.Err)
@@ -353,19 +494,87 @@ func (p *payPrinter) result(res *client.Result, committee *qc.Committee) {
 	fmt.Fprintf(p.w, "  time to QC  %s via %s (attempt %d)\n", payMillis(res.TimeToQC), res.Entry, res.Attempts)
 }
 
-// payResolveKey resolves --from.
-func payResolveKey(s string) (*ecdsa.PrivateKey, string, error) {
-	if strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") {
-		key, err := crypto.HexToECDSA(s[2:])
+// payKeyEnv names the environment variable that may hold the payer's key.
+const payKeyEnv = "ALLEGRO_PAY_KEY"
+
+// errPayKeySource: not exactly one source of the payer's key was given.
+var errPayKeySource = errors.New("the payer's key")
+
+// payLoadKey returns the payer's key from exactly one source: a development
+// account named by --from, the file --key-file, or $ALLEGRO_PAY_KEY. A
+// private key is never read from the command line: other users see argv in
+// ps, and shells keep it in their history. Giving two sources is refused
+// rather than ranked, so a key left in the environment never silently pays
+// instead of the one meant.
+func payLoadKey(from, keyFile string, getenv func(string) string) (*ecdsa.PrivateKey, string, error) {
+	if strings.HasPrefix(from, "0x") || strings.HasPrefix(from, "0X") {
+		return nil, "", fmt.Errorf("%w: --from takes a development account name, not a private key (ps and shell history would show it): put the hex key in a file and pass --key-file FILE, or set %s", errPayKeySource, payKeyEnv)
+	}
+	env := getenv(payKeyEnv)
+	var given []string
+	for _, g := range []struct {
+		set  bool
+		name string
+	}{{from != "", "--from"}, {keyFile != "", "--key-file"}, {env != "", payKeyEnv}} {
+		if g.set {
+			given = append(given, g.name)
+		}
+	}
+	switch len(given) {
+	case 0:
+		return nil, "", fmt.Errorf("%w is required: --key-file FILE or %s (or --from NAME for a development account)", errPayKeySource, payKeyEnv)
+	case 1:
+	default:
+		return nil, "", fmt.Errorf("%w comes from one source, got %s: drop all but one", errPayKeySource, strings.Join(given, " and "))
+	}
+	switch {
+	case keyFile != "":
+		if err := committee.CheckSecretFileMode(keyFile); err != nil {
+			return nil, "", err
+		}
+		f, err := os.Open(keyFile)
 		if err != nil {
-			return nil, "", fmt.Errorf("--from: not a secp256k1 private key: %v", err)
+			return nil, "", fmt.Errorf("--key-file: %w", err)
+		}
+		defer f.Close()
+		text, err := io.ReadAll(io.LimitReader(f, 4096))
+		if err != nil {
+			return nil, "", fmt.Errorf("--key-file: %w", err)
+		}
+		key, err := payParseKeyHex(string(text))
+		if err != nil {
+			return nil, "", fmt.Errorf("key file %s: %w", keyFile, err)
+		}
+		return key, crypto.PubkeyToAddress(key.PublicKey).Hex(), nil
+	case env != "":
+		key, err := payParseKeyHex(env)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", payKeyEnv, err)
 		}
 		return key, crypto.PubkeyToAddress(key.PublicKey).Hex(), nil
 	}
-	if acct, ok := payDevAccount(s); ok {
+	if acct, ok := payDevAccount(from); ok {
 		return acct.Key, acct.Name + " " + acct.Address.Hex(), nil
 	}
-	return nil, "", fmt.Errorf("--from %q: use alice, bob, carol, loadN or 0xPRIVATEKEY", s)
+	return nil, "", fmt.Errorf("--from %q: use alice, bob, carol or loadN (other keys: --key-file or %s)", from, payKeyEnv)
+}
+
+// payParseKeyHex parses a hex secp256k1 private key, 0x optional, ignoring
+// surrounding white space such as a trailing newline. The error never
+// repeats the text: it may be a key with a typo.
+func payParseKeyHex(text string) (*ecdsa.PrivateKey, error) {
+	h := strings.TrimSpace(text)
+	if strings.HasPrefix(h, "0x") || strings.HasPrefix(h, "0X") {
+		h = h[2:]
+	}
+	if len(h) != 64 {
+		return nil, fmt.Errorf("want a secp256k1 private key of 64 hex digits (0x optional), got %d characters", len(h))
+	}
+	key, err := crypto.HexToECDSA(h)
+	if err != nil {
+		return nil, errors.New("not a secp256k1 private key in hex")
+	}
+	return key, nil
 }
 
 // payResolveAddress resolves --to.

@@ -43,6 +43,7 @@ var sidecarSettings = []setting{
 	{"log_level", "log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error"},
 	{"log_format", "log-format", "ALLEGRO_LOG_FORMAT", "text (logfmt) or json, one object per line"},
 	{"memory_limit", "memory-limit", "ALLEGRO_MEMORY_LIMIT", "Go soft memory limit: auto (90% of a container limit), a size such as 512MiB, or off (GOMEMLIMIT wins when set)"},
+	{"sidecar.doppelganger_window", "doppelganger-window", "ALLEGRO_DOPPELGANGER_WINDOW", "after start, sign nothing for this long while watching the mesh for certificates by this key that this data directory never signed (another sidecar with the same key: then exit); 0 turns it off"},
 	{"byzantine.mode", "byzantine", "ALLEGRO_BYZANTINE", "TEST NETWORKS ONLY: misbehave on purpose (equivocate, invalid-signatures); refused unless the committee file has test_network = true"},
 }
 
@@ -199,11 +200,21 @@ func sidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	logger.Info("sidecar running", "version", buildinfo.Read().String(), "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "metrics", metrics, "peer_id", info.ID().String())
 	fmt.Fprintf(stdout, "sidecar %s: API http://%s  peer %s\n", n.Sidecar.Validator().Signer().Name(), n.API.Addr(), info.ID())
-	<-ctx.Done()
-	logger.Info("shutting down")
+	var fatal error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case fatal = <-n.Sidecar.Fatal():
+		// Like Lighthouse's doppelganger protection: exit rather than run
+		// on unable to sign, so the operator notices.
+		logger.Error("stopping: this sidecar must not sign", "err", fatal)
+	}
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelStop()
-	return n.Stop(stopCtx)
+	if err := n.Stop(stopCtx); fatal == nil {
+		return err
+	}
+	return fatal
 }
 
 func init() {

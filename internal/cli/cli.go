@@ -58,7 +58,7 @@ func (a *App) Main() {
 }
 
 // Run runs the subcommand args[0] and returns the process status: 0, 1 for
-// a failure, 2 for a usage error.
+// a failure, 2 for a usage error, or an ExitError's code.
 func (a *App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		a.usage(stderr)
@@ -82,10 +82,24 @@ func (a *App) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return 2
 		}
 		fmt.Fprintf(stderr, "%s %s: %v\n", a.name, args[0], err)
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return ee.Code
+		}
 		return 1
 	}
 	return 0
 }
+
+// ExitError is a failure with its own process status (other than 1, a
+// failure, and 2, a usage error), for outcomes a script must tell apart.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
 
 func (a *App) usage(w io.Writer) {
 	fmt.Fprintf(w, "%s: %s\n", a.name, a.summary)

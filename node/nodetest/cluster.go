@@ -134,6 +134,9 @@ func (c *Cluster) config(i int) node.Config {
 	cfg.P2P = p2p.LocalConfig()
 	cfg.API.ListenAddr = "127.0.0.1:0"
 	cfg.Sidecar.PruneInterval = 200 * time.Millisecond
+	// Test nodes sign at once; a test of the doppelganger check sets a
+	// window through WithConfig.
+	cfg.Sidecar.DoppelgangerWindow = 0
 	if c.mn != nil {
 		cfg.P2P.NewHost = func(key lpcrypto.PrivKey, _ []libp2p.Option) (host.Host, error) {
 			// Loopback addresses keep the nodes inside LocalConfig's IP
@@ -206,6 +209,19 @@ func (c *Cluster) Stop(i int) {
 		c.t.Errorf("stop node %d: %v", i, err)
 	}
 	c.Nodes[i] = nil
+}
+
+// DataDir returns node i's data directory.
+func (c *Cluster) DataDir(i int) string { return c.dirs[i] }
+
+// SetDataDir gives node i, stopped, another data directory for its next
+// Start (a validator moved to a new machine, same key).
+func (c *Cluster) SetDataDir(i int, dir string) {
+	c.t.Helper()
+	if c.Nodes[i] != nil {
+		c.t.Fatalf("node %d: stop it before changing its data directory", i)
+	}
+	c.dirs[i] = dir
 }
 
 // linkNew links node i's mock host to every other one already on the mock
