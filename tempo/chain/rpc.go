@@ -196,8 +196,8 @@ func decodeOptionalWord(dst *[32]byte) func(json.RawMessage) error {
 	}
 }
 
-// decodeWord accepts exactly one 32-byte ABI word.
-func decodeWord(dst *[32]byte) func(json.RawMessage) error {
+// decodeData accepts a hex data string of any length.
+func decodeData(dst *[]byte) func(json.RawMessage) error {
 	return func(raw json.RawMessage) error {
 		var s *string
 		if err := json.Unmarshal(raw, &s); err != nil || s == nil {
@@ -205,6 +205,18 @@ func decodeWord(dst *[32]byte) func(json.RawMessage) error {
 		}
 		b, err := hexutil.Decode(*s)
 		if err != nil {
+			return err
+		}
+		*dst = b
+		return nil
+	}
+}
+
+// decodeWord accepts exactly one 32-byte ABI word.
+func decodeWord(dst *[32]byte) func(json.RawMessage) error {
+	return func(raw json.RawMessage) error {
+		var b []byte
+		if err := decodeData(&b)(raw); err != nil {
 			return err
 		}
 		if len(b) != 32 {

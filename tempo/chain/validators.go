@@ -3,7 +3,6 @@ package chain
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -17,14 +16,11 @@ import (
 func (c *Client) Validators(ctx context.Context, block uint64) ([]tempo.Validator, error) {
 	var vs []tempo.Validator
 	decode := func(raw json.RawMessage) error {
-		var s *string
-		if err := json.Unmarshal(raw, &s); err != nil || s == nil {
-			return errors.New("want a hex data string")
-		}
-		b, err := hexutil.Decode(*s)
-		if err != nil {
+		var b []byte
+		if err := decodeData(&b)(raw); err != nil {
 			return err
 		}
+		var err error
 		vs, err = tempo.DecodeValidators(b)
 		return err
 	}
