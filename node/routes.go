@@ -79,12 +79,10 @@ func (b *backend) Mesh() apiserver.MeshInfo {
 		info.Peers = append(info.Peers, mp)
 	}
 	if sp, ok := m.ScoringParams(); ok {
-		info.Scoring = &apiserver.MeshScoring{CommitteeBonus: sp.CommitteeBonus, InvalidMessageWeight: sp.InvalidMessageWeight,
-			InvalidMessageHalfLife: sp.InvalidMessageHalfLife, TimeInMeshWeight: sp.TimeInMeshWeight, TimeInMeshCap: sp.TimeInMeshCap,
-			FirstDeliveriesWeight: sp.FirstDeliveriesWeight, FirstDeliveriesCap: sp.FirstDeliveriesCap, TopicScoreCap: sp.TopicScoreCap,
-			IPColocationWeight: sp.IPColocationWeight, IPColocationThreshold: sp.IPColocationThreshold,
-			BehaviourPenaltyWeight: sp.BehaviourPenaltyWeight, BehaviourPenaltyThreshold: sp.BehaviourPenaltyThreshold,
-			GossipThreshold: sp.GossipThreshold, PublishThreshold: sp.PublishThreshold, GraylistThreshold: sp.GraylistThreshold}
+		// The API mirrors p2p's parameters field for field (it does not
+		// import p2p), so a conversion copies them.
+		sc := apiserver.MeshScoring(sp)
+		info.Scoring = &sc
 	}
 	return info
 }
