@@ -69,10 +69,11 @@ type oddSigner struct {
 type roster struct {
 	members []qc.Member
 	index   map[qc.ValidatorID]int32
+	epoch   uint64 // the committee's, carried by the QCs rebuilt from records
 }
 
 func newRoster(c *qc.Committee) *roster {
-	r := &roster{members: c.Members(), index: make(map[qc.ValidatorID]int32, c.N())}
+	r := &roster{members: c.Members(), index: make(map[qc.ValidatorID]int32, len(c.Members())), epoch: c.Domain().Epoch}
 	for i, m := range r.members {
 		r.index[m.ID] = int32(i)
 	}
@@ -233,7 +234,7 @@ func (e *txEntry) qcOf(ro *roster) *qc.QC {
 		return r.raw
 	}
 	h, _ := e.variantOf(r.variant)
-	q := &qc.QC{TxHash: e.txHash, EffectsHash: h, Threshold: r.threshold, Hash: r.hash, Certs: make([]qc.Certificate, len(r.refs))}
+	q := &qc.QC{TxHash: e.txHash, EffectsHash: h, Threshold: r.threshold, Hash: r.hash, Epoch: ro.epoch, Certs: make([]qc.Certificate, len(r.refs))}
 	for i, ref := range r.refs {
 		if ref >= 0 {
 			q.Certs[i] = e.cert(ro, int(ref))

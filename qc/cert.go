@@ -48,14 +48,14 @@ type Certificate struct {
 
 // Errors returned by certificate and QC checks; match them with errors.Is.
 var (
-	ErrUnknownSigner     = errors.New("signer is not a committee member")
-	ErrBadSignature      = errors.New("signature does not verify")
-	ErrEffectsMismatch   = errors.New("effects summary does not match effects_hash")
-	ErrHashMismatch      = errors.New("certificate is for a different transaction or effects")
-	ErrDuplicateSigner   = errors.New("duplicate signer")
-	ErrBelowQuorum       = errors.New("fewer certificates than the quorum")
-	ErrQCHashMismatch    = errors.New("qc_hash does not match the certificates")
-	ErrThresholdMismatch = errors.New("threshold does not match the committee quorum")
+	ErrUnknownSigner   = errors.New("signer is not a committee member")
+	ErrBadSignature    = errors.New("signature does not verify")
+	ErrEffectsMismatch = errors.New("effects summary does not match effects_hash")
+	ErrHashMismatch    = errors.New("certificate is for a different transaction or effects")
+	ErrDuplicateSigner = errors.New("duplicate signer")
+	ErrBelowQuorum     = errors.New("fewer certificates than the quorum")
+	ErrQCHashMismatch  = errors.New("qc_hash does not match the certificates")
+	ErrWrongEpoch      = errors.New("qc is of another epoch than the committee")
 )
 
 // Signer signs certificates for one validator in one domain.

@@ -8,37 +8,94 @@ import (
 	"slices"
 )
 
-// Member is one validator of a committee.
+// Member is one signing key of a committee.
 type Member struct {
 	Name string
-	ID   ValidatorID
+	// ID is the key that signs certificates (a sidecar key).
+	ID ValidatorID
+	// Seat is the consensus key whose vote this member casts (SPEC §5a).
+	// Members sharing a seat count once towards a quorum, and conflicting
+	// certificates of two keys of one seat are that seat's equivocation.
+	// Zero means ID itself: in a committee file every validator signs with
+	// its own key.
+	Seat ValidatorID
 }
 
-// Committee is the fixed validator set of one chain and epoch.
-// It is immutable after construction and safe for concurrent use.
+// SeatOrID returns the member's seat, which is its ID unless set.
+func (m Member) SeatOrID() ValidatorID {
+	if m.Seat == (ValidatorID{}) {
+		return m.ID
+	}
+	return m.Seat
+}
+
+// Committee is the fixed validator set of one chain and epoch: its seats
+// (the votes: n, f and the quorum count seats) and the members that sign
+// for them. In a committee file each member is its own seat; in a committee
+// derived from the chain the seats are the active consensus keys and the
+// members the sidecar keys bound to them, so a seat without a binding counts
+// in n but cannot sign. It is immutable after construction and safe for
+// concurrent use.
 type Committee struct {
 	domain  Domain
 	members []Member
 	keys    []memberKey // by member index
 	index   map[ValidatorID]int
+	seats   []ValidatorID // sorted
+	seatOf  []int         // member index → seat index
 	hash    Hash
 }
 
 // NewCommittee validates members (non-empty, distinct ids) and builds the
-// committee. Members are kept sorted by id.
+// committee in which every member is its own seat. Members are kept sorted
+// by id; their Seat fields must be unset.
 func NewCommittee(domain Domain, members []Member) (*Committee, error) {
 	if len(members) == 0 {
 		return nil, errors.New("committee has no members")
 	}
+	seats := make([]ValidatorID, len(members))
+	for i, m := range members {
+		if m.Seat != (ValidatorID{}) && m.Seat != m.ID {
+			return nil, fmt.Errorf("committee member %q: seat %s differs from its key: use NewSeatedCommittee", m.Name, m.Seat.Hex())
+		}
+		seats[i] = m.ID
+	}
+	return NewSeatedCommittee(domain, seats, members)
+}
+
+// NewSeatedCommittee builds a committee of the given seats (distinct,
+// non-empty) signed for by members (distinct ids, each for one of the
+// seats; a seat may have no member, or several). Members and seats are kept
+// sorted by key.
+func NewSeatedCommittee(domain Domain, seats []ValidatorID, members []Member) (*Committee, error) {
+	if len(seats) == 0 {
+		return nil, errors.New("committee has no seats")
+	}
+	sortedSeats := slices.Clone(seats)
+	slices.SortFunc(sortedSeats, func(a, b ValidatorID) int { return bytes.Compare(a[:], b[:]) })
+	for i := 1; i < len(sortedSeats); i++ {
+		if sortedSeats[i] == sortedSeats[i-1] {
+			return nil, fmt.Errorf("committee seat %s appears twice", sortedSeats[i].Hex())
+		}
+	}
 	sorted := slices.Clone(members)
 	slices.SortFunc(sorted, func(a, b Member) int { return bytes.Compare(a.ID[:], b.ID[:]) })
-	c := &Committee{domain: domain, members: sorted, keys: make([]memberKey, len(sorted)), index: make(map[ValidatorID]int, len(sorted))}
+	c := &Committee{domain: domain, members: sorted, keys: make([]memberKey, len(sorted)), index: make(map[ValidatorID]int, len(sorted)),
+		seats: sortedSeats, seatOf: make([]int, len(sorted))}
 	for i, m := range sorted {
 		if _, dup := c.index[m.ID]; dup {
 			return nil, fmt.Errorf("committee member %q: duplicate id %s", m.Name, m.ID.Hex())
 		}
+		seat, ok := slices.BinarySearchFunc(sortedSeats, m.SeatOrID(), func(a, b ValidatorID) int { return bytes.Compare(a[:], b[:]) })
+		if !ok {
+			return nil, fmt.Errorf("committee member %q: seat %s is not a seat of the committee", m.Name, m.SeatOrID().Hex())
+		}
+		if m.Seat == m.ID {
+			sorted[i].Seat = ValidatorID{} // one spelling for "its own seat", so hashes agree
+		}
 		c.index[m.ID] = i
 		c.keys[i] = newMemberKey(m.ID)
+		c.seatOf[i] = seat
 	}
 	c.hash = c.computeHash()
 	return c, nil
@@ -55,17 +112,44 @@ func QuorumFor(n int) int {
 // Domain returns the chain id and epoch certificates are bound to.
 func (c *Committee) Domain() Domain { return c.domain }
 
-// N returns the committee size.
-func (c *Committee) N() int { return len(c.members) }
+// N returns the committee size: the number of seats.
+func (c *Committee) N() int { return len(c.seats) }
 
-// F returns the number of Byzantine members tolerated.
-func (c *Committee) F() int { return (len(c.members) - 1) / 3 }
+// F returns the number of Byzantine seats tolerated.
+func (c *Committee) F() int { return (len(c.seats) - 1) / 3 }
 
-// Quorum returns the number of distinct signers a QC needs.
-func (c *Committee) Quorum() int { return QuorumFor(len(c.members)) }
+// Quorum returns the number of distinct seats a QC needs.
+func (c *Committee) Quorum() int { return QuorumFor(len(c.seats)) }
 
-// Members returns the members sorted by id. The slice must not be modified.
+// Members returns the signing members sorted by id. The slice must not be
+// modified.
 func (c *Committee) Members() []Member { return c.members }
+
+// Seats returns the seats sorted by key. The slice must not be modified.
+func (c *Committee) Seats() []ValidatorID { return c.seats }
+
+// Seated reports whether some member signs for another key's seat, as in
+// committees derived from the chain; false for a committee file's.
+func (c *Committee) Seated() bool {
+	for _, m := range c.members {
+		if m.Seat != (ValidatorID{}) {
+			return true
+		}
+	}
+	return len(c.members) != len(c.seats)
+}
+
+// SeatOf returns the seat member id signs for.
+func (c *Committee) SeatOf(id ValidatorID) (ValidatorID, bool) {
+	i, ok := c.index[id]
+	if !ok {
+		return ValidatorID{}, false
+	}
+	return c.seats[c.seatOf[i]], true
+}
+
+// seatIndex returns the seat index of a member id; the id must be a member.
+func (c *Committee) seatIndex(id ValidatorID) int { return c.seatOf[c.index[id]] }
 
 // Member looks a member up by id.
 func (c *Committee) Member(id ValidatorID) (Member, bool) {
@@ -93,6 +177,17 @@ func (c *Committee) computeHash() Hash {
 	for _, m := range c.members {
 		e.raw(m.ID[:])
 		e.lenString(m.Name)
+	}
+	if c.Seated() {
+		// A committee file's hash stays what it was before seats existed.
+		e.str("seats")
+		e.u32(uint32(len(c.seats)))
+		for _, s := range c.seats {
+			e.raw(s[:])
+		}
+		for i := range c.members {
+			e.u32(uint32(c.seatOf[i]))
+		}
 	}
 	return sha256.Sum256(e)
 }

@@ -160,7 +160,10 @@ func TestVerifyQC(t *testing.T) {
 			q.Certs[2] = signerOf(signers, q.Certs[0].Signer).Sign(q.TxHash, q.Effects(), 99)
 			rehash(q)
 		}, ErrDuplicateSigner},
-		{"threshold lowered", func(q *QC) { q.Threshold = 2; q.Certs = q.Certs[:2]; rehash(q) }, ErrThresholdMismatch},
+		{"below quorum, threshold lowered to match", func(q *QC) { q.Threshold = 2; q.Certs = q.Certs[:2]; rehash(q) }, ErrBelowQuorum},
+		{"another epoch", func(q *QC) { q.Epoch = 9 }, ErrWrongEpoch},
+		{"epoch not carried", func(q *QC) { q.Epoch = 0 }, nil},
+		{"carried threshold is not trusted", func(q *QC) { q.Threshold = 99; rehash(q) }, nil},
 		{"foreign epoch certificate", func(q *QC) {
 			q.Certs[1] = signerOf(foreignEpoch, q.Certs[1].Signer).Sign(q.TxHash, q.Effects(), 1)
 			rehash(q)

@@ -13,8 +13,14 @@ type QC struct {
 	TxHash      Hash
 	EffectsHash Hash
 	Certs       []Certificate
-	Threshold   uint32
-	Hash        Hash
+	// Threshold is the quorum the QC was formed for. It is carried and
+	// hashed for the reference's clients; verifiers count seats themselves.
+	Threshold uint32
+	Hash      Hash
+	// Epoch is the committee epoch whose members signed (SPEC §5a). It is
+	// not hashed: the certificates' signatures bind it. Zero may also mean
+	// "not carried" (reference clients drop it); the signatures decide.
+	Epoch uint64
 }
 
 // Effects returns the attested effects (every certificate carries them).
@@ -49,11 +55,12 @@ func ComputeQCHash(txHash, effectsHash Hash, threshold uint32, certs []Certifica
 	return sha256.Sum256(e)
 }
 
-// VerifyQC checks q against the committee: threshold equals the quorum, at
-// least a quorum of certificates, every certificate for q's hashes, from a
-// distinct member, with a valid signature in the committee's domain, and
-// qc_hash matching. A certificate from another chain or epoch fails its
-// signature check.
+// VerifyQC checks q against the committee: certificates from distinct
+// members of at least a quorum of distinct seats, every certificate for q's
+// hashes with a valid signature in the committee's domain, and qc_hash
+// matching. A certificate from another chain or epoch fails its signature
+// check. The carried threshold is not trusted (SPEC §5a): the committee's
+// own quorum is what counts.
 func (c *Committee) VerifyQC(q *QC) error {
 	if err := c.checkQCShape(q); err != nil {
 		return err
@@ -79,17 +86,14 @@ func (c *Committee) VerifyQC(q *QC) error {
 
 // checkQCShape runs every check of VerifyQC except signature verification.
 func (c *Committee) checkQCShape(q *QC) error {
-	quorum := c.Quorum()
-	if q.Threshold != uint32(quorum) {
-		return fmt.Errorf("%w: qc says %d, committee of %d needs %d", ErrThresholdMismatch, q.Threshold, c.N(), quorum)
+	if q.Epoch != 0 && q.Epoch != c.domain.Epoch {
+		return fmt.Errorf("%w: qc of epoch %d, committee of epoch %d", ErrWrongEpoch, q.Epoch, c.domain.Epoch)
 	}
-	if len(q.Certs) < quorum {
-		return fmt.Errorf("%w: %d certificates, need %d", ErrBelowQuorum, len(q.Certs), quorum)
-	}
-	if len(q.Certs) > c.N() {
-		return fmt.Errorf("%w: %d certificates for a committee of %d", ErrDuplicateSigner, len(q.Certs), c.N())
+	if len(q.Certs) > len(c.members) {
+		return fmt.Errorf("%w: %d certificates for a committee of %d signing keys", ErrDuplicateSigner, len(q.Certs), len(c.members))
 	}
 	seen := make(map[ValidatorID]struct{}, len(q.Certs))
+	seats := make(map[int]struct{}, len(q.Certs))
 	for i := range q.Certs {
 		cert := &q.Certs[i]
 		if cert.TxHash != q.TxHash || cert.EffectsHash != q.EffectsHash {
@@ -102,6 +106,10 @@ func (c *Committee) checkQCShape(q *QC) error {
 		if !c.Contains(cert.Signer) {
 			return fmt.Errorf("%w: %s", ErrUnknownSigner, cert.Signer.Hex())
 		}
+		seats[c.seatIndex(cert.Signer)] = struct{}{}
+	}
+	if quorum := c.Quorum(); len(seats) < quorum {
+		return fmt.Errorf("%w: %d seats signed, need %d of %d", ErrBelowQuorum, len(seats), quorum, c.N())
 	}
 	if got := ComputeQCHash(q.TxHash, q.EffectsHash, q.Threshold, q.Certs); got != q.Hash {
 		return fmt.Errorf("%w: carried %s, computed %s", ErrQCHashMismatch, q.Hash, got)
@@ -116,11 +124,13 @@ type Assembler struct {
 	txHash      Hash
 	effectsHash Hash
 	certs       map[ValidatorID]Certificate
+	seats       map[int]int // seat index → certificates of its members
 }
 
 // NewAssembler starts assembling a QC for (txHash, effectsHash).
 func NewAssembler(c *Committee, txHash, effectsHash Hash) *Assembler {
-	return &Assembler{committee: c, txHash: txHash, effectsHash: effectsHash, certs: make(map[ValidatorID]Certificate, c.Quorum())}
+	return &Assembler{committee: c, txHash: txHash, effectsHash: effectsHash,
+		certs: make(map[ValidatorID]Certificate, c.Quorum()), seats: make(map[int]int, c.Quorum())}
 }
 
 // Add verifies cert and adds it. It returns false without error when the
@@ -135,7 +145,7 @@ func (a *Assembler) Add(cert Certificate) (bool, error) {
 	if err := a.committee.VerifyCertificate(&cert); err != nil {
 		return false, err
 	}
-	a.certs[cert.Signer] = cert
+	a.add(cert)
 	return true, nil
 }
 
@@ -151,31 +161,47 @@ func (a *Assembler) AddVerified(cert Certificate) (bool, error) {
 	if _, dup := a.certs[cert.Signer]; dup {
 		return false, nil
 	}
-	a.certs[cert.Signer] = cert
+	a.add(cert)
 	return true, nil
 }
 
-// Count returns the number of distinct signers gathered.
-func (a *Assembler) Count() int { return len(a.certs) }
+func (a *Assembler) add(cert Certificate) {
+	a.certs[cert.Signer] = cert
+	a.seats[a.committee.seatIndex(cert.Signer)]++
+}
+
+// Count returns the number of distinct seats gathered.
+func (a *Assembler) Count() int { return len(a.seats) }
 
 // Ready reports whether a quorum has been gathered.
-func (a *Assembler) Ready() bool { return len(a.certs) >= a.committee.Quorum() }
+func (a *Assembler) Ready() bool { return len(a.seats) >= a.committee.Quorum() }
 
-// Build returns the QC from exactly a quorum of certificates (the lowest
-// signer ids, so every node holding the same certificates builds the same
-// QC), or ErrBelowQuorum.
+// Build returns the QC from exactly a quorum of seats, one certificate each
+// (the lowest signer ids, so every node holding the same certificates
+// builds the same QC), or ErrBelowQuorum.
 func (a *Assembler) Build() (*QC, error) {
 	quorum := a.committee.Quorum()
-	if len(a.certs) < quorum {
-		return nil, fmt.Errorf("%w: %d of %d", ErrBelowQuorum, len(a.certs), quorum)
+	if len(a.seats) < quorum {
+		return nil, fmt.Errorf("%w: %d of %d", ErrBelowQuorum, len(a.seats), quorum)
 	}
-	certs := make([]Certificate, 0, len(a.certs))
+	all := make([]Certificate, 0, len(a.certs))
 	for _, c := range a.certs {
-		certs = append(certs, c)
+		all = append(all, c)
 	}
-	slices.SortFunc(certs, func(x, y Certificate) int { return bytes.Compare(x.Signer[:], y.Signer[:]) })
-	certs = certs[:quorum]
-	q := &QC{TxHash: a.txHash, EffectsHash: a.effectsHash, Certs: certs, Threshold: uint32(quorum)}
+	slices.SortFunc(all, func(x, y Certificate) int { return bytes.Compare(x.Signer[:], y.Signer[:]) })
+	certs := all[:0:0]
+	used := make(map[int]struct{}, quorum)
+	for _, c := range all {
+		seat := a.committee.seatIndex(c.Signer)
+		if _, dup := used[seat]; dup {
+			continue
+		}
+		used[seat] = struct{}{}
+		if certs = append(certs, c); len(certs) == quorum {
+			break
+		}
+	}
+	q := &QC{TxHash: a.txHash, EffectsHash: a.effectsHash, Certs: certs, Threshold: uint32(quorum), Epoch: a.committee.domain.Epoch}
 	q.Hash = ComputeQCHash(q.TxHash, q.EffectsHash, q.Threshold, q.Certs)
 	return q, nil
 }

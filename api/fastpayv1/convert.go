@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/allegro-mesh/allegro/qc"
 )
 
@@ -199,7 +201,7 @@ func (q *QuorumCertificate) ToQC() (*qc.QC, error) {
 	if len(q.Certs) > MaxQCCerts {
 		return nil, invalid("qc carries %d certificates, at most %d allowed", len(q.Certs), MaxQCCerts)
 	}
-	out := &qc.QC{Threshold: q.Threshold, Certs: make([]qc.Certificate, len(q.Certs))}
+	out := &qc.QC{Threshold: q.Threshold, Epoch: q.Epoch, Certs: make([]qc.Certificate, len(q.Certs))}
 	if err := fixedBytes(out.TxHash[:], q.TxHash, "qc.tx_hash"); err != nil {
 		return nil, err
 	}
@@ -227,6 +229,7 @@ func NewQuorumCertificate(q *qc.QC) *QuorumCertificate {
 		Threshold:   q.Threshold,
 		QcHash:      append([]byte(nil), q.Hash[:]...),
 		Certs:       make([]*ValidatorCertificate, len(q.Certs)),
+		Epoch:       q.Epoch,
 	}
 	for i := range q.Certs {
 		out.Certs[i] = NewValidatorCertificate(&q.Certs[i])
@@ -237,4 +240,79 @@ func NewQuorumCertificate(q *qc.QC) *QuorumCertificate {
 // Reject builds a RejectReason.
 func Reject(code RejectCode, format string, args ...any) *RejectReason {
 	return &RejectReason{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ToBinding converts a wire binding without verifying it.
+func (b *SidecarBinding) ToBinding() (qc.Binding, error) {
+	var out qc.Binding
+	if b == nil {
+		return out, invalid("binding is missing")
+	}
+	out.ChainID, out.FirstEpoch = b.ChainId, b.FirstEpoch
+	if err := fixedBytes(out.ConsensusKey[:], b.ConsensusKey, "binding.consensus_key"); err != nil {
+		return out, err
+	}
+	if err := fixedBytes(out.SidecarKey[:], b.SidecarKey, "binding.sidecar_key"); err != nil {
+		return out, err
+	}
+	if err := fixedBytes(out.Signature[:], b.Signature, "binding.signature"); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// NewSidecarBinding wraps a domain binding.
+func NewSidecarBinding(b *qc.Binding) *SidecarBinding {
+	return &SidecarBinding{ChainId: b.ChainID, ConsensusKey: append([]byte(nil), b.ConsensusKey[:]...),
+		SidecarKey: append([]byte(nil), b.SidecarKey[:]...), FirstEpoch: b.FirstEpoch, Signature: append([]byte(nil), b.Signature[:]...)}
+}
+
+// ToClose converts a wire close without verifying it. Each entry's request
+// is kept in its wire encoding, which the adopter decodes and checks
+// against the entry's certificate.
+func (c *EpochClose) ToClose() (*qc.Close, error) {
+	if c == nil {
+		return nil, invalid("close is missing")
+	}
+	if len(c.Entries) > qc.MaxCloseEntries {
+		return nil, invalid("close lists %d entries, at most %d allowed", len(c.Entries), qc.MaxCloseEntries)
+	}
+	out := &qc.Close{ChainID: c.ChainId, Epoch: c.Epoch, Height: c.Height, Entries: make([]qc.CloseEntry, len(c.Entries))}
+	if err := fixedBytes(out.Signer[:], c.Signer, "close.signer"); err != nil {
+		return nil, err
+	}
+	if err := fixedBytes(out.Signature[:], c.Signature, "close.signature"); err != nil {
+		return nil, err
+	}
+	for i, en := range c.Entries {
+		if en == nil || en.Request == nil {
+			return nil, invalid("close entry %d: request is missing", i)
+		}
+		cert, err := en.Cert.ToCertificate()
+		if err != nil {
+			return nil, fmt.Errorf("close entry %d: %w", i, err)
+		}
+		req, err := proto.Marshal(en.Request)
+		if err != nil {
+			return nil, fmt.Errorf("close entry %d: %w", i, err)
+		}
+		out.Entries[i] = qc.CloseEntry{Request: req, Cert: cert, CertEpoch: en.CertEpoch}
+	}
+	return out, nil
+}
+
+// NewEpochClose wraps a domain close. Each entry's request must be the
+// encoding of a SubmitFastPayRequest.
+func NewEpochClose(c *qc.Close) (*EpochClose, error) {
+	out := &EpochClose{ChainId: c.ChainID, Epoch: c.Epoch, Height: c.Height, Signer: append([]byte(nil), c.Signer[:]...),
+		Signature: append([]byte(nil), c.Signature[:]...), Entries: make([]*CloseEntry, len(c.Entries))}
+	for i := range c.Entries {
+		en := &c.Entries[i]
+		req := new(SubmitFastPayRequest)
+		if err := proto.Unmarshal(en.Request, req); err != nil {
+			return nil, fmt.Errorf("close entry %d: request: %w", i, err)
+		}
+		out.Entries[i] = &CloseEntry{Request: req, Cert: NewValidatorCertificate(&en.Cert), CertEpoch: en.CertEpoch}
+	}
+	return out, nil
 }

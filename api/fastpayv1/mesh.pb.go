@@ -379,6 +379,237 @@ func (x *SyncBatch) GetQcs() []*QuorumCertificate {
 	return nil
 }
 
+// SidecarBinding is a validator's consensus key vouching for the sidecar key
+// that signs in the mesh on its behalf (SPEC §5a), signed offline with the
+// consensus key over sha256("tempo.fastpay.binding.v1" ‖ chain_id ‖
+// consensus_key ‖ sidecar_key ‖ first_epoch).
+type SidecarBinding struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChainId       uint64                 `protobuf:"varint,1,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
+	ConsensusKey  []byte                 `protobuf:"bytes,2,opt,name=consensus_key,json=consensusKey,proto3" json:"consensus_key,omitempty"`
+	SidecarKey    []byte                 `protobuf:"bytes,3,opt,name=sidecar_key,json=sidecarKey,proto3" json:"sidecar_key,omitempty"`
+	FirstEpoch    uint64                 `protobuf:"varint,4,opt,name=first_epoch,json=firstEpoch,proto3" json:"first_epoch,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SidecarBinding) Reset() {
+	*x = SidecarBinding{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SidecarBinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SidecarBinding) ProtoMessage() {}
+
+func (x *SidecarBinding) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SidecarBinding.ProtoReflect.Descriptor instead.
+func (*SidecarBinding) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SidecarBinding) GetChainId() uint64 {
+	if x != nil {
+		return x.ChainId
+	}
+	return 0
+}
+
+func (x *SidecarBinding) GetConsensusKey() []byte {
+	if x != nil {
+		return x.ConsensusKey
+	}
+	return nil
+}
+
+func (x *SidecarBinding) GetSidecarKey() []byte {
+	if x != nil {
+		return x.SidecarKey
+	}
+	return nil
+}
+
+func (x *SidecarBinding) GetFirstEpoch() uint64 {
+	if x != nil {
+		return x.FirstEpoch
+	}
+	return 0
+}
+
+func (x *SidecarBinding) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// EpochClose is an old member's hand-over of an epoch (SPEC §5a): every
+// contention key it signed or adopted that is unsettled at finalized height
+// `height`, signed by its sidecar key over sha256("tempo.fastpay.close.v1" ‖
+// chain_id ‖ epoch ‖ height ‖ signer ‖ count ‖ per entry: cert_epoch ‖ cert
+// signer ‖ tx_hash ‖ effects_hash).
+type EpochClose struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChainId       uint64                 `protobuf:"varint,1,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Height        uint64                 `protobuf:"varint,3,opt,name=height,proto3" json:"height,omitempty"`
+	Signer        []byte                 `protobuf:"bytes,4,opt,name=signer,proto3" json:"signer,omitempty"`
+	Entries       []*CloseEntry          `protobuf:"bytes,5,rep,name=entries,proto3" json:"entries,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochClose) Reset() {
+	*x = EpochClose{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochClose) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochClose) ProtoMessage() {}
+
+func (x *EpochClose) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochClose.ProtoReflect.Descriptor instead.
+func (*EpochClose) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EpochClose) GetChainId() uint64 {
+	if x != nil {
+		return x.ChainId
+	}
+	return 0
+}
+
+func (x *EpochClose) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *EpochClose) GetHeight() uint64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *EpochClose) GetSigner() []byte {
+	if x != nil {
+		return x.Signer
+	}
+	return nil
+}
+
+func (x *EpochClose) GetEntries() []*CloseEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *EpochClose) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// CloseEntry is one unsettled transaction of a close: the user-signed
+// request and a certificate for it of epoch cert_epoch.
+type CloseEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *SubmitFastPayRequest  `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	Cert          *ValidatorCertificate  `protobuf:"bytes,2,opt,name=cert,proto3" json:"cert,omitempty"`
+	CertEpoch     uint64                 `protobuf:"varint,3,opt,name=cert_epoch,json=certEpoch,proto3" json:"cert_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseEntry) Reset() {
+	*x = CloseEntry{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseEntry) ProtoMessage() {}
+
+func (x *CloseEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseEntry.ProtoReflect.Descriptor instead.
+func (*CloseEntry) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CloseEntry) GetRequest() *SubmitFastPayRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *CloseEntry) GetCert() *ValidatorCertificate {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+func (x *CloseEntry) GetCertEpoch() uint64 {
+	if x != nil {
+		return x.CertEpoch
+	}
+	return 0
+}
+
 var File_tempo_fastpay_v1_mesh_proto protoreflect.FileDescriptor
 
 const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
@@ -404,7 +635,29 @@ const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
 	"\tSyncBatch\x128\n" +
 	"\x03txs\x18\x01 \x03(\v2&.tempo.fastpay.v1.SubmitFastPayRequestR\x03txs\x12<\n" +
 	"\x05certs\x18\x02 \x03(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x05certs\x125\n" +
-	"\x03qcs\x18\x03 \x03(\v2#.tempo.fastpay.v1.QuorumCertificateR\x03qcsB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
+	"\x03qcs\x18\x03 \x03(\v2#.tempo.fastpay.v1.QuorumCertificateR\x03qcs\"\xb0\x01\n" +
+	"\x0eSidecarBinding\x12\x19\n" +
+	"\bchain_id\x18\x01 \x01(\x04R\achainId\x12#\n" +
+	"\rconsensus_key\x18\x02 \x01(\fR\fconsensusKey\x12\x1f\n" +
+	"\vsidecar_key\x18\x03 \x01(\fR\n" +
+	"sidecarKey\x12\x1f\n" +
+	"\vfirst_epoch\x18\x04 \x01(\x04R\n" +
+	"firstEpoch\x12\x1c\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\"\xc3\x01\n" +
+	"\n" +
+	"EpochClose\x12\x19\n" +
+	"\bchain_id\x18\x01 \x01(\x04R\achainId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06height\x18\x03 \x01(\x04R\x06height\x12\x16\n" +
+	"\x06signer\x18\x04 \x01(\fR\x06signer\x126\n" +
+	"\aentries\x18\x05 \x03(\v2\x1c.tempo.fastpay.v1.CloseEntryR\aentries\x12\x1c\n" +
+	"\tsignature\x18\x06 \x01(\fR\tsignature\"\xa9\x01\n" +
+	"\n" +
+	"CloseEntry\x12@\n" +
+	"\arequest\x18\x01 \x01(\v2&.tempo.fastpay.v1.SubmitFastPayRequestR\arequest\x12:\n" +
+	"\x04cert\x18\x02 \x01(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x04cert\x12\x1d\n" +
+	"\n" +
+	"cert_epoch\x18\x03 \x01(\x04R\tcertEpochB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
 
 var (
 	file_tempo_fastpay_v1_mesh_proto_rawDescOnce sync.Once
@@ -418,7 +671,7 @@ func file_tempo_fastpay_v1_mesh_proto_rawDescGZIP() []byte {
 	return file_tempo_fastpay_v1_mesh_proto_rawDescData
 }
 
-var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_tempo_fastpay_v1_mesh_proto_goTypes = []any{
 	(*FrameHeader)(nil),          // 0: tempo.fastpay.v1.FrameHeader
 	(*TxFrame)(nil),              // 1: tempo.fastpay.v1.TxFrame
@@ -426,29 +679,35 @@ var file_tempo_fastpay_v1_mesh_proto_goTypes = []any{
 	(*EquivocationPair)(nil),     // 3: tempo.fastpay.v1.EquivocationPair
 	(*QCFrame)(nil),              // 4: tempo.fastpay.v1.QCFrame
 	(*SyncBatch)(nil),            // 5: tempo.fastpay.v1.SyncBatch
-	(*SubmitFastPayRequest)(nil), // 6: tempo.fastpay.v1.SubmitFastPayRequest
-	(*ValidatorCertificate)(nil), // 7: tempo.fastpay.v1.ValidatorCertificate
-	(*QuorumCertificate)(nil),    // 8: tempo.fastpay.v1.QuorumCertificate
+	(*SidecarBinding)(nil),       // 6: tempo.fastpay.v1.SidecarBinding
+	(*EpochClose)(nil),           // 7: tempo.fastpay.v1.EpochClose
+	(*CloseEntry)(nil),           // 8: tempo.fastpay.v1.CloseEntry
+	(*SubmitFastPayRequest)(nil), // 9: tempo.fastpay.v1.SubmitFastPayRequest
+	(*ValidatorCertificate)(nil), // 10: tempo.fastpay.v1.ValidatorCertificate
+	(*QuorumCertificate)(nil),    // 11: tempo.fastpay.v1.QuorumCertificate
 }
 var file_tempo_fastpay_v1_mesh_proto_depIdxs = []int32{
 	0,  // 0: tempo.fastpay.v1.TxFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
-	6,  // 1: tempo.fastpay.v1.TxFrame.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	9,  // 1: tempo.fastpay.v1.TxFrame.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
 	0,  // 2: tempo.fastpay.v1.BulletinFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
-	7,  // 3: tempo.fastpay.v1.BulletinFrame.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	8,  // 4: tempo.fastpay.v1.BulletinFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	10, // 3: tempo.fastpay.v1.BulletinFrame.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	11, // 4: tempo.fastpay.v1.BulletinFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
 	3,  // 5: tempo.fastpay.v1.BulletinFrame.equivocations:type_name -> tempo.fastpay.v1.EquivocationPair
-	7,  // 6: tempo.fastpay.v1.EquivocationPair.first:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	7,  // 7: tempo.fastpay.v1.EquivocationPair.second:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	10, // 6: tempo.fastpay.v1.EquivocationPair.first:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	10, // 7: tempo.fastpay.v1.EquivocationPair.second:type_name -> tempo.fastpay.v1.ValidatorCertificate
 	0,  // 8: tempo.fastpay.v1.QCFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
-	8,  // 9: tempo.fastpay.v1.QCFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
-	6,  // 10: tempo.fastpay.v1.SyncBatch.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
-	7,  // 11: tempo.fastpay.v1.SyncBatch.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	8,  // 12: tempo.fastpay.v1.SyncBatch.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 9: tempo.fastpay.v1.QCFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	9,  // 10: tempo.fastpay.v1.SyncBatch.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	10, // 11: tempo.fastpay.v1.SyncBatch.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	11, // 12: tempo.fastpay.v1.SyncBatch.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	8,  // 13: tempo.fastpay.v1.EpochClose.entries:type_name -> tempo.fastpay.v1.CloseEntry
+	9,  // 14: tempo.fastpay.v1.CloseEntry.request:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	10, // 15: tempo.fastpay.v1.CloseEntry.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_tempo_fastpay_v1_mesh_proto_init() }
@@ -464,7 +723,7 @@ func file_tempo_fastpay_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempo_fastpay_v1_mesh_proto_rawDesc), len(file_tempo_fastpay_v1_mesh_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

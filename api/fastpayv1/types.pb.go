@@ -971,12 +971,16 @@ func (x *ValidatorCertificate) GetCreatedUnixMillis() uint64 {
 }
 
 type QuorumCertificate struct {
-	state         protoimpl.MessageState  `protogen:"open.v1"`
-	TxHash        []byte                  `protobuf:"bytes,1,opt,name=tx_hash,json=txHash,proto3" json:"tx_hash,omitempty"`
-	EffectsHash   []byte                  `protobuf:"bytes,2,opt,name=effects_hash,json=effectsHash,proto3" json:"effects_hash,omitempty"`
-	Certs         []*ValidatorCertificate `protobuf:"bytes,3,rep,name=certs,proto3" json:"certs,omitempty"`
-	Threshold     uint32                  `protobuf:"varint,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
-	QcHash        []byte                  `protobuf:"bytes,5,opt,name=qc_hash,json=qcHash,proto3" json:"qc_hash,omitempty"`
+	state       protoimpl.MessageState  `protogen:"open.v1"`
+	TxHash      []byte                  `protobuf:"bytes,1,opt,name=tx_hash,json=txHash,proto3" json:"tx_hash,omitempty"`
+	EffectsHash []byte                  `protobuf:"bytes,2,opt,name=effects_hash,json=effectsHash,proto3" json:"effects_hash,omitempty"`
+	Certs       []*ValidatorCertificate `protobuf:"bytes,3,rep,name=certs,proto3" json:"certs,omitempty"`
+	Threshold   uint32                  `protobuf:"varint,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	QcHash      []byte                  `protobuf:"bytes,5,opt,name=qc_hash,json=qcHash,proto3" json:"qc_hash,omitempty"`
+	// epoch is the committee epoch whose members signed (SPEC §5a). It is not
+	// part of qc_hash (the certificates' signatures bind it); reference
+	// clients ignore it, and verifiers treat 0 as "not carried".
+	Epoch         uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1044,6 +1048,13 @@ func (x *QuorumCertificate) GetQcHash() []byte {
 		return x.QcHash
 	}
 	return nil
+}
+
+func (x *QuorumCertificate) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 type RejectReason struct {
@@ -1221,13 +1232,14 @@ const file_tempo_fastpay_v1_types_proto_rawDesc = "" +
 	"\feffects_hash\x18\x03 \x01(\fR\veffectsHash\x12:\n" +
 	"\aeffects\x18\x04 \x01(\v2 .tempo.fastpay.v1.EffectsSummaryR\aeffects\x12\x1c\n" +
 	"\tsignature\x18\x05 \x01(\fR\tsignature\x12.\n" +
-	"\x13created_unix_millis\x18\x06 \x01(\x04R\x11createdUnixMillis\"\xc4\x01\n" +
+	"\x13created_unix_millis\x18\x06 \x01(\x04R\x11createdUnixMillis\"\xda\x01\n" +
 	"\x11QuorumCertificate\x12\x17\n" +
 	"\atx_hash\x18\x01 \x01(\fR\x06txHash\x12!\n" +
 	"\feffects_hash\x18\x02 \x01(\fR\veffectsHash\x12<\n" +
 	"\x05certs\x18\x03 \x03(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x05certs\x12\x1c\n" +
 	"\tthreshold\x18\x04 \x01(\rR\tthreshold\x12\x17\n" +
-	"\aqc_hash\x18\x05 \x01(\fR\x06qcHash\"Z\n" +
+	"\aqc_hash\x18\x05 \x01(\fR\x06qcHash\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\"Z\n" +
 	"\fRejectReason\x120\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1c.tempo.fastpay.v1.RejectCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x9f\x02\n" +
