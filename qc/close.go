@@ -134,3 +134,12 @@ func CheckCloseEntry(cl *Close, i int, committeeOf func(epoch uint64) *Committee
 	}
 	return nil
 }
+
+// SignClose signs cl as this signer: its signer and signature, for the
+// signer's chain and epoch, which must be cl's.
+func (s *Signer) SignClose(cl *Close) error {
+	if cl.ChainID != s.domain.ChainID || cl.Epoch != s.domain.Epoch {
+		return fmt.Errorf("qc: close of chain %d epoch %d by a signer of chain %d epoch %d", cl.ChainID, cl.Epoch, s.domain.ChainID, s.domain.Epoch)
+	}
+	return SignClose(s.key, cl)
+}

@@ -33,6 +33,9 @@ const (
 	prefixFee = 'f'
 	// The chain this state belongs to: chain id ‖ genesis block hash.
 	keyChainIdentity = "c"
+	// epoch → this validator's close of it (EpochClose), or an empty value
+	// once it stopped signing in the epoch and before the close was made.
+	prefixEpochClose = 'e'
 )
 
 // Store is the validator's crash-safe state on an embedded pebble database.
@@ -289,6 +292,52 @@ func (s *Store) RecordChainIdentity(chainID uint64, genesis [32]byte) error {
 		return fmt.Errorf("record chain identity: %w", err)
 	}
 	return nil
+}
+
+func epochCloseKey(epoch uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixEpochClose}, epoch)
+}
+
+// RecordEpochStopped durably records that this validator signs nothing more
+// in epoch. It returns only after fsync.
+func (s *Store) RecordEpochStopped(epoch uint64) error {
+	if err := s.db.Set(epochCloseKey(epoch), nil, pebble.Sync); err != nil {
+		return fmt.Errorf("record epoch %d stopped: %w", epoch, err)
+	}
+	return nil
+}
+
+// RecordEpochClose durably stores this validator's close of its epoch.
+func (s *Store) RecordEpochClose(cl *fastpayv1.EpochClose) error {
+	value, err := proto.Marshal(cl)
+	if err != nil {
+		return fmt.Errorf("encode close of epoch %d: %w", cl.Epoch, err)
+	}
+	if err := s.db.Set(epochCloseKey(cl.Epoch), value, pebble.Sync); err != nil {
+		return fmt.Errorf("record close of epoch %d: %w", cl.Epoch, err)
+	}
+	return nil
+}
+
+// EpochClose reports whether this validator stopped signing in epoch and
+// returns its close of it when one was made (nil while only stopped).
+func (s *Store) EpochClose(epoch uint64) (stopped bool, cl *fastpayv1.EpochClose, err error) {
+	value, closer, err := s.db.Get(epochCloseKey(epoch))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil, nil
+	}
+	if err != nil {
+		return false, nil, fmt.Errorf("read close of epoch %d: %w", epoch, err)
+	}
+	defer closer.Close()
+	if len(value) == 0 {
+		return true, nil, nil
+	}
+	cl = new(fastpayv1.EpochClose)
+	if err := proto.Unmarshal(value, cl); err != nil {
+		return true, nil, fmt.Errorf("decode close of epoch %d: %w", epoch, err)
+	}
+	return true, cl, nil
 }
 
 // signedRequest returns the stored request signed for key, or nil when

@@ -64,6 +64,12 @@ type Validator struct {
 	// knownQCs, whose entries are whole QCs.
 	qcTx       *lru.Cache[qc.Hash, qc.Hash]
 	requestIDs *lru.Cache[requestKey, qc.Hash]
+
+	// stopMu orders signing against CloseEpoch: a signature holds it for
+	// reading from its last check to its guard entry, so once the epoch is
+	// stopped every signature of the epoch is in the guard.
+	stopMu       sync.RWMutex
+	epochStopped bool
 }
 
 // guardEntry is an unsettled contention key this validator signed: the
@@ -174,7 +180,10 @@ func (v *Validator) restore() error {
 		}
 		v.addCredit(q)
 	}
-	v.log.Info("validator state restored", "unsettled_signatures", len(st.signed), "nonce_cursors", len(st.cursors), "credits", len(st.credits))
+	if v.epochStopped, _, err = v.store.EpochClose(v.signer.Domain().Epoch); err != nil {
+		return fmt.Errorf("restore validator state: %w", err)
+	}
+	v.log.Info("validator state restored", "epoch_stopped", v.epochStopped, "unsettled_signatures", len(st.signed), "nonce_cursors", len(st.cursors), "credits", len(st.credits))
 	return nil
 }
 
@@ -220,6 +229,13 @@ func (v *Validator) SubmitDecoded(ctx context.Context, p *Payment) (qc.Certifica
 // for themselves.
 func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce func()) (qc.Certificate, error) {
 	sender := p.Effects.Sender
+	if v.stopped() {
+		// What it signed before the stop it still hands out.
+		if tx, ok := v.SignedTx(p.Effects.ContentionKey()); ok && tx == p.TxHash {
+			return v.ownCertificate(p.Effects.ContentionKey())
+		}
+		return qc.Certificate{}, v.stoppedReject()
+	}
 	if p.ClientRequestID != "" {
 		rk := requestKey{sender, p.ClientRequestID}
 		if prev, ok, _ := v.requestIDs.PeekOrAdd(rk, p.TxHash); ok && prev != p.TxHash {
@@ -299,6 +315,11 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 	}
 
 	// Step 7: persist, then sign and release.
+	v.stopMu.RLock()
+	defer v.stopMu.RUnlock()
+	if v.epochStopped {
+		return qc.Certificate{}, v.stoppedReject()
+	}
 	if announce != nil {
 		announce()
 	}
