@@ -79,6 +79,9 @@ func NewHandover(prev *qc.Committee, committeeOf func(uint64) *qc.Committee, che
 // Next returns the epoch being entered.
 func (h *Handover) Next() uint64 { return h.next }
 
+// Previous returns the committee of the epoch being left.
+func (h *Handover) Previous() *qc.Committee { return h.prev }
+
 // Adopted says what AddClose did with a close.
 type Adopted struct {
 	New     bool // the first close of its seat
@@ -223,6 +226,23 @@ func (h *Handover) ListedFor(key qc.ContentionKey) []*Listed {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]*Listed(nil), h.listed[key]...)
+}
+
+// ListedBySender returns the listed transactions of sender by key.
+func (h *Handover) ListedBySender(sender qc.Address) map[qc.ContentionKey][]*Listed {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out map[qc.ContentionKey][]*Listed
+	for k, ls := range h.listed {
+		if k.Sender != sender {
+			continue
+		}
+		if out == nil {
+			out = make(map[qc.ContentionKey][]*Listed)
+		}
+		out[k] = append([]*Listed(nil), ls...)
+	}
+	return out
 }
 
 // PendingDebit returns what the listed transactions of sender may still

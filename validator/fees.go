@@ -90,7 +90,7 @@ func (v *Validator) checkFunds(ctx context.Context, view tempo.ChainView, p *Pay
 	if shared {
 		need.Add(need, debit.amount)
 	}
-	available, err := v.available(ctx, view, e.Sender, e.Asset)
+	available, err := v.available(ctx, view, e.Sender, e.Asset, e.ContentionKey())
 	if err != nil {
 		return nil, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "balance of %s", common.Address(e.Sender))
 	}
@@ -108,7 +108,7 @@ func (v *Validator) checkFunds(ctx context.Context, view tempo.ChainView, p *Pay
 	if shared {
 		return debit, nil
 	}
-	feeAvailable, err := v.available(ctx, view, debit.payer, debit.token)
+	feeAvailable, err := v.available(ctx, view, debit.payer, debit.token, e.ContentionKey())
 	if err != nil {
 		return nil, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "fee balance of %s", common.Address(debit.payer))
 	}

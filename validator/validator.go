@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/big"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/epoch"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
 )
@@ -70,6 +72,11 @@ type Validator struct {
 	// stopped every signature of the epoch is in the guard.
 	stopMu       sync.RWMutex
 	epochStopped bool
+
+	// handover is set while entering this epoch from the previous one
+	// (SPEC §5a): it gates signing and holds the keys and debits the
+	// previous committee's closes listed.
+	handover atomic.Pointer[epoch.Handover]
 }
 
 // guardEntry is an unsettled contention key this validator signed: the
@@ -273,6 +280,7 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 	key := p.Effects.ContentionKey()
 	v.mu.Lock()
 	entry, signed := v.guard[key]
+	certifiedTx, certified := v.certifiedKeys[key]
 	v.mu.Unlock()
 	if signed {
 		if entry.txHash == p.TxHash {
@@ -280,6 +288,16 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 		}
 		return qc.Certificate{}, reject(fastpayv1.RejectCode_EQUIVOCATION, nil,
 			"this validator already signed tx %s for sender %s nonce_key %x nonce_seq %d", entry.txHash, common.Address(sender), key.NonceKey[:], key.NonceSeq)
+	}
+	// The previous epoch's guards, as its closes listed them.
+	if h := v.handover.Load(); h != nil {
+		err := h.MaySign(view.Head().Number, key, p.TxHash, certified && certifiedTx == p.TxHash)
+		switch {
+		case errors.Is(err, epoch.ErrPending):
+			return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "entering epoch %d", h.Next())
+		case err != nil:
+			return qc.Certificate{}, reject(fastpayv1.RejectCode_EQUIVOCATION, err, "sender %s nonce_key %x nonce_seq %d", common.Address(sender), key.NonceKey[:], key.NonceSeq)
+		}
 	}
 
 	// Step 4: nonce.
@@ -406,8 +424,10 @@ func (v *Validator) ownCertificate(key qc.ContentionKey) (qc.Certificate, error)
 }
 
 // available computes chain balance − pending debits + pending credits for
-// (sender, asset) at view, skipping entries the view shows settled.
-func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender, asset qc.Address) (*big.Int, error) {
+// (sender, asset) at view, skipping entries the view shows settled. The
+// debits include what the previous epoch's closes listed for keys this
+// validator has no guard of its own for, except the key being decided.
+func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender, asset qc.Address, deciding qc.ContentionKey) (*big.Int, error) {
 	balance, err := view.BalanceOf(ctx, common.Address(asset), common.Address(sender))
 	if err != nil {
 		return nil, err
@@ -425,6 +445,23 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 		}
 		if g.fee != nil && g.fee.payer == sender && g.fee.token == asset {
 			debits = append(debits, debit{g.effects, g.fee.amount})
+		}
+	}
+	if h := v.handover.Load(); h != nil {
+		for k, ls := range h.ListedBySender(sender) {
+			if _, own := v.guard[k]; own || k == deciding {
+				continue
+			}
+			// At most one transaction of a key settles: the largest counts.
+			var most *epoch.Listed
+			for _, l := range ls {
+				if l.Effects.Asset == asset && (most == nil || l.Effects.Amount > most.Effects.Amount) {
+					most = l
+				}
+			}
+			if most != nil {
+				debits = append(debits, debit{most.Effects, amountBig(most.Effects.Amount)})
+			}
 		}
 	}
 	var credits []qc.Effects
@@ -567,6 +604,41 @@ func (v *Validator) knowsQC(h qc.Hash) bool {
 	return ok
 }
 
+// verifyQC verifies q against the committee of its epoch: this one, or
+// while entering it the previous one, whose QCs stay valid (SPEC §5a). A QC
+// that does not carry its epoch is tried against both.
+func (v *Validator) verifyQC(q *qc.QC) error {
+	h := v.handover.Load()
+	if h == nil {
+		return v.committee.VerifyQC(q)
+	}
+	prev := h.Previous()
+	switch q.Epoch {
+	case 0:
+		err := v.committee.VerifyQC(q)
+		if err != nil && prev.VerifyQC(q) == nil {
+			return nil
+		}
+		return err
+	case prev.Domain().Epoch:
+		return prev.VerifyQC(q)
+	}
+	return v.committee.VerifyQC(q)
+}
+
+// EnterEpoch makes h, the handover from the previous epoch into this
+// validator's, gate its signing: nothing is signed until h completes, a key
+// the previous committee's closes listed is signed only as h allows, their
+// debits count as pending, and QCs of the previous epoch are verified
+// against its committee.
+func (v *Validator) EnterEpoch(h *epoch.Handover) error {
+	if h.Next() != v.signer.Domain().Epoch {
+		return fmt.Errorf("handover into epoch %d for a validator of epoch %d", h.Next(), v.signer.Domain().Epoch)
+	}
+	v.handover.Store(h)
+	return nil
+}
+
 // KnownQC returns a known QC by its qc hash.
 func (v *Validator) KnownQC(h qc.Hash) (*qc.QC, bool) { return v.knownQCs.Get(h) }
 
@@ -579,7 +651,7 @@ func (v *Validator) ingestParentQCs(parents []*fastpayv1.QuorumCertificate) erro
 		if v.knownQCs.Contains(q.Hash) {
 			continue
 		}
-		if err := v.committee.VerifyQC(q); err != nil {
+		if err := v.verifyQC(q); err != nil {
 			return reject(fastpayv1.RejectCode_INVALID_PARENT_QC, err, "parent_qcs[%d]", i)
 		}
 		v.learnVerifiedQC(q)
@@ -593,7 +665,7 @@ func (v *Validator) LearnQC(q *qc.QC) error {
 	if v.knownQCs.Contains(q.Hash) {
 		return nil
 	}
-	if err := v.committee.VerifyQC(q); err != nil {
+	if err := v.verifyQC(q); err != nil {
 		return err
 	}
 	v.learnVerifiedQC(q)
