@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -73,4 +74,70 @@ func LoadBinding(path string) (qc.Binding, error) {
 		return qc.Binding{}, fmt.Errorf("binding file %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// MaxBindingFiles bounds the binding files LoadBindings reads from one
+// directory.
+const MaxBindingFiles = 16384
+
+// BindingFileError is a binding file that did not load, with the reason
+// (errors.Is matches qc's ErrBinding* errors).
+type BindingFileError struct {
+	Path string
+	Err  error
+}
+
+func (e BindingFileError) Error() string { return e.Err.Error() } // LoadBinding's errors name the file
+func (e BindingFileError) Unwrap() error { return e.Err }
+
+// LoadBindings reads the bindings an operator hands to a tool: path is one
+// binding file, or a directory whose *.toml files (hidden files and
+// subdirectories left out) are each a binding file, read in name order. In
+// a directory, files that do not load (malformed, or a signature that does
+// not verify for their own chain) are returned apart, each with its reason,
+// so that one bad file among many gathered from other operators hides none
+// of the rest; a single file that does not load is an error. Whether a
+// binding applies to a chain and epoch is Derive's judgement.
+func LoadBindings(path string) ([]qc.Binding, []BindingFileError, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bindings: %w", err)
+	}
+	if !st.IsDir() {
+		b, err := LoadBinding(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []qc.Binding{b}, nil, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bindings: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".toml") {
+			continue
+		}
+		p := filepath.Join(path, name)
+		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+			continue // a directory, or a link to nothing
+		}
+		files = append(files, p)
+	}
+	if len(files) > MaxBindingFiles {
+		return nil, nil, fmt.Errorf("bindings: %s holds %d binding files, more than %d", path, len(files), MaxBindingFiles)
+	}
+	var out []qc.Binding
+	var bad []BindingFileError
+	for _, p := range files {
+		b, err := LoadBinding(p)
+		if err != nil {
+			bad = append(bad, BindingFileError{Path: p, Err: err})
+			continue
+		}
+		out = append(out, b)
+	}
+	return out, bad, nil
 }

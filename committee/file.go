@@ -1,7 +1,8 @@
-// Package committee is a network's membership on disk: the committee file
-// (the validator set of one network with its network parameters) and the
-// validators' key files. Sidecars, light clients, wallets and test tools
-// read them; nothing here runs.
+// Package committee is a network's membership: the committee file (the
+// validator set of one network with its network parameters), the
+// validators' key files and sidecar key bindings, and the committee of an
+// epoch derived from the chain's validator set and those bindings.
+// Sidecars, light clients, wallets and tools use them; nothing here runs.
 package committee
 
 import (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 
@@ -21,18 +22,20 @@ func runBind(_ context.Context, args []string, stdout io.Writer) error {
 	consensusFile := fs.String("consensus-key", "", "the validator's ed25519 consensus key file (read only to sign; run this on the machine that keeps it)")
 	sidecarFile := fs.String("sidecar-key", "", "the sidecar's key file (only its public key is read)")
 	chainID := fs.Uint64("chain-id", 0, "chain id (Tempo mainnet 4217, testnet 42431, dev 1337)")
-	firstEpoch := fs.Uint64("first-epoch", 0, "first mesh epoch the binding is valid in (at least the current epoch + 2)")
+	firstEpoch := fs.Uint64("first-epoch", 0, "first mesh epoch the binding is valid in: at least the current epoch + 2, or 0 for a network's first committee (bindings given to sidecars as files)")
 	out := fs.String("out", "binding.toml", "binding file to create (never overwritten)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
+	epochGiven := false
+	fs.Visit(func(f *flag.Flag) { epochGiven = epochGiven || f.Name == "first-epoch" })
 	switch {
 	case *consensusFile == "" || *sidecarFile == "":
 		return errors.New("want --consensus-key and --sidecar-key")
 	case *chainID == 0:
 		return errors.New("want --chain-id")
-	case *firstEpoch == 0:
-		return errors.New("want --first-epoch (mesh epochs start at 1)")
+	case !epochGiven:
+		return errors.New("want --first-epoch (the current epoch + 2 or later; 0 for a network's first committee)")
 	}
 	_, consensus, err := committee.LoadKeyFile(*consensusFile)
 	if err != nil {

@@ -22,7 +22,7 @@ import (
 
 func init() {
 	app.Register("keygen", "create a validator key file (ed25519, mode 0600)", runKeygen)
-	app.Register("committee", "build a committee file from validators' public keys and addresses", runCommittee)
+	app.Register("committee", "build a committee file from validators' public keys and addresses; derive: print an epoch's committee from the chain and bindings", runCommittee)
 }
 
 func runKeygen(_ context.Context, args []string, stdout io.Writer) error {
@@ -87,8 +87,11 @@ func (m *memberFlag) Set(v string) error {
 	return nil
 }
 
-func runCommittee(_ context.Context, args []string, stdout io.Writer) error {
-	fs := app.Flags("committee", "--chain-id N --member NAME=PUBKEY@ADDR ... [--key-file FILE@ADDR ...] --out FILE")
+func runCommittee(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "derive" {
+		return runCommitteeDerive(ctx, args[1:], stdout)
+	}
+	fs := app.Flags("committee", "--chain-id N --member NAME=PUBKEY@ADDR ... [--key-file FILE@ADDR ...] --out FILE\n   or: allegro committee "+deriveSynopsis)
 	chainID := fs.Uint64("chain-id", 1337, "chain id (Tempo mainnet 4217, testnet 42431, dev 1337)")
 	epoch := fs.Uint64("epoch", 1, "committee epoch")
 	shards := fs.Int("qc-shards", 16, "number of QC topics")
