@@ -20,13 +20,16 @@ type bindingFile struct {
 	SidecarKey   string `toml:"sidecar_key"`   // hex ed25519 public key
 	FirstEpoch   uint64 `toml:"first_epoch"`
 	Signature    string `toml:"signature"` // hex, by consensus_key
+	// SidecarSignature is hex, by sidecar_key over the same digest: the
+	// sidecar key's consent.
+	SidecarSignature string `toml:"sidecar_signature"`
 }
 
 // WriteBinding writes b to path (never overwriting a file).
 func WriteBinding(path string, b qc.Binding) error {
 	data, err := encodeTOML(bindingFile{
 		ChainID: b.ChainID, ConsensusKey: hex.EncodeToString(b.ConsensusKey[:]), SidecarKey: hex.EncodeToString(b.SidecarKey[:]),
-		FirstEpoch: b.FirstEpoch, Signature: hex.EncodeToString(b.Signature[:]),
+		FirstEpoch: b.FirstEpoch, Signature: hex.EncodeToString(b.Signature[:]), SidecarSignature: hex.EncodeToString(b.SidecarSignature[:]),
 	})
 	if err != nil {
 		return err
@@ -63,6 +66,7 @@ func LoadBinding(path string) (qc.Binding, error) {
 		{"consensus_key", bf.ConsensusKey, b.ConsensusKey[:]},
 		{"sidecar_key", bf.SidecarKey, b.SidecarKey[:]},
 		{"signature", bf.Signature, b.Signature[:]},
+		{"sidecar_signature", bf.SidecarSignature, b.SidecarSignature[:]},
 	} {
 		raw, err := hex.DecodeString(strings.TrimPrefix(f.hex, "0x"))
 		if err != nil || len(raw) != len(f.dst) {

@@ -58,7 +58,7 @@ func newDeriveFixture(t *testing.T) *deriveFixture {
 // bind returns validator i's binding of the sidecar key named tag.
 func (f *deriveFixture) bind(t *testing.T, i int, tag string, firstEpoch uint64) qc.Binding {
 	t.Helper()
-	b, err := qc.SignBinding(f.consensus[i], testChain, keyID(testKey(tag)), firstEpoch)
+	b, err := qc.SignBinding(f.consensus[i], testKey(tag), testChain, firstEpoch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestDerive(t *testing.T) {
 			}},
 		{name: "binding for another chain", n: 4, members: 3, unbound: []uint64{2}, refused: []error{qc.ErrBindingChain},
 			mutate: func(t *testing.T, f *deriveFixture) {
-				b, err := qc.SignBinding(f.consensus[2], 4217, sidecarID("sidecar-2"), 1)
+				b, err := qc.SignBinding(f.consensus[2], testKey("sidecar-2"), 4217, 1)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -124,7 +124,7 @@ func TestDerive(t *testing.T) {
 			}},
 		{name: "consensus key bound to itself", n: 4, members: 3, unbound: []uint64{0}, refused: []error{qc.ErrBindingSelf},
 			mutate: func(t *testing.T, f *deriveFixture) {
-				b, err := qc.SignBinding(f.consensus[0], testChain, keyID(f.consensus[0]), 1)
+				b, err := qc.SignBinding(f.consensus[0], f.consensus[0], testChain, 1)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -132,7 +132,7 @@ func TestDerive(t *testing.T) {
 			}},
 		{name: "sidecar key is another validator's consensus key", n: 4, members: 3, unbound: []uint64{0}, refused: []error{ErrSidecarKeyIsConsensusKey},
 			mutate: func(t *testing.T, f *deriveFixture) {
-				b, err := qc.SignBinding(f.consensus[0], testChain, keyID(f.consensus[1]), 1)
+				b, err := qc.SignBinding(f.consensus[0], f.consensus[1], testChain, 1)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -306,7 +306,7 @@ func testQC(c *qc.Committee, signers []*qc.Signer) *qc.QC {
 // The committee and report depend on the inputs as sets.
 func TestDeriveOrderIndependent(t *testing.T) {
 	f := newDeriveFixture(t)
-	bad, err := qc.SignBinding(f.consensus[0], 4217, sidecarID("x"), 1)
+	bad, err := qc.SignBinding(f.consensus[0], testKey("x"), 4217, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,12 +15,17 @@ const BindingDomainTag = "tempo.fastpay.binding.v1"
 // signs in the mesh on its behalf (SPEC §5a): the consensus key never enters
 // the sidecar. It takes effect at FirstEpoch and replaces the consensus
 // key's bindings with a lower FirstEpoch.
+//
+// The sidecar key signs the same digest: without its consent anyone could
+// bind another validator's published sidecar key to their own seat, and a
+// sidecar key claimed by two seats signs for neither.
 type Binding struct {
-	ChainID      uint64
-	ConsensusKey ValidatorID // the ed25519 key in the chain's validator set
-	SidecarKey   ValidatorID // the key the sidecar signs certificates with
-	FirstEpoch   uint64
-	Signature    [SignatureSize]byte // by ConsensusKey over BindingDigest
+	ChainID          uint64
+	ConsensusKey     ValidatorID // the ed25519 key in the chain's validator set
+	SidecarKey       ValidatorID // the key the sidecar signs certificates with
+	FirstEpoch       uint64
+	Signature        [SignatureSize]byte // by ConsensusKey over BindingDigest
+	SidecarSignature [SignatureSize]byte // by SidecarKey over BindingDigest
 }
 
 // BindingDigest is what a binding's consensus key signs:
@@ -36,18 +41,27 @@ func BindingDigest(chainID uint64, consensusKey, sidecarKey ValidatorID, firstEp
 	return sha256.Sum256(e)
 }
 
-// SignBinding returns the binding of sidecarKey by consensusKey.
-func SignBinding(consensusKey ed25519.PrivateKey, chainID uint64, sidecarKey ValidatorID, firstEpoch uint64) (Binding, error) {
+// SignBinding returns the binding of sidecarKey by consensusKey, signed by
+// both.
+func SignBinding(consensusKey, sidecarKey ed25519.PrivateKey, chainID uint64, firstEpoch uint64) (Binding, error) {
 	if len(consensusKey) != ed25519.PrivateKeySize {
 		return Binding{}, fmt.Errorf("qc: consensus key of %d bytes", len(consensusKey))
+	}
+	if len(sidecarKey) != ed25519.PrivateKeySize {
+		return Binding{}, fmt.Errorf("qc: sidecar key of %d bytes", len(sidecarKey))
 	}
 	ck, err := ValidatorIDFromBytes(consensusKey.Public().(ed25519.PublicKey))
 	if err != nil {
 		return Binding{}, err
 	}
-	b := Binding{ChainID: chainID, ConsensusKey: ck, SidecarKey: sidecarKey, FirstEpoch: firstEpoch}
+	sk, err := ValidatorIDFromBytes(sidecarKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		return Binding{}, err
+	}
+	b := Binding{ChainID: chainID, ConsensusKey: ck, SidecarKey: sk, FirstEpoch: firstEpoch}
 	d := b.Digest()
 	copy(b.Signature[:], ed25519.Sign(consensusKey, d[:]))
+	copy(b.SidecarSignature[:], ed25519.Sign(sidecarKey, d[:]))
 	return b, nil
 }
 
@@ -62,10 +76,12 @@ var (
 	ErrBindingChain     = errors.New("qc: binding is for another chain")
 	ErrBindingInactive  = errors.New("qc: binding's consensus key is not an active validator")
 	ErrBindingSelf      = errors.New("qc: binding binds the consensus key to itself")
+	// ErrBindingSidecarSignature: the sidecar key did not consent.
+	ErrBindingSidecarSignature = errors.New("qc: binding signature does not verify under its sidecar key")
 )
 
 // CheckBinding verifies b for chainID against the consensus keys active in
-// the validator set it is used with: the signature (ZIP215, the mesh's one
+// the validator set it is used with: both signatures (ZIP215, the mesh's one
 // signature rule), the chain, and that the consensus key is active. A
 // sidecar key equal to the consensus key is refused: the consensus key must
 // never be in a sidecar.
@@ -81,6 +97,9 @@ func CheckBinding(b *Binding, chainID uint64, active func(ValidatorID) bool) err
 	d := b.Digest()
 	if !verifyZIP215(b.ConsensusKey, d[:], b.Signature[:]) {
 		return fmt.Errorf("%w: consensus key %s", ErrBindingSignature, b.ConsensusKey)
+	}
+	if !verifyZIP215(b.SidecarKey, d[:], b.SidecarSignature[:]) {
+		return fmt.Errorf("%w: sidecar key %s", ErrBindingSidecarSignature, b.SidecarKey)
 	}
 	return nil
 }

@@ -6,24 +6,21 @@ import (
 	"testing"
 )
 
-func bindingFixture(t *testing.T) (Binding, ed25519.PrivateKey) {
+func bindingFixture(t *testing.T) (b Binding, consensus, sidecar ed25519.PrivateKey) {
 	t.Helper()
-	consensus := ed25519.NewKeyFromSeed(make([]byte, 32))
+	consensus = ed25519.NewKeyFromSeed(make([]byte, 32))
 	sidecarSeed := make([]byte, 32)
 	sidecarSeed[0] = 1
-	sidecar, err := ValidatorIDFromBytes(ed25519.NewKeyFromSeed(sidecarSeed).Public().(ed25519.PublicKey))
+	sidecar = ed25519.NewKeyFromSeed(sidecarSeed)
+	b, err := SignBinding(consensus, sidecar, 1337, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := SignBinding(consensus, 1337, sidecar, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, consensus
+	return b, consensus, sidecar
 }
 
 func TestCheckBinding(t *testing.T) {
-	valid, consensus := bindingFixture(t)
+	valid, consensus, sidecar := bindingFixture(t)
 	ck := valid.ConsensusKey
 	activeOnly := func(id ValidatorID) bool { return id == ck }
 	other := ed25519.NewKeyFromSeed(append(make([]byte, 31), 9))
@@ -39,15 +36,26 @@ func TestCheckBinding(t *testing.T) {
 		{"sidecar key changed after signing", func(b *Binding) { b.SidecarKey[3] ^= 1 }, activeOnly, ErrBindingSignature},
 		{"signature flipped", func(b *Binding) { b.Signature[10] ^= 1 }, activeOnly, ErrBindingSignature},
 		{"signed by another key", func(b *Binding) {
-			forged, err := SignBinding(other, b.ChainID, b.SidecarKey, b.FirstEpoch)
+			forged, err := SignBinding(other, sidecar, b.ChainID, b.FirstEpoch)
 			if err != nil {
 				t.Fatal(err)
 			}
 			b.Signature = forged.Signature
 		}, activeOnly, ErrBindingSignature},
+		{"another validator's sidecar key, without its consent", func(b *Binding) {
+			// other binds valid's sidecar key: it can sign its own part only.
+			stolen, err := SignBinding(other, other, b.ChainID, b.FirstEpoch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.ConsensusKey = stolen.ConsensusKey
+			d := b.Digest()
+			b.Signature = [SignatureSize]byte(ed25519.Sign(other, d[:]))
+		}, func(ValidatorID) bool { return true }, ErrBindingSidecarSignature},
+		{"sidecar signature flipped", func(b *Binding) { b.SidecarSignature[0] ^= 1 }, activeOnly, ErrBindingSidecarSignature},
 		{"consensus key not active", func(*Binding) {}, func(ValidatorID) bool { return false }, ErrBindingInactive},
 		{"consensus key bound to itself", func(b *Binding) {
-			self, err := SignBinding(consensus, b.ChainID, ck, b.FirstEpoch)
+			self, err := SignBinding(consensus, consensus, b.ChainID, b.FirstEpoch)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +76,7 @@ func TestCheckBinding(t *testing.T) {
 
 // The digest commits to every field and to the domain tag.
 func TestBindingDigestSeparatesFields(t *testing.T) {
-	b, _ := bindingFixture(t)
+	b, _, _ := bindingFixture(t)
 	base := b.Digest()
 	seen := map[Hash]string{base: "base"}
 	for name, d := range map[string]Hash{

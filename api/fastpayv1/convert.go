@@ -258,13 +258,17 @@ func (b *SidecarBinding) ToBinding() (qc.Binding, error) {
 	if err := fixedBytes(out.Signature[:], b.Signature, "binding.signature"); err != nil {
 		return out, err
 	}
+	if err := fixedBytes(out.SidecarSignature[:], b.SidecarSignature, "binding.sidecar_signature"); err != nil {
+		return out, err
+	}
 	return out, nil
 }
 
 // NewSidecarBinding wraps a domain binding.
 func NewSidecarBinding(b *qc.Binding) *SidecarBinding {
 	return &SidecarBinding{ChainId: b.ChainID, ConsensusKey: append([]byte(nil), b.ConsensusKey[:]...),
-		SidecarKey: append([]byte(nil), b.SidecarKey[:]...), FirstEpoch: b.FirstEpoch, Signature: append([]byte(nil), b.Signature[:]...)}
+		SidecarKey: append([]byte(nil), b.SidecarKey[:]...), FirstEpoch: b.FirstEpoch, Signature: append([]byte(nil), b.Signature[:]...),
+		SidecarSignature: append([]byte(nil), b.SidecarSignature[:]...)}
 }
 
 // ToClose converts a wire close without verifying it. Each entry's request

@@ -382,16 +382,18 @@ func (x *SyncBatch) GetQcs() []*QuorumCertificate {
 // SidecarBinding is a validator's consensus key vouching for the sidecar key
 // that signs in the mesh on its behalf (SPEC §5a), signed offline with the
 // consensus key over sha256("tempo.fastpay.binding.v1" ‖ chain_id ‖
-// consensus_key ‖ sidecar_key ‖ first_epoch).
+// consensus_key ‖ sidecar_key ‖ first_epoch); the sidecar key signs the same
+// digest (its consent: nobody can bind another validator's sidecar key).
 type SidecarBinding struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ChainId       uint64                 `protobuf:"varint,1,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
-	ConsensusKey  []byte                 `protobuf:"bytes,2,opt,name=consensus_key,json=consensusKey,proto3" json:"consensus_key,omitempty"`
-	SidecarKey    []byte                 `protobuf:"bytes,3,opt,name=sidecar_key,json=sidecarKey,proto3" json:"sidecar_key,omitempty"`
-	FirstEpoch    uint64                 `protobuf:"varint,4,opt,name=first_epoch,json=firstEpoch,proto3" json:"first_epoch,omitempty"`
-	Signature     []byte                 `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ChainId          uint64                 `protobuf:"varint,1,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
+	ConsensusKey     []byte                 `protobuf:"bytes,2,opt,name=consensus_key,json=consensusKey,proto3" json:"consensus_key,omitempty"`
+	SidecarKey       []byte                 `protobuf:"bytes,3,opt,name=sidecar_key,json=sidecarKey,proto3" json:"sidecar_key,omitempty"`
+	FirstEpoch       uint64                 `protobuf:"varint,4,opt,name=first_epoch,json=firstEpoch,proto3" json:"first_epoch,omitempty"`
+	Signature        []byte                 `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	SidecarSignature []byte                 `protobuf:"bytes,6,opt,name=sidecar_signature,json=sidecarSignature,proto3" json:"sidecar_signature,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SidecarBinding) Reset() {
@@ -455,6 +457,13 @@ func (x *SidecarBinding) GetFirstEpoch() uint64 {
 func (x *SidecarBinding) GetSignature() []byte {
 	if x != nil {
 		return x.Signature
+	}
+	return nil
+}
+
+func (x *SidecarBinding) GetSidecarSignature() []byte {
+	if x != nil {
+		return x.SidecarSignature
 	}
 	return nil
 }
@@ -635,7 +644,7 @@ const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
 	"\tSyncBatch\x128\n" +
 	"\x03txs\x18\x01 \x03(\v2&.tempo.fastpay.v1.SubmitFastPayRequestR\x03txs\x12<\n" +
 	"\x05certs\x18\x02 \x03(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x05certs\x125\n" +
-	"\x03qcs\x18\x03 \x03(\v2#.tempo.fastpay.v1.QuorumCertificateR\x03qcs\"\xb0\x01\n" +
+	"\x03qcs\x18\x03 \x03(\v2#.tempo.fastpay.v1.QuorumCertificateR\x03qcs\"\xdd\x01\n" +
 	"\x0eSidecarBinding\x12\x19\n" +
 	"\bchain_id\x18\x01 \x01(\x04R\achainId\x12#\n" +
 	"\rconsensus_key\x18\x02 \x01(\fR\fconsensusKey\x12\x1f\n" +
@@ -643,7 +652,8 @@ const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
 	"sidecarKey\x12\x1f\n" +
 	"\vfirst_epoch\x18\x04 \x01(\x04R\n" +
 	"firstEpoch\x12\x1c\n" +
-	"\tsignature\x18\x05 \x01(\fR\tsignature\"\xc3\x01\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\x12+\n" +
+	"\x11sidecar_signature\x18\x06 \x01(\fR\x10sidecarSignature\"\xc3\x01\n" +
 	"\n" +
 	"EpochClose\x12\x19\n" +
 	"\bchain_id\x18\x01 \x01(\x04R\achainId\x12\x14\n" +

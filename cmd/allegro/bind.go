@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,7 +19,7 @@ func init() {
 func runBind(_ context.Context, args []string, stdout io.Writer) error {
 	fs := app.Flags("bind", "--consensus-key FILE --sidecar-key FILE --chain-id N --first-epoch E --out FILE")
 	consensusFile := fs.String("consensus-key", "", "the validator's ed25519 consensus key file (read only to sign; run this on the machine that keeps it)")
-	sidecarFile := fs.String("sidecar-key", "", "the sidecar's key file (only its public key is read)")
+	sidecarFile := fs.String("sidecar-key", "", "the sidecar's key file (it signs too: the sidecar key's consent to the binding)")
 	chainID := fs.Uint64("chain-id", 0, "chain id (Tempo mainnet 4217, testnet 42431, dev 1337)")
 	firstEpoch := fs.Uint64("first-epoch", 0, "first mesh epoch the binding is valid in: at least the current epoch + 2, or 0 for a network's first committee (bindings given to sidecars as files)")
 	out := fs.String("out", "binding.toml", "binding file to create (never overwritten)")
@@ -45,11 +44,7 @@ func runBind(_ context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sidecarID, err := qc.ValidatorIDFromBytes(sidecarKey.Public().(ed25519.PublicKey))
-	if err != nil {
-		return err
-	}
-	b, err := qc.SignBinding(consensus, *chainID, sidecarID, *firstEpoch)
+	b, err := qc.SignBinding(consensus, sidecarKey, *chainID, *firstEpoch)
 	if err != nil {
 		return err
 	}
