@@ -116,9 +116,15 @@ func creditKey(txHash qc.Hash) []byte {
 
 // RecordSignature durably records that this validator signed cert: the
 // contention key's guard (with the certificate, which also carries the debit),
-// the nonce cursor and, when not empty, the signed request (its encoded
+// the nonce cursor (unless resign: the same transaction signed again in a
+// later epoch leaves the cursor where later signatures put it) and, when
+// not empty, the signed request (its encoded
 // SubmitFastPayRequest) and the reserved fee. It returns only after fsync.
 func (s *Store) RecordSignature(cert *qc.Certificate, request, fee []byte) error {
+	return s.recordSignature(cert, request, fee, false)
+}
+
+func (s *Store) recordSignature(cert *qc.Certificate, request, fee []byte, resign bool) error {
 	value, err := proto.Marshal(fastpayv1.NewValidatorCertificate(cert))
 	if err != nil {
 		return fmt.Errorf("encode certificate: %w", err)
@@ -129,8 +135,10 @@ func (s *Store) RecordSignature(cert *qc.Certificate, request, fee []byte) error
 	if err := b.Set(guardKey(k), value, nil); err != nil {
 		return err
 	}
-	if err := b.Set(cursorKey(k.Sender, k.NonceKey), binary.BigEndian.AppendUint64(nil, k.NonceSeq), nil); err != nil {
-		return err
+	if !resign {
+		if err := b.Set(cursorKey(k.Sender, k.NonceKey), binary.BigEndian.AppendUint64(nil, k.NonceSeq), nil); err != nil {
+			return err
+		}
 	}
 	if len(request) > 0 {
 		if err := b.Set(signedRequestKey(k), request, nil); err != nil {

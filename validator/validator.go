@@ -239,7 +239,9 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 	if v.stopped() {
 		// What it signed before the stop it still hands out.
 		if tx, ok := v.SignedTx(p.Effects.ContentionKey()); ok && tx == p.TxHash {
-			return v.ownCertificate(p.Effects.ContentionKey())
+			if cert, err := v.ownCertificate(p.Effects.ContentionKey()); !errors.Is(err, errEarlierEpoch) {
+				return cert, err
+			}
 		}
 		return qc.Certificate{}, v.stoppedReject()
 	}
@@ -282,12 +284,19 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 	entry, signed := v.guard[key]
 	certifiedTx, certified := v.certifiedKeys[key]
 	v.mu.Unlock()
+	resign := false
 	if signed {
-		if entry.txHash == p.TxHash {
-			return v.ownCertificate(key)
+		if entry.txHash != p.TxHash {
+			return qc.Certificate{}, reject(fastpayv1.RejectCode_EQUIVOCATION, nil,
+				"this validator already signed tx %s for sender %s nonce_key %x nonce_seq %d", entry.txHash, common.Address(sender), key.NonceKey[:], key.NonceSeq)
 		}
-		return qc.Certificate{}, reject(fastpayv1.RejectCode_EQUIVOCATION, nil,
-			"this validator already signed tx %s for sender %s nonce_key %x nonce_seq %d", entry.txHash, common.Address(sender), key.NonceKey[:], key.NonceSeq)
+		cert, err := v.ownCertificate(key)
+		if !errors.Is(err, errEarlierEpoch) {
+			return cert, err
+		}
+		// Signed in an earlier epoch and still unsettled: the same
+		// transaction is signed again in this one, as the handover allows.
+		resign = true
 	}
 	// The previous epoch's guards, as its closes listed them.
 	if h := v.handover.Load(); h != nil {
@@ -298,6 +307,9 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 		case err != nil:
 			return qc.Certificate{}, reject(fastpayv1.RejectCode_EQUIVOCATION, err, "sender %s nonce_key %x nonce_seq %d", common.Address(sender), key.NonceKey[:], key.NonceSeq)
 		}
+	}
+	if resign {
+		return v.resign(p, entry)
 	}
 
 	// Step 4: nonce.
@@ -419,7 +431,39 @@ func (v *Validator) ownCertificate(key qc.ContentionKey) (qc.Certificate, error)
 	if err != nil {
 		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "decode stored certificate")
 	}
+	if v.committee.VerifyCertificate(&cert) != nil {
+		return cert, fmt.Errorf("%w: %s", errEarlierEpoch, key)
+	}
 	v.ownCerts.Add(key, cert)
+	return cert, nil
+}
+
+// errEarlierEpoch: the stored certificate of a key was signed in an earlier
+// epoch (its signature is not of this committee's domain).
+var errEarlierEpoch = errors.New("validator: the stored certificate is of an earlier epoch")
+
+// resign signs again, in this epoch, a transaction this validator signed in
+// an earlier one (its guard stays; the certificate stored is the new one).
+func (v *Validator) resign(p *Payment, entry guardEntry) (qc.Certificate, error) {
+	v.stopMu.RLock()
+	defer v.stopMu.RUnlock()
+	if v.epochStopped {
+		return qc.Certificate{}, v.stoppedReject()
+	}
+	cert := v.signer.Sign(p.TxHash, p.Effects, uint64(v.now().UnixMilli()))
+	request, err := proto.Marshal(p.Request)
+	if err != nil {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "encode request")
+	}
+	var fee []byte
+	if entry.fee != nil {
+		fee = entry.fee.encode()
+	}
+	if err := v.store.recordSignature(&cert, request, fee, true); err != nil {
+		v.log.Error("cannot persist signing decision; refusing to release certificate", "tx", p.TxHash, "err", err)
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "persist decision")
+	}
+	v.ownCerts.Add(p.Effects.ContentionKey(), cert)
 	return cert, nil
 }
 
@@ -812,6 +856,10 @@ func (v *Validator) SignedBefore(cert *qc.Certificate) bool {
 type SignedRequest struct {
 	Cert    qc.Certificate
 	Request *fastpayv1.SubmitFastPayRequest
+	// Earlier is set when Cert was signed in an earlier epoch: the
+	// transaction must be signed again (Submit) before it is announced with
+	// this epoch's certificate.
+	Earlier bool
 }
 
 // UncertifiedSigned returns every unsettled transaction this validator
@@ -837,10 +885,11 @@ func (v *Validator) UncertifiedSigned() ([]SignedRequest, error) {
 			continue
 		}
 		cert, err := v.ownCertificate(k)
-		if err != nil {
+		earlier := errors.Is(err, errEarlierEpoch)
+		if err != nil && !earlier {
 			return out, err
 		}
-		out = append(out, SignedRequest{Cert: cert, Request: req})
+		out = append(out, SignedRequest{Cert: cert, Request: req, Earlier: earlier})
 	}
 	return out, nil
 }
