@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -51,6 +52,10 @@ const (
 	// objects, so light clients and parents could be fed forgeries
 	// (§7.1, §7.4).
 	KindHonestServedInvalid = "honest_served_invalid"
+	// KindUnverifiableQC: an honest sidecar or a light client holds a QC of
+	// an epoch the history has no committee for, so whether it conflicts
+	// with another QC (§7.1) or verifies (§7.4) cannot be decided.
+	KindUnverifiableQC = "unverifiable_qc"
 	// KindBadHistory: the history cannot be checked (no valid committee).
 	KindBadHistory = "bad_history"
 )
@@ -59,7 +64,7 @@ const (
 var invariantOf = map[string]string{
 	KindConflictingQC: "§7.1", KindHonestDoubleSign: "§7.2", KindOverdraft: "§7.3", KindFeeUncovered: "§7.3/§4", KindInsideMargin: "§4",
 	KindLightClientInvalidQC: "§7.4", KindQCWithoutQuorum: "§7.5", KindNotCompleted: "§7.5",
-	KindNotSettled: "§7.5", KindHonestServedInvalid: "§7.1/§7.4", KindBadHistory: "-",
+	KindNotSettled: "§7.5", KindHonestServedInvalid: "§7.1/§7.4", KindUnverifiableQC: "§7.1/§7.4", KindBadHistory: "-",
 }
 
 // DefaultClockTolerance is the default CheckOptions.ClockTolerance.
@@ -114,19 +119,12 @@ func CheckWith(h *History, run *Run, opts CheckOptions) *Report {
 		c.violate(Violation{Kind: KindBadHistory, Message: "no history"})
 		return c.finish()
 	}
-	committee, err := h.QCommittee()
+	committees, err := h.QCommittees()
 	if err != nil {
 		c.violate(Violation{Kind: KindBadHistory, Message: err.Error()})
 		return c.finish()
 	}
-	c.committee = committee
-	c.r.Committee = CommitteeSummary{ChainID: h.Committee.ChainID, Epoch: h.Committee.Epoch,
-		N: committee.N(), F: committee.F(), Quorum: committee.Quorum()}
-	for _, m := range h.Committee.Members {
-		if !m.Honest {
-			c.r.Committee.Byzantine = append(c.r.Committee.Byzantine, m.Name)
-		}
-	}
+	c.setCommittees(committees)
 	c.txs = make(map[qc.Hash]*TxRecord, len(h.Txs))
 	for i := range h.Txs {
 		c.txs[h.Txs[i].TxHash] = &h.Txs[i]
@@ -152,20 +150,24 @@ func CheckWith(h *History, run *Run, opts CheckOptions) *Report {
 }
 
 type checker struct {
-	h         *History
-	run       *Run
-	opts      CheckOptions
-	r         *Report
-	committee *qc.Committee
+	h    *History
+	run  *Run
+	opts CheckOptions
+	r    *Report
+	// committees of every epoch of the history
+	committees *Committees
+	// members of every epoch by key and by seat
+	byID, bySeat map[qc.ValidatorID][]MemberInfo
 
 	honestSource map[string]bool
-	// valid certificates per (signer, contention key) per (tx, effects)
+	// valid certificates per (seat, contention key) per (tx, effects),
+	// over every epoch: a validator signs one transaction per key, ever
 	signed map[signerKey]map[txEffects]*signedEntry
 	// contention key of each transaction, from valid certificates
 	txKey map[qc.Hash]qc.ContentionKey
-	// honest sources that reported verified evidence per (signer, key)
+	// honest sources that reported verified evidence per (seat, key)
 	detected map[signerKey][]string
-	// valid QCs per (tx, effects)
+	// valid QCs per (tx, effects), of every epoch
 	valid map[txEffects]*validQC
 	// valid QCs per transaction
 	certified map[qc.Hash]*validQC
@@ -177,6 +179,8 @@ type checker struct {
 	txs map[qc.Hash]*TxRecord
 }
 
+// signerKey is a seat (a committee file's member key, or a consensus key)
+// and a contention key.
 type signerKey struct {
 	signer qc.ValidatorID
 	key    qc.ContentionKey
@@ -187,11 +191,22 @@ type txEffects struct{ tx, effects qc.Hash }
 type signedEntry struct {
 	cert   qc.Certificate
 	seenBy []string
+	epochs []uint64 // the epochs it was signed in, ascending
 }
 
 type validQC struct {
 	qc     *qc.QC
 	seenBy []string
+	epochs []uint64 // the epochs it was certified in, ascending
+}
+
+// addEpoch adds e to a sorted set of epochs.
+func addEpoch(list []uint64, e uint64) []uint64 {
+	i, found := slices.BinarySearch(list, e)
+	if found {
+		return list
+	}
+	return slices.Insert(list, i, e)
 }
 
 func (c *checker) violate(v Violation) {
@@ -205,23 +220,74 @@ func (c *checker) note(format string, args ...any) {
 	c.r.Notes = append(c.r.Notes, fmt.Sprintf(format, args...))
 }
 
-// name returns the committee name of id, or a short hex form.
-func (c *checker) name(id qc.ValidatorID) string {
-	if c.committee != nil {
-		if m, ok := c.committee.Member(id); ok {
-			return m.Name
+// setCommittees records the committees of every epoch and their members,
+// and summarises them in the report.
+func (c *checker) setCommittees(committees *Committees) {
+	c.committees = committees
+	c.byID = make(map[qc.ValidatorID][]MemberInfo)
+	c.bySeat = make(map[qc.ValidatorID][]MemberInfo)
+	for _, info := range c.h.CommitteeInfos() {
+		for _, m := range info.Members {
+			c.byID[m.ID] = append(c.byID[m.ID], m)
+			c.bySeat[m.SeatOrID()] = append(c.bySeat[m.SeatOrID()], m)
 		}
+	}
+	first, _ := committees.Epoch(c.h.Committee.Epoch)
+	c.r.Committee = CommitteeSummary{ChainID: c.h.Committee.ChainID, Epoch: c.h.Committee.Epoch,
+		N: first.N(), F: first.F(), Quorum: first.Quorum()}
+	if len(committees.List()) > 1 {
+		for _, com := range committees.List() {
+			c.r.Committee.Epochs = append(c.r.Committee.Epochs, EpochSummary{Epoch: com.Domain().Epoch, N: com.N(), F: com.F(), Quorum: com.Quorum()})
+		}
+	}
+	for _, info := range c.h.CommitteeInfos() {
+		for _, m := range info.Members {
+			if !m.Honest && !slices.Contains(c.r.Committee.Byzantine, m.Name) {
+				c.r.Committee.Byzantine = append(c.r.Committee.Byzantine, m.Name)
+			}
+		}
+	}
+}
+
+// name returns the committee name of a member key, or a short hex form.
+func (c *checker) name(id qc.ValidatorID) string {
+	if ms := c.byID[id]; len(ms) > 0 {
+		return ms[0].Name
 	}
 	return "non-member " + id.String()
 }
 
-func (c *checker) honest(id qc.ValidatorID) bool {
-	for _, m := range c.h.Committee.Members {
-		if m.ID == id {
-			return m.Honest
+// seatName names a seat: by its own member's name when it signs with its
+// own key, else by the names of the keys that sign for it.
+func (c *checker) seatName(seat qc.ValidatorID) string {
+	if ms := c.byID[seat]; len(ms) > 0 && ms[0].SeatOrID() == seat {
+		return ms[0].Name
+	}
+	var names []string
+	for _, m := range c.bySeat[seat] {
+		names = addName(names, m.Name)
+	}
+	if len(names) == 0 {
+		return "non-member " + seat.String()
+	}
+	return "seat " + seat.String() + " (" + strings.Join(names, "+") + ")"
+}
+
+// honest reports whether member key id was run honestly in every epoch it
+// is a member of (false for a non-member).
+func (c *checker) honest(id qc.ValidatorID) bool { return allHonest(c.byID[id]) }
+
+// honestSeat reports whether every key that signs for seat was run
+// honestly.
+func (c *checker) honestSeat(seat qc.ValidatorID) bool { return allHonest(c.bySeat[seat]) }
+
+func allHonest(ms []MemberInfo) bool {
+	for _, m := range ms {
+		if !m.Honest {
+			return false
 		}
 	}
-	return false
+	return len(ms) > 0
 }
 
 // honestSources filters names down to honest sidecars.
@@ -246,9 +312,11 @@ func (c *checker) sources() {
 	}
 	// Histories built by hand may name sidecars without sources: members'
 	// names then say who is honest.
-	for _, m := range c.h.Committee.Members {
-		if !kinds[m.Name] && m.Honest {
-			c.honestSource[m.Name] = true
+	for _, info := range c.h.CommitteeInfos() {
+		for _, m := range info.Members {
+			if !kinds[m.Name] && allHonest(c.byID[m.ID]) {
+				c.honestSource[m.Name] = true
+			}
 		}
 	}
 	for _, s := range c.h.Sources {

@@ -30,8 +30,8 @@ const maxResponseBytes = 256 << 20
 // (GET /api/v1/evidence), and for every transaction found or listed in
 // cfg.TxHashes its status (GET /api/v1/tx/{hash}/status) and QC; it adds
 // the QCs light clients accepted, the initial balances (of the token and of
-// fee tokens), the committee file's settlement margin and, with a ChainRPC,
-// the senders' chain nonces.
+// fee tokens), the committee file's settlement margin, the committees of
+// every epoch and, with a ChainRPC, the senders' chain nonces.
 //
 // An unreachable sidecar is recorded in the History's sources and skipped.
 // Collect returns an error for a bad configuration or committee file; when
@@ -49,6 +49,9 @@ func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
 	committee, err := cf.Committee()
 	if err != nil {
 		return nil, fmt.Errorf("safety: collect: committee file %s: %w", cfg.CommitteeFile, err)
+	}
+	if _, err := NewCommittees(append([]*qc.Committee{committee}, cfg.Epochs...)...); err != nil {
+		return nil, fmt.Errorf("safety: collect: committee file %s and CollectConfig.Epochs: %w", cfg.CommitteeFile, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -70,7 +73,13 @@ func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
 	}
 	wg.Wait()
 
-	h := NewHistory(committeeInfo(cf, committee, cfg.Sidecars, boards), cfg.Token)
+	dishonest := dishonestMembers(append([]*qc.Committee{committee}, cfg.Epochs...), cfg.Sidecars, boards)
+	info := committeeInfo(committee, dishonest)
+	info.SettlementMargin = cf.Margin()
+	h := NewHistory(info, cfg.Token)
+	for _, e := range cfg.Epochs {
+		h.Epochs = append(h.Epochs, committeeInfo(e, dishonest))
+	}
 	for i, b := range boards {
 		name := cfg.Sidecars[i].Name
 		for _, cert := range b.certs {
@@ -209,28 +218,37 @@ func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
 	return h, nil
 }
 
-// committeeInfo builds the history's committee. A member is honest unless
-// a sidecar marked not honest is that member: matched by the id its API
-// reported, or else by name. Members without a listed sidecar count as
-// honest, so their double-signs are violations.
-func committeeInfo(cf *committee.File, committee *qc.Committee, sidecars []Sidecar, boards []*boardResult) CommitteeInfo {
-	info := CommitteeInfo{ChainID: cf.ChainID, Epoch: cf.Epoch, SettlementMargin: cf.Margin()}
+// dishonestMembers returns the member keys run as not honest: those of the
+// sidecars marked not honest, matched by the id each sidecar's API
+// reported, or else by name in any epoch's committee. Members without a
+// listed sidecar count as honest, so their double-signs are violations.
+func dishonestMembers(committees []*qc.Committee, sidecars []Sidecar, boards []*boardResult) map[qc.ValidatorID]bool {
 	dishonest := make(map[qc.ValidatorID]bool)
-	byName := make(map[string]qc.ValidatorID)
-	for _, m := range committee.Members() {
-		byName[m.Name] = m.ID
-	}
 	for i, s := range sidecars {
-		id := boards[i].src.ID
-		if id == (qc.ValidatorID{}) {
-			id = byName[s.Name]
+		if s.Honest {
+			continue
 		}
-		if !s.Honest {
+		if id := boards[i].src.ID; id != (qc.ValidatorID{}) {
 			dishonest[id] = true
+			continue
+		}
+		for _, c := range committees {
+			for _, m := range c.Members() {
+				if m.Name == s.Name {
+					dishonest[m.ID] = true
+				}
+			}
 		}
 	}
-	for _, m := range committee.Members() {
-		info.Members = append(info.Members, MemberInfo{Name: m.Name, ID: m.ID, Honest: !dishonest[m.ID]})
+	return dishonest
+}
+
+// committeeInfo describes committee c for the history, marking the
+// dishonest member keys.
+func committeeInfo(c *qc.Committee, dishonest map[qc.ValidatorID]bool) CommitteeInfo {
+	info := NewCommitteeInfo(c)
+	for i := range info.Members {
+		info.Members[i].Honest = !dishonest[info.Members[i].ID]
 	}
 	return info
 }
@@ -515,6 +533,23 @@ func (c *collector) lookupTx(ctx context.Context, sc Sidecar, b *boardResult, tx
 	}
 }
 
+// qcOfJSON decodes a QC of the API's JSON form, from its protobuf bytes
+// when given: only they carry the QC's epoch.
+func qcOfJSON(j *apiserver.JSONQC, field string) (*qc.QC, error) {
+	if j.ProtoHex == "" {
+		return j.ToQC(field)
+	}
+	pq, err := j.ToProto(field)
+	if err != nil {
+		return nil, err
+	}
+	q, err := pq.ToQC()
+	if err != nil {
+		return nil, fmt.Errorf("%s.proto_hex: %w", field, err)
+	}
+	return q, nil
+}
+
 // txBulletin reads GET /api/v1/bulletin?tx= : the transaction's certificates
 // and QC.
 func (c *collector) txBulletin(ctx context.Context, sc Sidecar, b *boardResult, tx qc.Hash) ([]qc.Certificate, *qc.QC) {
@@ -543,7 +578,7 @@ func (c *collector) txBulletin(ctx context.Context, sc Sidecar, b *boardResult, 
 			if q != nil {
 				break
 			}
-			got, err := resp.QCs[i].ToQC(fmt.Sprintf("bulletin.qcs[%d]", i))
+			got, err := qcOfJSON(&resp.QCs[i], fmt.Sprintf("bulletin.qcs[%d]", i))
 			if err != nil {
 				b.src.addError(fmt.Errorf("tx %s: %w", tx, err))
 				continue

@@ -7,4 +7,6 @@
 // re-checked offline. Check verifies the History, and optionally the Run the
 // load driver recorded, against the safety invariants and returns a Report:
 // violations, payment counts and time-to-QC percentiles per fault phase.
+// A run may span several epochs (Committees): every object is verified
+// against its own epoch's committee, and the invariants hold across epochs.
 package safety

@@ -7,10 +7,14 @@ import (
 )
 
 // SPEC §7.2: no honest validator signs two different transactions (or
-// effects) for one contention key, across crashes and restarts. Signatures
-// are gathered from lone certificates, evidence and the certificates inside
-// QCs. A Byzantine validator's double-sign breaks nothing: it is listed as a
-// finding, with the honest sidecars that reported evidence of it.
+// effects) for one contention key, across crashes and restarts, and across
+// epochs (SPEC §4: one transaction per key, ever; members in two
+// committees keep their guards). A validator is a seat: a committee file's
+// member key, or a consensus key with every sidecar key bound to it.
+// Signatures are gathered from lone certificates, evidence and the
+// certificates inside QCs. A Byzantine validator's double-sign breaks
+// nothing: it is listed as a finding, with the honest sidecars that
+// reported evidence of it.
 
 func (c *checker) doubleSigns() {
 	keys := make([]signerKey, 0, len(c.signed))
@@ -24,18 +28,34 @@ func (c *checker) doubleSigns() {
 		m := c.signed[k]
 		var txs []string
 		var seen []string
+		var inEpochs []uint64
+		multi := len(c.committees.List()) > 1
 		for te, e := range m {
-			txs = append(txs, te.tx.Hex()+"/effects "+te.effects.Hex())
+			tx := te.tx.Hex() + "/effects " + te.effects.Hex()
+			if multi {
+				tx += " (epoch " + epochList(e.epochs) + ")"
+			}
+			txs = append(txs, tx)
 			for _, s := range e.seenBy {
 				seen = addName(seen, s)
 			}
+			for _, ep := range e.epochs {
+				inEpochs = addEpoch(inEpochs, ep)
+			}
 		}
 		sort.Strings(txs)
-		name := c.name(k.signer)
-		if c.honest(k.signer) {
-			c.violate(Violation{Kind: KindHonestDoubleSign,
+		name := c.seatName(k.signer)
+		if c.honestSeat(k.signer) {
+			v := Violation{Kind: KindHonestDoubleSign,
 				Message:  fmt.Sprintf("honest validator %s signed %d different transactions for contention key %s", name, len(m), k.key),
-				TxHashes: txs, Validators: []string{name}, Key: k.key.String(), Sources: seen})
+				TxHashes: txs, Validators: []string{name}, Key: k.key.String(), Sources: seen}
+			if multi {
+				v.Epochs = inEpochs
+				if len(inEpochs) > 1 {
+					v.Message += " across epochs " + epochList(inEpochs)
+				}
+			}
+			c.violate(v)
 			continue
 		}
 		f := ByzantineFinding{Validator: name, Key: k.key.String(), Signed: txs, DetectedBy: c.detected[k]}

@@ -36,7 +36,13 @@ const maxSourceErrors = 20
 // a History is not safe for concurrent use.
 type History struct {
 	CollectedAt time.Time
-	Committee   CommitteeInfo
+	// Committee is the committee of the network's committee file, or of
+	// one epoch of a run that spanned several.
+	Committee CommitteeInfo
+	// Epochs are the committees of the run's other epochs (SPEC §5a), each
+	// of Committee's chain and its own epoch; empty for a run within one
+	// epoch. Their SettlementMargin is not used (it is Committee's).
+	Epochs []CommitteeInfo
 	// Token is the asset InitialBalances are denominated in.
 	Token           qc.Address
 	Sources         []Source
@@ -57,11 +63,16 @@ type History struct {
 	idx *historyIndex
 }
 
-// CommitteeInfo is the committee a History is checked against.
+// CommitteeInfo is one epoch's committee a History is checked against.
 type CommitteeInfo struct {
 	ChainID uint64
 	Epoch   uint64
 	Members []MemberInfo
+	// Seats are the committee's votes (consensus keys) when members sign
+	// for seats other than their own keys, as in a committee derived from
+	// the chain; empty when every member is its own seat (a committee
+	// file's).
+	Seats []qc.ValidatorID
 	// SettlementMargin is the network's settlement margin (the committee
 	// file's settlement_margin, its default when unset): validators
 	// certify a 0x76 transaction only while its valid_before is at least
@@ -71,11 +82,23 @@ type CommitteeInfo struct {
 	SettlementMargin time.Duration
 }
 
-// MemberInfo is one committee member and whether it was run honestly.
+// MemberInfo is one committee member (a signing key) and whether it was
+// run honestly.
 type MemberInfo struct {
-	Name   string
-	ID     qc.ValidatorID
+	Name string
+	ID   qc.ValidatorID
+	// Seat is the consensus key the member signs for; zero when it is its
+	// own seat.
+	Seat   qc.ValidatorID
 	Honest bool
+}
+
+// SeatOrID returns the member's seat, which is its ID unless set.
+func (m MemberInfo) SeatOrID() qc.ValidatorID {
+	if m.Seat == (qc.ValidatorID{}) {
+		return m.ID
+	}
+	return m.Seat
 }
 
 // Source is one place data was gathered from, with what it gave.
@@ -146,17 +169,62 @@ func NewHistory(committee CommitteeInfo, token qc.Address) *History {
 	return &History{CollectedAt: time.Now().UTC(), Committee: committee, Token: token}
 }
 
-// QCommittee builds the protocol committee of h.
+// QCommittee builds the protocol committee of h.Committee.
 func (h *History) QCommittee() (*qc.Committee, error) {
-	members := make([]qc.Member, len(h.Committee.Members))
-	for i, m := range h.Committee.Members {
-		members[i] = qc.Member{Name: m.Name, ID: m.ID}
-	}
-	c, err := qc.NewCommittee(qc.Domain{ChainID: h.Committee.ChainID, Epoch: h.Committee.Epoch}, members)
+	c, err := h.Committee.QCommittee()
 	if err != nil {
 		return nil, fmt.Errorf("safety: history committee: %w", err)
 	}
 	return c, nil
+}
+
+// CommitteeInfos returns h.Committee followed by h.Epochs.
+func (h *History) CommitteeInfos() []CommitteeInfo {
+	return append([]CommitteeInfo{h.Committee}, h.Epochs...)
+}
+
+// QCommittees builds the protocol committees of every epoch of h.
+func (h *History) QCommittees() (*Committees, error) {
+	infos := h.CommitteeInfos()
+	cs := make([]*qc.Committee, len(infos))
+	for i, info := range infos {
+		c, err := info.QCommittee()
+		if err != nil {
+			return nil, fmt.Errorf("safety: history committee of epoch %d: %w", info.Epoch, err)
+		}
+		cs[i] = c
+	}
+	s, err := NewCommittees(cs...)
+	if err != nil {
+		return nil, fmt.Errorf("safety: history: %w", err)
+	}
+	return s, nil
+}
+
+// QCommittee builds the protocol committee c describes.
+func (c CommitteeInfo) QCommittee() (*qc.Committee, error) {
+	members := make([]qc.Member, len(c.Members))
+	for i, m := range c.Members {
+		members[i] = qc.Member{Name: m.Name, ID: m.ID, Seat: m.Seat}
+	}
+	domain := qc.Domain{ChainID: c.ChainID, Epoch: c.Epoch}
+	if len(c.Seats) == 0 {
+		return qc.NewCommittee(domain, members)
+	}
+	return qc.NewSeatedCommittee(domain, c.Seats, members)
+}
+
+// NewCommitteeInfo describes committee c with every member honest.
+func NewCommitteeInfo(c *qc.Committee) CommitteeInfo {
+	d := c.Domain()
+	info := CommitteeInfo{ChainID: d.ChainID, Epoch: d.Epoch}
+	for _, m := range c.Members() {
+		info.Members = append(info.Members, MemberInfo{Name: m.Name, ID: m.ID, Seat: m.Seat, Honest: true})
+	}
+	if c.Seated() {
+		info.Seats = slices.Clone(c.Seats())
+	}
+	return info
 }
 
 type certKey struct {
@@ -326,6 +394,25 @@ func (h *History) Merge(o *History) error {
 	if !sameCommittee(h.Committee, o.Committee) {
 		return fmt.Errorf("safety: merge: histories are for different committees")
 	}
+	// Committees of other epochs join (one per epoch; a different one for
+	// an epoch already known is an error, checked before anything merges).
+	var epochs []CommitteeInfo
+	for _, oc := range o.Epochs {
+		known := false
+		for _, hc := range h.CommitteeInfos() {
+			if hc.Epoch != oc.Epoch {
+				continue
+			}
+			if !sameCommittee(hc, oc) {
+				return fmt.Errorf("safety: merge: histories have different committees of epoch %d", oc.Epoch)
+			}
+			known = true
+		}
+		if !known {
+			epochs = append(epochs, oc)
+		}
+	}
+	h.Epochs = append(h.Epochs, epochs...)
 	for _, s := range o.Sources {
 		h.AddSource(s)
 	}
@@ -409,7 +496,7 @@ func (h *History) initialBalance(account, token qc.Address) (*big.Int, bool) {
 }
 
 func sameCommittee(a, b CommitteeInfo) bool {
-	if a.ChainID != b.ChainID || a.Epoch != b.Epoch || len(a.Members) != len(b.Members) {
+	if a.ChainID != b.ChainID || a.Epoch != b.Epoch || len(a.Members) != len(b.Members) || !slices.Equal(a.Seats, b.Seats) {
 		return false
 	}
 	for i := range a.Members {

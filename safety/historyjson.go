@@ -16,13 +16,16 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 )
 
-// historyVersion is the version of the JSON form.
+// historyVersion is the version of the JSON form. Fields added since it
+// was fixed (the committees of other epochs, seats, the epochs QCs carry)
+// are optional, so files written before them read as before.
 const historyVersion = 1
 
 type historyJSON struct {
 	Version         int                  `json:"version"`
 	CollectedAt     time.Time            `json:"collected_at"`
 	Committee       committeeJSON        `json:"committee"`
+	Epochs          []committeeJSON      `json:"epochs,omitempty"`
 	Token           string               `json:"token"`
 	Sources         []sourceJSON         `json:"sources"`
 	Certificates    []certRecordJSON     `json:"certificates"`
@@ -41,6 +44,7 @@ type committeeJSON struct {
 	ChainID apiserver.U64 `json:"chain_id"`
 	Epoch   apiserver.U64 `json:"epoch"`
 	Members []memberJSON  `json:"members"`
+	Seats   []string      `json:"seats,omitempty"`
 	// SettlementMarginMillis is omitted when not recorded.
 	SettlementMarginMillis apiserver.U64 `json:"settlement_margin_ms,omitempty"`
 }
@@ -48,6 +52,7 @@ type committeeJSON struct {
 type memberJSON struct {
 	Name   string `json:"name"`
 	ID     string `json:"id"`
+	Seat   string `json:"seat,omitempty"`
 	Honest bool   `json:"honest"`
 }
 
@@ -74,8 +79,11 @@ type certRecordJSON struct {
 }
 
 type qcRecordJSON struct {
-	QC     apiserver.JSONQC `json:"qc"`
-	SeenBy []string         `json:"seen_by"`
+	QC apiserver.JSONQC `json:"qc"`
+	// Epoch is the epoch the QC carries (QuorumCertificate field 6), which
+	// the API's JSON form leaves out; omitted when not carried.
+	Epoch  apiserver.U64 `json:"epoch,omitempty"`
+	SeenBy []string      `json:"seen_by"`
 }
 
 type evidenceRecordJSON struct {
@@ -132,6 +140,46 @@ func parseFixed(dst []byte, s, field string) error {
 	return nil
 }
 
+func committeeToJSON(c CommitteeInfo) committeeJSON {
+	j := committeeJSON{ChainID: apiserver.U64(c.ChainID), Epoch: apiserver.U64(c.Epoch),
+		Members: make([]memberJSON, len(c.Members)), SettlementMarginMillis: apiserver.U64(c.SettlementMargin.Milliseconds())}
+	for i, m := range c.Members {
+		j.Members[i] = memberJSON{Name: m.Name, ID: m.ID.Hex(), Honest: m.Honest}
+		if m.Seat != (qc.ValidatorID{}) {
+			j.Members[i].Seat = m.Seat.Hex()
+		}
+	}
+	for _, seat := range c.Seats {
+		j.Seats = append(j.Seats, seat.Hex())
+	}
+	return j
+}
+
+func committeeFromJSON(j committeeJSON, field string) (CommitteeInfo, error) {
+	c := CommitteeInfo{ChainID: uint64(j.ChainID), Epoch: uint64(j.Epoch),
+		SettlementMargin: time.Duration(min(uint64(j.SettlementMarginMillis), math.MaxInt64/uint64(time.Millisecond))) * time.Millisecond}
+	for i, m := range j.Members {
+		mi := MemberInfo{Name: m.Name, Honest: m.Honest}
+		if err := parseFixed(mi.ID[:], m.ID, fmt.Sprintf("%s.members[%d].id", field, i)); err != nil {
+			return CommitteeInfo{}, err
+		}
+		if m.Seat != "" {
+			if err := parseFixed(mi.Seat[:], m.Seat, fmt.Sprintf("%s.members[%d].seat", field, i)); err != nil {
+				return CommitteeInfo{}, err
+			}
+		}
+		c.Members = append(c.Members, mi)
+	}
+	for i, seat := range j.Seats {
+		var id qc.ValidatorID
+		if err := parseFixed(id[:], seat, fmt.Sprintf("%s.seats[%d]", field, i)); err != nil {
+			return CommitteeInfo{}, err
+		}
+		c.Seats = append(c.Seats, id)
+	}
+	return c, nil
+}
+
 func orEmpty[T any](s []T) []T {
 	if s == nil {
 		return []T{}
@@ -143,15 +191,14 @@ func orEmpty[T any](s []T) []T {
 func (h *History) MarshalJSON() ([]byte, error) {
 	j := historyJSON{
 		Version: historyVersion, CollectedAt: h.CollectedAt, Token: hexOf(h.Token[:]),
-		Committee: committeeJSON{ChainID: apiserver.U64(h.Committee.ChainID), Epoch: apiserver.U64(h.Committee.Epoch),
-			Members: make([]memberJSON, len(h.Committee.Members)), SettlementMarginMillis: apiserver.U64(h.Committee.SettlementMargin.Milliseconds())},
-		Sources: make([]sourceJSON, len(h.Sources)), Certificates: make([]certRecordJSON, len(h.Certificates)),
+		Committee: committeeToJSON(h.Committee),
+		Sources:   make([]sourceJSON, len(h.Sources)), Certificates: make([]certRecordJSON, len(h.Certificates)),
 		QCs: make([]qcRecordJSON, len(h.QCs)), Evidence: make([]evidenceRecordJSON, len(h.Evidence)),
 		LightClientQCs: make([]lightClientQCJSON, len(h.LightClientQCs)), Txs: make([]txRecordJSON, len(h.Txs)),
 		InitialBalances: make(map[string]string, len(h.InitialBalances)),
 	}
-	for i, m := range h.Committee.Members {
-		j.Committee.Members[i] = memberJSON{Name: m.Name, ID: m.ID.Hex(), Honest: m.Honest}
+	for _, c := range h.Epochs {
+		j.Epochs = append(j.Epochs, committeeToJSON(c))
 	}
 	for i, s := range h.Sources {
 		sj := sourceJSON{Name: s.Name, Kind: s.Kind, URL: s.URL, Honest: s.Honest, Reachable: s.Reachable,
@@ -169,7 +216,7 @@ func (h *History) MarshalJSON() ([]byte, error) {
 	for i, r := range h.QCs {
 		jq := apiserver.NewJSONQC(r.QC)
 		jq.ProtoHex = "" // the JSON fields say it all
-		j.QCs[i] = qcRecordJSON{QC: jq, SeenBy: orEmpty(r.SeenBy)}
+		j.QCs[i] = qcRecordJSON{QC: jq, Epoch: apiserver.U64(r.QC.Epoch), SeenBy: orEmpty(r.SeenBy)}
 	}
 	for i := range h.Evidence {
 		r := &h.Evidence[i]
@@ -224,18 +271,20 @@ func (h *History) UnmarshalJSON(b []byte) error {
 	if j.Version != historyVersion {
 		return fmt.Errorf("history version %d is not supported (want %d)", j.Version, historyVersion)
 	}
-	out := History{CollectedAt: j.CollectedAt,
-		Committee: CommitteeInfo{ChainID: uint64(j.Committee.ChainID), Epoch: uint64(j.Committee.Epoch),
-			SettlementMargin: time.Duration(min(uint64(j.Committee.SettlementMarginMillis), math.MaxInt64/uint64(time.Millisecond))) * time.Millisecond}}
-	if err := parseFixed(out.Token[:], j.Token, "token"); err != nil {
+	committee, err := committeeFromJSON(j.Committee, "committee")
+	if err != nil {
 		return err
 	}
-	for i, m := range j.Committee.Members {
-		mi := MemberInfo{Name: m.Name, Honest: m.Honest}
-		if err := parseFixed(mi.ID[:], m.ID, fmt.Sprintf("committee.members[%d].id", i)); err != nil {
+	out := History{CollectedAt: j.CollectedAt, Committee: committee}
+	for i := range j.Epochs {
+		c, err := committeeFromJSON(j.Epochs[i], fmt.Sprintf("epochs[%d]", i))
+		if err != nil {
 			return err
 		}
-		out.Committee.Members = append(out.Committee.Members, mi)
+		out.Epochs = append(out.Epochs, c)
+	}
+	if err := parseFixed(out.Token[:], j.Token, "token"); err != nil {
+		return err
 	}
 	for i, s := range j.Sources {
 		src := Source{Name: s.Name, Kind: s.Kind, URL: s.URL, Honest: s.Honest, Reachable: s.Reachable,
@@ -260,6 +309,7 @@ func (h *History) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return err
 		}
+		q.Epoch = uint64(j.QCs[i].Epoch)
 		out.QCs = append(out.QCs, QCRecord{QC: q, SeenBy: j.QCs[i].SeenBy})
 	}
 	for i := range j.Evidence {

@@ -1,6 +1,7 @@
 package safety
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
@@ -9,8 +10,9 @@ import (
 )
 
 // SPEC §7.4: every QC a light client accepts verifies against the
-// committee. The QCs light clients accepted are decoded and verified here;
-// the valid ones join the certified set like any other.
+// committee of its epoch. The QCs light clients accepted are decoded and
+// verified here; the valid ones join the certified set like any other, and
+// one of an epoch without a committee cannot be vouched for.
 
 func (c *checker) lightClients() {
 	per := make(map[string]*LightClientStats)
@@ -24,9 +26,14 @@ func (c *checker) lightClients() {
 		}
 		s.Accepted++
 		q, err := decodeQC(l.Raw)
+		var com *qc.Committee
 		if err == nil {
-			err = c.committee.VerifyQC(q)
-			c.addQCSignatures(q, []string{l.Client}, err == nil)
+			com, err = c.committees.VerifyQC(q)
+			c.addQCSignatures(q, com, []string{l.Client})
+		}
+		if errors.Is(err, ErrUnknownEpoch) {
+			c.unverifiable(q, err, []string{l.Client}, []string{l.Client})
+			continue
 		}
 		if err != nil {
 			v := Violation{Kind: KindLightClientInvalidQC,
@@ -39,7 +46,7 @@ func (c *checker) lightClients() {
 			continue
 		}
 		s.Verified++
-		c.addValid(q, []string{l.Client})
+		c.addValid(q, com, []string{l.Client})
 	}
 	sort.Strings(order)
 	for _, name := range order {

@@ -115,7 +115,7 @@ func (c *checker) txEvidence() *txEvidence {
 		s.offer(at, by, payment)
 	}
 	for k, m := range c.signed {
-		if !c.honest(k.signer) {
+		if !c.honestSeat(k.signer) {
 			continue
 		}
 		for te, e := range m {
@@ -168,8 +168,10 @@ func (c *checker) phaseSides(ph *Phase) []map[string]bool {
 		return nil
 	}
 	members := make(map[string]bool, len(c.h.Committee.Members))
-	for _, m := range c.h.Committee.Members {
-		members[m.Name] = true
+	for _, info := range c.h.CommitteeInfos() {
+		for _, m := range info.Members {
+			members[m.Name] = true
+		}
 	}
 	bad := func(format string, args ...any) []map[string]bool {
 		c.violate(Violation{Kind: KindBadHistory, Message: fmt.Sprintf("phase %q: ", ph.Name) + fmt.Sprintf(format, args...) +
@@ -190,13 +192,27 @@ func (c *checker) phaseSides(ph *Phase) []map[string]bool {
 			on[n] = i
 			sides[i][n] = true
 		}
-		// A side that could gather a quorum by itself contradicts NoQuorum,
-		// and would explain a QC formed entirely inside the phase.
-		if q := c.committee.Quorum(); len(sides[i]) >= q {
-			return bad("side %d (%s) has %d members, a quorum (%d), in a phase without a quorum", i+1, strings.Join(side, "+"), len(side), q)
+		// A side that could gather a quorum of some epoch's committee by
+		// itself contradicts NoQuorum, and would explain a QC formed
+		// entirely inside the phase.
+		for _, com := range c.committees.List() {
+			if n, q := sideSeats(com, sides[i]), com.Quorum(); n >= q {
+				return bad("side %d (%s) has %d seats of epoch %d, a quorum (%d), in a phase without a quorum", i+1, strings.Join(side, "+"), n, com.Domain().Epoch, q)
+			}
 		}
 	}
 	return sides
+}
+
+// sideSeats counts the seats of com whose members are named on side.
+func sideSeats(com *qc.Committee, side map[string]bool) int {
+	seats := make(map[qc.ValidatorID]bool)
+	for _, m := range com.Members() {
+		if side[m.Name] {
+			seats[m.SeatOrID()] = true
+		}
+	}
+	return len(seats)
 }
 
 // noQuorumPhase judges every distinct valid QC against one no-quorum phase.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -21,6 +22,9 @@ type Violation struct {
 	Account    string   `json:"account,omitempty"`
 	Key        string   `json:"contention_key,omitempty"`
 	Sources    []string `json:"sources,omitempty"` // sidecars or light clients that served the evidence
+	// Epochs are the committee epochs of the QCs or certificates involved,
+	// when the history has committees of more than one epoch.
+	Epochs []uint64 `json:"epochs,omitempty"`
 }
 
 // Report is the outcome of Check.
@@ -46,14 +50,24 @@ type Report struct {
 	ClockTolerance time.Duration `json:"clock_tolerance_ns"`
 }
 
-// CommitteeSummary describes the committee checked against.
+// CommitteeSummary describes the committee checked against (the
+// history's Committee) and, for a run over several epochs, every epoch's.
 type CommitteeSummary struct {
-	ChainID   uint64   `json:"chain_id"`
-	Epoch     uint64   `json:"epoch"`
-	N         int      `json:"n"`
-	F         int      `json:"f"`
-	Quorum    int      `json:"quorum"`
-	Byzantine []string `json:"byzantine,omitempty"` // members run as not honest
+	ChainID   uint64         `json:"chain_id"`
+	Epoch     uint64         `json:"epoch"`
+	N         int            `json:"n"`
+	F         int            `json:"f"`
+	Quorum    int            `json:"quorum"`
+	Byzantine []string       `json:"byzantine,omitempty"` // members run as not honest
+	Epochs    []EpochSummary `json:"epochs,omitempty"`    // ascending; empty for one committee
+}
+
+// EpochSummary describes one epoch's committee.
+type EpochSummary struct {
+	Epoch  uint64 `json:"epoch"`
+	N      int    `json:"n"`
+	F      int    `json:"f"`
+	Quorum int    `json:"quorum"`
 }
 
 // InvariantResult says whether one SPEC §7 invariant held.
@@ -93,11 +107,17 @@ type CertStats struct {
 
 // QCStats counts distinct QCs.
 type QCStats struct {
-	Distinct       int `json:"distinct"`
-	Valid          int `json:"valid"`
-	Invalid        int `json:"invalid"`
+	Distinct int `json:"distinct"`
+	Valid    int `json:"valid"`
+	Invalid  int `json:"invalid"`
+	// UnknownEpoch counts QCs that carry an epoch the history has no
+	// committee for: neither valid nor invalid.
+	UnknownEpoch   int `json:"unknown_epoch,omitempty"`
 	Certified      int `json:"certified_txs"`   // transactions with a valid QC
 	ContentionKeys int `json:"contention_keys"` // keys with a valid QC
+	// ValidByEpoch counts valid QCs (from sidecars and light clients)
+	// per epoch, for a history with committees of several epochs.
+	ValidByEpoch map[uint64]int `json:"valid_by_epoch,omitempty"`
 }
 
 // EvidenceStats counts the equivocation evidence sidecars reported.
@@ -384,6 +404,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(c.Byzantine) > 0 {
 		ew.printf("; Byzantine on purpose: %s", strings.Join(c.Byzantine, ", "))
 	}
+	if len(c.Epochs) > 0 {
+		parts := make([]string, len(c.Epochs))
+		for i, e := range c.Epochs {
+			parts[i] = fmt.Sprintf("%d (%d validators, f=%d, quorum %d)", e.Epoch, e.N, e.F, e.Quorum)
+		}
+		ew.printf("\nepochs: %s", strings.Join(parts, ", "))
+	}
 	ew.printf("\n\n")
 
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
@@ -414,7 +441,20 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Certificates.InvalidBySigner) > 0 {
 		ew.printf(" (%s)", countsText(r.Certificates.InvalidBySigner))
 	}
-	ew.printf("\nQCs: %d distinct, %d valid, %d invalid; %d certified transactions\n", r.QCs.Distinct, r.QCs.Valid, r.QCs.Invalid, r.QCs.Certified)
+	ew.printf("\nQCs: %d distinct, %d valid, %d invalid", r.QCs.Distinct, r.QCs.Valid, r.QCs.Invalid)
+	if r.QCs.UnknownEpoch > 0 {
+		ew.printf(", %d of an epoch without a committee", r.QCs.UnknownEpoch)
+	}
+	ew.printf("; %d certified transactions", r.QCs.Certified)
+	if len(r.QCs.ValidByEpoch) > 0 {
+		epochs := slices.Sorted(maps.Keys(r.QCs.ValidByEpoch))
+		parts := make([]string, len(epochs))
+		for i, e := range epochs {
+			parts[i] = fmt.Sprintf("epoch %d: %d", e, r.QCs.ValidByEpoch[e])
+		}
+		ew.printf(" (valid QCs by %s)", strings.Join(parts, ", "))
+	}
+	ew.printf("\n")
 	ew.printf("Evidence records: %d, %d valid", r.Evidence.Records, r.Evidence.Valid)
 	if len(r.Evidence.BySigner) > 0 {
 		ew.printf(" (against %s)", countsText(r.Evidence.BySigner))
@@ -501,6 +541,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 			if len(v.Sources) > 0 {
 				ew.printf("     seen by: %s\n", strings.Join(v.Sources, ", "))
+			}
+			if len(v.Epochs) > 0 {
+				ew.printf("     epochs: %s\n", epochList(v.Epochs))
 			}
 		}
 	}

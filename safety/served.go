@@ -1,20 +1,24 @@
 package safety
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/allegro-mesh/allegro/qc"
 )
 
 // Every certificate, evidence record and QC the sources served is verified
-// against the committee, and the valid ones are indexed for the rules.
-// Honest boards hold only verified objects, so an honest sidecar serving one
-// that does not verify breaks honest_served_invalid: light clients and
-// children's parents could be fed forgeries (§7.1, §7.4).
+// against the committee of its epoch, and the valid ones are indexed for
+// the rules. Honest boards hold only verified objects, so an honest sidecar
+// serving one that does not verify breaks honest_served_invalid: light
+// clients and children's parents could be fed forgeries (§7.1, §7.4).
 
-// addSigned records a verified certificate.
-func (c *checker) addSigned(cert qc.Certificate, seenBy []string) {
-	k := signerKey{cert.Signer, cert.Effects.ContentionKey()}
+// addSigned records a certificate verified in committee com, under its
+// signer's seat: a validator signs one transaction per contention key,
+// in every epoch together.
+func (c *checker) addSigned(cert qc.Certificate, com *qc.Committee, seenBy []string) {
+	seat, _ := com.SeatOf(cert.Signer)
+	k := signerKey{seat, cert.Effects.ContentionKey()}
 	m := c.signed[k]
 	if m == nil {
 		m = make(map[txEffects]*signedEntry)
@@ -26,6 +30,7 @@ func (c *checker) addSigned(cert qc.Certificate, seenBy []string) {
 		e = &signedEntry{cert: cert}
 		m[te] = e
 	}
+	e.epochs = addEpoch(e.epochs, com.Domain().Epoch)
 	for _, s := range seenBy {
 		e.seenBy = addName(e.seenBy, s)
 	}
@@ -42,7 +47,8 @@ func (c *checker) certificates() {
 	for i := range c.h.Certificates {
 		rec := &c.h.Certificates[i]
 		st.Distinct++
-		if err := c.committee.VerifyCertificate(&rec.Cert); err != nil {
+		com, err := c.committees.VerifyCertificate(&rec.Cert)
+		if err != nil {
 			st.Invalid++
 			st.InvalidBySigner[c.name(rec.Cert.Signer)]++
 			if hs := c.honestSources(rec.SeenBy); len(hs) > 0 {
@@ -54,7 +60,7 @@ func (c *checker) certificates() {
 			continue
 		}
 		st.Valid++
-		c.addSigned(rec.Cert, rec.SeenBy)
+		c.addSigned(rec.Cert, com, rec.SeenBy)
 	}
 }
 
@@ -66,7 +72,8 @@ func (c *checker) evidence() {
 		rec := &c.h.Evidence[i]
 		st.Records++
 		ev := &rec.Evidence
-		if err := c.committee.VerifyEquivocation(ev); err != nil {
+		first, second, err := c.committees.VerifyEquivocation(ev)
+		if err != nil {
 			st.Invalid++
 			if hs := c.honestSources(rec.ReportedBy); len(hs) > 0 {
 				c.violate(Violation{Kind: KindHonestServedInvalid,
@@ -79,17 +86,18 @@ func (c *checker) evidence() {
 		st.Valid++
 		st.BySigner[c.name(ev.Signer())]++
 		// Evidence certificates are signatures like any other.
-		c.addSigned(ev.First, rec.ReportedBy)
-		c.addSigned(ev.Second, rec.ReportedBy)
-		k := signerKey{ev.Signer(), ev.Key()}
+		c.addSigned(ev.First, first, rec.ReportedBy)
+		c.addSigned(ev.Second, second, rec.ReportedBy)
+		seat, _ := first.SeatOf(ev.Signer())
+		k := signerKey{seat, ev.Key()}
 		for _, s := range c.honestSources(rec.ReportedBy) {
 			c.detected[k] = addName(c.detected[k], s)
 		}
 	}
 }
 
-// addValid records a verified QC.
-func (c *checker) addValid(q *qc.QC, seenBy []string) {
+// addValid records a QC verified in committee com.
+func (c *checker) addValid(q *qc.QC, com *qc.Committee, seenBy []string) {
 	te := txEffects{q.TxHash, q.EffectsHash}
 	v := c.valid[te]
 	if v == nil {
@@ -102,12 +110,19 @@ func (c *checker) addValid(q *qc.QC, seenBy []string) {
 			c.txKey[q.TxHash] = q.Effects().ContentionKey()
 		}
 	}
+	v.epochs = addEpoch(v.epochs, com.Domain().Epoch)
 	for _, s := range seenBy {
 		v.seenBy = addName(v.seenBy, s)
 	}
 	if !c.distinctBy[q.Hash] {
 		c.distinctBy[q.Hash] = true
 		c.distinct = append(c.distinct, q)
+		if len(c.committees.List()) > 1 {
+			if c.r.QCs.ValidByEpoch == nil {
+				c.r.QCs.ValidByEpoch = make(map[uint64]int)
+			}
+			c.r.QCs.ValidByEpoch[com.Domain().Epoch]++
+		}
 	}
 }
 
@@ -119,9 +134,14 @@ func (c *checker) qcs() {
 	for i := range c.h.QCs {
 		rec := &c.h.QCs[i]
 		st.Distinct++
-		err := c.committee.VerifyQC(rec.QC)
-		c.addQCSignatures(rec.QC, rec.SeenBy, err == nil)
-		if err != nil {
+		com, err := c.committees.VerifyQC(rec.QC)
+		c.addQCSignatures(rec.QC, com, rec.SeenBy)
+		switch {
+		case errors.Is(err, ErrUnknownEpoch):
+			st.UnknownEpoch++
+			c.unverifiable(rec.QC, err, c.honestSources(rec.SeenBy), rec.SeenBy)
+			continue
+		case err != nil:
 			st.Invalid++
 			if hs := c.honestSources(rec.SeenBy); len(hs) > 0 {
 				c.violate(Violation{Kind: KindHonestServedInvalid,
@@ -131,20 +151,39 @@ func (c *checker) qcs() {
 			continue
 		}
 		st.Valid++
-		c.addValid(rec.QC, rec.SeenBy)
+		c.addValid(rec.QC, com, rec.SeenBy)
 	}
 }
 
+// unverifiable reports a QC of an epoch without a committee: a violation
+// when an honest sidecar or a light client (holders) holds it, since the
+// checker cannot vouch for it, else a note (a Byzantine sidecar may carry
+// any epoch).
+func (c *checker) unverifiable(q *qc.QC, err error, holders, seenBy []string) {
+	if len(holders) == 0 {
+		c.note("QC for tx %s served only by Byzantine source(s) %v is not checked: %v", q.TxHash, seenBy, err)
+		return
+	}
+	c.violate(Violation{Kind: KindUnverifiableQC,
+		Message:  fmt.Sprintf("cannot check a QC for tx %s held by %v (give the history the committee of its epoch): %v", q.TxHash, holders, err),
+		TxHashes: []string{q.TxHash.Hex()}, Sources: holders, Epochs: []uint64{q.Epoch}})
+}
+
 // addQCSignatures records the certificates inside a QC as signatures by
-// their signers: a QC proves a double-sign as well as a lone certificate.
-// verified says the whole QC verified (so every certificate does).
-func (c *checker) addQCSignatures(q *qc.QC, seenBy []string, verified bool) {
+// their signers' seats: a QC proves a double-sign as well as a lone
+// certificate. com is the committee the whole QC verified in (so every
+// certificate does), or nil: then each certificate is verified alone.
+func (c *checker) addQCSignatures(q *qc.QC, com *qc.Committee, seenBy []string) {
 	for i := range q.Certs {
 		cert := q.Certs[i]
-		if !verified && c.committee.VerifyCertificate(&cert) != nil {
-			continue
+		in := com
+		if in == nil {
+			var err error
+			if in, err = c.committees.VerifyCertificate(&cert); err != nil {
+				continue
+			}
 		}
-		c.addSigned(cert, seenBy)
+		c.addSigned(cert, in, seenBy)
 	}
 }
 

@@ -143,6 +143,11 @@ type CollectConfig struct {
 	// CommitteeFile is the network's committee file (committee.LoadFile
 	// format). Required.
 	CommitteeFile string
+	// Epochs are the committees of the run's other epochs (from the chain's
+	// validator set and the sidecars' bindings), each of the committee
+	// file's chain and of an epoch of its own: the history is checked
+	// against every epoch's committee (SPEC §5a). Optional.
+	Epochs []*qc.Committee
 	// ChainRPC is the chain's JSON-RPC URL. When set, Collect reads the
 	// chain nonce (key 0) of every sender of a certified payment, so a
 	// payment that no sidecar reports as settled can still be shown on
@@ -233,6 +238,11 @@ func (c CollectConfig) Validate() error {
 	}
 	if c.CommitteeFile == "" {
 		return errors.New("safety: CollectConfig.CommitteeFile is required")
+	}
+	for i, e := range c.Epochs {
+		if e == nil {
+			return fmt.Errorf("safety: CollectConfig.Epochs[%d] is nil", i)
+		}
 	}
 	for name := range c.LightClientQCs {
 		if name == "" {
