@@ -227,14 +227,16 @@ type JSONQC struct {
 	QCHash      string            `json:"qc_hash"`
 	Threshold   uint32            `json:"threshold"`
 	Certs       []JSONCertificate `json:"certs"`
-	ProtoHex    string            `json:"proto_hex,omitempty"`
+	// Epoch is the committee epoch whose members signed (0: not carried).
+	Epoch    uint64 `json:"epoch,omitempty"`
+	ProtoHex string `json:"proto_hex,omitempty"`
 }
 
 // NewJSONQC encodes q, including its protobuf bytes.
 func NewJSONQC(q *qc.QC) JSONQC {
 	j := JSONQC{
 		TxHash: Hex0x(q.TxHash[:]), EffectsHash: Hex0x(q.EffectsHash[:]), QCHash: Hex0x(q.Hash[:]),
-		Threshold: q.Threshold, Certs: make([]JSONCertificate, len(q.Certs)),
+		Threshold: q.Threshold, Certs: make([]JSONCertificate, len(q.Certs)), Epoch: q.Epoch,
 	}
 	for i := range q.Certs {
 		j.Certs[i] = NewJSONCertificate(&q.Certs[i])
@@ -288,7 +290,7 @@ func (j *JSONQC) ToQC(field string) (*qc.QC, error) {
 	if len(j.Certs) > fastpayv1.MaxQCCerts {
 		return nil, fmt.Errorf("%s.certs: %d certificates, at most %d allowed", field, len(j.Certs), fastpayv1.MaxQCCerts)
 	}
-	q := &qc.QC{Threshold: j.Threshold, Certs: make([]qc.Certificate, len(j.Certs))}
+	q := &qc.QC{Threshold: j.Threshold, Epoch: j.Epoch, Certs: make([]qc.Certificate, len(j.Certs))}
 	if err := parseFixedHex(q.TxHash[:], j.TxHash, field+".tx_hash"); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"log/slog"
 	"testing"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
@@ -193,5 +194,97 @@ func TestParentQCOfThePreviousEpoch(t *testing.T) {
 	child.parents = []*fastpayv1.QuorumCertificate{fastpayv1.NewQuorumCertificate(q)}
 	if _, err := v.Submit(ctx, child.request(t)); err != nil {
 		t.Fatalf("child of a previous epoch's QC: %v", err)
+	}
+}
+
+// TestResignInTheNextEpoch: a transaction signed in epoch 1 and unsettled
+// is signed again, for the same transaction only, by the same validator in
+// epoch 2, and its nonce cursor stays where later signatures put it.
+func TestResignInTheNextEpoch(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t, 4)
+	dir := t.TempDir()
+	v1 := c.validator(t, 0, dir)
+	p0 := pay(aliceKey, 0, carol, dollars(1)).request(t)
+	p1 := pay(aliceKey, 1, carol, dollars(1)).request(t)
+	for _, req := range []*fastpayv1.SubmitFastPayRequest{p0, p1} {
+		if _, err := v1.Submit(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v1.CloseEpoch(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	v1.store.Close()
+
+	// Epoch 2: the same keys; the closes of members 1..3 list both.
+	next := qc.Domain{ChainID: testChainID, Epoch: testEpoch + 1}
+	var members []qc.Member
+	var signers []*qc.Signer
+	closers := make([]ed25519.PrivateKey, len(c.signers))
+	for i, s := range c.signers {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = byte(i + 1)
+		closers[i] = ed25519.NewKeyFromSeed(seed)
+		signers = append(signers, qc.NewSigner(closers[i], s.Name(), next))
+		members = append(members, qc.Member{Name: s.Name(), ID: s.ID()})
+	}
+	c2, err := qc.NewCommittee(next, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := epoch.NewHandover(c.committee, nil, CloseRequestCheck(testChainID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		cl := &qc.Close{ChainID: testChainID, Epoch: testEpoch, Height: 10}
+		for _, req := range []*fastpayv1.SubmitFastPayRequest{p0, p1} {
+			pay, err := Decode(req, domain, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl.Entries = append(cl.Entries, qc.CloseEntry{Request: mustMarshal(t, req), Cert: c.signers[i].Sign(pay.TxHash, pay.Effects, 1), CertEpoch: testEpoch})
+		}
+		if err := qc.SignClose(closers[i], cl); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.AddClose(cl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, err := OpenStore(dir, DefaultGroupCommitWindow, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	v2, err := New(DefaultConfig(), signers[0], c2, c.chain, store, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v2.EnterEpoch(h); err != nil {
+		t.Fatal(err)
+	}
+	signed, err := v2.UncertifiedSigned()
+	if err != nil || len(signed) != 2 || !signed[0].Earlier || !signed[1].Earlier {
+		t.Fatalf("uncertified after the epoch change: %+v %v", signed, err)
+	}
+
+	cert, err := v2.Submit(ctx, p0)
+	if err != nil {
+		t.Fatalf("the same transaction in the next epoch: %v", err)
+	}
+	if err := c2.VerifyCertificate(&cert); err != nil {
+		t.Fatalf("the new certificate is not of epoch 2: %v", err)
+	}
+	if again, err := v2.Submit(ctx, p0); err != nil || again.Signature != cert.Signature {
+		t.Fatalf("a third submission: %v", err)
+	}
+	if _, err := v2.Submit(ctx, pay(aliceKey, 1, bob, dollars(1)).request(t)); RejectCodeOf(err) != fastpayv1.RejectCode_EQUIVOCATION {
+		t.Fatalf("a conflict with an earlier epoch's signature: %v", err)
+	}
+	// Re-signing nonce 0 left the cursor at 1: nonce 2 is next.
+	if _, err := v2.Submit(ctx, pay(aliceKey, 2, carol, dollars(1)).request(t)); err != nil {
+		t.Fatalf("the next nonce after a re-signature: %v", err)
 	}
 }
