@@ -780,11 +780,10 @@ func TestQCPipeline(t *testing.T) {
 			mutate: func(_ *testing.T, u *unitMesh, s *spec) {
 				s.qcs[1] = belowQuorumQC(u.f, s.qcs[1].TxHash, s.qcs[1].Effects())
 			}},
-		{name: "threshold mismatch", want: Reject, stage: stageVerify,
+		{name: "QC of another epoch", want: Reject, stage: stageVerify,
 			mutate: func(_ *testing.T, _ *unitMesh, s *spec) {
 				q := *s.qcs[1]
-				q.Threshold = 2
-				q.Hash = qc.ComputeQCHash(q.TxHash, q.EffectsHash, q.Threshold, q.Certs)
+				q.Epoch = 99
 				s.qcs[1] = &q
 			}},
 		{name: "QC hash mismatch", want: Reject, stage: stageVerify,

@@ -619,6 +619,97 @@ func (x *CloseEntry) GetCertEpoch() uint64 {
 	return 0
 }
 
+// CloseRequest asks a peer, over the closes stream protocol, for the closes
+// of an epoch it holds: its own and those it adopted.
+type CloseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseRequest) Reset() {
+	*x = CloseRequest{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseRequest) ProtoMessage() {}
+
+func (x *CloseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
+func (*CloseRequest) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CloseRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// CloseBundle answers a CloseRequest.
+type CloseBundle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Closes        []*EpochClose          `protobuf:"bytes,1,rep,name=closes,proto3" json:"closes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseBundle) Reset() {
+	*x = CloseBundle{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseBundle) ProtoMessage() {}
+
+func (x *CloseBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseBundle.ProtoReflect.Descriptor instead.
+func (*CloseBundle) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CloseBundle) GetCloses() []*EpochClose {
+	if x != nil {
+		return x.Closes
+	}
+	return nil
+}
+
 var File_tempo_fastpay_v1_mesh_proto protoreflect.FileDescriptor
 
 const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
@@ -667,7 +758,11 @@ const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
 	"\arequest\x18\x01 \x01(\v2&.tempo.fastpay.v1.SubmitFastPayRequestR\arequest\x12:\n" +
 	"\x04cert\x18\x02 \x01(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x04cert\x12\x1d\n" +
 	"\n" +
-	"cert_epoch\x18\x03 \x01(\x04R\tcertEpochB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
+	"cert_epoch\x18\x03 \x01(\x04R\tcertEpoch\"$\n" +
+	"\fCloseRequest\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"C\n" +
+	"\vCloseBundle\x124\n" +
+	"\x06closes\x18\x01 \x03(\v2\x1c.tempo.fastpay.v1.EpochCloseR\x06closesB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
 
 var (
 	file_tempo_fastpay_v1_mesh_proto_rawDescOnce sync.Once
@@ -681,7 +776,7 @@ func file_tempo_fastpay_v1_mesh_proto_rawDescGZIP() []byte {
 	return file_tempo_fastpay_v1_mesh_proto_rawDescData
 }
 
-var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_tempo_fastpay_v1_mesh_proto_goTypes = []any{
 	(*FrameHeader)(nil),          // 0: tempo.fastpay.v1.FrameHeader
 	(*TxFrame)(nil),              // 1: tempo.fastpay.v1.TxFrame
@@ -692,32 +787,35 @@ var file_tempo_fastpay_v1_mesh_proto_goTypes = []any{
 	(*SidecarBinding)(nil),       // 6: tempo.fastpay.v1.SidecarBinding
 	(*EpochClose)(nil),           // 7: tempo.fastpay.v1.EpochClose
 	(*CloseEntry)(nil),           // 8: tempo.fastpay.v1.CloseEntry
-	(*SubmitFastPayRequest)(nil), // 9: tempo.fastpay.v1.SubmitFastPayRequest
-	(*ValidatorCertificate)(nil), // 10: tempo.fastpay.v1.ValidatorCertificate
-	(*QuorumCertificate)(nil),    // 11: tempo.fastpay.v1.QuorumCertificate
+	(*CloseRequest)(nil),         // 9: tempo.fastpay.v1.CloseRequest
+	(*CloseBundle)(nil),          // 10: tempo.fastpay.v1.CloseBundle
+	(*SubmitFastPayRequest)(nil), // 11: tempo.fastpay.v1.SubmitFastPayRequest
+	(*ValidatorCertificate)(nil), // 12: tempo.fastpay.v1.ValidatorCertificate
+	(*QuorumCertificate)(nil),    // 13: tempo.fastpay.v1.QuorumCertificate
 }
 var file_tempo_fastpay_v1_mesh_proto_depIdxs = []int32{
 	0,  // 0: tempo.fastpay.v1.TxFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
-	9,  // 1: tempo.fastpay.v1.TxFrame.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	11, // 1: tempo.fastpay.v1.TxFrame.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
 	0,  // 2: tempo.fastpay.v1.BulletinFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
-	10, // 3: tempo.fastpay.v1.BulletinFrame.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	11, // 4: tempo.fastpay.v1.BulletinFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	12, // 3: tempo.fastpay.v1.BulletinFrame.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	13, // 4: tempo.fastpay.v1.BulletinFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
 	3,  // 5: tempo.fastpay.v1.BulletinFrame.equivocations:type_name -> tempo.fastpay.v1.EquivocationPair
-	10, // 6: tempo.fastpay.v1.EquivocationPair.first:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	10, // 7: tempo.fastpay.v1.EquivocationPair.second:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	12, // 6: tempo.fastpay.v1.EquivocationPair.first:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	12, // 7: tempo.fastpay.v1.EquivocationPair.second:type_name -> tempo.fastpay.v1.ValidatorCertificate
 	0,  // 8: tempo.fastpay.v1.QCFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
-	11, // 9: tempo.fastpay.v1.QCFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
-	9,  // 10: tempo.fastpay.v1.SyncBatch.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
-	10, // 11: tempo.fastpay.v1.SyncBatch.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	11, // 12: tempo.fastpay.v1.SyncBatch.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	13, // 9: tempo.fastpay.v1.QCFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	11, // 10: tempo.fastpay.v1.SyncBatch.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	12, // 11: tempo.fastpay.v1.SyncBatch.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	13, // 12: tempo.fastpay.v1.SyncBatch.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
 	8,  // 13: tempo.fastpay.v1.EpochClose.entries:type_name -> tempo.fastpay.v1.CloseEntry
-	9,  // 14: tempo.fastpay.v1.CloseEntry.request:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
-	10, // 15: tempo.fastpay.v1.CloseEntry.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	11, // 14: tempo.fastpay.v1.CloseEntry.request:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	12, // 15: tempo.fastpay.v1.CloseEntry.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	7,  // 16: tempo.fastpay.v1.CloseBundle.closes:type_name -> tempo.fastpay.v1.EpochClose
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tempo_fastpay_v1_mesh_proto_init() }
@@ -733,7 +831,7 @@ func file_tempo_fastpay_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempo_fastpay_v1_mesh_proto_rawDesc), len(file_tempo_fastpay_v1_mesh_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
