@@ -26,7 +26,14 @@ import (
 // validator and light client of one network uses the same file.
 type File struct {
 	ChainID uint64 `toml:"chain_id"`
-	Epoch   uint64 `toml:"epoch"`
+	// Epoch is the network's mesh epoch; with EpochLength set, its first.
+	Epoch uint64 `toml:"epoch"`
+	// EpochLength, when set, makes the mesh change epochs with the chain
+	// (SPEC §5a): epoch e serves blocks [e·L, (e+1)·L) of the chain, and
+	// at each boundary the members close the old epoch and hand over to
+	// the new one. The members listed here form every epoch's committee.
+	// 0 (the default): the one epoch Epoch, for good.
+	EpochLength uint64 `toml:"epoch_length,omitempty"`
 	// QCShards is the number of QC topics (default 16).
 	QCShards int `toml:"qc_shards"`
 	// TestNetwork marks a network built for testing. Test-only behaviour
@@ -133,6 +140,24 @@ func (f *File) Committee() (*qc.Committee, error) {
 		members[i] = qc.Member{Name: m.Name, ID: id}
 	}
 	return qc.NewCommittee(qc.Domain{ChainID: f.ChainID, Epoch: f.Epoch}, members)
+}
+
+// CommitteeAt returns the committee of epoch e: the file's members in e's
+// domain.
+func (f *File) CommitteeAt(e uint64) (*qc.Committee, error) {
+	g := *f
+	g.Epoch = e
+	return g.Committee()
+}
+
+// EpochOf returns the mesh epoch the chain's block height belongs to: with
+// an epoch length, height / epoch_length but never before the file's
+// first epoch; without one, the file's epoch.
+func (f *File) EpochOf(height uint64) uint64 {
+	if f.EpochLength == 0 {
+		return f.Epoch
+	}
+	return max(f.Epoch, height/f.EpochLength)
 }
 
 // Bootstrap returns every member's peer id and addresses.

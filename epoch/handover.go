@@ -145,6 +145,17 @@ func containsTx(ls []*Listed, tx qc.Hash) bool {
 	return false
 }
 
+// Signers returns the signers of the closes adopted.
+func (h *Handover) Signers() []qc.ValidatorID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]qc.ValidatorID, 0, len(h.closed))
+	for _, cl := range h.closed {
+		out = append(out, cl.Signer)
+	}
+	return out
+}
+
 // Status is what a handover has gathered.
 type Status struct {
 	Next         uint64

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/epoch"
 	"github.com/allegro-mesh/allegro/internal/buildinfo"
 	"github.com/allegro-mesh/allegro/internal/promreg"
 	"github.com/allegro-mesh/allegro/p2p"
@@ -45,6 +47,9 @@ type Node struct {
 	Sidecar *sidecar.Sidecar
 	API     *apiserver.Server
 	Config  Config
+
+	stopOnce sync.Once
+	stopped  chan struct{} // closed by Stop
 }
 
 // Option customises a node: tests and the devnet inject parts that would
@@ -57,7 +62,27 @@ type options struct {
 	chain      tempo.ChainReader
 	logger     *slog.Logger
 	extensions []APIExtension
+	handover   *epoch.Handover
+	closes     []*qc.Close
+	settler    *settlement.Settler
 }
+
+// WithHandover enters the committee's epoch from the previous one through
+// h (SPEC §5a): the validator signs once h completes, and the sidecar
+// gathers the previous committee's closes. The Runner sets it.
+func WithHandover(h *epoch.Handover) Option { return func(o *options) { o.handover = h } }
+
+// WithCloses has the sidecar serve closes (this validator's close of the
+// previous epoch) to the members of the next committee.
+func WithCloses(closes ...*qc.Close) Option {
+	return func(o *options) { o.closes = append(o.closes, closes...) }
+}
+
+// WithSettler uses s, started and stopped by the caller, instead of a
+// settler of the node's own: the Runner keeps one across epochs so nothing
+// certified in one epoch is dropped at the boundary. The node feeds it its
+// board's QCs.
+func WithSettler(s *settlement.Settler) Option { return func(o *options) { o.settler = s } }
 
 // WithIdentity uses key instead of reading the key file.
 func WithIdentity(name string, key ed25519.PrivateKey) Option {
@@ -114,7 +139,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			return nil, sectionError(err)
 		}
 	}
-	n := &Node{Config: cfg}
+	n := &Node{Config: cfg, stopped: make(chan struct{})}
 	app := fx.New(
 		fx.NopLogger,
 		fx.Supply(o.logger, cfg, f, id, o.extensions),
@@ -127,11 +152,29 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			func(lc fx.Lifecycle, f *committee.File, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {
 				return newChain(lc, cfg, f, o.chain, store, reg, log)
 			},
-			newValidator,
+			func(cfg Config, f *committee.File, signer *qc.Signer, c *qc.Committee, ch tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (*validator.Validator, error) {
+				v, err := newValidator(cfg, f, signer, c, ch, store, reg, log)
+				if err == nil && o.handover != nil {
+					err = v.EnterEpoch(o.handover)
+				}
+				return v, err
+			},
 			newMesh,
 			newBoard,
-			newSettler,
-			newSidecar,
+			func(lc fx.Lifecycle, cfg Config, ch tempo.ChainReader, b *bulletin.Board, reg prometheus.Registerer, log *slog.Logger) (*settlement.Settler, error) {
+				if o.settler != nil {
+					stopFollow := func() {}
+					lc.Append(fx.Hook{
+						OnStart: func(context.Context) error { stopFollow = o.settler.FollowBoard(b); return nil },
+						OnStop:  func(context.Context) error { stopFollow(); return nil },
+					})
+					return o.settler, nil
+				}
+				return newSettler(lc, cfg, ch, b, reg, log)
+			},
+			func(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, reg prometheus.Registerer, log *slog.Logger) (*sidecar.Sidecar, error) {
+				return newSidecar(lc, cfg, v, b, m, ch, st, o.handover, o.closes, reg, log)
+			},
 			newBackend,
 			newAPI,
 		),
@@ -152,7 +195,10 @@ func (n *Node) Start(ctx context.Context) error {
 }
 
 // Stop stops every component in reverse order.
-func (n *Node) Stop(ctx context.Context) error { return n.app.Stop(ctx) }
+func (n *Node) Stop(ctx context.Context) error {
+	n.stopOnce.Do(func() { close(n.stopped) })
+	return n.app.Stop(ctx)
+}
 
 func newRegistry() (*prometheus.Registry, error) {
 	r := prometheus.NewRegistry()
@@ -394,9 +440,10 @@ func newSettler(lc fx.Lifecycle, cfg Config, ch tempo.ChainReader, b *bulletin.B
 	return s, nil
 }
 
-func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, reg prometheus.Registerer, log *slog.Logger) (*sidecar.Sidecar, error) {
+func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, h *epoch.Handover, closes []*qc.Close, reg prometheus.Registerer, log *slog.Logger) (*sidecar.Sidecar, error) {
 	s, err := sidecar.New(cfg.Sidecar, sidecar.Deps{
 		Validator: v, Board: b, Mesh: m, Chain: ch, Settler: st, Byzantine: cfg.Byzantine.Mode,
+		Handover: h, Closes: closes,
 		Registerer: reg, Logger: log.With("component", "sidecar"),
 	})
 	if err != nil {

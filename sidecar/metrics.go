@@ -11,6 +11,7 @@ type sidecarMetrics struct {
 	meshTxs     *prometheus.CounterVec
 	dropped     *prometheus.CounterVec
 	syncs       *prometheus.CounterVec
+	closes      *prometheus.CounterVec
 	reannounced prometheus.Counter
 	// doppelganger is 1 once another process was seen signing with this
 	// validator's key.
@@ -35,6 +36,10 @@ func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 			Namespace: "allegro", Subsystem: "sidecar", Name: "sync_batches_total",
 			Help: "Anti-entropy batches sent, received, answered (the peer's answer to a batch sent), refused as invalid, or holding invalid items (invalid_items: a signature failed, items were then checked one by one and the invalid ones dropped).",
 		}, []string{"result"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "allegro", Subsystem: "sidecar", Name: "closes_total",
+			Help: "Closes of the previous committee received while entering an epoch: adopted (the first of its seat), refused (does not verify: evidence against its signer).",
+		}, []string{"result"}),
 		reannounced: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "sidecar", Name: "reannounced_total",
 			Help: "Signed transactions announced again to the committee because they had no QC yet.",
@@ -49,7 +54,10 @@ func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 	for _, reason := range []string{"queue_full", "parking_full", "park_expired", "announce_queue_full"} {
 		m.dropped.WithLabelValues(reason)
 	}
-	if _, err := promreg.Register("sidecar", reg, m.submissions, m.meshTxs, m.dropped, m.syncs, m.reannounced, m.doppelganger); err != nil {
+	for _, result := range []string{"adopted", "refused"} {
+		m.closes.WithLabelValues(result)
+	}
+	if _, err := promreg.Register("sidecar", reg, m.submissions, m.meshTxs, m.dropped, m.syncs, m.closes, m.reannounced, m.doppelganger); err != nil {
 		return nil, err
 	}
 	return m, nil

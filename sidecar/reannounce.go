@@ -73,6 +73,15 @@ func (s *Sidecar) restorePending() error {
 	now := time.Now()
 	for _, sr := range signed {
 		p, err := s.v.Decode(sr.Request)
+		if sr.Earlier && err == nil {
+			// Signed in the previous epoch: signed again, and announced,
+			// once the handover into this one completes (closes.go).
+			s.offer(p)
+			s.earlierMu.Lock()
+			s.earlier = append(s.earlier, p)
+			s.earlierMu.Unlock()
+			continue
+		}
 		if err != nil || p.TxHash != sr.Cert.TxHash {
 			s.log.Warn("stored signed request does not decode to its certificate; not announced again", "tx", sr.Cert.TxHash, "err", err)
 			continue

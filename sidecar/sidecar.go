@@ -21,6 +21,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/epoch"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/settlement"
@@ -64,13 +65,19 @@ type Config struct {
 	// 0 disables the check (so does a Byzantine test mode); at most 10 min.
 	// Default 5 s.
 	DoppelgangerWindow time.Duration `toml:"doppelganger_window"`
+	// CloseFetchInterval is how often, while entering a new epoch, the
+	// sidecar asks connected peers for the previous committee's closes
+	// until it holds a quorum of them (SPEC §5a); a peer answers only with
+	// closes the asker lacks. Default 100 ms.
+	CloseFetchInterval time.Duration `toml:"close_fetch_interval"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Workers: 64, QueueSize: 16_384, MaxParked: 10_000, ParkTTL: 30 * time.Second,
 		RetryUnavailable: time.Second, PruneInterval: time.Second,
-		ReannounceInterval: 5 * time.Second, ReannounceMaxInterval: 2 * time.Minute, DoppelgangerWindow: 5 * time.Second}
+		ReannounceInterval: 5 * time.Second, ReannounceMaxInterval: 2 * time.Minute, DoppelgangerWindow: 5 * time.Second,
+		CloseFetchInterval: 100 * time.Millisecond}
 }
 
 // Validate reports the first invalid field.
@@ -92,6 +99,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("[sidecar] reannounce_interval must be positive, got %s", c.ReannounceInterval)
 	case c.ReannounceMaxInterval < c.ReannounceInterval:
 		return fmt.Errorf("[sidecar] reannounce_max_interval (%s) is below reannounce_interval (%s)", c.ReannounceMaxInterval, c.ReannounceInterval)
+	case c.CloseFetchInterval <= 0:
+		return fmt.Errorf("[sidecar] close_fetch_interval must be positive, got %s", c.CloseFetchInterval)
 	case c.DoppelgangerWindow < 0 || c.DoppelgangerWindow > MaxDoppelgangerWindow:
 		return fmt.Errorf("[sidecar] doppelganger_window must be 0 (off) to %s, got %s", MaxDoppelgangerWindow, c.DoppelgangerWindow)
 	}
@@ -135,6 +144,15 @@ type Sidecar struct {
 	byz          *byzantine          // nil: honest (test networks only, byzantine.go)
 	dg           *doppelganger
 	pruneNow     chan struct{}
+
+	// Epochs (closes.go): the handover this sidecar entered its epoch with
+	// (nil: none), the closes it serves, and what it signed in the previous
+	// epoch that it signs again once the handover completes.
+	handover     *epoch.Handover
+	handoverDone chan struct{}
+	closes       closeBook
+	earlierMu    sync.Mutex
+	earlier      []*validator.Payment
 	ctx          context.Context
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -155,6 +173,13 @@ type Deps struct {
 	// ByzantineInvalidSignatures) for test networks; "" is honest. Whether
 	// the network allows it is the caller's decision.
 	Byzantine string
+	// Handover, when entering an epoch from the previous one, gates signing
+	// until the previous committee's closes are gathered (the validator must
+	// have entered it: validator.EnterEpoch). Nil: no previous epoch.
+	Handover *epoch.Handover
+	// Closes are served to the next committee's members: this validator's
+	// close of the previous epoch.
+	Closes []*qc.Close
 	// Registerer receives the sidecar's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -180,6 +205,13 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 		announcements: make(chan *fastpayv1.SubmitFastPayRequest, cfg.QueueSize),
 		parked:        newParkingLot(cfg.MaxParked, cfg.ParkTTL),
 		pruneNow:      make(chan struct{}, 1),
+		handover:      d.Handover,
+		handoverDone:  make(chan struct{}),
+	}
+	for _, cl := range d.Closes {
+		if err := s.closes.add(cl); err != nil {
+			return nil, err
+		}
 	}
 	window := cfg.DoppelgangerWindow
 	if d.Byzantine != ByzantineHonest {
@@ -245,11 +277,13 @@ func (s *Sidecar) Start(context.Context) error {
 	go s.publishLoop()
 	go s.reannounceLoop()
 	s.startSync()
+	s.startCloses()
 	return nil
 }
 
 // Stop ends processing and waits for in-flight work.
 func (s *Sidecar) Stop(context.Context) error {
+	s.stopCloses()
 	s.stopSync()
 	s.cancel()
 	s.wg.Wait()

@@ -16,6 +16,10 @@ import (
 // next epoch's committee.
 var ErrEpochStopped = errors.New("validator: stopped signing in this epoch")
 
+// Stopped reports whether the validator stopped signing in its epoch
+// (CloseEpoch).
+func (v *Validator) Stopped() bool { return v.stopped() }
+
 // stopped reports whether the validator stopped signing in its epoch.
 func (v *Validator) stopped() bool {
 	v.stopMu.RLock()
@@ -147,4 +151,42 @@ func CloseRequestCheck(chainID uint64) func(request []byte, txHash qc.Hash, effe
 		}
 		return nil
 	}
+}
+
+// RecordAdoptedClose durably keeps a close this validator adopted entering
+// its epoch, so that after a restart it adopts it again (and carries its
+// entries forward in its own close).
+func (v *Validator) RecordAdoptedClose(cl *qc.Close) error {
+	wire, err := fastpayv1.NewEpochClose(cl)
+	if err != nil {
+		return err
+	}
+	return v.store.RecordAdoptedClose(wire)
+}
+
+// AdoptedCloses returns the closes of the previous epoch this validator
+// adopted before a restart, and its own close of that epoch if it made one.
+func (v *Validator) AdoptedCloses() ([]*qc.Close, error) {
+	e := v.signer.Domain().Epoch
+	if e == 0 {
+		return nil, nil
+	}
+	wires, err := v.store.AdoptedCloses(e - 1)
+	if err != nil {
+		return nil, err
+	}
+	if _, own, err := v.store.EpochClose(e - 1); err != nil {
+		return nil, err
+	} else if own != nil {
+		wires = append(wires, own)
+	}
+	out := make([]*qc.Close, 0, len(wires))
+	for _, w := range wires {
+		cl, err := w.ToClose()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cl)
+	}
+	return out, nil
 }

@@ -36,6 +36,10 @@ const (
 	// epoch → this validator's close of it (EpochClose), or an empty value
 	// once it stopped signing in the epoch and before the close was made.
 	prefixEpochClose = 'e'
+	// epoch ‖ signer → a close of another member adopted entering the next
+	// epoch (EpochClose): a restart adopts them again, so the entries this
+	// validator must carry forward survive it.
+	prefixAdoptedClose = 'a'
 )
 
 // Store is the validator's crash-safe state on an embedded pebble database.
@@ -325,6 +329,39 @@ func (s *Store) RecordEpochClose(cl *fastpayv1.EpochClose) error {
 		return fmt.Errorf("record close of epoch %d: %w", cl.Epoch, err)
 	}
 	return nil
+}
+
+// RecordAdoptedClose stores a close adopted entering the next epoch.
+func (s *Store) RecordAdoptedClose(cl *fastpayv1.EpochClose) error {
+	value, err := proto.Marshal(cl)
+	if err != nil {
+		return fmt.Errorf("encode adopted close: %w", err)
+	}
+	key := binary.BigEndian.AppendUint64([]byte{prefixAdoptedClose}, cl.Epoch)
+	key = append(key, cl.Signer...)
+	if err := s.db.Set(key, value, pebble.Sync); err != nil {
+		return fmt.Errorf("record adopted close of epoch %d: %w", cl.Epoch, err)
+	}
+	return nil
+}
+
+// AdoptedCloses returns the closes of epoch stored by RecordAdoptedClose.
+func (s *Store) AdoptedCloses(epoch uint64) ([]*fastpayv1.EpochClose, error) {
+	prefix := binary.BigEndian.AppendUint64([]byte{prefixAdoptedClose}, epoch)
+	upper := binary.BigEndian.AppendUint64([]byte{prefixAdoptedClose}, epoch+1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	var out []*fastpayv1.EpochClose
+	for it.First(); it.Valid(); it.Next() {
+		cl := new(fastpayv1.EpochClose)
+		if err := proto.Unmarshal(it.Value(), cl); err != nil {
+			return nil, errors.Join(fmt.Errorf("decode adopted close %x: %w", it.Key(), err), it.Close())
+		}
+		out = append(out, cl)
+	}
+	return out, it.Close()
 }
 
 // EpochClose reports whether this validator stopped signing in epoch and

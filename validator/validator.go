@@ -77,6 +77,9 @@ type Validator struct {
 	// (SPEC §5a): it gates signing and holds the keys and debits the
 	// previous committee's closes listed.
 	handover atomic.Pointer[epoch.Handover]
+	// earlierCredits are stored credits whose QC is not of this epoch's
+	// committee: EnterEpoch verifies them against the previous one.
+	earlierCredits []*qc.QC
 }
 
 // guardEntry is an unsettled contention key this validator signed: the
@@ -182,7 +185,8 @@ func (v *Validator) restore() error {
 	}
 	for _, q := range st.credits {
 		if err := v.committee.VerifyQC(q); err != nil {
-			v.log.Warn("dropping stored credit that no longer verifies", "tx", q.TxHash, "err", err)
+			// Perhaps the previous epoch's: EnterEpoch verifies it then.
+			v.earlierCredits = append(v.earlierCredits, q)
 			continue
 		}
 		v.addCredit(q)
@@ -680,6 +684,17 @@ func (v *Validator) EnterEpoch(h *epoch.Handover) error {
 		return fmt.Errorf("handover into epoch %d for a validator of epoch %d", h.Next(), v.signer.Domain().Epoch)
 	}
 	v.handover.Store(h)
+	// Credits restored from QCs of the previous epoch count again.
+	for _, q := range v.earlierCredits {
+		if err := h.Previous().VerifyQC(q); err != nil {
+			v.log.Warn("dropping stored credit that does not verify", "tx", q.TxHash, "err", err)
+			continue
+		}
+		v.mu.Lock()
+		v.addCredit(q)
+		v.mu.Unlock()
+	}
+	v.earlierCredits = nil
 	return nil
 }
 

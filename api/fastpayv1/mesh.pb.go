@@ -622,8 +622,11 @@ func (x *CloseEntry) GetCertEpoch() uint64 {
 // CloseRequest asks a peer, over the closes stream protocol, for the closes
 // of an epoch it holds: its own and those it adopted.
 type CloseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// have lists the signers (32-byte keys) whose closes the asker holds: the
+	// answer leaves them out.
+	Have          [][]byte `protobuf:"bytes,2,rep,name=have,proto3" json:"have,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -663,6 +666,13 @@ func (x *CloseRequest) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *CloseRequest) GetHave() [][]byte {
+	if x != nil {
+		return x.Have
+	}
+	return nil
 }
 
 // CloseBundle answers a CloseRequest.
@@ -758,9 +768,10 @@ const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
 	"\arequest\x18\x01 \x01(\v2&.tempo.fastpay.v1.SubmitFastPayRequestR\arequest\x12:\n" +
 	"\x04cert\x18\x02 \x01(\v2&.tempo.fastpay.v1.ValidatorCertificateR\x04cert\x12\x1d\n" +
 	"\n" +
-	"cert_epoch\x18\x03 \x01(\x04R\tcertEpoch\"$\n" +
+	"cert_epoch\x18\x03 \x01(\x04R\tcertEpoch\"8\n" +
 	"\fCloseRequest\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"C\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x12\n" +
+	"\x04have\x18\x02 \x03(\fR\x04have\"C\n" +
 	"\vCloseBundle\x124\n" +
 	"\x06closes\x18\x01 \x03(\v2\x1c.tempo.fastpay.v1.EpochCloseR\x06closesB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
 

@@ -1,0 +1,428 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/epoch"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/settlement"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/chain"
+	"github.com/allegro-mesh/allegro/validator"
+)
+
+// Runner runs a sidecar across mesh epochs (SPEC §5a). A network whose
+// committee file sets epoch_length changes epochs with the chain: when the
+// chain's head reaches the next epoch's first block, the Runner closes the
+// validator's epoch (it stops signing in it and makes its close), stops
+// that epoch's node and starts the next epoch's, which signs once it holds
+// closes from a quorum of the old committee. What the two epochs share
+// lives in the Runner: the durable store (through the data directory), and
+// one settler, so nothing certified in one epoch is dropped at the
+// boundary. Without epoch_length the Runner runs one node, as New does.
+type Runner struct {
+	cfg  Config
+	opts []Option
+	file *committee.File
+	id   *Identity
+	log  *slog.Logger
+
+	heads    tempo.ChainReader // the head that drives the epochs
+	client   *chain.Client     // heads, when dialled by the Runner
+	settler  *settlement.Settler
+	stages   *stagesRelay
+	injected bool // the chain reader was given (WithChain)
+
+	mu      sync.Mutex
+	cur     *Node
+	epoch   uint64
+	changed chan struct{} // closed and replaced at each epoch change
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	fatal  chan error
+}
+
+// NewRunner checks cfg and the committee like New; nothing runs until
+// Start.
+func NewRunner(cfg Config, opts ...Option) (*Runner, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	f, err := loadCommittee(cfg, o.committee)
+	if err != nil {
+		return nil, err
+	}
+	id, err := loadIdentity(cfg, o.identity)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{cfg: cfg, opts: opts, file: f, id: id, log: o.logger.With("component", "epochs"),
+		heads: o.chain, injected: o.chain != nil, changed: make(chan struct{}), fatal: make(chan error, 1)}
+	return r, nil
+}
+
+// Epochs reports whether the network changes epochs.
+func (r *Runner) Epochs() bool { return r.file.EpochLength > 0 }
+
+// Node returns the node of the current epoch.
+func (r *Runner) Node() *Node {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
+}
+
+// Epoch returns the current epoch and a channel closed at the next change.
+func (r *Runner) Epoch() (uint64, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.epoch, r.changed
+}
+
+// Fatal delivers an error after which the sidecar must not go on: its
+// node's (a doppelganger) or an epoch change that failed.
+func (r *Runner) Fatal() <-chan error { return r.fatal }
+
+// Start starts the node of the chain's current epoch (dialling the chain
+// first when epochs are on) and follows the chain from there.
+func (r *Runner) Start(ctx context.Context) error {
+	if !r.Epochs() {
+		n, err := New(r.cfg, append(r.opts, WithCommittee(r.file), WithIdentity(r.id.Name, r.id.Key))...)
+		if err != nil {
+			return err
+		}
+		if err := n.Start(ctx); err != nil {
+			return err
+		}
+		r.setNode(n, r.file.Epoch)
+		r.watchFatal(n)
+		return nil
+	}
+	if err := r.startChain(ctx); err != nil {
+		return err
+	}
+	head, err := r.headNumber(ctx)
+	if err != nil {
+		return fmt.Errorf("epochs: the chain's head: %w", err)
+	}
+	e := r.file.EpochOf(head)
+	n, err := r.startEpoch(ctx, e, nil)
+	if err != nil {
+		return err
+	}
+	r.setNode(n, e)
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.done = make(chan struct{})
+	go r.follow()
+	return nil
+}
+
+// Stop stops the current node, the settler and the chain client.
+func (r *Runner) Stop(ctx context.Context) error {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+	}
+	var errs []error
+	if n := r.Node(); n != nil {
+		errs = append(errs, n.Stop(ctx))
+	}
+	if r.settler != nil {
+		errs = append(errs, r.settler.Stop(ctx))
+	}
+	if r.client != nil {
+		errs = append(errs, r.client.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runner) setNode(n *Node, e uint64) {
+	r.mu.Lock()
+	r.cur, r.epoch = n, e
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+}
+
+func (r *Runner) watchFatal(n *Node) {
+	go func() {
+		select {
+		case err := <-n.Sidecar.Fatal():
+			select {
+			case r.fatal <- err:
+			default:
+			}
+		case <-n.stopped:
+		}
+	}()
+}
+
+// startChain dials the chain for heads and builds the settler the epochs
+// share (none on a chain that cannot take transactions).
+func (r *Runner) startChain(ctx context.Context) error {
+	if r.heads == nil {
+		ccfg := r.cfg.Chain
+		if ccfg.ExpectedChainID == 0 {
+			ccfg.ExpectedChainID = r.file.ChainID
+		}
+		c, err := chain.New(ccfg, r.log)
+		if err != nil {
+			return plain(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			return fmt.Errorf("epochs: chain: %w", err)
+		}
+		r.client, r.heads = c, c
+	}
+	sc, ok := r.heads.(settlement.Chain)
+	if !ok {
+		return nil
+	}
+	r.stages = &stagesRelay{}
+	s, err := settlement.New(r.cfg.Settlement, sc, r.stages, prometheus.NewRegistry(), r.log)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	r.settler = s
+	return nil
+}
+
+func (r *Runner) headNumber(ctx context.Context) (uint64, error) {
+	view, err := r.heads.Latest(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return view.Head().Number, nil
+}
+
+func (r *Runner) committeeAt(e uint64) *qc.Committee {
+	if e < r.file.Epoch {
+		return nil
+	}
+	c, err := r.file.CommitteeAt(e)
+	if err != nil {
+		return nil // the file validated: unreachable
+	}
+	return c
+}
+
+func (r *Runner) member(e uint64) bool {
+	c := r.committeeAt(e)
+	if c == nil {
+		return false
+	}
+	var id qc.ValidatorID
+	copy(id[:], r.id.Key.Public().(ed25519.PublicKey))
+	return c.Contains(id)
+}
+
+// startEpoch builds and starts the node of epoch e. own is this
+// validator's close of e−1 when it just made it; after a restart it is read
+// from the store (and made there if the validator was a member of e−1 and
+// never closed it).
+func (r *Runner) startEpoch(ctx context.Context, e uint64, own *qc.Close) (*Node, error) {
+	f := *r.file
+	f.Epoch = e
+	cfg := r.cfg
+	if r.Node() != nil {
+		// The doppelganger check belongs to the process's start: a node of
+		// a later epoch would otherwise not sign for the window after
+		// every boundary.
+		cfg.Sidecar.DoppelgangerWindow = 0
+	}
+	opts := append(append([]Option(nil), r.opts...), WithCommittee(&f), WithIdentity(r.id.Name, r.id.Key))
+	if r.settler != nil {
+		opts = append(opts, WithSettler(r.settler))
+	}
+	if e > r.file.Epoch {
+		if own == nil && r.member(e-1) {
+			var err error
+			if own, err = r.closeMissedEpoch(ctx, e-1); err != nil {
+				return nil, err
+			}
+		}
+		h, err := epoch.NewHandover(r.committeeAt(e-1), r.committeeAt, validator.CloseRequestCheck(r.file.ChainID))
+		if err != nil {
+			return nil, err
+		}
+		if own != nil {
+			if _, err := h.AddClose(own); err != nil {
+				return nil, fmt.Errorf("epochs: own close of epoch %d: %w", e-1, err)
+			}
+			opts = append(opts, WithCloses(own))
+		}
+		opts = append(opts, WithHandover(h))
+	}
+	n, err := New(cfg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Start(ctx); err != nil {
+		return nil, err
+	}
+	if r.stages != nil {
+		r.stages.board.Store(n.Sidecar.Board())
+	}
+	r.watchFatal(n)
+	return n, nil
+}
+
+// closeMissedEpoch makes this validator's close of epoch e when it was not
+// made at the boundary (the sidecar was down then): a validator of epoch e
+// on the store closes it, carrying forward what it adopted entering e.
+func (r *Runner) closeMissedEpoch(ctx context.Context, e uint64) (*qc.Close, error) {
+	store, err := validator.OpenStore(StateDir(r.cfg.DataDir), r.cfg.Validator.GroupCommitWindow, r.log)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	c := r.committeeAt(e)
+	signer, err := newSigner(r.id, c)
+	if err != nil {
+		return nil, err
+	}
+	vcfg := r.cfg.Validator
+	if vcfg.Fees, err = r.file.Fees(); err != nil {
+		return nil, err
+	}
+	vcfg.SettlementMargin = r.file.Margin()
+	v, err := validator.New(vcfg, signer, c, r.heads, store, nil, r.log)
+	if err != nil {
+		return nil, err
+	}
+	var carried []qc.CloseEntry
+	if prev := r.committeeAt(e - 1); e > r.file.Epoch && prev != nil {
+		h, err := epoch.NewHandover(prev, r.committeeAt, validator.CloseRequestCheck(r.file.ChainID))
+		if err != nil {
+			return nil, err
+		}
+		adopted, err := v.AdoptedCloses()
+		if err != nil {
+			return nil, err
+		}
+		for _, cl := range adopted {
+			_, _ = h.AddClose(cl) // a stored close verified when it was adopted
+		}
+		carried = h.CarryForward()
+	}
+	cl, err := v.CloseEpoch(ctx, carried)
+	if err != nil {
+		return nil, fmt.Errorf("epochs: close epoch %d missed at its boundary: %w", e, err)
+	}
+	r.log.Info("closed an epoch missed at its boundary", "epoch", e, "entries", len(cl.Entries))
+	return cl, nil
+}
+
+// follow watches the head and moves to the next epoch at each boundary.
+func (r *Runner) follow() {
+	defer close(r.done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		head, err := r.headNumber(r.ctx)
+		if err != nil {
+			continue
+		}
+		r.mu.Lock()
+		e := r.epoch
+		r.mu.Unlock()
+		if next := r.file.EpochOf(head); next > e {
+			if err := r.advance(e, next); err != nil {
+				if r.ctx.Err() != nil {
+					return
+				}
+				r.log.Error("epoch change failed; the sidecar stops", "from", e, "to", next, "err", err)
+				select {
+				case r.fatal <- err:
+				default:
+				}
+				return
+			}
+		}
+	}
+}
+
+// advance closes epoch e and starts epoch next (e+1, or later when the
+// chain moved on while the sidecar could not follow).
+func (r *Runner) advance(e, next uint64) error {
+	start := time.Now()
+	n := r.Node()
+	v := n.Sidecar.Validator()
+	var carried []qc.CloseEntry
+	if h := n.Sidecar.Handover(); h != nil {
+		carried = h.CarryForward()
+	}
+	own, err := v.CloseEpoch(r.ctx, carried)
+	if err != nil {
+		return fmt.Errorf("close epoch %d: %w", e, err)
+	}
+	closed := time.Since(start)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = n.Stop(stopCtx)
+	cancel()
+	if err != nil {
+		r.log.Warn("stopping the old epoch's node", "epoch", e, "err", err)
+	}
+	if next != e+1 {
+		own = nil // closes of the epochs skipped are made by startEpoch
+	}
+	startCtx, cancel := context.WithTimeout(r.ctx, 2*time.Minute)
+	defer cancel()
+	nn, err := r.startEpoch(startCtx, next, own)
+	if err != nil {
+		return fmt.Errorf("start epoch %d: %w", next, err)
+	}
+	r.setNode(nn, next)
+	entries := 0
+	if own != nil {
+		entries = len(own.Entries)
+	}
+	r.log.Info("epoch changed", "from", e, "to", next, "close_entries", entries, "closed_in", closed.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// stagesRelay reports the shared settler's stages to the board of the
+// epoch running now.
+type stagesRelay struct {
+	board atomic.Pointer[bulletin.Board]
+}
+
+func (s *stagesRelay) SetStage(txHash qc.Hash, stage fastpayv1.TxLifecycleUpdate_Stage, height uint64) {
+	if b := s.board.Load(); b != nil {
+		b.SetStage(txHash, stage, height)
+	}
+}
+
+func (s *stagesRelay) ReportSettlementFailure(txHash qc.Hash, reason string) {
+	if b := s.board.Load(); b != nil {
+		b.ReportSettlementFailure(txHash, reason)
+	}
+}

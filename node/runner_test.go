@@ -1,0 +1,192 @@
+package node_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/testkit"
+	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/node/nodetest"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/validator"
+)
+
+// epochCluster is n Runners on one in-memory chain whose committee file
+// sets an epoch length: each validator listens on fixed ports (its entry
+// in the file), so the nodes of every epoch find each other.
+type epochCluster struct {
+	t       *testing.T
+	chain   *tempo.MemChain
+	file    *committee.File
+	keys    []ed25519.PrivateKey
+	dirs    []string
+	runners []*node.Runner
+}
+
+func newEpochCluster(t *testing.T, n int, length uint64) *epochCluster {
+	t.Helper()
+	c := &epochCluster{t: t, chain: nodetest.Funded(),
+		file: &committee.File{ChainID: chainID, Epoch: 1, EpochLength: length, QCShards: 4, TestNetwork: true}}
+	base := t.TempDir()
+	for i := range n {
+		seed := make([]byte, ed25519.SeedSize)
+		copy(seed, fmt.Sprintf("epoch-validator-%d", i))
+		key := ed25519.NewKeyFromSeed(seed)
+		c.keys = append(c.keys, key)
+		c.dirs = append(c.dirs, filepath.Join(base, fmt.Sprintf("v%d", i)))
+		c.file.Members = append(c.file.Members, committee.Member{Name: fmt.Sprintf("v%d", i),
+			PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey)),
+			Addrs:     []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", testkit.FreePort(t))}})
+	}
+	c.chain.SetHead(length) // epoch 1's first block
+	return c
+}
+
+func (c *epochCluster) start(i int) {
+	c.t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.DataDir = c.dirs[i]
+	cfg.P2P = p2p.LocalConfig()
+	cfg.P2P.ListenAddrs = c.file.Members[i].Addrs
+	cfg.API.ListenAddr = "127.0.0.1:0"
+	cfg.Sidecar.PruneInterval = 200 * time.Millisecond
+	cfg.Sidecar.DoppelgangerWindow = 0
+	r, err := node.NewRunner(cfg, node.WithIdentity(c.file.Members[i].Name, c.keys[i]), node.WithCommittee(c.file),
+		node.WithChain(c.chain), node.WithLogger(testLogger(c.t).With("node", c.file.Members[i].Name)))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Start(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = r.Stop(ctx)
+	})
+	c.runners = append(c.runners, r)
+}
+
+// waitEpoch waits until every runner runs epoch e and its handover is
+// complete.
+func (c *epochCluster) waitEpoch(e uint64, timeout time.Duration) {
+	c.t.Helper()
+	testkit.Eventually(c.t, timeout, fmt.Sprintf("every validator signing in epoch %d", e), func() bool {
+		for _, r := range c.runners {
+			got, _ := r.Epoch()
+			if got != e {
+				return false
+			}
+			select {
+			case <-r.Node().Sidecar.HandoverDone():
+			default:
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (c *epochCluster) client(i int) fastpayv1.FastPaySidecarClient {
+	c.t.Helper()
+	conn, err := grpc.NewClient(c.runners[i].Node().API.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return fastpayv1.NewFastPaySidecarClient(conn)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("ALLEGRO_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// payToQC submits req to validator i, retrying while the mesh answers that
+// the epoch is changing, and returns the QC.
+func (c *epochCluster) payToQC(i int, req *fastpayv1.SubmitFastPayRequest) *qc.QC {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	q, _ := testkit.StreamToQC(c.t, ctx, c.client(i), req)
+	return q
+}
+
+// TestEpochsFollowTheChain: four validators change epochs as the chain's
+// head crosses each boundary; each closes its epoch, gathers the others'
+// closes and signs in the next; payments are certified in every epoch,
+// with the QC of the epoch that signed it, and a child whose parent was
+// certified in the previous epoch is certified in the next.
+func TestEpochsFollowTheChain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four sidecars three times")
+	}
+	const length = 10
+	c := newEpochCluster(t, 4, length)
+	for i := range 4 {
+		c.start(i)
+	}
+	c.waitEpoch(1, 20*time.Second)
+
+	pay := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 7_000}
+	parent := c.payToQC(0, pay.Request(t))
+	if parent.Epoch != 1 {
+		t.Fatalf("QC of epoch %d in epoch 1", parent.Epoch)
+	}
+
+	// A payment signed in epoch 1 and not yet settled when it ends.
+	pay2 := nodetest.Pay{Key: nodetest.Carol, ChainID: chainID, Recipient: nodetest.Address(nodetest.Alice), Amount: 1_000}
+	c.payToQC(1, pay2.Request(t))
+
+	boundary := time.Now()
+	c.chain.SetHead(2 * length)
+	c.waitEpoch(2, 30*time.Second)
+	t.Logf("epoch 1 → 2: every validator signing after %s", time.Since(boundary).Round(time.Millisecond))
+
+	// Bob spends the credit of epoch 1's QC in epoch 2.
+	// Bob needs the credit: 5,000 more than his balance less the fee.
+	child := nodetest.Pay{Key: nodetest.Bob, ChainID: chainID, Recipient: nodetest.Address(nodetest.Carol),
+		Amount: 100_000_000 - nodetest.MaxFee + 5_000, Parent: parent}
+	q := c.payToQC(2, child.Request(t))
+	if q.Epoch != 2 {
+		t.Fatalf("child's QC of epoch %d, want 2", q.Epoch)
+	}
+	// Carol's conflicting payment for the key certified in epoch 1 is
+	// refused by every member of epoch 2.
+	conflict := pay2
+	conflict.Recipient = nodetest.Address(nodetest.Bob)
+	for i, r := range c.runners {
+		_, err := r.Node().Sidecar.Validator().Submit(context.Background(), conflict.Request(t))
+		if validator.RejectCodeOf(err) != fastpayv1.RejectCode_EQUIVOCATION {
+			t.Fatalf("validator %d in epoch 2, a conflict with a key certified in epoch 1: %v", i, err)
+		}
+	}
+	boundary = time.Now()
+	c.chain.SetHead(3 * length)
+	c.waitEpoch(3, 30*time.Second)
+	t.Logf("epoch 2 → 3: every validator signing after %s", time.Since(boundary).Round(time.Millisecond))
+	// Alice's next nonce, at the validator that signed her first payment
+	// two epochs ago (a validator expects a sender's nonces in order).
+	pay3 := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Nonce: 1, Recipient: nodetest.Address(nodetest.Carol), Amount: 1_000}
+	if q := c.payToQC(0, pay3.Request(t)); q.Epoch != 3 {
+		t.Fatalf("QC of epoch %d in epoch 3", q.Epoch)
+	}
+}
