@@ -82,6 +82,18 @@ func (h *Handover) Next() uint64 { return h.next }
 // Previous returns the committee of the epoch being left.
 func (h *Handover) Previous() *qc.Committee { return h.prev }
 
+// CommitteeOf returns the committee of an epoch before Next, when known
+// (the previous one always).
+func (h *Handover) CommitteeOf(e uint64) *qc.Committee {
+	if e == h.prev.Domain().Epoch {
+		return h.prev
+	}
+	if e >= h.next {
+		return nil
+	}
+	return h.committeeOf(e)
+}
+
 // Adopted says what AddClose did with a close.
 type Adopted struct {
 	New     bool // the first close of its seat
@@ -100,12 +112,7 @@ func (h *Handover) AddClose(cl *qc.Close) (Adopted, error) {
 		return Adopted{}, err
 	}
 	seat, _ := h.prev.SeatOf(cl.Signer)
-	committeeOf := func(e uint64) *qc.Committee {
-		if e == h.prev.Domain().Epoch {
-			return h.prev
-		}
-		return h.committeeOf(e)
-	}
+	committeeOf := h.CommitteeOf
 	// Entries are checked before taking the lock: verification is the
 	// expensive part and touches no handover state.
 	good := make([]*Listed, 0, len(cl.Entries))

@@ -328,11 +328,17 @@ func (r *Runner) closeMissedEpoch(ctx context.Context, e uint64) (*qc.Close, err
 		}
 		carried = h.CarryForward()
 	}
+	_, stored, err := store.EpochClose(e)
+	if err != nil {
+		return nil, err
+	}
 	cl, err := v.CloseEpoch(ctx, carried)
 	if err != nil {
 		return nil, fmt.Errorf("epochs: close epoch %d missed at its boundary: %w", e, err)
 	}
-	r.log.Info("closed an epoch missed at its boundary", "epoch", e, "entries", len(cl.Entries))
+	if stored == nil {
+		r.log.Info("closed an epoch missed at its boundary", "epoch", e, "entries", len(cl.Entries))
+	}
 	return cl, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -58,6 +59,9 @@ func newEpochCluster(t *testing.T, n int, length uint64) *epochCluster {
 
 func (c *epochCluster) start(i int) {
 	c.t.Helper()
+	for len(c.runners) <= i {
+		c.runners = append(c.runners, nil)
+	}
 	cfg := node.DefaultConfig()
 	cfg.DataDir = c.dirs[i]
 	cfg.P2P = p2p.LocalConfig()
@@ -80,7 +84,18 @@ func (c *epochCluster) start(i int) {
 		defer cancel()
 		_ = r.Stop(ctx)
 	})
-	c.runners = append(c.runners, r)
+	c.runners[i] = r
+}
+
+// stop stops runner i (its data directory stays for a restart).
+func (c *epochCluster) stop(i int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.runners[i].Stop(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	c.runners[i] = nil
 }
 
 // waitEpoch waits until every runner runs epoch e and its handover is
@@ -89,6 +104,9 @@ func (c *epochCluster) waitEpoch(e uint64, timeout time.Duration) {
 	c.t.Helper()
 	testkit.Eventually(c.t, timeout, fmt.Sprintf("every validator signing in epoch %d", e), func() bool {
 		for _, r := range c.runners {
+			if r == nil {
+				continue
+			}
 			got, _ := r.Epoch()
 			if got != e {
 				return false
@@ -189,4 +207,55 @@ func TestEpochsFollowTheChain(t *testing.T) {
 	if q := c.payToQC(0, pay3.Request(t)); q.Epoch != 3 {
 		t.Fatalf("QC of epoch %d in epoch 3", q.Epoch)
 	}
+}
+
+// TestEpochRestartAndMissedBoundary: a validator restarted within an epoch
+// enters it again from the closes it stored; one that was down across a
+// boundary closes the epoch it missed when it starts, and then signs in the
+// new one; while it was down the other three (a quorum) moved on.
+func TestEpochRestartAndMissedBoundary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four sidecars several times")
+	}
+	const length = 10
+	c := newEpochCluster(t, 4, length)
+	for i := range 4 {
+		c.start(i)
+	}
+	c.waitEpoch(1, 20*time.Second)
+	pay := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 7_000}
+	c.payToQC(0, pay.Request(t))
+	c.chain.SetHead(2 * length)
+	c.waitEpoch(2, 30*time.Second)
+
+	// Restarted within epoch 2.
+	c.stop(3)
+	c.start(3)
+	c.waitEpoch(2, 30*time.Second)
+
+	// Down across the boundary into epoch 3: the others move on.
+	c.stop(3)
+	c.chain.SetHead(3 * length)
+	c.waitEpoch(3, 30*time.Second)
+	carol := nodetest.Pay{Key: nodetest.Carol, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 1_000}
+	if q := c.payToQC(1, carol.Request(t)); q.Epoch != 3 {
+		t.Fatalf("QC of epoch %d with validator 3 down", q.Epoch)
+	}
+	c.start(3)
+	c.waitEpoch(3, 30*time.Second)
+	if !closedBy(c, 3) {
+		t.Fatal("validator 3 did not close the epoch it missed")
+	}
+	// Validator 3 signs in epoch 3: a payment it enters is certified.
+	bob := nodetest.Pay{Key: nodetest.Bob, ChainID: chainID, Recipient: nodetest.Address(nodetest.Carol), Amount: 1_000}
+	if q := c.payToQC(3, bob.Request(t)); q.Epoch != 3 {
+		t.Fatalf("QC of epoch %d from the restarted validator", q.Epoch)
+	}
+}
+
+// closedBy reports whether validator i's own close of the epoch before
+// its current one is among those its handover adopted.
+func closedBy(c *epochCluster, i int) bool {
+	h := c.runners[i].Node().Sidecar.Handover()
+	return h != nil && slices.Contains(h.Signers(), qc.ValidatorID(c.keys[i].Public().(ed25519.PublicKey)))
 }

@@ -652,24 +652,29 @@ func (v *Validator) knowsQC(h qc.Hash) bool {
 	return ok
 }
 
-// verifyQC verifies q against the committee of its epoch: this one, or
-// while entering it the previous one, whose QCs stay valid (SPEC §5a). A QC
-// that does not carry its epoch is tried against both.
+// verifyQC verifies q against the committee of its epoch: this one, or,
+// with a handover, an earlier one it knows (the previous one always), whose
+// QCs stay valid (SPEC §5a). A QC that does not carry its epoch is tried
+// against this committee and the previous one.
 func (v *Validator) verifyQC(q *qc.QC) error {
 	h := v.handover.Load()
 	if h == nil {
 		return v.committee.VerifyQC(q)
 	}
 	prev := h.Previous()
-	switch q.Epoch {
-	case 0:
+	switch {
+	case q.Epoch == 0:
 		err := v.committee.VerifyQC(q)
 		if err != nil && prev.VerifyQC(q) == nil {
 			return nil
 		}
 		return err
-	case prev.Domain().Epoch:
-		return prev.VerifyQC(q)
+	case q.Epoch < v.signer.Domain().Epoch:
+		// An earlier epoch's QC: its key stays held by the closes until it
+		// settles, so its transaction is still the certified one.
+		if c := h.CommitteeOf(q.Epoch); c != nil {
+			return c.VerifyQC(q)
+		}
 	}
 	return v.committee.VerifyQC(q)
 }
@@ -686,7 +691,7 @@ func (v *Validator) EnterEpoch(h *epoch.Handover) error {
 	v.handover.Store(h)
 	// Credits restored from QCs of the previous epoch count again.
 	for _, q := range v.earlierCredits {
-		if err := h.Previous().VerifyQC(q); err != nil {
+		if err := v.verifyQC(q); err != nil {
 			v.log.Warn("dropping stored credit that does not verify", "tx", q.TxHash, "err", err)
 			continue
 		}
