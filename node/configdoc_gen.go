@@ -101,6 +101,7 @@ var settingDocs = map[string]string{
 	"settlement.receipt_retries":                "receipt_retries is how many heads a transaction whose nonce the chain shows consumed may have no receipt before the settler concludes that another transaction used the nonce (default 5; a node may still be indexing a fresh block).",
 	"settlement.resend_interval":                "resend_interval is how long a sent but not yet included transaction waits before it is sent again (default 5 s).",
 	"settlement.workers":                        "workers bounds the concurrent chain requests of one pass (default 8).",
+	"sidecar.close_fetch_interval":              "close_fetch_interval is how often, while entering a new epoch, the sidecar asks connected peers for the previous committee's closes until it holds a quorum of them (SPEC §5a); a peer answers only with closes the asker lacks. Default 100 ms.",
 	"sidecar.doppelganger_window":               "doppelganger_window is how long after start the sidecar signs nothing and watches the mesh for certificates by its own key that its data directory never signed: another process running with the same key (doppelganger.go). Seeing one, it never signs and the command exits. 0 disables the check (so does a Byzantine test mode); at most 10 min. Default 5 s.",
 	"sidecar.max_parked":                        "max_parked bounds transactions waiting for an earlier nonce or a parent QC to arrive (default 10,000).",
 	"sidecar.park_ttl":                          "park_ttl is how long a parked transaction waits (default 30 s).",

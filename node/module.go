@@ -116,28 +116,9 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	f, err := loadCommittee(cfg, o.committee)
+	f, id, err := precheck(cfg, &o)
 	if err != nil {
 		return nil, err
-	}
-	id, err := loadIdentity(cfg, o.identity)
-	if err != nil {
-		return nil, err
-	}
-	if mode := cfg.Byzantine.Mode; mode != sidecar.ByzantineHonest && !f.TestNetwork {
-		return nil, settingError("byzantine.mode", fmt.Sprintf("%q is only allowed on a test network", mode), "leave it empty (the committee file does not say test_network = true)")
-	}
-	if o.chain == nil {
-		ccfg := cfg.Chain
-		if ccfg.ExpectedChainID == 0 {
-			ccfg.ExpectedChainID = f.ChainID
-		}
-		if err := ccfg.Validate(); err != nil {
-			return nil, sectionError(err)
-		}
 	}
 	n := &Node{Config: cfg, stopped: make(chan struct{})}
 	app := fx.New(
@@ -186,6 +167,36 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	}
 	n.app = app
 	return n, nil
+}
+
+// precheck checks the configuration, reads the committee and the key, and
+// checks the Byzantine mode and the chain settings: everything that fails
+// in one line naming its setting, before any component is built.
+func precheck(cfg Config, o *options) (*committee.File, *Identity, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	f, err := loadCommittee(cfg, o.committee)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := loadIdentity(cfg, o.identity)
+	if err != nil {
+		return nil, nil, err
+	}
+	if mode := cfg.Byzantine.Mode; mode != sidecar.ByzantineHonest && !f.TestNetwork {
+		return nil, nil, settingError("byzantine.mode", fmt.Sprintf("%q is only allowed on a test network", mode), "leave it empty (the committee file does not say test_network = true)")
+	}
+	if o.chain == nil {
+		ccfg := cfg.Chain
+		if ccfg.ExpectedChainID == 0 {
+			ccfg.ExpectedChainID = f.ChainID
+		}
+		if err := ccfg.Validate(); err != nil {
+			return nil, nil, sectionError(err)
+		}
+	}
+	return f, id, nil
 }
 
 // Start starts every component in dependency order. Its error is the

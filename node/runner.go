@@ -66,14 +66,7 @@ func NewRunner(cfg Config, opts ...Option) (*Runner, error) {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	f, err := loadCommittee(cfg, o.committee)
-	if err != nil {
-		return nil, err
-	}
-	id, err := loadIdentity(cfg, o.identity)
+	f, id, err := precheck(cfg, &o)
 	if err != nil {
 		return nil, err
 	}

@@ -183,35 +183,37 @@ func sidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	n, err := node.New(cfg, node.WithLogger(logger))
+	r, err := node.NewRunner(cfg, node.WithLogger(logger))
 	if err != nil {
 		return err
 	}
 	logger.Info("memory limit", "bytes", limit, "from", source)
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := n.Start(startCtx); err != nil {
+	if err := r.Start(startCtx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	n := r.Node()
 	info := n.Sidecar.Mesh()
 	metrics := n.API.Addr().String()
 	if a := n.API.MetricsAddr(); a != nil {
 		metrics = a.String()
 	}
-	logger.Info("sidecar running", "version", buildinfo.Read().String(), "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "metrics", metrics, "peer_id", info.ID().String())
+	e, _ := r.Epoch()
+	logger.Info("sidecar running", "version", buildinfo.Read().String(), "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "metrics", metrics, "peer_id", info.ID().String(), "epoch", e, "epochs_follow_chain", r.Epochs())
 	fmt.Fprintf(stdout, "sidecar %s: API http://%s  peer %s\n", n.Sidecar.Validator().Signer().Name(), n.API.Addr(), info.ID())
 	var fatal error
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down")
-	case fatal = <-n.Sidecar.Fatal():
+	case fatal = <-r.Fatal():
 		// Like Lighthouse's doppelganger protection: exit rather than run
 		// on unable to sign, so the operator notices.
 		logger.Error("stopping: this sidecar must not sign", "err", fatal)
 	}
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelStop()
-	if err := n.Stop(stopCtx); fatal == nil {
+	if err := r.Stop(stopCtx); fatal == nil {
 		return err
 	}
 	return fatal
