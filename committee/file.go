@@ -34,6 +34,13 @@ type File struct {
 	// the new one. The members listed here form every epoch's committee.
 	// 0 (the default): the one epoch Epoch, for good.
 	EpochLength uint64 `toml:"epoch_length,omitempty"`
+	// CommitteeSource is where each epoch's committee comes from: "file"
+	// (the default: the members listed here) or "chain": the active
+	// validators of the chain's ValidatorConfig at the epoch's committee
+	// block, signing through the sidecar keys their bindings name (SPEC
+	// §5a); the members listed here are then an address book of sidecar
+	// keys, to find peers. "chain" needs epoch_length.
+	CommitteeSource string `toml:"committee_source,omitempty"`
 	// QCShards is the number of QC topics (default 16).
 	QCShards int `toml:"qc_shards"`
 	// TestNetwork marks a network built for testing. Test-only behaviour
@@ -58,6 +65,16 @@ type Member struct {
 	PublicKey string   `toml:"public_key"`
 	Addrs     []string `toml:"addrs"`
 }
+
+// Committee sources.
+const (
+	SourceFile  = "file"
+	SourceChain = "chain"
+)
+
+// FromChain reports whether each epoch's committee is derived from the
+// chain.
+func (f *File) FromChain() bool { return f.CommitteeSource == SourceChain }
 
 // LoadFile reads and validates a committee file.
 func LoadFile(path string) (*File, error) {
@@ -88,6 +105,15 @@ func (f *File) Validate() error {
 	}
 	if _, err := f.Fees(); err != nil {
 		return fmt.Errorf("fee_model: %w", err)
+	}
+	switch f.CommitteeSource {
+	case "", SourceFile:
+	case SourceChain:
+		if f.EpochLength == 0 {
+			return fmt.Errorf("committee_source = %q needs epoch_length", SourceChain)
+		}
+	default:
+		return fmt.Errorf("committee_source must be %q or %q, got %q", SourceFile, SourceChain, f.CommitteeSource)
 	}
 	if f.SettlementMargin < 0 {
 		return fmt.Errorf("settlement_margin must not be negative, got %s", f.SettlementMargin)

@@ -25,8 +25,15 @@ type Config struct {
 	DataDir string `toml:"data_dir"`
 	// KeyFile is the validator's ed25519 key (default <data_dir>/validator.key).
 	KeyFile string `toml:"key_file"`
-	// CommitteeFile is the network's committee (required).
+	// CommitteeFile is the network's committee (required). When it says
+	// committee_source = "chain", its members are an address book and each
+	// epoch's committee is derived from the chain's validator set and the
+	// sidecar key bindings (SPEC §5a).
 	CommitteeFile string `toml:"committee_file"`
+	// BindingsDir holds the sidecar key bindings of the network's validators
+	// (allegro bind writes them), read at each epoch when the committee
+	// comes from the chain (default <data_dir>/bindings).
+	BindingsDir string `toml:"bindings_dir"`
 	// LogLevel: debug, info, warn, error (default info).
 	LogLevel string `toml:"log_level"`
 	// LogFormat: text (logfmt, default) or json (one object per line).
@@ -61,6 +68,15 @@ type Config struct {
 	// Dashboard is the web page served at / on the API address (on by
 	// default).
 	Dashboard dashboard.Config `toml:"dashboard"`
+}
+
+// BindingsPath returns the bindings directory: BindingsDir, or its default
+// under DataDir.
+func (c Config) BindingsPath() string {
+	if c.BindingsDir != "" {
+		return c.BindingsDir
+	}
+	return filepath.Join(c.DataDir, "bindings")
 }
 
 // DefaultConfig returns production defaults; the chain URL and committee

@@ -65,7 +65,13 @@ type options struct {
 	handover   *epoch.Handover
 	closes     []*qc.Close
 	settler    *settlement.Settler
+	members    *qc.Committee
 }
+
+// WithQCCommittee uses c as the epoch's committee instead of the committee
+// file's members (which then only tell where peers are): the Runner sets it
+// to the committee it derived from the chain.
+func WithQCCommittee(c *qc.Committee) Option { return func(o *options) { o.members = c } }
 
 // WithHandover enters the committee's epoch from the previous one through
 // h (SPEC §5a): the validator signs once h completes, and the sidecar
@@ -127,7 +133,12 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		fx.Provide(
 			newRegistry,
 			func(r *prometheus.Registry) prometheus.Registerer { return r },
-			func(f *committee.File) (*qc.Committee, error) { return f.Committee() },
+			func(f *committee.File) (*qc.Committee, error) {
+				if o.members != nil {
+					return o.members, nil
+				}
+				return f.Committee()
+			},
 			newSigner,
 			newStore,
 			func(lc fx.Lifecycle, f *committee.File, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (tempo.ChainReader, error) {

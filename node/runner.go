@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -45,10 +46,16 @@ type Runner struct {
 	stages   *stagesRelay
 	injected bool // the chain reader was given (WithChain)
 
-	mu      sync.Mutex
-	cur     *Node
-	epoch   uint64
-	changed chan struct{} // closed and replaced at each epoch change
+	mu        sync.Mutex
+	cur       *Node         // nil while this validator is in no committee
+	nodeEpoch uint64        // cur's epoch
+	epoch     uint64        // the chain's
+	changed   chan struct{} // closed and replaced at each epoch change
+
+	// Committees by epoch: the file's members in each epoch's domain, or
+	// derived from the chain's validator set and the bindings.
+	commMu     sync.Mutex
+	committees map[uint64]*qc.Committee
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -71,7 +78,13 @@ func NewRunner(cfg Config, opts ...Option) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{cfg: cfg, opts: opts, file: f, id: id, log: o.logger.With("component", "epochs"),
-		heads: o.chain, injected: o.chain != nil, changed: make(chan struct{}), fatal: make(chan error, 1)}
+		heads: o.chain, injected: o.chain != nil, changed: make(chan struct{}), fatal: make(chan error, 1),
+		committees: make(map[uint64]*qc.Committee)}
+	if f.FromChain() {
+		if _, ok := o.chain.(validatorSet); o.chain != nil && !ok {
+			return nil, errors.New("epochs: committee_source = \"chain\" needs a chain that serves the validator set")
+		}
+	}
 	return r, nil
 }
 
@@ -107,7 +120,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		if err := n.Start(ctx); err != nil {
 			return err
 		}
-		r.setNode(n, r.file.Epoch)
+		r.setNode(n, r.file.Epoch, r.file.Epoch)
 		r.watchFatal(n)
 		return nil
 	}
@@ -119,11 +132,16 @@ func (r *Runner) Start(ctx context.Context) error {
 		return fmt.Errorf("epochs: the chain's head: %w", err)
 	}
 	e := r.file.EpochOf(head)
-	n, err := r.startEpoch(ctx, e, nil)
-	if err != nil {
-		return err
+	if r.member(e) {
+		n, err := r.startEpoch(ctx, e, nil)
+		if err != nil {
+			return err
+		}
+		r.setNode(n, e, e)
+	} else {
+		r.log.Warn("this validator is not in the committee of the current epoch: waiting for an epoch whose committee holds it", "epoch", e, "sidecar_key", r.selfID().Hex())
+		r.setNode(nil, 0, e)
 	}
-	r.setNode(n, e)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.done = make(chan struct{})
 	go r.follow()
@@ -149,9 +167,9 @@ func (r *Runner) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (r *Runner) setNode(n *Node, e uint64) {
+func (r *Runner) setNode(n *Node, nodeEpoch, e uint64) {
 	r.mu.Lock()
-	r.cur, r.epoch = n, e
+	r.cur, r.nodeEpoch, r.epoch = n, nodeEpoch, e
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
@@ -211,25 +229,87 @@ func (r *Runner) headNumber(ctx context.Context) (uint64, error) {
 	return view.Head().Number, nil
 }
 
+// validatorSet is what a chain serving the validator set offers
+// (*chain.Client does).
+type validatorSet interface {
+	Validators(ctx context.Context, block uint64) ([]tempo.Validator, error)
+}
+
+// committeeAt returns the committee of epoch e (nil when it cannot be
+// known: before the network's first epoch, or the chain cannot tell yet).
 func (r *Runner) committeeAt(e uint64) *qc.Committee {
 	if e < r.file.Epoch {
 		return nil
 	}
-	c, err := r.file.CommitteeAt(e)
+	r.commMu.Lock()
+	defer r.commMu.Unlock()
+	if c, ok := r.committees[e]; ok {
+		return c
+	}
+	var c *qc.Committee
+	var err error
+	if r.file.FromChain() {
+		c, err = r.derive(e)
+	} else {
+		c, err = r.file.CommitteeAt(e)
+	}
 	if err != nil {
-		return nil // the file validated: unreachable
+		// Asked again at the next tick; the chain may not have reached the
+		// epoch's committee block yet.
+		r.log.Debug("committee of an epoch not known yet", "epoch", e, "err", err)
+		return nil
+	}
+	r.committees[e] = c
+	for old := range r.committees {
+		if old+8 < e {
+			delete(r.committees, old) // older epochs' QCs are settled or expired
+		}
 	}
 	return c
 }
 
-func (r *Runner) member(e uint64) bool {
-	c := r.committeeAt(e)
-	if c == nil {
-		return false
+// derive reads the validator set at epoch e's committee block and derives
+// the committee with the bindings in the bindings directory.
+func (r *Runner) derive(e uint64) (*qc.Committee, error) {
+	vs, ok := r.heads.(validatorSet)
+	if !ok {
+		return nil, errors.New("the chain does not serve the validator set")
 	}
+	block, err := committee.Schedule{EpochLength: r.file.EpochLength}.CommitteeBlock(e)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	set, err := vs.Validators(ctx, block)
+	if err != nil {
+		return nil, fmt.Errorf("validator set at block %d: %w", block, err)
+	}
+	bindings, bad, err := committee.LoadBindings(r.cfg.BindingsPath())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	c, report, err := committee.Derive(r.file.ChainID, e, set, bindings)
+	if err != nil {
+		return nil, err
+	}
+	r.log.Info("committee derived from the chain", "epoch", e, "block", block, "seats", c.N(), "members", len(c.Members()), "quorum", c.Quorum(),
+		"unbound_seats", len(report.Unbound), "refused_bindings", len(report.Refused)+len(bad), "hash", c.Hash())
+	for _, rb := range report.Refused {
+		r.log.Warn("binding refused", "epoch", e, "consensus_key", rb.Binding.ConsensusKey.Hex(), "sidecar_key", rb.Binding.SidecarKey.Hex(), "err", rb.Err)
+	}
+	return c, nil
+}
+
+func (r *Runner) selfID() qc.ValidatorID {
 	var id qc.ValidatorID
 	copy(id[:], r.id.Key.Public().(ed25519.PublicKey))
-	return c.Contains(id)
+	return id
+}
+
+func (r *Runner) member(e uint64) bool {
+	c := r.committeeAt(e)
+	return c != nil && c.Contains(r.selfID())
 }
 
 // startEpoch builds and starts the node of epoch e. own is this
@@ -239,6 +319,11 @@ func (r *Runner) member(e uint64) bool {
 func (r *Runner) startEpoch(ctx context.Context, e uint64, own *qc.Close) (*Node, error) {
 	f := *r.file
 	f.Epoch = e
+	f.CommitteeSource = ""
+	c := r.committeeAt(e)
+	if c == nil {
+		return nil, fmt.Errorf("epochs: the committee of epoch %d is not known", e)
+	}
 	cfg := r.cfg
 	if r.Node() != nil {
 		// The doppelganger check belongs to the process's start: a node of
@@ -246,7 +331,7 @@ func (r *Runner) startEpoch(ctx context.Context, e uint64, own *qc.Close) (*Node
 		// every boundary.
 		cfg.Sidecar.DoppelgangerWindow = 0
 	}
-	opts := append(append([]Option(nil), r.opts...), WithCommittee(&f), WithIdentity(r.id.Name, r.id.Key))
+	opts := append(append([]Option(nil), r.opts...), WithCommittee(&f), WithIdentity(r.id.Name, r.id.Key), WithQCCommittee(c))
 	if r.settler != nil {
 		opts = append(opts, WithSettler(r.settler))
 	}
@@ -351,47 +436,70 @@ func (r *Runner) follow() {
 			continue
 		}
 		r.mu.Lock()
-		e := r.epoch
+		e, running := r.epoch, r.cur != nil && r.nodeEpoch == r.epoch
 		r.mu.Unlock()
-		if next := r.file.EpochOf(head); next > e {
-			if err := r.advance(e, next); err != nil {
-				if r.ctx.Err() != nil {
-					return
-				}
-				r.log.Error("epoch change failed; the sidecar stops", "from", e, "to", next, "err", err)
-				select {
-				case r.fatal <- err:
-				default:
-				}
+		next := r.file.EpochOf(head)
+		// A new epoch, or this one when the validator runs no node for it
+		// and its committee (now known) holds it.
+		if next < e || next == e && (running || !r.member(e)) {
+			continue
+		}
+		if err := r.advance(e, next); err != nil {
+			if r.ctx.Err() != nil {
 				return
 			}
+			r.log.Error("epoch change failed; the sidecar stops", "from", e, "to", next, "err", err)
+			select {
+			case r.fatal <- err:
+			default:
+			}
+			return
 		}
 	}
 }
 
-// advance closes epoch e and starts epoch next (e+1, or later when the
-// chain moved on while the sidecar could not follow).
+// advance moves from epoch e to next (e+1, or later when the chain moved
+// on while the sidecar could not follow): the running node, if its epoch
+// is e, closes it; then the node of next starts if this validator is in
+// its committee. Otherwise the old node stays up, signing nothing, to
+// serve its close to the new committee.
 func (r *Runner) advance(e, next uint64) error {
 	start := time.Now()
-	n := r.Node()
-	v := n.Sidecar.Validator()
-	var carried []qc.CloseEntry
-	if h := n.Sidecar.Handover(); h != nil {
-		carried = h.CarryForward()
-	}
-	own, err := v.CloseEpoch(r.ctx, carried)
-	if err != nil {
-		return fmt.Errorf("close epoch %d: %w", e, err)
+	r.mu.Lock()
+	n, nodeEpoch := r.cur, r.nodeEpoch
+	r.mu.Unlock()
+	var own *qc.Close
+	if n != nil && nodeEpoch == e && next > e && !n.Sidecar.Validator().Stopped() {
+		var carried []qc.CloseEntry
+		if h := n.Sidecar.Handover(); h != nil {
+			carried = h.CarryForward()
+		}
+		var err error
+		if own, err = n.Sidecar.Validator().CloseEpoch(r.ctx, carried); err != nil {
+			return fmt.Errorf("close epoch %d: %w", e, err)
+		}
+		if err := n.Sidecar.HoldClose(own); err != nil {
+			r.log.Warn("cannot serve the close", "epoch", e, "err", err)
+		}
 	}
 	closed := time.Since(start)
-	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err = n.Stop(stopCtx)
-	cancel()
-	if err != nil {
-		r.log.Warn("stopping the old epoch's node", "epoch", e, "err", err)
+	if !r.member(next) {
+		if n != nil && nodeEpoch == e && next > e {
+			r.log.Info("not in the committee of the new epoch: the old epoch's node stays up, signing nothing, to serve its close", "from", e, "to", next)
+		}
+		r.setNode(n, nodeEpoch, next)
+		return nil
 	}
-	if next != e+1 {
-		own = nil // closes of the epochs skipped are made by startEpoch
+	if n != nil {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := n.Stop(stopCtx)
+		cancel()
+		if err != nil {
+			r.log.Warn("stopping the old epoch's node", "epoch", nodeEpoch, "err", err)
+		}
+	}
+	if next != e+1 || nodeEpoch != e {
+		own = nil // startEpoch reads or makes the close of next−1
 	}
 	startCtx, cancel := context.WithTimeout(r.ctx, 2*time.Minute)
 	defer cancel()
@@ -399,10 +507,14 @@ func (r *Runner) advance(e, next uint64) error {
 	if err != nil {
 		return fmt.Errorf("start epoch %d: %w", next, err)
 	}
-	r.setNode(nn, next)
+	r.setNode(nn, next, next)
 	entries := 0
 	if own != nil {
 		entries = len(own.Entries)
+	}
+	if next == e {
+		r.log.Info("in the committee of the current epoch: signing once the handover completes", "epoch", next, "took", time.Since(start).Round(time.Millisecond))
+		return nil
 	}
 	r.log.Info("epoch changed", "from", e, "to", next, "close_entries", entries, "closed_in", closed.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 	return nil

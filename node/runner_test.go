@@ -144,8 +144,7 @@ func (c *epochCluster) payToQC(i int, req *fastpayv1.SubmitFastPayRequest) *qc.Q
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	q, _ := testkit.StreamToQC(c.t, ctx, c.client(i), req)
-	return q
+	return testkit.RetryStreamToQC(c.t, ctx, func() fastpayv1.FastPaySidecarClient { return c.client(i) }, req)
 }
 
 // TestEpochsFollowTheChain: four validators change epochs as the chain's

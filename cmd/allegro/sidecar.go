@@ -34,6 +34,7 @@ var sidecarSettings = []setting{
 	{"data_dir", "data-dir", "ALLEGRO_DATA_DIR", "directory of the durable validator state"},
 	{"key_file", "key", "ALLEGRO_KEY_FILE", "validator key file (default <data-dir>/validator.key)"},
 	{"committee_file", "committee", "ALLEGRO_COMMITTEE_FILE", "committee file (required)"},
+	{"bindings_dir", "bindings", "ALLEGRO_BINDINGS_DIR", "directory of the validators' sidecar key bindings, when the committee comes from the chain (default <data-dir>/bindings)"},
 	{"chain.url", "chain-rpc", "ALLEGRO_CHAIN_RPC", "chain node JSON-RPC URL, http(s):// or ws(s):// (required)"},
 	{"api.listen_addr", "api-listen", "ALLEGRO_API_LISTEN", "client API listen address (gRPC and HTTP)"},
 	{"api.max_conns_per_ip", "api-max-conns-per-ip", "ALLEGRO_API_MAX_CONNS_PER_IP", "open API connections allowed from one client address; raise it behind a proxy or NAT, whose clients all share its address"},

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -114,30 +115,62 @@ func StartDevChain(t testing.TB, cfg devchain.Config) *devchain.Chain {
 // reject, a stream ending without a QC or ctx ending fails the test.
 func StreamToQC(t testing.TB, ctx context.Context, client fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest) (*qc.QC, int) {
 	t.Helper()
+	q, certs, reject, err := StreamQC(ctx, client, req)
+	switch {
+	case err != nil:
+		t.Fatal(err)
+	case reject != nil:
+		t.Fatalf("rejected: %s", reject)
+	}
+	return q, certs
+}
+
+// StreamQC is StreamToQC returning the reject or the error instead of
+// failing a test.
+func StreamQC(ctx context.Context, client fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest) (*qc.QC, int, *fastpayv1.RejectReason, error) {
 	stream, err := client.SubmitFastPayStream(ctx, req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, 0, nil, err
 	}
 	certs := 0
 	for {
 		ev, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			t.Fatal("stream ended without a QC")
+			return nil, certs, nil, errors.New("stream ended without a QC")
 		}
 		if err != nil {
-			t.Fatalf("stream: %v", err)
+			return nil, certs, nil, fmt.Errorf("stream: %w", err)
 		}
 		switch e := ev.Event.(type) {
 		case *fastpayv1.SubmitFastPayEvent_Reject:
-			t.Fatalf("rejected: %s", e.Reject)
+			return nil, certs, e.Reject, nil
 		case *fastpayv1.SubmitFastPayEvent_Cert:
 			certs++
 		case *fastpayv1.SubmitFastPayEvent_Qc:
 			q, err := e.Qc.ToQC()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return q, certs
+			return q, certs, nil, err
+		}
+	}
+}
+
+// RetryStreamToQC is StreamToQC that submits again, until ctx ends, while
+// the sidecar answers TEMPORARY_UNAVAILABLE (an epoch changing, a handover
+// in progress); dial returns the client to submit to at each attempt.
+func RetryStreamToQC(t testing.TB, ctx context.Context, dial func() fastpayv1.FastPaySidecarClient, req *fastpayv1.SubmitFastPayRequest) *qc.QC {
+	t.Helper()
+	for {
+		q, _, reject, err := StreamQC(ctx, dial(), req)
+		switch {
+		case err == nil && reject == nil:
+			return q
+		case ctx.Err() != nil:
+			t.Fatalf("no QC before the deadline: reject %v, err %v", reject, err)
+		case reject != nil && reject.Code != fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE:
+			t.Fatalf("rejected: %s", reject)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

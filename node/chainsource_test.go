@@ -1,0 +1,260 @@
+package node_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+
+	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/testkit"
+	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/node/nodetest"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/chain"
+	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
+)
+
+// chainNet is a network whose committees come from the dev chain's
+// ValidatorConfig: validator i has a consensus key (on chain) and a sidecar
+// key bound to it by a binding file in the shared bindings directory.
+type chainNet struct {
+	t         *testing.T
+	client    *chain.Client
+	file      *committee.File
+	consensus []ed25519.PrivateKey
+	sidecar   []ed25519.PrivateKey
+	dirs      []string
+	bindings  string
+	runners   []*node.Runner
+	ownerTxs  uint64
+}
+
+func testKey(tag string) ed25519.PrivateKey {
+	seed := make([]byte, ed25519.SeedSize)
+	copy(seed, tag)
+	return ed25519.NewKeyFromSeed(seed)
+}
+
+func validatorOf(k ed25519.PrivateKey, i int) tempo.Validator {
+	return tempo.Validator{PublicKey: [32]byte(k.Public().(ed25519.PublicKey)), Active: true,
+		ValidatorAddress: common.Address{0xA0, byte(i)}, InboundAddress: fmt.Sprintf("10.0.0.%d:4000", i+1)}
+}
+
+// newChainNet starts a dev chain whose genesis set is validators 0..genesis−1
+// (of n), with every key bound from the network's first epoch.
+func newChainNet(t *testing.T, n, genesis int, length uint64) *chainNet {
+	t.Helper()
+	c := &chainNet{t: t, bindings: t.TempDir()}
+	var set []tempo.Validator
+	base := t.TempDir()
+	c.file = &committee.File{ChainID: devchain.DefaultChainID, Epoch: 1, EpochLength: length, CommitteeSource: committee.SourceChain,
+		QCShards: 4, TestNetwork: true, FeeModel: tempo.FeeModelNative}
+	for i := range n {
+		c.consensus = append(c.consensus, testKey(fmt.Sprintf("consensus-%d", i)))
+		c.sidecar = append(c.sidecar, testKey(fmt.Sprintf("sidecar-%d", i)))
+		c.dirs = append(c.dirs, filepath.Join(base, fmt.Sprintf("v%d", i)))
+		c.file.Members = append(c.file.Members, committee.Member{Name: fmt.Sprintf("v%d", i),
+			PublicKey: hex.EncodeToString(c.sidecar[i].Public().(ed25519.PublicKey)),
+			Addrs:     []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", testkit.FreePort(t))}})
+		if i < genesis {
+			set = append(set, validatorOf(c.consensus[i], i))
+			c.bind(i, 0)
+		}
+	}
+	_, c.client = nodetest.DevChain(t, devchain.Config{BlockPeriod: 100 * time.Millisecond, LoadAccounts: -1, Validators: set})
+	return c
+}
+
+// bind writes validator i's binding from firstEpoch into the bindings
+// directory.
+func (c *chainNet) bind(i int, firstEpoch uint64) {
+	c.t.Helper()
+	b, err := qc.SignBinding(c.consensus[i], c.sidecar[i], c.file.ChainID, firstEpoch)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := committee.WriteBinding(filepath.Join(c.bindings, fmt.Sprintf("v%d-%d.toml", i, firstEpoch)), b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// owner sends a ValidatorConfig call as its owner and waits for it.
+func (c *chainNet) owner(data []byte) {
+	c.t.Helper()
+	tx, err := devkit.SignCall(devkit.ValidatorConfigOwner().Key, c.ownerTxs, tempo.ValidatorConfigAddress, data, new(big.Int).SetUint64(c.file.ChainID), 0, devkit.Fees{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.ownerTxs++
+	raw, err := tx.MarshalBinary()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.client.SendRawTransaction(context.Background(), raw); err != nil {
+		c.t.Fatal(err)
+	}
+	testkit.Eventually(c.t, 20*time.Second, "the owner's call included", func() bool {
+		r, err := c.client.TransactionReceipt(context.Background(), tx.Hash())
+		if r != nil && !r.Succeeded() {
+			c.t.Fatalf("owner call reverted: %+v", r)
+		}
+		return err == nil && r != nil
+	})
+}
+
+func (c *chainNet) start(i int) {
+	c.t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.DataDir = c.dirs[i]
+	cfg.BindingsDir = c.bindings
+	cfg.P2P = p2p.LocalConfig()
+	cfg.P2P.ListenAddrs = c.file.Members[i].Addrs
+	cfg.API.ListenAddr = "127.0.0.1:0"
+	cfg.Sidecar.PruneInterval = 200 * time.Millisecond
+	cfg.Sidecar.DoppelgangerWindow = 0
+	r, err := node.NewRunner(cfg, node.WithIdentity(c.file.Members[i].Name, c.sidecar[i]), node.WithCommittee(c.file),
+		node.WithChain(c.client), node.WithLogger(testLogger(c.t).With("node", c.file.Members[i].Name)))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Start(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = r.Stop(ctx)
+	})
+	for len(c.runners) <= i {
+		c.runners = append(c.runners, nil)
+	}
+	c.runners[i] = r
+}
+
+// signing reports whether runner i runs a node of the chain's current
+// epoch whose handover is complete, and that epoch.
+func (c *chainNet) signing(i int) (uint64, bool) {
+	r := c.runners[i]
+	e, _ := r.Epoch()
+	n := r.Node()
+	if n == nil || n.Sidecar.Validator().Committee().Domain().Epoch != e {
+		return e, false
+	}
+	select {
+	case <-n.Sidecar.HandoverDone():
+		return e, true
+	default:
+		return e, false
+	}
+}
+
+// TestCommitteeFromChain: the committee of each epoch is the dev chain's
+// active validator set at the epoch's committee block, signing through the
+// bound sidecar keys. A fifth validator, added on chain while the network
+// runs, is in the committee from the next epoch on (its sidecar, started
+// before, waits until then); one deactivated leaves at the epoch after,
+// and payments are certified throughout with the quorum of each epoch.
+func TestCommitteeFromChain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a dev chain and five sidecars across several epochs")
+	}
+	const length = 20 // 2 s epochs at 100 ms blocks
+	c := newChainNet(t, 5, 4, length)
+	for i := range 5 {
+		c.start(i)
+	}
+	testkit.Eventually(t, 30*time.Second, "validators 0..3 signing", func() bool {
+		for i := range 4 {
+			if _, ok := c.signing(i); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if n := c.runners[4].Node(); n != nil {
+		t.Fatal("validator 4, not on chain yet, runs a node")
+	}
+	demo := devkit.DemoAccounts()
+	pay := func(entry int, from devkit.Account, nonce uint64, to common.Address) *qc.QC {
+		t.Helper()
+		req := nodetest.Pay{Key: from.Key, ChainID: c.file.ChainID, Nonce: nonce, Recipient: to, Amount: devkit.Dollar}.Request(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		// A payment at a boundary waits out the handover (retryable).
+		return testkit.RetryStreamToQC(t, ctx, func() fastpayv1.FastPaySidecarClient {
+			conn, err := grpc.NewClient(c.runners[entry].Node().API.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			return fastpayv1.NewFastPaySidecarClient(conn)
+		}, req)
+	}
+	q := pay(0, demo[0], 0, demo[1].Address)
+	if len(q.Certs) != 3 {
+		t.Fatalf("QC of %d certificates with 4 seats", len(q.Certs))
+	}
+
+	// Validator 4 joins: added on chain, its binding in effect two epochs
+	// on (as a binding made while the network runs must be).
+	now, _ := c.runners[0].Epoch()
+	c.bind(4, now+2)
+	add, err := tempo.AddValidatorCalldata(validatorOf(c.consensus[4], 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.owner(add)
+	testkit.Eventually(t, 30*time.Second, "validator 4 signing", func() bool {
+		e, ok := c.signing(4)
+		return ok && e >= now+2
+	})
+	joined, _ := c.signing(4)
+	n4 := c.runners[4].Node()
+	if got := n4.Sidecar.Validator().Committee(); got.N() != 5 || got.Quorum() != 4 {
+		t.Fatalf("committee of epoch %d: n=%d quorum=%d", joined, got.N(), got.Quorum())
+	}
+	testkit.Eventually(t, 30*time.Second, "every validator signing in one epoch", func() bool {
+		e0, ok := c.signing(0)
+		for i := 1; i < 5 && ok; i++ {
+			var e uint64
+			e, ok = c.signing(i)
+			ok = ok && e == e0
+		}
+		return ok
+	})
+	q = pay(4, demo[1], 0, demo[2].Address)
+	if len(q.Certs) != 4 {
+		t.Fatalf("QC of %d certificates with 5 seats", len(q.Certs))
+	}
+
+	// Validator 0 leaves: deactivated on chain.
+	c.owner(tempo.ChangeValidatorStatusCalldata(common.Address{0xA0, 0}, false))
+	testkit.Eventually(t, 30*time.Second, "a committee without validator 0", func() bool {
+		n := c.runners[1].Node()
+		e, ok := c.signing(1)
+		return ok && n.Sidecar.Validator().Committee().N() == 4 && !n.Sidecar.Validator().Committee().Contains(qc.ValidatorID(c.sidecar[0].Public().(ed25519.PublicKey))) && e > joined
+	})
+	if _, ok := c.signing(0); ok {
+		t.Fatal("validator 0 still signs after it left the set")
+	}
+	q = pay(2, demo[2], 0, demo[0].Address)
+	if len(q.Certs) != 3 {
+		t.Fatalf("QC of %d certificates with 4 seats again", len(q.Certs))
+	}
+}
