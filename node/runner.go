@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -54,8 +53,7 @@ type Runner struct {
 
 	// Committees by epoch: the file's members in each epoch's domain, or
 	// derived from the chain's validator set and the bindings.
-	commMu     sync.Mutex
-	committees map[uint64]*qc.Committee
+	resolver *committee.Resolver
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,10 +76,9 @@ func NewRunner(cfg Config, opts ...Option) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{cfg: cfg, opts: opts, file: f, id: id, log: o.logger.With("component", "epochs"),
-		heads: o.chain, injected: o.chain != nil, changed: make(chan struct{}), fatal: make(chan error, 1),
-		committees: make(map[uint64]*qc.Committee)}
+		heads: o.chain, injected: o.chain != nil, changed: make(chan struct{}), fatal: make(chan error, 1)}
 	if f.FromChain() {
-		if _, ok := o.chain.(validatorSet); o.chain != nil && !ok {
+		if _, ok := o.chain.(committee.ValidatorReader); o.chain != nil && !ok {
 			return nil, errors.New("epochs: committee_source = \"chain\" needs a chain that serves the validator set")
 		}
 	}
@@ -125,6 +122,9 @@ func (r *Runner) Start(ctx context.Context) error {
 		return nil
 	}
 	if err := r.startChain(ctx); err != nil {
+		return err
+	}
+	if err := r.newResolver(); err != nil {
 		return err
 	}
 	head, err := r.headNumber(ctx)
@@ -229,76 +229,40 @@ func (r *Runner) headNumber(ctx context.Context) (uint64, error) {
 	return view.Head().Number, nil
 }
 
-// validatorSet is what a chain serving the validator set offers
-// (*chain.Client does).
-type validatorSet interface {
-	Validators(ctx context.Context, block uint64) ([]tempo.Validator, error)
+// newResolver builds the resolver of the network's committees once the
+// chain is known.
+func (r *Runner) newResolver() error {
+	vs, _ := r.heads.(committee.ValidatorReader)
+	res, err := committee.NewResolver(r.file, vs, r.cfg.BindingsPath())
+	if err != nil {
+		return err
+	}
+	res.OnDerived = func(e, block uint64, c *qc.Committee, report committee.DeriveReport, bad []committee.BindingFileError) {
+		r.log.Info("committee derived from the chain", "epoch", e, "block", block, "seats", c.N(), "members", len(c.Members()), "quorum", c.Quorum(),
+			"unbound_seats", len(report.Unbound), "refused_bindings", len(report.Refused)+len(bad), "hash", c.Hash())
+		for _, rb := range report.Refused {
+			r.log.Warn("binding refused", "epoch", e, "consensus_key", rb.Binding.ConsensusKey.Hex(), "sidecar_key", rb.Binding.SidecarKey.Hex(), "err", rb.Err)
+		}
+		for _, b := range bad {
+			r.log.Warn("binding file refused", "epoch", e, "err", b.Error())
+		}
+	}
+	r.resolver = res
+	return nil
 }
 
 // committeeAt returns the committee of epoch e (nil when it cannot be
-// known: before the network's first epoch, or the chain cannot tell yet).
+// known: before the network's first epoch, or the chain cannot tell yet,
+// in which case it is asked again at the next tick).
 func (r *Runner) committeeAt(e uint64) *qc.Committee {
-	if e < r.file.Epoch {
-		return nil
-	}
-	r.commMu.Lock()
-	defer r.commMu.Unlock()
-	if c, ok := r.committees[e]; ok {
-		return c
-	}
-	var c *qc.Committee
-	var err error
-	if r.file.FromChain() {
-		c, err = r.derive(e)
-	} else {
-		c, err = r.file.CommitteeAt(e)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := r.resolver.Committee(ctx, e)
 	if err != nil {
-		// Asked again at the next tick; the chain may not have reached the
-		// epoch's committee block yet.
 		r.log.Debug("committee of an epoch not known yet", "epoch", e, "err", err)
 		return nil
 	}
-	r.committees[e] = c
-	for old := range r.committees {
-		if old+8 < e {
-			delete(r.committees, old) // older epochs' QCs are settled or expired
-		}
-	}
 	return c
-}
-
-// derive reads the validator set at epoch e's committee block and derives
-// the committee with the bindings in the bindings directory.
-func (r *Runner) derive(e uint64) (*qc.Committee, error) {
-	vs, ok := r.heads.(validatorSet)
-	if !ok {
-		return nil, errors.New("the chain does not serve the validator set")
-	}
-	block, err := committee.Schedule{EpochLength: r.file.EpochLength}.CommitteeBlock(e)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	set, err := vs.Validators(ctx, block)
-	if err != nil {
-		return nil, fmt.Errorf("validator set at block %d: %w", block, err)
-	}
-	bindings, bad, err := committee.LoadBindings(r.cfg.BindingsPath())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	c, report, err := committee.Derive(r.file.ChainID, e, set, bindings)
-	if err != nil {
-		return nil, err
-	}
-	r.log.Info("committee derived from the chain", "epoch", e, "block", block, "seats", c.N(), "members", len(c.Members()), "quorum", c.Quorum(),
-		"unbound_seats", len(report.Unbound), "refused_bindings", len(report.Refused)+len(bad), "hash", c.Hash())
-	for _, rb := range report.Refused {
-		r.log.Warn("binding refused", "epoch", e, "consensus_key", rb.Binding.ConsensusKey.Hex(), "sidecar_key", rb.Binding.SidecarKey.Hex(), "err", rb.Err)
-	}
-	return c, nil
 }
 
 func (r *Runner) selfID() qc.ValidatorID {
