@@ -47,6 +47,12 @@ type Config struct {
 	Endpoints []string
 	// Committee verifies every certificate and QC received. Required.
 	Committee *qc.Committee
+	// CommitteeOf, on a network whose committee changes with epochs
+	// (committee.Resolver.Func), returns the committee of another epoch: a
+	// QC is verified against the committee of the epoch it carries, and a
+	// certificate that is not Committee's against the next epoch's (the
+	// payment crossed a boundary). Nil: Committee only.
+	CommitteeOf func(epoch uint64) *qc.Committee
 	// Timeout bounds one attempt: from submission to a verified QC
 	// (default 10 s). WaitSettled and Status use it per HTTP request.
 	Timeout time.Duration
@@ -272,19 +278,36 @@ func expect(req *fastpayv1.SubmitFastPayRequest) (expectation, error) {
 	return expectation{txHash: txHash, effects: effects, effectsHash: effects.Hash()}, nil
 }
 
-func (x expectation) checkCert(committee *qc.Committee, cert *qc.Certificate) error {
+func (x expectation) checkCert(committee *qc.Committee, committeeOf func(uint64) *qc.Committee, cert *qc.Certificate) error {
 	if cert.TxHash != x.txHash {
 		return fmt.Errorf("certificate for tx %s, submitted %s", cert.TxHash, x.txHash)
 	}
 	if cert.EffectsHash != x.effectsHash {
 		return fmt.Errorf("certificate attests effects %s, the transaction's are %s", cert.EffectsHash, x.effectsHash)
 	}
-	return committee.VerifyCertificate(cert)
+	err := committee.VerifyCertificate(cert)
+	if err != nil && committeeOf != nil {
+		if next := committeeOf(committee.Domain().Epoch + 1); next != nil && next.VerifyCertificate(cert) == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// committeeFor returns the committee a QC of epoch e is verified against.
+func committeeFor(committee *qc.Committee, committeeOf func(uint64) *qc.Committee, e uint64) *qc.Committee {
+	if e == 0 || e == committee.Domain().Epoch || committeeOf == nil {
+		return committee
+	}
+	if c := committeeOf(e); c != nil {
+		return c
+	}
+	return committee
 }
 
 // verifyQC converts and verifies a wire QC: it must verify against the
 // committee and be for the submitted transaction and its effects.
-func (x expectation) verifyQC(committee *qc.Committee, w *fastpayv1.QuorumCertificate) (*qc.QC, error) {
+func (x expectation) verifyQC(committee *qc.Committee, committeeOf func(uint64) *qc.Committee, w *fastpayv1.QuorumCertificate) (*qc.QC, error) {
 	q, err := w.ToQC()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnverifiedQC, err)
@@ -295,7 +318,14 @@ func (x expectation) verifyQC(committee *qc.Committee, w *fastpayv1.QuorumCertif
 	if q.EffectsHash != x.effectsHash {
 		return nil, fmt.Errorf("%w: QC attests effects %s, the transaction's are %s", ErrUnverifiedQC, q.EffectsHash, x.effectsHash)
 	}
-	if err := committee.VerifyQC(q); err != nil {
+	err = committeeFor(committee, committeeOf, q.Epoch).VerifyQC(q)
+	if err != nil && q.Epoch == 0 && committeeOf != nil {
+		// Not carrying its epoch: perhaps the next one's.
+		if next := committeeOf(committee.Domain().Epoch + 1); next != nil && next.VerifyQC(q) == nil {
+			err = nil
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnverifiedQC, err)
 	}
 	return q, nil
@@ -433,7 +463,7 @@ func (c *Client) payOnce(ctx context.Context, ep string, attempt int, req *fastp
 		case *fastpayv1.SubmitFastPayEvent_Cert:
 			cert, err := e.Cert.ToCertificate()
 			if err == nil {
-				err = x.checkCert(committee, &cert)
+				err = x.checkCert(committee, c.cfg.CommitteeOf, &cert)
 			}
 			if err != nil {
 				c.log.Warn("sidecar sent a certificate that does not verify; ignored", "endpoint", ep, "tx", x.txHash, "err", err)
@@ -447,7 +477,7 @@ func (c *Client) payOnce(ctx context.Context, ep string, attempt int, req *fastp
 			emit(Event{Kind: EventCertificate, Endpoint: ep, Attempt: attempt, Cert: &cert,
 				SignerName: c.signerName(cert.Signer), Certs: len(certs)})
 		case *fastpayv1.SubmitFastPayEvent_Qc:
-			q, err := x.verifyQC(committee, e.Qc)
+			q, err := x.verifyQC(committee, c.cfg.CommitteeOf, e.Qc)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", ep, err)
 			}

@@ -577,3 +577,49 @@ func TestFanOutByzantine(t *testing.T) {
 		t.Fatalf("two forgers of four: %v %v", res, err)
 	}
 }
+
+// TestQCOfAnotherEpoch: a payment certified after an epoch boundary carries
+// a QC of the new epoch, verified against that epoch's committee
+// (Config.CommitteeOf); without it, or with another committee for that
+// epoch, the QC is refused.
+func TestQCOfAnotherEpoch(t *testing.T) {
+	d1, d2 := qc.Domain{ChainID: chainID, Epoch: 1}, qc.Domain{ChainID: chainID, Epoch: 2}
+	epoch1, _ := newFakeCommittee(4, d1, "fake-validator")
+	epoch2, signers2 := newFakeCommittee(4, d2, "fake-validator")
+	others2, _ := newFakeCommittee(4, d2, "fake-outsider")
+	fake := &fakeSidecar{committee: epoch2, signers: signers2, modes: []fakeMode{fakeHonest}}
+	addr, stop, err := fake.serve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for _, tc := range []struct {
+		name        string
+		committeeOf func(uint64) *qc.Committee
+		ok          bool
+	}{
+		{"the next epoch's committee", func(e uint64) *qc.Committee {
+			if e == 2 {
+				return epoch2
+			}
+			return nil
+		}, true},
+		{"no committee of other epochs", nil, false},
+		{"another committee for the epoch", func(uint64) *qc.Committee { return others2 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient(t, client.Config{Endpoints: []string{addr}, Committee: epoch1, CommitteeOf: tc.committeeOf, Retries: -1})
+			req, err := client.NewEVMPayment(aliceKey, chainID, 0, token, nodetest.Address(bobKey), dollar)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Pay(ctxFor(t, 10*time.Second), req, nil)
+			switch {
+			case tc.ok && (err != nil || res.QC.Epoch != 2):
+				t.Fatalf("QC of epoch 2: %v", err)
+			case !tc.ok && !errors.Is(err, client.ErrUnverifiedQC):
+				t.Fatalf("want ErrUnverifiedQC, got %v", err)
+			}
+		})
+	}
+}

@@ -145,7 +145,7 @@ func (f *fakeSidecar) SubmitFastPayStream(req *fastpayv1.SubmitFastPayRequest, s
 	if mode == fakeForgeSigner {
 		signers = f.outsiders
 	}
-	q := &qc.QC{TxHash: txHash, EffectsHash: effects.Hash(), Threshold: uint32(f.committee.Quorum())}
+	q := &qc.QC{TxHash: txHash, EffectsHash: effects.Hash(), Threshold: uint32(f.committee.Quorum()), Epoch: f.committee.Domain().Epoch}
 	for _, s := range signers[:f.committee.Quorum()] {
 		cert := s.Sign(txHash, effects, now)
 		if mode == fakeForgeSignature && len(q.Certs) == 0 {

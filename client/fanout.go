@@ -95,7 +95,7 @@ func (c *Client) FanOut(ctx context.Context, req *fastpayv1.SubmitFastPayRequest
 		default:
 			cert, err := r.cert.ToCertificate()
 			if err == nil {
-				err = x.checkCert(committee, &cert)
+				err = x.checkCert(committee, c.cfg.CommitteeOf, &cert)
 			}
 			if err != nil {
 				c.log.Warn("fan-out: certificate does not verify; ignored", "endpoint", r.ep, "tx", x.txHash, "err", err)
