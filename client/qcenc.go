@@ -56,3 +56,19 @@ func DecodeQCHex(s string, committee *qc.Committee) (*qc.QC, error) {
 	}
 	return UnmarshalQC(b, committee)
 }
+
+// DecodeQCHexOf is DecodeQCHex verifying against committeeOf(epoch), the
+// committee of the epoch the QC carries (of fallback's epoch when it
+// carries none), on a network whose committee changes with epochs.
+func DecodeQCHexOf(s string, fallback *qc.Committee, committeeOf func(uint64) *qc.Committee) (*qc.QC, error) {
+	s = strings.TrimPrefix(strings.TrimSpace(s), "0x")
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("QC: not hex: %w", err)
+	}
+	var w fastpayv1.QuorumCertificate
+	if err := proto.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("QC protobuf: %w", err)
+	}
+	return UnmarshalQC(b, committeeFor(fallback, committeeOf, w.GetEpoch()))
+}

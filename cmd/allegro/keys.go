@@ -93,7 +93,9 @@ func runCommittee(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fs := app.Flags("committee", "--chain-id N --member NAME=PUBKEY@ADDR ... [--key-file FILE@ADDR ...] --out FILE\n   or: allegro committee "+deriveSynopsis)
 	chainID := fs.Uint64("chain-id", 1337, "chain id (Tempo mainnet 4217, testnet 42431, dev 1337)")
-	epoch := fs.Uint64("epoch", 1, "committee epoch")
+	epoch := fs.Uint64("epoch", 1, "committee epoch (with --epoch-length: the network's first)")
+	epochLength := fs.Uint64("epoch-length", 0, "blocks per mesh epoch: the mesh changes epochs with the chain (0: one epoch, for good)")
+	source := fs.String("committee-source", committee.SourceFile, `where each epoch's committee comes from: "file" (the members given here) or "chain" (the chain's validator set and the bindings; the members given here are then an address book of sidecar keys); "chain" needs --epoch-length`)
 	shards := fs.Int("qc-shards", 16, "number of QC topics")
 	testNet := fs.Bool("test-network", false, "mark the network as a test network (allows test-only sidecar modes)")
 	feeModel := fs.String("fee-model", "tempo", `how the chain charges fees: "tempo" (a USD TIP-20 fee token) or "native" (native gas, as on allegro-dev devchain)`)
@@ -124,12 +126,20 @@ func runCommittee(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	f := &committee.File{ChainID: *chainID, Epoch: *epoch, QCShards: *shards, TestNetwork: *testNet,
-		FeeModel: *feeModel, SettlementMargin: *margin, Members: members}
+		FeeModel: *feeModel, SettlementMargin: *margin, Members: members, EpochLength: *epochLength}
+	if *source != committee.SourceFile {
+		f.CommitteeSource = *source
+	}
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("committee: %w", err)
 	}
 	if err := f.Write(*out); err != nil {
 		return err
+	}
+	if f.FromChain() {
+		fmt.Fprintf(stdout, "wrote %s: %d sidecar addresses; each epoch's committee (%d blocks) comes from chain %d's validator set and the bindings, from epoch %d\n",
+			*out, len(f.Members), f.EpochLength, *chainID, *epoch)
+		return nil
 	}
 	c, _ := f.Committee()
 	fmt.Fprintf(stdout, "wrote %s: %d validators, quorum %d, chain %d epoch %d, committee hash %s\n", *out, c.N(), c.Quorum(), *chainID, *epoch, c.Hash())

@@ -20,6 +20,7 @@ import (
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
@@ -84,6 +85,8 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	timeout := fs.Duration("timeout", client.DefaultTimeout, "time limit per attempt")
 	retries := fs.Int("retries", client.DefaultRetries, "further attempts on the next sidecars after a failure")
 	waitSettled := fs.Duration("wait-settled", 0, "after the QC, wait up to this long for FINALIZED (0: do not wait)")
+	chainRPC := fs.String("chain-rpc", "", "chain node JSON-RPC URL: on a network whose committee changes with epochs (epoch_length in the committee file), the current epoch and, with committee_source = \"chain\", its committee are read from it")
+	bindingsDir := fs.String("bindings", "bindings", "with committee_source = \"chain\": directory of the validators' binding files")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -136,10 +139,14 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	committee, err := cf.Committee()
+	committee, committeeOf, closeChain, err := payCommittee(ctx, cf, *chainRPC, *bindingsDir)
+	if errors.Is(err, errPayNeedsChain) {
+		return usageErr("%v", err)
+	}
 	if err != nil {
 		return err
 	}
+	defer closeChain()
 	key, payerName, err := payLoadKey(*from, *keyFile, os.Getenv)
 	if errors.Is(err, errPayKeySource) {
 		return usageErr("%v", err)
@@ -163,7 +170,7 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("--parent-qc: %w", err)
 		}
-		parent, err := client.DecodeQCHex(string(text), committee)
+		parent, err := client.DecodeQCHexOf(string(text), committee, committeeOf)
 		if err != nil {
 			return fmt.Errorf("--parent-qc %s: %w", *parentPath, err)
 		}
@@ -176,7 +183,7 @@ func runPay(ctx context.Context, args []string, stdout io.Writer) error {
 	if cfgRetries <= 0 {
 		cfgRetries = -1 // Config reads 0 as "the default"; the flag means none
 	}
-	c, err := client.New(client.Config{Endpoints: sidecars, Committee: committee, Timeout: *timeout, Retries: cfgRetries})
+	c, err := client.New(client.Config{Endpoints: sidecars, Committee: committee, CommitteeOf: committeeOf, Timeout: *timeout, Retries: cfgRetries})
 	if err != nil {
 		return err
 	}
@@ -662,4 +669,47 @@ func payParseNonceKey(s string) (qc.NonceKey, error) {
 
 func payNonceKeyString(k qc.NonceKey) string {
 	return new(big.Int).SetBytes(k[:]).String()
+}
+
+var errPayNeedsChain = errors.New("the committee file sets epoch_length: give --chain-rpc, the chain node whose head tells the current epoch")
+
+// payCommittee returns the committee to verify the payment's QC against:
+// the file's, or on a network that changes epochs the current epoch's (from
+// the file's members, or derived from the chain and the bindings), with the
+// committees of other epochs, read when needed, for a QC that crosses a
+// boundary or a parent of an earlier epoch. closeChain ends the chain
+// connection.
+func payCommittee(ctx context.Context, cf *committee.File, chainRPC, bindings string) (current *qc.Committee, committeeOf func(uint64) *qc.Committee, closeChain func(), err error) {
+	if cf.EpochLength == 0 {
+		c, err := cf.Committee()
+		return c, nil, func() {}, err
+	}
+	if chainRPC == "" {
+		return nil, nil, nil, errPayNeedsChain
+	}
+	cl, err := chain.New(chain.Config{URL: chainRPC, ExpectedChainID: cf.ChainID}.WithDefaults(), nil)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--chain-rpc: %w", err)
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cl.Start(startCtx); err != nil {
+		return nil, nil, nil, fmt.Errorf("--chain-rpc: %w", err)
+	}
+	closeChain = func() { _ = cl.Stop(context.Background()) }
+	view, err := cl.Latest(startCtx)
+	if err != nil {
+		closeChain()
+		return nil, nil, nil, fmt.Errorf("--chain-rpc: %w", err)
+	}
+	res, err := committee.NewResolver(cf, cl, bindings)
+	if err != nil {
+		closeChain()
+		return nil, nil, nil, err
+	}
+	if current, err = res.Committee(startCtx, cf.EpochOf(view.Head().Number)); err != nil {
+		closeChain()
+		return nil, nil, nil, err
+	}
+	return current, res.Func(ctx), closeChain, nil
 }
