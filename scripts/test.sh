@@ -29,6 +29,9 @@ go test -race -timeout 20m ./...
 echo "== operator recipe (README.md, Running a validator)"
 ./scripts/operator-recipe.sh
 
+echo "== epoch walk-through (docs/epochs.md: a fifth operator joins from the chain)"
+./scripts/epoch-walkthrough.sh
+
 echo "== benchmarks (one iteration each: they must run; timings are not checked)"
 go test -run '^$' -bench . -benchtime 1x ./...
 

@@ -194,15 +194,20 @@ func sidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := r.Start(startCtx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	n := r.Node()
-	info := n.Sidecar.Mesh()
-	metrics := n.API.Addr().String()
-	if a := n.API.MetricsAddr(); a != nil {
-		metrics = a.String()
+	if n := r.Node(); n != nil {
+		info := n.Sidecar.Mesh()
+		metrics := n.API.Addr().String()
+		if a := n.API.MetricsAddr(); a != nil {
+			metrics = a.String()
+		}
+		e, _ := r.Epoch()
+		logger.Info("sidecar running", "version", buildinfo.Read().String(), "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "metrics", metrics, "peer_id", info.ID().String(), "epoch", e, "epochs_follow_chain", r.Epochs())
+		fmt.Fprintf(stdout, "sidecar %s: API http://%s  peer %s\n", n.Sidecar.Validator().Signer().Name(), n.API.Addr(), info.ID())
+	} else {
+		// The Runner logged why; the API comes up with the first epoch whose
+		// committee holds this validator.
+		fmt.Fprintf(stdout, "sidecar: waiting for an epoch whose committee holds this validator (API %s then)\n", cfg.API.ListenAddr)
 	}
-	e, _ := r.Epoch()
-	logger.Info("sidecar running", "version", buildinfo.Read().String(), "validator", n.Sidecar.Validator().Signer().Name(), "api", n.API.Addr().String(), "metrics", metrics, "peer_id", info.ID().String(), "epoch", e, "epochs_follow_chain", r.Epochs())
-	fmt.Fprintf(stdout, "sidecar %s: API http://%s  peer %s\n", n.Sidecar.Validator().Signer().Name(), n.API.Addr(), info.ID())
 	var fatal error
 	select {
 	case <-ctx.Done():
