@@ -58,6 +58,9 @@ func (s *Server) routes() {
 	if _, ok := s.backend.(ConflictChecker); ok {
 		s.route(routeConflictCheck, post, s.handleConflictCheck)
 	}
+	if bk, ok := s.backend.(BindingKeeper); ok && bk.TakesBindings() {
+		s.route(routeBindings, append(get, http.MethodPost), s.handleBindings)
+	}
 	if s.cfg.MetricsListenAddr == "" {
 		s.route(routeMetrics, get, s.metricsHandler().ServeHTTP)
 	}

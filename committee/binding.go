@@ -2,7 +2,9 @@ package committee
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,4 +146,28 @@ func LoadBindings(path string) ([]qc.Binding, []BindingFileError, error) {
 		out = append(out, b)
 	}
 	return out, bad, nil
+}
+
+// BindingFileName is the file name a binding is stored under in a bindings
+// directory: one file per (consensus key, first epoch, sidecar key).
+func BindingFileName(b qc.Binding) string {
+	return fmt.Sprintf("%x-%d-%x.toml", b.ConsensusKey[:8], b.FirstEpoch, b.SidecarKey[:8])
+}
+
+// AddBinding stores b in the bindings directory dir (created if missing)
+// unless a binding of the same name is there already, after checking that
+// both its signatures verify for chainID. Whether its consensus key is
+// active is judged when a committee is derived.
+func AddBinding(dir string, chainID uint64, b qc.Binding) (added bool, err error) {
+	if err := qc.CheckBinding(&b, chainID, func(qc.ValidatorID) bool { return true }); err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, fmt.Errorf("bindings: %w", err)
+	}
+	err = WriteBinding(filepath.Join(dir, BindingFileName(b)), b)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	return err == nil, err
 }

@@ -178,3 +178,12 @@ func (b *backend) Committee() apiserver.CommitteeInfo {
 }
 
 func (b *backend) Gatherer() prometheus.Gatherer { return b.registry }
+
+// The bindings of a network whose committees come from the chain.
+var _ apiserver.BindingKeeper = (*backend)(nil)
+
+func (b *backend) TakesBindings() bool { return b.s.TakesBindings() }
+
+func (b *backend) Bindings() []qc.Binding { return b.s.Bindings() }
+
+func (b *backend) AddBinding(binding qc.Binding) (bool, error) { return b.s.AddBinding(binding) }

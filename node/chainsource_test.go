@@ -1,12 +1,17 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/big"
+	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,6 +21,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 
+	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
@@ -33,6 +39,7 @@ import (
 // key bound to it by a binding file in the shared bindings directory.
 type chainNet struct {
 	t         *testing.T
+	genesis   []string // binding files of the genesis set
 	client    *chain.Client
 	file      *committee.File
 	consensus []ed25519.PrivateKey
@@ -81,15 +88,36 @@ func newChainNet(t *testing.T, n, genesis int, length uint64) *chainNet {
 
 // bind writes validator i's binding from firstEpoch into the bindings
 // directory.
-func (c *chainNet) bind(i int, firstEpoch uint64) {
+func (c *chainNet) bind(i int, firstEpoch uint64) qc.Binding {
 	c.t.Helper()
 	b, err := qc.SignBinding(c.consensus[i], c.sidecar[i], c.file.ChainID, firstEpoch)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if err := committee.WriteBinding(filepath.Join(c.bindings, fmt.Sprintf("v%d-%d.toml", i, firstEpoch)), b); err != nil {
+	if _, err := committee.AddBinding(c.bindings, c.file.ChainID, b); err != nil {
 		c.t.Fatal(err)
 	}
+	return b
+}
+
+// bindingsDir returns validator i's own bindings directory, holding the
+// genesis set's bindings (a network's first committee comes as files).
+func (c *chainNet) bindingsDir(i int) string {
+	c.t.Helper()
+	dir := filepath.Join(c.dirs[i], "bindings")
+	if _, err := os.Stat(dir); err == nil {
+		return dir
+	}
+	bs, _, err := committee.LoadBindings(c.bindings)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, b := range bs {
+		if _, err := committee.AddBinding(dir, c.file.ChainID, b); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // owner sends a ValidatorConfig call as its owner and waits for it.
@@ -120,7 +148,8 @@ func (c *chainNet) start(i int) {
 	c.t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.DataDir = c.dirs[i]
-	cfg.BindingsDir = c.bindings
+	cfg.BindingsDir = c.bindingsDir(i)
+	cfg.Sidecar.BindingPullInterval = 200 * time.Millisecond
 	cfg.P2P = p2p.LocalConfig()
 	cfg.P2P.ListenAddrs = c.file.Members[i].Addrs
 	cfg.API.ListenAddr = "127.0.0.1:0"
@@ -212,9 +241,31 @@ func TestCommitteeFromChain(t *testing.T) {
 	}
 
 	// Validator 4 joins: added on chain, its binding in effect two epochs
-	// on (as a binding made while the network runs must be).
+	// on (as a binding made while the network runs must be), handed to
+	// validator 0's API and passed on through the mesh; the operator keeps
+	// it in its own sidecar's directory too.
 	now, _ := c.runners[0].Epoch()
-	c.bind(4, now+2)
+	b4 := c.bind(4, now+2)
+	if _, err := committee.AddBinding(c.bindingsDir(4), c.file.ChainID, b4); err != nil {
+		t.Fatal(err)
+	}
+	early := b4
+	early.FirstEpoch = now
+	if code := postBinding(t, c.runners[0].Node().API.Addr().String(), early); code != http.StatusBadRequest {
+		t.Fatalf("a binding for the current epoch: status %d, want 400", code)
+	}
+	if code := postBinding(t, c.runners[0].Node().API.Addr().String(), b4); code != http.StatusOK {
+		t.Fatalf("posting validator 4's binding: status %d", code)
+	}
+	testkit.Eventually(t, 20*time.Second, "validator 4's binding at every member", func() bool {
+		for i := range 4 {
+			bs, _, _ := committee.LoadBindings(c.bindingsDir(i))
+			if !slices.ContainsFunc(bs, func(b qc.Binding) bool { return b.SidecarKey == b4.SidecarKey }) {
+				return false
+			}
+		}
+		return true
+	})
 	add, err := tempo.AddValidatorCalldata(validatorOf(c.consensus[4], 4))
 	if err != nil {
 		t.Fatal(err)
@@ -257,4 +308,19 @@ func TestCommitteeFromChain(t *testing.T) {
 	if len(q.Certs) != 3 {
 		t.Fatalf("QC of %d certificates with 4 seats again", len(q.Certs))
 	}
+}
+
+// postBinding hands b to a sidecar's API and returns the HTTP status.
+func postBinding(t *testing.T, api string, b qc.Binding) int {
+	t.Helper()
+	body, err := json.Marshal(apiserver.NewJSONBinding(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+api+"/api/v1/bindings", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode
 }

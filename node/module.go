@@ -66,7 +66,13 @@ type options struct {
 	closes     []*qc.Close
 	settler    *settlement.Settler
 	members    *qc.Committee
+	bindings   string
 }
+
+// WithBindingsDir makes the sidecar keep, serve and pass on the sidecar key
+// bindings of dir (a network whose committees come from the chain; the
+// Runner sets it).
+func WithBindingsDir(dir string) Option { return func(o *options) { o.bindings = dir } }
 
 // WithQCCommittee uses c as the epoch's committee instead of the committee
 // file's members (which then only tell where peers are): the Runner sets it
@@ -165,7 +171,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 				return newSettler(lc, cfg, ch, b, reg, log)
 			},
 			func(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, reg prometheus.Registerer, log *slog.Logger) (*sidecar.Sidecar, error) {
-				return newSidecar(lc, cfg, v, b, m, ch, st, o.handover, o.closes, reg, log)
+				return newSidecar(lc, cfg, v, b, m, ch, st, &o, reg, log)
 			},
 			newBackend,
 			newAPI,
@@ -462,10 +468,10 @@ func newSettler(lc fx.Lifecycle, cfg Config, ch tempo.ChainReader, b *bulletin.B
 	return s, nil
 }
 
-func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, h *epoch.Handover, closes []*qc.Close, reg prometheus.Registerer, log *slog.Logger) (*sidecar.Sidecar, error) {
+func newSidecar(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, o *options, reg prometheus.Registerer, log *slog.Logger) (*sidecar.Sidecar, error) {
 	s, err := sidecar.New(cfg.Sidecar, sidecar.Deps{
 		Validator: v, Board: b, Mesh: m, Chain: ch, Settler: st, Byzantine: cfg.Byzantine.Mode,
-		Handover: h, Closes: closes,
+		Handover: o.handover, Closes: o.closes, BindingsDir: o.bindings,
 		Registerer: reg, Logger: log.With("component", "sidecar"),
 	})
 	if err != nil {

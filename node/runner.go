@@ -296,6 +296,9 @@ func (r *Runner) startEpoch(ctx context.Context, e uint64, own *qc.Close) (*Node
 		cfg.Sidecar.DoppelgangerWindow = 0
 	}
 	opts := append(append([]Option(nil), r.opts...), WithCommittee(&f), WithIdentity(r.id.Name, r.id.Key), WithQCCommittee(c))
+	if r.file.FromChain() {
+		opts = append(opts, WithBindingsDir(r.cfg.BindingsPath()))
+	}
 	if r.settler != nil {
 		opts = append(opts, WithSettler(r.settler))
 	}

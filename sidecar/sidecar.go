@@ -70,6 +70,10 @@ type Config struct {
 	// until it holds a quorum of them (SPEC §5a); a peer answers only with
 	// closes the asker lacks. Default 100 ms.
 	CloseFetchInterval time.Duration `toml:"close_fetch_interval"`
+	// BindingPullInterval is how often, on a network whose committees come
+	// from the chain, the sidecar asks its committee peers for sidecar key
+	// bindings it lacks. Default 5 s.
+	BindingPullInterval time.Duration `toml:"binding_pull_interval"`
 }
 
 // DefaultConfig returns the defaults.
@@ -77,7 +81,7 @@ func DefaultConfig() Config {
 	return Config{Workers: 64, QueueSize: 16_384, MaxParked: 10_000, ParkTTL: 30 * time.Second,
 		RetryUnavailable: time.Second, PruneInterval: time.Second,
 		ReannounceInterval: 5 * time.Second, ReannounceMaxInterval: 2 * time.Minute, DoppelgangerWindow: 5 * time.Second,
-		CloseFetchInterval: 100 * time.Millisecond}
+		CloseFetchInterval: 100 * time.Millisecond, BindingPullInterval: 5 * time.Second}
 }
 
 // Validate reports the first invalid field.
@@ -99,6 +103,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("[sidecar] reannounce_interval must be positive, got %s", c.ReannounceInterval)
 	case c.ReannounceMaxInterval < c.ReannounceInterval:
 		return fmt.Errorf("[sidecar] reannounce_max_interval (%s) is below reannounce_interval (%s)", c.ReannounceMaxInterval, c.ReannounceInterval)
+	case c.BindingPullInterval <= 0:
+		return fmt.Errorf("[sidecar] binding_pull_interval must be positive, got %s", c.BindingPullInterval)
 	case c.CloseFetchInterval <= 0:
 		return fmt.Errorf("[sidecar] close_fetch_interval must be positive, got %s", c.CloseFetchInterval)
 	case c.DoppelgangerWindow < 0 || c.DoppelgangerWindow > MaxDoppelgangerWindow:
@@ -153,6 +159,7 @@ type Sidecar struct {
 	closes       closeBook
 	earlierMu    sync.Mutex
 	earlier      []*validator.Payment
+	bindingsDir  string // "" unless committees come from the chain
 	ctx          context.Context
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -180,6 +187,10 @@ type Deps struct {
 	// Closes are served to the next committee's members: this validator's
 	// close of the previous epoch.
 	Closes []*qc.Close
+	// BindingsDir, on a network whose committees come from the chain, is the
+	// directory of sidecar key bindings the sidecar serves to its peers and
+	// adds to (from its API and from peers). Empty: no bindings.
+	BindingsDir string
 	// Registerer receives the sidecar's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -207,6 +218,7 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 		pruneNow:      make(chan struct{}, 1),
 		handover:      d.Handover,
 		handoverDone:  make(chan struct{}),
+		bindingsDir:   d.BindingsDir,
 	}
 	for _, cl := range d.Closes {
 		if err := s.closes.add(cl); err != nil {
@@ -278,11 +290,13 @@ func (s *Sidecar) Start(context.Context) error {
 	go s.reannounceLoop()
 	s.startSync()
 	s.startCloses()
+	s.startBindings()
 	return nil
 }
 
 // Stop ends processing and waits for in-flight work.
 func (s *Sidecar) Stop(context.Context) error {
+	s.stopBindings()
 	s.stopCloses()
 	s.stopSync()
 	s.cancel()

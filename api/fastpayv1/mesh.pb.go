@@ -720,6 +720,97 @@ func (x *CloseBundle) GetCloses() []*EpochClose {
 	return nil
 }
 
+// BindingRequest asks a peer, over the bindings stream protocol, for the
+// sidecar key bindings it holds but those whose digests the asker lists.
+type BindingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Have          [][]byte               `protobuf:"bytes,1,rep,name=have,proto3" json:"have,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindingRequest) Reset() {
+	*x = BindingRequest{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindingRequest) ProtoMessage() {}
+
+func (x *BindingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindingRequest.ProtoReflect.Descriptor instead.
+func (*BindingRequest) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BindingRequest) GetHave() [][]byte {
+	if x != nil {
+		return x.Have
+	}
+	return nil
+}
+
+// BindingBundle answers a BindingRequest.
+type BindingBundle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bindings      []*SidecarBinding      `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindingBundle) Reset() {
+	*x = BindingBundle{}
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindingBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindingBundle) ProtoMessage() {}
+
+func (x *BindingBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_tempo_fastpay_v1_mesh_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindingBundle.ProtoReflect.Descriptor instead.
+func (*BindingBundle) Descriptor() ([]byte, []int) {
+	return file_tempo_fastpay_v1_mesh_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BindingBundle) GetBindings() []*SidecarBinding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
 var File_tempo_fastpay_v1_mesh_proto protoreflect.FileDescriptor
 
 const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
@@ -773,7 +864,11 @@ const file_tempo_fastpay_v1_mesh_proto_rawDesc = "" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04have\x18\x02 \x03(\fR\x04have\"C\n" +
 	"\vCloseBundle\x124\n" +
-	"\x06closes\x18\x01 \x03(\v2\x1c.tempo.fastpay.v1.EpochCloseR\x06closesB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
+	"\x06closes\x18\x01 \x03(\v2\x1c.tempo.fastpay.v1.EpochCloseR\x06closes\"$\n" +
+	"\x0eBindingRequest\x12\x12\n" +
+	"\x04have\x18\x01 \x03(\fR\x04have\"M\n" +
+	"\rBindingBundle\x12<\n" +
+	"\bbindings\x18\x01 \x03(\v2 .tempo.fastpay.v1.SidecarBindingR\bbindingsB9Z7github.com/allegro-mesh/allegro/api/fastpayv1;fastpayv1b\x06proto3"
 
 var (
 	file_tempo_fastpay_v1_mesh_proto_rawDescOnce sync.Once
@@ -787,7 +882,7 @@ func file_tempo_fastpay_v1_mesh_proto_rawDescGZIP() []byte {
 	return file_tempo_fastpay_v1_mesh_proto_rawDescData
 }
 
-var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tempo_fastpay_v1_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_tempo_fastpay_v1_mesh_proto_goTypes = []any{
 	(*FrameHeader)(nil),          // 0: tempo.fastpay.v1.FrameHeader
 	(*TxFrame)(nil),              // 1: tempo.fastpay.v1.TxFrame
@@ -800,33 +895,36 @@ var file_tempo_fastpay_v1_mesh_proto_goTypes = []any{
 	(*CloseEntry)(nil),           // 8: tempo.fastpay.v1.CloseEntry
 	(*CloseRequest)(nil),         // 9: tempo.fastpay.v1.CloseRequest
 	(*CloseBundle)(nil),          // 10: tempo.fastpay.v1.CloseBundle
-	(*SubmitFastPayRequest)(nil), // 11: tempo.fastpay.v1.SubmitFastPayRequest
-	(*ValidatorCertificate)(nil), // 12: tempo.fastpay.v1.ValidatorCertificate
-	(*QuorumCertificate)(nil),    // 13: tempo.fastpay.v1.QuorumCertificate
+	(*BindingRequest)(nil),       // 11: tempo.fastpay.v1.BindingRequest
+	(*BindingBundle)(nil),        // 12: tempo.fastpay.v1.BindingBundle
+	(*SubmitFastPayRequest)(nil), // 13: tempo.fastpay.v1.SubmitFastPayRequest
+	(*ValidatorCertificate)(nil), // 14: tempo.fastpay.v1.ValidatorCertificate
+	(*QuorumCertificate)(nil),    // 15: tempo.fastpay.v1.QuorumCertificate
 }
 var file_tempo_fastpay_v1_mesh_proto_depIdxs = []int32{
 	0,  // 0: tempo.fastpay.v1.TxFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
-	11, // 1: tempo.fastpay.v1.TxFrame.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	13, // 1: tempo.fastpay.v1.TxFrame.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
 	0,  // 2: tempo.fastpay.v1.BulletinFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
-	12, // 3: tempo.fastpay.v1.BulletinFrame.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	13, // 4: tempo.fastpay.v1.BulletinFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	14, // 3: tempo.fastpay.v1.BulletinFrame.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	15, // 4: tempo.fastpay.v1.BulletinFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
 	3,  // 5: tempo.fastpay.v1.BulletinFrame.equivocations:type_name -> tempo.fastpay.v1.EquivocationPair
-	12, // 6: tempo.fastpay.v1.EquivocationPair.first:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	12, // 7: tempo.fastpay.v1.EquivocationPair.second:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	14, // 6: tempo.fastpay.v1.EquivocationPair.first:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	14, // 7: tempo.fastpay.v1.EquivocationPair.second:type_name -> tempo.fastpay.v1.ValidatorCertificate
 	0,  // 8: tempo.fastpay.v1.QCFrame.header:type_name -> tempo.fastpay.v1.FrameHeader
-	13, // 9: tempo.fastpay.v1.QCFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
-	11, // 10: tempo.fastpay.v1.SyncBatch.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
-	12, // 11: tempo.fastpay.v1.SyncBatch.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
-	13, // 12: tempo.fastpay.v1.SyncBatch.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	15, // 9: tempo.fastpay.v1.QCFrame.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
+	13, // 10: tempo.fastpay.v1.SyncBatch.txs:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	14, // 11: tempo.fastpay.v1.SyncBatch.certs:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	15, // 12: tempo.fastpay.v1.SyncBatch.qcs:type_name -> tempo.fastpay.v1.QuorumCertificate
 	8,  // 13: tempo.fastpay.v1.EpochClose.entries:type_name -> tempo.fastpay.v1.CloseEntry
-	11, // 14: tempo.fastpay.v1.CloseEntry.request:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
-	12, // 15: tempo.fastpay.v1.CloseEntry.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
+	13, // 14: tempo.fastpay.v1.CloseEntry.request:type_name -> tempo.fastpay.v1.SubmitFastPayRequest
+	14, // 15: tempo.fastpay.v1.CloseEntry.cert:type_name -> tempo.fastpay.v1.ValidatorCertificate
 	7,  // 16: tempo.fastpay.v1.CloseBundle.closes:type_name -> tempo.fastpay.v1.EpochClose
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	6,  // 17: tempo.fastpay.v1.BindingBundle.bindings:type_name -> tempo.fastpay.v1.SidecarBinding
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_tempo_fastpay_v1_mesh_proto_init() }
@@ -842,7 +940,7 @@ func file_tempo_fastpay_v1_mesh_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempo_fastpay_v1_mesh_proto_rawDesc), len(file_tempo_fastpay_v1_mesh_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
