@@ -29,7 +29,7 @@ import (
 const (
 	maxBindingBundleBytes  = 8 << 20
 	maxBindingRequestBytes = 1 << 20 // digests of up to ~30,000 bindings
-	bindingPullTimeout    = 10 * time.Second
+	bindingPullTimeout     = 10 * time.Second
 )
 
 func bindingsProtocol(chainID uint64) protocol.ID {
