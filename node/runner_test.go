@@ -2,13 +2,16 @@ package node_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +26,7 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 	"github.com/allegro-mesh/allegro/validator"
 )
 
@@ -257,4 +261,74 @@ func TestEpochRestartAndMissedBoundary(t *testing.T) {
 func closedBy(c *epochCluster, i int) bool {
 	h := c.runners[i].Node().Sidecar.Handover()
 	return h != nil && slices.Contains(h.Signers(), qc.ValidatorID(c.keys[i].Public().(ed25519.PublicKey)))
+}
+
+// TestPaymentsAcrossBoundaries: payments submitted one after another while
+// the chain crosses three epoch boundaries are all certified, each with a
+// QC of the epoch it was signed in; the time from submission to QC (which
+// includes waiting out a handover) shows the pause a boundary costs. It
+// reports them; machines are shared, so nothing is asserted about time.
+func TestPaymentsAcrossBoundaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("four sidecars across three boundaries")
+	}
+	const length, payers = 10, 400
+	c := newEpochCluster(t, 4, length)
+	var keys []*ecdsa.PrivateKey
+	for i := range payers {
+		k := nodetest.Key(fmt.Sprintf("boundary-payer-%d", i))
+		keys = append(keys, k)
+		c.chain.SetBalance(devkit.TokenAddress, nodetest.Address(k), big.NewInt(10_000_000))
+	}
+	for i := range 4 {
+		c.start(i)
+	}
+	c.waitEpoch(1, 20*time.Second)
+
+	type result struct {
+		took  time.Duration
+		epoch uint64
+	}
+	var results []result // written by the payer until done
+	var paid atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, k := range keys {
+			req := nodetest.Pay{Key: k, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 1_000}.Request(t)
+			start := time.Now()
+			q := c.payToQC(i%4, req)
+			results = append(results, result{time.Since(start), q.Epoch})
+			paid.Add(1)
+		}
+	}()
+	for e := uint64(2); e <= 4; e++ {
+		testkit.Eventually(t, 60*time.Second, "payments flowing", func() bool {
+			select {
+			case <-done:
+				return true
+			default:
+			}
+			return paid.Load() > int64(e-1)*payers/4
+		})
+		c.chain.SetHead(e * length)
+	}
+	<-done
+	last := uint64(0)
+	var worst time.Duration
+	var all []time.Duration
+	for i, r := range results {
+		if r.epoch < last {
+			t.Fatalf("payment %d certified in epoch %d after one in epoch %d", i, r.epoch, last)
+		}
+		last = r.epoch
+		worst = max(worst, r.took)
+		all = append(all, r.took)
+	}
+	if last != 4 {
+		t.Fatalf("the last payment was certified in epoch %d, want 4", last)
+	}
+	slices.Sort(all)
+	t.Logf("%d payments across 3 boundaries: submit→QC p50 %s, p99 %s, max %s (the boundary pause)",
+		len(all), all[len(all)/2].Round(time.Millisecond), all[len(all)*99/100].Round(time.Millisecond), worst.Round(time.Millisecond))
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/validator"
 )
@@ -27,10 +28,22 @@ type pendingTx struct {
 	wait time.Duration
 }
 
-// addPending records a transaction this validator just signed.
+// addPending records a transaction this validator just signed. When too
+// few committee peers are subscribed to the tx topic for a quorum to hear
+// the announcement (just after a start or an epoch change, while the mesh
+// forms), the first announcement again is due soon rather than after
+// ReannounceInterval.
 func (s *Sidecar) addPending(p *validator.Payment) {
-	s.pending.Add(p.TxHash, &pendingTx{p: p, next: time.Now().Add(s.cfg.ReannounceInterval), wait: s.cfg.ReannounceInterval})
+	first := s.cfg.ReannounceInterval
+	if len(s.mesh.ListPeers(p2p.TxTopic(s.domain.ChainID, s.domain.Epoch)))+1 < s.v.Committee().Quorum() {
+		first = min(first, meshFormingRetry)
+	}
+	s.pending.Add(p.TxHash, &pendingTx{p: p, next: time.Now().Add(first), wait: s.cfg.ReannounceInterval})
 }
+
+// meshFormingRetry is how soon a transaction announced while the mesh was
+// still forming is announced again.
+const meshFormingRetry = 250 * time.Millisecond
 
 // announce queues a client's transaction for the tx topic. When the queue
 // is full the announcement is dropped and counted; the transaction is
@@ -100,7 +113,7 @@ func (s *Sidecar) restorePending() error {
 // reannounceLoop sends due pending transactions to the committee.
 func (s *Sidecar) reannounceLoop() {
 	defer s.wg.Done()
-	tick := max(s.cfg.ReannounceInterval/4, 10*time.Millisecond)
+	tick := max(min(s.cfg.ReannounceInterval/4, meshFormingRetry), 10*time.Millisecond)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	for {
