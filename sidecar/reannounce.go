@@ -35,15 +35,20 @@ type pendingTx struct {
 // ReannounceInterval.
 func (s *Sidecar) addPending(p *validator.Payment) {
 	first := s.cfg.ReannounceInterval
-	if len(s.mesh.ListPeers(p2p.TxTopic(s.domain.ChainID, s.domain.Epoch)))+1 < s.v.Committee().Quorum() {
+	// Asking pubsub for the topic's peers goes through its event loop: only
+	// while the mesh may still be forming.
+	if time.Since(s.startedAt) < meshFormingTime && len(s.mesh.ListPeers(p2p.TxTopic(s.domain.ChainID, s.domain.Epoch)))+1 < s.v.Committee().Quorum() {
 		first = min(first, meshFormingRetry)
 	}
 	s.pending.Add(p.TxHash, &pendingTx{p: p, next: time.Now().Add(first), wait: s.cfg.ReannounceInterval})
 }
 
 // meshFormingRetry is how soon a transaction announced while the mesh was
-// still forming is announced again.
-const meshFormingRetry = 250 * time.Millisecond
+// still forming (within meshFormingTime of the start) is announced again.
+const (
+	meshFormingRetry = 250 * time.Millisecond
+	meshFormingTime  = 30 * time.Second
+)
 
 // announce queues a client's transaction for the tx topic. When the queue
 // is full the announcement is dropped and counted; the transaction is

@@ -160,6 +160,7 @@ type Sidecar struct {
 	earlierMu    sync.Mutex
 	earlier      []*validator.Payment
 	bindingsDir  string // "" unless committees come from the chain
+	startedAt    time.Time
 	ctx          context.Context
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -272,6 +273,7 @@ func (s *Sidecar) Start(context.Context) error {
 	if s.byz != nil {
 		s.byz.log.Warn("BYZANTINE MODE ENABLED: this validator misbehaves on purpose (test networks only; never run it in production)")
 	}
+	s.startedAt = time.Now()
 	if err := s.restorePending(); err != nil {
 		return err
 	}
