@@ -70,8 +70,10 @@ func newRequestCtx(parent context.Context, timeout time.Duration, onTimeout func
 			return // the stream ended first
 		}
 		rc.timedOut.Store(true)
-		cancel()
+		// Counted before the cancellation, so whoever sees the stream
+		// cancelled sees the timeout counted.
 		onTimeout()
+		cancel()
 	})
 	return rc
 }
