@@ -24,6 +24,7 @@ import (
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // Config describes a devnet. The zero value of a port means "any free port".
@@ -40,6 +41,18 @@ type Config struct {
 	APIBasePort int
 	// P2PBasePort: sidecar i listens for the mesh on P2PBasePort+i (0: any).
 	P2PBasePort int
+	// EpochLength, when set, makes the devnet's committees come from the
+	// dev chain (SPEC §5a): each validator gets a consensus key, in the
+	// chain's genesis validator set, and a sidecar key bound to it; the mesh
+	// changes epochs every EpochLength blocks, and a validator added to or
+	// removed from the chain's set (allegro-dev validators) joins or leaves
+	// at the next epoch. 0: a committee file, one epoch.
+	EpochLength uint64
+	// Spares are validators beyond Validators with keys, bindings and a
+	// running sidecar but outside the chain's genesis set: each joins the
+	// committee once added on chain (its consensus key is
+	// Dir/validator-<i>/consensus.key). Needs EpochLength.
+	Spares int
 	// Logger receives the nodes' logs (nil: discarded).
 	Logger *slog.Logger
 }
@@ -66,6 +79,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("devnet: Validators must be between 1 and 100, got %d", c.Validators)
 	case c.BlockPeriod < 50*time.Millisecond:
 		return fmt.Errorf("devnet: BlockPeriod must be at least 50ms, got %s", c.BlockPeriod)
+	case c.Spares < 0 || c.Spares > 10:
+		return fmt.Errorf("devnet: Spares must be between 0 and 10, got %d", c.Spares)
+	case c.Spares > 0 && c.EpochLength == 0:
+		return errors.New("devnet: Spares join through the chain's validator set: they need EpochLength")
 	}
 	return nil
 }
@@ -74,9 +91,23 @@ func (c Config) Validate() error {
 type Devnet struct {
 	Config        Config
 	Chain         *devchain.Chain
-	Nodes         []*node.Node
-	Committee     *qc.Committee
+	Runners       []*node.Runner
+	Committee     *qc.Committee // the first epoch's
 	CommitteeFile string
+	// BindingsDir holds the sidecar key bindings (with EpochLength).
+	BindingsDir string
+}
+
+// Nodes returns the running node of every sidecar that is in the current
+// committee.
+func (d *Devnet) Nodes() []*node.Node {
+	var out []*node.Node
+	for _, r := range d.Runners {
+		if n := r.Node(); n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Start creates the folder's files (keeping existing keys, so a devnet can be
@@ -91,27 +122,18 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 	}
 	d := &Devnet{Config: cfg}
 	var err error
-	d.Chain, err = devchain.New(devchain.Config{BlockPeriod: cfg.BlockPeriod, HTTPPort: cfg.ChainPort, DataDir: filepath.Join(cfg.Dir, "chain")})
-	if err != nil {
-		return nil, err
+	f := &committee.File{ChainID: devchain.DefaultChainID, Epoch: 1, QCShards: 16, TestNetwork: true, FeeModel: tempo.FeeModelNative}
+	if cfg.EpochLength > 0 {
+		f.EpochLength, f.CommitteeSource = cfg.EpochLength, committee.SourceChain
+		d.BindingsDir = filepath.Join(cfg.Dir, "bindings")
 	}
-	if err := d.Chain.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start dev chain: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			d.Stop(context.Background())
-		}
-	}()
-
-	f := &committee.File{ChainID: d.Chain.ChainID().Uint64(), Epoch: 1, QCShards: 16, TestNetwork: true, FeeModel: tempo.FeeModelNative}
+	var genesis []tempo.Validator
 	type member struct {
 		name, dir, key string
 		p2pPort        int
 		apiPort        int
 	}
-	members := make([]member, cfg.Validators)
+	members := make([]member, cfg.Validators+cfg.Spares)
 	for i := range members {
 		m := &members[i]
 		m.name = fmt.Sprintf("validator-%d", i)
@@ -139,11 +161,41 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 		if err != nil {
 			return nil, err
 		}
+		if cfg.EpochLength > 0 {
+			consensus, err := loadOrCreateKey(filepath.Join(m.dir, "consensus.key"), m.name)
+			if err != nil {
+				return nil, err
+			}
+			b, err := qc.SignBinding(consensus, key, f.ChainID, 0)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := committee.AddBinding(d.BindingsDir, f.ChainID, b); err != nil {
+				return nil, err
+			}
+			if i < cfg.Validators {
+				genesis = append(genesis, tempo.Validator{PublicKey: b.ConsensusKey, Active: true,
+					ValidatorAddress: devkit.ValidatorAddress(b.ConsensusKey), InboundAddress: fmt.Sprintf("127.0.0.1:%d", m.p2pPort)})
+			}
+		}
 		f.Members = append(f.Members, committee.Member{
 			Name: m.name, PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey)),
 			Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", m.p2pPort)},
 		})
 	}
+	d.Chain, err = devchain.New(devchain.Config{BlockPeriod: cfg.BlockPeriod, HTTPPort: cfg.ChainPort, DataDir: filepath.Join(cfg.Dir, "chain"), Validators: genesis})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Chain.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start dev chain: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			d.Stop(context.Background())
+		}
+	}()
 	d.CommitteeFile = filepath.Join(cfg.Dir, "committee.toml")
 	if err := f.Write(d.CommitteeFile); err != nil {
 		return nil, err
@@ -162,15 +214,19 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 		ncfg.P2P = p2p.LocalConfig()
 		ncfg.P2P.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", m.p2pPort)}
 		ncfg.API.ListenAddr = fmt.Sprintf("127.0.0.1:%d", m.apiPort)
+		ncfg.BindingsDir = d.BindingsDir
 		// The dashboard's payment form and demo button (a test network).
-		n, err := node.New(ncfg, node.WithLogger(cfg.Logger.With("node", m.name)), node.WithAPIExtension(devwallet.Extension()))
+		r, err := node.NewRunner(ncfg, node.WithLogger(cfg.Logger.With("node", m.name)), node.WithAPIExtension(devwallet.Extension()))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
-		if err := n.Start(ctx); err != nil {
+		if err := r.Start(ctx); err != nil {
 			return nil, fmt.Errorf("start %s: %w", m.name, err)
 		}
-		d.Nodes = append(d.Nodes, n)
+		d.Runners = append(d.Runners, r)
+	}
+	if nodes := d.Nodes(); cfg.EpochLength > 0 && len(nodes) > 0 {
+		d.Committee = nodes[0].Sidecar.Validator().Committee()
 	}
 	ok = true
 	return d, nil
@@ -191,8 +247,9 @@ func port(base, i int) (int, error) {
 
 // APIAddrs returns every sidecar's API address (host:port).
 func (d *Devnet) APIAddrs() []string {
-	out := make([]string, len(d.Nodes))
-	for i, n := range d.Nodes {
+	nodes := d.Nodes()
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
 		out[i] = n.API.Addr().String()
 	}
 	return out
@@ -201,8 +258,8 @@ func (d *Devnet) APIAddrs() []string {
 // Stop stops the sidecars, then the chain.
 func (d *Devnet) Stop(ctx context.Context) error {
 	var errs []error
-	for i := len(d.Nodes) - 1; i >= 0; i-- {
-		errs = append(errs, d.Nodes[i].Stop(ctx))
+	for i := len(d.Runners) - 1; i >= 0; i-- {
+		errs = append(errs, d.Runners[i].Stop(ctx))
 	}
 	if d.Chain != nil {
 		errs = append(errs, d.Chain.Stop(ctx))
@@ -214,7 +271,7 @@ func (d *Devnet) Stop(ctx context.Context) error {
 func (d *Devnet) Describe(w io.Writer) {
 	fmt.Fprintf(w, "dev chain %d: %s (block every %s)\n", d.Chain.ChainID(), d.Chain.HTTPEndpoint(), d.Config.BlockPeriod)
 	fmt.Fprintf(w, "committee: %s (%d validators, quorum %d)\n", d.CommitteeFile, d.Committee.N(), d.Committee.Quorum())
-	for _, n := range d.Nodes {
+	for _, n := range d.Nodes() {
 		m := n.Sidecar.Mesh()
 		var addr string
 		if addrs := m.Host().Addrs(); len(addrs) > 0 {
@@ -222,7 +279,29 @@ func (d *Devnet) Describe(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %-12s api http://%-21s mesh %s\n", n.Sidecar.Validator().Signer().Name(), n.API.Addr(), addr)
 	}
-	if len(d.Nodes) > 0 {
-		fmt.Fprintf(w, "dashboard: http://%s/ (every sidecar serves one)\n", d.Nodes[0].API.Addr())
+	if nodes := d.Nodes(); len(nodes) > 0 {
+		fmt.Fprintf(w, "dashboard: http://%s/ (every sidecar serves one)\n", nodes[0].API.Addr())
 	}
+	if d.Config.EpochLength > 0 {
+		fmt.Fprintf(w, "epochs: %d blocks; committees from the chain's validator set (bindings in %s)\n", d.Config.EpochLength, d.BindingsDir)
+		for i := d.Config.Validators; i < len(d.Runners); i++ {
+			fmt.Fprintf(w, "  validator-%d (spare) joins once added: allegro-dev validators add --rpc %s --key-file %s\n",
+				i, d.Chain.HTTPEndpoint(), filepath.Join(d.Config.Dir, fmt.Sprintf("validator-%d", i), "consensus.key"))
+		}
+	}
+}
+
+// loadOrCreateKey reads the key file at path, creating it first if missing.
+func loadOrCreateKey(path, name string) (ed25519.PrivateKey, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		key, err := committee.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := committee.WriteKeyFile(path, name, key); err != nil {
+			return nil, err
+		}
+	}
+	_, key, err := committee.LoadKeyFile(path)
+	return key, err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,8 +27,13 @@ func runDevnet(ctx context.Context, args []string, stdout io.Writer) error {
 	demo := fs.Bool("demo", false, "run the chained-payment demo (Alice → Bob → Carol), then keep running")
 	exitAfterDemo := fs.Bool("exit-after-demo", false, "with --demo: stop the network when the demo ends")
 	logLevel := fs.String("log-level", "warn", "sidecar log level: debug, info, warn, error")
+	epochLength := fs.Uint64("epoch-length", 0, "blocks per mesh epoch: committees come from the dev chain's validator set, which allegro-dev validators changes while the devnet runs (0: a committee file, one epoch)")
+	spares := fs.Int("spares", 0, "with --epoch-length: more validators, with keys and running sidecars, outside the chain's set until added")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	if *demo && *epochLength > 0 {
+		return errors.New("--demo runs on a devnet without --epoch-length (its wallet and light client follow one epoch)")
 	}
 	logger, err := cli.NewLogger(*logLevel, "")
 	if err != nil {
@@ -46,6 +52,7 @@ func runDevnet(ctx context.Context, args []string, stdout io.Writer) error {
 	d, err := devnet.Start(startCtx, devnet.Config{
 		Dir: folder, Validators: *validators, BlockPeriod: *period,
 		ChainPort: *chainPort, APIBasePort: *apiBase, P2PBasePort: *p2pBase, Logger: logger,
+		EpochLength: *epochLength, Spares: *spares,
 	})
 	if err != nil {
 		return fmt.Errorf("%w (ports in use? try --chain-port 0 --api-port 0 --p2p-port 0)", err)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 
 	"github.com/allegro-mesh/allegro/committee"
@@ -65,7 +64,7 @@ func runValidators(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("add: %w", err)
 		}
-		v := tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: DevValidatorAddress(pub), InboundAddress: *inbound}
+		v := tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: devkit.ValidatorAddress(pub), InboundAddress: *inbound}
 		data, err := tempo.AddValidatorCalldata(v)
 		if err != nil {
 			return err
@@ -97,12 +96,6 @@ func runValidators(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 }
 
-// DevValidatorAddress is the validator address the dev tools give a
-// consensus key: the last 20 bytes of keccak256(public key).
-func DevValidatorAddress(pub [32]byte) common.Address {
-	return common.BytesToAddress(crypto.Keccak256(pub[:])[12:])
-}
-
 // devValidatorsFromCommittee turns a committee file's members into genesis
 // validators of the dev chain, active, in the file's order.
 func devValidatorsFromCommittee(path string) ([]tempo.Validator, error) {
@@ -116,7 +109,7 @@ func devValidatorsFromCommittee(path string) ([]tempo.Validator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("committee file %s: member %q: %w", path, m.Name, err)
 		}
-		v := tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: DevValidatorAddress(pub)}
+		v := tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: devkit.ValidatorAddress(pub)}
 		if len(m.Addrs) > 0 {
 			v.InboundAddress = m.Addrs[0]
 		}

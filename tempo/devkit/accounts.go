@@ -87,3 +87,10 @@ func LoadAccounts(n int) []Account {
 	}
 	return out
 }
+
+// ValidatorAddress is the validator address the dev tools give a consensus
+// key in the dev chain's ValidatorConfig: the last 20 bytes of
+// keccak256(public key).
+func ValidatorAddress(pub [32]byte) common.Address {
+	return common.BytesToAddress(crypto.Keccak256(pub[:])[12:])
+}

@@ -1,0 +1,77 @@
+package devnet
+
+import (
+	"context"
+	"crypto/ed25519"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/internal/testkit"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/chain"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
+)
+
+// TestDevnetEpochs: a devnet whose committees come from its dev chain; the
+// spare validator joins the committee once its consensus key is added to
+// the chain's set while the devnet runs.
+func TestDevnetEpochs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a dev chain and five sidecars")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := Start(ctx, Config{Dir: t.TempDir(), BlockPeriod: 100 * time.Millisecond, EpochLength: 20, Spares: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	testkit.Eventually(t, 30*time.Second, "four validators running", func() bool { return len(d.Nodes()) == 4 })
+	if d.Runners[4].Node() != nil {
+		t.Fatal("the spare runs a node before it is on chain")
+	}
+
+	// The chain's owner adds the spare's consensus key.
+	_, key, err := committee.LoadKeyFile(filepath.Join(d.Config.Dir, "validator-4", "consensus.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := [32]byte(key.Public().(ed25519.PublicKey))
+	data, err := tempo.AddValidatorCalldata(tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: devkit.ValidatorAddress(pub)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := devkit.SignCall(devkit.ValidatorConfigOwner().Key, 0, tempo.ValidatorConfigAddress, data, d.Chain.ChainID(), 0, devkit.Fees{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := tx.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := chain.New(chain.Config{URL: d.Chain.WSEndpoint(), ExpectedChainID: d.Chain.ChainID().Uint64()}.WithDefaults(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(context.Background())
+	if _, err := c.SendRawTransaction(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 60*time.Second, "the spare in the committee, signing", func() bool {
+		n := d.Runners[4].Node()
+		if n == nil {
+			return false
+		}
+		select {
+		case <-n.Sidecar.HandoverDone():
+			return n.Sidecar.Validator().Committee().N() == 5
+		default:
+			return false
+		}
+	})
+}
