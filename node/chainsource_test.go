@@ -26,7 +26,6 @@ import (
 	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
-	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
 	"github.com/allegro-mesh/allegro/tempo/chain"
@@ -146,34 +145,14 @@ func (c *chainNet) owner(data []byte) {
 
 func (c *chainNet) start(i int) {
 	c.t.Helper()
-	cfg := node.DefaultConfig()
-	cfg.DataDir = c.dirs[i]
+	cfg := runnerConfig(c.dirs[i], c.file.Members[i].Addrs)
 	cfg.BindingsDir = c.bindingsDir(i)
 	cfg.Sidecar.BindingPullInterval = 200 * time.Millisecond
-	cfg.P2P = p2p.LocalConfig()
-	cfg.P2P.ListenAddrs = c.file.Members[i].Addrs
-	cfg.API.ListenAddr = "127.0.0.1:0"
-	cfg.Sidecar.PruneInterval = 200 * time.Millisecond
-	cfg.Sidecar.DoppelgangerWindow = 0
-	r, err := node.NewRunner(cfg, node.WithIdentity(c.file.Members[i].Name, c.sidecar[i]), node.WithCommittee(c.file),
-		node.WithChain(c.client), node.WithLogger(testLogger(c.t).With("node", c.file.Members[i].Name)))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := r.Start(ctx); err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = r.Stop(ctx)
-	})
 	for len(c.runners) <= i {
 		c.runners = append(c.runners, nil)
 	}
-	c.runners[i] = r
+	c.runners[i] = startRunner(c.t, cfg, node.WithIdentity(c.file.Members[i].Name, c.sidecar[i]), node.WithCommittee(c.file),
+		node.WithChain(c.client), node.WithLogger(testLogger(c.t).With("node", c.file.Members[i].Name)))
 }
 
 // signing reports whether runner i runs a node of the chain's current

@@ -66,29 +66,42 @@ func (c *epochCluster) start(i int) {
 	for len(c.runners) <= i {
 		c.runners = append(c.runners, nil)
 	}
+	c.runners[i] = startRunner(c.t, runnerConfig(c.dirs[i], c.file.Members[i].Addrs),
+		node.WithIdentity(c.file.Members[i].Name, c.keys[i]), node.WithCommittee(c.file),
+		node.WithChain(c.chain), node.WithLogger(testLogger(c.t).With("node", c.file.Members[i].Name)))
+}
+
+// runnerConfig is the configuration of a test sidecar with data directory
+// dir listening for the mesh on listen.
+func runnerConfig(dir string, listen []string) node.Config {
 	cfg := node.DefaultConfig()
-	cfg.DataDir = c.dirs[i]
+	cfg.DataDir = dir
 	cfg.P2P = p2p.LocalConfig()
-	cfg.P2P.ListenAddrs = c.file.Members[i].Addrs
+	cfg.P2P.ListenAddrs = listen
 	cfg.API.ListenAddr = "127.0.0.1:0"
 	cfg.Sidecar.PruneInterval = 200 * time.Millisecond
 	cfg.Sidecar.DoppelgangerWindow = 0
-	r, err := node.NewRunner(cfg, node.WithIdentity(c.file.Members[i].Name, c.keys[i]), node.WithCommittee(c.file),
-		node.WithChain(c.chain), node.WithLogger(testLogger(c.t).With("node", c.file.Members[i].Name)))
+	return cfg
+}
+
+// startRunner builds and starts a Runner, stopped when the test ends.
+func startRunner(t *testing.T, cfg node.Config, opts ...node.Option) *node.Runner {
+	t.Helper()
+	r, err := node.NewRunner(cfg, opts...)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.Start(ctx); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
-	c.t.Cleanup(func() {
+	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = r.Stop(ctx)
 	})
-	c.runners[i] = r
+	return r
 }
 
 // stop stops runner i (its data directory stays for a restart).

@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"time"
@@ -9,7 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/committee"
@@ -93,35 +92,26 @@ func (s *Sidecar) Bindings() []qc.Binding {
 var ErrNoBindings = fmt.Errorf("sidecar: this network's committee is a file: it takes no bindings")
 
 func (s *Sidecar) handleBindings(st network.Stream) {
-	defer st.Close()
 	if _, err := p2p.ValidatorIDFromPeerID(st.Conn().RemotePeer()); err != nil {
 		_ = st.Reset()
 		return
 	}
-	_ = st.SetDeadline(time.Now().Add(bindingPullTimeout))
 	var have fastpayv1.BindingRequest
-	if err := (protodelim.UnmarshalOptions{MaxSize: maxBindingRequestBytes}).UnmarshalFrom(bufio.NewReader(st), &have); err != nil {
-		_ = st.Reset()
-		return
-	}
-	known := make(map[qc.Hash]bool, len(have.Have))
-	for _, h := range have.Have {
-		if d, err := qc.HashFromBytes(h); err == nil {
-			known[d] = true
+	answer(st, bindingPullTimeout, &have, maxBindingRequestBytes, func() proto.Message {
+		known := make(map[qc.Hash]bool, len(have.Have))
+		for _, h := range have.Have {
+			if d, err := qc.HashFromBytes(h); err == nil {
+				known[d] = true
+			}
 		}
-	}
-	var out fastpayv1.BindingBundle
-	for _, b := range s.localBindings() {
-		if !known[b.Digest()] {
-			out.Bindings = append(out.Bindings, fastpayv1.NewSidecarBinding(&b))
+		var out fastpayv1.BindingBundle
+		for _, b := range s.localBindings() {
+			if !known[b.Digest()] {
+				out.Bindings = append(out.Bindings, fastpayv1.NewSidecarBinding(&b))
+			}
 		}
-	}
-	bw := bufio.NewWriter(st)
-	if _, err := protodelim.MarshalTo(bw, &out); err != nil {
-		_ = st.Reset()
-		return
-	}
-	_ = bw.Flush()
+		return &out
+	})
 }
 
 func (s *Sidecar) pullBindingsLoop() {
@@ -166,29 +156,8 @@ func (s *Sidecar) pullBindingsLoop() {
 }
 
 func (s *Sidecar) pullBindings(ctx context.Context, p peer.ID, have [][]byte) ([]qc.Binding, error) {
-	ctx, cancel := context.WithTimeout(ctx, bindingPullTimeout)
-	defer cancel()
-	st, err := s.mesh.Host().LibP2P().NewStream(ctx, p, bindingsProtocol(s.domain.ChainID))
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	_ = st.SetDeadline(time.Now().Add(bindingPullTimeout))
-	bw := bufio.NewWriter(st)
-	if _, err := protodelim.MarshalTo(bw, &fastpayv1.BindingRequest{Have: have}); err != nil {
-		_ = st.Reset()
-		return nil, err
-	}
-	if err := bw.Flush(); err != nil {
-		_ = st.Reset()
-		return nil, err
-	}
-	if err := st.CloseWrite(); err != nil {
-		_ = st.Reset()
-		return nil, err
-	}
 	var bundle fastpayv1.BindingBundle
-	if err := (protodelim.UnmarshalOptions{MaxSize: maxBindingBundleBytes}).UnmarshalFrom(bufio.NewReader(st), &bundle); err != nil {
+	if err := s.ask(ctx, p, bindingsProtocol(s.domain.ChainID), bindingPullTimeout, &fastpayv1.BindingRequest{Have: have}, &bundle, maxBindingBundleBytes); err != nil {
 		return nil, err
 	}
 	out := make([]qc.Binding, 0, len(bundle.Bindings))

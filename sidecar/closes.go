@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"sync"
@@ -11,7 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/epoch"
@@ -129,29 +128,20 @@ func (s *Sidecar) isClosePeer(p peer.ID) bool {
 }
 
 func (s *Sidecar) handleCloses(st network.Stream) {
-	defer st.Close()
 	if !s.isClosePeer(st.Conn().RemotePeer()) && !s.servesPreviousMembers(st.Conn().RemotePeer()) {
 		_ = st.Reset()
 		return
 	}
-	_ = st.SetDeadline(time.Now().Add(closeFetchTimeout))
 	var req fastpayv1.CloseRequest
-	if err := (protodelim.UnmarshalOptions{MaxSize: maxCloseRequestBytes}).UnmarshalFrom(bufio.NewReader(st), &req); err != nil {
-		_ = st.Reset()
-		return
-	}
-	have := make(map[qc.ValidatorID]bool, len(req.Have))
-	for _, b := range req.Have {
-		if id, err := qc.ValidatorIDFromBytes(b); err == nil {
-			have[id] = true
+	answer(st, closeFetchTimeout, &req, maxCloseRequestBytes, func() proto.Message {
+		have := make(map[qc.ValidatorID]bool, len(req.Have))
+		for _, b := range req.Have {
+			if id, err := qc.ValidatorIDFromBytes(b); err == nil {
+				have[id] = true
+			}
 		}
-	}
-	bw := bufio.NewWriter(st)
-	if _, err := protodelim.MarshalTo(bw, &fastpayv1.CloseBundle{Closes: s.closes.of(req.Epoch, have)}); err != nil {
-		_ = st.Reset()
-		return
-	}
-	_ = bw.Flush()
+		return &fastpayv1.CloseBundle{Closes: s.closes.of(req.Epoch, have)}
+	})
 }
 
 // servesPreviousMembers: a sidecar whose epoch ended keeps answering the
@@ -165,30 +155,9 @@ func (s *Sidecar) servesPreviousMembers(p peer.ID) bool {
 // fetchCloses asks p for the closes of epoch it holds, but those of the
 // signers in have.
 func (s *Sidecar) fetchCloses(ctx context.Context, p peer.ID, epoch uint64, have [][]byte) ([]*qc.Close, error) {
-	ctx, cancel := context.WithTimeout(ctx, closeFetchTimeout)
-	defer cancel()
-	st, err := s.mesh.Host().LibP2P().NewStream(ctx, p, closesProtocol(s.domain.ChainID))
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	_ = st.SetDeadline(time.Now().Add(closeFetchTimeout))
-	bw := bufio.NewWriter(st)
-	if _, err := protodelim.MarshalTo(bw, &fastpayv1.CloseRequest{Epoch: epoch, Have: have}); err != nil {
-		_ = st.Reset()
-		return nil, err
-	}
-	if err := bw.Flush(); err != nil {
-		_ = st.Reset()
-		return nil, err
-	}
-	if err := st.CloseWrite(); err != nil {
-		_ = st.Reset()
-		return nil, err
-	}
 	var bundle fastpayv1.CloseBundle
-	if err := (protodelim.UnmarshalOptions{MaxSize: maxCloseBundleBytes}).UnmarshalFrom(bufio.NewReader(st), &bundle); err != nil {
-		return nil, fmt.Errorf("read closes: %w", err)
+	if err := s.ask(ctx, p, closesProtocol(s.domain.ChainID), closeFetchTimeout, &fastpayv1.CloseRequest{Epoch: epoch, Have: have}, &bundle, maxCloseBundleBytes); err != nil {
+		return nil, fmt.Errorf("closes: %w", err)
 	}
 	out := make([]*qc.Close, 0, len(bundle.Closes))
 	for _, w := range bundle.Closes {
