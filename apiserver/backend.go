@@ -68,12 +68,22 @@ type CommitteeInfo struct {
 	Hash     qc.Hash
 	QCShards int
 	Members  []MemberInfo
+	// Seats are the consensus keys whose votes count (a committee from the
+	// chain); nil when each member is its own seat.
+	Seats []qc.ValidatorID
+}
+
+// EpochCommittees is implemented by backends of networks that change
+// epochs: the committee of another epoch than the current one.
+type EpochCommittees interface {
+	CommitteeAt(ctx context.Context, epoch uint64) (CommitteeInfo, error)
 }
 
 // MemberInfo is one committee member.
 type MemberInfo struct {
 	Name      string
 	ID        qc.ValidatorID
+	Seat      qc.ValidatorID // the consensus key it signs for (= ID in a committee file)
 	PeerID    string
 	Addrs     []string
 	Self      bool

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"io"
 	"net/http"
@@ -423,6 +424,7 @@ func (s *Server) handleChainHead(w http.ResponseWriter, r *http.Request) {
 type JSONMember struct {
 	Name      string   `json:"name"`
 	ID        string   `json:"id"`
+	Seat      string   `json:"seat"`
 	PeerID    string   `json:"peer_id"`
 	Addrs     []string `json:"addrs"`
 	Connected bool     `json:"connected"`
@@ -440,10 +442,33 @@ type CommitteeResponse struct {
 	Hash     string       `json:"committee_hash"`
 	QCShards int          `json:"qc_shards"`
 	Members  []JSONMember `json:"members"`
+	// Seats are the consensus keys of a committee from the chain (absent
+	// for a committee file, whose members are their own seats).
+	Seats []string `json:"seats,omitempty"`
 }
 
-func (s *Server) handleCommittee(w http.ResponseWriter, _ *http.Request) {
+// handleCommittee: the current committee, with each member's connection
+// state; ?epoch=E another epoch's, on a network that changes epochs.
+func (s *Server) handleCommittee(w http.ResponseWriter, r *http.Request) {
 	c := s.backend.Committee()
+	if q := r.URL.Query().Get("epoch"); q != "" {
+		e, err := strconv.ParseUint(q, 10, 64)
+		if err != nil {
+			badRequest(w, "epoch: want a decimal number")
+			return
+		}
+		if e != c.Epoch {
+			ec, ok := s.backend.(EpochCommittees)
+			if !ok {
+				writeError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("this network stays in epoch %d", c.Epoch))
+				return
+			}
+			if c, err = ec.CommitteeAt(r.Context(), e); err != nil {
+				writeError(w, http.StatusNotFound, "NOT_FOUND", err.Error())
+				return
+			}
+		}
+	}
 	resp := CommitteeResponse{ChainID: U64(c.ChainID), Epoch: U64(c.Epoch), N: c.N, F: c.F, Quorum: c.Quorum,
 		Hash: c.Hash.Hex(), QCShards: c.QCShards, Members: make([]JSONMember, len(c.Members))}
 	for i, m := range c.Members {
@@ -451,8 +476,15 @@ func (s *Server) handleCommittee(w http.ResponseWriter, _ *http.Request) {
 		if addrs == nil {
 			addrs = []string{}
 		}
-		resp.Members[i] = JSONMember{Name: m.Name, ID: m.ID.Hex(), PeerID: m.PeerID, Addrs: addrs,
+		seat := m.Seat
+		if seat == (qc.ValidatorID{}) {
+			seat = m.ID
+		}
+		resp.Members[i] = JSONMember{Name: m.Name, ID: m.ID.Hex(), Seat: seat.Hex(), PeerID: m.PeerID, Addrs: addrs,
 			Connected: m.Connected, Score: m.Score, Self: m.Self}
+	}
+	for _, seat := range c.Seats {
+		resp.Seats = append(resp.Seats, seat.Hex())
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -29,11 +29,12 @@ type backend struct {
 	registry  *prometheus.Registry
 	committee *committee.File
 	store     *storeState
+	resolver  *committee.Resolver // nil: one epoch
 }
 
 var _ apiserver.Backend = (*backend)(nil)
 
-func newBackend(s *sidecar.Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *committee.File, st *storeState) apiserver.Backend {
+func newBackend(s *sidecar.Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *committee.File, st *storeState) *backend {
 	return &backend{s: s, chain: ch, registry: reg, committee: f, store: st}
 }
 
@@ -163,8 +164,11 @@ func (b *backend) Committee() apiserver.CommitteeInfo {
 		addrs[m.Name] = m.Addrs
 	}
 	m := b.s.Mesh()
+	if c.Seated() {
+		info.Seats = c.Seats()
+	}
 	for _, member := range c.Members() {
-		mi := apiserver.MemberInfo{Name: member.Name, ID: member.ID, Addrs: addrs[member.Name], Self: member.ID == self}
+		mi := apiserver.MemberInfo{Name: member.Name, ID: member.ID, Seat: member.SeatOrID(), Addrs: addrs[member.Name], Self: member.ID == self}
 		if pid, err := p2p.PeerIDFromValidatorID(member.ID); err == nil {
 			mi.PeerID = pid.String()
 			mi.Connected = mi.Self || m.Host().Connected(pid)
@@ -187,3 +191,28 @@ func (b *backend) TakesBindings() bool { return b.s.TakesBindings() }
 func (b *backend) Bindings() []qc.Binding { return b.s.Bindings() }
 
 func (b *backend) AddBinding(binding qc.Binding) (bool, error) { return b.s.AddBinding(binding) }
+
+// CommitteeAt returns the committee of another epoch, as the network's
+// resolver knows it (no connection state: those members are not this
+// node's peers now).
+func (b *backend) CommitteeAt(ctx context.Context, e uint64) (apiserver.CommitteeInfo, error) {
+	if b.resolver == nil {
+		return apiserver.CommitteeInfo{}, fmt.Errorf("this network stays in epoch %d", b.s.Validator().Committee().Domain().Epoch)
+	}
+	c, err := b.resolver.Committee(ctx, e)
+	if err != nil {
+		return apiserver.CommitteeInfo{}, err
+	}
+	info := apiserver.CommitteeInfo{ChainID: c.Domain().ChainID, Epoch: e, N: c.N(), F: c.F(), Quorum: c.Quorum(), Hash: c.Hash(), QCShards: b.committee.QCShards}
+	if c.Seated() {
+		info.Seats = c.Seats()
+	}
+	for _, m := range c.Members() {
+		mi := apiserver.MemberInfo{Name: m.Name, ID: m.ID, Seat: m.SeatOrID()}
+		if pid, err := p2p.PeerIDFromValidatorID(m.ID); err == nil {
+			mi.PeerID = pid.String()
+		}
+		info.Members = append(info.Members, mi)
+	}
+	return info, nil
+}

@@ -272,6 +272,16 @@ func TestCommitteeFromChain(t *testing.T) {
 	if len(q.Certs) != 4 {
 		t.Fatalf("QC of %d certificates with 5 seats", len(q.Certs))
 	}
+	// Any sidecar's API tells the committee of an epoch, with its seats.
+	var got apiserver.CommitteeResponse
+	getJSON(t, "http://"+c.runners[1].Node().API.Addr().String()+fmt.Sprintf("/api/v1/committee?epoch=%d", joined), &got)
+	if got.N != 5 || len(got.Seats) != 5 || len(got.Members) != 5 || uint64(got.Epoch) != joined {
+		t.Fatalf("committee of epoch %d from the API: %+v", joined, got)
+	}
+	getJSON(t, "http://"+c.runners[1].Node().API.Addr().String()+"/api/v1/committee?epoch=1", &got)
+	if got.N != 4 || uint64(got.Epoch) != 1 {
+		t.Fatalf("committee of epoch 1 from the API: %+v", got)
+	}
 
 	// Validator 0 leaves: deactivated on chain.
 	c.owner(tempo.ChangeValidatorStatusCalldata(common.Address{0xA0, 0}, false))
@@ -302,4 +312,19 @@ func postBinding(t *testing.T, api string, b qc.Binding) int {
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -67,7 +67,12 @@ type options struct {
 	settler    *settlement.Settler
 	members    *qc.Committee
 	bindings   string
+	resolver   *committee.Resolver
 }
+
+// WithResolver lets the API answer for the committees of other epochs
+// (GET /api/v1/committee?epoch=); the Runner sets it.
+func WithResolver(r *committee.Resolver) Option { return func(o *options) { o.resolver = r } }
 
 // WithBindingsDir makes the sidecar keep, serve and pass on the sidecar key
 // bindings of dir (a network whose committees come from the chain; the
@@ -173,7 +178,11 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			func(lc fx.Lifecycle, cfg Config, v *validator.Validator, b *bulletin.Board, m *p2p.Mesh, ch tempo.ChainReader, st *settlement.Settler, reg prometheus.Registerer, log *slog.Logger) (*sidecar.Sidecar, error) {
 				return newSidecar(lc, cfg, v, b, m, ch, st, &o, reg, log)
 			},
-			newBackend,
+			func(s *sidecar.Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *committee.File, st *storeState) apiserver.Backend {
+				b := newBackend(s, ch, reg, f, st)
+				b.resolver = o.resolver
+				return b
+			},
 			newAPI,
 		),
 		fx.Populate(&n.Sidecar, &n.API),

@@ -295,7 +295,7 @@ func (r *Runner) startEpoch(ctx context.Context, e uint64, own *qc.Close) (*Node
 		// every boundary.
 		cfg.Sidecar.DoppelgangerWindow = 0
 	}
-	opts := append(append([]Option(nil), r.opts...), WithCommittee(&f), WithIdentity(r.id.Name, r.id.Key), WithQCCommittee(c))
+	opts := append(append([]Option(nil), r.opts...), WithCommittee(&f), WithIdentity(r.id.Name, r.id.Key), WithQCCommittee(c), WithResolver(r.resolver))
 	if r.file.FromChain() {
 		opts = append(opts, WithBindingsDir(r.cfg.BindingsPath()))
 	}
