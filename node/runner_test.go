@@ -15,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/internal/testkit"
+	"github.com/allegro-mesh/allegro/lightclient"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
 	"github.com/allegro-mesh/allegro/p2p"
@@ -344,4 +346,76 @@ func TestPaymentsAcrossBoundaries(t *testing.T) {
 	slices.Sort(all)
 	t.Logf("%d payments across 3 boundaries: submit→QC p50 %s, p99 %s, max %s (the boundary pause)",
 		len(all), all[len(all)/2].Round(time.Millisecond), all[len(all)*99/100].Round(time.Millisecond), worst.Round(time.Millisecond))
+}
+
+// TestLightClientFollowsEpochs: a light client following the chain reports
+// a payment certified in epoch 1 and one certified in epoch 2, each
+// verified against its epoch's committee.
+func TestLightClientFollowsEpochs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("four sidecars across a boundary")
+	}
+	const length = 10
+	c := newEpochCluster(t, 4, length)
+	for i := range 4 {
+		c.start(i)
+	}
+	c.waitEpoch(1, 20*time.Second)
+	res, err := committee.NewResolver(c.file, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := c.file.Bootstrap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := lightclient.DefaultConfig()
+	cfg.QCShards, cfg.Bootstrap = c.file.QCShards, boot
+	cfg.Watch = []common.Address{nodetest.Address(nodetest.Bob)}
+	cfg.Logger = testLogger(t).With("node", "light")
+	lc, err := lightclient.NewFollower(cfg, lightclient.FollowConfig{Committees: res, Chain: c.chain, EpochOf: c.file.EpochOf,
+		Poll: 50 * time.Millisecond, Overlap: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := lc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Stop(context.Background())
+	expect := func(q *qc.QC) {
+		t.Helper()
+		for {
+			select {
+			case p := <-lc.Payments():
+				if p.QC.TxHash == q.TxHash {
+					if p.QC.Epoch != q.Epoch {
+						t.Fatalf("light client's QC of epoch %d, the payment's of %d", p.QC.Epoch, q.Epoch)
+					}
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("the light client did not report the payment of epoch %d", q.Epoch)
+			}
+		}
+	}
+	// The light client's mesh links form while the first payment is made:
+	// a payment sent before it subscribed is announced again to it.
+	testkit.Eventually(t, 20*time.Second, "the light client subscribed", func() bool {
+		return len(c.runners[0].Node().Sidecar.Mesh().ListPeers(p2p.QCTopic(chainID, 1, int(nodetest.Address(nodetest.Bob)[0])%c.file.QCShards))) > 0
+	})
+	first := c.payToQC(0, nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 1_000}.Request(t))
+	expect(first)
+
+	c.chain.SetHead(2 * length)
+	c.waitEpoch(2, 30*time.Second)
+	testkit.Eventually(t, 20*time.Second, "the light client following epoch 2", func() bool {
+		return lc.Epoch() == 2 && len(c.runners[0].Node().Sidecar.Mesh().ListPeers(p2p.QCTopic(chainID, 2, int(nodetest.Address(nodetest.Bob)[0])%c.file.QCShards))) > 0
+	})
+	second := c.payToQC(1, nodetest.Pay{Key: nodetest.Carol, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 2_000}.Request(t))
+	if second.Epoch != 2 {
+		t.Fatalf("second payment's QC of epoch %d", second.Epoch)
+	}
+	expect(second)
 }

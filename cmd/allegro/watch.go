@@ -18,6 +18,7 @@ import (
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/lightclient"
+	"github.com/allegro-mesh/allegro/tempo/chain"
 )
 
 func init() {
@@ -113,6 +114,8 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	withQC := fs.Bool("with-qc", false, "with --json: add the accepted QC (protobuf, hex) as qc_proto_hex")
 	logLevel := fs.String("log-level", "info", "log level on stderr: debug, info, warn, error")
+	chainRPC := fs.String("chain-rpc", "", "chain node JSON-RPC URL: on a network that changes epochs (epoch_length in the committee file) the light client follows the chain's epochs, verifying each payment against its epoch's committee (with committee_source = \"chain\", derived from chain state and --bindings)")
+	bindingsDir := fs.String("bindings", "bindings", `with committee_source = "chain": directory of the validators' binding files`)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -133,9 +136,8 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	committee, err := f.Committee()
-	if err != nil {
-		return err
+	if f.EpochLength > 0 && *chainRPC == "" {
+		return fmt.Errorf("%s sets epoch_length: give --chain-rpc, the chain node whose head tells the epoch to follow", *committeePath)
 	}
 	var boot []peer.AddrInfo
 	if len(bootstrap) > 0 {
@@ -158,7 +160,6 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	cfg := lightclient.DefaultConfig()
-	cfg.Committee = committee
 	cfg.QCShards = f.QCShards
 	cfg.Bootstrap = boot
 	cfg.Watch = addrs
@@ -166,9 +167,34 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(listen) > 0 {
 		cfg.P2P.ListenAddrs = listen
 	}
-	lc, err := lightclient.New(cfg, nil)
-	if err != nil {
-		return err
+	var lc interface {
+		Start(context.Context) error
+		Stop(context.Context) error
+		Payments() <-chan lightclient.Payment
+	}
+	if f.EpochLength > 0 {
+		cl, err := chain.New(chain.Config{URL: *chainRPC, ExpectedChainID: f.ChainID}.WithDefaults(), logger)
+		if err != nil {
+			return fmt.Errorf("--chain-rpc: %w", err)
+		}
+		if err := cl.Start(ctx); err != nil {
+			return fmt.Errorf("--chain-rpc: %w", err)
+		}
+		defer cl.Stop(context.Background())
+		res, err := committee.NewResolver(f, cl, *bindingsDir)
+		if err != nil {
+			return err
+		}
+		if lc, err = lightclient.NewFollower(cfg, lightclient.FollowConfig{Committees: res, Chain: cl, EpochOf: f.EpochOf}); err != nil {
+			return err
+		}
+	} else {
+		if cfg.Committee, err = f.Committee(); err != nil {
+			return err
+		}
+		if lc, err = lightclient.New(cfg, nil); err != nil {
+			return err
+		}
 	}
 	if err := lc.Start(ctx); err != nil {
 		_ = lc.Stop(context.Background())
@@ -181,7 +207,7 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 			logger.Warn("light client stop", "err", err)
 		}
 	}()
-	logger.Info("watching", "addresses", len(addrs), "shards", lc.Shards(), "chain_id", f.ChainID, "epoch", f.Epoch, "peer", lc.ID())
+	logger.Info("watching", "addresses", len(addrs), "chain_id", f.ChainID, "epoch_length", f.EpochLength)
 
 	received := 0
 	for {
