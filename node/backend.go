@@ -30,6 +30,9 @@ type backend struct {
 	committee *committee.File
 	store     *storeState
 	resolver  *committee.Resolver // nil: one epoch
+	// shared holds the metrics of components that outlive the node (the
+	// Runner's settler), served with the node's.
+	shared prometheus.Gatherer
 }
 
 var _ apiserver.Backend = (*backend)(nil)
@@ -181,7 +184,12 @@ func (b *backend) Committee() apiserver.CommitteeInfo {
 	return info
 }
 
-func (b *backend) Gatherer() prometheus.Gatherer { return b.registry }
+func (b *backend) Gatherer() prometheus.Gatherer {
+	if b.shared != nil {
+		return prometheus.Gatherers{b.registry, b.shared}
+	}
+	return b.registry
+}
 
 // The bindings of a network whose committees come from the chain.
 var _ apiserver.BindingKeeper = (*backend)(nil)

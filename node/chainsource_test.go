@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -271,6 +273,16 @@ func TestCommitteeFromChain(t *testing.T) {
 	q = pay(4, demo[1], 0, demo[2].Address)
 	if len(q.Certs) != 4 {
 		t.Fatalf("QC of %d certificates with 5 seats", len(q.Certs))
+	}
+	// The settler the epochs share reports through every epoch's node.
+	resp, err := http.Get("http://" + c.runners[1].Node().API.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "allegro_settlement_") {
+		t.Fatal("/metrics lacks the settler's metrics")
 	}
 	// Any sidecar's API tells the committee of an epoch, with its seats.
 	var got apiserver.CommitteeResponse

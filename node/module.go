@@ -68,6 +68,8 @@ type options struct {
 	members    *qc.Committee
 	bindings   string
 	resolver   *committee.Resolver
+	// sharedMetrics are served with the node's (WithSettler's registry).
+	sharedMetrics prometheus.Gatherer
 }
 
 // WithResolver lets the API answer for the committees of other epochs
@@ -98,8 +100,10 @@ func WithCloses(closes ...*qc.Close) Option {
 // WithSettler uses s, started and stopped by the caller, instead of a
 // settler of the node's own: the Runner keeps one across epochs so nothing
 // certified in one epoch is dropped at the boundary. The node feeds it its
-// board's QCs.
-func WithSettler(s *settlement.Settler) Option { return func(o *options) { o.settler = s } }
+// board's QCs and serves metrics, s's registry, with its own.
+func WithSettler(s *settlement.Settler, metrics prometheus.Gatherer) Option {
+	return func(o *options) { o.settler, o.sharedMetrics = s, metrics }
+}
 
 // WithIdentity uses key instead of reading the key file.
 func WithIdentity(name string, key ed25519.PrivateKey) Option {
@@ -180,7 +184,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			},
 			func(s *sidecar.Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *committee.File, st *storeState) apiserver.Backend {
 				b := newBackend(s, ch, reg, f, st)
-				b.resolver = o.resolver
+				b.resolver, b.shared = o.resolver, o.sharedMetrics
 				return b
 			},
 			newAPI,

@@ -42,6 +42,7 @@ type Runner struct {
 	heads    tempo.ChainReader // the head that drives the epochs
 	client   *chain.Client     // heads, when dialled by the Runner
 	settler  *settlement.Settler
+	metrics  *prometheus.Registry // the settler's
 	stages   *stagesRelay
 	injected bool // the chain reader was given (WithChain)
 
@@ -210,7 +211,8 @@ func (r *Runner) startChain(ctx context.Context) error {
 		return nil
 	}
 	r.stages = &stagesRelay{}
-	s, err := settlement.New(r.cfg.Settlement, sc, r.stages, prometheus.NewRegistry(), r.log)
+	r.metrics = prometheus.NewRegistry()
+	s, err := settlement.New(r.cfg.Settlement, sc, r.stages, r.metrics, r.log)
 	if err != nil {
 		return err
 	}
@@ -300,7 +302,7 @@ func (r *Runner) startEpoch(ctx context.Context, e uint64, own *qc.Close) (*Node
 		opts = append(opts, WithBindingsDir(r.cfg.BindingsPath()))
 	}
 	if r.settler != nil {
-		opts = append(opts, WithSettler(r.settler))
+		opts = append(opts, WithSettler(r.settler, r.metrics))
 	}
 	if e > r.file.Epoch {
 		if own == nil && r.member(e-1) {
