@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/allegro-mesh/allegro/client"
+	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/lightclient"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
@@ -52,6 +53,12 @@ type Target struct {
 	Bootstrap   []peer.AddrInfo // sidecars' mesh addresses, for the light client
 	Committee   *qc.Committee
 	QCShards    int
+	// Network, on a network that changes epochs (epoch_length), is its
+	// committee file, and Bindings its bindings directory (committees from
+	// the chain): the wallet and Carol's light client then follow the
+	// epochs, and the demo starts early enough in an epoch to finish in it.
+	Network  *committee.File
+	Bindings string
 }
 
 // Run runs the reference scenario against t: Alice pays Bob 10 dollars;
@@ -84,27 +91,63 @@ func Run(ctx context.Context, t Target, w io.Writer) (*Report, error) {
 	defer reader.Stop(context.Background())
 	height := func() uint64 { h, _ := reader.Head(); return h.Number }
 
+	// On a network that changes epochs: start with enough of the epoch left
+	// for the payments, and verify against the epoch's committee.
+	var committeeOf func(uint64) *qc.Committee
+	var res *committee.Resolver
+	if t.Network != nil && t.Network.EpochLength > 0 {
+		if res, err = committee.NewResolver(t.Network, reader, t.Bindings); err != nil {
+			return nil, err
+		}
+		e, err := epochWithRoom(ctx, reader, t.Network, t.BlockPeriod)
+		if err != nil {
+			return nil, err
+		}
+		if t.Committee, err = res.Committee(ctx, e); err != nil {
+			return nil, err
+		}
+		committeeOf = res.Func(ctx)
+		say("epoch %d: committee of %d seats from the chain", e, t.Committee.N())
+	}
+
 	// Carol's point of sale: a light client outside the committee.
 	lcfg := lightclient.DefaultConfig()
 	lcfg.Committee, lcfg.Bootstrap, lcfg.Watch = t.Committee, t.Bootstrap, []common.Address{carol.Address}
 	if t.QCShards > 0 {
 		lcfg.QCShards = t.QCShards
 	}
-	lc, err := lightclient.New(lcfg, nil)
-	if err != nil {
-		return nil, err
+	var lc interface {
+		Stop(context.Context) error
+		Payments() <-chan lightclient.Payment
 	}
-	if err := lc.Start(ctx); err != nil {
-		return nil, err
+	var carolMesh func() *p2p.Mesh
+	if res != nil {
+		f, err := lightclient.NewFollower(lcfg, lightclient.FollowConfig{Committees: res, Chain: reader, EpochOf: t.Network.EpochOf})
+		if err != nil {
+			return nil, err
+		}
+		if err := f.Start(ctx); err != nil {
+			return nil, err
+		}
+		lc, carolMesh = f, func() *p2p.Mesh { return f.Current().Mesh() }
+	} else {
+		c, err := lightclient.New(lcfg, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Start(ctx); err != nil {
+			return nil, err
+		}
+		lc, carolMesh = c, c.Mesh
 	}
 	defer lc.Stop(context.Background())
 	shard := p2p.QCTopic(chainID, t.Committee.Domain().Epoch, p2p.QCShard(carol.Address, lcfg.QCShards))
-	if err := waitFor(ctx, 20*time.Second, func() bool { return len(lc.Mesh().ListPeers(shard)) > 0 }); err != nil {
+	if err := waitFor(ctx, 20*time.Second, func() bool { return len(carolMesh().ListPeers(shard)) > 0 }); err != nil {
 		return nil, fmt.Errorf("Carol's light client did not join the mesh: %w", err)
 	}
 
 	api := t.Sidecars
-	wallet, err := client.New(client.Config{Endpoints: api, Committee: t.Committee})
+	wallet, err := client.New(client.Config{Endpoints: api, Committee: t.Committee, CommitteeOf: committeeOf})
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +215,7 @@ func Run(ctx context.Context, t Target, w io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	second, err := client.New(client.Config{Endpoints: append(append([]string(nil), api[1:]...), api[0]), Committee: t.Committee})
+	second, err := client.New(client.Config{Endpoints: append(append([]string(nil), api[1:]...), api[0]), Committee: t.Committee, CommitteeOf: committeeOf})
 	if err != nil {
 		return nil, err
 	}
@@ -254,4 +297,27 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 		}
 	}
 	return nil
+}
+
+// epochWithRoom returns the chain's epoch once enough of it is left for the
+// demo's payments (a quarter of the epoch, at least ten blocks), waiting for
+// the next epoch otherwise, and for its committee to sign (a retry of the
+// wallet covers the handover).
+func epochWithRoom(ctx context.Context, reader *chain.Client, f *committee.File, period time.Duration) (uint64, error) {
+	room := max(f.EpochLength/4, 10)
+	deadline := time.Now().Add(time.Duration(f.EpochLength+room+10) * period)
+	for time.Now().Before(deadline) {
+		if h, ok := reader.Head(); ok {
+			e := f.EpochOf(h.Number)
+			if next := (e + 1) * f.EpochLength; next > h.Number && next-h.Number >= room && h.Number >= e*f.EpochLength+3 {
+				return e, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(period / 2):
+		}
+	}
+	return 0, errors.New("demo: the chain did not reach an epoch with room for the payments")
 }

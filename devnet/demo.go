@@ -20,6 +20,9 @@ type Target = demo.Target
 // Target describes the devnet for RunDemo.
 func (d *Devnet) Target() Target {
 	t := Target{ChainURL: d.Chain.WSEndpoint(), BlockPeriod: d.Config.BlockPeriod, Sidecars: d.APIAddrs(), Committee: d.Committee, QCShards: 16}
+	if d.Config.EpochLength > 0 {
+		t.Network, t.Bindings = d.File, d.BindingsDir
+	}
 	for _, n := range d.Nodes() {
 		t.Bootstrap = append(t.Bootstrap, n.Sidecar.Mesh().Host().AddrInfo())
 	}

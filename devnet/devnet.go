@@ -96,6 +96,9 @@ type Devnet struct {
 	CommitteeFile string
 	// BindingsDir holds the sidecar key bindings (with EpochLength).
 	BindingsDir string
+	// File is the committee file (with EpochLength: the network file whose
+	// members are an address book).
+	File *committee.File
 }
 
 // Nodes returns the running node of every sidecar that is in the current
@@ -196,7 +199,7 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 			d.Stop(context.Background())
 		}
 	}()
-	d.CommitteeFile = filepath.Join(cfg.Dir, "committee.toml")
+	d.CommitteeFile, d.File = filepath.Join(cfg.Dir, "committee.toml"), f
 	if err := f.Write(d.CommitteeFile); err != nil {
 		return nil, err
 	}

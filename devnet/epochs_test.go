@@ -1,6 +1,7 @@
 package devnet
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"path/filepath"
@@ -74,4 +75,36 @@ func TestDevnetEpochs(t *testing.T) {
 			return false
 		}
 	})
+}
+
+// TestDemoWithEpochs: the chained-payment demo on a devnet whose committees
+// come from the chain and change every few seconds; the wallet and Carol's
+// light client follow the epochs.
+func TestDemoWithEpochs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a dev chain, four sidecars and the demo")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d, err := Start(ctx, Config{Dir: t.TempDir(), BlockPeriod: 200 * time.Millisecond, EpochLength: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	testkit.Eventually(t, 30*time.Second, "four validators running", func() bool { return len(d.Nodes()) == 4 })
+	var out bytes.Buffer
+	rep, err := RunDemo(ctx, d.Target(), &out)
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.CarolSaw.TxHash != rep.QC2.TxHash || rep.QC1.Epoch == 0 || rep.QC2.Epoch < rep.QC1.Epoch {
+		t.Fatalf("QC1 of epoch %d, QC2 of epoch %d, Carol saw %s", rep.QC1.Epoch, rep.QC2.Epoch, rep.CarolSaw.TxHash)
+	}
+	want := map[string]uint64{"alice": 5 * devkit.Dollar, "bob": 5 * devkit.Dollar, "carol": 15 * devkit.Dollar}
+	for name, amount := range want {
+		if rep.Balances[name] != amount {
+			t.Fatalf("final balances %v, want %v", rep.Balances, want)
+		}
+	}
 }

@@ -89,6 +89,13 @@ func NewFollower(cfg Config, follow FollowConfig) (*Follower, error) {
 // epoch.
 func (f *Follower) Payments() <-chan Payment { return f.out }
 
+// Current returns the client of the current epoch.
+func (f *Follower) Current() *Client {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clients[f.epoch]
+}
+
 // Epoch returns the epoch whose client runs now.
 func (f *Follower) Epoch() uint64 {
 	f.mu.Lock()

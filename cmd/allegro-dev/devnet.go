@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,9 +30,6 @@ func runDevnet(ctx context.Context, args []string, stdout io.Writer) error {
 	spares := fs.Int("spares", 0, "with --epoch-length: more validators, with keys and running sidecars, outside the chain's set until added")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
-	}
-	if *demo && *epochLength > 0 {
-		return errors.New("--demo runs on a devnet without --epoch-length (its wallet and light client follow one epoch)")
 	}
 	logger, err := cli.NewLogger(*logLevel, "")
 	if err != nil {
