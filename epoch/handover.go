@@ -225,7 +225,8 @@ func (h *Handover) Release(key qc.ContentionKey) {
 }
 
 // ReleaseSettled forgets every listed key for which settled reports true.
-// It returns how many it released.
+// It returns how many it released. settled runs under the handover's lock:
+// it must not block (read chain state first, with Keys, then Release).
 func (h *Handover) ReleaseSettled(settled func(qc.ContentionKey, []*Listed) bool) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -237,6 +238,17 @@ func (h *Handover) ReleaseSettled(settled func(qc.ContentionKey, []*Listed) bool
 		}
 	}
 	return n
+}
+
+// Keys returns the listed keys.
+func (h *Handover) Keys() []qc.ContentionKey {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]qc.ContentionKey, 0, len(h.listed))
+	for k := range h.listed {
+		out = append(out, k)
+	}
+	return out
 }
 
 // ListedFor returns the transactions listed for key (nil if none).

@@ -181,6 +181,7 @@ func (s *Sidecar) handoverLoop() {
 	start := time.Now()
 	ticker := time.NewTicker(s.cfg.CloseFetchInterval)
 	defer ticker.Stop()
+	var releasedAt uint64 // head of the last release
 	for done := false; ; {
 		if !done {
 			if !h.Complete(s.head()) {
@@ -195,7 +196,7 @@ func (s *Sidecar) handoverLoop() {
 				s.resignEarlier()
 			}
 		} else {
-			s.releaseSettled(h)
+			s.releaseSettled(h, &releasedAt)
 		}
 		select {
 		case <-s.ctx.Done():
@@ -255,16 +256,33 @@ func (s *Sidecar) adoptClose(cl *qc.Close) {
 	}
 }
 
-// releaseSettled forgets listed keys the chain's nonce has passed.
-func (s *Sidecar) releaseSettled(h *epoch.Handover) {
+// releaseSettled forgets listed keys the chain's nonce has passed, once per
+// new head, reading each (sender, nonce key)'s nonce once.
+func (s *Sidecar) releaseSettled(h *epoch.Handover, lastHead *uint64) {
 	view, err := s.chain.Latest(s.ctx)
-	if err != nil {
+	if err != nil || view.Head().Number == *lastHead {
 		return
 	}
-	h.ReleaseSettled(func(k qc.ContentionKey, _ []*epoch.Listed) bool {
-		n, err := view.NonceOf(s.ctx, common.Address(k.Sender), k.NonceKey)
-		return err == nil && n > k.NonceSeq
-	})
+	*lastHead = view.Head().Number
+	type slot struct {
+		sender qc.Address
+		key    qc.NonceKey
+	}
+	// The chain is read outside the handover's lock: signing consults it.
+	nonces := make(map[slot]uint64)
+	for _, k := range h.Keys() {
+		sl := slot{k.Sender, k.NonceKey}
+		n, ok := nonces[sl]
+		if !ok {
+			if n, err = view.NonceOf(s.ctx, common.Address(k.Sender), k.NonceKey); err != nil {
+				continue
+			}
+			nonces[sl] = n
+		}
+		if n > k.NonceSeq {
+			h.Release(k)
+		}
+	}
 }
 
 func (s *Sidecar) head() uint64 {
