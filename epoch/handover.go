@@ -55,6 +55,7 @@ type Handover struct {
 	closed  map[qc.ValidatorID]*qc.Close // by seat of the previous committee
 	height  uint64                       // highest close height adopted
 	listed  map[qc.ContentionKey][]*Listed
+	senders map[qc.Address]map[qc.ContentionKey]struct{} // listed keys by sender
 	dropped int
 }
 
@@ -73,7 +74,8 @@ func NewHandover(prev *qc.Committee, committeeOf func(uint64) *qc.Committee, che
 		committeeOf = func(uint64) *qc.Committee { return nil }
 	}
 	return &Handover{next: prev.Domain().Epoch + 1, prev: prev, committeeOf: committeeOf, check: check,
-		closed: make(map[qc.ValidatorID]*qc.Close), listed: make(map[qc.ContentionKey][]*Listed)}, nil
+		closed: make(map[qc.ValidatorID]*qc.Close), listed: make(map[qc.ContentionKey][]*Listed),
+		senders: make(map[qc.Address]map[qc.ContentionKey]struct{})}, nil
 }
 
 // Next returns the epoch being entered.
@@ -138,6 +140,12 @@ func (h *Handover) AddClose(cl *qc.Close) (Adopted, error) {
 		key := l.Effects.ContentionKey()
 		if !containsTx(h.listed[key], l.TxHash) {
 			h.listed[key] = append(h.listed[key], l)
+			keys := h.senders[key.Sender]
+			if keys == nil {
+				keys = make(map[qc.ContentionKey]struct{})
+				h.senders[key.Sender] = keys
+			}
+			keys[key] = struct{}{}
 		}
 	}
 	return Adopted{New: true, Entries: len(good), Dropped: dropped}, nil
@@ -221,7 +229,18 @@ func (h *Handover) MaySign(finalizedHead uint64, key qc.ContentionKey, txHash qc
 func (h *Handover) Release(key qc.ContentionKey) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.forget(key)
+}
+
+// forget drops a listed key; h.mu is held.
+func (h *Handover) forget(key qc.ContentionKey) {
 	delete(h.listed, key)
+	if keys := h.senders[key.Sender]; keys != nil {
+		delete(keys, key)
+		if len(keys) == 0 {
+			delete(h.senders, key.Sender)
+		}
+	}
 }
 
 // ReleaseSettled forgets every listed key for which settled reports true.
@@ -233,7 +252,7 @@ func (h *Handover) ReleaseSettled(settled func(qc.ContentionKey, []*Listed) bool
 	n := 0
 	for k, ls := range h.listed {
 		if settled(k, ls) {
-			delete(h.listed, k)
+			h.forget(k)
 			n++
 		}
 	}
@@ -262,15 +281,13 @@ func (h *Handover) ListedFor(key qc.ContentionKey) []*Listed {
 func (h *Handover) ListedBySender(sender qc.Address) map[qc.ContentionKey][]*Listed {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out map[qc.ContentionKey][]*Listed
-	for k, ls := range h.listed {
-		if k.Sender != sender {
-			continue
-		}
-		if out == nil {
-			out = make(map[qc.ContentionKey][]*Listed)
-		}
-		out[k] = append([]*Listed(nil), ls...)
+	keys := h.senders[sender]
+	if len(keys) == 0 {
+		return nil
+	}
+	out := make(map[qc.ContentionKey][]*Listed, len(keys))
+	for k := range keys {
+		out[k] = append([]*Listed(nil), h.listed[k]...)
 	}
 	return out
 }
@@ -282,12 +299,9 @@ func (h *Handover) PendingDebit(sender qc.Address) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var sum uint64
-	for k, ls := range h.listed {
-		if k.Sender != sender {
-			continue
-		}
+	for k := range h.senders[sender] {
 		var most uint64
-		for _, l := range ls {
+		for _, l := range h.listed[k] {
 			most = max(most, l.Effects.Amount)
 		}
 		sum += most
