@@ -31,7 +31,7 @@ func (n *network) id(name string) qc.ValidatorID {
 	return qc.ValidatorID(n.keys[name].Public().(ed25519.PublicKey))
 }
 
-func (n *network) committee(t *testing.T, epoch uint64, names ...string) *qc.Committee {
+func (n *network) committee(t testing.TB, epoch uint64, names ...string) *qc.Committee {
 	t.Helper()
 	members := make([]qc.Member, len(names))
 	for i, name := range names {
@@ -49,7 +49,7 @@ func (n *network) sign(name string, epoch uint64, tx qc.Hash, eff qc.Effects) qc
 }
 
 // close is name's close of epoch at height listing entries.
-func (n *network) close(t *testing.T, name string, epoch, height uint64, entries ...qc.CloseEntry) *qc.Close {
+func (n *network) close(t testing.TB, name string, epoch, height uint64, entries ...qc.CloseEntry) *qc.Close {
 	t.Helper()
 	cl := &qc.Close{ChainID: chainID, Epoch: epoch, Height: height, Entries: entries}
 	if err := qc.SignClose(n.keys[name], cl); err != nil {
@@ -78,7 +78,7 @@ func payment(seq uint64, amount uint64) qc.Effects {
 
 func txOf(tag string) qc.Hash { return qc.Hash([]byte(fmt.Sprintf("%-32s", tag))) }
 
-func newHandover(t *testing.T, prev *qc.Committee, earlier ...*qc.Committee) *Handover {
+func newHandover(t testing.TB, prev *qc.Committee, earlier ...*qc.Committee) *Handover {
 	t.Helper()
 	h, err := NewHandover(prev, func(e uint64) *qc.Committee {
 		for _, c := range earlier {

@@ -43,7 +43,8 @@ if [ "$fuzztime" != "0" ]; then
 		./tempo:FuzzDecodeEVMTx:200000x \
 		./validator:FuzzSubmitRequest:50000x \
 		./qc:FuzzBatchAgreesWithSingle:50000x \
-		./p2p:FuzzDecodeFrames:50000x; do
+		./p2p:FuzzDecodeFrames:50000x \
+		./epoch:FuzzCloseBundle:30000x; do
 		IFS=: read -r pkg target budget <<<"$pt"
 		budget="${fuzztime:-$budget}"
 		echo "-- $target ($budget)"
