@@ -63,6 +63,18 @@ func newEpochCluster(t *testing.T, n int, length uint64) *epochCluster {
 	return c
 }
 
+// runningEpochCluster starts n Runners on a new epochCluster and waits until
+// every one signs in epoch 1.
+func runningEpochCluster(t *testing.T, n int, length uint64) *epochCluster {
+	t.Helper()
+	c := newEpochCluster(t, n, length)
+	for i := range n {
+		c.start(i)
+	}
+	c.waitEpoch(1, 20*time.Second)
+	return c
+}
+
 func (c *epochCluster) start(i int) {
 	c.t.Helper()
 	for len(c.runners) <= i {
@@ -176,11 +188,7 @@ func TestEpochsFollowTheChain(t *testing.T) {
 		t.Skip("starts four sidecars three times")
 	}
 	const length = 10
-	c := newEpochCluster(t, 4, length)
-	for i := range 4 {
-		c.start(i)
-	}
-	c.waitEpoch(1, 20*time.Second)
+	c := runningEpochCluster(t, 4, length)
 
 	pay := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 7_000}
 	parent := c.payToQC(0, pay.Request(t))
@@ -236,11 +244,7 @@ func TestEpochRestartAndMissedBoundary(t *testing.T) {
 		t.Skip("starts four sidecars several times")
 	}
 	const length = 10
-	c := newEpochCluster(t, 4, length)
-	for i := range 4 {
-		c.start(i)
-	}
-	c.waitEpoch(1, 20*time.Second)
+	c := runningEpochCluster(t, 4, length)
 	pay := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 7_000}
 	c.payToQC(0, pay.Request(t))
 	c.chain.SetHead(2 * length)
@@ -356,11 +360,7 @@ func TestLightClientFollowsEpochs(t *testing.T) {
 		t.Skip("four sidecars across a boundary")
 	}
 	const length = 10
-	c := newEpochCluster(t, 4, length)
-	for i := range 4 {
-		c.start(i)
-	}
-	c.waitEpoch(1, 20*time.Second)
+	c := runningEpochCluster(t, 4, length)
 	res, err := committee.NewResolver(c.file, nil, "")
 	if err != nil {
 		t.Fatal(err)
