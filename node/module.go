@@ -68,9 +68,14 @@ type options struct {
 	members    *qc.Committee
 	bindings   string
 	resolver   *committee.Resolver
+	epochEnd   uint64
 	// sharedMetrics are served with the node's (WithSettler's registry).
 	sharedMetrics prometheus.Gatherer
 }
+
+// WithEpochEnd makes the validator stop signing once the head reaches
+// block end, the next epoch's first (the Runner sets it).
+func WithEpochEnd(end uint64) Option { return func(o *options) { o.epochEnd = end } }
 
 // WithResolver lets the API answer for the committees of other epochs
 // (GET /api/v1/committee?epoch=); the Runner sets it.
@@ -163,6 +168,9 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 				v, err := newValidator(cfg, f, signer, c, ch, store, reg, log)
 				if err == nil && o.handover != nil {
 					err = v.EnterEpoch(o.handover)
+				}
+				if err == nil && o.epochEnd > 0 {
+					v.EndEpochAt(o.epochEnd)
 				}
 				return v, err
 			},

@@ -301,6 +301,9 @@ func (r *Runner) startEpoch(ctx context.Context, e uint64, own *qc.Close) (*Node
 	if r.file.FromChain() {
 		opts = append(opts, WithBindingsDir(r.cfg.BindingsPath()))
 	}
+	if end, err := (committee.Schedule{EpochLength: r.file.EpochLength}).FirstBlock(e + 1); err == nil {
+		opts = append(opts, WithEpochEnd(end))
+	}
 	if r.settler != nil {
 		opts = append(opts, WithSettler(r.settler, r.metrics))
 	}

@@ -288,3 +288,21 @@ func TestResignInTheNextEpoch(t *testing.T) {
 		t.Fatalf("the next nonce after a re-signature: %v", err)
 	}
 }
+
+// TestEndEpochAt: a member signs in its epoch only while the head is below
+// the next epoch's first block.
+func TestEndEpochAt(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t, 4)
+	v := c.validator(t, 0, "")
+	v.EndEpochAt(12)
+	c.chain.SetHead(11)
+	if _, err := v.Submit(ctx, pay(aliceKey, 0, carol, dollars(1)).request(t)); err != nil {
+		t.Fatalf("head below the end: %v", err)
+	}
+	c.chain.SetHead(12)
+	_, err := v.Submit(ctx, pay(bobKey, 0, carol, dollars(1)).request(t))
+	if !errors.Is(err, ErrEpochStopped) || RejectCodeOf(err) != fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE {
+		t.Fatalf("head at the end: %v", err)
+	}
+}

@@ -80,6 +80,9 @@ type Validator struct {
 	// earlierCredits are stored credits whose QC is not of this epoch's
 	// committee: EnterEpoch verifies them against the previous one.
 	earlierCredits []*qc.QC
+	// epochEnd is the first block of the next epoch (0: none): a member
+	// signs in its epoch only while the head is below it (SPEC §5a).
+	epochEnd atomic.Uint64
 }
 
 // guardEntry is an unsettled contention key this validator signed: the
@@ -263,6 +266,10 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 	view, err := v.chain.Latest(ctx)
 	if err != nil {
 		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, err, "chain state")
+	}
+	if end := v.epochEnd.Load(); end > 0 && view.Head().Number >= end {
+		return qc.Certificate{}, reject(fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE, ErrEpochStopped,
+			"epoch %d ended at block %d (head %d); retry with the next epoch's committee", v.signer.Domain().Epoch, end, view.Head().Number)
 	}
 	// Step 2: expiry.
 	if err := v.checkExpiry(p, view.Head()); err != nil {
@@ -678,6 +685,12 @@ func (v *Validator) verifyQC(q *qc.QC) error {
 	}
 	return v.committee.VerifyQC(q)
 }
+
+// EndEpochAt makes the validator sign nothing new once the chain's head
+// reaches block end, the next epoch's first (SPEC §5a: members of committee
+// e sign only while their head is below (e+1)·L). The epoch is closed
+// (CloseEpoch) after that.
+func (v *Validator) EndEpochAt(end uint64) { v.epochEnd.Store(end) }
 
 // EnterEpoch makes h, the handover from the previous epoch into this
 // validator's, gate its signing: nothing is signed until h completes, a key
