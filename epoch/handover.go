@@ -243,22 +243,6 @@ func (h *Handover) forget(key qc.ContentionKey) {
 	}
 }
 
-// ReleaseSettled forgets every listed key for which settled reports true.
-// It returns how many it released. settled runs under the handover's lock:
-// it must not block (read chain state first, with Keys, then Release).
-func (h *Handover) ReleaseSettled(settled func(qc.ContentionKey, []*Listed) bool) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for k, ls := range h.listed {
-		if settled(k, ls) {
-			h.forget(k)
-			n++
-		}
-	}
-	return n
-}
-
 // Keys returns the listed keys.
 func (h *Handover) Keys() []qc.ContentionKey {
 	h.mu.Lock()

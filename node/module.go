@@ -135,13 +135,7 @@ func WithAPIExtension(ext APIExtension) Option {
 // before any component is built, so such an error is one line naming its
 // setting.
 func New(cfg Config, opts ...Option) (*Node, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.logger == nil {
-		o.logger = slog.Default()
-	}
+	o := resolveOptions(opts)
 	f, id, err := precheck(cfg, &o)
 	if err != nil {
 		return nil, err
@@ -205,6 +199,18 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	}
 	n.app = app
 	return n, nil
+}
+
+// resolveOptions applies opts over the defaults.
+func resolveOptions(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	return o
 }
 
 // precheck checks the configuration, reads the committee and the key, and
@@ -414,15 +420,23 @@ func newChain(lc fx.Lifecycle, cfg Config, f *committee.File, injected tempo.Cha
 	return c, nil
 }
 
-func newValidator(cfg Config, f *committee.File, signer *qc.Signer, c *qc.Committee, ch tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (*validator.Validator, error) {
+// validatorConfig is cfg's validator section with the network parameters of
+// the committee file: every validator applies the same rules.
+func validatorConfig(cfg Config, f *committee.File) (validator.Config, error) {
 	vcfg := cfg.Validator
 	fees, err := f.Fees()
 	if err != nil {
-		return nil, plain(fmt.Errorf("committee fee_model: %w", err))
+		return vcfg, plain(fmt.Errorf("committee fee_model: %w", err))
 	}
-	// Network parameters come from the committee: every validator applies
-	// the same rules.
 	vcfg.Fees, vcfg.SettlementMargin = fees, f.Margin()
+	return vcfg, nil
+}
+
+func newValidator(cfg Config, f *committee.File, signer *qc.Signer, c *qc.Committee, ch tempo.ChainReader, store *validator.Store, reg prometheus.Registerer, log *slog.Logger) (*validator.Validator, error) {
+	vcfg, err := validatorConfig(cfg, f)
+	if err != nil {
+		return nil, err
+	}
 	m, err := validator.NewMetrics(reg)
 	if err != nil {
 		return nil, err

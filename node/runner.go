@@ -65,13 +65,7 @@ type Runner struct {
 // NewRunner checks cfg and the committee like New; nothing runs until
 // Start.
 func NewRunner(cfg Config, opts ...Option) (*Runner, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.logger == nil {
-		o.logger = slog.Default()
-	}
+	o := resolveOptions(opts)
 	f, id, err := precheck(cfg, &o)
 	if err != nil {
 		return nil, err
@@ -354,11 +348,10 @@ func (r *Runner) closeMissedEpoch(ctx context.Context, e uint64) (*qc.Close, err
 	if err != nil {
 		return nil, err
 	}
-	vcfg := r.cfg.Validator
-	if vcfg.Fees, err = r.file.Fees(); err != nil {
+	vcfg, err := validatorConfig(r.cfg, r.file)
+	if err != nil {
 		return nil, err
 	}
-	vcfg.SettlementMargin = r.file.Margin()
 	v, err := validator.New(vcfg, signer, c, r.heads, store, nil, r.log)
 	if err != nil {
 		return nil, err

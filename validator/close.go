@@ -18,10 +18,7 @@ var ErrEpochStopped = errors.New("validator: stopped signing in this epoch")
 
 // Stopped reports whether the validator stopped signing in its epoch
 // (CloseEpoch).
-func (v *Validator) Stopped() bool { return v.stopped() }
-
-// stopped reports whether the validator stopped signing in its epoch.
-func (v *Validator) stopped() bool {
+func (v *Validator) Stopped() bool {
 	v.stopMu.RLock()
 	defer v.stopMu.RUnlock()
 	return v.epochStopped

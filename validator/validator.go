@@ -243,7 +243,7 @@ func (v *Validator) SubmitDecoded(ctx context.Context, p *Payment) (qc.Certifica
 // for themselves.
 func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce func()) (qc.Certificate, error) {
 	sender := p.Effects.Sender
-	if v.stopped() {
+	if v.Stopped() {
 		// What it signed before the stop it still hands out.
 		if tx, ok := v.SignedTx(p.Effects.ContentionKey()); ok && tx == p.TxHash {
 			if cert, err := v.ownCertificate(p.Effects.ContentionKey()); !errors.Is(err, errEarlierEpoch) {

@@ -13,7 +13,6 @@ import (
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/qc"
-	"github.com/allegro-mesh/allegro/tempo/chain"
 )
 
 const deriveSynopsis = "derive --chain URL --chain-id N --epoch-length L [--epoch E|current] [--bindings FILE|DIR]"
@@ -61,11 +60,8 @@ func runCommitteeDerive(ctx context.Context, args []string, stdout io.Writer) er
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c, err := chain.New(chain.Config{URL: *url, ExpectedChainID: *chainID}, nil)
+	c, err := dialChain(ctx, *url, *chainID, nil)
 	if err != nil {
-		return err
-	}
-	if err := c.Start(ctx); err != nil {
 		return err
 	}
 	defer func() {

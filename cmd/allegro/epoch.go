@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/allegro-mesh/allegro/committee"
@@ -41,11 +42,8 @@ func runEpoch(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	cl, err := chain.New(chain.Config{URL: *chainRPC, ExpectedChainID: f.ChainID}.WithDefaults(), nil)
+	cl, err := dialChain(ctx, *chainRPC, f.ChainID, nil)
 	if err != nil {
-		return fmt.Errorf("--chain-rpc: %w", err)
-	}
-	if err := cl.Start(ctx); err != nil {
 		return fmt.Errorf("--chain-rpc: %w", err)
 	}
 	defer cl.Stop(context.Background())
@@ -79,4 +77,17 @@ func runEpoch(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "  %-24s sidecar key %s  seat %s\n", m.Name, m.ID.Hex(), m.SeatOrID().Hex())
 	}
 	return nil
+}
+
+// dialChain connects to the chain node at url, which must serve chainID;
+// Stop the client when done.
+func dialChain(ctx context.Context, url string, chainID uint64, log *slog.Logger) (*chain.Client, error) {
+	c, err := chain.New(chain.Config{URL: url, ExpectedChainID: chainID}, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
 }

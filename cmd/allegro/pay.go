@@ -20,7 +20,6 @@ import (
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/qc"
-	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
@@ -687,13 +686,10 @@ func payCommittee(ctx context.Context, cf *committee.File, chainRPC, bindings st
 	if chainRPC == "" {
 		return nil, nil, nil, errPayNeedsChain
 	}
-	cl, err := chain.New(chain.Config{URL: chainRPC, ExpectedChainID: cf.ChainID}.WithDefaults(), nil)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("--chain-rpc: %w", err)
-	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := cl.Start(startCtx); err != nil {
+	cl, err := dialChain(startCtx, chainRPC, cf.ChainID, nil)
+	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--chain-rpc: %w", err)
 	}
 	closeChain = func() { _ = cl.Stop(context.Background()) }

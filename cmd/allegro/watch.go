@@ -18,7 +18,6 @@ import (
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/lightclient"
-	"github.com/allegro-mesh/allegro/tempo/chain"
 )
 
 func init() {
@@ -173,11 +172,8 @@ func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
 		Payments() <-chan lightclient.Payment
 	}
 	if f.EpochLength > 0 {
-		cl, err := chain.New(chain.Config{URL: *chainRPC, ExpectedChainID: f.ChainID}.WithDefaults(), logger)
+		cl, err := dialChain(ctx, *chainRPC, f.ChainID, logger)
 		if err != nil {
-			return fmt.Errorf("--chain-rpc: %w", err)
-		}
-		if err := cl.Start(ctx); err != nil {
 			return fmt.Errorf("--chain-rpc: %w", err)
 		}
 		defer cl.Stop(context.Background())
