@@ -145,6 +145,7 @@ func CheckWith(h *History, run *Run, opts CheckOptions) *Report {
 		c.payments()
 		c.noQuorumPhases()
 		c.phases()
+		c.boundaries()
 	}
 	return c.finish()
 }

@@ -46,8 +46,13 @@ func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
 	if err != nil {
 		return nil, fmt.Errorf("safety: collect: %w", err)
 	}
-	committee, err := cf.Committee()
-	if err != nil {
+	var committee *qc.Committee
+	if cf.FromChain() {
+		if len(cfg.Epochs) == 0 {
+			return nil, fmt.Errorf("safety: collect: committee file %s takes its committees from the chain: CollectConfig.Epochs must hold them", cfg.CommitteeFile)
+		}
+		committee, cfg.Epochs = cfg.Epochs[0], cfg.Epochs[1:]
+	} else if committee, err = cf.Committee(); err != nil {
 		return nil, fmt.Errorf("safety: collect: committee file %s: %w", cfg.CommitteeFile, err)
 	}
 	if _, err := NewCommittees(append([]*qc.Committee{committee}, cfg.Epochs...)...); err != nil {

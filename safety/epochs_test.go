@@ -565,12 +565,23 @@ func TestCollectEpochs(t *testing.T) {
 		}
 		return c
 	}
+	// A network whose committees come from the chain: the file is only an
+	// address book, and Epochs are every committee.
+	chainFile := *file
+	chainFile.EpochLength, chainFile.CommitteeSource = 10, committee.SourceChain
+	chainPath := filepath.Join(t.TempDir(), "committee.toml")
+	if err := chainFile.Write(chainPath); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
-		name   string
-		epochs []*qc.Committee
-		want   string // error text; empty: collects
+		name      string
+		fromChain bool
+		epochs    []*qc.Committee
+		want      string // error text; empty: collects
 	}{
 		{name: "epoch 2", epochs: []*qc.Committee{c2}},
+		{name: "from the chain: epoch 1 and 2", fromChain: true, epochs: []*qc.Committee{other(testDomain.ChainID, 1), c2}},
+		{name: "from the chain without epochs", fromChain: true, want: "Epochs must hold them"},
 		{name: "nil", epochs: []*qc.Committee{nil}, want: "Epochs[0] is nil"},
 		{name: "another chain", epochs: []*qc.Committee{other(4217, 2)}, want: "of chain 4217"},
 		{name: "the committee file's epoch", epochs: []*qc.Committee{other(testDomain.ChainID, 1)}, want: "two committees of epoch 1"},
@@ -579,8 +590,12 @@ func TestCollectEpochs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
+			cpath := path
+			if tc.fromChain {
+				cpath = chainPath
+			}
 			h, err := Collect(ctx, CollectConfig{Sidecars: []Sidecar{{Name: "v0", APIURL: srv.URL, Honest: true}},
-				CommitteeFile: path, Epochs: tc.epochs, Logger: slog.New(slog.DiscardHandler)})
+				CommitteeFile: cpath, Epochs: tc.epochs, Logger: slog.New(slog.DiscardHandler)})
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("error %v, want one mentioning %q", err, tc.want)
@@ -610,4 +625,53 @@ func TestCollectEpochs(t *testing.T) {
 func (c CommitteeInfo) withDomain(chain, epoch uint64) CommitteeInfo {
 	c.ChainID, c.Epoch = chain, epoch
 	return c
+}
+
+// TestBoundaryStats: the report gives, for each epoch boundary of a run, the
+// time to QC of the payments sent around it, the first QC after it and the
+// committee change, and the run's boundaries survive its JSON form.
+func TestBoundaryStats(t *testing.T) {
+	f := newEpochFixture(t, true)
+	tx := txHash("late")
+	q := f.certify2(t, tx, effects(alice, carol, 3, 2), "v0", "v1", "v2")
+	f.hold(q, "v0", "v1", "v2")
+	at := f.t0.Add(25 * time.Second)
+	f.run.Payments = append(f.run.Payments, Payment{Name: "late", TxHash: tx, Sender: alice, SubmittedTo: "w0", QuorumSide: true,
+		Phase: "after:partition:halves", Sent: at.Add(500 * time.Millisecond), QCAt: at.Add(1500 * time.Millisecond),
+		Outcome: OutcomeCertified, Fee: nativeFee(alice)})
+	f.run.Boundaries = []Boundary{{Epoch: 2, Height: 20, At: at}, {Epoch: 3, Height: 30, At: at.Add(time.Hour)}}
+	var stored bytes.Buffer
+	if err := f.run.WriteJSON(&stored); err != nil {
+		t.Fatal(err)
+	}
+	var run Run
+	if err := json.Unmarshal(stored.Bytes(), &run); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(run.Boundaries, f.run.Boundaries, func(a, b Boundary) bool { return a.Epoch == b.Epoch && a.Height == b.Height && a.At.Equal(b.At) }) {
+		t.Fatalf("boundaries after the JSON round trip: %+v", run.Boundaries)
+	}
+	r := Check(f.h, &run)
+	if len(r.Boundaries) != 2 {
+		t.Fatalf("%d boundaries in the report, want 2", len(r.Boundaries))
+	}
+	b := r.Boundaries[0]
+	if b.Sent != 1 || b.WithQC != 1 || b.TimeToQC.Max != time.Second || b.FirstQC != 1500*time.Millisecond {
+		t.Errorf("boundary of epoch 2: %+v, want the late payment (1 s to its QC, 1.5 s after the boundary)", b)
+	}
+	if !slices.Equal(b.Joined, []string{"w0", "w1", "w2", "w3"}) || !slices.Equal(b.Left, []string{"v0", "v1", "v2", "v3"}) {
+		t.Errorf("boundary of epoch 2: joined %v left %v", b.Joined, b.Left)
+	}
+	if b2 := r.Boundaries[1]; b2.Sent != 0 || b2.FirstQC != 0 || b2.Joined != nil {
+		t.Errorf("boundary of epoch 3 (nothing sent, no committee known): %+v", b2)
+	}
+	var text bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Epoch boundaries", "+w0 +w1 +w2 +w3 -v0 -v1 -v2 -v3", "1500ms", "over 1 boundaries"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
 }

@@ -45,6 +45,9 @@ type Report struct {
 	Fees         *FeeStats          `json:"fees,omitempty"`     // nil without a Run
 	Payments     *PaymentStats      `json:"payments,omitempty"` // nil without a Run
 	Phases       []PhaseStats       `json:"phases,omitempty"`   // without a Run: none
+	// Boundaries are the run's epoch boundaries with the time to QC around
+	// each (without a Run, or on a network without epochs: none).
+	Boundaries []BoundaryStats `json:"boundaries,omitempty"`
 	// ClockTolerance is the CheckOptions.ClockTolerance §7.5 was judged
 	// with in no-quorum phases.
 	ClockTolerance time.Duration `json:"clock_tolerance_ns"`
@@ -510,6 +513,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		tw.Flush()
 	}
+
+	r.writeBoundaries(ew)
 
 	if len(r.Byzantine) > 0 {
 		undetected := 0

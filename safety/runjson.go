@@ -17,9 +17,16 @@ import (
 )
 
 type runJSON struct {
-	Version  int           `json:"version"`
-	Phases   []phaseJSON   `json:"phases"`
-	Payments []paymentJSON `json:"payments"`
+	Version    int            `json:"version"`
+	Phases     []phaseJSON    `json:"phases"`
+	Payments   []paymentJSON  `json:"payments"`
+	Boundaries []boundaryJSON `json:"boundaries,omitempty"`
+}
+
+type boundaryJSON struct {
+	Epoch  uint64    `json:"epoch"`
+	Height uint64    `json:"height"`
+	At     time.Time `json:"at"`
 }
 
 type phaseJSON struct {
@@ -63,6 +70,9 @@ func (r *Run) MarshalJSON() ([]byte, error) {
 	for i, p := range r.Phases {
 		j.Phases[i] = phaseJSON(p)
 	}
+	for _, b := range r.Boundaries {
+		j.Boundaries = append(j.Boundaries, boundaryJSON(b))
+	}
 	for i, p := range r.Payments {
 		pj := paymentJSON{Name: p.Name, Conflicting: p.Conflicting, ConflictGroup: p.ConflictGroup, SubmittedTo: p.SubmittedTo,
 			QuorumSide: p.QuorumSide, Phase: p.Phase, Sent: p.Sent, QCAt: p.QCAt, Outcome: p.Outcome}
@@ -99,6 +109,9 @@ func (r *Run) UnmarshalJSON(b []byte) error {
 	out := Run{Phases: make([]Phase, len(j.Phases)), Payments: make([]Payment, len(j.Payments))}
 	for i, p := range j.Phases {
 		out.Phases[i] = Phase(p)
+	}
+	for _, b := range j.Boundaries {
+		out.Boundaries = append(out.Boundaries, Boundary(b))
 	}
 	for i, pj := range j.Payments {
 		p := Payment{Name: pj.Name, Conflicting: pj.Conflicting, ConflictGroup: pj.ConflictGroup, SubmittedTo: pj.SubmittedTo,

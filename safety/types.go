@@ -113,6 +113,18 @@ type Phase struct {
 type Run struct {
 	Payments []Payment
 	Phases   []Phase
+	// Boundaries are the epoch boundaries the run crossed, in order
+	// (empty on a network without epochs): Check reports the time to QC
+	// of the payments sent around each.
+	Boundaries []Boundary
+}
+
+// Boundary is the start of a mesh epoch as the driver saw it: the first
+// time it found the chain's head at or past the epoch's first block.
+type Boundary struct {
+	Epoch  uint64
+	Height uint64 // the epoch's first block
+	At     time.Time
 }
 
 // Sidecar locates one sidecar's HTTP API for Collect.
@@ -146,7 +158,11 @@ type CollectConfig struct {
 	// Epochs are the committees of the run's other epochs (from the chain's
 	// validator set and the sidecars' bindings), each of the committee
 	// file's chain and of an epoch of its own: the history is checked
-	// against every epoch's committee (SPEC §5a). Optional.
+	// against every epoch's committee (SPEC §5a). Optional, except when the
+	// committee file takes its committees from the chain
+	// (committee_source = "chain"): its members are then only an address
+	// book, and Epochs, in order, are every committee (the first is the
+	// history's Committee).
 	Epochs []*qc.Committee
 	// ChainRPC is the chain's JSON-RPC URL. When set, Collect reads the
 	// chain nonce (key 0) of every sender of a certified payment, so a

@@ -45,8 +45,9 @@ func runTestnet(ctx context.Context, args []string, stdout io.Writer) error {
 // runTestnetInstallKeys copies validator keys into their data volumes with
 // mode 0600 (the keys service of a generated compose file runs it).
 func runTestnetInstallKeys(args []string, stdout io.Writer) error {
-	fs := app.Flags("testnet install-keys", "--keys DIR --into DIR NAME...")
+	fs := app.Flags("testnet install-keys", "--keys DIR --into DIR [--bindings DIR] NAME...")
 	keys := fs.String("keys", "", "directory holding NAME.key files (required)")
+	bindings := fs.String("bindings", "", "directory of binding files to copy into each DIR/NAME/bindings too (a network whose committees come from the chain)")
 	into := fs.String("into", "", "directory of the data volumes: NAME's key goes to DIR/NAME/"+testnet.InstalledKeyFile+" (required)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -56,6 +57,11 @@ func runTestnetInstallKeys(args []string, stdout io.Writer) error {
 	}
 	if err := testnet.InstallKeys(*keys, *into, fs.Args()); err != nil {
 		return err
+	}
+	if *bindings != "" {
+		if err := testnet.InstallBindings(*bindings, *into, fs.Args()); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "installed %d validator key(s) into %s (mode 0600)\n", fs.NArg(), *into)
 	return nil
@@ -68,6 +74,8 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	cfg := d
 	cfg.Byzantine = map[string]string{}
 	fs.IntVar(&cfg.Validators, "validators", d.Validators, "number of validators n (quorum n - floor((n-1)/3))")
+	fs.Uint64Var(&cfg.EpochLength, "epoch-length", d.EpochLength, "blocks per epoch: committees then come from the dev chain's validator set (0: one fixed committee)")
+	fs.IntVar(&cfg.Spares, "spares", d.Spares, "validators with keys and bindings outside the genesis set, which join once added on chain (needs --epoch-length)")
 	fs.IntVar(&cfg.LightClients, "light-clients", d.LightClients, "number of light-client containers (allegro watch)")
 	fs.IntVar(&cfg.Watch, "watch", d.Watch, "load accounts each light client watches")
 	fs.Var(byzantineFlag(cfg.Byzantine), "byzantine", "TEST NETWORKS ONLY: validator NAME runs Byzantine MODE (equivocate or invalid-signatures) by default; repeat")
@@ -103,10 +111,17 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "wrote testnet %q to %s: %d validators (f=%d, quorum %d), %d light client(s)\n",
 		m.Project, *out, m.Validators, m.F, m.Quorum, len(m.LightClient))
 	fmt.Fprintf(stdout, "  dev chain   %s  (JSON-RPC %s)\n", m.Chain.Container, m.Chain.RPC)
+	if m.EpochLength > 0 {
+		fmt.Fprintf(stdout, "  epochs of %d blocks; committees from the dev chain's validator set (bindings in %s)\n", m.EpochLength, filepath.Join(*out, testnet.BindingsDir))
+	}
 	for _, s := range m.Sidecars {
 		extra := ""
 		if s.Byzantine != "" {
 			extra = fmt.Sprintf("  BYZANTINE %s (override with %s)", s.Byzantine, testnet.ByzantineEnv(s.Name))
+		}
+		if s.Spare {
+			extra += fmt.Sprintf("  SPARE: joins once added on chain (allegro-dev validators add --rpc %s --key-file %s)",
+				m.Chain.RPC, filepath.Join(*out, s.ConsensusKeyFile))
 		}
 		fmt.Fprintf(stdout, "  %-11s API %s  mesh %s, %s%s\n", s.Name, s.API, s.MeshAIP, s.MeshBIP, extra)
 	}

@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/ethclient"
 
@@ -54,7 +53,7 @@ func runValidators(ctx context.Context, args []string, stdout io.Writer) error {
 	defer ec.Close()
 	switch cmd {
 	case "list":
-		vs, err := readValidators(ctx, ec)
+		vs, err := devkit.ReadValidators(ctx, ec)
 		if err != nil {
 			return err
 		}
@@ -69,7 +68,7 @@ func runValidators(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := ownerCall(ctx, ec, data); err != nil {
+		if err := devkit.OwnerCall(ctx, ec, data); err != nil {
 			return fmt.Errorf("add %x: %w", pub, err)
 		}
 		fmt.Fprintf(stdout, "added validator %x (address %s)\n", pub, v.ValidatorAddress)
@@ -78,7 +77,7 @@ func runValidators(ctx context.Context, args []string, stdout io.Writer) error {
 		if fs.NArg() != 1 {
 			return fmt.Errorf("%s: want one KEY (a public key or a validator address), after the flags", cmd)
 		}
-		vs, err := readValidators(ctx, ec)
+		vs, err := devkit.ReadValidators(ctx, ec)
 		if err != nil {
 			return err
 		}
@@ -86,7 +85,7 @@ func runValidators(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := ownerCall(ctx, ec, tempo.ChangeValidatorStatusCalldata(v.ValidatorAddress, cmd == "activate")); err != nil {
+		if err := devkit.OwnerCall(ctx, ec, tempo.ChangeValidatorStatusCalldata(v.ValidatorAddress, cmd == "activate")); err != nil {
 			return fmt.Errorf("%s %x: %w", cmd, v.PublicKey, err)
 		}
 		fmt.Fprintf(stdout, "%sd validator %x\n", cmd, v.PublicKey)
@@ -151,15 +150,6 @@ func findValidator(vs []tempo.Validator, key string) (tempo.Validator, error) {
 	return tempo.Validator{}, fmt.Errorf("no validator %s on chain", key)
 }
 
-func readValidators(ctx context.Context, ec *ethclient.Client) ([]tempo.Validator, error) {
-	to := tempo.ValidatorConfigAddress
-	ret, err := ec.CallContract(ctx, ethereum.CallMsg{To: &to, Data: tempo.GetValidatorsCalldata()}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("getValidators: %w", err)
-	}
-	return tempo.DecodeValidators(ret)
-}
-
 func printValidators(w io.Writer, vs []tempo.Validator) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INDEX\tACTIVE\tPUBLIC KEY\tADDRESS\tINBOUND")
@@ -167,69 +157,4 @@ func printValidators(w io.Writer, vs []tempo.Validator) error {
 		fmt.Fprintf(tw, "%d\t%v\t%x\t%s\t%s\n", v.Index, v.Active, v.PublicKey, v.ValidatorAddress, v.InboundAddress)
 	}
 	return tw.Flush()
-}
-
-// ownerCall sends data to the ValidatorConfig from its owner and waits for
-// the receipt, failing on a revert.
-func ownerCall(ctx context.Context, ec *ethclient.Client, data []byte) error {
-	owner := devkit.ValidatorConfigOwner()
-	chainID, err := ec.ChainID(ctx)
-	if err != nil {
-		return err
-	}
-	nonce, err := ec.PendingNonceAt(ctx, owner.Address)
-	if err != nil {
-		return err
-	}
-	tx, err := devkit.SignCall(owner.Key, nonce, tempo.ValidatorConfigAddress, data, chainID, 0, devkit.Fees{})
-	if err != nil {
-		return err
-	}
-	// A call that would revert is refused before it is sent, with the
-	// contract's error named.
-	to := tempo.ValidatorConfigAddress
-	if _, err := ec.CallContract(ctx, ethereum.CallMsg{From: owner.Address, To: &to, Data: data}, nil); err != nil {
-		return fmt.Errorf("the ValidatorConfig refuses it: %w", revertReason(err))
-	}
-	if err := ec.SendTransaction(ctx, tx); err != nil {
-		return err
-	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		r, err := ec.TransactionReceipt(ctx, tx.Hash())
-		if err == nil {
-			if r.Status != 1 {
-				return fmt.Errorf("transaction %s reverted", tx.Hash())
-			}
-			return nil
-		}
-		if !errors.Is(err, ethereum.NotFound) && !strings.Contains(err.Error(), "indexing is in progress") {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no receipt for %s: %w", tx.Hash(), ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
-// revertReason names the ValidatorConfig error in a reverted call's data.
-func revertReason(err error) error {
-	var de interface{ ErrorData() any }
-	if !errors.As(err, &de) {
-		return err
-	}
-	s, _ := de.ErrorData().(string)
-	data, decErr := hex.DecodeString(strings.TrimPrefix(s, "0x"))
-	if decErr != nil || len(data) < 4 {
-		return err
-	}
-	for name, e := range tempo.ValidatorConfigABI.Errors {
-		if [4]byte(e.ID[:4]) == [4]byte(data[:4]) {
-			return fmt.Errorf("%s()", name)
-		}
-	}
-	return err
 }

@@ -116,16 +116,22 @@ func (p *plan) compose() ([]byte, error) {
 	services := newOrdered()
 
 	chainNets := newOrdered().set("chain", netAttach{IPv4: m.Chain.IP, Priority: priorityChain})
+	chainCmd := []string{"devchain", "--host", "0.0.0.0", "--port", strconv.Itoa(containerChainPort),
+		"--datadir", "/data/chain", "--chain-id", strconv.FormatUint(cfg.ChainID, 10),
+		"--block-period", cfg.BlockPeriod.String(), "--load-accounts", strconv.Itoa(cfg.LoadAccounts)}
+	chainVolumes := []string{cfg.Project + "-chain-data:/data"}
+	if cfg.EpochLength > 0 {
+		chainCmd = append(chainCmd, "--validators", "/config/"+GenesisValidatorsFile)
+		chainVolumes = append(chainVolumes, "./"+GenesisValidatorsFile+":/config/"+GenesisValidatorsFile+":ro")
+	}
 	// The dev chain is a development tool: allegro-dev, in test images only.
 	services.set(m.Chain.Service, service{
 		Image: cfg.Image, ContainerName: m.Chain.Container,
 		Entrypoint: quoteAll([]string{"/allegro-dev"}),
-		Command: quoteAll([]string{"devchain", "--host", "0.0.0.0", "--port", strconv.Itoa(containerChainPort),
-			"--datadir", "/data/chain", "--chain-id", strconv.FormatUint(cfg.ChainID, 10),
-			"--block-period", cfg.BlockPeriod.String(), "--load-accounts", strconv.Itoa(cfg.LoadAccounts)}),
-		Volumes:  []quoted{quoted(cfg.Project + "-chain-data:/data")},
-		Networks: chainNets,
-		Ports:    []quoted{quoted(fmt.Sprintf("127.0.0.1:%d:%d", cfg.ChainPort, containerChainPort))},
+		Command:    quoteAll(chainCmd),
+		Volumes:    quoteAll(chainVolumes),
+		Networks:   chainNets,
+		Ports:      []quoted{quoted(fmt.Sprintf("127.0.0.1:%d:%d", cfg.ChainPort, containerChainPort))},
 		Healthcheck: &healthcheck{
 			Test:     quoteAll([]string{"CMD", "/allegro", "healthcheck", "--quiet", "--jsonrpc", "--url", fmt.Sprintf("http://127.0.0.1:%d", containerChainPort)}),
 			Interval: "2s", Timeout: "3s", Retries: 30, StartPeriod: "5s",
@@ -142,6 +148,13 @@ func (p *plan) compose() ([]byte, error) {
 	// failure and starts no sidecar.
 	installCmd := []string{"testnet", "install-keys", "--keys", "/keys", "--into", keysInstallDir}
 	installVolumes := []string{"./" + KeysDir + ":/keys:ro"}
+	if cfg.EpochLength > 0 {
+		// Each sidecar keeps the bindings in its data directory (the
+		// default bindings_dir), where it also stores those it pulls
+		// from its peers.
+		installCmd = append(installCmd, "--bindings", "/bindings")
+		installVolumes = append(installVolumes, "./"+BindingsDir+":/bindings:ro")
+	}
 	for _, s := range m.Sidecars {
 		installCmd = append(installCmd, s.Name)
 		installVolumes = append(installVolumes, cfg.Project+"-"+s.Name+"-data:"+keysInstallDir+"/"+s.Name)
@@ -211,13 +224,22 @@ func (p *plan) compose() ([]byte, error) {
 		for _, s := range m.Sidecars {
 			deps.set(s.Name, map[string]string{"condition": "service_started"})
 		}
+		volumes := []string{"./" + CommitteeFile + ":/config/committee.toml:ro"}
+		nets := newOrdered()
+		if cfg.EpochLength > 0 {
+			// A light client follows the chain's epochs and checks each
+			// epoch's committee from chain state and the bindings itself.
+			cmd = append(cmd, "--chain-rpc", fmt.Sprintf("ws://%s:%d", m.Chain.IP, containerChainPort), "--bindings", "/config/"+BindingsDir)
+			volumes = append(volumes, "./"+BindingsDir+":/config/"+BindingsDir+":ro")
+			nets.set("chain", netAttach{IPv4: lc.ChainIP, Priority: priorityChain})
+		}
+		nets.set("mesh-a", netAttach{IPv4: lc.MeshAIP, Priority: priorityMesh}).
+			set("mesh-b", netAttach{IPv4: lc.MeshBIP, Priority: priorityMesh})
 		services.set(lc.Name, service{
 			Image: cfg.Image, ContainerName: lc.Container,
-			Command: quoteAll(cmd),
-			Volumes: []quoted{quoted("./" + CommitteeFile + ":/config/committee.toml:ro")},
-			Networks: newOrdered().
-				set("mesh-a", netAttach{IPv4: lc.MeshAIP, Priority: priorityMesh}).
-				set("mesh-b", netAttach{IPv4: lc.MeshBIP, Priority: priorityMesh}),
+			Command:   quoteAll(cmd),
+			Volumes:   quoteAll(volumes),
+			Networks:  nets,
 			DependsOn: deps,
 			// A light client serves no HTTP; the image's health check
 			// (the sidecar API) does not apply.

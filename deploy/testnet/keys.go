@@ -73,3 +73,35 @@ func installKey(src, dir, name string) error {
 	}
 	return nil
 }
+
+// InstallBindings copies every binding file (*.toml) of bindingsDir into
+// intoDir/<name>/bindings for each name: a sidecar's default bindings
+// directory, where it also keeps the bindings it pulls from its peers.
+func InstallBindings(bindingsDir, intoDir string, names []string) error {
+	files, err := filepath.Glob(filepath.Join(bindingsDir, "*.toml"))
+	if err != nil {
+		return fmt.Errorf("testnet: %w", err)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("testnet: no binding files (*.toml) in %s", bindingsDir)
+	}
+	for _, name := range names {
+		if _, ok := validatorIndex(name); !ok {
+			return fmt.Errorf("testnet: %q is not a validator name (v1, v2, ...)", name)
+		}
+		dir := filepath.Join(intoDir, name, "bindings")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("testnet: %w", err)
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("testnet: read binding: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o600); err != nil {
+				return fmt.Errorf("testnet: install binding: %w", err)
+			}
+		}
+	}
+	return nil
+}

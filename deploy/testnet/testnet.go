@@ -18,6 +18,13 @@
 //     into two halves (each side still talks over its remaining network),
 //     without iptables.
 //
+// Epochs. With an epoch length the committee of each epoch comes from the
+// dev chain's validator set (SPEC §5a): every validator also has a
+// consensus key, in the chain's genesis set, and a binding of its sidecar
+// key; spares (v<n+1>...) have keys and bindings but are not in the genesis
+// set, so their sidecars wait outside the committee until a runner adds
+// them on chain.
+//
 // Names. Containers are <project>-<service> (services devchain, v1..vN,
 // lc1..lcK); networks and volumes are <project>-<name>, so a project name
 // starting with "allegro-e2e-" makes every object easy to find and remove.
@@ -73,6 +80,9 @@ const (
 	MaxValidators = 64
 	// MaxLightClients bounds the light clients (addresses .101 to .199).
 	MaxLightClients = 32
+	// minEpochLength leaves an epoch room for its handover: a shorter one
+	// would spend most of its blocks changing committees.
+	minEpochLength = 4
 
 	// Ports inside the containers.
 	containerAPIPort        = 7070
@@ -85,8 +95,14 @@ const (
 const (
 	ComposeFile   = "docker-compose.yml"
 	CommitteeFile = "committee.toml"
-	ManifestFile  = "testnet.json"
-	KeysDir       = "keys"
+	// GenesisValidatorsFile lists the consensus keys of the dev chain's
+	// genesis validator set (with an epoch length).
+	GenesisValidatorsFile = "genesis-validators.toml"
+	// BindingsDir holds every validator's sidecar key binding (with an
+	// epoch length).
+	BindingsDir  = "bindings"
+	ManifestFile = "testnet.json"
+	KeysDir      = "keys"
 	// PrometheusFile scrapes every sidecar (the monitoring profile's
 	// Prometheus reads it).
 	PrometheusFile = "prometheus.yml"
@@ -99,6 +115,15 @@ const (
 type Config struct {
 	// Validators is the committee size n (default 4; 1 to MaxValidators).
 	Validators int
+	// EpochLength, when set, makes the network change epochs every
+	// EpochLength blocks with committees derived from the dev chain's
+	// validator set (committee_source = "chain"). Default 0: one fixed
+	// committee, the committee file's.
+	EpochLength uint64
+	// Spares are validators beyond Validators (v<n+1>...) with keys,
+	// bindings and containers but outside the genesis set: each joins the
+	// committee once added on chain. Needs EpochLength. Default 0.
+	Spares int
 	// LightClients is the number of `allegro watch` containers (default 1;
 	// 0 to MaxLightClients).
 	LightClients int
@@ -194,6 +219,15 @@ func (c Config) Validate() error {
 	if c.Validators < 1 || c.Validators > MaxValidators {
 		errs = append(errs, fmt.Errorf("testnet: Validators must be between 1 and %d, got %d", MaxValidators, c.Validators))
 	}
+	if c.Spares < 0 || c.Validators+c.Spares > MaxValidators {
+		errs = append(errs, fmt.Errorf("testnet: Spares must be between 0 and %d (MaxValidators less Validators), got %d", MaxValidators-c.Validators, c.Spares))
+	}
+	if c.Spares > 0 && c.EpochLength == 0 {
+		errs = append(errs, errors.New("testnet: Spares join through the chain's validator set: they need EpochLength"))
+	}
+	if c.EpochLength > 0 && c.EpochLength < minEpochLength {
+		errs = append(errs, fmt.Errorf("testnet: EpochLength must be 0 or at least %d blocks, got %d", minEpochLength, c.EpochLength))
+	}
 	if c.LightClients < 0 || c.LightClients > MaxLightClients {
 		errs = append(errs, fmt.Errorf("testnet: LightClients must be between 0 and %d, got %d", MaxLightClients, c.LightClients))
 	}
@@ -212,7 +246,7 @@ func (c Config) Validate() error {
 	if c.Image == "" {
 		errs = append(errs, errors.New("testnet: Image must be set"))
 	}
-	last := c.APIPortBase + c.Validators - 1
+	last := c.APIPortBase + c.Validators + c.Spares - 1
 	if c.APIPortBase < 1 || last > 65535 {
 		errs = append(errs, fmt.Errorf("testnet: APIPortBase %d leaves no room for %d validators below 65536", c.APIPortBase, c.Validators))
 	}
@@ -270,7 +304,7 @@ func (c Config) Validate() error {
 	for _, name := range names {
 		i, ok := validatorIndex(name)
 		if !ok || i > c.Validators {
-			errs = append(errs, fmt.Errorf("testnet: Byzantine names %q, which is not a validator (v1..v%d)", name, c.Validators))
+			errs = append(errs, fmt.Errorf("testnet: Byzantine names %q, which is not a genesis validator (v1..v%d)", name, c.Validators))
 		}
 		mode := c.Byzantine[name]
 		if mode != sidecar.ByzantineEquivocate && mode != sidecar.ByzantineInvalidSignatures {
@@ -306,10 +340,12 @@ func ByzantineEnv(name string) string {
 // Manifest describes a generated testnet (testnet.json): everything a
 // runner needs to drive it from the host.
 type Manifest struct {
-	Project     string        `json:"project"`
-	Image       string        `json:"image"`
-	ChainID     uint64        `json:"chain_id"`
-	Validators  int           `json:"validators"`
+	Project    string `json:"project"`
+	Image      string `json:"image"`
+	ChainID    uint64 `json:"chain_id"`
+	Validators int    `json:"validators"`
+	// EpochLength is the blocks per epoch (0: one fixed committee).
+	EpochLength uint64        `json:"epoch_length,omitempty"`
 	Quorum      int           `json:"quorum"`
 	F           int           `json:"f"`
 	TestNetwork bool          `json:"test_network"`
@@ -349,6 +385,24 @@ type Sidecar struct {
 	// Byzantine is the generated default mode ("" for honest validators);
 	// ByzantineEnv(Name) overrides it.
 	Byzantine string `json:"byzantine,omitempty"`
+	// ConsensusKey is the validator's consensus public key (hex), with an
+	// epoch length: the key the chain's validator set lists.
+	ConsensusKey string `json:"consensus_key,omitempty"`
+	// ConsensusKeyFile is its key file, relative to the testnet directory.
+	ConsensusKeyFile string `json:"consensus_key_file,omitempty"`
+	// Spare marks a validator outside the genesis set.
+	Spare bool `json:"spare,omitempty"`
+}
+
+// Members returns the sidecars of the genesis committee (not the spares).
+func (m *Manifest) Members() []Sidecar {
+	var out []Sidecar
+	for _, s := range m.Sidecars {
+		if !s.Spare {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // LightClient is one `allegro watch` container.
@@ -356,8 +410,11 @@ type LightClient struct {
 	Name      string   `json:"name"`
 	Container string   `json:"container"`
 	Watch     []string `json:"watch"`
-	MeshAIP   string   `json:"mesh_a_ip"`
-	MeshBIP   string   `json:"mesh_b_ip"`
+	// ChainIP is its address on the chain network, with an epoch length
+	// (it follows the chain's epochs).
+	ChainIP string `json:"chain_ip,omitempty"`
+	MeshAIP string `json:"mesh_a_ip"`
+	MeshBIP string `json:"mesh_b_ip"`
 }
 
 // Networks are the docker network names and subnets.
@@ -399,6 +456,8 @@ type plan struct {
 	cfg      Config
 	manifest Manifest
 	keys     []ed25519.PrivateKey
+	// consensus are the validators' consensus keys (with an epoch length).
+	consensus []ed25519.PrivateKey
 }
 
 func subnet(prefix string, third int) string { return fmt.Sprintf("%s.%d.0/24", prefix, third) }
@@ -416,16 +475,20 @@ const (
 	hostLightClient0             = 100 // light client j is .100+j
 )
 
-func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
+func newPlan(cfg Config, keys, consensus []ed25519.PrivateKey) (*plan, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if len(keys) != cfg.Validators {
-		return nil, fmt.Errorf("testnet: %d keys for %d validators", len(keys), cfg.Validators)
+	total := cfg.Validators + cfg.Spares
+	if len(keys) != total {
+		return nil, fmt.Errorf("testnet: %d keys for %d validators", len(keys), total)
+	}
+	if cfg.EpochLength > 0 && len(consensus) != total {
+		return nil, fmt.Errorf("testnet: %d consensus keys for %d validators", len(consensus), total)
 	}
 	p := cfg.SubnetPrefix
 	m := Manifest{
-		Project: cfg.Project, Image: cfg.Image, ChainID: cfg.ChainID, Validators: cfg.Validators,
+		Project: cfg.Project, Image: cfg.Image, ChainID: cfg.ChainID, Validators: cfg.Validators, EpochLength: cfg.EpochLength,
 		TestNetwork: cfg.TestNetwork, Token: devkit.TokenAddress.Hex(), LoadAccounts: cfg.LoadAccounts,
 		Chain: ChainNode{
 			Service: "devchain", Container: cfg.Project + "-devchain", IP: hostIP(p, netChain, hostChain),
@@ -437,7 +500,7 @@ func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
 			MeshB: cfg.Project + "-mesh-b", MeshBSubnet: subnet(p, netMeshB),
 		},
 	}
-	for i := 1; i <= cfg.Validators; i++ {
+	for i := 1; i <= total; i++ {
 		name := ValidatorName(i)
 		pub := keys[i-1].Public().(ed25519.PublicKey)
 		id, err := qc.ValidatorIDFromBytes(pub)
@@ -454,7 +517,13 @@ func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
 			MeshBIP: hostIP(p, netMeshB, hostValidator0+i), API: fmt.Sprintf("127.0.0.1:%d", cfg.APIPortBase+i-1),
 			Metrics:   fmt.Sprintf("%s:%d", hostIP(p, netChain, hostValidator0+i), containerAPIPort),
 			Byzantine: cfg.Byzantine[name],
+			Spare:     i > cfg.Validators,
 		})
+		if cfg.EpochLength > 0 {
+			sc := &m.Sidecars[len(m.Sidecars)-1]
+			sc.ConsensusKey = hex.EncodeToString(consensus[i-1].Public().(ed25519.PublicKey))
+			sc.ConsensusKeyFile = filepath.Join(KeysDir, name+consensusKeySuffix)
+		}
 	}
 	load := devkit.LoadAccounts(cfg.LoadAccounts)
 	for j := 0; j < cfg.LightClients; j++ {
@@ -462,6 +531,9 @@ func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
 		lc := LightClient{
 			Name: name, Container: cfg.Project + "-" + name,
 			MeshAIP: hostIP(p, netMeshA, hostLightClient0+j+1), MeshBIP: hostIP(p, netMeshB, hostLightClient0+j+1),
+		}
+		if cfg.EpochLength > 0 {
+			lc.ChainIP = hostIP(p, netChain, hostLightClient0+j+1)
 		}
 		seen := map[string]bool{}
 		for k := 0; k < cfg.Watch; k++ {
@@ -475,18 +547,64 @@ func newPlan(cfg Config, keys []ed25519.PrivateKey) (*plan, error) {
 	}
 	f := (cfg.Validators - 1) / 3
 	m.F, m.Quorum = f, cfg.Validators-f
-	return &plan{cfg: cfg, manifest: m, keys: keys}, nil
+	return &plan{cfg: cfg, manifest: m, keys: keys, consensus: consensus}, nil
 }
+
+// consensusKeySuffix names a validator's consensus key file in keys/.
+const consensusKeySuffix = "-consensus.key"
 
 // committee returns the committee file: each member with its TCP and QUIC
 // addresses on both mesh networks.
 func (p *plan) committee() *committee.File {
 	// The embedded development chain pays gas in its native currency.
 	f := &committee.File{ChainID: p.cfg.ChainID, Epoch: 1, QCShards: 16, TestNetwork: p.cfg.TestNetwork, FeeModel: tempo.FeeModelNative}
+	if p.cfg.EpochLength > 0 {
+		// The members below are then the address book of every sidecar
+		// key, spares included.
+		f.EpochLength, f.CommitteeSource = p.cfg.EpochLength, committee.SourceChain
+	}
 	for _, s := range p.manifest.Sidecars {
 		f.Members = append(f.Members, committee.Member{Name: s.Name, PublicKey: s.PublicKey, Addrs: p.meshAddrs(s)})
 	}
 	return f
+}
+
+// genesisValidators returns the dev chain's genesis validator set as a
+// committee file of consensus keys (allegro-dev devchain --validators): the
+// validators that are not spares, each with its mesh-a address as the
+// inbound address.
+func (p *plan) genesisValidators() *committee.File {
+	f := &committee.File{ChainID: p.cfg.ChainID, Epoch: 1, QCShards: 16, FeeModel: tempo.FeeModelNative}
+	for _, s := range p.manifest.Members() {
+		f.Members = append(f.Members, committee.Member{Name: s.Name, PublicKey: s.ConsensusKey, Addrs: p.meshAddrs(s)[:1]})
+	}
+	return f
+}
+
+// writeEpochFiles writes, with an epoch length, each validator's consensus
+// key, the bindings (every one from the first epoch: the genesis set's and
+// the spares', made before the network starts) and the genesis set.
+func (p *plan) writeEpochFiles(dir string) error {
+	if p.cfg.EpochLength == 0 {
+		return nil
+	}
+	bdir := filepath.Join(dir, BindingsDir)
+	for i, s := range p.manifest.Sidecars {
+		if err := committee.WriteKeyFile(filepath.Join(dir, s.ConsensusKeyFile), s.Name, p.consensus[i]); err != nil {
+			return fmt.Errorf("testnet: %w", err)
+		}
+		b, err := qc.SignBinding(p.consensus[i], p.keys[i], p.cfg.ChainID, 0)
+		if err != nil {
+			return fmt.Errorf("testnet: binding of %s: %w", s.Name, err)
+		}
+		if _, err := committee.AddBinding(bdir, p.cfg.ChainID, b); err != nil {
+			return fmt.Errorf("testnet: binding of %s: %w", s.Name, err)
+		}
+	}
+	if err := p.genesisValidators().Write(filepath.Join(dir, GenesisValidatorsFile)); err != nil {
+		return fmt.Errorf("testnet: write genesis validators: %w", err)
+	}
+	return nil
 }
 
 func (p *plan) meshAddrs(s Sidecar) []string {
@@ -509,21 +627,35 @@ modes here (lost by git checkouts and plain copies) do not matter.
 
 // Generate writes a testnet into dir (created if missing; it must not
 // already hold a testnet): keys/<name>.key (mode 0600), committee.toml,
-// docker-compose.yml, testnet.json, prometheus.yml and grafana/. Keys are
-// fresh random ed25519 keys.
+// docker-compose.yml, testnet.json, prometheus.yml and grafana/; with an
+// epoch length also keys/<name>-consensus.key, bindings/ and
+// genesis-validators.toml. Keys are fresh random ed25519 keys.
 func Generate(cfg Config, dir string) (*Manifest, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	keys := make([]ed25519.PrivateKey, cfg.Validators)
-	for i := range keys {
-		k, err := committee.GenerateKey()
-		if err != nil {
-			return nil, fmt.Errorf("testnet: generate key: %w", err)
+	newKeys := func(n int) ([]ed25519.PrivateKey, error) {
+		keys := make([]ed25519.PrivateKey, n)
+		for i := range keys {
+			k, err := committee.GenerateKey()
+			if err != nil {
+				return nil, fmt.Errorf("testnet: generate key: %w", err)
+			}
+			keys[i] = k
 		}
-		keys[i] = k
+		return keys, nil
 	}
-	p, err := newPlan(cfg, keys)
+	keys, err := newKeys(cfg.Validators + cfg.Spares)
+	if err != nil {
+		return nil, err
+	}
+	var consensus []ed25519.PrivateKey
+	if cfg.EpochLength > 0 {
+		if consensus, err = newKeys(cfg.Validators + cfg.Spares); err != nil {
+			return nil, err
+		}
+	}
+	p, err := newPlan(cfg, keys, consensus)
 	if err != nil {
 		return nil, err
 	}
@@ -545,6 +677,9 @@ func Generate(cfg Config, dir string) (*Manifest, error) {
 	}
 	if err := p.committee().Write(filepath.Join(dir, CommitteeFile)); err != nil {
 		return nil, fmt.Errorf("testnet: write committee: %w", err)
+	}
+	if err := p.writeEpochFiles(dir); err != nil {
+		return nil, err
 	}
 	compose, err := p.compose()
 	if err != nil {

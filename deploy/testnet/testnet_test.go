@@ -13,7 +13,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/sidecar"
+	"github.com/allegro-mesh/allegro/tempo"
 )
 
 // composeDoc is the part of a compose file the tests read back.
@@ -359,6 +361,10 @@ func TestConfigValidate(t *testing.T) {
 		{"monitoring ports equal", func(c *Config) { c.GrafanaPort = c.PrometheusPort }, "GrafanaPort"},
 		{"byzantine unknown validator", func(c *Config) { c.Byzantine = map[string]string{"v9": sidecar.ByzantineEquivocate} }, "Byzantine"},
 		{"byzantine unknown mode", func(c *Config) { c.Byzantine = map[string]string{"v1": "lie"} }, "Byzantine[v1]"},
+		{"negative spares", func(c *Config) { c.Spares = -1 }, "Spares"},
+		{"spares without epochs", func(c *Config) { c.Spares = 1 }, "EpochLength"},
+		{"epochs too short", func(c *Config) { c.EpochLength = 2 }, "EpochLength"},
+		{"api ports overflow with spares", func(c *Config) { c.APIPortBase, c.EpochLength, c.Spares = 65532, 10, 1 }, "APIPortBase"},
 		{"byzantine outside a test network", func(c *Config) {
 			c.Byzantine = map[string]string{"v1": sidecar.ByzantineEquivocate}
 			c.TestNetwork = false
@@ -434,4 +440,135 @@ func TestCheckedInExamples(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGenerateWithEpochs checks a network whose committees come from the dev
+// chain: consensus keys, bindings the committee derivation accepts, the
+// chain's genesis set without the spare, and the compose wiring (the chain
+// reads the genesis set, the key installer copies the bindings, light
+// clients follow the chain).
+func TestGenerateWithEpochs(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Project, cfg.EpochLength, cfg.Spares, cfg.LightClients = "allegro-e2e-epochs", 12, 1, 1
+	dir := t.TempDir()
+	m, err := Generate(cfg, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Sidecars) != 5 || len(m.Members()) != 4 || !m.Sidecars[4].Spare || m.Quorum != 3 || m.EpochLength != 12 {
+		t.Fatalf("manifest: %d sidecars, %d members, quorum %d, epoch length %d", len(m.Sidecars), len(m.Members()), m.Quorum, m.EpochLength)
+	}
+	f, err := committee.LoadFile(filepath.Join(dir, CommitteeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.FromChain() || f.EpochLength != 12 || len(f.Members) != 5 {
+		t.Fatalf("committee file: from chain %v, epoch length %d, %d members", f.FromChain(), f.EpochLength, len(f.Members))
+	}
+	genesis, err := committee.LoadFile(filepath.Join(dir, GenesisValidatorsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set []tempo.Validator
+	for i, mem := range genesis.Members {
+		s := m.Sidecars[i]
+		if mem.Name != s.Name || !strings.EqualFold(mem.PublicKey, s.ConsensusKey) || s.Spare {
+			t.Fatalf("genesis member %d %+v is not %s's consensus key", i, mem, s.Name)
+		}
+		name, key, err := committee.LoadKeyFile(filepath.Join(dir, s.ConsensusKeyFile))
+		if err != nil || name != s.Name || hexPub(key) != s.ConsensusKey {
+			t.Fatalf("consensus key file of %s: %q %v", s.Name, name, err)
+		}
+		set = append(set, tempo.Validator{PublicKey: [32]byte(key.Public().(ed25519.PublicKey)), Active: true, Index: uint64(i)})
+	}
+	if len(set) != 4 {
+		t.Fatalf("genesis set has %d validators, want 4", len(set))
+	}
+	bindings, bad, err := committee.LoadBindings(filepath.Join(dir, BindingsDir))
+	if err != nil || len(bad) != 0 || len(bindings) != 5 {
+		t.Fatalf("bindings: %d, %d bad: %v", len(bindings), len(bad), err)
+	}
+	c, _, err := committee.Derive(cfg.ChainID, 1, set, bindings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.N() != 4 || c.Quorum() != 3 || len(c.Members()) != 4 {
+		t.Fatalf("derived committee: n %d quorum %d members %d", c.N(), c.Quorum(), len(c.Members()))
+	}
+	for _, s := range m.Members() {
+		id, _ := qc.ValidatorIDFromBytes(mustHex(t, s.PublicKey))
+		if _, ok := c.Member(id); !ok {
+			t.Fatalf("%s's sidecar key is not in the derived committee", s.Name)
+		}
+	}
+	// The spare joins once its consensus key is on chain.
+	spare := m.Sidecars[4]
+	key := [32]byte(mustHex(t, spare.ConsensusKey))
+	c, _, err = committee.Derive(cfg.ChainID, 2, append(set, tempo.Validator{PublicKey: key, Active: true, Index: 4}), bindings)
+	if err != nil || c.N() != 5 {
+		t.Fatalf("with the spare added: %v, n %d", err, c.N())
+	}
+
+	raw, err := os.ReadFile(filepath.Join(dir, ComposeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc composeDoc
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	chainCmd := strings.Join(doc.Services["devchain"].Command, " ")
+	if !strings.Contains(chainCmd, "--validators /config/"+GenesisValidatorsFile) {
+		t.Fatalf("devchain command %q does not read the genesis set", chainCmd)
+	}
+	install := strings.Join(doc.Services[keysService].Command, " ")
+	if !strings.Contains(install, "--bindings /bindings") || !strings.HasSuffix(install, "v1 v2 v3 v4 v5") {
+		t.Fatalf("key installer %q", install)
+	}
+	lc := doc.Services["lc1"]
+	lcCmd := strings.Join(lc.Command, " ")
+	if !strings.Contains(lcCmd, "--chain-rpc ws://"+m.Chain.IP) || !strings.Contains(lcCmd, "--bindings /config/"+BindingsDir) ||
+		lc.Networks["chain"].IPv4 != m.LightClient[0].ChainIP || m.LightClient[0].ChainIP == "" {
+		t.Fatalf("light client: command %q, networks %+v", lcCmd, lc.Networks)
+	}
+	if _, ok := doc.Services["v5"]; !ok {
+		t.Fatal("no service for the spare")
+	}
+}
+
+func TestInstallBindings(t *testing.T) {
+	src, into := t.TempDir(), t.TempDir()
+	if err := InstallBindings(src, into, []string{"v1"}); err == nil || !strings.Contains(err.Error(), "no binding files") {
+		t.Fatalf("empty directory: %v", err)
+	}
+	for _, name := range []string{"a.toml", "b.toml", "README.txt"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := InstallBindings(src, into, []string{"x"}); err == nil || !strings.Contains(err.Error(), "not a validator name") {
+		t.Fatalf("bad name: %v", err)
+	}
+	if err := InstallBindings(src, into, []string{"v1", "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"v1", "v2"} {
+		entries, err := os.ReadDir(filepath.Join(into, v, "bindings"))
+		if err != nil || len(entries) != 2 {
+			t.Fatalf("%s: %d files (want the 2 bindings): %v", v, len(entries), err)
+		}
+		got, err := os.ReadFile(filepath.Join(into, v, "bindings", "b.toml"))
+		if err != nil || string(got) != "b.toml" {
+			t.Fatalf("%s: %q %v", v, got, err)
+		}
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
