@@ -57,15 +57,15 @@ const (
 // is /livez, which depends on nothing outside the process, so a sidecar is
 // never restarted because its chain or peers are away.
 const (
-	probeTimeout          = 3
-	readinessPeriod       = 5
-	readinessFailures     = 3
-	livenessPeriod        = 10
-	livenessFailures      = 6
-	startupPeriod         = 2
-	startupFailures       = 90 // three minutes to serve the API (or the chain's JSON-RPC)
-	sidecarGracePeriod    = 20 // compose's stop_grace_period
-	lightClientGracePerid = 10
+	probeTimeout           = 3
+	readinessPeriod        = 5
+	readinessFailures      = 3
+	livenessPeriod         = 10
+	livenessFailures       = 6
+	startupPeriod          = 2
+	startupFailures        = 90 // three minutes to serve the API (or the chain's JSON-RPC)
+	sidecarGracePeriod     = 20 // compose's stop_grace_period
+	lightClientGracePeriod = 10
 )
 
 // keyFileMode is the mode of the key files in the installer's Secret
@@ -403,7 +403,7 @@ func (c Config) lightClientDeployment(j int) *appsv1.Deployment {
 	for _, a := range c.watched(j) {
 		args = append(args, "--address", a)
 	}
-	one, grace := int32(1), int64(lightClientGracePerid)
+	one, grace := int32(1), int64(lightClientGracePeriod)
 	return &appsv1.Deployment{
 		TypeMeta: typeMeta("apps/v1", "Deployment"), ObjectMeta: c.meta(name, labels),
 		Spec: appsv1.DeploymentSpec{
