@@ -8,12 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/allegro-mesh/allegro/deploy/k8s"
 	"github.com/allegro-mesh/allegro/deploy/testnet"
 	"github.com/allegro-mesh/allegro/internal/cli"
 )
 
 func init() {
-	app.Register("testnet", "generate a docker-compose test network (allegro-dev testnet gen --validators N --out DIR); install its keys (testnet install-keys, run by the network itself)", runTestnet)
+	app.Register("testnet", "generate a docker-compose or Kubernetes test network (allegro-dev testnet gen [--format k8s] --validators N --out DIR); install its keys (testnet install-keys, run by the network itself)", runTestnet)
 }
 
 // byzantineFlag collects repeated --byzantine NAME=MODE values.
@@ -71,6 +72,11 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	d := testnet.DefaultConfig()
 	fs := app.Flags("testnet gen", "--out DIR [--validators N] [--light-clients K] [--byzantine NAME=MODE] [flags]")
 	out := fs.String("out", "", "directory to write keys/, committee.toml, docker-compose.yml and testnet.json into (required)")
+	format := fs.String("format", "compose", "compose (docker-compose.yml, one host) or k8s (Kubernetes manifests testnet.yaml and kustomization.yaml, any number of hosts; host ports, subnets, --restart and monitoring do not apply)")
+	kd := k8s.DefaultConfig()
+	namespace := fs.String("namespace", kd.Namespace, "k8s: namespace of every object (the committee's addresses name it)")
+	clusterDomain := fs.String("cluster-domain", kd.ClusterDomain, "k8s: the cluster's DNS domain")
+	storageClass := fs.String("storage-class", "", "k8s: storage class of the data volumes (default: the cluster's default class)")
 	cfg := d
 	cfg.Byzantine = map[string]string{}
 	fs.IntVar(&cfg.Validators, "validators", d.Validators, "number of validators n (quorum n - floor((n-1)/3))")
@@ -103,6 +109,20 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	if *out == "" {
 		return errors.New("--out is required")
+	}
+	switch *format {
+	case "compose":
+	case "k8s":
+		kc := kd
+		kc.Testnet, kc.Namespace, kc.ClusterDomain, kc.StorageClass = cfg, *namespace, *clusterDomain, *storageClass
+		n, err := k8s.Generate(kc, *out)
+		if err != nil {
+			return err
+		}
+		n.WriteSummary(stdout, *out)
+		return nil
+	default:
+		return fmt.Errorf("--format must be compose or k8s, got %q", *format)
 	}
 	m, err := testnet.Generate(cfg, *out)
 	if err != nil {

@@ -31,6 +31,7 @@ func TestOperatorBinaryLinksNoDevelopmentCode(t *testing.T) {
 		"github.com/allegro-mesh/allegro/demo",
 		"github.com/allegro-mesh/allegro/bench",
 		"github.com/allegro-mesh/allegro/deploy/testnet",
+		"github.com/allegro-mesh/allegro/deploy/k8s",
 	}
 	have := make(map[string]bool, len(deps))
 	for _, d := range deps {
@@ -39,6 +40,13 @@ func TestOperatorBinaryLinksNoDevelopmentCode(t *testing.T) {
 	for _, f := range forbidden {
 		if have[f] {
 			t.Errorf("cmd/allegro links %s", f)
+		}
+	}
+	// The Kubernetes API types serve the manifest generator of allegro-dev
+	// only.
+	for _, d := range deps {
+		if strings.HasPrefix(d, "k8s.io/") || strings.HasPrefix(d, "sigs.k8s.io/") {
+			t.Errorf("cmd/allegro links %s", d)
 		}
 	}
 }
