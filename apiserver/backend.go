@@ -71,6 +71,9 @@ type CommitteeInfo struct {
 	// Seats are the consensus keys whose votes count (a committee from the
 	// chain); nil when each member is its own seat.
 	Seats []qc.ValidatorID
+	// EpochLength is the network's epoch length in blocks when it changes
+	// epochs with the chain (SPEC §5a); 0 when it stays in one epoch.
+	EpochLength uint64
 }
 
 // EpochCommittees is implemented by backends of networks that change

@@ -61,6 +61,8 @@ type fakeBackend struct {
 	peersSign  bool  // after a submission, the other members sign (the mesh)
 	lastReq    *fastpayv1.SubmitFastPayRequest
 	submits    int
+	// epochLen is Committee's EpochLength (0: one epoch).
+	epochLen uint64
 
 	peers sync.WaitGroup
 }
@@ -217,7 +219,7 @@ func (f *fakeBackend) Committee() CommitteeInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := CommitteeInfo{ChainID: testChainID, Epoch: 1, N: f.committee.N(), F: f.committee.F(), Quorum: f.committee.Quorum(),
-		Hash: f.committee.Hash(), QCShards: 16}
+		Hash: f.committee.Hash(), QCShards: 16, EpochLength: f.epochLen}
 	for i, m := range f.committee.Members() {
 		self := m.ID == f.signers[f.self].ID()
 		c.Members = append(c.Members, MemberInfo{Name: m.Name, ID: m.ID, PeerID: fmt.Sprintf("12D3KooWfake%d", i),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -445,6 +446,19 @@ type CommitteeResponse struct {
 	// Seats are the consensus keys of a committee from the chain (absent
 	// for a committee file, whose members are their own seats).
 	Seats []string `json:"seats,omitempty"`
+	// On a network that changes epochs (all absent otherwise):
+	// EpochLength is L in blocks; NextEpochBlock the first block of the
+	// next epoch, (epoch+1)·L: this committee signs while the head is below
+	// it; NextCommitteeBlock, one before, is the block whose state decides
+	// the next committee, known once the chain reached it.
+	EpochLength        U64 `json:"epoch_length,omitempty"`
+	NextEpochBlock     U64 `json:"next_epoch_block,omitempty"`
+	NextCommitteeBlock U64 `json:"next_committee_block,omitempty"`
+	// HeadHeight is the chain head this sidecar followed when it answered,
+	// and BlocksLeft the blocks from it to NextEpochBlock (0 once reached);
+	// both absent without epochs or while the head is not known.
+	HeadHeight *U64 `json:"head_height,omitempty"`
+	BlocksLeft *U64 `json:"blocks_left,omitempty"`
 }
 
 // handleCommittee: the current committee, with each member's connection
@@ -486,7 +500,28 @@ func (s *Server) handleCommittee(w http.ResponseWriter, r *http.Request) {
 	for _, seat := range c.Seats {
 		resp.Seats = append(resp.Seats, seat.Hex())
 	}
+	s.addSchedule(r.Context(), &resp, c)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// addSchedule fills in where the committee's epoch ends and where the
+// chain head is, on a network that changes epochs.
+func (s *Server) addSchedule(ctx context.Context, resp *CommitteeResponse, c CommitteeInfo) {
+	l := c.EpochLength
+	if l == 0 || c.Epoch >= math.MaxUint64/l { // (epoch+1)·L must fit in 64 bits
+		return
+	}
+	next := (c.Epoch + 1) * l
+	resp.EpochLength, resp.NextEpochBlock, resp.NextCommitteeBlock = U64(l), U64(next), U64(next-1)
+	head, err := s.backend.ChainHead(ctx)
+	if err != nil {
+		return // the schedule still helps; the page shows the head as unknown
+	}
+	h, left := U64(head.Number), U64(0)
+	if head.Number < next {
+		left = U64(next - head.Number)
+	}
+	resp.HeadHeight, resp.BlocksLeft = &h, &left
 }
 
 // InfoResponse is the body of GET /api/v1/info.

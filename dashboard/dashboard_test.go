@@ -78,3 +78,44 @@ func TestStaticFilesAreLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCommitteeViewAssets: the page carries the committee view (epoch,
+// progress, this epoch's and the next epoch's committee, bindings) and
+// its script reads the routes the view needs.
+func TestCommitteeViewAssets(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	for _, tc := range []struct {
+		path string
+		want []string
+	}{
+		{"/", []string{`<section class="panel" id="epochs">`, `id="epoch-number"`, `<progress id="epoch-bar"`, `id="epoch-left"`,
+			`id="epoch-fixed"`, `<table id="seats"`, `<table id="next-seats"`, `id="next-unknown"`, `<table id="bindings"`,
+			`<script src="/dashboard/committee.js" defer></script>`}},
+		{"/dashboard/committee.js", []string{"globalThis.allegroCommittee", "function committeeDiff(", "function epochProgress(",
+			"function bindingRows(", "function seatsOf("}},
+		{"/dashboard/app.js", []string{"globalThis.allegroCommittee", "/api/v1/committee?epoch=", `api("/api/v1/bindings")`,
+			"not yet known", "This network has no epochs: its committee is fixed", "this node"}},
+		{"/dashboard/style.css", []string{"tr.change-joins", "tr.change-leaves", "#epoch-bar"}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			resp, err := http.Get(srv.URL + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(body), w) {
+					t.Errorf("%s does not contain %q", tc.path, w)
+				}
+			}
+		})
+	}
+}

@@ -97,6 +97,17 @@ func testDevnetHTTP(ctx context.Context, t *testing.T, base string) {
 		t.Fatalf("mesh peers %+v: want the 3 other committee members", mesh.Peers)
 	}
 
+	// A committee file: no epochs, so no schedule and no bindings.
+	committee, _ := get(ctx, t, base+"/api/v1/committee")
+	for _, field := range []string{"epoch_length", "head_height", "seats"} {
+		if strings.Contains(committee, `"`+field+`"`) {
+			t.Errorf("the committee of a network without epochs has %q: %s", field, truncate(committee))
+		}
+	}
+	if body, resp := get(ctx, t, base+"/api/v1/bindings"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("bindings on a network without epochs: %d %s", resp.StatusCode, truncate(body))
+	}
+
 	var accts devwallet.DevAccountsResponse
 	getJSON(ctx, t, base+devwallet.RouteDevAccounts, &accts)
 	if len(accts.Accounts) != 3 || accts.Accounts[0].Name != "alice" || !accts.DemoEnabled {
@@ -199,38 +210,7 @@ func testBrowser(ctx context.Context, t *testing.T, api, exe string) {
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
 	defer cancelBrowser()
 
-	// Every request must go to the page's own origin; scripts must not throw.
-	var mu sync.Mutex
-	var foreign, exceptions []string
-	if err := chromedp.Listen(bctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch e := ev.(type) {
-		case *network.EventRequestWillBeSent:
-			if u, err := url.Parse(e.Request.URL); err != nil || (u.Scheme != "data" && u.Host != proxy.addr) {
-				foreign = append(foreign, e.Request.URL)
-			}
-		case *runtime.EventExceptionThrown:
-			d := e.ExceptionDetails
-			msg := d.Text
-			if d.Exception != nil {
-				msg += " " + d.Exception.Description
-			}
-			exceptions = append(exceptions, msg)
-		}
-	}); err != nil {
-		t.Fatalf("start the browser (%s): %v", exe, err)
-	}
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(foreign) > 0 {
-			t.Errorf("the page made requests outside its origin: %v", foreign)
-		}
-		if len(exceptions) > 0 {
-			t.Errorf("uncaught JavaScript exceptions: %v", exceptions)
-		}
-	}()
+	watchPage(t, bctx, page)
 
 	if err := chromedp.Do(bctx, chromedp.Navigate(page)); err != nil {
 		t.Fatalf("open %s: %v", page, err)
@@ -247,6 +227,23 @@ func testBrowser(ctx context.Context, t *testing.T, api, exe string) {
 		wallet: !document.getElementById("wallet").hidden,
 		demo: !document.getElementById("demo-run").disabled,
 	})`, func(r ready) bool { return r.Conn == "live" && r.Members == 4 && r.Wallet && r.Demo })
+
+	// A committee file: the committee view says the committee is fixed and
+	// shows no epoch progress, seats or bindings.
+	type fixed struct {
+		Epochs string `json:"epochs"`
+		Note   string `json:"note"`
+		View   bool   `json:"view"`
+		Where  bool   `json:"where"`
+	}
+	fx := poll(t, bctx, "the committee view of a fixed committee", 20*time.Second, `({
+		epochs: document.getElementById("epochs").dataset.epochs || "",
+		note: document.getElementById("epoch-fixed").hidden ? "" : document.getElementById("epoch-fixed").textContent,
+		view: !document.getElementById("epoch-view").hidden, where: !document.getElementById("epoch-where").hidden,
+	})`, func(f fixed) bool { return f.Epochs != "" })
+	if fx.Epochs != "no" || fx.View || fx.Where || !strings.Contains(fx.Note, "committee is fixed") || !strings.Contains(fx.Note, "4 validators") {
+		t.Errorf("committee view of a network without epochs: %+v", fx)
+	}
 
 	// The chained demo, from the page's button.
 	if err := chromedp.Do(bctx, chromedp.Click(chromedp.ID("demo-run"))); err != nil {
@@ -432,6 +429,47 @@ func testBrowser(ctx context.Context, t *testing.T, api, exe string) {
 		}
 	}
 	screenshot(t, bctx, filepath.Join(dir, "dashboard-reloaded.png"))
+}
+
+// watchPage fails the test, when it ends, on requests of the browser
+// behind bctx outside page's origin and on uncaught JavaScript exceptions.
+func watchPage(t *testing.T, bctx context.Context, page string) {
+	t.Helper()
+	origin, err := url.Parse(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var foreign, exceptions []string
+	if err := chromedp.Listen(bctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if u, err := url.Parse(e.Request.URL); err != nil || (u.Scheme != "data" && u.Host != origin.Host) {
+				foreign = append(foreign, e.Request.URL)
+			}
+		case *runtime.EventExceptionThrown:
+			d := e.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			exceptions = append(exceptions, msg)
+		}
+	}); err != nil {
+		t.Fatalf("start the browser: %v", err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(foreign) > 0 {
+			t.Errorf("the page made requests outside its origin: %v", foreign)
+		}
+		if len(exceptions) > 0 {
+			t.Errorf("uncaught JavaScript exceptions: %v", exceptions)
+		}
+	})
 }
 
 // poll evaluates expr in the page until ok accepts its value, failing the

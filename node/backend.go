@@ -170,6 +170,9 @@ func (b *backend) Committee() apiserver.CommitteeInfo {
 	if c.Seated() {
 		info.Seats = c.Seats()
 	}
+	if b.resolver != nil {
+		info.EpochLength = b.committee.EpochLength
+	}
 	for _, member := range c.Members() {
 		mi := apiserver.MemberInfo{Name: member.Name, ID: member.ID, Seat: member.SeatOrID(), Addrs: addrs[member.Name], Self: member.ID == self}
 		if pid, err := p2p.PeerIDFromValidatorID(member.ID); err == nil {
@@ -211,7 +214,8 @@ func (b *backend) CommitteeAt(ctx context.Context, e uint64) (apiserver.Committe
 	if err != nil {
 		return apiserver.CommitteeInfo{}, err
 	}
-	info := apiserver.CommitteeInfo{ChainID: c.Domain().ChainID, Epoch: e, N: c.N(), F: c.F(), Quorum: c.Quorum(), Hash: c.Hash(), QCShards: b.committee.QCShards}
+	info := apiserver.CommitteeInfo{ChainID: c.Domain().ChainID, Epoch: e, N: c.N(), F: c.F(), Quorum: c.Quorum(), Hash: c.Hash(), QCShards: b.committee.QCShards,
+		EpochLength: b.committee.EpochLength}
 	if c.Seated() {
 		info.Seats = c.Seats()
 	}

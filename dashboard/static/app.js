@@ -11,6 +11,7 @@
   const STAGES = ["QUEUED_ONCHAIN", "INCLUDED", "FINALIZED"];
 
   const $ = (id) => document.getElementById(id);
+  const cv = globalThis.allegroCommittee; // committee.js
 
   const state = {
     info: null,
@@ -30,6 +31,9 @@
     walletHeight: -1,        // block height of the balances shown
     scoring: null,           // score parameters from /api/v1/mesh
     expanded: new Set(),     // members whose score breakdown is open
+    next: null,              // {epoch, committee, error}: the next epoch's committee, once asked
+    prev: null,              // {epoch, committee}: the previous epoch's (committee null: not known)
+    bindings: null,          // null unknown, false not served (no epochs from the chain), else the list
     tick: 0,
   };
 
@@ -378,6 +382,7 @@
     void b.offsetWidth; // restart the animation
     b.classList.add("flash");
     scheduleWallet(); // the balances follow the head
+    epochHead();
   }
 
   async function refreshHead() {
@@ -399,8 +404,259 @@
   }
 
   async function refreshCommittee() {
-    state.committee = await api("/api/v1/committee");
-    $("quorum").textContent = `${state.committee.n} validators · quorum ${state.committee.quorum} · f = ${state.committee.f}`;
+    const c = await api("/api/v1/committee");
+    const changed = !state.committee || state.committee.epoch !== c.epoch;
+    state.committee = c;
+    if (c.head_height) showHead(Number(c.head_height), false); // the answer's head may be newer than the polled one
+    $("quorum").textContent = `${c.n} validators · quorum ${c.quorum} · f = ${c.f}`;
+    if (state.info) $("node-meta").textContent = `chain ${state.info.chain_id} · epoch ${c.epoch}`;
+    renderEpoch();
+    if (c.epoch_length) {
+      refreshNext().catch(() => {});
+      refreshPrev().catch(() => {});
+      if (changed) refreshBindings().catch(() => {});
+    }
+  }
+
+  // ---------- epochs: the committee of this epoch and the next ----------
+
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const isSelf = (m) => !!m.self || (!!state.info && String(m.id).toLowerCase() === String(state.info.id).toLowerCase());
+
+  // renderEpoch shows the epoch, where the chain head is in it, and the
+  // committees; on a network without epochs only that its committee is
+  // fixed (its members are in the committee & mesh table).
+  function renderEpoch() {
+    const c = state.committee;
+    if (!c) return;
+    const p = cv.epochProgress(c, state.head ? state.head.height : null);
+    $("epoch-number").textContent = c.epoch;
+    $("epochs").dataset.epochs = p ? "yes" : "no";
+    $("epoch-fixed").hidden = !!p;
+    $("epoch-where").hidden = !p;
+    $("epoch-view").hidden = !p;
+    if (!p) {
+      $("epoch-summary").textContent = "fixed committee";
+      $("epoch-fixed").textContent = `This network has no epochs: its committee is fixed by the committee file (${plural(c.n, "validator")}, ` +
+        `quorum ${c.quorum}) and does not follow the chain. Its members and their links are under Committee & mesh.`;
+      return;
+    }
+    $("epoch-summary").textContent = `${p.length} blocks each · epoch ${p.nextEpoch} from block #${p.next}`;
+    renderProgress(p);
+    renderSeats(c);
+    renderNext(p);
+    renderBindings();
+  }
+
+  // renderProgress shows the blocks left before the next epoch's first.
+  function renderProgress(p) {
+    const bar = $("epoch-bar");
+    const left = $("epoch-left");
+    if (p.head === null) {
+      bar.removeAttribute("value"); // indeterminate
+      left.textContent = "chain head unknown";
+      delete left.dataset.left;
+      return;
+    }
+    bar.max = p.length;
+    bar.value = p.into;
+    left.dataset.left = String(p.left);
+    left.textContent = p.left > 0
+      ? `head #${p.head}: ${plural(p.left, "block")} left in epoch ${p.epoch}; epoch ${p.nextEpoch} starts at block #${p.next}`
+      : `head #${p.head}: block #${p.next} reached, the committee of epoch ${p.nextEpoch} takes over`;
+  }
+
+  // epochHead follows a new chain head: the progress, and the next
+  // committee as soon as the chain can tell it.
+  function epochHead() {
+    const c = state.committee;
+    if (!c || !c.epoch_length) return;
+    const p = cv.epochProgress(c, state.head.height);
+    renderProgress(p);
+    const n = state.next;
+    if (p.nextKnowable && !(n && n.committee && n.epoch === String(p.nextEpoch))) refreshNext().catch(() => {});
+  }
+
+  // sidecarCell names the members signing for a seat, or says it has none.
+  function sidecarCell(members) {
+    if (!members.length) {
+      return el("td", { class: "warn", title: "its consensus key bound no sidecar key: the seat counts in n but cannot sign" }, "no binding");
+    }
+    const parts = [];
+    members.forEach((m, i) => {
+      if (i) parts.push(el("br"));
+      parts.push(m.name, " ", el("span", { class: "mono muted", title: "sidecar key " + m.id }, short(m.id)),
+        isSelf(m) ? el("span", { class: "tag" }, "this node") : null);
+    });
+    return el("td", {}, ...parts);
+  }
+
+  function renderSeats(c) {
+    const fromChain = !!(c.seats && c.seats.length);
+    $("cur-summary").textContent = `${plural(c.n, "seat")} · quorum ${c.quorum} · ` +
+      (fromChain ? "the chain's validator set" : "the committee file's members");
+    // What changed at the boundary into this epoch.
+    const e = String(Number(c.epoch) - 1);
+    const prev = state.prev && state.prev.epoch === e ? state.prev.committee : null;
+    const d = prev ? cv.committeeDiff(prev, c) : null;
+    const changeOf = new Map(d ? d.rows.map((r) => [r.seat, r.change]) : []);
+    const line = $("cur-change");
+    line.textContent = "";
+    if (d && !d.changed) line.textContent = `unchanged since epoch ${e}`;
+    if (d && d.changed) {
+      const of = (ch) => d.rows.filter((r) => r.change === ch);
+      line.textContent = `since epoch ${e}: ` + [
+        of("joins").length ? "joined " + rowNames(of("joins")) : "",
+        of("leaves").length ? "left " + rowNames(of("leaves")) : "",
+        of("rebound").length ? "new sidecar key for " + rowNames(of("rebound")) : "",
+      ].filter(Boolean).join("; ");
+    }
+    const rows = cv.seatsOf(c).map((s) => {
+      const self = s.members.some(isSelf);
+      const linked = s.members.some((m) => m.self || m.connected);
+      const link = !s.members.length ? "cannot sign" : self ? "self" : linked ? "connected" : "disconnected";
+      const change = changeOf.get(s.seat);
+      const cls = [s.members.length && !linked ? "down" : "", change === "joins" || change === "rebound" ? "change-" + change : ""];
+      return el("tr", { class: cls.filter(Boolean).join(" "), "data-seat": s.seat, "data-self": self ? "yes" : "no", "data-change": change || "" },
+        el("td", { class: "mono", title: "consensus key " + s.seat }, short(s.seat)),
+        sidecarCell(s.members),
+        el("td", {}, s.members.length ? el("span", { class: "dot " + (linked ? "up" : "off") }) : null, link));
+    });
+    $("seats").tBodies[0].replaceChildren(...rows);
+  }
+
+  // epochCommittee asks for epoch e's committee: {epoch, committee, error},
+  // committee null when the sidecar cannot tell it (404: not yet known, or
+  // no longer); a network failure throws.
+  async function epochCommittee(e) {
+    try {
+      return { epoch: e, committee: await api(`/api/v1/committee?epoch=${e}`), error: "" };
+    } catch (err) {
+      if (!err.status) throw err;
+      return { epoch: e, committee: null, error: err.status === 404 ? "" : err.message };
+    }
+  }
+
+  // refreshNext asks for the next epoch's committee: once per epoch, then
+  // again only once the head reached the block whose state decides it
+  // (before, the sidecar cannot tell, and asking costs it a chain call),
+  // until it answers; it stays known for the rest of the epoch.
+  let nextBusy = false;
+  async function refreshNext() {
+    const c = state.committee;
+    if (!c || !c.epoch_length || nextBusy) return;
+    const e = String(Number(c.epoch) + 1);
+    if (state.next && state.next.epoch === e) {
+      const p = cv.epochProgress(c, state.head ? state.head.height : null);
+      if (state.next.committee || !p.nextKnowable) return;
+    }
+    nextBusy = true;
+    try {
+      state.next = await epochCommittee(e);
+    } finally {
+      nextBusy = false;
+    }
+    renderEpoch();
+  }
+
+  // refreshPrev asks once per epoch for the previous epoch's committee, to
+  // show what changed at the boundary.
+  let prevBusy = false;
+  async function refreshPrev() {
+    const c = state.committee;
+    if (!c || !c.epoch_length || prevBusy || Number(c.epoch) < 1) return;
+    const e = String(Number(c.epoch) - 1);
+    if (state.prev && state.prev.epoch === e) return;
+    prevBusy = true;
+    try {
+      state.prev = await epochCommittee(e);
+    } finally {
+      prevBusy = false;
+    }
+    renderEpoch();
+  }
+
+  // names lists the signers of diff rows (a seat without one by its key).
+  const rowNames = (rows) => rows.map((r) => (r.members.length ? r.members.map((m) => m.name).join("/") : short(r.seat))).join(", ");
+
+  const CHANGES = { joins: "joins", leaves: "leaves", rebound: "new sidecar key", stays: "stays" };
+
+  function renderNext(p) {
+    const e = String(p.nextEpoch);
+    const n = state.next && state.next.epoch === e ? state.next : null;
+    const table = $("next-seats");
+    const unknown = $("next-unknown");
+    if (!n || !n.committee) {
+      table.hidden = true;
+      unknown.hidden = false;
+      $("next-summary").textContent = `epoch ${e}: not yet known`;
+      const when = p.head !== null && p.head < p.committeeBlock ? ` (in ${plural(p.committeeBlock - p.head, "block")})` : "";
+      unknown.textContent = n && n.error
+        ? "Not known: " + n.error
+        : `Not yet known: the chain's validator set after block #${p.committeeBlock} decides it${when}. ` +
+          "Bindings from a later epoch (below) take effect then.";
+      return;
+    }
+    const d = cv.committeeDiff(state.committee, n.committee);
+    const k = d.counts;
+    $("next-summary").textContent = `epoch ${e}: ${plural(n.committee.n, "seat")} · quorum ${n.committee.quorum} · ` +
+      (d.changed ? [k.joins ? k.joins + " joining" : "", k.leaves ? k.leaves + " leaving" : "", k.rebound ? k.rebound + " rebound" : ""]
+        .filter(Boolean).join(", ") : "no change");
+    unknown.hidden = true;
+    table.hidden = false;
+    table.tBodies[0].replaceChildren(...d.rows.map((r) => el("tr", {
+      class: "change-" + r.change, "data-seat": r.seat, "data-change": r.change,
+      title: r.change === "rebound" ? "signed in epoch " + p.epoch + " by " + r.previous.map((m) => m.name).join(", ") : "",
+    },
+      el("td", { class: "mono", title: "consensus key " + r.seat }, short(r.seat)),
+      sidecarCell(r.members),
+      el("td", {}, el("span", { class: "change" }, CHANGES[r.change])))));
+  }
+
+  // refreshBindings reads the bindings the sidecar holds; a network whose
+  // committee does not come from the chain has none (the route is absent).
+  async function refreshBindings() {
+    if (state.bindings === false) return;
+    try {
+      const r = await api("/api/v1/bindings");
+      state.bindings = r.bindings || [];
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      state.bindings = false;
+    }
+    renderBindings();
+  }
+
+  const STATUS = {
+    signs: () => "signs",
+    pending: (r) => "from epoch " + r.firstEpoch,
+    superseded: () => "superseded by a later binding",
+    unseated: () => "not in the chain's validator set",
+    unused: () => "not in effect (refused)",
+  };
+
+  function renderBindings() {
+    const box = $("bindings-view");
+    if (!state.bindings || !state.committee) {
+      box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    const names = new Map();
+    for (const c of [state.next && state.next.committee, state.committee]) {
+      for (const m of (c && c.members) || []) names.set(m.id.toLowerCase(), m.name);
+    }
+    const rows = cv.bindingRows(state.bindings, state.committee, state.info && state.info.id).map((r) => el("tr", {
+      "data-binding": r.sidecarKey, "data-status": r.status,
+    },
+      el("td", { class: "mono", title: "consensus key " + r.consensusKey }, short(r.consensusKey)),
+      el("td", {}, names.has(r.sidecarKey) ? names.get(r.sidecarKey) + " " : "",
+        el("span", { class: "mono muted", title: "sidecar key " + r.sidecarKey }, short(r.sidecarKey)),
+        r.self ? el("span", { class: "tag" }, "this node") : null),
+      el("td", { class: "num" }, String(r.firstEpoch)),
+      el("td", { class: "status-" + r.status }, STATUS[r.status](r))));
+    if (!rows.length) rows.push(el("tr", {}, el("td", { colSpan: 4, class: "muted" }, "none")));
+    $("bindings").tBodies[0].replaceChildren(...rows);
   }
 
   async function refreshMesh() {
@@ -813,6 +1069,7 @@
     const jobs = [refreshHead()];
     if (state.tick % 2 === 1) jobs.push(refreshCommittee().then(refreshMesh));
     if (state.tick % 5 === 1) jobs.push(refreshEvidence());
+    if (state.tick % 5 === 3 && state.committee && state.committee.epoch_length) jobs.push(refreshBindings());
     if (state.tick % 5 === 1 && state.devWallet === null) scheduleWallet(); // is there a dev wallet?
     if (!state.info) jobs.push(refreshInfo());
     await Promise.allSettled(jobs);
