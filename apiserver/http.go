@@ -382,7 +382,7 @@ func (s *Server) handleTxStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, ok := s.backend.Board().Status(h)
+	st, ok := s.txStatus(h)
 	if !ok {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "transaction "+h.Hex()+" is not known to this node")
 		return
@@ -395,7 +395,7 @@ func (s *Server) handleTxQC(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q, ok := s.backend.Board().QC(h)
+	q, ok := s.txQC(h)
 	if !ok {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "no QC for transaction "+h.Hex()+" on this node")
 		return
@@ -534,6 +534,10 @@ type InfoResponse struct {
 	GossipPeers []string `json:"gossip_peers"`
 	ChainID     U64      `json:"chain_id"`
 	Epoch       U64      `json:"epoch"`
+	// BoardEpochs are the epochs whose bulletin boards the node serves
+	// (GET /api/v1/bulletin?epoch=E): the current, then earlier ones kept
+	// after a boundary, newest first.
+	BoardEpochs []U64 `json:"board_epochs"`
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, _ *http.Request) {
@@ -545,7 +549,8 @@ func (s *Server) handleInfo(w http.ResponseWriter, _ *http.Request) {
 		return v
 	}
 	writeJSON(w, http.StatusOK, InfoResponse{Name: info.Name, ID: info.ID.Hex(), Pubkey: info.ID.Hex(), PeerID: info.PeerID,
-		ListenAddrs: nonNil(info.ListenAddrs), GossipPeers: nonNil(info.GossipPeers), ChainID: U64(info.ChainID), Epoch: U64(info.Epoch)})
+		ListenAddrs: nonNil(info.ListenAddrs), GossipPeers: nonNil(info.GossipPeers), ChainID: U64(info.ChainID), Epoch: U64(info.Epoch),
+		BoardEpochs: s.boardEpochs(info.Epoch)})
 }
 
 // ---- bulletin and evidence ----
@@ -601,7 +606,41 @@ func (s *Server) handleBulletin(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "cursor: too long")
 		return
 	}
-	page, err := s.backend.Board().Query(q)
+	board := s.backend.Board()
+	if e := v.Get("epoch"); e != "" {
+		n, err := parseDecimalU64(e)
+		if err != nil {
+			badRequest(w, "epoch: "+err.Error())
+			return
+		}
+		var ok bool
+		if board, ok = s.boardOf(n); !ok {
+			writeError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("this node keeps no board of epoch %d", n))
+			return
+		}
+	}
+	page, err := board.Query(q)
+	if err == nil && q.TxHash != nil && v.Get("epoch") == "" {
+		// A transaction certified before a boundary is on an earlier
+		// epoch's board (and, signed again after it, on the current).
+		seen := make(map[qc.Hash]bool, len(page.QCs))
+		for _, held := range page.QCs {
+			seen[held.Hash] = true
+		}
+		for _, eb := range s.earlierBoards() {
+			p, err := eb.Board.Query(q)
+			if err != nil {
+				continue
+			}
+			page.Certs = append(page.Certs, p.Certs...)
+			for _, held := range p.QCs {
+				if !seen[held.Hash] {
+					seen[held.Hash] = true
+					page.QCs = append(page.QCs, held)
+				}
+			}
+		}
+	}
 	if err != nil {
 		if errors.Is(err, bulletin.ErrBadCursor) {
 			badRequest(w, "cursor: "+err.Error())
@@ -674,6 +713,9 @@ type EvidenceResponse struct {
 
 func (s *Server) handleEvidence(w http.ResponseWriter, _ *http.Request) {
 	ev := s.backend.Board().Evidence()
+	for _, eb := range s.earlierBoards() {
+		ev = append(ev, eb.Board.Evidence()...)
+	}
 	resp := EvidenceResponse{Evidence: make([]JSONEquivocation, len(ev))}
 	for i := range ev {
 		resp.Evidence[i] = NewJSONEquivocation(&ev[i])

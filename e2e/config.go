@@ -33,12 +33,18 @@ const (
 	// FaultByzantineInvalidSig recreates the Byzantine validator in
 	// invalid-signatures mode.
 	FaultByzantineInvalidSig = "byzantine-invalid-signatures"
+	// FaultMembership changes the committee through the chain under load:
+	// the ValidatorConfig's owner adds a validator outside the committee
+	// (the spare, or one removed before) and, once it signs in a new
+	// epoch, deactivates an honest member; the healed phase starts when
+	// the member has left at a later boundary. Needs EpochLength.
+	FaultMembership = "membership-change"
 )
 
 // AllFaults lists every perturbation in round order.
 var AllFaults = []string{
 	FaultDisconnectOne, FaultDisconnectMinority, FaultPartition, FaultKill,
-	FaultPause, FaultChainRestart, FaultByzantineEquivocate, FaultByzantineInvalidSig,
+	FaultPause, FaultChainRestart, FaultByzantineEquivocate, FaultByzantineInvalidSig, FaultMembership,
 }
 
 // Config is one end-to-end run. Start from DefaultConfig (the short CI
@@ -84,6 +90,11 @@ type Config struct {
 	FeeTight int
 	// LightClients is the number of light-client containers (default 2).
 	LightClients int
+	// EpochLength is the blocks per mesh epoch (default 12): committees
+	// then come from the dev chain's validator set and every phase runs
+	// across epoch boundaries. 0: one fixed committee from the committee
+	// file (without FaultMembership).
+	EpochLength uint64
 	// BlockPeriod of the dev chain (default 1 s).
 	BlockPeriod time.Duration
 	// AttemptTimeout bounds one submission attempt to one sidecar, up to
@@ -129,7 +140,7 @@ func DefaultConfig() Config {
 		Validators: 4, Payments: 250, Rounds: 1, Faults: slices.Clone(AllFaults),
 		Baseline: 8 * time.Second, Fault: 10 * time.Second, Heal: 8 * time.Second,
 		Lanes: 6, AccountsPerLane: 4, DoubleSpendAccounts: 24, DoubleSpendEvery: 4 * time.Second,
-		ChainEvery: 5, FeeTight: 1, LightClients: 2, BlockPeriod: time.Second, AttemptTimeout: 5 * time.Second,
+		ChainEvery: 5, FeeTight: 1, LightClients: 2, EpochLength: 12, BlockPeriod: time.Second, AttemptTimeout: 5 * time.Second,
 		Drain: 60 * time.Second, Settle: 90 * time.Second, Timeout: 25 * time.Minute,
 		Image: "allegro-e2e-allegro:dev", LogLevel: "info", Trimpath: true,
 	}
@@ -181,6 +192,12 @@ func (c Config) Validate() error {
 	if c.FeeTight < 0 || c.FeeTight > 20 {
 		errs = append(errs, fmt.Errorf("e2e: FeeTight must be between 0 and 20, got %d", c.FeeTight))
 	}
+	if c.EpochLength != 0 && c.EpochLength < 8 {
+		errs = append(errs, fmt.Errorf("e2e: EpochLength must be 0 or at least 8 blocks (room for a handover), got %d", c.EpochLength))
+	}
+	if c.EpochLength == 0 && slices.Contains(c.Faults, FaultMembership) {
+		errs = append(errs, fmt.Errorf("e2e: Faults: %s changes the committee through the chain: it needs EpochLength", FaultMembership))
+	}
 	if c.LightClients < 0 || c.LightClients > 8 {
 		errs = append(errs, fmt.Errorf("e2e: LightClients must be between 0 and 8, got %d", c.LightClients))
 	}
@@ -209,6 +226,15 @@ func (c Config) LoadAccounts() int {
 		n++
 	}
 	return n
+}
+
+// Spares is the number of validators outside the genesis committee: one
+// when the committee changes through the chain, to be added.
+func (c Config) Spares() int {
+	if slices.Contains(c.Faults, FaultMembership) {
+		return 1
+	}
+	return 0
 }
 
 // plannedLoadTime is the time the steady load runs for.
@@ -243,6 +269,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.ChainEvery, "chain-every", c.ChainEvery, "every n-th lane payment is a chained pair (0: none)")
 	fs.IntVar(&c.FeeTight, "fee-tight", c.FeeTight, "sets of fee-tight accounts (funded with exactly a payment's amount and fee, or less; 0: none)")
 	fs.IntVar(&c.LightClients, "light-clients", c.LightClients, "light-client containers")
+	fs.Uint64Var(&c.EpochLength, "epoch-length", c.EpochLength, "blocks per epoch, committees from the dev chain (0: one fixed committee; not with "+FaultMembership+")")
 	fs.DurationVar(&c.BlockPeriod, "block-period", c.BlockPeriod, "dev chain block time")
 	fs.DurationVar(&c.AttemptTimeout, "attempt-timeout", c.AttemptTimeout, "bound of one submission attempt")
 	fs.DurationVar(&c.Drain, "drain", c.Drain, "wait for outstanding payments after the last phase")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -9,21 +11,30 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ethereum/go-ethereum/ethclient"
+
 	"github.com/allegro-mesh/allegro/deploy/testnet"
+	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/sidecar"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // topology is what the runner believes about the testnet right now: which
 // sidecars run, which mesh networks each is on, the Byzantine modes. It
 // decides whether a sidecar is on a side with a quorum.
 type topology struct {
-	mu      sync.Mutex
-	quorum  int
-	names   []string
-	up      map[string]bool
-	meshA   map[string]bool
-	meshB   map[string]bool
-	byzMode map[string]string
+	mu    sync.Mutex
+	names []string
+	// members are the sidecars in the current epoch's committee (all of
+	// them on a network without epochs); a quorum is counted among them.
+	members map[string]bool
+	// everMember are the sidecars that were members at some time.
+	everMember map[string]bool
+	up         map[string]bool
+	meshA      map[string]bool
+	meshB      map[string]bool
+	byzMode    map[string]string
 	// tainted validators published invalid signatures: their peers'
 	// gossipsub scores of them stay below the graylist threshold for the
 	// rest of a run (the penalty halves every 10 minutes), so they count as
@@ -31,13 +42,66 @@ type topology struct {
 	tainted map[string]bool
 }
 
-func newTopology(names []string, quorum int) *topology {
-	t := &topology{quorum: quorum, names: slices.Clone(names), up: map[string]bool{}, meshA: map[string]bool{},
+func newTopology(names, members []string) *topology {
+	t := &topology{names: slices.Clone(names), members: map[string]bool{}, everMember: map[string]bool{}, up: map[string]bool{}, meshA: map[string]bool{},
 		meshB: map[string]bool{}, byzMode: map[string]string{}, tainted: map[string]bool{}}
 	for _, n := range names {
 		t.up[n], t.meshA[n], t.meshB[n] = true, true, true
 	}
+	for _, n := range members {
+		t.members[n], t.everMember[n] = true, true
+	}
 	return t
+}
+
+// quorum is the committee's quorum: n − ⌊(n−1)/3⌋ of its members.
+func (t *topology) quorum() int {
+	n := 0
+	for _, in := range t.members {
+		if in {
+			n++
+		}
+	}
+	return n - (n-1)/3
+}
+
+// outside returns the sidecars outside the current committee and, of
+// them, those that were members before.
+func (t *topology) outside() (all, wereMembers []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, n := range t.names {
+		if !t.members[n] {
+			all = append(all, n)
+			if t.everMember[n] {
+				wereMembers = append(wereMembers, n)
+			}
+		}
+	}
+	return all, wereMembers
+}
+
+// setMember records that name joined or left the committee.
+func (t *topology) setMember(name string, in bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.members[name] = in
+	if in {
+		t.everMember[name] = true
+	}
+}
+
+// memberList returns the current members, in name order.
+func (t *topology) memberList() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for _, n := range t.names {
+		if t.members[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // linked reports whether a and b can exchange mesh messages.
@@ -76,7 +140,7 @@ func (t *topology) component(name string) []string {
 func (t *topology) validSigners(group []string) int {
 	n := 0
 	for _, g := range group {
-		if t.byzMode[g] != sidecar.ByzantineInvalidSignatures && !t.tainted[g] {
+		if t.members[g] && t.byzMode[g] != sidecar.ByzantineInvalidSignatures && !t.tainted[g] {
 			n++
 		}
 	}
@@ -89,10 +153,10 @@ func (t *topology) validSigners(group []string) int {
 func (t *topology) QuorumSide(name string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.byzMode[name] != "" || t.tainted[name] {
+	if !t.members[name] || t.byzMode[name] != "" || t.tainted[name] {
 		return false
 	}
-	return t.validSigners(t.component(name)) >= t.quorum
+	return t.validSigners(t.component(name)) >= t.quorum()
 }
 
 // AnyQuorum reports whether some side of the mesh holds a quorum.
@@ -100,7 +164,7 @@ func (t *topology) AnyQuorum() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, n := range t.names {
-		if t.validSigners(t.component(n)) >= t.quorum {
+		if t.validSigners(t.component(n)) >= t.quorum() {
 			return true
 		}
 	}
@@ -139,14 +203,18 @@ type faults struct {
 	healthTO time.Duration
 	rng      *rand.Rand
 	victimAt int
+	// ep follows the epochs (nil on a network without them); epochWait
+	// bounds a wait for a committee change.
+	ep        *epochWatch
+	epochWait time.Duration
 }
 
-// honest returns the validators that are never run Byzantine.
+// honest returns the current members that are never run Byzantine.
 func (f *faults) honest() []string {
 	var out []string
-	for _, s := range f.m.Sidecars {
-		if s.Name != f.byz {
-			out = append(out, s.Name)
+	for _, n := range f.topo.memberList() {
+		if n != f.byz {
+			out = append(out, n)
 		}
 	}
 	return out
@@ -268,15 +336,20 @@ func (f *faults) plan(kinds []string, n, fmax int) []step {
 					return nil
 				}})
 		case FaultPartition:
-			names := make([]string, 0, n)
-			for _, s := range f.m.Sidecars {
-				names = append(names, s.Name)
-			}
+			names := f.topo.memberList()
 			f.rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
-			sideA, sideB := slices.Clone(names[:n/2]), slices.Clone(names[n/2:])
+			half := len(names) / 2
+			sideA, sideB := slices.Clone(names[:half]), slices.Clone(names[half:])
 			slices.Sort(sideA)
 			slices.Sort(sideB)
-			steps = append(steps, step{fault: kind, noQuorum: true, sides: [][]string{sideA, sideB},
+			// Sidecars outside the committee join side B: one that left
+			// still runs its old epoch's node and would bridge the halves.
+			// Those that were members once are recorded on that side.
+			outside, wereMembers := f.topo.outside()
+			moveB := append(slices.Clone(sideB), outside...)
+			recordedB := append(slices.Clone(sideB), wereMembers...)
+			slices.Sort(recordedB)
+			steps = append(steps, step{fault: kind, noQuorum: true, sides: [][]string{sideA, recordedB},
 				label: fmt.Sprintf("partition:%s|%s", strings.Join(sideA, "+"), strings.Join(sideB, "+")),
 				apply: func(ctx context.Context) error {
 					for _, v := range sideA {
@@ -284,7 +357,7 @@ func (f *faults) plan(kinds []string, n, fmax int) []step {
 							return err
 						}
 					}
-					for _, v := range sideB {
+					for _, v := range moveB {
 						if err := f.disconnect(ctx, v, "a"); err != nil {
 							return err
 						}
@@ -297,7 +370,7 @@ func (f *faults) plan(kinds []string, n, fmax int) []step {
 							return err
 						}
 					}
-					for _, v := range sideB {
+					for _, v := range moveB {
 						if err := f.connect(ctx, v, "a"); err != nil {
 							return err
 						}
@@ -352,6 +425,12 @@ func (f *faults) plan(kinds []string, n, fmax int) []step {
 					}
 					return f.waitHealthy(ctx, f.m.Chain.Service)
 				}})
+		case FaultMembership:
+			out := f.victims(1, false)[0]
+			in := f.joiner()
+			steps = append(steps, step{fault: kind, label: fmt.Sprintf("membership:+%s-%s", in, out),
+				apply: func(ctx context.Context) error { return f.join(ctx, in, out) },
+				heal:  func(ctx context.Context) error { return f.leave(ctx, out) }})
 		case FaultByzantineEquivocate, FaultByzantineInvalidSig:
 			mode := sidecar.ByzantineEquivocate
 			if kind == FaultByzantineInvalidSig {
@@ -389,5 +468,120 @@ func (f *faults) setByzantine(ctx context.Context, v, mode string) error {
 			t.tainted[v] = true
 		}
 	})
+	return nil
+}
+
+// joiner picks the sidecar to add to the committee: the first outside it
+// (a spare, or a validator removed before).
+func (f *faults) joiner() string {
+	outside, _ := f.topo.outside()
+	if len(outside) == 0 {
+		return ""
+	}
+	return outside[0]
+}
+
+// sidecarID returns the sidecar key of testnet validator name.
+func (f *faults) sidecarID(name string) (qc.ValidatorID, error) {
+	s, ok := f.m.Sidecar(name)
+	if !ok {
+		return qc.ValidatorID{}, fmt.Errorf("no validator %q in the testnet", name)
+	}
+	raw, err := hex.DecodeString(s.PublicKey)
+	if err != nil {
+		return qc.ValidatorID{}, err
+	}
+	return qc.ValidatorIDFromBytes(raw)
+}
+
+// setActive makes the ValidatorConfig's owner add name's consensus key to
+// the chain's validator set, or change its status when it is listed.
+func (f *faults) setActive(ctx context.Context, name string, active bool) error {
+	s, ok := f.m.Sidecar(name)
+	if !ok || s.ConsensusKey == "" {
+		return fmt.Errorf("validator %q has no consensus key (a testnet without epochs?)", name)
+	}
+	raw, err := hex.DecodeString(s.ConsensusKey)
+	if err != nil || len(raw) != 32 {
+		return fmt.Errorf("validator %s: consensus key %q", name, s.ConsensusKey)
+	}
+	pub := [32]byte(raw)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ec, err := ethclient.DialContext(ctx, f.m.Chain.RPC)
+	if err != nil {
+		return fmt.Errorf("dial the dev chain: %w", err)
+	}
+	defer ec.Close()
+	set, err := devkit.ReadValidators(ctx, ec)
+	if err != nil {
+		return err
+	}
+	listed := slices.ContainsFunc(set, func(v tempo.Validator) bool { return v.PublicKey == pub })
+	var data []byte
+	switch {
+	case listed:
+		data = tempo.ChangeValidatorStatusCalldata(devkit.ValidatorAddress(pub), active)
+	case active:
+		if data, err = tempo.AddValidatorCalldata(tempo.Validator{PublicKey: pub, Active: true,
+			ValidatorAddress: devkit.ValidatorAddress(pub), InboundAddress: s.MeshAIP}); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("validator %s is not on chain", name)
+	}
+	if err := devkit.OwnerCall(ctx, ec, data); err != nil {
+		return fmt.Errorf("validator %s active=%v: %w", name, active, err)
+	}
+	return nil
+}
+
+// join adds in on chain, waits for the epoch whose committee holds it and
+// for its sidecar to serve, then deactivates out (which leaves at a later
+// boundary: leave waits for that).
+func (f *faults) join(ctx context.Context, in, out string) error {
+	if f.ep == nil {
+		return errors.New("the committee changes through the chain only on a network with epochs")
+	}
+	if in == "" {
+		return errors.New("no sidecar outside the committee to add")
+	}
+	inID, err := f.sidecarID(in)
+	if err != nil {
+		return err
+	}
+	if err := f.setActive(ctx, in, true); err != nil {
+		return err
+	}
+	e, err := f.ep.waitFor(ctx, f.epochWait, in+" in the committee", func(_ uint64, c *qc.Committee) bool {
+		_, ok := c.Member(inID)
+		return ok
+	})
+	if err != nil {
+		return err
+	}
+	if err := f.waitHealthy(ctx, in); err != nil {
+		return err
+	}
+	f.topo.setMember(in, true)
+	f.ep.log.Info("membership: joined", "validator", in, "epoch", e)
+	return f.setActive(ctx, out, false)
+}
+
+// leave waits for the epoch whose committee no longer holds out.
+func (f *faults) leave(ctx context.Context, out string) error {
+	outID, err := f.sidecarID(out)
+	if err != nil {
+		return err
+	}
+	e, err := f.ep.waitFor(ctx, f.epochWait, out+" out of the committee", func(_ uint64, c *qc.Committee) bool {
+		_, ok := c.Member(outID)
+		return !ok
+	})
+	if err != nil {
+		return err
+	}
+	f.topo.setMember(out, false)
+	f.ep.log.Info("membership: left", "validator", out, "epoch", e)
 	return nil
 }

@@ -120,16 +120,18 @@ type driver struct {
 	cfg       Config
 	log       *slog.Logger
 	committee *qc.Committee
-	chainID   uint64
-	token     common.Address
-	topo      *topology
-	rec       *recorder
-	names     []string          // sidecar names, committee order
-	byAPI     map[string]string // API host:port -> sidecar name
-	clients   map[string]*client.Client
-	single    map[string]*client.Client // no fallback: double-spends
-	recipient []common.Address
-	chainRPC  string
+	// committeeOf gives another epoch's committee (nil without epochs).
+	committeeOf func(uint64) *qc.Committee
+	chainID     uint64
+	token       common.Address
+	topo        *topology
+	rec         *recorder
+	names       []string          // sidecar names, committee order
+	byAPI       map[string]string // API host:port -> sidecar name
+	clients     map[string]*client.Client
+	single      map[string]*client.Client // no fallback: double-spends
+	recipient   []common.Address
+	chainRPC    string
 
 	// stopLoad is closed when no new payment may start; hardStop is when
 	// retries of outstanding payments give up.
@@ -138,19 +140,19 @@ type driver struct {
 	hardStop time.Time
 }
 
-func newDriver(cfg Config, log *slog.Logger, committee *qc.Committee, names, apis []string, topo *topology, rec *recorder) (*driver, error) {
-	d := &driver{cfg: cfg, log: log, committee: committee, chainID: committee.Domain().ChainID, token: devkit.TokenAddress,
+func newDriver(cfg Config, log *slog.Logger, committee *qc.Committee, committeeOf func(uint64) *qc.Committee, names, apis []string, topo *topology, rec *recorder) (*driver, error) {
+	d := &driver{cfg: cfg, log: log, committee: committee, committeeOf: committeeOf, chainID: committee.Domain().ChainID, token: devkit.TokenAddress,
 		topo: topo, rec: rec, names: names, byAPI: map[string]string{}, clients: map[string]*client.Client{},
 		single: map[string]*client.Client{}, stopLoad: make(chan struct{}), hardStop: time.Now().Add(cfg.Timeout)}
 	for i, name := range names {
 		d.byAPI[apis[i]] = name
 		rotated := append(append([]string(nil), apis[i:]...), apis[:i]...)
-		c, err := client.New(client.Config{Endpoints: rotated, Committee: committee, Timeout: cfg.AttemptTimeout, Retries: len(apis) - 1})
+		c, err := client.New(client.Config{Endpoints: rotated, Committee: committee, CommitteeOf: committeeOf, Timeout: cfg.AttemptTimeout, Retries: len(apis) - 1})
 		if err != nil {
 			return nil, err
 		}
 		d.clients[name] = c
-		s, err := client.New(client.Config{Endpoints: []string{apis[i]}, Committee: committee, Timeout: cfg.AttemptTimeout, Retries: -1})
+		s, err := client.New(client.Config{Endpoints: []string{apis[i]}, Committee: committee, CommitteeOf: committeeOf, Timeout: cfg.AttemptTimeout, Retries: -1})
 		if err != nil {
 			return nil, err
 		}
@@ -462,9 +464,15 @@ func (d *driver) doubleSpends(ctx context.Context, accts []*account, seed uint64
 
 func (d *driver) doubleSpend(ctx context.Context, k int, a *account, rng *rand.Rand) {
 	group := fmt.Sprintf("ds%d", k)
-	i := rng.IntN(len(d.names))
-	j := (i + 1 + rng.IntN(len(d.names)-1)) % len(d.names)
-	entries := []string{d.names[i], d.names[j]}
+	// Two different members of the current committee: a sidecar outside
+	// it signs nothing.
+	members := d.topo.memberList()
+	if len(members) < 2 {
+		members = d.names
+	}
+	i := rng.IntN(len(members))
+	j := (i + 1 + rng.IntN(len(members)-1)) % len(members)
+	entries := []string{members[i], members[j]}
 	r1 := d.pick(rng, a.addr)
 	r2 := d.pick(rng, r1)
 	if r2 == a.addr {
@@ -623,7 +631,7 @@ func (d *driver) lookupQC(ctx context.Context, tx qc.Hash) *qc.QC {
 		if err != nil || resp.StatusCode != http.StatusOK || doc.ProtoHex == "" {
 			continue
 		}
-		q, err := client.DecodeQCHex(doc.ProtoHex, d.committee)
+		q, err := client.DecodeQCHexOf(doc.ProtoHex, d.committee, d.committeeOf)
 		if err == nil && q.TxHash == tx {
 			return q
 		}

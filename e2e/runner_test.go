@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +69,10 @@ func TestTopologyQuorumSide(t *testing.T) {
 	}
 	for _, tc := range cases {
 		f := (tc.n - 1) / 3
-		topo := newTopology(names(tc.n), tc.n-f)
+		topo := newTopology(names(tc.n), names(tc.n))
+		if topo.quorum() != tc.n-f {
+			t.Fatalf("%s: quorum %d, want %d", tc.name, topo.quorum(), tc.n-f)
+		}
 		tc.mutate(topo)
 		anyQuorum := false
 		for _, n := range names(tc.n) {
@@ -98,7 +102,7 @@ func TestPlanRound(t *testing.T) {
 	for _, n := range []int{4, 7, 10} {
 		m := fakeManifest(n)
 		byz := testnet.ValidatorName(n)
-		f := &faults{m: m, byz: byz, rng: rand.New(rand.NewPCG(1, 2)), topo: newTopology(names(n), m.Quorum)}
+		f := &faults{m: m, byz: byz, rng: rand.New(rand.NewPCG(1, 2)), topo: newTopology(names(n+1), names(n))}
 		steps := f.plan(AllFaults, n, m.F)
 		if len(steps) != len(AllFaults) {
 			t.Fatalf("n=%d: %d steps, want %d", n, len(steps), len(AllFaults))
@@ -132,7 +136,7 @@ func TestPlanRound(t *testing.T) {
 					}
 				}
 				if total != n {
-					t.Errorf("n=%d: partition %q covers %d validators", n, st.label, total)
+					t.Errorf("n=%d: partition %q covers %d validators (the members, not the spare)", n, st.label, total)
 				}
 				// The sides the safety check judges the phase by are the
 				// label's.
@@ -147,6 +151,13 @@ func TestPlanRound(t *testing.T) {
 				if !strings.Contains(st.label, byz+"=") || st.snapApply != byz || st.snapHeal != byz {
 					t.Errorf("n=%d: %s step %+v", n, st.fault, st)
 				}
+			case FaultMembership:
+				// The spare joins; an honest member, never the Byzantine
+				// one, leaves.
+				spare := testnet.ValidatorName(n + 1)
+				if !strings.HasPrefix(st.label, "membership:+"+spare+"-v") || strings.HasSuffix(st.label, "-"+byz) {
+					t.Errorf("n=%d: membership step %q", n, st.label)
+				}
 			}
 		}
 	}
@@ -156,7 +167,7 @@ func TestPlanRound(t *testing.T) {
 // minority disconnect takes it as one of its f victims.
 func TestVictimsPreferTainted(t *testing.T) {
 	m := fakeManifest(7)
-	f := &faults{m: m, byz: "v7", rng: rand.New(rand.NewPCG(1, 2)), topo: newTopology(names(7), m.Quorum)}
+	f := &faults{m: m, byz: "v7", rng: rand.New(rand.NewPCG(1, 2)), topo: newTopology(names(7), names(7))}
 	if vs := f.victims(2, true); len(vs) != 2 || vs[0] == "v7" || vs[1] == "v7" {
 		t.Fatalf("untainted: %v", vs)
 	}
@@ -166,6 +177,49 @@ func TestVictimsPreferTainted(t *testing.T) {
 	}
 	if vs := f.victims(1, false); len(vs) != 1 || vs[0] == "v7" {
 		t.Fatalf("single victim: %v", vs)
+	}
+}
+
+// TestTopologyMembers: only the current committee's members count towards
+// a quorum and can be on a quorum side; a partition puts sidecars outside
+// the committee on side B and records there those that were members.
+func TestTopologyMembers(t *testing.T) {
+	topo := newTopology(names(5), names(4))
+	if topo.QuorumSide("v5") || !topo.QuorumSide("v1") || topo.quorum() != 3 {
+		t.Fatalf("before joining: v5 on a quorum side %v, v1 %v, quorum %d", topo.QuorumSide("v5"), topo.QuorumSide("v1"), topo.quorum())
+	}
+	topo.setMember("v5", true)
+	if !topo.QuorumSide("v5") || topo.quorum() != 4 {
+		t.Fatalf("joined: v5 on a quorum side %v, quorum %d (5 members)", topo.QuorumSide("v5"), topo.quorum())
+	}
+	topo.up["v2"], topo.up["v3"] = false, false
+	if topo.AnyQuorum() {
+		t.Fatal("3 of 5 members up make no quorum of 4")
+	}
+	topo.up["v2"], topo.up["v3"] = true, true
+	topo.setMember("v1", false)
+	if topo.QuorumSide("v1") || topo.quorum() != 3 {
+		t.Fatalf("left: v1 on a quorum side %v, quorum %d", topo.QuorumSide("v1"), topo.quorum())
+	}
+	f := &faults{m: fakeManifest(4), byz: "v4", rng: rand.New(rand.NewPCG(1, 2)), topo: topo}
+	if j := f.joiner(); j != "v1" {
+		t.Fatalf("joiner %q, want v1 (outside the committee)", j)
+	}
+	for _, v := range f.victims(4, false) {
+		if v == "v1" || v == "v4" {
+			t.Fatalf("victim %s: not an honest member", v)
+		}
+	}
+	steps := f.plan([]string{FaultPartition}, 4, 1)
+	if len(steps) != 1 || len(steps[0].sides) != 2 {
+		t.Fatalf("partition steps %+v", steps)
+	}
+	sides := steps[0].sides
+	if !slices.Contains(sides[1], "v1") || slices.Contains(sides[0], "v1") || len(sides[0])+len(sides[1]) != 5 {
+		t.Fatalf("partition sides %v: want the 4 members split and v1 (a member before) on side B", sides)
+	}
+	if strings.Contains(steps[0].label, "v1") {
+		t.Fatalf("partition label %q names a sidecar outside the committee", steps[0].label)
 	}
 }
 
@@ -189,6 +243,8 @@ func TestConfigValidate(t *testing.T) {
 		{"ChainEvery", func(c *Config) { c.ChainEvery = -1 }},
 		{"FeeTight", func(c *Config) { c.FeeTight = -1 }},
 		{"LightClients", func(c *Config) { c.LightClients = 9 }},
+		{"EpochLength", func(c *Config) { c.EpochLength = 3 }},
+		{"needs EpochLength", func(c *Config) { c.EpochLength = 0 }},
 		{"AttemptTimeout", func(c *Config) { c.AttemptTimeout = time.Millisecond }},
 		{"Timeout", func(c *Config) { c.Timeout = time.Second }},
 		{"Image", func(c *Config) { c.Image = "" }},

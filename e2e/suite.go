@@ -51,8 +51,12 @@ type suite struct {
 	d         *docker
 	byz       string
 	started   time.Time
-	// snapshots are boards collected before a sidecar restarts.
+	// snapshots are boards collected before a sidecar restarts and, with
+	// epochs, after each boundary.
+	snapMu    sync.Mutex
 	snapshots []*safety.History
+	// ep follows the epochs of a network that has them (else nil).
+	ep *epochWatch
 }
 
 func (s *suite) say(format string, args ...any) {
@@ -117,7 +121,7 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	apiBase, chainPort, err := freePorts(cfg.Validators, seed)
+	apiBase, chainPort, err := freePorts(cfg.Validators+cfg.Spares(), seed)
 	if err != nil {
 		return 0, err
 	}
@@ -126,6 +130,7 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	tcfg.Validators, tcfg.LightClients, tcfg.Project, tcfg.Image = cfg.Validators, cfg.LightClients, project, cfg.Image
 	tcfg.APIPortBase, tcfg.ChainPort, tcfg.SubnetPrefix = apiBase, chainPort, prefix
 	tcfg.BlockPeriod, tcfg.LoadAccounts, tcfg.LogLevel = cfg.BlockPeriod, cfg.LoadAccounts(), cfg.LogLevel
+	tcfg.EpochLength, tcfg.Spares = cfg.EpochLength, cfg.Spares()
 	tcfg.Byzantine = map[string]string{s.byz: sidecar.ByzantineEquivocate}
 	// No restart policy: the faults (docker kill, stop) would not fight
 	// one, but a sidecar that crashes on its own must stay down and fail
@@ -143,12 +148,17 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	defer s.teardown()
 
 	s.say("starting %d sidecars, the dev chain and %d light client(s) (subnets %s.0-2.0/24, APIs 127.0.0.1:%d-%d, chain :%d)",
-		cfg.Validators, cfg.LightClients, prefix, apiBase, apiBase+cfg.Validators-1, chainPort)
+		len(m.Sidecars), cfg.LightClients, prefix, apiBase, apiBase+len(m.Sidecars)-1, chainPort)
+	if m.EpochLength > 0 {
+		s.say("epochs of %d blocks: committees from the dev chain's validator set; %d spare(s) outside the genesis committee",
+			m.EpochLength, len(m.Sidecars)-len(m.Members()))
+	}
 	if err := s.d.up(ctx); err != nil {
 		return 0, err
 	}
+	// A spare serves nothing until it joins the committee.
 	containers := []string{m.Chain.Container}
-	for _, sc := range m.Sidecars {
+	for _, sc := range m.Members() {
 		containers = append(containers, sc.Container)
 	}
 	if err := s.d.waitHealthy(ctx, 3*time.Minute, containers...); err != nil {
@@ -161,6 +171,20 @@ func (s *suite) run(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	s.say("testnet up: every sidecar healthy and connected to its %d peers", cfg.Validators-1)
+	if m.EpochLength > 0 {
+		if s.ep, err = newEpochWatch(ctx, dir, m, s.log); err != nil {
+			return 0, err
+		}
+		defer s.ep.stop()
+		if err := s.ep.start(ctx, time.Minute); err != nil {
+			return 0, err
+		}
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go s.ep.run(watchCtx)
+		e, c := s.ep.currentCommittee()
+		s.say("epoch %d: committee %s (quorum %d)", e, strings.Join(s.ep.names(c), ","), c.Quorum())
+	}
 
 	return s.drive(ctx, seed)
 }
@@ -173,8 +197,12 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	committee, err := cf.Committee()
-	if err != nil {
+	var committee *qc.Committee
+	var committeeOf func(uint64) *qc.Committee
+	if s.ep != nil {
+		_, committee = s.ep.currentCommittee()
+		committeeOf = s.ep.committeeOf
+	} else if committee, err = cf.Committee(); err != nil {
 		return 0, err
 	}
 	// The driver records each payment's fee terms as the dev chain charges
@@ -186,9 +214,13 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	for i, sc := range m.Sidecars {
 		names[i], apis[i] = sc.Name, sc.API
 	}
-	topo := newTopology(names, m.Quorum)
+	var members, memberAPIs []string
+	for _, sc := range m.Members() {
+		members, memberAPIs = append(members, sc.Name), append(memberAPIs, sc.API)
+	}
+	topo := newTopology(names, members)
 	rec := newRecorder()
-	drv, err := newDriver(cfg, s.log, committee, names, apis, topo, rec)
+	drv, err := newDriver(cfg, s.log, committee, committeeOf, names, apis, topo, rec)
 	if err != nil {
 		return 0, err
 	}
@@ -231,7 +263,7 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 		plan = newFeeTightPlan(cfg.FeeTight, devkit.Dollar, payMaxFee(), seed)
 		funder := load[dsStart+cfg.DoubleSpendAccounts]
 		start := time.Now()
-		if err := plan.fund(ctx, m.Chain.RPC, new(big.Int).SetUint64(drv.chainID), funder.Key, apis, 2*time.Minute); err != nil {
+		if err := plan.fund(ctx, m.Chain.RPC, new(big.Int).SetUint64(drv.chainID), funder.Key, memberAPIs, 2*time.Minute); err != nil {
 			return 0, err
 		}
 		for _, a := range plan.accounts {
@@ -256,6 +288,8 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 		return 0, err
 	}
 
+	stopSnapshots := func() {}
+
 	// Load.
 	rng := mrand.New(mrand.NewPCG(uint64(seed), 1))
 	tokens := make(chan struct{}, 1)
@@ -279,6 +313,14 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 		go func() { defer wg.Done(); drv.feeTight(loadCtx, plan, feeAccts, uint64(seed)) }()
 	}
 
+	if s.ep != nil {
+		snapCtx, stopSnaps := context.WithCancel(ctx)
+		snapsDone := make(chan struct{})
+		go func() { defer close(snapsDone); s.snapshotEpochs(snapCtx, topo) }()
+		defer func() { stopSnaps(); <-snapsDone }()
+		// Stopped before the final collection, which reads every board.
+		stopSnapshots = func() { stopSnaps(); <-snapsDone }
+	}
 	var runErr error
 	if err := sleepCtx(ctx, cfg.Baseline); err != nil {
 		runErr = err
@@ -286,7 +328,8 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	phases = append(phases, safety.Phase{Name: "baseline", Start: phaseStart, End: time.Now()})
 	s.progress(rec, "baseline")
 
-	f := &faults{d: s.d, m: m, topo: topo, byz: s.byz, healthTO: 2 * time.Minute, rng: rng}
+	f := &faults{d: s.d, m: m, topo: topo, byz: s.byz, healthTO: 2 * time.Minute, rng: rng, ep: s.ep,
+		epochWait: 3*time.Duration(m.EpochLength)*cfg.BlockPeriod + time.Minute}
 	for r := 1; r <= cfg.Rounds && runErr == nil; r++ {
 		for _, st := range f.plan(cfg.Faults, cfg.Validators, m.F) {
 			label := st.label
@@ -362,7 +405,21 @@ func (s *suite) drive(ctx context.Context, seed int64) (int, error) {
 	s.say("settle wait took %.1fs", time.Since(settleStart).Seconds())
 
 	// Collect and check.
+	stopSnapshots()
 	run := &safety.Run{Payments: rec.snapshot(), Phases: phases}
+	if s.ep != nil {
+		run.Boundaries = s.ep.crossed()
+		// The committees derived from the chain name their members
+		// "v<index>-<address>": the sides of a partition are recorded in
+		// those names.
+		for i := range run.Phases {
+			for _, side := range run.Phases[i].Sides {
+				for j, n := range side {
+					side[j] = s.ep.memberName(n)
+				}
+			}
+		}
+	}
 	code, err := s.collectAndCheck(ctx, committeeFile, run, initial, native)
 	fmt.Fprintf(s.out, "\ndriver: %s\n", rec.driverSummary())
 	if err != nil {
@@ -444,7 +501,7 @@ func (s *suite) collectAndCheck(ctx context.Context, committeeFile string, run *
 	}
 	var sidecars []safety.Sidecar
 	for _, sc := range m.Sidecars {
-		sidecars = append(sidecars, safety.Sidecar{Name: sc.Name, APIURL: "http://" + sc.API, Honest: sc.Name != s.byz})
+		sidecars = append(sidecars, safety.Sidecar{Name: s.memberName(sc.Name), APIURL: "http://" + sc.API, Honest: sc.Name != s.byz})
 	}
 	var txs []qc.Hash
 	for _, p := range run.Payments {
@@ -455,7 +512,7 @@ func (s *suite) collectAndCheck(ctx context.Context, committeeFile string, run *
 	s.say("collecting certificates, QCs, evidence and statuses from %d sidecars and %d light client(s)", len(sidecars), len(lcQCs))
 	h, err := safety.Collect(ctx, safety.CollectConfig{
 		Sidecars: sidecars, CommitteeFile: committeeFile, ChainRPC: m.Chain.RPC, Token: qc.Address(devkit.TokenAddress),
-		LightClientQCs: lcQCs, InitialBalances: initial, TxHashes: txs,
+		LightClientQCs: lcQCs, InitialBalances: initial, TxHashes: txs, Epochs: s.epochs(),
 		InitialFeeBalances: map[qc.Address]map[qc.Address]*big.Int{safety.NativeToken: native},
 		Logger:             s.log,
 	})
@@ -519,29 +576,92 @@ func writeReport(dir string, rep *safety.Report) error {
 
 // snapshot collects one sidecar's board (certificates, QCs, evidence,
 // statuses) before it is killed or recreated.
-func (s *suite) snapshot(ctx context.Context, name string) {
-	sc, ok := s.manifest.Sidecar(name)
-	if !ok {
+func (s *suite) snapshot(ctx context.Context, names ...string) {
+	var sidecars []safety.Sidecar
+	for _, name := range names {
+		if sc, ok := s.manifest.Sidecar(name); ok {
+			sidecars = append(sidecars, safety.Sidecar{Name: s.memberName(name), APIURL: "http://" + sc.API, Honest: name != s.byz})
+		}
+	}
+	if len(sidecars) == 0 {
 		return
 	}
 	start := time.Now()
 	h, err := safety.Collect(ctx, safety.CollectConfig{
-		Sidecars:      []safety.Sidecar{{Name: name, APIURL: "http://" + sc.API, Honest: name != s.byz}},
+		Sidecars:      sidecars,
 		CommitteeFile: filepath.Join(s.artifacts, testnetDir, testnet.CommitteeFile),
+		Epochs:        s.epochs(),
 		Timeout:       time.Minute, Logger: s.log,
 	})
 	if h == nil {
-		s.say("snapshot of %s: %v", name, err)
+		s.say("snapshot of %s: %v", strings.Join(names, ","), err)
 		return
 	}
 	// The snapshot lists one sidecar; mark honesty as the full collection
 	// will, so the histories merge.
-	for i := range h.Committee.Members {
-		h.Committee.Members[i].Honest = h.Committee.Members[i].Name != s.byz
+	byz, _ := (&faults{m: s.manifest}).sidecarID(s.byz)
+	for _, info := range []*safety.CommitteeInfo{&h.Committee} {
+		for i := range info.Members {
+			info.Members[i].Honest = info.Members[i].ID != byz
+		}
 	}
+	for j := range h.Epochs {
+		for i := range h.Epochs[j].Members {
+			h.Epochs[j].Members[i].Honest = h.Epochs[j].Members[i].ID != byz
+		}
+	}
+	s.snapMu.Lock()
 	s.snapshots = append(s.snapshots, h)
-	s.log.Info("board snapshot", "sidecar", name, "certificates", len(h.Certificates), "qcs", len(h.QCs),
+	s.snapMu.Unlock()
+	s.log.Info("board snapshot", "sidecars", strings.Join(names, ","), "certificates", len(h.Certificates), "qcs", len(h.QCs),
 		"evidence", len(h.Evidence), "took", time.Since(start).Round(time.Millisecond), "err", err)
+}
+
+// snapshotEpochs collects the boards of every sidecar that has been in a
+// committee after each boundary, until ctx ends: a sidecar serves the
+// boards of its last few epochs only (the Runner's keptBoards), so a long
+// run gathers each epoch's while it is kept.
+func (s *suite) snapshotEpochs(ctx context.Context, topo *topology) {
+	last, _ := s.ep.currentCommittee()
+	for {
+		e, err := s.ep.waitFor(ctx, time.Hour, "the next epoch", func(e uint64, _ *qc.Committee) bool { return e > last })
+		if err != nil {
+			return
+		}
+		last = e
+		// The members' nodes of the new epoch serve the ended epoch's
+		// board once they started.
+		if sleepCtx(ctx, 3*time.Second) != nil {
+			return
+		}
+		topo.mu.Lock()
+		var names []string
+		for _, n := range topo.names {
+			// A sidecar killed or paused by the current fault is read at
+			// the next boundary (it keeps three epochs' boards).
+			if topo.everMember[n] && topo.up[n] {
+				names = append(names, n)
+			}
+		}
+		topo.mu.Unlock()
+		s.snapshot(ctx, names...)
+	}
+}
+
+// memberName is name as the committees call it (see epochWatch.memberName).
+func (s *suite) memberName(name string) string {
+	if s.ep == nil {
+		return name
+	}
+	return s.ep.memberName(name)
+}
+
+// epochs returns every epoch's committee learnt so far (nil without epochs).
+func (s *suite) epochs() []*qc.Committee {
+	if s.ep == nil {
+		return nil
+	}
+	return s.ep.all()
 }
 
 // checkSaved checks a saved run again.
@@ -608,9 +728,9 @@ func waitMesh(ctx context.Context, m *testnet.Manifest, timeout time.Duration) e
 	for {
 		missing := 0
 		var last string
-		for _, sc := range m.Sidecars {
+		for _, sc := range m.Members() {
 			n, err := connectedPeers(ctx, hc, sc.API)
-			if err != nil || n < len(m.Sidecars)-1 {
+			if err != nil || n < len(m.Members())-1 {
 				missing++
 				last = fmt.Sprintf("%s sees %d peers (%v)", sc.Name, n, err)
 			}

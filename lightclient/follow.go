@@ -105,12 +105,31 @@ func (f *Follower) Epoch() uint64 {
 
 // Start starts the client of the chain's current epoch and follows the
 // chain from there.
+//
+// The committee of a network's first epoch may not be known yet when the
+// chain has not reached its committee block: Start then waits for it,
+// reading the head every Poll, until ctx ends.
 func (f *Follower) Start(ctx context.Context) error {
-	view, err := f.follow.Chain.Latest(ctx)
-	if err != nil {
-		return fmt.Errorf("lightclient: the chain's head: %w", err)
+	var e uint64
+	for attempt := 0; ; attempt++ {
+		view, err := f.follow.Chain.Latest(ctx)
+		if err != nil {
+			return fmt.Errorf("lightclient: the chain's head: %w", err)
+		}
+		e = f.follow.EpochOf(view.Head().Number)
+		_, err = f.follow.Committees.Committee(ctx, e)
+		if err == nil {
+			break
+		}
+		if attempt == 0 {
+			f.log.Info("waiting for the committee of the chain's epoch", "epoch", e, "head", view.Head().Number, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lightclient: committee of epoch %d: %w", e, err)
+		case <-time.After(f.follow.Poll):
+		}
 	}
-	e := f.follow.EpochOf(view.Head().Number)
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	if err := f.startEpoch(ctx, e); err != nil {
 		f.cancel()

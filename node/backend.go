@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +32,8 @@ type backend struct {
 	committee *committee.File
 	store     *storeState
 	resolver  *committee.Resolver // nil: one epoch
+	// earlier gives the boards of earlier epochs (nil: none kept).
+	earlier func() []apiserver.EpochBoard
 	// shared holds the metrics of components that outlive the node (the
 	// Runner's settler), served with the node's.
 	shared prometheus.Gatherer
@@ -162,9 +166,15 @@ func (b *backend) Committee() apiserver.CommitteeInfo {
 		ChainID: c.Domain().ChainID, Epoch: c.Domain().Epoch, N: c.N(), F: c.F(), Quorum: c.Quorum(),
 		Hash: c.Hash(), QCShards: b.committee.QCShards,
 	}
-	addrs := map[string][]string{}
+	// Addresses by key: a committee derived from the chain names its
+	// members after their seats, not as the committee file does.
+	addrs := map[qc.ValidatorID][]string{}
 	for _, m := range b.committee.Members {
-		addrs[m.Name] = m.Addrs
+		if raw, err := hex.DecodeString(strings.TrimPrefix(m.PublicKey, "0x")); err == nil {
+			if id, err := qc.ValidatorIDFromBytes(raw); err == nil {
+				addrs[id] = m.Addrs
+			}
+		}
 	}
 	m := b.s.Mesh()
 	if c.Seated() {
@@ -174,7 +184,7 @@ func (b *backend) Committee() apiserver.CommitteeInfo {
 		info.EpochLength = b.committee.EpochLength
 	}
 	for _, member := range c.Members() {
-		mi := apiserver.MemberInfo{Name: member.Name, ID: member.ID, Seat: member.SeatOrID(), Addrs: addrs[member.Name], Self: member.ID == self}
+		mi := apiserver.MemberInfo{Name: member.Name, ID: member.ID, Seat: member.SeatOrID(), Addrs: addrs[member.ID], Self: member.ID == self}
 		if pid, err := p2p.PeerIDFromValidatorID(member.ID); err == nil {
 			mi.PeerID = pid.String()
 			mi.Connected = mi.Self || m.Host().Connected(pid)
@@ -192,6 +202,16 @@ func (b *backend) Gatherer() prometheus.Gatherer {
 		return prometheus.Gatherers{b.registry, b.shared}
 	}
 	return b.registry
+}
+
+var _ apiserver.EarlierBoards = (*backend)(nil)
+
+// EarlierBoards returns the boards of earlier epochs the Runner keeps.
+func (b *backend) EarlierBoards() []apiserver.EpochBoard {
+	if b.earlier == nil {
+		return nil
+	}
+	return b.earlier()
 }
 
 // The bindings of a network whose committees come from the chain.

@@ -294,6 +294,14 @@ func TestCommitteeFromChain(t *testing.T) {
 	if got.N != 4 || uint64(got.Epoch) != 1 {
 		t.Fatalf("committee of epoch 1 from the API: %+v", got)
 	}
+	// The current committee lists each member's addresses from the
+	// committee file, found by key (its members are named after their seats).
+	getJSON(t, "http://"+c.runners[1].Node().API.Addr().String()+"/api/v1/committee", &got)
+	for _, m := range got.Members {
+		if len(m.Addrs) == 0 {
+			t.Fatalf("member %s of the current committee has no addresses: %+v", m.Name, got)
+		}
+	}
 
 	// Validator 0 leaves: deactivated on chain.
 	c.owner(tempo.ChangeValidatorStatusCalldata(common.Address{0xA0, 0}, false))

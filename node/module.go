@@ -68,6 +68,7 @@ type options struct {
 	members    *qc.Committee
 	bindings   string
 	resolver   *committee.Resolver
+	earlier    func() []apiserver.EpochBoard
 	epochEnd   uint64
 	// sharedMetrics are served with the node's (WithSettler's registry).
 	sharedMetrics prometheus.Gatherer
@@ -80,6 +81,12 @@ func WithEpochEnd(end uint64) Option { return func(o *options) { o.epochEnd = en
 // WithResolver lets the API answer for the committees of other epochs
 // (GET /api/v1/committee?epoch=); the Runner sets it.
 func WithResolver(r *committee.Resolver) Option { return func(o *options) { o.resolver = r } }
+
+// WithEarlierBoards lets the API read the bulletin boards of earlier epochs
+// (the Runner keeps the last few after each boundary).
+func WithEarlierBoards(f func() []apiserver.EpochBoard) Option {
+	return func(o *options) { o.earlier = f }
+}
 
 // WithBindingsDir makes the sidecar keep, serve and pass on the sidecar key
 // bindings of dir (a network whose committees come from the chain; the
@@ -186,7 +193,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			},
 			func(s *sidecar.Sidecar, ch tempo.ChainReader, reg *prometheus.Registry, f *committee.File, st *storeState) apiserver.Backend {
 				b := newBackend(s, ch, reg, f, st)
-				b.resolver, b.shared = o.resolver, o.sharedMetrics
+				b.resolver, b.shared, b.earlier = o.resolver, o.sharedMetrics, o.earlier
 				return b
 			},
 			newAPI,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/bulletin"
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/epoch"
@@ -47,10 +49,11 @@ type Runner struct {
 	injected bool // the chain reader was given (WithChain)
 
 	mu        sync.Mutex
-	cur       *Node         // nil while this validator is in no committee
-	nodeEpoch uint64        // cur's epoch
-	epoch     uint64        // the chain's
-	changed   chan struct{} // closed and replaced at each epoch change
+	earlier   []apiserver.EpochBoard // boards of the last epochs before cur's, newest first
+	cur       *Node                  // nil while this validator is in no committee
+	nodeEpoch uint64                 // cur's epoch
+	epoch     uint64                 // the chain's
+	changed   chan struct{}          // closed and replaced at each epoch change
 
 	// Committees by epoch: the file's members in each epoch's domain, or
 	// derived from the chain's validator set and the bindings.
@@ -291,7 +294,8 @@ func (r *Runner) startEpoch(ctx context.Context, e uint64, own *qc.Close) (*Node
 		// every boundary.
 		cfg.Sidecar.DoppelgangerWindow = 0
 	}
-	opts := append(append([]Option(nil), r.opts...), WithCommittee(&f), WithIdentity(r.id.Name, r.id.Key), WithQCCommittee(c), WithResolver(r.resolver))
+	opts := append(append([]Option(nil), r.opts...), WithCommittee(&f), WithIdentity(r.id.Name, r.id.Key), WithQCCommittee(c), WithResolver(r.resolver),
+		WithEarlierBoards(r.earlierBoards))
 	if r.file.FromChain() {
 		opts = append(opts, WithBindingsDir(r.cfg.BindingsPath()))
 	}
@@ -456,6 +460,7 @@ func (r *Runner) advance(e, next uint64) error {
 		return nil
 	}
 	if n != nil {
+		r.keepBoard(nodeEpoch, n.Sidecar.Board())
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := n.Stop(stopCtx)
 		cancel()
@@ -483,6 +488,30 @@ func (r *Runner) advance(e, next uint64) error {
 	}
 	r.log.Info("epoch changed", "from", e, "to", next, "close_entries", entries, "closed_in", closed.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// keptBoards bounds the earlier epochs whose boards stay readable: enough
+// for a wallet to find a payment certified just before a boundary, while
+// memory stays bounded by a few boards.
+const keptBoards = 3
+
+// keepBoard keeps the board of epoch e, whose node is stopping, readable
+// through the next nodes' APIs.
+func (r *Runner) keepBoard(e uint64, b *bulletin.Board) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.earlier = slices.DeleteFunc(r.earlier, func(eb apiserver.EpochBoard) bool { return eb.Epoch == e })
+	r.earlier = append([]apiserver.EpochBoard{{Epoch: e, Board: b}}, r.earlier...)
+	if len(r.earlier) > keptBoards {
+		r.earlier = r.earlier[:keptBoards]
+	}
+}
+
+// earlierBoards returns the boards kept, newest first.
+func (r *Runner) earlierBoards() []apiserver.EpochBoard {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.earlier)
 }
 
 // stagesRelay reports the shared settler's stages to the board of the

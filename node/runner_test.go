@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/apiserver"
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/lightclient"
@@ -204,6 +205,18 @@ func TestEpochsFollowTheChain(t *testing.T) {
 	c.chain.SetHead(2 * length)
 	c.waitEpoch(2, 30*time.Second)
 	t.Logf("epoch 1 → 2: every validator signing after %s", time.Since(boundary).Round(time.Millisecond))
+	// Epoch 1's board stays readable through the new node's API.
+	api := "http://" + c.runners[0].Node().API.Addr().String()
+	var info apiserver.InfoResponse
+	getJSON(t, api+"/api/v1/info", &info)
+	if !slices.Equal(info.BoardEpochs, []apiserver.U64{2, 1}) {
+		t.Fatalf("board_epochs %v after the boundary, want [2 1]", info.BoardEpochs)
+	}
+	var page apiserver.BulletinResponse
+	getJSON(t, api+"/api/v1/bulletin?epoch=1&tx="+parent.TxHash.Hex(), &page)
+	if len(page.Certificates) == 0 || len(page.QCs) != 1 || page.QCs[0].TxHash != parent.TxHash.Hex() {
+		t.Fatalf("epoch 1's board: %d certificates, %d QCs of the parent", len(page.Certificates), len(page.QCs))
+	}
 
 	// Bob spends the credit of epoch 1's QC in epoch 2.
 	// Bob needs the credit: 5,000 more than his balance less the fee.

@@ -29,3 +29,24 @@ func TestLibp2pHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestPubsubLogHandler: pubsub's warning about a delivery tag it cannot bump
+// (logged at every delivery: the connection manager has no decaying tags on
+// purpose) is dropped; its other records pass with their attributes.
+func TestPubsubLogHandler(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(pubsubLogHandler{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})}).With("subsystem", "pubsub")
+	log.Warn(noDeliveryTag, "err", "no decaying tag registered for topic /allegro/1337/1/tx/2")
+	log.WithGroup("g").Warn(noDeliveryTag, "err", "again")
+	log.Warn("unable to create decaying delivery tag", "err", "boom")
+	log.WithGroup("g").Info("joined", "topic", "t")
+	out := buf.String()
+	if strings.Contains(out, noDeliveryTag) {
+		t.Errorf("the delivery tag warning was logged:\n%s", out)
+	}
+	for _, want := range []string{`msg="unable to create decaying delivery tag"`, "subsystem=pubsub", "g.topic=t"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package p2p
 
 import (
+	"context"
+	"log/slog"
+
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -19,7 +22,7 @@ func (m *Mesh) pubsubOptions() ([]pubsub.Option, error) {
 		pubsub.WithPeerFilter(m.peerFilter),
 		pubsub.WithSubscriptionFilter(subscriptionFilter{m}),
 		pubsub.WithRawTracer(&dropTracer{m: m.metrics, topics: m.topics, out: m.outbound, onWriterClosed: m.onOutboundStreamClosed}),
-		pubsub.WithLogger(m.logger.With("subsystem", "pubsub")),
+		pubsub.WithLogger(slog.New(pubsubLogHandler{m.logger.Handler()}).With("subsystem", "pubsub")),
 	}
 	gossip, err := gossipOptions(m.cfg, m.host.committee)
 	if err != nil {
@@ -159,4 +162,28 @@ func (f subscriptionFilter) FilterIncomingSubscriptions(from peer.ID, subs []*pb
 		}
 		return !t.Kind.ValidatorsOnly() || (f.m.member && fromMember)
 	}), nil
+}
+
+// pubsubLogHandler passes pubsub's records on, but for its warning about
+// delivery tags: the host's connection manager has no decaying tags on
+// purpose (undecayed), and pubsub warns about the missing tag at every
+// message delivered.
+type pubsubLogHandler struct{ slog.Handler }
+
+// noDeliveryTag is the message pubsub logs when it cannot bump a delivery tag.
+const noDeliveryTag = "error bumping delivery tag"
+
+func (h pubsubLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == noDeliveryTag {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h pubsubLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return pubsubLogHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h pubsubLogHandler) WithGroup(name string) slog.Handler {
+	return pubsubLogHandler{h.Handler.WithGroup(name)}
 }

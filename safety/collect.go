@@ -372,6 +372,28 @@ func (c *collector) readBoard(ctx context.Context, sc Sidecar) *boardResult {
 		}
 	}
 
+	// The current board, then the boards of earlier epochs the sidecar
+	// still serves (it changes epochs: SPEC §5a).
+	boards := []string{""}
+	if len(info.BoardEpochs) > 1 {
+		for _, e := range info.BoardEpochs[1:] {
+			boards = append(boards, fmt.Sprint(uint64(e)))
+		}
+	}
+	for _, epoch := range boards {
+		c.pageBoard(ctx, sc, b, epoch)
+	}
+	b.src.Certs = len(b.certs)
+	c.readEvidence(ctx, sc, b)
+	if !b.src.Reachable {
+		c.log.Warn("sidecar unreachable", "sidecar", sc.Name, "url", sc.APIURL, "errors", b.src.Errors)
+	}
+	return b
+}
+
+// pageBoard reads every certificate of one board of the sidecar (epoch ""
+// for the current one) into b.
+func (c *collector) pageBoard(ctx context.Context, sc Sidecar, b *boardResult, epoch string) {
 	cursor := ""
 	for page := 0; ; page++ {
 		if page == c.cfg.MaxPages {
@@ -381,6 +403,9 @@ func (c *collector) readBoard(ctx context.Context, sc Sidecar) *boardResult {
 		q := url.Values{"limit": {fmt.Sprint(c.cfg.PageSize)}}
 		if cursor != "" {
 			q.Set("cursor", cursor)
+		}
+		if epoch != "" {
+			q.Set("epoch", epoch)
 		}
 		var resp apiserver.BulletinResponse
 		if err := c.getJSON(ctx, sc.APIURL, "/api/v1/bulletin?"+q.Encode(), &resp); err != nil {
@@ -407,8 +432,10 @@ func (c *collector) readBoard(ctx context.Context, sc Sidecar) *boardResult {
 		}
 		cursor = resp.NextCursor
 	}
-	b.src.Certs = len(b.certs)
+}
 
+// readEvidence reads the sidecar's equivocation evidence into b.
+func (c *collector) readEvidence(ctx context.Context, sc Sidecar, b *boardResult) {
 	var ev apiserver.EvidenceResponse
 	if err := c.getJSON(ctx, sc.APIURL, "/api/v1/evidence", &ev); err != nil {
 		b.src.addError(err)
@@ -425,10 +452,6 @@ func (c *collector) readBoard(ctx context.Context, sc Sidecar) *boardResult {
 		}
 		b.src.Evidence = len(b.evidence)
 	}
-	if !b.src.Reachable {
-		c.log.Warn("sidecar unreachable", "sidecar", sc.Name, "url", sc.APIURL, "errors", b.src.Errors)
-	}
-	return b
 }
 
 // claimSet hands each QC hash to the first honest node that reports it, so

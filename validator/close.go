@@ -56,6 +56,8 @@ func (v *Validator) CloseEpoch(ctx context.Context, carried []qc.CloseEntry) (*q
 		return stored.ToClose()
 	}
 
+	v.pruneMu.Lock()
+	defer v.pruneMu.Unlock()
 	view, err := v.chain.Latest(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("close epoch %d: chain state: %w", epoch, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"errors"
+	"math/big"
 	"sync"
 	"testing"
 
@@ -150,6 +151,37 @@ func TestCloseEpochRacingPayments(t *testing.T) {
 			if _, ok := listed[cert.TxHash]; !ok {
 				t.Fatalf("round %d: payment %d was signed and is not in the close", round, i)
 			}
+		}
+	}
+}
+
+// A close made while the validator prunes what settled: a key pruned after
+// the close took it from the guard has no record left, and the close must
+// neither fail nor list it.
+func TestCloseEpochRacingPrune(t *testing.T) {
+	ctx := context.Background()
+	for round := range 20 {
+		c := newCluster(t, 4)
+		v := c.validator(t, 0, "")
+		const signed = 40
+		for n := range uint64(signed) {
+			if _, err := v.Submit(ctx, pay(aliceKey, n, dave, big.NewInt(1_000)).request(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.chain.SetNonce(alice, [32]byte{}, signed) // every one settled
+		var wg sync.WaitGroup
+		var cl *qc.Close
+		var closeErr, pruneErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); _, _, pruneErr = v.Prune(ctx) }()
+		go func() { defer wg.Done(); cl, closeErr = v.CloseEpoch(ctx, nil) }()
+		wg.Wait()
+		if closeErr != nil || pruneErr != nil {
+			t.Fatalf("round %d: close: %v; prune: %v", round, closeErr, pruneErr)
+		}
+		if len(cl.Entries) != 0 {
+			t.Fatalf("round %d: the close lists %d settled transactions", round, len(cl.Entries))
 		}
 	}
 }

@@ -72,6 +72,9 @@ type Validator struct {
 	// stopped every signature of the epoch is in the guard.
 	stopMu       sync.RWMutex
 	epochStopped bool
+	// pruneMu keeps Prune from deleting the records of keys CloseEpoch has
+	// taken from the guard and is still reading.
+	pruneMu sync.Mutex
 
 	// handover is set while entering this epoch from the previous one
 	// (SPEC §5a): it gates signing and holds the keys and debits the
@@ -768,6 +771,8 @@ func (v *Validator) learnVerifiedQC(q *qc.QC) {
 // Prune drops debits and credits the chain shows settled at its latest
 // head, and returns how many of each it dropped.
 func (v *Validator) Prune(ctx context.Context) (debits, credits int, err error) {
+	v.pruneMu.Lock()
+	defer v.pruneMu.Unlock()
 	view, err := v.chain.Latest(ctx)
 	if err != nil {
 		return 0, 0, err

@@ -157,6 +157,9 @@ func (c Config) Validate() error {
 	if len(c.Testnet.Byzantine) > 0 {
 		errs = append(errs, errors.New("k8s: Testnet.Byzantine must be empty: Byzantine validators are for the docker test networks"))
 	}
+	if c.Testnet.EpochLength > 0 || c.Testnet.Spares > 0 {
+		errs = append(errs, errors.New("k8s: Testnet.EpochLength and Spares must be 0: the manifests carry one fixed committee (committees from the chain run in the docker test networks)"))
+	}
 	for _, msg := range validation.IsDNS1123Label(c.Namespace) {
 		errs = append(errs, fmt.Errorf("k8s: Namespace %q: %s", c.Namespace, msg))
 	}

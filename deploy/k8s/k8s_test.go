@@ -840,6 +840,7 @@ func TestConfigValidate(t *testing.T) {
 		{"chain data size", func(c *Config) { c.ChainDataSize = "0" }, "ChainDataSize"},
 		{"pull policy", func(c *Config) { c.ImagePullPolicy = "Sometimes" }, "ImagePullPolicy"},
 		{"byzantine", func(c *Config) { c.Testnet.Byzantine = map[string]string{"v1": sidecar.ByzantineEquivocate} }, "Byzantine"},
+		{"epochs", func(c *Config) { c.Testnet.EpochLength = 12 }, "EpochLength"},
 		{"project underscore", func(c *Config) { c.Testnet.Project = "allegro_net" }, "Project"},
 		{"project starting with a digit", func(c *Config) { c.Testnet.Project = "1net" }, "Project"},
 		{"project too long", func(c *Config) { c.Testnet.Project = strings.Repeat("a", 44) }, "Project"},
