@@ -184,6 +184,11 @@ func (p *plan) compose() ([]byte, error) {
 			// Compose substitutes the variable when it creates the
 			// container; unset means the generated mode, empty means honest.
 			env.set("ALLEGRO_BYZANTINE", quoted(fmt.Sprintf("${%s-%s}", ByzantineEnv(s.Name), s.Byzantine)))
+			// Run honest again after a Byzantine phase, it would find the
+			// conflicting certificates it signed then (never recorded in
+			// its data directory) in the mesh and stop as a doppelganger:
+			// on a test network they are known to be its own.
+			env.set("ALLEGRO_DOPPELGANGER_WINDOW", quoted("0s"))
 		}
 		services.set(s.Name, service{
 			Image: cfg.Image, ContainerName: s.Container,

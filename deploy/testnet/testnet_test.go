@@ -159,8 +159,15 @@ func TestGenerate(t *testing.T) {
 				if env["ALLEGRO_BYZANTINE"] != "${"+ByzantineEnv(s.Name)+"-"+mode+"}" || s.Byzantine != mode {
 					t.Fatalf("Byzantine %s: environment %q manifest %q", s.Name, env["ALLEGRO_BYZANTINE"], s.Byzantine)
 				}
+				// Honest again, it must not take its own Byzantine
+				// certificates for a doppelganger's.
+				if env["ALLEGRO_DOPPELGANGER_WINDOW"] != "0s" {
+					t.Fatalf("Byzantine %s: doppelganger window %q, want 0s", s.Name, env["ALLEGRO_DOPPELGANGER_WINDOW"])
+				}
 			} else if _, ok := env["ALLEGRO_BYZANTINE"]; ok {
 				t.Fatalf("honest %s has ALLEGRO_BYZANTINE", s.Name)
+			} else if _, ok := env["ALLEGRO_DOPPELGANGER_WINDOW"]; ok {
+				t.Fatalf("honest %s has its doppelganger check turned off", s.Name)
 			}
 			// A sidecar's health is its readiness.
 			if svc.DependsOn["devchain"]["condition"] != "service_healthy" || !contains(svc.Healthcheck.Test, "healthcheck") ||
