@@ -230,12 +230,17 @@ func (b *backend) CommitteeAt(ctx context.Context, e uint64) (apiserver.Committe
 	if b.resolver == nil {
 		return apiserver.CommitteeInfo{}, fmt.Errorf("this network stays in epoch %d", b.s.Validator().Committee().Domain().Epoch)
 	}
-	c, err := b.resolver.Committee(ctx, e)
+	return committeeInfoAt(ctx, b.resolver, b.committee, e)
+}
+
+// committeeInfoAt describes the committee of epoch e as res knows it.
+func committeeInfoAt(ctx context.Context, res *committee.Resolver, f *committee.File, e uint64) (apiserver.CommitteeInfo, error) {
+	c, err := res.Committee(ctx, e)
 	if err != nil {
 		return apiserver.CommitteeInfo{}, err
 	}
-	info := apiserver.CommitteeInfo{ChainID: c.Domain().ChainID, Epoch: e, N: c.N(), F: c.F(), Quorum: c.Quorum(), Hash: c.Hash(), QCShards: b.committee.QCShards,
-		EpochLength: b.committee.EpochLength}
+	info := apiserver.CommitteeInfo{ChainID: c.Domain().ChainID, Epoch: e, N: c.N(), F: c.F(), Quorum: c.Quorum(), Hash: c.Hash(), QCShards: f.QCShards,
+		EpochLength: f.EpochLength}
 	if c.Seated() {
 		info.Seats = c.Seats()
 	}

@@ -200,6 +200,42 @@ func TestCommitteeFromChain(t *testing.T) {
 	if n := c.runners[4].Node(); n != nil {
 		t.Fatal("validator 4, not on chain yet, runs a node")
 	}
+	// Meanwhile its API says why it does not sign, and refuses payments
+	// with a retryable error.
+	waiting := c.runners[4].APIAddr()
+	if waiting == nil {
+		t.Fatal("validator 4 serves no API while it waits to join")
+	}
+	ready, err := http.Get("http://" + waiting.String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(ready.Body)
+	ready.Body.Close()
+	if ready.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "not in the committee") {
+		t.Fatalf("validator 4's /readyz while waiting: %d %s", ready.StatusCode, body)
+	}
+	var waitInfo apiserver.InfoResponse
+	getJSON(t, "http://"+waiting.String()+"/api/v1/info", &waitInfo)
+	var waitCommittee apiserver.CommitteeResponse
+	getJSON(t, "http://"+waiting.String()+"/api/v1/committee", &waitCommittee)
+	if waitInfo.ID != qc.ValidatorID(c.sidecar[4].Public().(ed25519.PublicKey)).Hex() || waitCommittee.N != 4 {
+		t.Fatalf("validator 4's info %+v and committee (n=%d) while waiting", waitInfo, waitCommittee.N)
+	}
+	{
+		conn, err := grpc.NewClient(waiting.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := nodetest.Pay{Key: devkit.DemoAccounts()[0].Key, ChainID: c.file.ChainID, Recipient: devkit.DemoAccounts()[1].Address, Amount: devkit.Dollar}.Request(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		answer, err := fastpayv1.NewFastPaySidecarClient(conn).SubmitFastPay(ctx, req)
+		cancel()
+		conn.Close()
+		if err != nil || answer.GetReject().GetCode() != fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE || !strings.Contains(answer.GetReject().GetMessage(), "not in the committee") {
+			t.Fatalf("a payment to validator 4 while it waits: %v %v", answer, err)
+		}
+	}
 	demo := devkit.DemoAccounts()
 	pay := func(entry int, from devkit.Account, nonce uint64, to common.Address) *qc.QC {
 		t.Helper()

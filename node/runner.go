@@ -51,6 +51,7 @@ type Runner struct {
 	mu        sync.Mutex
 	earlier   []apiserver.EpochBoard // boards of the last epochs before cur's, newest first
 	cur       *Node                  // nil while this validator is in no committee
+	waiting   *apiserver.Server      // the API served while cur is nil (waiting.go)
 	nodeEpoch uint64                 // cur's epoch
 	epoch     uint64                 // the chain's
 	changed   chan struct{}          // closed and replaced at each epoch change
@@ -139,6 +140,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	} else {
 		r.log.Warn("this validator is not in the committee of the current epoch: waiting for an epoch whose committee holds it", "epoch", e, "sidecar_key", r.selfID().Hex())
 		r.setNode(nil, 0, e)
+		r.startWaiting(ctx, e)
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.done = make(chan struct{})
@@ -152,6 +154,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 		r.cancel()
 		<-r.done
 	}
+	r.stopWaiting()
 	var errs []error
 	if n := r.Node(); n != nil {
 		errs = append(errs, n.Stop(ctx))
@@ -457,8 +460,12 @@ func (r *Runner) advance(e, next uint64) error {
 			r.log.Info("not in the committee of the new epoch: the old epoch's node stays up, signing nothing, to serve its close", "from", e, "to", next)
 		}
 		r.setNode(n, nodeEpoch, next)
+		if n == nil {
+			r.startWaiting(r.ctx, next)
+		}
 		return nil
 	}
+	r.stopWaiting()
 	if n != nil {
 		r.keepBoard(nodeEpoch, n.Sidecar.Board())
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
