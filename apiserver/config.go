@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"time"
@@ -13,6 +14,11 @@ type Config struct {
 	// and the JSON HTTP API (HTTP/1.1 and HTTP/2 cleartext). Default
 	// "127.0.0.1:7070"; use port 0 to let the OS choose (see Server.Addr).
 	ListenAddr string `toml:"listen_addr"`
+	// Listen, when set, opens the API's listener on ListenAddr instead of
+	// a TCP socket (in-process simulations use an in-memory listener, which
+	// a virtual-time test bubble can wait on; a socket's accept cannot be).
+	// The metrics address, if any, still listens on TCP.
+	Listen func(ctx context.Context, network, address string) (net.Listener, error) `toml:"-"`
 	// MetricsListenAddr, when set, is a separate TCP address serving
 	// Prometheus metrics at /metrics (plain HTTP, nothing else), and the
 	// client API address then no longer serves /metrics: operators set it

@@ -137,7 +137,11 @@ func (s *Server) Start(ctx context.Context) error {
 		return errors.New("apiserver: already started or stopped")
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.ListenAddr)
+	listen := lc.Listen
+	if s.cfg.Listen != nil {
+		listen = s.cfg.Listen
+	}
+	ln, err := listen(ctx, "tcp", s.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrListen, err)
 	}

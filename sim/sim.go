@@ -1,0 +1,535 @@
+// Package sim runs committees of real sidecars (node.New: pebble stores,
+// the real mesh and sidecar logic) in one process on a libp2p mock network
+// whose every link has the latency of a round-trip matrix between cloud
+// regions. Run inside a testing/synctest bubble it measures submit→QC in
+// virtual time: CPU work takes no virtual time, so what it reports is what
+// the links and the protocol's waits cost, against the physical floor
+// computed from the same matrix. CPU per payment is real CPU time, measured
+// in the same run. docs/scale.md has the figures.
+package sim
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/libp2p/go-libp2p"
+	lpcrypto "github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+
+	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/bench"
+	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/client"
+	"github.com/allegro-mesh/allegro/committee"
+	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/p2p"
+	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
+	"github.com/allegro-mesh/allegro/tempo/devkit"
+)
+
+type peerID = peer.ID
+
+// Config describes one simulated run. Start from DefaultConfig; Validate
+// names the first bad field.
+type Config struct {
+	// Validators is the committee size (required, at least 4).
+	Validators int
+	// Profile is the network (default WAN()).
+	Profile Profile
+	// Payments submitted, one every Interval of (virtual) time, entry
+	// validator k mod live for payment k so entries cycle through the
+	// regions (default 20).
+	Payments int
+	// Interval between submissions (default 1 s: light load).
+	Interval time.Duration
+	// Crashed validators never start (they stay in the committee); they
+	// are spread over the committee (default 0; at most f).
+	Crashed int
+	// PartitionAt, when positive, cuts the live validators into two halves
+	// (neither holds a quorum) that long after the first submission, and
+	// heals them PartitionFor later.
+	PartitionAt, PartitionFor time.Duration
+	// QCTimeout bounds each payment's wait for its QC (default 60 s).
+	QCTimeout time.Duration
+	// ChainID of the network (default bench.DefaultChainID).
+	ChainID uint64
+	// Dir holds the data directories (required).
+	Dir string
+	// Logger receives the nodes' logs (default: discarded).
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a light-load WAN run; Validators and Dir are still
+// to be set.
+func DefaultConfig() Config {
+	return Config{Profile: WAN(), Payments: 20, Interval: time.Second, QCTimeout: time.Minute, ChainID: bench.DefaultChainID}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Validators < 4:
+		return fmt.Errorf("sim config: Validators must be at least 4, got %d", c.Validators)
+	case c.Payments <= 0:
+		return fmt.Errorf("sim config: Payments must be positive, got %d", c.Payments)
+	case c.Interval <= 0:
+		return fmt.Errorf("sim config: Interval must be positive, got %s", c.Interval)
+	case c.Crashed < 0 || c.Crashed > (c.Validators-1)/3:
+		return fmt.Errorf("sim config: Crashed must be between 0 and f = %d, got %d", (c.Validators-1)/3, c.Crashed)
+	case c.PartitionAt < 0 || c.PartitionFor < 0:
+		return errors.New("sim config: PartitionAt and PartitionFor must not be negative")
+	case c.PartitionAt > 0 && c.PartitionFor == 0:
+		return errors.New("sim config: PartitionFor must be positive when PartitionAt is set")
+	case c.QCTimeout <= 0:
+		return fmt.Errorf("sim config: QCTimeout must be positive, got %s", c.QCTimeout)
+	case c.ChainID == 0:
+		return errors.New("sim config: ChainID must be set")
+	case c.Dir == "":
+		return errors.New("sim config: Dir must be set")
+	}
+	return c.Profile.Validate()
+}
+
+// Result is what one run measured.
+type Result struct {
+	Profile    string
+	Validators int
+	Quorum     int
+	Crashed    int
+	Partition  bool
+	Payments   int
+	// Certified payments reached their QC at the entry within QCTimeout.
+	Certified int
+	// QC is submit→QC at the entry (virtual time under synctest); Floor the
+	// physical floor of the same payments; Ratio the per-payment QC/floor.
+	QC, Floor bench.Summary
+	RatioP50  float64
+	// BytesPerValidator is the stream bytes sent per payment per live
+	// validator; CopiesPerValidator the message copies (frames from peers,
+	// duplicates included) received per payment per live validator.
+	BytesPerValidator, CopiesPerValidator float64
+	// CPUPerValidator is real process CPU per payment per live validator
+	// while the payments ran (idle timers included).
+	CPUPerValidator time.Duration
+	// Setup is the real CPU spent building and connecting the network.
+	SetupCPU time.Duration
+}
+
+// Run builds the network, submits the payments and reports. Inside a
+// synctest bubble every duration it reports except CPU is virtual.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cpu0 := processCPU()
+	nw, err := start(ctx, cfg)
+	if nw != nil {
+		defer nw.stop()
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Profile: cfg.Profile.Name, Validators: cfg.Validators, Quorum: nw.quorum, Crashed: cfg.Crashed,
+		Partition: cfg.PartitionAt > 0, Payments: cfg.Payments, SetupCPU: processCPU() - cpu0}
+
+	reqs := make([]*fastpayv1.SubmitFastPayRequest, cfg.Payments)
+	hashes := make([]qc.Hash, cfg.Payments)
+	for k := range reqs {
+		key := senderKey(k)
+		if reqs[k], err = client.NewEVMPayment(key, cfg.ChainID, 0, devkit.TokenAddress, recipient, 1, client.WithMaxBlockHeight(1<<40)); err != nil {
+			return nil, err
+		}
+		if hashes[k], err = p2p.TxHash(reqs[k]); err != nil {
+			return nil, err
+		}
+	}
+
+	stats0, bytes0, cpu1 := nw.meshStats(), nw.sent.Load(), processCPU()
+	lat := make([]time.Duration, cfg.Payments)
+	floors := make([]time.Duration, cfg.Payments)
+	ok := make([]bool, cfg.Payments)
+	var wg sync.WaitGroup
+	var firstErr error
+	var errMu sync.Mutex
+	start := time.Now()
+	if cfg.PartitionAt > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(cfg.PartitionAt)
+			nw.partition()
+			time.Sleep(cfg.PartitionFor)
+			nw.heal()
+		}()
+	}
+	for k := range reqs {
+		entry := nw.live[k%len(nw.live)]
+		floors[k] = nw.floor(entry)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := nw.pay(ctx, entry, reqs[k], hashes[k], cfg.QCTimeout)
+			if err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("payment %d via v%d: %w", k, entry, err)
+				}
+				errMu.Unlock()
+				return
+			}
+			lat[k], ok[k] = d, true
+		}()
+		// Pace the submissions in (virtual) time.
+		if wait := time.Until(start.Add(time.Duration(k+1) * cfg.Interval)); wait > 0 && k+1 < len(reqs) {
+			time.Sleep(wait)
+		}
+	}
+	wg.Wait()
+	cpu := processCPU() - cpu1
+	delta := subStats(nw.meshStats(), stats0)
+	bytes := nw.sent.Load() - bytes0
+
+	var got, gotFloor []time.Duration
+	var ratios []time.Duration // ratio ×1e6, to reuse the percentile helper
+	for k := range ok {
+		if ok[k] {
+			got = append(got, lat[k])
+			gotFloor = append(gotFloor, floors[k])
+			if floors[k] > 0 {
+				ratios = append(ratios, time.Duration(float64(lat[k])/float64(floors[k])*1e6))
+			}
+		}
+	}
+	res.Certified = len(got)
+	res.QC, res.Floor = bench.Summarize(got), bench.Summarize(gotFloor)
+	res.RatioP50 = float64(bench.Summarize(ratios).P50) / 1e6
+	live := float64(len(nw.live))
+	p := float64(cfg.Payments)
+	res.BytesPerValidator = float64(bytes) / p / live
+	res.CopiesPerValidator = messageCopies(delta) / p / live
+	res.CPUPerValidator = time.Duration(float64(cpu) / p / live)
+	return res, firstErr
+}
+
+// recipient receives every simulated payment.
+var recipient = crypto.PubkeyToAddress(senderKey(1 << 30).PublicKey)
+
+// senderKey is payment k's sender: one funded account per payment, so no
+// sender's pending debits grow during a run.
+func senderKey(k int) *ecdsa.PrivateKey {
+	key, err := crypto.ToECDSA(crypto.Keccak256([]byte(fmt.Sprintf("allegro-sim-sender-%d", k))))
+	if err != nil {
+		panic(err) // a Keccak digest is a valid key with overwhelming probability
+	}
+	return key
+}
+
+func validatorKey(i int) ed25519.PrivateKey {
+	seed := make([]byte, ed25519.SeedSize)
+	copy(seed, fmt.Sprintf("allegro-sim-validator-%d", i))
+	return ed25519.NewKeyFromSeed(seed)
+}
+
+// simNet is a running simulation.
+type simNet struct {
+	cfg    Config
+	mn     mocknet.Mocknet
+	nodes  []*node.Node // nil for crashed validators
+	peers  []peer.ID
+	live   []int
+	quorum int
+	sent   atomic.Int64
+
+	mu  sync.Mutex
+	cut map[[2]int]bool
+}
+
+// crashedSet spreads f crashed validators over the committee.
+func crashedSet(n, f int) map[int]bool {
+	out := map[int]bool{}
+	for k := range f {
+		out[(k*n)/f+1] = true
+	}
+	return out
+}
+
+func start(ctx context.Context, cfg Config) (*simNet, error) {
+	n := cfg.Validators
+	file := &committee.File{ChainID: cfg.ChainID, Epoch: 1, QCShards: p2p.DefaultQCShards, TestNetwork: true}
+	for i := range n {
+		file.Members = append(file.Members, committee.Member{Name: fmt.Sprintf("v%d", i), PublicKey: hex.EncodeToString(validatorKey(i).Public().(ed25519.PublicKey))})
+	}
+	comm, err := file.Committee()
+	if err != nil {
+		return nil, err
+	}
+	chain := tempo.NewMemChain()
+	balance := new(big.Int).Exp(big.NewInt(10), big.NewInt(30), nil)
+	for k := range cfg.Payments {
+		chain.SetBalance(devkit.TokenAddress, crypto.PubkeyToAddress(senderKey(k).PublicKey), balance)
+	}
+	chain.SetHead(10)
+
+	nw := &simNet{cfg: cfg, mn: mocknet.New(), nodes: make([]*node.Node, n), peers: make([]peer.ID, n), quorum: comm.Quorum(), cut: map[[2]int]bool{}}
+	crashed := crashedSet(n, cfg.Crashed)
+	for i := range n {
+		if crashed[i] {
+			continue
+		}
+		nd, err := nw.build(i, file, chain)
+		if err != nil {
+			return nw, err
+		}
+		nw.nodes[i] = nd
+		nw.peers[i] = nd.Sidecar.Mesh().Host().ID()
+		nw.live = append(nw.live, i)
+	}
+	for a, i := range nw.live {
+		for _, j := range nw.live[a+1:] {
+			if err := nw.link(i, j); err != nil {
+				return nw, err
+			}
+		}
+	}
+	infos := make([]peer.AddrInfo, 0, len(nw.live))
+	for _, i := range nw.live {
+		infos = append(infos, nw.nodes[i].Sidecar.Mesh().Host().AddrInfo())
+	}
+	for _, i := range nw.live {
+		nw.nodes[i].Sidecar.Mesh().AddBootstrapPeers(infos...)
+		if err := nw.nodes[i].Start(ctx); err != nil {
+			return nw, fmt.Errorf("start v%d: %w", i, err)
+		}
+	}
+	d := comm.Domain()
+	topics := []string{p2p.TxTopic(d.ChainID, d.Epoch), p2p.BulletinTopic(d.ChainID, d.Epoch)}
+	ready := func() bool {
+		for _, i := range nw.live {
+			for _, t := range topics {
+				if len(nw.nodes[i].Sidecar.Mesh().ListPeers(t)) < len(nw.live)-1 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	// Bounded: ctx's deadline, or 10 minutes of (virtual) polling.
+	for range 60_000 {
+		if ready() {
+			return nw, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nw, fmt.Errorf("waiting for the mesh to form: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nw, errors.New("the mesh did not form")
+}
+
+// build builds (without starting) validator i: production defaults, an
+// in-memory API listener and a counting host on the mock network.
+func (nw *simNet) build(i int, file *committee.File, chain tempo.ChainReader) (*node.Node, error) {
+	dir := filepath.Join(nw.cfg.Dir, fmt.Sprintf("v%d", i))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	cfg := node.DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Sidecar.DoppelgangerWindow = 0 // simulated validators sign from the start
+	cfg.P2P = p2p.LocalConfig()
+	prod := p2p.DefaultConfig()
+	cfg.P2P.PubsubCheckInterval = prod.PubsubCheckInterval
+	cfg.P2P.Scoring.InspectPeriod = prod.Scoring.InspectPeriod
+	cfg.API.ListenAddr = fmt.Sprintf("127.0.0.1:%d", 30000+i)
+	cfg.API.Listen = listenIdle
+	cfg.P2P.NewHost = func(key lpcrypto.PrivKey, _ []libp2p.Option) (host.Host, error) {
+		// Loopback addresses keep the nodes inside LocalConfig's IP
+		// colocation whitelist.
+		h, err := nw.mn.AddPeer(key, ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 20000+i)))
+		if err != nil {
+			return nil, err
+		}
+		return countingHost{Host: h, sent: &nw.sent}, nil
+	}
+	nd, err := node.New(cfg,
+		node.WithIdentity(file.Members[i].Name, validatorKey(i)),
+		node.WithCommittee(file),
+		node.WithChain(chain),
+		node.WithLogger(nw.cfg.Logger.With("node", file.Members[i].Name)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("build v%d: %w", i, err)
+	}
+	return nd, nil
+}
+
+// link links validators i and j with half their round trip each way.
+func (nw *simNet) link(i, j int) error {
+	l, err := nw.mn.LinkPeers(nw.peers[i], nw.peers[j])
+	if err != nil {
+		return fmt.Errorf("link v%d-v%d: %w", i, j, err)
+	}
+	oneWay := nw.cfg.Profile.PairRTT(i, j) / 2
+	l.SetOptions(mocknet.LinkOptions{Latency: oneWay})
+	for _, back := range nw.mn.LinksBetweenPeers(nw.peers[j], nw.peers[i]) {
+		back.SetOptions(mocknet.LinkOptions{Latency: oneWay})
+	}
+	return nil
+}
+
+// floor is the physical floor of a payment entering at entry: the round
+// trip to the q-th nearest live validator.
+func (nw *simNet) floor(entry int) time.Duration {
+	rtts := make([]time.Duration, 0, len(nw.live))
+	for _, j := range nw.live {
+		rtts = append(rtts, nw.cfg.Profile.PairRTT(entry, j))
+	}
+	return kth(rtts, nw.quorum)
+}
+
+// pay submits req at entry and waits for the QC there.
+func (nw *simNet) pay(ctx context.Context, entry int, req *fastpayv1.SubmitFastPayRequest, h qc.Hash, timeout time.Duration) (time.Duration, error) {
+	sc := nw.nodes[entry].Sidecar
+	sub := sc.Board().SubscribeTx(h, func(e *bulletin.Event) bool { return e.Kind == bulletin.EventQC })
+	defer sub.Close()
+	t0 := time.Now()
+	if _, err := sc.Submit(ctx, req); err != nil {
+		return 0, fmt.Errorf("submit: %w", err)
+	}
+	if _, ok := sc.Board().QC(h); ok {
+		return time.Since(t0), nil
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-sub.C():
+		return time.Since(t0), nil
+	case <-timer.C:
+		return 0, fmt.Errorf("no QC within %s", timeout)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// partition cuts the live validators into two halves, by position in the
+// live list (so both halves span the regions).
+func (nw *simNet) partition() {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	half := len(nw.live) / 2
+	for a, i := range nw.live {
+		for b, j := range nw.live {
+			if b <= a || (a < half) == (b < half) {
+				continue
+			}
+			nw.cut[[2]int{i, j}] = true
+			for _, l := range nw.mn.LinksBetweenPeers(nw.peers[i], nw.peers[j]) {
+				_ = nw.mn.Unlink(l)
+			}
+			_ = nw.mn.DisconnectPeers(nw.peers[i], nw.peers[j])
+		}
+	}
+}
+
+// heal restores the links partition cut; the validators redial.
+func (nw *simNet) heal() {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	for p := range nw.cut {
+		_ = nw.link(p[0], p[1])
+		delete(nw.cut, p)
+	}
+}
+
+func (nw *simNet) meshStats() p2p.Stats {
+	var s p2p.Stats
+	for _, i := range nw.live {
+		st := nw.nodes[i].Sidecar.Mesh().Stats()
+		s = addStats(s, st)
+	}
+	return s
+}
+
+func (nw *simNet) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := len(nw.nodes) - 1; i >= 0; i-- {
+		if nw.nodes[i] != nil {
+			_ = nw.nodes[i].Stop(ctx)
+		}
+	}
+	_ = nw.mn.Close()
+}
+
+// subStats returns b − a over the counters the report uses.
+func subStats(b, a p2p.Stats) p2p.Stats {
+	sub := func(y, x p2p.TopicStats) p2p.TopicStats {
+		return p2p.TopicStats{Published: y.Published - x.Published, Accepted: y.Accepted - x.Accepted,
+			Ignored: y.Ignored - x.Ignored, Rejected: y.Rejected - x.Rejected, Duplicates: y.Duplicates - x.Duplicates}
+	}
+	return p2p.Stats{Tx: sub(b.Tx, a.Tx), Bulletin: sub(b.Bulletin, a.Bulletin), QC: sub(b.QC, a.QC), Other: sub(b.Other, a.Other)}
+}
+
+// addStats returns a + b over the counters the report uses.
+func addStats(a, b p2p.Stats) p2p.Stats {
+	add := func(x, y p2p.TopicStats) p2p.TopicStats {
+		x.Published += y.Published
+		x.Accepted += y.Accepted
+		x.Ignored += y.Ignored
+		x.Rejected += y.Rejected
+		x.Duplicates += y.Duplicates
+		return x
+	}
+	return p2p.Stats{Tx: add(a.Tx, b.Tx), Bulletin: add(a.Bulletin, b.Bulletin), QC: add(a.QC, b.QC), Other: add(a.Other, b.Other)}
+}
+
+// messageCopies counts the frames validators received from peers on the
+// committee topics, duplicates included (as the bench package counts them).
+func messageCopies(d p2p.Stats) float64 {
+	var total float64
+	for _, t := range []p2p.TopicStats{d.Tx, d.Bulletin, d.QC} {
+		total += float64(t.Accepted+t.Ignored+t.Rejected+t.Duplicates) - float64(t.Published)
+	}
+	return max(total, 0)
+}
+
+// kth returns the k-th smallest of d (1-based), 0 if out of range.
+func kth(d []time.Duration, k int) time.Duration {
+	if k <= 0 || k > len(d) {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[k-1]
+}
+
+// processCPU is this process's user and system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,124 @@
+package sim
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestFloorHandMadeMatrix(t *testing.T) {
+	// Three regions: A–B 10 ms, A–C 100 ms, B–C 50 ms, 2 ms inside a region.
+	p := fromUpper("hand", []string{"A", "B", "C"}, [][]float64{{2, 10, 100}, {2, 50}, {2}})
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// Six validators round-robin: v0 A, v1 B, v2 C, v3 A, v4 B, v5 C.
+	tests := []struct {
+		entry, n, q int
+		want        time.Duration
+	}{
+		{0, 6, 1, 0},                      // the entry alone
+		{0, 6, 2, 2 * time.Millisecond},   // v3, same region
+		{0, 6, 4, 10 * time.Millisecond},  // v1, v4 in B
+		{0, 6, 5, 100 * time.Millisecond}, // first of C
+		{2, 6, 4, 50 * time.Millisecond},  // from C: v5 (2), then B (50)
+		{1, 4, 3, 10 * time.Millisecond},  // v1 B; v3 A at 10, v0 A at 10
+		{0, 6, 7, 0},                      // no such quorum
+	}
+	for _, tc := range tests {
+		if got := p.Floor(tc.entry, tc.n, tc.q); got != tc.want {
+			t.Errorf("Floor(entry %d, n %d, q %d) = %s, want %s", tc.entry, tc.n, tc.q, got, tc.want)
+		}
+	}
+}
+
+func TestProfilesValid(t *testing.T) {
+	for _, p := range []Profile{WAN(), LAN()} {
+		if err := p.Validate(); err != nil {
+			t.Error(err)
+		}
+	}
+	bad := fromUpper("bad", []string{"A", "B"}, [][]float64{{1, 5}, {1}})
+	bad.RTT[0][1] = 7 * time.Millisecond
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "RTT[0][1]") {
+		t.Errorf("asymmetric matrix: got %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	base := DefaultConfig()
+	base.Validators, base.Dir = 10, "x"
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		field string
+	}{
+		{"ok", func(*Config) {}, ""},
+		{"small", func(c *Config) { c.Validators = 3 }, "Validators"},
+		{"too many crashed", func(c *Config) { c.Crashed = 4 }, "Crashed"},
+		{"no dir", func(c *Config) { c.Dir = "" }, "Dir"},
+		{"partition without heal", func(c *Config) { c.PartitionAt = time.Second }, "PartitionFor"},
+	}
+	for _, tc := range tests {
+		c := base
+		tc.edit(&c)
+		err := c.Validate()
+		if (err == nil) != (tc.field == "") || (err != nil && !strings.Contains(err.Error(), tc.field)) {
+			t.Errorf("%s: got %v, want an error naming %q", tc.name, err, tc.field)
+		}
+	}
+}
+
+// TestRunSmall runs ten validators on the WAN profile in virtual time:
+// every payment is certified, the floor is the matrix's, and the table
+// has its columns. No timed assertions: virtual durations depend only on
+// the links, but a loaded machine may still reorder events.
+func TestRunSmall(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*Config)
+	}{
+		{"wan", func(*Config) {}},
+		{"wan f crashed", func(c *Config) { c.Crashed = 3 }},
+		{"wan partition heals", func(c *Config) { c.PartitionAt, c.PartitionFor = 1500*time.Millisecond, 3*time.Second }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := DefaultConfig()
+				cfg.Validators, cfg.Payments, cfg.Dir = 10, 6, t.TempDir()
+				tc.edit(&cfg)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				res, err := Run(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Certified != cfg.Payments {
+					t.Fatalf("certified %d of %d payments", res.Certified, cfg.Payments)
+				}
+				if res.Quorum != 7 {
+					t.Errorf("quorum %d, want 7", res.Quorum)
+				}
+				if res.QC.P50 < res.Floor.P50 {
+					t.Errorf("QC p50 %s below the physical floor p50 %s", res.QC.P50, res.Floor.P50)
+				}
+				if res.BytesPerValidator <= 0 || res.CopiesPerValidator <= 0 {
+					t.Errorf("bytes %.0f, copies %.1f per payment per validator: want both positive", res.BytesPerValidator, res.CopiesPerValidator)
+				}
+				var b strings.Builder
+				if err := WriteTable(&b, []*Result{res}); err != nil {
+					t.Fatal(err)
+				}
+				for _, col := range Columns {
+					if !strings.Contains(b.String(), col) {
+						t.Errorf("table lacks column %q:\n%s", col, b.String())
+					}
+				}
+				t.Logf("\n%s", b.String())
+			})
+		})
+	}
+}
