@@ -156,7 +156,7 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	if err := s.d.up(ctx); err != nil {
 		return 0, err
 	}
-	// A spare serves nothing until it joins the committee.
+	// A spare is not ready until it joins the committee.
 	containers := []string{m.Chain.Container}
 	for _, sc := range m.Members() {
 		containers = append(containers, sc.Container)
