@@ -22,9 +22,6 @@ import (
 	"github.com/allegro-mesh/allegro/devnet"
 	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/qc"
-	"github.com/allegro-mesh/allegro/tempo"
-	"github.com/allegro-mesh/allegro/tempo/chain"
-	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // epochLength of the devnet below: 6 s epochs at a block every 200 ms,
@@ -354,28 +351,7 @@ func keysOf(t *testing.T, d *devnet.Devnet, i int) validatorKeys {
 // its owner.
 func addValidator(ctx context.Context, t *testing.T, d *devnet.Devnet, key ed25519.PrivateKey) {
 	t.Helper()
-	pub := [32]byte(key.Public().(ed25519.PublicKey))
-	data, err := tempo.AddValidatorCalldata(tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: devkit.ValidatorAddress(pub)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := devkit.SignCall(devkit.ValidatorConfigOwner().Key, 0, tempo.ValidatorConfigAddress, data, d.Chain.ChainID(), 0, devkit.Fees{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := tx.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := chain.New(chain.Config{URL: d.Chain.WSEndpoint(), ExpectedChainID: d.Chain.ChainID().Uint64()}.WithDefaults(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop(context.Background())
-	if _, err := c.SendRawTransaction(ctx, raw); err != nil {
+	if err := d.AddValidator(ctx, [32]byte(key.Public().(ed25519.PublicKey))); err != nil {
 		t.Fatal(err)
 	}
 }

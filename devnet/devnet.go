@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ethereum/go-ethereum/ethclient"
+
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/devnet/devwallet"
 	"github.com/allegro-mesh/allegro/node"
@@ -307,4 +309,21 @@ func loadOrCreateKey(path, name string) (ed25519.PrivateKey, error) {
 	}
 	_, key, err := committee.LoadKeyFile(path)
 	return key, err
+}
+
+// AddValidator adds the consensus key pub to the dev chain's validator
+// set, as the ValidatorConfig's owner, and waits for the transaction: the
+// validator joins the committee of the first epoch whose committee block
+// follows (with a binding of its sidecar key).
+func (d *Devnet) AddValidator(ctx context.Context, pub [32]byte) error {
+	data, err := tempo.AddValidatorCalldata(tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: devkit.ValidatorAddress(pub)})
+	if err != nil {
+		return err
+	}
+	ec, err := ethclient.DialContext(ctx, d.Chain.HTTPEndpoint())
+	if err != nil {
+		return fmt.Errorf("devnet: dial the dev chain: %w", err)
+	}
+	defer ec.Close()
+	return devkit.OwnerCall(ctx, ec, data)
 }

@@ -10,8 +10,6 @@ import (
 
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/internal/testkit"
-	"github.com/allegro-mesh/allegro/tempo"
-	"github.com/allegro-mesh/allegro/tempo/chain"
 	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
@@ -39,28 +37,7 @@ func TestDevnetEpochs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := [32]byte(key.Public().(ed25519.PublicKey))
-	data, err := tempo.AddValidatorCalldata(tempo.Validator{PublicKey: pub, Active: true, ValidatorAddress: devkit.ValidatorAddress(pub)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := devkit.SignCall(devkit.ValidatorConfigOwner().Key, 0, tempo.ValidatorConfigAddress, data, d.Chain.ChainID(), 0, devkit.Fees{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := tx.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := chain.New(chain.Config{URL: d.Chain.WSEndpoint(), ExpectedChainID: d.Chain.ChainID().Uint64()}.WithDefaults(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop(context.Background())
-	if _, err := c.SendRawTransaction(ctx, raw); err != nil {
+	if err := d.AddValidator(ctx, [32]byte(key.Public().(ed25519.PublicKey))); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 60*time.Second, "the spare in the committee, signing", func() bool {
