@@ -304,7 +304,19 @@ func (f *faults) waitHealthy(ctx context.Context, names ...string) error {
 			cs = append(cs, f.container(n))
 		}
 	}
-	return f.d.waitHealthy(ctx, f.healthTO, cs...)
+	if err := f.d.waitHealthy(ctx, f.healthTO, cs...); err != nil || !f.d.swarm {
+		return err
+	}
+	// A swarm task's health is liveness (see deploy/testnet/stack.go):
+	// wait for readiness through the API.
+	for _, n := range names {
+		if s, ok := f.m.Sidecar(n); ok {
+			if err := waitReady(ctx, s.API, f.healthTO); err != nil {
+				return fmt.Errorf("%s: %w", n, err)
+			}
+		}
+	}
+	return nil
 }
 
 // plan returns the steps of one round.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -226,4 +227,33 @@ func (d *docker) stackRemove(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// waitReady polls a sidecar's /readyz at api (host:port) until it answers
+// 200.
+func waitReady(ctx context.Context, api string, timeout time.Duration) error {
+	hc := &http.Client{Timeout: 3 * time.Second}
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("readyz: HTTP %d", resp.StatusCode)
+		}
+		last = err
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %s: %w", timeout, last)
+		}
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }

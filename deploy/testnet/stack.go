@@ -236,10 +236,12 @@ func (p *plan) stack() ([]byte, error) {
 				set("mesh-a", stackNetAttach{Aliases: []string{s.MeshAIP}}).
 				set("mesh-b", stackNetAttach{Aliases: []string{s.MeshBIP}}),
 			Ports: []stackPort{{Target: containerAPIPort, Published: cfg.APIPortBase + sidecarIndex(s.Name) - 1, Protocol: "tcp", Mode: "host"}},
-			// Swarm replaces a task that turns unhealthy: the retries
-			// leave a sidecar cut off its peers half a minute to heal.
+			// Liveness, not readiness: swarm puts a task in its
+			// service's DNS only once healthy, and a sidecar is ready
+			// only once it reaches its peers by those names. Swarm
+			// replaces a task that turns unhealthy.
 			Healthcheck: stackHealth{
-				Test:     quoteAll([]string{"CMD", "/allegro", "healthcheck", "--quiet", "--url", fmt.Sprintf("http://127.0.0.1:%d/readyz", containerAPIPort)}),
+				Test:     quoteAll([]string{"CMD", "/allegro", "healthcheck", "--quiet", "--url", fmt.Sprintf("http://127.0.0.1:%d/livez", containerAPIPort)}),
 				Interval: "2s", Timeout: "3s", Retries: 15, StartPeriod: "30s",
 			},
 			StopGracePeriod: "20s",

@@ -214,7 +214,7 @@ func TestGenerateSwarm(t *testing.T) {
 			if len(svc.Configs) != 1 || svc.Configs[0].Target != svc.Environment["ALLEGRO_COMMITTEE_FILE"] {
 				t.Errorf("%s configs %+v", name, svc.Configs)
 			}
-			if len(svc.Healthcheck.Test) == 0 || !slices.Contains(svc.Healthcheck.Test, "http://127.0.0.1:7070/readyz") {
+			if len(svc.Healthcheck.Test) == 0 || !slices.Contains(svc.Healthcheck.Test, "http://127.0.0.1:7070/livez") {
 				t.Errorf("%s health check %v", name, svc.Healthcheck.Test)
 			}
 			if len(svc.Ports) != 1 || svc.Ports[0].Mode != "host" || svc.Ports[0].Published != cfg.APIPortBase+i || svc.Ports[0].Target != 7070 {
