@@ -114,6 +114,12 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	for _, f := range cfg.SwarmLeftOut {
 		s.say("swarm mode leaves out %s: %s", f, swarmLeftOut[f])
 	}
+	if cfg.Swarm {
+		// Refused before anything is built (initSwarm checks again).
+		if st, err := swarmState(ctx); err != nil || st != "inactive" {
+			return 0, fmt.Errorf("swarm: the engine's swarm state is %q (%v), want inactive: the runner creates its own swarm and leaves it", st, err)
+		}
+	}
 	if !cfg.SkipBuild {
 		s.say("building the static binary and image %s (FROM scratch, nothing pulled)", cfg.Image)
 		if err := buildImage(ctx, root, cfg.Image, cfg.Trimpath, s.log); err != nil {
