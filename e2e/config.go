@@ -132,6 +132,13 @@ type Config struct {
 	Seed int64
 	// LogLevel of the sidecars (default "info").
 	LogLevel string
+	// Swarm runs the testnet as a docker swarm stack on a one-node swarm
+	// the runner creates and leaves (see swarm.go): only the faults of
+	// swarmFaults, EpochLength 0, and not with Keep. Default false.
+	Swarm bool
+	// SwarmLeftOut are the requested faults swarm mode leaves out (set by
+	// parseFlags; the run names them).
+	SwarmLeftOut []string
 }
 
 // DefaultConfig is the short suite .ci/run uses.
@@ -214,6 +221,20 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("e2e: LogLevel must be debug, info, warn or error, got %q", c.LogLevel))
 	}
+	if c.Swarm {
+		if _, left := splitSwarmFaults(c.Faults); len(left) > 0 {
+			errs = append(errs, fmt.Errorf("e2e: Faults: swarm mode cannot apply %s", strings.Join(left, ",")))
+		}
+		if len(c.Faults) == 0 {
+			errs = append(errs, fmt.Errorf("e2e: Faults: swarm mode needs at least one of %s", strings.Join(swarmFaults, ",")))
+		}
+		if c.EpochLength != 0 {
+			errs = append(errs, errors.New("e2e: EpochLength must be 0 in swarm mode (-epoch-length 0): the stack carries one fixed committee"))
+		}
+		if c.Keep {
+			errs = append(errs, errors.New("e2e: Keep is not available in swarm mode: the runner never leaves the engine in a swarm"))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -284,6 +305,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.Compose, "compose", c.Compose, `compose command: "docker compose" or "docker-compose" (default: detected)`)
 	fs.Int64Var(&c.Seed, "seed", c.Seed, "random seed (0: time-based)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "sidecar log level")
+	fs.BoolVar(&c.Swarm, "swarm", c.Swarm, "run the testnet as a docker swarm stack on a one-node swarm made and left by the run (needs -epoch-length 0; faults: "+strings.Join(swarmFaults, ",")+", the others are left out)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -295,6 +317,9 @@ func parseFlags(args []string) (Config, error) {
 		if f = strings.TrimSpace(f); f != "" {
 			c.Faults = append(c.Faults, f)
 		}
+	}
+	if c.Swarm {
+		c.Faults, c.SwarmLeftOut = splitSwarmFaults(c.Faults)
 	}
 	return c, c.Validate()
 }

@@ -22,6 +22,9 @@ type docker struct {
 	log     *slog.Logger
 	// env is added to compose's environment (ALLEGRO_BYZANTINE_<NAME>).
 	env map[string]string
+	// swarm: the testnet is the swarm stack project (swarm.go); the
+	// container names of the manifest name its services.
+	swarm bool
 }
 
 // defaultCommandTimeout bounds one docker command.
@@ -96,6 +99,12 @@ func (d *docker) composeRun(ctx context.Context, timeout time.Duration, args ...
 // up creates and starts every service (or the given ones, without their
 // dependencies).
 func (d *docker) up(ctx context.Context, services ...string) error {
+	if d.swarm {
+		if len(services) > 0 {
+			return errors.New("swarm: services are updated, not brought up one by one")
+		}
+		return d.stackDeploy(ctx)
+	}
 	args := []string{"up", "-d"}
 	if len(services) > 0 {
 		args = append(append(args, "--no-deps"), services...)
@@ -106,6 +115,9 @@ func (d *docker) up(ctx context.Context, services ...string) error {
 
 // down removes the project's containers, networks and volumes.
 func (d *docker) down(ctx context.Context) error {
+	if d.swarm {
+		return d.stackRemove(ctx)
+	}
 	_, err := d.composeRun(ctx, 3*time.Minute, "down", "-v", "--remove-orphans", "-t", "5")
 	return err
 }
@@ -113,7 +125,14 @@ func (d *docker) down(ctx context.Context) error {
 // health returns a container's health status ("healthy", "starting",
 // "unhealthy", "" without a health check) and whether it runs.
 func (d *docker) health(ctx context.Context, container string) (status string, running bool, err error) {
-	out, err := d.docker(ctx, "inspect", "-f", "{{.State.Running}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", container)
+	id, err := d.resolve(ctx, container)
+	if errors.Is(err, errNoTask) {
+		return "", false, nil // swarm has not (re)started it yet
+	}
+	if err != nil {
+		return "", false, err
+	}
+	out, err := d.docker(ctx, "inspect", "-f", "{{.State.Running}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", id)
 	if err != nil {
 		return "", false, err
 	}
@@ -160,11 +179,27 @@ func (d *docker) waitHealthy(ctx context.Context, timeout time.Duration, contain
 	}
 }
 
+// logsArgs is the docker command for a container's logs: in swarm mode
+// those of every task of its service (a killed task's included).
+func (d *docker) logsArgs(container string, timestamps bool) []string {
+	args := []string{"logs"}
+	if d.swarm {
+		args = []string{"service", "logs", "--raw"}
+	}
+	if timestamps {
+		args = append(args, "-t")
+	}
+	if d.swarm {
+		return append(args, d.service(container))
+	}
+	return append(args, container)
+}
+
 // logs returns a container's stdout and stderr separately.
 func (d *docker) logs(ctx context.Context, container string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", "logs", "-t", container)
+	cmd := exec.CommandContext(ctx, "docker", d.logsArgs(container, true)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
@@ -175,7 +210,7 @@ func (d *docker) logs(ctx context.Context, container string) (stdout, stderr str
 func (d *docker) stdout(ctx context.Context, container string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", "logs", container)
+	cmd := exec.CommandContext(ctx, "docker", d.logsArgs(container, false)...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	err := cmd.Run()

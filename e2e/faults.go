@@ -304,7 +304,19 @@ func (f *faults) waitHealthy(ctx context.Context, names ...string) error {
 			cs = append(cs, f.container(n))
 		}
 	}
-	return f.d.waitHealthy(ctx, f.healthTO, cs...)
+	if err := f.d.waitHealthy(ctx, f.healthTO, cs...); err != nil || !f.d.swarm {
+		return err
+	}
+	// A swarm task's health is liveness (see deploy/testnet/stack.go):
+	// wait for readiness through the API.
+	for _, n := range names {
+		if s, ok := f.m.Sidecar(n); ok {
+			if err := waitReady(ctx, s.API, f.healthTO); err != nil {
+				return fmt.Errorf("%s: %w", n, err)
+			}
+		}
+	}
+	return nil
 }
 
 // plan returns the steps of one round.
@@ -382,12 +394,16 @@ func (f *faults) plan(kinds []string, n, fmax int) []step {
 			steps = append(steps, step{fault: kind, label: "kill:" + v, snapApply: v,
 				apply: func(ctx context.Context) error {
 					f.topo.set(func(t *topology) { t.up[v] = false })
-					_, err := f.d.docker(ctx, "kill", "-s", "KILL", f.container(v))
+					_, err := f.d.onContainer(ctx, f.container(v), "kill", "-s", "KILL")
 					return err
 				},
 				heal: func(ctx context.Context) error {
-					if _, err := f.d.docker(ctx, "start", f.container(v)); err != nil {
-						return err
+					// Swarm restarts a killed task itself (restart
+					// policy on-failure), keeping its volume.
+					if !f.d.swarm {
+						if _, err := f.d.docker(ctx, "start", f.container(v)); err != nil {
+							return err
+						}
 					}
 					if err := f.waitHealthy(ctx, v); err != nil {
 						return err
@@ -400,11 +416,11 @@ func (f *faults) plan(kinds []string, n, fmax int) []step {
 			steps = append(steps, step{fault: kind, label: "pause:" + v,
 				apply: func(ctx context.Context) error {
 					f.topo.set(func(t *topology) { t.up[v] = false })
-					_, err := f.d.docker(ctx, "pause", f.container(v))
+					_, err := f.d.onContainer(ctx, f.container(v), "pause")
 					return err
 				},
 				heal: func(ctx context.Context) error {
-					if _, err := f.d.docker(ctx, "unpause", f.container(v)); err != nil {
+					if _, err := f.d.onContainer(ctx, f.container(v), "unpause"); err != nil {
 						return err
 					}
 					f.topo.set(func(t *topology) { t.up[v] = true })
@@ -455,7 +471,13 @@ func (f *faults) setByzantine(ctx context.Context, v, mode string) error {
 		}
 	})
 	f.d.env[testnet.ByzantineEnv(v)] = mode
-	if err := f.d.up(ctx, v); err != nil {
+	if f.d.swarm {
+		// The stack substituted the variable at deploy time: set the
+		// service's own variable instead.
+		if err := f.d.serviceEnv(ctx, v, "ALLEGRO_BYZANTINE="+mode); err != nil {
+			return err
+		}
+	} else if err := f.d.up(ctx, v); err != nil {
 		return err
 	}
 	if err := f.waitHealthy(ctx, v); err != nil {

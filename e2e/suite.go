@@ -89,8 +89,10 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	if err := dockerAvailable(ctx); err != nil {
 		return 0, fmt.Errorf("docker is not available: %w", err)
 	}
-	compose, err := detectCompose(ctx, cfg.Compose)
-	if err != nil {
+	var compose []string
+	if cfg.Swarm {
+		compose = []string{"docker", "stack"}
+	} else if compose, err = detectCompose(ctx, cfg.Compose); err != nil {
 		return 0, err
 	}
 	id := randomID()
@@ -109,11 +111,38 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	s.say("e2e run %s: %d validators, %d rounds of %s, ~%d payments (%.1f/s), compose %q, seed %d",
 		project, cfg.Validators, cfg.Rounds, strings.Join(cfg.Faults, ","), cfg.Payments, cfg.Rate(), strings.Join(compose, " "), seed)
 
+	for _, f := range cfg.SwarmLeftOut {
+		s.say("swarm mode leaves out %s: %s", f, swarmLeftOut[f])
+	}
+	if cfg.Swarm {
+		// Refused before anything is built (initSwarm checks again).
+		if st, err := swarmState(ctx); err != nil || st != "inactive" {
+			return 0, fmt.Errorf("swarm: the engine's swarm state is %q (%v), want inactive: the runner creates its own swarm and leaves it", st, err)
+		}
+	}
 	if !cfg.SkipBuild {
 		s.say("building the static binary and image %s (FROM scratch, nothing pulled)", cfg.Image)
 		if err := buildImage(ctx, root, cfg.Image, cfg.Trimpath, s.log); err != nil {
 			return 0, err
 		}
+	}
+
+	if cfg.Swarm {
+		// Before the subnets are chosen: the swarm adds its ingress
+		// network. Left on every way out, after the stack's removal
+		// (deferred before it).
+		node, err := initSwarm(ctx, s.log)
+		if err != nil {
+			return 0, err
+		}
+		s.say("one-node swarm initialised (docker swarm init --advertise-addr 127.0.0.1)")
+		defer func() {
+			if err := node.leave(); err != nil {
+				s.say("SWARM LEAVE FAILED: %v (run: docker swarm leave --force)", err)
+			} else {
+				s.say("left the swarm (docker swarm leave --force)")
+			}
+		}()
 	}
 
 	// Generate the testnet on free subnets and ports.
@@ -137,14 +166,22 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	// the run, not come back with an empty board.
 	tcfg.Restart = "no"
 	dir := filepath.Join(s.artifacts, testnetDir)
-	m, err := testnet.Generate(tcfg, dir)
+	generate := testnet.Generate
+	if cfg.Swarm {
+		// Swarm has no start order: a sidecar that starts before the
+		// dev chain answers exits and must be restarted; a killed one
+		// is restarted by swarm too.
+		tcfg.Restart = "on-failure"
+		generate = testnet.GenerateSwarm
+	}
+	m, err := generate(tcfg, dir)
 	if err != nil {
 		return 0, err
 	}
 	s.manifest = m
 	// The Byzantine validator starts honest; its phases switch the mode.
 	s.d = &docker{compose: compose, project: project, dir: dir, log: s.log,
-		env: map[string]string{testnet.ByzantineEnv(s.byz): ""}}
+		env: map[string]string{testnet.ByzantineEnv(s.byz): ""}, swarm: cfg.Swarm}
 	defer s.teardown()
 
 	s.say("starting %d sidecars, the dev chain and %d light client(s) (subnets %s.0-2.0/24, APIs 127.0.0.1:%d-%d, chain :%d)",
@@ -694,7 +731,7 @@ func (s *suite) teardown() {
 	}
 	for _, c := range containers {
 		// A paused container cannot be stopped by compose.
-		_, _ = s.d.docker(ctx, "unpause", c)
+		_, _ = s.d.onContainer(ctx, c, "unpause")
 		out, errOut, err := s.d.logs(ctx, c)
 		if err != nil && out == "" && errOut == "" {
 			continue
@@ -710,7 +747,11 @@ func (s *suite) teardown() {
 		s.say("teardown: %v", err)
 		return
 	}
-	s.say("testnet %s removed (containers, networks, volumes)", m.Project)
+	if s.cfg.Swarm {
+		s.say("stack %s removed (services, secrets, configs, networks, volumes)", m.Project)
+	} else {
+		s.say("testnet %s removed (containers, networks, volumes)", m.Project)
+	}
 	if s.cfg.RemoveImage {
 		if _, err := s.d.docker(ctx, "rmi", s.cfg.Image); err != nil {
 			s.say("remove image: %v", err)

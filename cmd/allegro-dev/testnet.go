@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	app.Register("testnet", "generate a docker-compose or Kubernetes test network (allegro-dev testnet gen [--format k8s] --validators N --out DIR); install its keys (testnet install-keys, run by the network itself)", runTestnet)
+	app.Register("testnet", "generate a docker-compose, docker swarm or Kubernetes test network (allegro-dev testnet gen [--format swarm|k8s] --validators N --out DIR); install its keys (testnet install-keys, run by the network itself)", runTestnet)
 }
 
 // byzantineFlag collects repeated --byzantine NAME=MODE values.
@@ -72,7 +72,7 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	d := testnet.DefaultConfig()
 	fs := app.Flags("testnet gen", "--out DIR [--validators N] [--light-clients K] [--byzantine NAME=MODE] [flags]")
 	out := fs.String("out", "", "directory to write keys/, committee.toml, docker-compose.yml and testnet.json into (required)")
-	format := fs.String("format", "compose", "compose (docker-compose.yml, one host) or k8s (Kubernetes manifests testnet.yaml and kustomization.yaml, any number of hosts; host ports, subnets, --restart and monitoring do not apply)")
+	format := fs.String("format", "compose", "compose (docker-compose.yml, one host), swarm (docker-stack.yml for docker stack deploy, any number of hosts; no --epoch-length, --spares or monitoring) or k8s (Kubernetes manifests testnet.yaml and kustomization.yaml, any number of hosts; host ports, subnets, --restart and monitoring do not apply)")
 	kd := k8s.DefaultConfig()
 	namespace := fs.String("namespace", kd.Namespace, "k8s: namespace of every object (the committee's addresses name it)")
 	clusterDomain := fs.String("cluster-domain", kd.ClusterDomain, "k8s: the cluster's DNS domain")
@@ -112,6 +112,13 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	switch *format {
 	case "compose":
+	case "swarm":
+		m, err := testnet.GenerateSwarm(cfg, *out)
+		if err != nil {
+			return err
+		}
+		writeSwarmSummary(stdout, m, *out)
+		return nil
 	case "k8s":
 		kc := kd
 		kc.Testnet, kc.Namespace, kc.ClusterDomain, kc.StorageClass = cfg, *namespace, *clusterDomain, *storageClass
@@ -122,7 +129,7 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 		n.WriteSummary(stdout, *out)
 		return nil
 	default:
-		return fmt.Errorf("--format must be compose or k8s, got %q", *format)
+		return fmt.Errorf("--format must be compose, swarm or k8s, got %q", *format)
 	}
 	m, err := testnet.Generate(cfg, *out)
 	if err != nil {
@@ -153,4 +160,24 @@ func runTestnetGen(_ context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "Prometheus (%s, scraping every sidecar) and Grafana, whose images are pulled: add --profile %s (http://127.0.0.1:%d, http://127.0.0.1:%d)\n",
 		testnet.PrometheusFile, testnet.MonitoringProfile, cfg.PrometheusPort, cfg.GrafanaPort)
 	return nil
+}
+
+// writeSwarmSummary prints what GenerateSwarm wrote and how to start it.
+func writeSwarmSummary(w io.Writer, m *testnet.Manifest, dir string) {
+	fmt.Fprintf(w, "wrote swarm stack %q to %s: %d validators (f=%d, quorum %d), %d light client(s)\n",
+		m.Stack, dir, m.Validators, m.F, m.Quorum, len(m.LightClient))
+	fmt.Fprintf(w, "  dev chain   service %s  (JSON-RPC on port %s of its node)\n", testnet.SwarmService(m.Stack, m.Chain.Service), m.Chain.RPC[strings.LastIndex(m.Chain.RPC, ":")+1:])
+	for _, s := range m.Sidecars {
+		extra := ""
+		if s.Byzantine != "" {
+			extra = fmt.Sprintf("  BYZANTINE %s (override with %s)", s.Byzantine, testnet.ByzantineEnv(s.Name))
+		}
+		fmt.Fprintf(w, "  %-11s service %s  API port %s  mesh %s, %s%s\n", s.Name, testnet.SwarmService(m.Stack, s.Name),
+			s.API[strings.LastIndex(s.API, ":")+1:], s.MeshAIP, s.MeshBIP, extra)
+	}
+	for _, lc := range m.LightClient {
+		fmt.Fprintf(w, "  %-11s watches %d addresses\n", lc.Name, len(lc.Watch))
+	}
+	fmt.Fprintf(w, "keys in %s are TEST keys (swarm secrets once deployed). Every node needs the image; on a manager:\n  cd %s && docker stack deploy --resolve-image never -c %s %s\n",
+		filepath.Join(dir, testnet.KeysDir), dir, testnet.StackFile, m.Stack)
 }
