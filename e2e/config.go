@@ -320,6 +320,13 @@ func parseFlags(args []string) (Config, error) {
 	}
 	if c.Swarm {
 		c.Faults, c.SwarmLeftOut = splitSwarmFaults(c.Faults)
+		// The stack carries one fixed committee: without an explicit
+		// -epoch-length, swarm mode runs without epochs.
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "epoch-length" })
+		if !explicit {
+			c.EpochLength = 0
+		}
 	}
 	return c, c.Validate()
 }

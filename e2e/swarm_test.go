@@ -28,6 +28,10 @@ func TestParseFlagsSwarm(t *testing.T) {
 	if c.Spares() != 0 {
 		t.Errorf("spares %d", c.Spares())
 	}
+	// Without -epoch-length, swarm mode runs without epochs.
+	if c, err := parseFlags([]string{"-swarm"}); err != nil || c.EpochLength != 0 {
+		t.Errorf("-swarm alone: epoch length %d (%v), want 0", c.EpochLength, err)
+	}
 	c, err = parseFlags([]string{"-swarm", "-epoch-length", "0", "-faults", "pause,partition,kill"})
 	if err != nil || !slices.Equal(c.Faults, []string{FaultPause, FaultKill}) || !slices.Equal(c.SwarmLeftOut, []string{FaultPartition}) {
 		t.Errorf("faults %v left out %v (%v)", c.Faults, c.SwarmLeftOut, err)
@@ -36,7 +40,7 @@ func TestParseFlagsSwarm(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-swarm"}, "EpochLength"},
+		{[]string{"-swarm", "-epoch-length", "12"}, "EpochLength"},
 		{[]string{"-swarm", "-epoch-length", "0", "-keep"}, "Keep"},
 		{[]string{"-swarm", "-epoch-length", "0", "-faults", "partition"}, "at least one"},
 	} {

@@ -433,9 +433,21 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Sources) > 0 {
 		ew.printf("\nSources\n")
 		tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  NAME\tKIND\tHONEST\tREACHABLE\tCERTS\tQCS\tEVIDENCE\tSTATUSES\tERRORS")
-		for _, s := range r.Sources {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Kind, yesNo(s.Honest), yesNo(s.Reachable), s.Certs, s.QCs, s.Evidence, s.Statuses, s.Errors)
+		rows := groupSources(r.Sources)
+		if len(rows) < len(r.Sources) {
+			// Collected several times (board snapshots): one row per
+			// source, with the largest counts of a collection and the
+			// errors of all.
+			fmt.Fprintln(tw, "  NAME\tKIND\tHONEST\tCOLLECTED\tUNREACHABLE\tCERTS\tQCS\tEVIDENCE\tSTATUSES\tERRORS")
+			for _, g := range rows {
+				s := g.max
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Kind, yesNo(s.Honest), g.times, g.unreachable, s.Certs, s.QCs, s.Evidence, s.Statuses, s.Errors)
+			}
+		} else {
+			fmt.Fprintln(tw, "  NAME\tKIND\tHONEST\tREACHABLE\tCERTS\tQCS\tEVIDENCE\tSTATUSES\tERRORS")
+			for _, s := range r.Sources {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Kind, yesNo(s.Honest), yesNo(s.Reachable), s.Certs, s.QCs, s.Evidence, s.Statuses, s.Errors)
+			}
 		}
 		tw.Flush()
 	}
@@ -620,3 +632,40 @@ func (e *errWriter) Write(p []byte) (int, error) {
 }
 
 func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
+
+// sourceGroup is one source collected one or more times.
+type sourceGroup struct {
+	max         SourceSummary // the largest counts of its collections, the errors of all
+	times       int
+	unreachable int
+}
+
+// groupSources folds the collections of each source (name and kind) into
+// one row, in order of first appearance.
+func groupSources(sources []SourceSummary) []sourceGroup {
+	var out []sourceGroup
+	index := make(map[[2]string]int)
+	for _, s := range sources {
+		k := [2]string{s.Name, s.Kind}
+		i, ok := index[k]
+		if !ok {
+			index[k] = len(out)
+			g := sourceGroup{max: s, times: 1}
+			if !s.Reachable {
+				g.unreachable = 1
+			}
+			out = append(out, g)
+			continue
+		}
+		g := &out[i]
+		g.times++
+		if !s.Reachable {
+			g.unreachable++
+		}
+		m := &g.max
+		m.Reachable = m.Reachable || s.Reachable
+		m.Certs, m.QCs, m.Evidence, m.Statuses = max(m.Certs, s.Certs), max(m.QCs, s.QCs), max(m.Evidence, s.Evidence), max(m.Statuses, s.Statuses)
+		m.Errors += s.Errors
+	}
+	return out
+}
