@@ -358,6 +358,12 @@ func (nw *simNet) build(i int, file *committee.File, chain tempo.ChainReader) (*
 	cfg := node.DefaultConfig()
 	cfg.DataDir = dir
 	cfg.Sidecar.DoppelgangerWindow = 0 // simulated validators sign from the start
+	// The group commit makes the state store's WAL wait on a timer. In
+	// virtual time a timer fires only once every goroutine of the bubble
+	// is durably blocked, and a goroutine waiting on a lock (the account
+	// lock held across a commit) is not: the commit would never finish.
+	// Every write syncs at once instead.
+	cfg.Validator.GroupCommitWindow = 0
 	cfg.P2P = p2p.LocalConfig()
 	prod := p2p.DefaultConfig()
 	cfg.P2P.PubsubCheckInterval = prod.PubsubCheckInterval
