@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -62,13 +61,9 @@ func newEpochWatch(ctx context.Context, dir string, m *testnet.Manifest, log *sl
 	w := &epochWatch{file: f, res: res, chain: cl, log: log, keyName: map[qc.ValidatorID]string{},
 		committees: map[uint64]*qc.Committee{}, changed: make(chan struct{})}
 	for _, s := range m.Sidecars {
-		raw, err := hex.DecodeString(s.PublicKey)
+		id, err := s.ID()
 		if err != nil {
-			return nil, fmt.Errorf("epochs: sidecar %s: %w", s.Name, err)
-		}
-		id, err := qc.ValidatorIDFromBytes(raw)
-		if err != nil {
-			return nil, fmt.Errorf("epochs: sidecar %s: %w", s.Name, err)
+			return nil, err
 		}
 		w.keyName[id] = s.Name
 	}

@@ -509,11 +509,7 @@ func (f *faults) sidecarID(name string) (qc.ValidatorID, error) {
 	if !ok {
 		return qc.ValidatorID{}, fmt.Errorf("no validator %q in the testnet", name)
 	}
-	raw, err := hex.DecodeString(s.PublicKey)
-	if err != nil {
-		return qc.ValidatorID{}, err
-	}
-	return qc.ValidatorIDFromBytes(raw)
+	return s.ID()
 }
 
 // setActive makes the ValidatorConfig's owner add name's consensus key to

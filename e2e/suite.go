@@ -634,17 +634,15 @@ func (s *suite) snapshot(ctx context.Context, names ...string) {
 		s.say("snapshot of %s: %v", strings.Join(names, ","), err)
 		return
 	}
-	// The snapshot lists one sidecar; mark honesty as the full collection
-	// will, so the histories merge.
-	byz, _ := (&faults{m: s.manifest}).sidecarID(s.byz)
-	for _, info := range []*safety.CommitteeInfo{&h.Committee} {
+	// The snapshot may not list the Byzantine sidecar; mark honesty as the
+	// full collection will, so the histories merge.
+	var byz qc.ValidatorID
+	if sc, ok := s.manifest.Sidecar(s.byz); ok {
+		byz, _ = sc.ID()
+	}
+	for _, info := range append([]*safety.CommitteeInfo{&h.Committee}, epochInfos(h)...) {
 		for i := range info.Members {
 			info.Members[i].Honest = info.Members[i].ID != byz
-		}
-	}
-	for j := range h.Epochs {
-		for i := range h.Epochs[j].Members {
-			h.Epochs[j].Members[i].Honest = h.Epochs[j].Members[i].ID != byz
 		}
 	}
 	s.snapMu.Lock()
@@ -683,6 +681,15 @@ func (s *suite) snapshotEpochs(ctx context.Context, topo *topology) {
 		topo.mu.Unlock()
 		s.snapshot(ctx, names...)
 	}
+}
+
+// epochInfos points at the committees of h's other epochs.
+func epochInfos(h *safety.History) []*safety.CommitteeInfo {
+	out := make([]*safety.CommitteeInfo, len(h.Epochs))
+	for i := range h.Epochs {
+		out[i] = &h.Epochs[i]
+	}
+	return out
 }
 
 // memberName is name as the committees call it (see epochWatch.memberName).

@@ -50,7 +50,6 @@ import (
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
-	"github.com/allegro-mesh/allegro/tempo/devkit"
 )
 
 // Defaults of DefaultConfig.
@@ -362,18 +361,7 @@ func (c Config) committee(n *Network) *committee.File {
 	return f
 }
 
-// watched is what light client j (1-based) watches: load accounts
-// (j-1)*Watch ... (j-1)*Watch+Watch-1 modulo LoadAccounts, as in compose.
+// watched is what light client j (1-based) watches, as in compose.
 func (c Config) watched(j int) []string {
-	load := devkit.LoadAccounts(c.Testnet.LoadAccounts)
-	var out []string
-	seen := map[string]bool{}
-	for k := 0; k < c.Testnet.Watch; k++ {
-		a := load[((j-1)*c.Testnet.Watch+k)%len(load)].Address.Hex()
-		if !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	return out
+	return testnet.WatchedAccounts(c.Testnet.LoadAccounts, c.Testnet.Watch, j-1)
 }

@@ -279,17 +279,7 @@ func (p *plan) compose() ([]byte, error) {
 		DependsOn: newOrdered().set(prometheusService, map[string]string{"condition": "service_started"}),
 	})
 
-	networks := newOrdered()
-	for _, n := range []struct{ key, name, subnet string }{
-		{"chain", m.Networks.Chain, m.Networks.ChainSubnet},
-		{"mesh-a", m.Networks.MeshA, m.Networks.MeshASubnet},
-		{"mesh-b", m.Networks.MeshB, m.Networks.MeshBSubnet},
-	} {
-		networks.set(n.key, newOrdered().
-			set("name", n.name).
-			set("driver", "bridge").
-			set("ipam", map[string]any{"config": []map[string]string{{"subnet": n.subnet}}}))
-	}
+	networks := m.networksDoc(func(n *ordered) *ordered { return n.set("driver", "bridge") })
 	volumes := newOrdered().set(cfg.Project+"-chain-data", map[string]string{"name": cfg.Project + "-chain-data"})
 	for _, s := range m.Sidecars {
 		v := cfg.Project + "-" + s.Name + "-data"
@@ -309,13 +299,33 @@ func (p *plan) compose() ([]byte, error) {
 	fmt.Fprintf(&b, "#   docker-compose -p %s up -d     (or: docker compose -p %s up -d)\n", m.Project, m.Project)
 	fmt.Fprintf(&b, "# Prometheus and Grafana (images pulled): add --profile %s; http://127.0.0.1:%d, http://127.0.0.1:%d\n",
 		MonitoringProfile, cfg.PrometheusPort, cfg.GrafanaPort)
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(doc); err != nil {
+	if err := encodeYAML(&b, doc); err != nil {
 		return nil, fmt.Errorf("testnet: encode compose file: %w", err)
 	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
 	return b.Bytes(), nil
+}
+
+// networksDoc describes the testnet's three networks (chain, mesh-a,
+// mesh-b), each with its name and subnet and what driver adds.
+func (m *Manifest) networksDoc(driver func(*ordered) *ordered) *ordered {
+	networks := newOrdered()
+	for _, n := range []struct{ key, name, subnet string }{
+		{"chain", m.Networks.Chain, m.Networks.ChainSubnet},
+		{"mesh-a", m.Networks.MeshA, m.Networks.MeshASubnet},
+		{"mesh-b", m.Networks.MeshB, m.Networks.MeshBSubnet},
+	} {
+		networks.set(n.key, driver(newOrdered().set("name", n.name)).
+			set("ipam", map[string]any{"config": []map[string]string{{"subnet": n.subnet}}}))
+	}
+	return networks
+}
+
+// encodeYAML appends doc to b as YAML indented by two spaces.
+func encodeYAML(b *bytes.Buffer, doc any) error {
+	enc := yaml.NewEncoder(b)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return err
+	}
+	return enc.Close()
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Swarm stacks. GenerateSwarm writes the same network as Generate as a
@@ -266,18 +264,7 @@ func (p *plan) stack() ([]byte, error) {
 		})
 	}
 
-	networks := newOrdered()
-	for _, n := range []struct{ key, name, subnet string }{
-		{"chain", m.Networks.Chain, m.Networks.ChainSubnet},
-		{"mesh-a", m.Networks.MeshA, m.Networks.MeshASubnet},
-		{"mesh-b", m.Networks.MeshB, m.Networks.MeshBSubnet},
-	} {
-		networks.set(n.key, newOrdered().
-			set("name", n.name).
-			set("driver", "overlay").
-			set("attachable", true).
-			set("ipam", map[string]any{"config": []map[string]string{{"subnet": n.subnet}}}))
-	}
+	networks := m.networksDoc(func(n *ordered) *ordered { return n.set("driver", "overlay").set("attachable", true) })
 	configs := newOrdered().set("committee", newOrdered().
 		set("file", "./"+CommitteeFile).
 		set("name", cfg.Project+"-committee"))
@@ -296,13 +283,8 @@ func (p *plan) stack() ([]byte, error) {
 	b.WriteString("# Every node must have the image (one node: build it; several: push it to a registry they reach), then\n")
 	fmt.Fprintf(&b, "#   docker stack deploy --resolve-image never -c %s %s     (on a swarm manager)\n", StackFile, m.Project)
 	fmt.Fprintf(&b, "# Remove: docker stack rm %s; the volumes %s-* stay until docker volume rm.\n", m.Project, m.Project)
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(doc); err != nil {
+	if err := encodeYAML(&b, doc); err != nil {
 		return nil, fmt.Errorf("testnet: encode stack file: %w", err)
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
 	}
 	return b.Bytes(), nil
 }

@@ -398,6 +398,31 @@ type Sidecar struct {
 	Spare bool `json:"spare,omitempty"`
 }
 
+// WatchedAccounts returns the addresses light client j (0-based) watches:
+// load accounts j*watch ... j*watch+watch-1, modulo loadAccounts, each once.
+func WatchedAccounts(loadAccounts, watch, j int) []string {
+	load := devkit.LoadAccounts(loadAccounts)
+	var out []string
+	seen := map[string]bool{}
+	for k := 0; k < watch && len(load) > 0; k++ {
+		a := load[(j*watch+k)%len(load)].Address.Hex()
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// ID returns the sidecar's validator key.
+func (s Sidecar) ID() (qc.ValidatorID, error) {
+	raw, err := hex.DecodeString(s.PublicKey)
+	if err != nil {
+		return qc.ValidatorID{}, fmt.Errorf("testnet: sidecar %s: public key: %w", s.Name, err)
+	}
+	return qc.ValidatorIDFromBytes(raw)
+}
+
 // Members returns the sidecars of the genesis committee (not the spares).
 func (m *Manifest) Members() []Sidecar {
 	var out []Sidecar
@@ -531,7 +556,6 @@ func newPlan(cfg Config, keys, consensus []ed25519.PrivateKey) (*plan, error) {
 			sc.ConsensusKeyFile = filepath.Join(KeysDir, name+consensusKeySuffix)
 		}
 	}
-	load := devkit.LoadAccounts(cfg.LoadAccounts)
 	for j := 0; j < cfg.LightClients; j++ {
 		name := "lc" + strconv.Itoa(j+1)
 		lc := LightClient{
@@ -541,14 +565,7 @@ func newPlan(cfg Config, keys, consensus []ed25519.PrivateKey) (*plan, error) {
 		if cfg.EpochLength > 0 {
 			lc.ChainIP = hostIP(p, netChain, hostLightClient0+j+1)
 		}
-		seen := map[string]bool{}
-		for k := 0; k < cfg.Watch; k++ {
-			a := load[(j*cfg.Watch+k)%len(load)].Address.Hex()
-			if !seen[a] {
-				seen[a] = true
-				lc.Watch = append(lc.Watch, a)
-			}
-		}
+		lc.Watch = WatchedAccounts(cfg.LoadAccounts, cfg.Watch, j)
 		m.LightClient = append(m.LightClient, lc)
 	}
 	f := (cfg.Validators - 1) / 3
