@@ -310,18 +310,9 @@ func Expected(req *fastpayv1.SubmitFastPayRequest) (qc.Hash, qc.Effects, error) 
 	if err != nil {
 		return qc.Hash{}, qc.Effects{}, invalidf("%v", err)
 	}
-	raw := tx.GetTempoTx().GetData()
-	var decoded *tempo.DecodedTx
-	switch tx.TempoTxFormat {
-	case fastpayv1.TempoTxFormat_EVM_OPAQUE_BYTES_V1:
-		decoded, err = tempo.DecodeEVMTx(raw)
-	case fastpayv1.TempoTxFormat_TEMPO_NATIVE_V1:
-		decoded, err = tempo.DecodeTempoTx(raw)
-	default:
-		return qc.Hash{}, qc.Effects{}, invalidf("tempo_tx_format must be EVM_OPAQUE_BYTES_V1 or TEMPO_NATIVE_V1, got %s", tx.TempoTxFormat)
-	}
+	decoded, err := decodeTx(tx)
 	if err != nil {
-		return qc.Hash{}, qc.Effects{}, invalidf("tempo_tx: %v", err)
+		return qc.Hash{}, qc.Effects{}, err
 	}
 	pay, err := decoded.SinglePayment()
 	if err != nil {
@@ -339,4 +330,37 @@ func Expected(req *fastpayv1.SubmitFastPayRequest) (qc.Hash, qc.Effects, error) 
 		NonceKey:  in.NonceKey,
 		NonceSeq:  in.NonceSeq,
 	}, nil
+}
+
+// ChainTxHash returns the hash the chain knows req's transaction by (what
+// eth_getTransactionReceipt takes), which differs from its FastPay tx_hash.
+// A wallet whose payment got no QC looks it up there: any holder of the raw
+// transaction may land it on chain directly. Errors wrap ErrInvalidRequest.
+func ChainTxHash(req *fastpayv1.SubmitFastPayRequest) (common.Hash, error) {
+	decoded, err := decodeTx(req.GetTx())
+	if err != nil {
+		return common.Hash{}, err
+	}
+	return decoded.TxHash, nil
+}
+
+// decodeTx decodes tx's raw transaction in its declared format.
+func decodeTx(tx *fastpayv1.FastPayTx) (*tempo.DecodedTx, error) {
+	raw := tx.GetTempoTx().GetData()
+	var (
+		decoded *tempo.DecodedTx
+		err     error
+	)
+	switch tx.GetTempoTxFormat() {
+	case fastpayv1.TempoTxFormat_EVM_OPAQUE_BYTES_V1:
+		decoded, err = tempo.DecodeEVMTx(raw)
+	case fastpayv1.TempoTxFormat_TEMPO_NATIVE_V1:
+		decoded, err = tempo.DecodeTempoTx(raw)
+	default:
+		return nil, invalidf("tempo_tx_format must be EVM_OPAQUE_BYTES_V1 or TEMPO_NATIVE_V1, got %s", tx.GetTempoTxFormat())
+	}
+	if err != nil {
+		return nil, invalidf("tempo_tx: %v", err)
+	}
+	return decoded, nil
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"google.golang.org/protobuf/proto"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/client"
@@ -134,6 +136,36 @@ func TestNewTempoPayment(t *testing.T) {
 	// The canonical v = 27/28 validators insist on.
 	if raw := req.Tx.TempoTx.Data; raw[len(raw)-1] < 27 {
 		t.Fatal("non-canonical v")
+	}
+}
+
+func TestChainTxHash(t *testing.T) {
+	bob := nodetest.Address(bobKey)
+	evm, err := client.NewEVMPayment(aliceKey, chainID, 3, token, bob, dollar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	native, err := client.NewTempoPayment(aliceKey, chainID, qc.NonceKey{31: 1}, 0, token, bob, dollar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []*fastpayv1.SubmitFastPayRequest{evm, native} {
+		got, err := client.ChainTxHash(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The chain hashes the signed envelope: keccak256 of the raw bytes.
+		if want := crypto.Keccak256Hash(req.Tx.TempoTx.Data); got != want {
+			t.Fatalf("%s: chain hash %s, want %s", req.Tx.TempoTxFormat, got, want)
+		}
+		if fp, _, _ := client.Expected(req); common.Hash(fp) == got {
+			t.Fatalf("%s: the chain hash equals the FastPay tx_hash", req.Tx.TempoTxFormat)
+		}
+	}
+	garbled := proto.Clone(evm).(*fastpayv1.SubmitFastPayRequest)
+	garbled.Tx.TempoTx.Data = []byte{0x02, 0x01}
+	if _, err := client.ChainTxHash(garbled); !errors.Is(err, client.ErrInvalidRequest) {
+		t.Fatalf("garbled transaction: %v, want ErrInvalidRequest", err)
 	}
 }
 

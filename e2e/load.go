@@ -249,6 +249,17 @@ func (d *driver) newPayment(from *account, to common.Address, amount uint64, opt
 	return req, txHash, fee, nil
 }
 
+// chainTxOf returns the chain's hash of req's transaction, by which the
+// safety check finds a payment that reached the chain without a QC; zero
+// for a request newPayment would not have built.
+func chainTxOf(req *fastpayv1.SubmitFastPayRequest) qc.Hash {
+	h, err := client.ChainTxHash(req)
+	if err != nil {
+		return qc.Hash{}
+	}
+	return qc.Hash(h)
+}
+
 // payAs is pay, recording whether the payment is a fee-tight one.
 func (d *driver) payAs(ctx context.Context, label string, feeTight bool, from *account, to common.Address, amount uint64, parent *qc.QC, entry int) *qc.QC {
 	var opts []client.PaymentOption
@@ -262,7 +273,7 @@ func (d *driver) payAs(ctx context.Context, label string, feeTight bool, from *a
 		d.log.Error("build payment", "label", label, "err", err)
 		return nil
 	}
-	idx := d.rec.add(safety.Payment{Name: label, TxHash: txHash, Sender: qc.Address(from.addr), ParentTx: parentTx,
+	idx := d.rec.add(safety.Payment{Name: label, TxHash: txHash, ChainTx: chainTxOf(req), Sender: qc.Address(from.addr), ParentTx: parentTx,
 		SubmittedTo: d.names[entry%len(d.names)], QuorumSide: d.topo.QuorumSide(d.names[entry%len(d.names)]), Sent: time.Now(),
 		Fee: fee, FeeTight: feeTight})
 	accepted := false
@@ -490,7 +501,7 @@ func (d *driver) doubleSpend(ctx context.Context, k int, a *account, rng *rand.R
 		}
 		hashes = append(hashes, txHash)
 		name := entries[n]
-		idx := d.rec.add(safety.Payment{Name: fmt.Sprintf("%s/%c", group, 'a'+n), TxHash: txHash, Sender: qc.Address(a.addr),
+		idx := d.rec.add(safety.Payment{Name: fmt.Sprintf("%s/%c", group, 'a'+n), TxHash: txHash, ChainTx: chainTxOf(req), Sender: qc.Address(a.addr),
 			Conflicting: true, ConflictGroup: group, SubmittedTo: name, QuorumSide: d.topo.QuorumSide(name), Sent: time.Now(), Fee: fee})
 		wg.Add(1)
 		go func() {

@@ -540,16 +540,19 @@ func (s *suite) collectAndCheck(ctx context.Context, committeeFile string, run *
 	for _, sc := range m.Sidecars {
 		sidecars = append(sidecars, safety.Sidecar{Name: s.memberName(sc.Name), APIURL: "http://" + sc.API, Honest: sc.Name != s.byz})
 	}
-	var txs []qc.Hash
+	var txs, chainTxs []qc.Hash
 	for _, p := range run.Payments {
 		if !p.TxHash.IsZero() {
 			txs = append(txs, p.TxHash)
+		}
+		if !p.ChainTx.IsZero() {
+			chainTxs = append(chainTxs, p.ChainTx)
 		}
 	}
 	s.say("collecting certificates, QCs, evidence and statuses from %d sidecars and %d light client(s)", len(sidecars), len(lcQCs))
 	h, err := safety.Collect(ctx, safety.CollectConfig{
 		Sidecars: sidecars, CommitteeFile: committeeFile, ChainRPC: m.Chain.RPC, Token: qc.Address(devkit.TokenAddress),
-		LightClientQCs: lcQCs, InitialBalances: initial, TxHashes: txs, Epochs: s.epochs(),
+		LightClientQCs: lcQCs, InitialBalances: initial, TxHashes: txs, ChainTxs: chainTxs, Epochs: s.epochs(),
 		InitialFeeBalances: map[qc.Address]map[qc.Address]*big.Int{safety.NativeToken: native},
 		Logger:             s.log,
 	})

@@ -115,6 +115,46 @@ func Nonces(ctx context.Context, chainRPC string, accounts []qc.Address) (map[qc
 	return out, nil
 }
 
+// Included reads the receipts of txs (chain hashes) from the chain's
+// JSON-RPC endpoint at chainRPC and returns the block of each that the chain
+// holds with a successful receipt. Transactions unknown to the chain, or
+// reverted, are absent: neither completed its payment.
+func Included(ctx context.Context, chainRPC string, txs []qc.Hash) (map[qc.Hash]uint64, error) {
+	out := make(map[qc.Hash]uint64)
+	if len(txs) == 0 {
+		return out, nil
+	}
+	client, err := rpc.DialContext(ctx, chainRPC)
+	if err != nil {
+		return nil, fmt.Errorf("safety: receipts: dial %s: %w", chainRPC, err)
+	}
+	defer client.Close()
+	type receipt struct {
+		BlockNumber *hexutil.Uint64 `json:"blockNumber"`
+		Status      *hexutil.Uint64 `json:"status"`
+	}
+	for start := 0; start < len(txs); start += maxBatch {
+		chunk := txs[start:min(start+maxBatch, len(txs))]
+		results := make([]*receipt, len(chunk))
+		batch := make([]rpc.BatchElem, len(chunk))
+		for i, tx := range chunk {
+			batch[i] = rpc.BatchElem{Method: "eth_getTransactionReceipt", Result: &results[i], Args: []any{common.Hash(tx)}}
+		}
+		if err := client.BatchCallContext(ctx, batch); err != nil {
+			return out, fmt.Errorf("safety: receipts from %s: %w", chainRPC, err)
+		}
+		for i, el := range batch {
+			if el.Error != nil {
+				return out, fmt.Errorf("safety: receipt of %s: %w", chunk[i], el.Error)
+			}
+			if r := results[i]; r != nil && r.BlockNumber != nil && r.Status != nil && *r.Status == 1 {
+				out[chunk[i]] = uint64(*r.BlockNumber)
+			}
+		}
+	}
+	return out, nil
+}
+
 func copyBalances(m map[qc.Address]*big.Int) map[qc.Address]*big.Int {
 	out := make(map[qc.Address]*big.Int, len(m))
 	for a, b := range m {

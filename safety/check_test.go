@@ -381,6 +381,48 @@ func TestSettledByChainNonce(t *testing.T) {
 	}
 }
 
+// TestCompletedOnChainWithoutQC: a quorum-side payment that got no QC is
+// complete when its own transaction is on chain with a successful receipt,
+// and not when another transaction is, or nothing is recorded.
+func TestCompletedOnChainWithoutQC(t *testing.T) {
+	chainTx := txHash("unfinished on chain")
+	cases := []struct {
+		name     string
+		chainTx  qc.Hash // the payment's recorded chain hash
+		included map[qc.Hash]uint64
+		complete bool
+	}{
+		{"its transaction on chain", chainTx, map[qc.Hash]uint64{chainTx: 40}, true},
+		{"another transaction on chain", chainTx, map[qc.Hash]uint64{txHash("other"): 40}, false},
+		{"nothing on chain", chainTx, nil, false},
+		{"chain hash not recorded", qc.Hash{}, map[qc.Hash]uint64{{}: 40}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			tx := txHash("unfinished")
+			f.h.AddCertificate("v1", f.signer("v1").Sign(tx, effects(bob, alice, 1, 1), millis(f.t0.Add(22*time.Second))))
+			f.run.Payments = append(f.run.Payments, Payment{Name: "unfinished", TxHash: tx, ChainTx: tc.chainTx, Sender: bob, SubmittedTo: "v1",
+				QuorumSide: true, Phase: "after:partition:halves", Sent: f.t0.Add(22 * time.Second), Outcome: OutcomeCertified})
+			f.h.ChainIncluded = tc.included
+			r := Check(roundTrip(t, f.h), roundTripRun(t, f.run))
+			var text bytes.Buffer
+			if err := r.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			if tc.complete {
+				if !r.OK() || r.Payments.OnChainWithoutQC != 1 || !strings.Contains(text.String(), "reached the chain first") {
+					t.Fatalf("OK %v, on chain without QC %d\n%s", r.OK(), r.Payments.OnChainWithoutQC, text.String())
+				}
+				return
+			}
+			if got := kinds(r); !slices.Equal(got, []string{KindNotCompleted}) || r.Payments.OnChainWithoutQC != 0 {
+				t.Fatalf("kinds %v, on chain without QC %d; want not_completed only", got, r.Payments.OnChainWithoutQC)
+			}
+		})
+	}
+}
+
 func TestPercentiles(t *testing.T) {
 	var ds []time.Duration
 	for i := 100; i >= 1; i-- {

@@ -214,6 +214,14 @@ func Collect(ctx context.Context, cfg CollectConfig) (*History, error) {
 			src.addError(err)
 		}
 		h.ChainNonces = nonces
+		if len(cfg.ChainTxs) > 0 {
+			included, err := Included(ctx, cfg.ChainRPC, cfg.ChainTxs)
+			if err != nil {
+				src.Reachable = false
+				src.addError(err)
+			}
+			h.ChainIncluded = included
+		}
 		h.AddSource(src.Source)
 	}
 	h.CollectedAt = time.Now().UTC()

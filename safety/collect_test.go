@@ -16,6 +16,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/bulletin"
+	"github.com/allegro-mesh/allegro/client"
 	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
@@ -42,7 +43,11 @@ func pay(t *testing.T, cl *nodetest.Cluster, i int, name string, req *fastpayv1.
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := safety.Payment{Name: name, TxHash: txHash, Conflicting: conflicting, SubmittedTo: cl.Committee.Members[i].Name,
+	chainTx, err := client.ChainTxHash(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := safety.Payment{Name: name, TxHash: txHash, ChainTx: qc.Hash(chainTx), Conflicting: conflicting, SubmittedTo: cl.Committee.Members[i].Name,
 		QuorumSide: true, Phase: "baseline", Sent: time.Now()}
 	if intent := req.GetTx().GetOverlay().GetPayment(); intent != nil {
 		p.Sender, _ = intent.GetSender().ToAddress("sender")
@@ -211,9 +216,10 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 		return true
 	})
 
-	var txs []qc.Hash
+	var txs, chainTxs []qc.Hash
 	for _, p := range run.Payments {
 		txs = append(txs, p.TxHash)
+		chainTxs = append(chainTxs, p.ChainTx)
 	}
 	cfg := safety.CollectConfig{
 		Sidecars:        append(sidecars(cl, byz), safety.Sidecar{Name: "ghost", APIURL: freeURL(t), Honest: true}),
@@ -225,6 +231,7 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 		// collected to check they are kept.
 		InitialFeeBalances: map[qc.Address]map[qc.Address]*big.Int{safety.NativeToken: native},
 		TxHashes:           txs,
+		ChainTxs:           chainTxs,
 		PageSize:           2, // many pages: the cursor is followed
 		RequestTimeout:     5 * time.Second,
 	}
@@ -276,6 +283,13 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 	}
 	if n := h.ChainNonces[accounts[0]]; n != 1 {
 		t.Errorf("alice's chain nonce %d, want 1", n)
+	}
+	// On chain are exactly the certified payments' transactions (the
+	// double spend's loser never got there).
+	for _, s := range all {
+		if _, onChain := h.ChainIncluded[s.p.ChainTx]; onChain != (s.qc != nil) {
+			t.Errorf("%s: on chain %v, certified %v", s.p.Name, onChain, s.qc != nil)
+		}
 	}
 	if h.Committee.SettlementMargin != 10*time.Second || len(h.InitialFeeBalances[safety.NativeToken]) != 3 {
 		t.Errorf("margin %s, native balances %v", h.Committee.SettlementMargin, h.InitialFeeBalances)

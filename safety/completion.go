@@ -11,9 +11,13 @@ import (
 )
 
 // SPEC §7.5, second half (needs the run): after healing, pending payments
-// complete. A payment accepted by a sidecar on the quorum side gets a QC
-// (not_completed), and every certified transaction is on chain once the run
-// healed (not_settled). The report's payment counts are gathered on the way,
+// complete. A payment accepted by a sidecar on the quorum side gets a QC or
+// is on chain (not_completed), and every certified transaction is on chain
+// once the run healed (not_settled). On chain counts as complete because a
+// QC can then no longer form: anyone holding the raw transaction (every
+// validator it was gossiped to, a Byzantine one included) may send it to the
+// chain, and from then on a validator that had not signed it refuses it as
+// NONCE_SEQ_TOO_LOW (SPEC §4, step 4), while the payment itself is final. The report's payment counts are gathered on the way,
 // and payments the driver declared mutually exclusive must not all be
 // certified (conflicting_qc).
 
@@ -150,6 +154,10 @@ func (c *checker) payments() {
 			continue
 		}
 		if p.Accepted() && !hasQC {
+			if _, onChain := c.h.ChainIncluded[p.ChainTx]; onChain && !p.ChainTx.IsZero() {
+				ps.OnChainWithoutQC++
+				continue
+			}
 			if p.QuorumSide {
 				c.violate(Violation{Kind: KindNotCompleted,
 					Message: fmt.Sprintf("payment %s (tx %s) was accepted by %s on the quorum side during phase %q but never got a QC",
@@ -191,6 +199,9 @@ func (c *checker) payments() {
 	}
 	if ps.StrandedMinority > 0 {
 		c.note("%d payment(s) accepted by a sidecar on a side without a quorum never got a QC (allowed: SPEC §7.5 requires completion only of quorum-side payments)", ps.StrandedMinority)
+	}
+	if ps.OnChainWithoutQC > 0 {
+		c.note("%d payment(s) accepted on the quorum side got no QC because their transaction reached the chain first, sent by a holder of the raw transaction: completed on chain, without the fast path", ps.OnChainWithoutQC)
 	}
 	if ps.QCAfterClientGaveUp > 0 {
 		c.note("%d payment(s) got a QC after the driver stopped waiting for it", ps.QCAfterClientGaveUp)

@@ -59,6 +59,10 @@ type History struct {
 	// ChainNonces are the chain's next nonces (nonce key 0) of the senders
 	// of certified payments when the history was collected.
 	ChainNonces map[qc.Address]uint64
+	// ChainIncluded are the transactions of CollectConfig.ChainTxs the
+	// chain holds with a successful receipt, by chain hash, with their
+	// block.
+	ChainIncluded map[qc.Hash]uint64
 
 	idx *historyIndex
 }
@@ -461,6 +465,12 @@ func (h *History) Merge(o *History) error {
 			h.ChainNonces = make(map[qc.Address]uint64)
 		}
 		h.ChainNonces[a] = max(h.ChainNonces[a], n)
+	}
+	for tx, block := range o.ChainIncluded {
+		if h.ChainIncluded == nil {
+			h.ChainIncluded = make(map[qc.Hash]uint64)
+		}
+		h.ChainIncluded[tx] = block
 	}
 	if o.CollectedAt.After(h.CollectedAt) {
 		h.CollectedAt = o.CollectedAt

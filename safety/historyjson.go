@@ -38,6 +38,7 @@ type historyJSON struct {
 	// native currency as the zero address).
 	InitialFeeBalances map[string]map[string]string `json:"initial_fee_balances,omitempty"`
 	ChainNonces        map[string]apiserver.U64     `json:"chain_nonces,omitempty"`
+	ChainIncluded      map[string]apiserver.U64     `json:"chain_included,omitempty"`
 }
 
 type committeeJSON struct {
@@ -251,6 +252,12 @@ func (h *History) MarshalJSON() ([]byte, error) {
 			j.InitialFeeBalances[token.Hex()] = jm
 		}
 	}
+	if len(h.ChainIncluded) > 0 {
+		j.ChainIncluded = make(map[string]apiserver.U64, len(h.ChainIncluded))
+		for tx, block := range h.ChainIncluded {
+			j.ChainIncluded[tx.Hex()] = apiserver.U64(block)
+		}
+	}
 	if len(h.ChainNonces) > 0 {
 		j.ChainNonces = make(map[string]apiserver.U64, len(h.ChainNonces))
 		for a, n := range h.ChainNonces {
@@ -368,6 +375,16 @@ func (h *History) UnmarshalJSON(b []byte) error {
 				return err
 			}
 			out.setInitialFeeBalance(token, addr, n)
+		}
+	}
+	if len(j.ChainIncluded) > 0 {
+		out.ChainIncluded = make(map[qc.Hash]uint64, len(j.ChainIncluded))
+		for s, block := range j.ChainIncluded {
+			var tx qc.Hash
+			if err := parseFixed(tx[:], s, "chain_included"); err != nil {
+				return err
+			}
+			out.ChainIncluded[tx] = uint64(block)
 		}
 	}
 	if len(j.ChainNonces) > 0 {

@@ -192,8 +192,11 @@ type PaymentStats struct {
 	ConflictGroups                int            `json:"conflict_groups"`
 	ConflictGroupsDoubleCertified int            `json:"conflict_groups_double_certified"`
 	StrandedMinority              int            `json:"stranded_minority"` // accepted on a side without quorum, no QC
-	SettledTxs                    int            `json:"settled_txs"`       // certified transactions on chain (all, not only the run's)
-	SettledByNonce                int            `json:"settled_by_nonce"`  // of which shown only by the chain nonce
+	// OnChainWithoutQC are quorum-side payments that got no QC because
+	// their transaction reached the chain first (History.ChainIncluded).
+	OnChainWithoutQC int `json:"on_chain_without_qc,omitempty"`
+	SettledTxs       int `json:"settled_txs"`      // certified transactions on chain (all, not only the run's)
+	SettledByNonce   int `json:"settled_by_nonce"` // of which shown only by the chain nonce
 	// Fee-tight payments (Payment.FeeTight): sent, with a valid QC, settled,
 	// and rejected by code.
 	FeeTight               int            `json:"fee_tight"`

@@ -40,6 +40,7 @@ type phaseJSON struct {
 type paymentJSON struct {
 	Name          string    `json:"name"`
 	TxHash        string    `json:"tx_hash,omitempty"`
+	ChainTx       string    `json:"chain_tx,omitempty"`
 	Sender        string    `json:"sender,omitempty"`
 	Conflicting   bool      `json:"conflicting,omitempty"`
 	ConflictGroup string    `json:"conflict_group,omitempty"`
@@ -78,6 +79,9 @@ func (r *Run) MarshalJSON() ([]byte, error) {
 			QuorumSide: p.QuorumSide, Phase: p.Phase, Sent: p.Sent, QCAt: p.QCAt, Outcome: p.Outcome}
 		if !p.TxHash.IsZero() {
 			pj.TxHash = p.TxHash.Hex()
+		}
+		if !p.ChainTx.IsZero() {
+			pj.ChainTx = p.ChainTx.Hex()
 		}
 		if p.Sender != (qc.Address{}) {
 			pj.Sender = p.Sender.Hex()
@@ -120,7 +124,7 @@ func (r *Run) UnmarshalJSON(b []byte) error {
 			dst   []byte
 			s     string
 			field string
-		}{{p.TxHash[:], pj.TxHash, "tx_hash"}, {p.Sender[:], pj.Sender, "sender"}, {p.ParentTx[:], pj.ParentTx, "parent_tx"}} {
+		}{{p.TxHash[:], pj.TxHash, "tx_hash"}, {p.ChainTx[:], pj.ChainTx, "chain_tx"}, {p.Sender[:], pj.Sender, "sender"}, {p.ParentTx[:], pj.ParentTx, "parent_tx"}} {
 			if f.s == "" {
 				continue
 			}

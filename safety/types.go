@@ -18,6 +18,7 @@ import (
 type Payment struct {
 	Name        string     // driver's label, e.g. "load7#12" or "chain:alice->bob"
 	TxHash      qc.Hash    // FastPay tx hash (zero if never computed)
+	ChainTx     qc.Hash    // the chain's hash of the signed transaction, to find it on chain (zero if not recorded)
 	Sender      qc.Address // the paying account
 	Conflicting bool       // deliberately one of a double-spend pair
 	// ConflictGroup names the double-spend set this payment belongs to:
@@ -169,6 +170,11 @@ type CollectConfig struct {
 	// payment that no sidecar reports as settled can still be shown on
 	// chain. Optional.
 	ChainRPC string
+	// ChainTxs are transactions, by chain hash, whose receipts Collect
+	// reads from ChainRPC (the run's payments' Payment.ChainTx): a payment
+	// that got no QC may still have reached the chain, since anyone holding
+	// its raw transaction can send it there. Optional.
+	ChainTxs []qc.Hash
 	// Token is the TIP-20 token InitialBalances are denominated in
 	// (default DefaultToken).
 	Token qc.Address

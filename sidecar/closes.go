@@ -193,6 +193,9 @@ func (s *Sidecar) handoverLoop() {
 				s.log.Info("handover complete: signing in the new epoch", "epoch", h.Next(), "closes", st.Closes, "quorum", st.Quorum,
 					"close_height", st.CloseHeight, "listed_keys", st.ListedKeys, "dropped_entries", st.DroppedEntry, "took", time.Since(start).Round(time.Millisecond))
 				close(s.handoverDone)
+				// Mesh transactions refused while the handover was pending
+				// are decided now, not when their retry falls due.
+				s.parked.wakeRetries(s.enqueue)
 				s.resignEarlier()
 			}
 		} else {

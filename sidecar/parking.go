@@ -96,6 +96,21 @@ func (l *parkingLot) wakeQC(h qc.Hash, release func(*validator.Payment)) {
 	}
 }
 
+// wakeRetries releases every transaction waiting for a time, due or not:
+// what made them wait (the handover into the epoch) has ended, and a payment
+// that waits longer than it must risks its transaction landing on chain
+// without this validator's certificate.
+func (l *parkingLot) wakeRetries(release func(*validator.Payment)) {
+	l.mu.Lock()
+	waiting := l.retry
+	l.retry = nil
+	l.count -= len(waiting)
+	l.mu.Unlock()
+	for _, w := range waiting {
+		release(w.p)
+	}
+}
+
 // expire releases due retries and drops waits past their deadline,
 // returning how many it dropped.
 func (l *parkingLot) expire(now time.Time, release func(*validator.Payment)) int {
