@@ -2,10 +2,13 @@ package sim
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +26,7 @@ var (
 	flagValidators = flag.String("sim.validators", "", "comma-separated committee sizes of the scale report (empty: skip it)")
 	flagPayments   = flag.Int("sim.payments", 20, "payments per case")
 	flagCases      = flag.String("sim.cases", "wan,lan,crashed,partition", "cases per n: wan, lan, crashed (f down, WAN), partition (halves cut 3 s, WAN)")
+	flagDegree     = flag.Int("sim.degree", 0, "validators each one dials (0: every other, as a node does with its committee)")
 	flagOut        = flag.String("sim.out", "", "folder for scale.txt and scale.svg (empty: print only)")
 )
 
@@ -38,11 +42,28 @@ func TestScaleReport(t *testing.T) {
 		}
 		sizes = append(sizes, n)
 	}
+	// Results accumulate in -sim.out across runs (a case run again
+	// replaces its earlier result) and are saved after every case, so a
+	// long report can be run size by size and nothing measured is lost.
 	var results []*Result
+	saved := ""
+	if *flagOut != "" {
+		if err := os.MkdirAll(*flagOut, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		saved = filepath.Join(*flagOut, "results.json")
+		var err error
+		if results, err = readResults(saved); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, n := range sizes {
 		for _, c := range strings.Split(*flagCases, ",") {
 			cfg := DefaultConfig()
-			cfg.Validators, cfg.Payments = n, *flagPayments
+			cfg.Validators, cfg.Payments, cfg.Degree = n, *flagPayments, *flagDegree
+			cfg.Progress = func(format string, args ...any) {
+				fmt.Fprintf(os.Stderr, "n=%d %s: %s\n", n, c, fmt.Sprintf(format, args...))
+			}
 			switch c {
 			case "wan":
 			case "lan":
@@ -56,19 +77,26 @@ func TestScaleReport(t *testing.T) {
 			}
 			t.Run(fmt.Sprintf("n=%d/%s", n, c), func(t *testing.T) {
 				wall0, cpu0 := time.Now(), processCPU()
+				var res *Result
 				synctest.Test(t, func(t *testing.T) {
 					cfg.Dir = t.TempDir()
 					ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 					defer cancel()
-					res, err := Run(ctx, cfg)
-					if err != nil {
+					var err error
+					if res, err = Run(ctx, cfg); err != nil {
 						t.Error(err)
-					}
-					if res != nil {
-						results = append(results, res)
 					}
 				})
 				t.Logf("n=%d %s: real %s, CPU %s", n, c, time.Since(wall0).Round(time.Millisecond), (processCPU() - cpu0).Round(time.Millisecond))
+				if res == nil {
+					return
+				}
+				results = mergeResult(results, res)
+				if saved != "" {
+					if err := writeResults(saved, results); err != nil {
+						t.Error(err)
+					}
+				}
 			})
 		}
 	}
@@ -80,24 +108,74 @@ func TestScaleReport(t *testing.T) {
 	if *flagOut == "" {
 		return
 	}
-	if err := os.MkdirAll(*flagOut, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(filepath.Join(*flagOut, "scale.txt"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The plot shows one mesh: the WAN results of this run's degree.
 	var wan []*Result
 	for _, r := range results {
-		if r.Profile == "wan" {
+		if r.Profile == "wan" && r.Degree == *flagDegree {
 			wan = append(wan, r)
 		}
+	}
+	mesh := "every validator linked to every other"
+	if *flagDegree > 0 {
+		mesh = fmt.Sprintf("each validator dials %d others, relaying", *flagDegree)
 	}
 	f, err := os.Create(filepath.Join(*flagOut, "scale.svg"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := WriteSVG(f, "WAN profile, light load: submit→QC and bytes against n", wan); err != nil {
+	if err := WriteSVG(f, "WAN, light load, "+mesh+": submit→QC and bytes against n", wan); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// mergeResult adds r to rs, replacing an earlier result of the same case.
+func mergeResult(rs []*Result, r *Result) []*Result {
+	key := func(x *Result) string {
+		return fmt.Sprintf("%s/%d/%s/%d", x.Profile, x.Validators, x.Case(), x.Degree)
+	}
+	for i, old := range rs {
+		if key(old) == key(r) {
+			rs[i] = r
+			return rs
+		}
+	}
+	rs = append(rs, r)
+	slices.SortStableFunc(rs, func(a, b *Result) int {
+		if a.Degree != b.Degree {
+			return a.Degree - b.Degree
+		}
+		return a.Validators - b.Validators
+	})
+	return rs
+}
+
+func readResults(path string) ([]*Result, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rs []*Result
+	if err := json.Unmarshal(b, &rs); err != nil {
+		return nil, fmt.Errorf("%s: %w (remove it to start afresh)", path, err)
+	}
+	return rs, nil
+}
+
+func writeResults(path string, rs []*Result) error {
+	b, err := json.MarshalIndent(rs, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

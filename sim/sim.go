@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +68,12 @@ type Config struct {
 	// (neither holds a quorum) that long after the first submission, and
 	// heals them PartitionFor later.
 	PartitionAt, PartitionFor time.Duration
+	// Degree, when positive, is how many other live validators each one
+	// dials, chosen at random (fixed per n), besides those that dial it:
+	// a sparse mesh where gossip crosses intermediate validators. Zero
+	// links every validator to every other, as a node does with its
+	// committee (every member is a bootstrap peer), which costs n² links.
+	Degree int
 	// QCTimeout bounds each payment's wait for its QC (default 60 s).
 	QCTimeout time.Duration
 	// ChainID of the network (default bench.DefaultChainID).
@@ -75,6 +82,15 @@ type Config struct {
 	Dir string
 	// Logger receives the nodes' logs (default: discarded).
 	Logger *slog.Logger
+	// Progress, when set, is told what a long run is doing: the network
+	// built, the mesh formed, each payment's QC (default: silent).
+	Progress func(format string, args ...any)
+}
+
+func (c Config) progress(format string, args ...any) {
+	if c.Progress != nil {
+		c.Progress(format, args...)
+	}
 }
 
 // DefaultConfig returns a light-load WAN run; Validators and Dir are still
@@ -98,6 +114,8 @@ func (c Config) Validate() error {
 		return errors.New("sim config: PartitionAt and PartitionFor must not be negative")
 	case c.PartitionAt > 0 && c.PartitionFor == 0:
 		return errors.New("sim config: PartitionFor must be positive when PartitionAt is set")
+	case c.Degree < 0 || (c.Degree > 0 && c.Degree < 3):
+		return fmt.Errorf("sim config: Degree must be 0 (everyone) or at least 3, got %d", c.Degree)
 	case c.QCTimeout <= 0:
 		return fmt.Errorf("sim config: QCTimeout must be positive, got %s", c.QCTimeout)
 	case c.ChainID == 0:
@@ -115,7 +133,12 @@ type Result struct {
 	Quorum     int
 	Crashed    int
 	Partition  bool
-	Payments   int
+	// Degree is Config.Degree (0: everyone linked); Links the mean number
+	// of validators each live one is connected to (n − 1 − crashed
+	// without Degree).
+	Degree   int
+	Links    float64
+	Payments int
 	// Certified payments reached their QC at the entry within QCTimeout.
 	Certified int
 	// QC is submit→QC at the entry (virtual time under synctest); Floor the
@@ -151,7 +174,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Profile: cfg.Profile.Name, Validators: cfg.Validators, Quorum: nw.quorum, Crashed: cfg.Crashed,
-		Partition: cfg.PartitionAt > 0, Payments: cfg.Payments, SetupCPU: processCPU() - cpu0}
+		Partition: cfg.PartitionAt > 0, Payments: cfg.Payments, SetupCPU: processCPU() - cpu0, Degree: cfg.Degree, Links: nw.meanLinks()}
 
 	reqs := make([]*fastpayv1.SubmitFastPayRequest, cfg.Payments)
 	hashes := make([]qc.Hash, cfg.Payments)
@@ -199,6 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				return
 			}
 			lat[k], ok[k] = d, true
+			cfg.progress("payment %d of %d via v%d: QC after %s (virtual)", k+1, cfg.Payments, entry, d)
 		}()
 		// Pace the submissions in (virtual) time.
 		if wait := time.Until(start.Add(time.Duration(k+1) * cfg.Interval)); wait > 0 && k+1 < len(reqs) {
@@ -229,6 +253,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.BytesPerValidator = float64(bytes) / p / live
 	res.CopiesPerValidator = messageCopies(delta) / p / live
 	res.CPUPerValidator = time.Duration(float64(cpu) / p / live)
+	cfg.progress("done: %d of %d certified, QC p50 %s p99 %s, floor p50 %s, %.0f bytes and %.1f copies per payment per validator, CPU %s per payment per validator",
+		res.Certified, res.Payments, res.QC.P50, res.QC.P99, res.Floor.P50, res.BytesPerValidator, res.CopiesPerValidator, res.CPUPerValidator)
 	return res, firstErr
 }
 
@@ -261,8 +287,75 @@ type simNet struct {
 	quorum int
 	sent   atomic.Int64
 
+	// neighbours[i] are the live validators linked to validator i.
+	neighbours [][]int
+
 	mu  sync.Mutex
 	cut map[[2]int]bool
+}
+
+// meanLinks is the mean number of neighbours of a live validator.
+func (nw *simNet) meanLinks() float64 {
+	total := 0
+	for _, i := range nw.live {
+		total += len(nw.neighbours[i])
+	}
+	return float64(total) / float64(len(nw.live))
+}
+
+// wire chooses which live validators are linked: all pairs, or with Degree
+// each dials Degree others at random (a fixed seed per n, so runs repeat).
+// It fails when the random graph is not connected.
+func (nw *simNet) wire() error {
+	n := nw.cfg.Validators
+	nw.neighbours = make([][]int, n)
+	linked := make(map[[2]int]bool)
+	add := func(i, j int) {
+		if i > j {
+			i, j = j, i
+		}
+		if i == j || linked[[2]int{i, j}] {
+			return
+		}
+		linked[[2]int{i, j}] = true
+		nw.neighbours[i] = append(nw.neighbours[i], j)
+		nw.neighbours[j] = append(nw.neighbours[j], i)
+	}
+	if nw.cfg.Degree == 0 || nw.cfg.Degree >= len(nw.live)-1 {
+		for a, i := range nw.live {
+			for _, j := range nw.live[a+1:] {
+				add(i, j)
+			}
+		}
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(uint64(n), uint64(nw.cfg.Degree)))
+	for _, i := range nw.live {
+		dialed := 0
+		for _, k := range rng.Perm(len(nw.live)) {
+			if j := nw.live[k]; j != i && dialed < nw.cfg.Degree {
+				add(i, j)
+				dialed++
+			}
+		}
+	}
+	// Connected: a walk from the first live validator reaches every one.
+	seen := map[int]bool{nw.live[0]: true}
+	todo := []int{nw.live[0]}
+	for len(todo) > 0 {
+		i := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		for _, j := range nw.neighbours[i] {
+			if !seen[j] {
+				seen[j] = true
+				todo = append(todo, j)
+			}
+		}
+	}
+	if len(seen) != len(nw.live) {
+		return fmt.Errorf("the random mesh of degree %d is not connected (%d of %d validators reached)", nw.cfg.Degree, len(seen), len(nw.live))
+	}
+	return nil
 }
 
 // crashedSet spreads f crashed validators over the committee.
@@ -305,19 +398,26 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 		nw.peers[i] = nd.Sidecar.Mesh().Host().ID()
 		nw.live = append(nw.live, i)
 	}
-	for a, i := range nw.live {
-		for _, j := range nw.live[a+1:] {
-			if err := nw.link(i, j); err != nil {
-				return nw, err
+	if err := nw.wire(); err != nil {
+		return nw, err
+	}
+	cfg.progress("built %d validators (%d live); linking them, %.1f links each on average", n, len(nw.live), nw.meanLinks())
+	wall := time.Now()
+	for _, i := range nw.live {
+		for _, j := range nw.neighbours[i] {
+			if i < j {
+				if err := nw.link(i, j); err != nil {
+					return nw, err
+				}
 			}
 		}
 	}
-	infos := make([]peer.AddrInfo, 0, len(nw.live))
 	for _, i := range nw.live {
-		infos = append(infos, nw.nodes[i].Sidecar.Mesh().Host().AddrInfo())
-	}
-	for _, i := range nw.live {
-		nw.nodes[i].Sidecar.Mesh().AddBootstrapPeers(infos...)
+		// Each validator dials its neighbours only: with a mock network
+		// a dial to an unlinked peer fails, and would be retried forever.
+		for _, j := range nw.neighbours[i] {
+			nw.nodes[i].Sidecar.Mesh().AddBootstrapPeers(nw.nodes[j].Sidecar.Mesh().Host().AddrInfo())
+		}
 		if err := nw.nodes[i].Start(ctx); err != nil {
 			return nw, fmt.Errorf("start v%d: %w", i, err)
 		}
@@ -327,7 +427,7 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 	ready := func() bool {
 		for _, i := range nw.live {
 			for _, t := range topics {
-				if len(nw.nodes[i].Sidecar.Mesh().ListPeers(t)) < len(nw.live)-1 {
+				if len(nw.nodes[i].Sidecar.Mesh().ListPeers(t)) < len(nw.neighbours[i]) {
 					return false
 				}
 			}
@@ -337,6 +437,7 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 	// Bounded: ctx's deadline, or 10 minutes of (virtual) polling.
 	for range 60_000 {
 		if ready() {
+			cfg.progress("mesh formed after %s (virtual)", time.Since(wall).Round(time.Millisecond))
 			return nw, nil
 		}
 		select {
@@ -368,6 +469,10 @@ func (nw *simNet) build(i int, file *committee.File, chain tempo.ChainReader) (*
 	prod := p2p.DefaultConfig()
 	cfg.P2P.PubsubCheckInterval = prod.PubsubCheckInterval
 	cfg.P2P.Scoring.InspectPeriod = prod.Scoring.InspectPeriod
+	// A sparse mesh needs relaying: without it a validator learns a
+	// message from a publisher it is not linked to only by gossip at the
+	// next heartbeat.
+	cfg.P2P.Relay = nw.cfg.Degree > 0
 	cfg.API.ListenAddr = fmt.Sprintf("127.0.0.1:%d", 30000+i)
 	cfg.API.Listen = listenIdle
 	cfg.P2P.NewHost = func(key lpcrypto.PrivKey, _ []libp2p.Option) (host.Host, error) {
@@ -440,14 +545,14 @@ func (nw *simNet) pay(ctx context.Context, entry int, req *fastpayv1.SubmitFastP
 }
 
 // partition cuts the live validators into two halves, by position in the
-// live list (so both halves span the regions).
+// live list (so both halves span the regions): every link between them.
 func (nw *simNet) partition() {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	half := len(nw.live) / 2
 	for a, i := range nw.live {
 		for b, j := range nw.live {
-			if b <= a || (a < half) == (b < half) {
+			if b <= a || (a < half) == (b < half) || len(nw.mn.LinksBetweenPeers(nw.peers[i], nw.peers[j])) == 0 {
 				continue
 			}
 			nw.cut[[2]int{i, j}] = true
@@ -478,15 +583,33 @@ func (nw *simNet) meshStats() p2p.Stats {
 	return s
 }
 
+// stop stops the nodes, all at once (one by one, each stop made the
+// others redial it, and at n = 300 stopping took longer than the run), then
+// closes the mock network. A node that does not stop in time is left to the
+// bubble's end (which then reports the blocked goroutines): closing its
+// host again would wait on the lock the first Close holds, and virtual
+// time cannot advance past a goroutine waiting on a lock, so the run would
+// hang instead.
 func (nw *simNet) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for i := len(nw.nodes) - 1; i >= 0; i-- {
-		if nw.nodes[i] != nil {
-			_ = nw.nodes[i].Stop(ctx)
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for i, nd := range nw.nodes {
+		if nd == nil {
+			continue
 		}
+		wg.Go(func() {
+			if err := nd.Stop(ctx); err != nil {
+				failed.Store(true)
+				nw.cfg.progress("stop v%d: %v", i, err)
+			}
+		})
 	}
-	_ = nw.mn.Close()
+	wg.Wait()
+	if !failed.Load() {
+		_ = nw.mn.Close()
+	}
 }
 
 // subStats returns b − a over the counters the report uses.

@@ -60,6 +60,8 @@ func TestConfigValidate(t *testing.T) {
 		{"too many crashed", func(c *Config) { c.Crashed = 4 }, "Crashed"},
 		{"no dir", func(c *Config) { c.Dir = "" }, "Dir"},
 		{"partition without heal", func(c *Config) { c.PartitionAt = time.Second }, "PartitionFor"},
+		{"sparse", func(c *Config) { c.Degree = 3 }, ""},
+		{"degree too small", func(c *Config) { c.Degree = 2 }, "Degree"},
 	}
 	for _, tc := range tests {
 		c := base
@@ -83,6 +85,13 @@ func TestRunSmall(t *testing.T) {
 		{"wan", func(*Config) {}},
 		{"wan f crashed", func(c *Config) { c.Crashed = 3 }},
 		{"wan partition heals", func(c *Config) { c.PartitionAt, c.PartitionFor = 1500*time.Millisecond, 3*time.Second }},
+		// Each validator dials three others: gossip crosses validators
+		// that are not linked to the entry.
+		{"wan sparse", func(c *Config) { c.Degree = 3 }},
+		{"wan sparse partition heals", func(c *Config) {
+			c.Degree = 3
+			c.PartitionAt, c.PartitionFor = 1500*time.Millisecond, 3*time.Second
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,6 +110,10 @@ func TestRunSmall(t *testing.T) {
 				}
 				if res.Quorum != 7 {
 					t.Errorf("quorum %d, want 7", res.Quorum)
+				}
+				live := float64(cfg.Validators - cfg.Crashed)
+				if full := live - 1; (cfg.Degree == 0) != (res.Links == full) || res.Links < float64(min(cfg.Degree, 3)) {
+					t.Errorf("mean links %.1f with degree %d (%v live)", res.Links, cfg.Degree, live)
 				}
 				if res.QC.P50 < res.Floor.P50 {
 					t.Errorf("QC p50 %s below the physical floor p50 %s", res.QC.P50, res.Floor.P50)
