@@ -17,9 +17,10 @@ import (
 // QC can then no longer form: anyone holding the raw transaction (every
 // validator it was gossiped to, a Byzantine one included) may send it to the
 // chain, and from then on a validator that had not signed it refuses it as
-// NONCE_SEQ_TOO_LOW (SPEC §4, step 4), while the payment itself is final. The report's payment counts are gathered on the way,
-// and payments the driver declared mutually exclusive must not all be
-// certified (conflicting_qc).
+// NONCE_SEQ_TOO_LOW (SPEC §4, step 4), while the payment itself is final.
+// The report's payment counts are gathered on the way, and payments the
+// driver declared mutually exclusive must not all be certified
+// (conflicting_qc).
 
 // Settled stages of the status API.
 var settledStages = map[string]bool{
