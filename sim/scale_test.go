@@ -86,17 +86,18 @@ func TestScaleReport(t *testing.T) {
 					if res, err = Run(ctx, cfg); err != nil {
 						t.Error(err)
 					}
+					// Saved before the bubble ends: goroutines a stop
+					// left blocked make the bubble's end panic.
+					if res != nil {
+						results = mergeResult(results, res)
+						if saved != "" {
+							if err := writeResults(saved, results); err != nil {
+								t.Error(err)
+							}
+						}
+					}
 				})
 				t.Logf("n=%d %s: real %s, CPU %s", n, c, time.Since(wall0).Round(time.Millisecond), (processCPU() - cpu0).Round(time.Millisecond))
-				if res == nil {
-					return
-				}
-				results = mergeResult(results, res)
-				if saved != "" {
-					if err := writeResults(saved, results); err != nil {
-						t.Error(err)
-					}
-				}
 			})
 		}
 	}
