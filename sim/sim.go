@@ -585,11 +585,11 @@ func (nw *simNet) meshStats() p2p.Stats {
 
 // stopAllAtOnce is the size from which stop stops every node at once.
 // One by one, the running validators redial each stopped one and gossip
-// through every stop's virtual duration: at n = 300 stopping outlasted the
-// run. At once, a node may open a stream to a peer closing at that moment,
-// which nothing then owns; its goroutines outlive the bubble, which reports
-// them (under -race, 4 of 48 runs of TestRunSmall, none one by one). So
-// small networks, the tests', stop one by one.
+// through every stop's virtual duration, which with hundreds of validators
+// outlasts the run. At once, a node may open a stream to a peer closing at
+// that moment, which nothing then owns; its goroutines outlive the bubble,
+// which reports them. So small networks, the tests', stop one by one
+// (docs/scale.md has the measurements).
 const stopAllAtOnce = 32
 
 // stop stops the nodes, closes the connections left, then closes the mock
