@@ -13,9 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	lpcrypto "github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -58,16 +60,27 @@ type FloorPattern struct {
 	// Linger is how long a publisher loop waits after waking before it
 	// takes its queue, so more objects join the frame (frames only).
 	Linger time.Duration
+	// Linear sends each certificate to its payment's entry over a direct
+	// stream instead of gossiping it on the bulletin; the entry counts its
+	// own without sending it, and floods only the QC (the linear
+	// certificate flow proposed as a revision of SPEC §5, measured here
+	// before any protocol change). With Frames, the certificates queued
+	// for one entry leave in one write.
+	Linear bool
 }
 
 // The floor's patterns.
 var (
 	FloorPerObject = FloorPattern{}
 	FloorFrames    = FloorPattern{Frames: true}
+	FloorLinear    = FloorPattern{Frames: true, Linear: true}
 )
 
 // String names the pattern in row cases.
 func (p FloorPattern) String() string {
+	if p.Linear {
+		return "linear certificates, " + FloorPattern{Frames: p.Frames, Linger: p.Linger}.String()
+	}
 	switch {
 	case !p.Frames:
 		return "one message per object"
@@ -79,6 +92,9 @@ func (p FloorPattern) String() string {
 
 // describe says what the pattern does, for row notes.
 func (p FloorPattern) describe() string {
+	if p.Linear {
+		return "certificates to the entry over a direct stream, only the transaction and the QC gossiped; " + FloorPattern{Frames: p.Frames, Linger: p.Linger}.describe()
+	}
 	switch {
 	case !p.Frames:
 		return "every transaction, certificate and QC its own message (mesh protocol 1)"
@@ -112,6 +128,9 @@ type FloorResult struct {
 	// Latency is each payment's time from its transaction to the entry's
 	// quorum.
 	Latency Summary
+	// BytesSent is the libp2p stream payload all validators sent, every
+	// protocol (gossip, its control messages and direct streams).
+	BytesSent int64
 	// IDHeapPerPayment is the live heap of pubsub's per-message-id state
 	// per payment per validator at the end (bytes): ids in its time caches
 	// and score records, kept until its once-a-minute sweep (the run is
@@ -203,6 +222,9 @@ type floorNode struct {
 	// framers are the publisher loops by topic (frames only).
 	framers  map[*pubsub.Topic]*floorFramer
 	frameSeq atomic.Uint64
+	// direct are the certificate streams to other entries (Linear only).
+	direct *floorDirect
+	peers  []peer.ID // every node's peer id, by index
 
 	published, objectsPublished atomic.Int64
 	copies, objectCopies        atomic.Int64
@@ -218,6 +240,7 @@ type floorCluster struct {
 	nodes  []*floorNode
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	bytes  *ByteCounter
 
 	mu      sync.Mutex
 	waiting map[uint64]chan struct{}
@@ -263,7 +286,7 @@ func MeasureGossipFloor(ctx context.Context, chainID uint64, n, warmup, payments
 			return FloorResult{}, fmt.Errorf("gossip floor warm-up: %w", err)
 		}
 	}
-	c0 := fc.counts()
+	c0, bytes0 := fc.counts(), fc.bytes.Sent()
 	cpu0, wall0 := processCPU(), time.Now()
 	lat, err := fc.run(ctx, &seq, payments, inflight)
 	if err != nil {
@@ -273,7 +296,8 @@ func MeasureGossipFloor(ctx context.Context, chainID uint64, n, warmup, payments
 	c := fc.counts()
 	r := FloorResult{Payments: payments, Wall: wall, CPU: cpu, Latency: Summarize(lat),
 		Published: c.published - c0.published, ObjectsPublished: c.objectsPublished - c0.objectsPublished,
-		Copies: c.copies - c0.copies, ObjectCopies: c.objectCopies - c0.objectCopies}
+		Copies: c.copies - c0.copies, ObjectCopies: c.objectCopies - c0.objectCopies,
+		BytesSent: fc.bytes.Sent() - bytes0}
 	heap, err := measureHeapShares()
 	if err != nil {
 		return r, err
@@ -289,7 +313,7 @@ func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, pa
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	fc := &floorCluster{cancel: cancel, waiting: map[uint64]chan struct{}{}}
+	fc := &floorCluster{cancel: cancel, waiting: map[uint64]chan struct{}{}, bytes: NewByteCounter()}
 	defer func() {
 		if err != nil {
 			fc.stop()
@@ -299,6 +323,7 @@ func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, pa
 	prod := p2p.DefaultConfig()
 	cfg.PubsubCheckInterval = prod.PubsubCheckInterval
 	cfg.Scoring.InspectPeriod = prod.Scoring.InspectPeriod
+	cfg.HostOptions = []libp2p.Option{libp2p.BandwidthReporter(fc.bytes)}
 	opts, err := p2p.GossipOptions(cfg, committee)
 	if err != nil {
 		return nil, err
@@ -315,6 +340,12 @@ func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, pa
 		nd := &floorNode{index: i, host: h, certs: map[uint64]int{}, quorum: committee.Quorum(), n: n, done: fc.complete, sizes: sizes,
 			pattern: pattern, framers: map[*pubsub.Topic]*floorFramer{}}
 		fc.nodes = append(fc.nodes, nd)
+		if pattern.Linear {
+			nd.direct = newFloorDirect(nd)
+			// A handler ends when its stream does: the host's Close
+			// resets every stream.
+			h.LibP2P().SetStreamHandler(floorCertProtocol, func(st network.Stream) { nd.readDirect(runCtx, st) })
+		}
 		nd.ps, err = pubsub.NewGossipSub(runCtx, h.LibP2P(), append(slices.Clip(opts), pubsub.WithMessageIdFn(floorMessageID))...)
 		if err != nil {
 			return nil, fmt.Errorf("gossip floor: gossipsub: %w", err)
@@ -345,6 +376,11 @@ func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, pa
 					f.loop(runCtx)
 				}()
 			}
+		}
+	}
+	for _, nd := range fc.nodes {
+		for _, other := range fc.nodes {
+			nd.peers = append(nd.peers, other.host.ID())
 		}
 	}
 	// Connecting and exchanging subscriptions takes seconds even for large
@@ -495,6 +531,13 @@ func floorFrameObjects(data []byte) [][]byte {
 type floorOutbox struct {
 	bulletin, shard [][]byte
 	quorums         []uint64 // payments this node entered that reached their quorum
+	// direct are certificates for other entries' direct streams (Linear).
+	direct []directObject
+}
+
+type directObject struct {
+	entry int
+	data  []byte
 }
 
 // handle reacts to a delivered message as a validator would (see
@@ -505,16 +548,25 @@ func (nd *floorNode) handle(ctx context.Context, data []byte) int {
 	if isFloorFrame(data) {
 		objs = floorFrameObjects(data)
 	}
+	nd.react(ctx, objs)
+	return len(objs)
+}
+
+// react handles objects as a validator would and sends what that makes it
+// send.
+func (nd *floorNode) react(ctx context.Context, objs [][]byte) {
 	var out floorOutbox
 	for _, o := range objs {
 		nd.handleObject(o, &out)
+	}
+	for _, d := range out.direct {
+		nd.direct.enqueue(d.entry, d.data)
 	}
 	_ = nd.send(ctx, nd.bull, out.bulletin...)
 	_ = nd.send(ctx, nd.shard, out.shard...)
 	for _, seq := range out.quorums {
 		nd.done(seq)
 	}
-	return len(objs)
 }
 
 // handleObject: a transaction from another entry gets this node's
@@ -527,7 +579,11 @@ func (nd *floorNode) handleObject(data []byte, out *floorOutbox) {
 	seq, kind, entry := binary.BigEndian.Uint64(data), data[8], int(data[10])
 	switch kind {
 	case floorTx:
-		if entry != nd.index {
+		switch {
+		case entry == nd.index:
+		case nd.pattern.Linear:
+			out.direct = append(out.direct, directObject{entry, nd.object(nd.sizes.Cert, seq, floorCert, nd.index, entry)})
+		default:
 			out.bulletin = append(out.bulletin, nd.object(nd.sizes.Cert, seq, floorCert, nd.index, entry))
 		}
 	case floorCert:
@@ -686,7 +742,11 @@ func (fc *floorCluster) pay(ctx context.Context, seq uint64) error {
 	if err := entry.send(ctx, entry.tx, entry.object(entry.sizes.Tx, seq, floorTx, entry.index, entry.index)); err != nil {
 		return err
 	}
-	if err := entry.send(ctx, entry.bull, entry.object(entry.sizes.Cert, seq, floorCert, entry.index, entry.index)); err != nil {
+	own := entry.object(entry.sizes.Cert, seq, floorCert, entry.index, entry.index)
+	if entry.pattern.Linear {
+		// The entry's own certificate counts where it is made.
+		entry.react(ctx, [][]byte{own})
+	} else if err := entry.send(ctx, entry.bull, own); err != nil {
 		return err
 	}
 	t := time.NewTimer(payTimeout)
@@ -704,7 +764,18 @@ func (fc *floorCluster) pay(ctx context.Context, seq uint64) error {
 func (fc *floorCluster) stop() {
 	fc.cancel()
 	for _, nd := range fc.nodes {
+		if nd.direct != nil {
+			nd.direct.cancel()
+		}
+	}
+	// Closing the hosts ends any write still blocked on a stream.
+	for _, nd := range fc.nodes {
 		_ = nd.host.Close()
+	}
+	for _, nd := range fc.nodes {
+		if nd.direct != nil {
+			nd.direct.wg.Wait()
+		}
 	}
 	fc.wg.Wait()
 }
@@ -717,7 +788,7 @@ const floorRunFactor = 4
 const floorLinger = 2 * time.Millisecond
 
 // floorPatterns are the patterns runFloor measures, in order.
-var floorPatterns = []FloorPattern{FloorPerObject, FloorFrames, {Frames: true, Linger: floorLinger}}
+var floorPatterns = []FloorPattern{FloorPerObject, FloorFrames, {Frames: true, Linger: floorLinger}, FloorLinear}
 
 // runFloor measures the gossip floor of the saturation run's committee in
 // each pattern and reports what each leaves of the CPU-bound limit.
@@ -760,6 +831,7 @@ func (s *suite) runFloor(ctx context.Context, sat saturation) error {
 			row("object copies per payment per validator (gossip only)", float64(r.ObjectCopies)/perValidator, "", "objects in them"),
 			row("objects per message (gossip only)", r.ObjectsPerMessage(), "", fmt.Sprintf("%d messages published", r.Published)),
 			row("latency p50 (gossip only)", ms(r.Latency.P50), "ms", "entry sends the tx → entry holds a quorum"),
+			row("bytes sent per payment per validator (gossip only)", float64(r.BytesSent)/perValidator, "B", "libp2p stream payload, all protocols"),
 			row("pubsub id state per payment per validator", r.IDHeapPerPayment, "B", "id caches and score records, live after a GC; pubsub keeps them 10–70 s (its TTL, then a sweep once a minute)"),
 			row("achieved / limit ceiling with this gossip", ceiling, "", fmt.Sprintf("%.0f µs minimal work / (%.0f + %.0f µs gossip) per payment: the ratio if validators did nothing else", work, work, floorCPU)),
 		)

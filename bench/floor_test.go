@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -44,6 +45,8 @@ func TestGossipFloorPatterns(t *testing.T) {
 		{"one message per object", FloorPerObject},
 		{"frames", FloorFrames},
 		{"frames with a linger", FloorPattern{Frames: true, Linger: time.Millisecond}},
+		{"linear certificates", FloorLinear},
+		{"linear certificates, one message per object", FloorPattern{Linear: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,11 +65,21 @@ func TestGossipFloorPatterns(t *testing.T) {
 			// payments' remaining objects may still be queued or on their
 			// way, and the warm-up's last ones may fall in the count, so
 			// allow a little either way.
-			if perPayment := float64(r.ObjectsPublished) / payments; perPayment < 6 || perPayment > 8 {
-				t.Errorf("objects published per payment %.1f, want about 7", perPayment)
+			// Linear: the transaction and the two QCs are gossiped to the
+			// three others, the three other certificates go to the entry
+			// alone: 6 objects sent, 3 × 3 + 3 = 12 received.
+			published, copies := 7.0, 21.0
+			if tc.pattern.Linear {
+				published, copies = 6, 12
 			}
-			if perPayment := float64(r.ObjectCopies) / payments; perPayment < 18 || perPayment > 24 {
-				t.Errorf("object copies per payment %.1f (%d over %d payments), want about 21", perPayment, r.ObjectCopies, payments)
+			if perPayment := float64(r.ObjectsPublished) / payments; perPayment < published-1 || perPayment > published+1 {
+				t.Errorf("objects published per payment %.1f, want about %.0f", perPayment, published)
+			}
+			if perPayment := float64(r.ObjectCopies) / payments; perPayment < copies-3 || perPayment > copies+3 {
+				t.Errorf("object copies per payment %.1f (%d over %d payments), want about %.0f", perPayment, r.ObjectCopies, payments, copies)
+			}
+			if r.BytesSent <= 0 {
+				t.Errorf("bytes sent %d", r.BytesSent)
 			}
 			if r.Published > r.ObjectsPublished || r.Copies > r.ObjectCopies {
 				t.Errorf("%d messages for %d objects published, %d for %d received: a message carries at least one object",
@@ -234,5 +247,40 @@ func TestFloorNodeFramesCertificates(t *testing.T) {
 	case <-bulletin.wake:
 	default:
 		t.Error("the bulletin's publisher loop was not woken")
+	}
+}
+
+// BenchmarkGossipFloor runs the bare gossip floor per committee size,
+// pattern and load, with b.N payments after ten unmeasured ones:
+//
+//	go test -run '^$' -bench 'GossipFloor/n=31/' -benchtime 200x ./bench
+//
+// Per payment it reports the process's CPU (all validators), the bytes each
+// validator sent and the messages each received, and the latency p50 from
+// the transaction to the entry's quorum. It compares frames with the linear
+// certificate flow at light load (one payment in flight) and under load.
+func BenchmarkGossipFloor(b *testing.B) {
+	for _, n := range []int{4, 10, 31} {
+		sizes, err := RealFloorSizes(DefaultChainID, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, pattern := range []FloorPattern{FloorFrames, FloorLinear} {
+			for _, inflight := range []int{1, 64} {
+				b.Run(fmt.Sprintf("n=%d/%s/inflight=%d", n, pattern, inflight), func(b *testing.B) {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+					defer cancel()
+					r, err := MeasureGossipFloor(ctx, DefaultChainID, n, 10, b.N, inflight, sizes, pattern, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					perValidator := float64(r.Payments) * float64(n)
+					b.ReportMetric(r.CPUPerPayment(), "cpu-µs/payment")
+					b.ReportMetric(float64(r.BytesSent)/perValidator, "B-sent/payment/validator")
+					b.ReportMetric(float64(r.Copies)/perValidator, "copies/payment/validator")
+					b.ReportMetric(float64(r.Latency.P50)/float64(time.Millisecond), "p50-ms")
+				})
+			}
+		}
 	}
 }

@@ -13,17 +13,33 @@ type MemStatus struct {
 	// RSS is the current resident set (VmRSS); Peak its high-water mark
 	// since the process started (VmHWM). In bytes.
 	RSS, Peak uint64
+	// Anon is the resident anonymous memory (RssAnon: heap, stacks, the
+	// runtime's own); File the resident file-backed pages (RssFile: mostly
+	// the executable's code, shared with every process running it). Zero
+	// when the kernel does not report them.
+	Anon, File uint64
 }
 
-// parseMemStatus reads VmRSS and VmHWM ("VmHWM:   123456 kB") from the
-// text of /proc/<pid>/status.
+// parseMemStatus reads VmRSS and VmHWM ("VmHWM:   123456 kB"), and
+// RssAnon and RssFile when present, from the text of /proc/<pid>/status.
 func parseMemStatus(r io.Reader) (MemStatus, error) {
 	var st MemStatus
 	var haveRSS, havePeak bool
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		key, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
+		var dst *uint64
+		switch key {
+		case "VmRSS":
+			dst, haveRSS = &st.RSS, true
+		case "VmHWM":
+			dst, havePeak = &st.Peak, true
+		case "RssAnon":
+			dst = &st.Anon
+		case "RssFile":
+			dst = &st.File
+		}
+		if !ok || dst == nil {
 			continue
 		}
 		fields := strings.Fields(rest)
@@ -34,11 +50,7 @@ func parseMemStatus(r io.Reader) (MemStatus, error) {
 		if err != nil {
 			return st, fmt.Errorf("%s: %w", key, err)
 		}
-		if key == "VmRSS" {
-			st.RSS, haveRSS = kb*1024, true
-		} else {
-			st.Peak, havePeak = kb*1024, true
-		}
+		*dst = kb * 1024
 	}
 	if err := sc.Err(); err != nil {
 		return st, err

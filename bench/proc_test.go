@@ -12,6 +12,8 @@ VmPeak:	 2413860 kB
 VmSize:	 2413604 kB
 VmHWM:	  152344 kB
 VmRSS:	  141200 kB
+RssAnon:	  101200 kB
+RssFile:	   40000 kB
 Threads:	12
 `
 
@@ -22,7 +24,9 @@ func TestParseMemStatus(t *testing.T) {
 		want    MemStatus
 		wantErr string
 	}{
-		{"valid", sampleStatus, MemStatus{RSS: 141200 * 1024, Peak: 152344 * 1024}, ""},
+		{"valid", sampleStatus, MemStatus{RSS: 141200 * 1024, Peak: 152344 * 1024, Anon: 101200 * 1024, File: 40000 * 1024}, ""},
+		{"without the split", strings.Replace(strings.Replace(sampleStatus, "RssAnon:", "XAnon:", 1), "RssFile:", "XFile:", 1), MemStatus{RSS: 141200 * 1024, Peak: 152344 * 1024}, ""},
+		{"bad anon", strings.Replace(sampleStatus, "101200", "1o1200", 1), MemStatus{}, "RssAnon"},
 		{"no VmHWM", strings.Replace(sampleStatus, "VmHWM:", "VmXXX:", 1), MemStatus{}, "missing"},
 		{"no VmRSS", strings.Replace(sampleStatus, "VmRSS:", "VmXXX:", 1), MemStatus{}, "missing"},
 		{"bad unit", strings.Replace(sampleStatus, "141200 kB", "141200 MB", 1), MemStatus{}, "unexpected value"},

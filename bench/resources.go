@@ -132,6 +132,7 @@ func (p *childProc) stop(timeout time.Duration) error {
 type rssSample struct {
 	done int64
 	rss  []uint64
+	anon []uint64
 }
 
 // runResources starts ResourceValidators sidecar processes, drives
@@ -240,15 +241,17 @@ func (s *suite) runResources(ctx context.Context) error {
 		}
 		stats[i] = m.Stats
 	}
-	peaks, ends := make([]uint64, len(procs)), make([]uint64, len(procs))
+	mem := memFigures{start: startRSS, half: halfway(history, int64(total)), end: make([]uint64, len(procs)),
+		peak: make([]uint64, len(procs)), peakAnon: peakAnon(history, len(procs)), file: make([]uint64, len(procs))}
 	for i, p := range procs {
 		st, err := memStatus(p.cmd.Process.Pid)
 		if err != nil {
 			return err
 		}
-		peaks[i], ends[i] = st.Peak, st.RSS
+		mem.peak[i], mem.end[i], mem.file[i] = st.Peak, st.RSS, st.File
+		mem.peakAnon[i] = max(mem.peakAnon[i], st.Anon)
 	}
-	s.resourceRows(n, total, wall, startRSS, halfway(history, int64(total)), ends, peaks, stats)
+	s.resourceRows(n, total, wall, mem, stats)
 	return nil
 }
 
@@ -282,10 +285,10 @@ func sampleRSS(procs []*sidecarProc, done *atomic.Int64, interval time.Duration)
 				return
 			case <-t.C:
 			}
-			sample := rssSample{done: done.Load(), rss: make([]uint64, len(procs))}
+			sample := rssSample{done: done.Load(), rss: make([]uint64, len(procs)), anon: make([]uint64, len(procs))}
 			for i, p := range procs {
 				if st, err := memStatus(p.cmd.Process.Pid); err == nil {
-					sample.rss[i] = st.RSS
+					sample.rss[i], sample.anon[i] = st.RSS, st.Anon
 				}
 			}
 			mu.Lock()
@@ -313,6 +316,26 @@ func halfway(samples []rssSample, total int64) []uint64 {
 	return nil
 }
 
+// peakAnon returns each process's largest sampled anonymous RSS (the
+// kernel keeps a high-water mark for the whole resident set only).
+func peakAnon(samples []rssSample, procs int) []uint64 {
+	out := make([]uint64, procs)
+	for _, s := range samples {
+		for i, a := range s.anon {
+			out[i] = max(out[i], a)
+		}
+	}
+	return out
+}
+
+// memFigures are the resources section's memory readings per process.
+type memFigures struct {
+	start, half, end, peak []uint64
+	// peakAnon is the largest sampled anonymous RSS; file the file-backed
+	// RSS at the end.
+	peakAnon, file []uint64
+}
+
 func maxOf(v []uint64) uint64 {
 	var m uint64
 	for _, x := range v {
@@ -329,7 +352,8 @@ func joinMiB(v []uint64) string {
 	return strings.Join(parts, "/")
 }
 
-func (s *suite) resourceRows(n, total int, wall time.Duration, start, half, end, peak []uint64, stats []*ChildStats) {
+func (s *suite) resourceRows(n, total int, wall time.Duration, mem memFigures, stats []*ChildStats) {
+	start, half, end, peak := mem.start, mem.half, mem.end, mem.peak
 	c := fmt.Sprintf("n=%d processes, %d payments", n, total)
 	row := func(metric string, v float64, unit, note string) Row {
 		return Row{Section: SectionResources, Case: c, Metric: metric, Value: v, Unit: unit, Note: note}
@@ -364,6 +388,8 @@ func (s *suite) resourceRows(n, total int, wall time.Duration, start, half, end,
 	rows = append(rows,
 		row("RSS per sidecar at the end (max)", mib(maxOf(end)), "MiB", joinMiB(end)),
 		peakRow,
+		row("peak anonymous RSS per sidecar (max)", mib(maxOf(mem.peakAnon)), "MiB", "RssAnon sampled each second, of each: "+joinMiB(mem.peakAnon)+"; heap, stacks and the runtime's own memory"),
+		row("file-backed RSS per sidecar at the end (max)", mib(maxOf(mem.file)), "MiB", "RssFile: mostly the code of the executable (these processes run allegro-dev, which holds more code than allegro), shared by every process running it"),
 		row("Go heap in use per sidecar at the end (max)", mib(heap), "MiB", fmt.Sprintf("Go runtime total %.0f MiB", mib(sys))),
 		row("live heap per sidecar at the end (max)", mib(live.Live), "MiB", "after a GC, from the heap profile"),
 		row("of which held by gossipsub", mib(live.Gossip), "MiB",

@@ -10,7 +10,7 @@ import (
 )
 
 // Columns are the table's column headers, in order.
-var Columns = []string{"profile", "n", "q", "case", "links", "certified", "QC p50 ms", "QC p99 ms", "floor p50 ms", "QC/floor p50",
+var Columns = []string{"profile", "n", "q", "case", "mesh", "links", "certified", "QC p50 ms", "QC p99 ms", "floor p50 ms", "QC/floor p50",
 	"bytes/payment/validator", "copies/payment/validator", "CPU µs/payment/validator"}
 
 // Case names a result's scenario.
@@ -26,6 +26,19 @@ func (r *Result) Case() string {
 	return "all up"
 }
 
+// Mesh names a result's topology: "full" (every pair linked), "random d"
+// (each dials d others) or "regional d+r" (d of its region, r of each
+// other region).
+func (r *Result) Mesh() string {
+	switch {
+	case r.Remote > 0:
+		return fmt.Sprintf("regional %d+%d", r.Degree, r.Remote)
+	case r.Degree > 0:
+		return fmt.Sprintf("random %d", r.Degree)
+	}
+	return "full"
+}
+
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // WriteTable writes the results as an aligned table.
@@ -33,8 +46,8 @@ func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, strings.Join(Columns, "\t")+"\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.1f\t%d/%d\t%.1f\t%.1f\t%.1f\t%.2f\t%.0f\t%.1f\t%.0f\t\n",
-			r.Profile, r.Validators, r.Quorum, r.Case(), r.Links, r.Certified, r.Payments,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.1f\t%d/%d\t%.1f\t%.1f\t%.1f\t%.2f\t%.0f\t%.1f\t%.0f\t\n",
+			r.Profile, r.Validators, r.Quorum, r.Case(), r.Mesh(), r.Links, r.Certified, r.Payments,
 			msf(r.QC.P50), msf(r.QC.P99), msf(r.Floor.P50), r.RatioP50,
 			r.BytesPerValidator, r.CopiesPerValidator, float64(r.CPUPerValidator)/float64(time.Microsecond))
 	}

@@ -27,6 +27,7 @@ var (
 	flagPayments   = flag.Int("sim.payments", 20, "payments per case")
 	flagCases      = flag.String("sim.cases", "wan,lan,crashed,partition", "cases per n: wan, lan, crashed (f down, WAN), partition (halves cut 3 s, WAN)")
 	flagDegree     = flag.Int("sim.degree", 0, "validators each one dials (0: every other, as a node does with its committee)")
+	flagRemote     = flag.Int("sim.remote", 0, "with -sim.degree, a regional mesh: -sim.degree of the own region and this many of every other region")
 	flagOut        = flag.String("sim.out", "", "folder for scale.txt and scale.svg (empty: print only)")
 )
 
@@ -60,7 +61,7 @@ func TestScaleReport(t *testing.T) {
 	for _, n := range sizes {
 		for _, c := range strings.Split(*flagCases, ",") {
 			cfg := DefaultConfig()
-			cfg.Validators, cfg.Payments, cfg.Degree = n, *flagPayments, *flagDegree
+			cfg.Validators, cfg.Payments, cfg.Degree, cfg.Remote = n, *flagPayments, *flagDegree, *flagRemote
 			cfg.Progress = func(format string, args ...any) {
 				fmt.Fprintf(os.Stderr, "n=%d %s: %s\n", n, c, fmt.Sprintf(format, args...))
 			}
@@ -115,12 +116,15 @@ func TestScaleReport(t *testing.T) {
 	// The plot shows one mesh: the WAN results of this run's degree.
 	var wan []*Result
 	for _, r := range results {
-		if r.Profile == "wan" && r.Degree == *flagDegree {
+		if r.Profile == "wan" && r.Degree == *flagDegree && r.Remote == *flagRemote {
 			wan = append(wan, r)
 		}
 	}
 	mesh := "every validator linked to every other"
-	if *flagDegree > 0 {
+	switch {
+	case *flagRemote > 0:
+		mesh = fmt.Sprintf("each validator dials %d of its region and %d of each other, relaying", *flagDegree, *flagRemote)
+	case *flagDegree > 0:
 		mesh = fmt.Sprintf("each validator dials %d others, relaying", *flagDegree)
 	}
 	f, err := os.Create(filepath.Join(*flagOut, "scale.svg"))
@@ -136,7 +140,7 @@ func TestScaleReport(t *testing.T) {
 // mergeResult adds r to rs, replacing an earlier result of the same case.
 func mergeResult(rs []*Result, r *Result) []*Result {
 	key := func(x *Result) string {
-		return fmt.Sprintf("%s/%d/%s/%d", x.Profile, x.Validators, x.Case(), x.Degree)
+		return fmt.Sprintf("%s/%d/%s/%d/%d", x.Profile, x.Validators, x.Case(), x.Degree, x.Remote)
 	}
 	for i, old := range rs {
 		if key(old) == key(r) {
@@ -148,6 +152,9 @@ func mergeResult(rs []*Result, r *Result) []*Result {
 	slices.SortStableFunc(rs, func(a, b *Result) int {
 		if a.Degree != b.Degree {
 			return a.Degree - b.Degree
+		}
+		if a.Remote != b.Remote {
+			return a.Remote - b.Remote
 		}
 		return a.Validators - b.Validators
 	})

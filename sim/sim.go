@@ -74,6 +74,11 @@ type Config struct {
 	// links every validator to every other, as a node does with its
 	// committee (every member is a bootstrap peer), which costs n² links.
 	Degree int
+	// Remote, when positive, makes the sparse mesh regional: each validator
+	// dials Degree others of its own region and Remote in every other
+	// region, so a message crosses each long link once and spreads inside
+	// a region over short ones (default 0: Degree others anywhere).
+	Remote int
 	// QCTimeout bounds each payment's wait for its QC (default 60 s).
 	QCTimeout time.Duration
 	// ChainID of the network (default bench.DefaultChainID).
@@ -116,6 +121,8 @@ func (c Config) Validate() error {
 		return errors.New("sim config: PartitionFor must be positive when PartitionAt is set")
 	case c.Degree < 0 || (c.Degree > 0 && c.Degree < 3):
 		return fmt.Errorf("sim config: Degree must be 0 (everyone) or at least 3, got %d", c.Degree)
+	case c.Remote < 0 || (c.Remote > 0 && c.Degree == 0):
+		return fmt.Errorf("sim config: Remote must be 0, or positive with a Degree, got %d (Degree %d)", c.Remote, c.Degree)
 	case c.QCTimeout <= 0:
 		return fmt.Errorf("sim config: QCTimeout must be positive, got %s", c.QCTimeout)
 	case c.ChainID == 0:
@@ -137,6 +144,7 @@ type Result struct {
 	// of validators each live one is connected to (n − 1 − crashed
 	// without Degree).
 	Degree   int
+	Remote   int
 	Links    float64
 	Payments int
 	// Certified payments reached their QC at the entry within QCTimeout.
@@ -174,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Profile: cfg.Profile.Name, Validators: cfg.Validators, Quorum: nw.quorum, Crashed: cfg.Crashed,
-		Partition: cfg.PartitionAt > 0, Payments: cfg.Payments, SetupCPU: processCPU() - cpu0, Degree: cfg.Degree, Links: nw.meanLinks()}
+		Partition: cfg.PartitionAt > 0, Payments: cfg.Payments, SetupCPU: processCPU() - cpu0, Degree: cfg.Degree, Remote: cfg.Remote, Links: nw.meanLinks()}
 
 	reqs := make([]*fastpayv1.SubmitFastPayRequest, cfg.Payments)
 	hashes := make([]qc.Hash, cfg.Payments)
@@ -303,9 +311,10 @@ func (nw *simNet) meanLinks() float64 {
 	return float64(total) / float64(len(nw.live))
 }
 
-// wire chooses which live validators are linked: all pairs, or with Degree
-// each dials Degree others at random (a fixed seed per n, so runs repeat).
-// It fails when the random graph is not connected.
+// wire chooses which live validators are linked: all pairs; with Degree
+// each dials Degree others at random; with Remote too, Degree others of its
+// region and Remote of every other region. The seed is fixed per n, so runs
+// repeat. It fails when the random graph is not connected.
 func (nw *simNet) wire() error {
 	n := nw.cfg.Validators
 	nw.neighbours = make([][]int, n)
@@ -330,12 +339,26 @@ func (nw *simNet) wire() error {
 		return nil
 	}
 	rng := rand.New(rand.NewPCG(uint64(n), uint64(nw.cfg.Degree)))
+	regions := len(nw.cfg.Profile.Regions)
 	for _, i := range nw.live {
-		dialed := 0
+		// dialed[r] counts the validators of region r that i dialed
+		// (every region is r = 0 when the mesh is not regional).
+		dialed := make([]int, regions)
+		quota := func(j int) (region, want int) {
+			switch {
+			case nw.cfg.Remote == 0:
+				return 0, nw.cfg.Degree
+			case nw.cfg.Profile.Region(j) == nw.cfg.Profile.Region(i):
+				return nw.cfg.Profile.Region(j), nw.cfg.Degree
+			default:
+				return nw.cfg.Profile.Region(j), nw.cfg.Remote
+			}
+		}
 		for _, k := range rng.Perm(len(nw.live)) {
-			if j := nw.live[k]; j != i && dialed < nw.cfg.Degree {
+			j := nw.live[k]
+			if r, want := quota(j); j != i && dialed[r] < want {
 				add(i, j)
-				dialed++
+				dialed[r]++
 			}
 		}
 	}
