@@ -28,6 +28,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	lpcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -460,6 +461,12 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 	// Bounded: ctx's deadline, or 10 minutes of (virtual) polling.
 	for range 60_000 {
 		if ready() {
+			if cfg.Degree > 0 {
+				// Relayed gossip follows gossipsub's topic meshes, which
+				// are grafted at heartbeats: wait two, so the first
+				// payments do not meet a mesh still forming.
+				time.Sleep(2 * pubsub.DefaultGossipSubParams().HeartbeatInterval)
+			}
 			cfg.progress("mesh formed after %s (virtual)", time.Since(wall).Round(time.Millisecond))
 			return nw, nil
 		}
