@@ -242,6 +242,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cpu := processCPU() - cpu1
 	delta := subStats(nw.meshStats(), stats0)
 	bytes := nw.sent.Load() - bytes0
+	if cfg.PartitionAt > 0 {
+		// Writes delayed on the cut links (partition) land by then: a
+		// goroutine still waiting on a delivery when the bubble ends
+		// would fail the run.
+		time.Sleep(time.Until(start.Add(cfg.PartitionAt + 2*cfg.PartitionFor + time.Second)))
+	}
 
 	var got, gotFloor []time.Duration
 	var ratios []time.Duration // ratio ×1e6, to reuse the percentile helper
@@ -575,31 +581,44 @@ func (nw *simNet) pay(ctx context.Context, entry int, req *fastpayv1.SubmitFastP
 }
 
 // partition cuts the live validators into two halves, by position in the
-// live list (so both halves span the regions): every link between them.
+// live list (so both halves span the regions). Connections between the
+// halves stay open, as a TCP or QUIC connection outlives a partition of
+// seconds, but nothing written on them arrives before the heal: their
+// links take the partition's length as latency, so what is sent during
+// the cut lands between the heal and one partition length after it, in
+// order, as retransmissions would. (Unlinking instead, the mock network
+// forgot connections whose streams outlived them and carried messages
+// across the cut.)
 func (nw *simNet) partition() {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	half := len(nw.live) / 2
 	for a, i := range nw.live {
 		for b, j := range nw.live {
-			if b <= a || (a < half) == (b < half) || len(nw.mn.LinksBetweenPeers(nw.peers[i], nw.peers[j])) == 0 {
+			if b <= a || (a < half) == (b < half) {
+				continue
+			}
+			links := nw.mn.LinksBetweenPeers(nw.peers[i], nw.peers[j])
+			if len(links) == 0 {
 				continue
 			}
 			nw.cut[[2]int{i, j}] = true
-			for _, l := range nw.mn.LinksBetweenPeers(nw.peers[i], nw.peers[j]) {
-				_ = nw.mn.Unlink(l)
+			for _, l := range links {
+				l.SetOptions(mocknet.LinkOptions{Latency: nw.cfg.PartitionFor})
 			}
-			_ = nw.mn.DisconnectPeers(nw.peers[i], nw.peers[j])
 		}
 	}
 }
 
-// heal restores the links partition cut; the validators redial.
+// heal gives the cut links their latency back.
 func (nw *simNet) heal() {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	for p := range nw.cut {
-		_ = nw.link(p[0], p[1])
+		oneWay := nw.cfg.Profile.PairRTT(p[0], p[1]) / 2
+		for _, l := range nw.mn.LinksBetweenPeers(nw.peers[p[0]], nw.peers[p[1]]) {
+			l.SetOptions(mocknet.LinkOptions{Latency: oneWay})
+		}
 		delete(nw.cut, p)
 	}
 }

@@ -123,6 +123,15 @@ func TestRunSmall(t *testing.T) {
 				if (cfg.Degree == 0 && res.Links != full) || (cfg.Degree > 0 && cfg.Remote == 0 && res.Links == full) || res.Links < float64(min(cfg.Degree, 3)) {
 					t.Errorf("mean links %.1f with degree %d (%v live)", res.Links, cfg.Degree, live)
 				}
+				if cfg.PartitionAt > 0 {
+					// The payment sent first after the cut (at the next whole
+					// interval) gets its QC only once the halves are healed:
+					// neither half holds a quorum.
+					firstInside := (cfg.PartitionAt + cfg.Interval - 1) / cfg.Interval * cfg.Interval
+					if wait := cfg.PartitionAt + cfg.PartitionFor - firstInside; res.QC.Max < wait {
+						t.Errorf("slowest QC %s: a payment sent during the partition was certified before the heal (at least %s after it)", res.QC.Max, wait)
+					}
+				}
 				if res.QC.P50 < res.Floor.P50 {
 					t.Errorf("QC p50 %s below the physical floor p50 %s", res.QC.P50, res.Floor.P50)
 				}
