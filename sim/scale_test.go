@@ -65,16 +65,8 @@ func TestScaleReport(t *testing.T) {
 			cfg.Progress = func(format string, args ...any) {
 				fmt.Fprintf(os.Stderr, "n=%d %s: %s\n", n, c, fmt.Sprintf(format, args...))
 			}
-			switch c {
-			case "wan":
-			case "lan":
-				cfg.Profile = LAN()
-			case "crashed":
-				cfg.Crashed = (n - 1) / 3
-			case "partition":
-				cfg.PartitionAt, cfg.PartitionFor = 3*cfg.Interval/2, 3*time.Second
-			default:
-				t.Fatalf("-sim.cases: unknown case %q", c)
+			if err := cfg.ApplyCase(c); err != nil {
+				t.Fatalf("-sim.cases: %v", err)
 			}
 			t.Run(fmt.Sprintf("n=%d/%s", n, c), func(t *testing.T) {
 				wall0, cpu0 := time.Now(), processCPU()

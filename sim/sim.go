@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -103,6 +104,26 @@ func (c Config) progress(format string, args ...any) {
 // to be set.
 func DefaultConfig() Config {
 	return Config{Profile: WAN(), Payments: 20, Interval: time.Second, QCTimeout: time.Minute, ChainID: bench.DefaultChainID}
+}
+
+// Cases are the scale report's cases: wan (all up), lan, crashed (f down,
+// WAN) and partition (halves cut for 3 s, WAN).
+var Cases = []string{"wan", "lan", "crashed", "partition"}
+
+// ApplyCase sets c up for the named case (Cases) from its committee size.
+func (c *Config) ApplyCase(name string) error {
+	switch name {
+	case "wan":
+	case "lan":
+		c.Profile = LAN()
+	case "crashed":
+		c.Crashed = (c.Validators - 1) / 3
+	case "partition":
+		c.PartitionAt, c.PartitionFor = 3*c.Interval/2, 3*time.Second
+	default:
+		return fmt.Errorf("unknown case %q (have %s)", name, strings.Join(Cases, ", "))
+	}
+	return nil
 }
 
 // Validate reports the first invalid field.
@@ -534,16 +555,22 @@ func (nw *simNet) build(i int, file *committee.File, chain tempo.ChainReader) (*
 
 // link links validators i and j with half their round trip each way.
 func (nw *simNet) link(i, j int) error {
-	l, err := nw.mn.LinkPeers(nw.peers[i], nw.peers[j])
-	if err != nil {
+	if _, err := nw.mn.LinkPeers(nw.peers[i], nw.peers[j]); err != nil {
 		return fmt.Errorf("link v%d-v%d: %w", i, j, err)
 	}
-	oneWay := nw.cfg.Profile.PairRTT(i, j) / 2
-	l.SetOptions(mocknet.LinkOptions{Latency: oneWay})
-	for _, back := range nw.mn.LinksBetweenPeers(nw.peers[j], nw.peers[i]) {
-		back.SetOptions(mocknet.LinkOptions{Latency: oneWay})
-	}
+	nw.setLatency(i, j, nw.oneWay(i, j))
 	return nil
+}
+
+// oneWay is half the round trip between validators i and j.
+func (nw *simNet) oneWay(i, j int) time.Duration { return nw.cfg.Profile.PairRTT(i, j) / 2 }
+
+// setLatency sets the latency of every link between validators i and j,
+// both ways.
+func (nw *simNet) setLatency(i, j int, d time.Duration) {
+	for _, l := range append(nw.mn.LinksBetweenPeers(nw.peers[i], nw.peers[j]), nw.mn.LinksBetweenPeers(nw.peers[j], nw.peers[i])...) {
+		l.SetOptions(mocknet.LinkOptions{Latency: d})
+	}
 }
 
 // floor is the physical floor of a payment entering at entry: the round
@@ -598,14 +625,11 @@ func (nw *simNet) partition() {
 			if b <= a || (a < half) == (b < half) {
 				continue
 			}
-			links := nw.mn.LinksBetweenPeers(nw.peers[i], nw.peers[j])
-			if len(links) == 0 {
+			if len(nw.mn.LinksBetweenPeers(nw.peers[i], nw.peers[j])) == 0 {
 				continue
 			}
 			nw.cut[[2]int{i, j}] = true
-			for _, l := range links {
-				l.SetOptions(mocknet.LinkOptions{Latency: nw.cfg.PartitionFor})
-			}
+			nw.setLatency(i, j, nw.cfg.PartitionFor)
 		}
 	}
 }
@@ -615,10 +639,7 @@ func (nw *simNet) heal() {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	for p := range nw.cut {
-		oneWay := nw.cfg.Profile.PairRTT(p[0], p[1]) / 2
-		for _, l := range nw.mn.LinksBetweenPeers(nw.peers[p[0]], nw.peers[p[1]]) {
-			l.SetOptions(mocknet.LinkOptions{Latency: oneWay})
-		}
+		nw.setLatency(p[0], p[1], nw.oneWay(p[0], p[1]))
 		delete(nw.cut, p)
 	}
 }

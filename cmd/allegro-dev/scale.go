@@ -8,11 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/allegro-mesh/allegro/internal/cli"
+	"github.com/allegro-mesh/allegro/sim"
 )
 
 func init() {
@@ -23,9 +23,6 @@ func init() {
 // simulation package from a checkout of it.
 const modulePath = "github.com/allegro-mesh/allegro"
 
-// scaleCases are the simulation's cases (sim.TestScaleReport's -sim.cases).
-var scaleCases = []string{"wan", "lan", "crashed", "partition"}
-
 // scaleArgs turns the command line into the go test invocation of the
 // simulation. The simulation runs under testing/synctest, whose virtual
 // time exists only inside a test, so the command is a front for the test
@@ -35,7 +32,7 @@ func scaleArgs(args []string, stderr io.Writer) ([]string, error) {
 	fs.SetOutput(stderr)
 	validators := fs.String("validators", "100,300", "committee sizes")
 	payments := fs.Int("payments", 10, "payments per case (light load: one a second)")
-	cases := fs.String("cases", "wan", "cases per size: "+strings.Join(scaleCases, ", ")+" (crashed: f down; partition: halves cut for 3 s)")
+	cases := fs.String("cases", "wan", "cases per size: "+strings.Join(sim.Cases, ", ")+" (crashed: f down; partition: halves cut for 3 s)")
 	degree := fs.Int("degree", 0, "validators each one dials (0: every other, as a node does with its committee; from 3)")
 	remote := fs.Int("remote", 0, "with --degree, a regional mesh: --degree of the own region and this many of every other region")
 	out := fs.String("out", "scale-results", "folder for results.json (kept across runs), scale.txt and scale.svg")
@@ -62,8 +59,8 @@ func scaleArgs(args []string, stderr io.Writer) ([]string, error) {
 		return nil, errors.New("--cases: empty list")
 	}
 	for _, c := range cs {
-		if !slices.Contains(scaleCases, c) {
-			return nil, fmt.Errorf("--cases: unknown case %q (have %s)", c, strings.Join(scaleCases, ", "))
+		if err := (&sim.Config{}).ApplyCase(c); err != nil {
+			return nil, fmt.Errorf("--cases: %w", err)
 		}
 	}
 	if *degree < 0 || (*degree > 0 && *degree < 3) {
