@@ -64,6 +64,10 @@ type Member struct {
 	Name      string   `toml:"name"`
 	PublicKey string   `toml:"public_key"`
 	Addrs     []string `toml:"addrs"`
+	// Region is where the validator runs (any label, such as a cloud
+	// region). Only a sparse mesh uses it (p2p.dial_in_region): members
+	// dial more peers of their own region than of others. Optional.
+	Region string `toml:"region,omitempty"`
 }
 
 // Committee sources.

@@ -469,6 +469,12 @@ func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc
 	if err != nil {
 		return nil, err
 	}
+	if dials := (committee.Dials{InRegion: cfg.P2P.DialInRegion, PerOtherRegion: cfg.P2P.DialPerOtherRegion}); dials.Sparse() {
+		if boot, err = f.DialPeers(id.Key.Public().(ed25519.PublicKey), dials); err != nil {
+			return nil, settingError("p2p.dial_in_region", err.Error(), "")
+		}
+		log.Info("sparse mesh", "dials", len(boot), "members", len(f.Members), "in_region", dials.InRegion, "per_other_region", dials.PerOtherRegion)
+	}
 	pcfg := cfg.P2P
 	pcfg.QCShards = f.QCShards
 	if pcfg.ListenAddrs, err = meshListenAddrs(pcfg, f, id.Key.Public().(ed25519.PublicKey)); err != nil {

@@ -116,6 +116,19 @@ type Config struct {
 	// GossipSub, when set, takes precedence.
 	Relay bool `toml:"relay"`
 
+	// DialInRegion, when positive, makes the mesh sparse: this node dials
+	// that many members of its own region and DialPerOtherRegion members of
+	// every other region (the committee file's member regions), chosen by
+	// a rule every member computes alike from the committee file, instead
+	// of every member. Members it does not dial reach it through relays, so
+	// it needs Relay. A full mesh costs each node n−1 connections, beyond
+	// the connection manager's water marks from a few hundred members; a
+	// regional mesh keeps the latency near a full mesh's with a few dozen
+	// (docs/scale.md). Start refuses dials that leave the committee's mesh
+	// disconnected. Default 0: dial every member.
+	DialInRegion       int `toml:"dial_in_region"`
+	DialPerOtherRegion int `toml:"dial_per_other_region"`
+
 	// FrameMaxObjects caps the objects of one frame this node publishes,
 	// and FrameMaxBytes its encoded size (an object larger than that still
 	// goes alone, up to MaxFrameSize). A frame takes whatever its topic's
@@ -473,6 +486,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RejectLogsPerSecond < 0 {
 		return fmt.Errorf("[p2p] reject_logs_per_second must not be negative, got %d", c.RejectLogsPerSecond)
+	}
+	if c.DialInRegion < 0 || c.DialPerOtherRegion < 0 {
+		return fmt.Errorf("[p2p] dial_in_region and dial_per_other_region must not be negative, got %d and %d", c.DialInRegion, c.DialPerOtherRegion)
+	}
+	if c.DialPerOtherRegion > 0 && c.DialInRegion == 0 {
+		return errors.New("[p2p] dial_per_other_region needs dial_in_region (0 dials every member)")
+	}
+	if c.DialInRegion > 0 && !c.Relay && c.GossipSub == nil {
+		return errors.New("[p2p] dial_in_region needs relay = true (members this node does not dial would reach it only through relays)")
 	}
 	if !c.Relay && !c.FloodPublish && c.GossipSub == nil {
 		return errors.New("[p2p] flood_publish must be on when relay is off (nothing would carry a message past its publisher)")

@@ -67,6 +67,10 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"conn_manager_high_water", func(c *Config) { c.ConnManagerHighWater = c.ConnManagerLowWater - 1 }},
 		{"conn_manager_grace_period", func(c *Config) { c.ConnManagerGracePeriod = -time.Second }},
 		{"reject_logs_per_second", func(c *Config) { c.RejectLogsPerSecond = -1 }},
+		{"dial_in_region", func(c *Config) { c.DialInRegion, c.Relay = -1, true }},
+		{"dial_per_other_region", func(c *Config) { c.DialInRegion, c.DialPerOtherRegion, c.Relay = 2, -1, true }},
+		{"dial_per_other_region", func(c *Config) { c.DialPerOtherRegion, c.Relay = 1, true }},
+		{"relay", func(c *Config) { c.DialInRegion = 4 }},
 		{"gossipsub", func(c *Config) {
 			p := pubsub.DefaultGossipSubParams()
 			p.Dlo = p.D + 1

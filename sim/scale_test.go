@@ -29,6 +29,7 @@ var (
 	flagDegree     = flag.Int("sim.degree", 0, "validators each one dials (0: every other, as a node does with its committee)")
 	flagRemote     = flag.Int("sim.remote", 0, "with -sim.degree, a regional mesh: -sim.degree of the own region and this many of every other region")
 	flagOut        = flag.String("sim.out", "", "folder for scale.txt and scale.svg (empty: print only)")
+	flagHeap       = flag.String("sim.heap-profile", "", "folder for a heap profile per case, taken after its last payment (empty: none)")
 )
 
 func TestScaleReport(t *testing.T) {
@@ -67,6 +68,9 @@ func TestScaleReport(t *testing.T) {
 			}
 			if err := cfg.ApplyCase(c); err != nil {
 				t.Fatalf("-sim.cases: %v", err)
+			}
+			if *flagHeap != "" {
+				cfg.HeapProfile = filepath.Join(*flagHeap, fmt.Sprintf("heap-n%d-%s.pprof", n, c))
 			}
 			t.Run(fmt.Sprintf("n=%d/%s", n, c), func(t *testing.T) {
 				wall0, cpu0 := time.Now(), processCPU()

@@ -17,9 +17,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -70,16 +71,17 @@ type Config struct {
 	// (neither holds a quorum) that long after the first submission, and
 	// heals them PartitionFor later.
 	PartitionAt, PartitionFor time.Duration
-	// Degree, when positive, is how many other live validators each one
-	// dials, chosen at random (fixed per n), besides those that dial it:
-	// a sparse mesh where gossip crosses intermediate validators. Zero
+	// Degree, when positive, makes the mesh sparse: each validator dials
+	// Degree others, as a node does with p2p.dial_in_region (the same rule,
+	// committee.Dials), and gossip crosses intermediate validators. Zero
 	// links every validator to every other, as a node does with its
-	// committee (every member is a bootstrap peer), which costs n² links.
+	// committee by default, which costs n² links.
 	Degree int
-	// Remote, when positive, makes the sparse mesh regional: each validator
-	// dials Degree others of its own region and Remote in every other
-	// region, so a message crosses each long link once and spreads inside
-	// a region over short ones (default 0: Degree others anywhere).
+	// Remote, when positive, makes the sparse mesh regional: validators
+	// carry their region in the committee, and each dials Degree others of
+	// its own region and Remote of every other region
+	// (p2p.dial_per_other_region), so a message crosses each long link once
+	// and spreads inside a region over short ones (default 0: one region).
 	Remote int
 	// QCTimeout bounds each payment's wait for its QC (default 60 s).
 	QCTimeout time.Duration
@@ -92,6 +94,10 @@ type Config struct {
 	// Progress, when set, is told what a long run is doing: the network
 	// built, the mesh formed, each payment's QC (default: silent).
 	Progress func(format string, args ...any)
+	// HeapProfile, when set, is a file that receives a heap profile taken
+	// once every payment is done and before the network stops, so it shows
+	// what the running validators hold (default: none).
+	HeapProfile string
 }
 
 func (c Config) progress(format string, args ...any) {
@@ -261,6 +267,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	wg.Wait()
 	cpu := processCPU() - cpu1
+	if cfg.HeapProfile != "" {
+		if err := writeHeapProfile(cfg.HeapProfile); err != nil {
+			return nil, err
+		}
+	}
 	delta := subStats(nw.meshStats(), stats0)
 	bytes := nw.sent.Load() - bytes0
 	if cfg.PartitionAt > 0 {
@@ -292,6 +303,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.progress("done: %d of %d certified, QC p50 %s p99 %s, floor p50 %s, %.0f bytes and %.1f copies per payment per validator, CPU %s per payment per validator",
 		res.Certified, res.Payments, res.QC.P50, res.QC.P99, res.Floor.P50, res.BytesPerValidator, res.CopiesPerValidator, res.CPUPerValidator)
 	return res, firstErr
+}
+
+// writeHeapProfile writes the live heap (after a collection) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
 }
 
 // recipient receives every simulated payment.
@@ -339,54 +364,33 @@ func (nw *simNet) meanLinks() float64 {
 	return float64(total) / float64(len(nw.live))
 }
 
-// wire chooses which live validators are linked: all pairs; with Degree
-// each dials Degree others at random; with Remote too, Degree others of its
-// region and Remote of every other region. The seed is fixed per n, so runs
-// repeat. It fails when the random graph is not connected.
-func (nw *simNet) wire() error {
+// wire chooses which live validators are linked: all pairs, or with Degree
+// the links a node makes under p2p.dial_in_region = Degree and
+// dial_per_other_region = Remote (committee.Dials; without Remote every
+// validator is in one region), so the simulation measures the mesh
+// operators configure. Crashed validators keep the slots others chose them
+// for, as a node that is down does. It fails when the live validators'
+// mesh is not connected.
+func (nw *simNet) wire(file *committee.File) error {
 	n := nw.cfg.Validators
 	nw.neighbours = make([][]int, n)
-	linked := make(map[[2]int]bool)
-	add := func(i, j int) {
-		if i > j {
-			i, j = j, i
-		}
-		if i == j || linked[[2]int{i, j}] {
-			return
-		}
-		linked[[2]int{i, j}] = true
-		nw.neighbours[i] = append(nw.neighbours[i], j)
-		nw.neighbours[j] = append(nw.neighbours[j], i)
-	}
-	if nw.cfg.Degree == 0 || nw.cfg.Degree >= len(nw.live)-1 {
+	if nw.cfg.Degree == 0 {
 		for a, i := range nw.live {
 			for _, j := range nw.live[a+1:] {
-				add(i, j)
+				nw.neighbours[i] = append(nw.neighbours[i], j)
+				nw.neighbours[j] = append(nw.neighbours[j], i)
 			}
 		}
 		return nil
 	}
-	rng := rand.New(rand.NewPCG(uint64(n), uint64(nw.cfg.Degree)))
-	regions := len(nw.cfg.Profile.Regions)
+	links, err := file.Links(committee.Dials{InRegion: nw.cfg.Degree, PerOtherRegion: nw.cfg.Remote})
+	if err != nil {
+		return err
+	}
 	for _, i := range nw.live {
-		// dialed[r] counts the validators of region r that i dialed
-		// (every region is r = 0 when the mesh is not regional).
-		dialed := make([]int, regions)
-		quota := func(j int) (region, want int) {
-			switch {
-			case nw.cfg.Remote == 0:
-				return 0, nw.cfg.Degree
-			case nw.cfg.Profile.Region(j) == nw.cfg.Profile.Region(i):
-				return nw.cfg.Profile.Region(j), nw.cfg.Degree
-			default:
-				return nw.cfg.Profile.Region(j), nw.cfg.Remote
-			}
-		}
-		for _, k := range rng.Perm(len(nw.live)) {
-			j := nw.live[k]
-			if r, want := quota(j); j != i && dialed[r] < want {
-				add(i, j)
-				dialed[r]++
+		for _, j := range links[i] {
+			if nw.nodes[j] != nil {
+				nw.neighbours[i] = append(nw.neighbours[i], j)
 			}
 		}
 	}
@@ -404,7 +408,7 @@ func (nw *simNet) wire() error {
 		}
 	}
 	if len(seen) != len(nw.live) {
-		return fmt.Errorf("the random mesh of degree %d is not connected (%d of %d validators reached)", nw.cfg.Degree, len(seen), len(nw.live))
+		return fmt.Errorf("the live validators' mesh is not connected (%d of %d reached)", len(seen), len(nw.live))
 	}
 	return nil
 }
@@ -422,7 +426,11 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 	n := cfg.Validators
 	file := &committee.File{ChainID: cfg.ChainID, Epoch: 1, QCShards: p2p.DefaultQCShards, TestNetwork: true}
 	for i := range n {
-		file.Members = append(file.Members, committee.Member{Name: fmt.Sprintf("v%d", i), PublicKey: hex.EncodeToString(validatorKey(i).Public().(ed25519.PublicKey))})
+		m := committee.Member{Name: fmt.Sprintf("v%d", i), PublicKey: hex.EncodeToString(validatorKey(i).Public().(ed25519.PublicKey))}
+		if cfg.Remote > 0 {
+			m.Region = cfg.Profile.Regions[cfg.Profile.Region(i)]
+		}
+		file.Members = append(file.Members, m)
 	}
 	comm, err := file.Committee()
 	if err != nil {
@@ -449,7 +457,7 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 		nw.peers[i] = nd.Sidecar.Mesh().Host().ID()
 		nw.live = append(nw.live, i)
 	}
-	if err := nw.wire(); err != nil {
+	if err := nw.wire(file); err != nil {
 		return nw, err
 	}
 	cfg.progress("built %d validators (%d live); linking them, %.1f links each on average", n, len(nw.live), nw.meanLinks())

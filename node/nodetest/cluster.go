@@ -47,6 +47,8 @@ type Cluster struct {
 	dirs      []string
 	logger    *slog.Logger
 	configure func(i int, cfg *node.Config)
+	// committeeDials: see WithCommitteeDials.
+	committeeDials bool
 
 	// The mock network, when the cluster runs on one (WithMockNet).
 	mn      mocknet.Mocknet
@@ -58,6 +60,12 @@ type Cluster struct {
 
 // Option customises a cluster.
 type Option func(*Cluster)
+
+// WithCommitteeDials makes the nodes find each other through the committee
+// file alone (mock network only): members carry their mock addresses, and
+// Start adds no bootstrap peers, so each node dials whom its configuration
+// chooses (p2p.dial_in_region) rather than every running node.
+func WithCommitteeDials() Option { return func(c *Cluster) { c.committeeDials = true } }
 
 // WithConfig edits each node's configuration before it is built.
 func WithConfig(fn func(i int, cfg *node.Config)) Option {
@@ -99,9 +107,14 @@ func New(t testing.TB, n int, chainID uint64, chain tempo.ChainReader, opts ...O
 		key := ed25519.NewKeyFromSeed(seed)
 		c.Keys = append(c.Keys, key)
 		c.dirs = append(c.dirs, filepath.Join(base, fmt.Sprintf("v%d", i)))
-		c.Committee.Members = append(c.Committee.Members, committee.Member{
-			Name: fmt.Sprintf("v%d", i), PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey)),
-		})
+		m := committee.Member{Name: fmt.Sprintf("v%d", i), PublicKey: hex.EncodeToString(key.Public().(ed25519.PublicKey))}
+		if c.committeeDials {
+			if c.mn == nil {
+				t.Fatal("nodetest: WithCommitteeDials needs WithMockNet")
+			}
+			m.Addrs = []string{mockAddr(i).String()}
+		}
+		c.Committee.Members = append(c.Committee.Members, m)
 		priv, err := lpcrypto.UnmarshalEd25519PrivateKey(key)
 		if err != nil {
 			t.Fatal(err)
@@ -139,9 +152,7 @@ func (c *Cluster) config(i int) node.Config {
 	cfg.Sidecar.DoppelgangerWindow = 0
 	if c.mn != nil {
 		cfg.P2P.NewHost = func(key lpcrypto.PrivKey, _ []libp2p.Option) (host.Host, error) {
-			// Loopback addresses keep the nodes inside LocalConfig's IP
-			// colocation whitelist, as on a real loopback mesh.
-			return c.mn.AddPeer(key, ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 20000+i)))
+			return c.mn.AddPeer(key, mockAddr(i))
 		}
 	}
 	if c.configure != nil {
@@ -179,22 +190,26 @@ func (c *Cluster) Start(i int) {
 	if c.mn != nil {
 		c.linkNew(i)
 	}
-	var peers []peer.AddrInfo
-	for j, other := range c.Nodes {
-		if j != i && other != nil {
-			peers = append(peers, other.Sidecar.Mesh().Host().AddrInfo())
+	if !c.committeeDials {
+		var peers []peer.AddrInfo
+		for j, other := range c.Nodes {
+			if j != i && other != nil {
+				peers = append(peers, other.Sidecar.Mesh().Host().AddrInfo())
+			}
 		}
+		n.Sidecar.Mesh().AddBootstrapPeers(peers...)
 	}
-	n.Sidecar.Mesh().AddBootstrapPeers(peers...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := n.Start(ctx); err != nil {
 		c.t.Fatalf("start node %d: %v", i, err)
 	}
-	// Running peers learn the (possibly new) address too.
-	for j, other := range c.Nodes {
-		if j != i && other != nil {
-			other.Sidecar.Mesh().AddBootstrapPeers(n.Sidecar.Mesh().Host().AddrInfo())
+	if !c.committeeDials {
+		// Running peers learn the (possibly new) address too.
+		for j, other := range c.Nodes {
+			if j != i && other != nil {
+				other.Sidecar.Mesh().AddBootstrapPeers(n.Sidecar.Mesh().Host().AddrInfo())
+			}
 		}
 	}
 	c.Nodes[i] = n
@@ -222,6 +237,13 @@ func (c *Cluster) SetDataDir(i int, dir string) {
 		c.t.Fatalf("node %d: stop it before changing its data directory", i)
 	}
 	c.dirs[i] = dir
+}
+
+// mockAddr is node i's address on the mock network: loopback, which keeps
+// the nodes inside LocalConfig's IP colocation whitelist, as on a real
+// loopback mesh.
+func mockAddr(i int) ma.Multiaddr {
+	return ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 20000+i))
 }
 
 // linkNew links node i's mock host to every other one already on the mock

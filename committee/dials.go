@@ -1,0 +1,212 @@
+package committee
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Dials is a sparse mesh's dialling rule: each member dials InRegion other
+// members of its own region and PerOtherRegion members of every other
+// region (Member.Region; members without one share the region ""), and
+// accepts the members that chose it. A message then crosses each long link
+// once and spreads inside a region over short ones, which keeps a relayed
+// mesh near the latency of a full one at a small fraction of its n−1
+// connections per member (docs/scale.md). The zero value dials every
+// member.
+type Dials struct {
+	InRegion       int
+	PerOtherRegion int
+}
+
+// Sparse reports whether d dials a subset of the members.
+func (d Dials) Sparse() bool { return d.InRegion > 0 }
+
+// Validate checks d on its own; Links checks it against a committee.
+func (d Dials) Validate() error {
+	switch {
+	case d.InRegion < 0:
+		return fmt.Errorf("dial_in_region must not be negative, got %d", d.InRegion)
+	case d.PerOtherRegion < 0:
+		return fmt.Errorf("dial_per_other_region must not be negative, got %d", d.PerOtherRegion)
+	case d.PerOtherRegion > 0 && d.InRegion == 0:
+		return errors.New("dial_per_other_region needs dial_in_region (0 dials every member)")
+	}
+	return nil
+}
+
+// ErrDisconnected is returned by Links when the dialling rule leaves some
+// members unable to reach others.
+var ErrDisconnected = errors.New("the committee's mesh is not connected")
+
+// Chosen returns the indexes of the members that member self dials under
+// d, in the order it ranks them: every other member when d is not sparse;
+// otherwise, per region, those of lowest rank, the rank of j for i being a
+// hash of both public keys. Every member computes the same choices from
+// the committee file alone, so each can also tell who will dial it, and a
+// member cannot make itself chosen by many others without grinding a key
+// per victim.
+func (f *File) Chosen(self int, d Dials) ([]int, error) {
+	if self < 0 || self >= len(f.Members) {
+		return nil, fmt.Errorf("member %d of %d", self, len(f.Members))
+	}
+	keys, err := f.memberKeys()
+	if err != nil {
+		return nil, err
+	}
+	return f.chosen(keys, self, d), nil
+}
+
+// Links returns each member's neighbours under d (the members it dials and
+// those that dial it, sorted), and ErrDisconnected when some member cannot
+// reach every other.
+func (f *File) Links(d Dials) ([][]int, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	keys, err := f.memberKeys()
+	if err != nil {
+		return nil, err
+	}
+	n := len(f.Members)
+	links := make([][]int, n)
+	seen := make(map[[2]int]bool)
+	for i := range n {
+		for _, j := range f.chosen(keys, i, d) {
+			pair := [2]int{min(i, j), max(i, j)}
+			if !seen[pair] {
+				seen[pair] = true
+				links[i] = append(links[i], j)
+				links[j] = append(links[j], i)
+			}
+		}
+	}
+	for i := range links {
+		slices.Sort(links[i])
+	}
+	if n == 0 {
+		return links, nil
+	}
+	reached := make([]bool, n)
+	reached[0] = true
+	todo, count := []int{0}, 1
+	for len(todo) > 0 {
+		i := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		for _, j := range links[i] {
+			if !reached[j] {
+				reached[j], count = true, count+1
+				todo = append(todo, j)
+			}
+		}
+	}
+	if count < n {
+		lost := slices.Index(reached, false)
+		return links, fmt.Errorf("%w: %d of %d members reach %q but not %q (raise dial_in_region or dial_per_other_region)",
+			ErrDisconnected, count, n, f.Members[0].Name, f.Members[lost].Name)
+	}
+	return links, nil
+}
+
+// DialPeers returns the bootstrap entries of the members that the member
+// with public key self dials under d (every other member when d is not
+// sparse). It fails when d leaves the committee's mesh disconnected, so a
+// misconfigured sparse mesh is refused at start rather than found by
+// payments that never gather a quorum.
+func (f *File) DialPeers(self []byte, d Dials) ([]peer.AddrInfo, error) {
+	boot, err := f.Bootstrap()
+	if err != nil || !d.Sparse() {
+		return boot, err
+	}
+	keys, err := f.memberKeys()
+	if err != nil {
+		return nil, err
+	}
+	me := slices.IndexFunc(keys, func(k []byte) bool { return bytes.Equal(k, self) })
+	if me < 0 {
+		return nil, errors.New("a sparse mesh needs this validator among the committee file's members")
+	}
+	if _, err := f.Links(d); err != nil {
+		return nil, err
+	}
+	chosen := f.chosen(keys, me, d)
+	out := make([]peer.AddrInfo, 0, len(chosen))
+	for _, j := range chosen {
+		out = append(out, boot[j])
+	}
+	return out, nil
+}
+
+func (f *File) memberKeys() ([][]byte, error) {
+	keys := make([][]byte, len(f.Members))
+	for i, m := range f.Members {
+		id, err := parsePublicKey(m.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("member %q: %w", m.Name, err)
+		}
+		keys[i] = id[:]
+	}
+	return keys, nil
+}
+
+func (f *File) chosen(keys [][]byte, self int, d Dials) []int {
+	if !d.Sparse() {
+		out := make([]int, 0, len(f.Members)-1)
+		for j := range f.Members {
+			if j != self {
+				out = append(out, j)
+			}
+		}
+		return out
+	}
+	type ranked struct {
+		rank uint64
+		j    int
+	}
+	byRegion := make(map[string][]ranked)
+	var order []string // regions in order of first appearance, for a stable result
+	for j, m := range f.Members {
+		if j == self {
+			continue
+		}
+		if _, ok := byRegion[m.Region]; !ok {
+			order = append(order, m.Region)
+		}
+		byRegion[m.Region] = append(byRegion[m.Region], ranked{dialRank(keys[self], keys[j]), j})
+	}
+	var out []int
+	for _, r := range order {
+		want := d.PerOtherRegion
+		if r == f.Members[self].Region {
+			want = d.InRegion
+		}
+		cands := byRegion[r]
+		slices.SortFunc(cands, func(a, b ranked) int {
+			if c := cmp.Compare(a.rank, b.rank); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.j, b.j)
+		})
+		for _, c := range cands[:min(want, len(cands))] {
+			out = append(out, c.j)
+		}
+	}
+	return out
+}
+
+// dialRank is j's rank among i's candidates: domain-separated, so it is
+// not any other hash of the same keys.
+func dialRank(i, j []byte) uint64 {
+	h := sha256.New()
+	h.Write([]byte("allegro/dial-rank/1"))
+	h.Write(i)
+	h.Write(j)
+	var sum [sha256.Size]byte
+	return binary.BigEndian.Uint64(h.Sum(sum[:0]))
+}
