@@ -210,3 +210,72 @@ func dialRank(i, j []byte) uint64 {
 	var sum [sha256.Size]byte
 	return binary.BigEndian.Uint64(h.Sum(sum[:0]))
 }
+
+// MeshShape summarises the graph Links draws: what an operator checks
+// before choosing dials.
+type MeshShape struct {
+	Members, Regions        int
+	MinLinks, MaxLinks      int
+	MeanLinks               float64
+	Links, CrossRegionLinks int
+	Connected               bool
+	MaxHops                 int     // the longest shortest path, in links (0 when not connected)
+	MeanHops                float64 // over all ordered pairs of members
+}
+
+// Shape returns the shape of the committee's mesh under d. Unlike Links it
+// reports a disconnected mesh in Connected rather than as an error.
+func (f *File) Shape(d Dials) (MeshShape, error) {
+	links, err := f.Links(d)
+	if err != nil && !errors.Is(err, ErrDisconnected) {
+		return MeshShape{}, err
+	}
+	n := len(f.Members)
+	s := MeshShape{Members: n, Connected: err == nil, MinLinks: n}
+	regions := map[string]bool{}
+	for i, ns := range links {
+		regions[f.Members[i].Region] = true
+		s.MinLinks, s.MaxLinks = min(s.MinLinks, len(ns)), max(s.MaxLinks, len(ns))
+		for _, j := range ns {
+			if i < j {
+				s.Links++
+				if f.Members[i].Region != f.Members[j].Region {
+					s.CrossRegionLinks++
+				}
+			}
+		}
+	}
+	s.Regions = len(regions)
+	if n == 0 {
+		s.MinLinks = 0
+		return s, nil
+	}
+	s.MeanLinks = float64(2*s.Links) / float64(n)
+	if !s.Connected || n < 2 {
+		return s, nil
+	}
+	// Breadth-first from every member: n·(n + links), fine for thousands.
+	dist := make([]int, n)
+	total := 0
+	for src := range n {
+		for i := range dist {
+			dist[i] = -1
+		}
+		dist[src] = 0
+		queue := []int{src}
+		for len(queue) > 0 {
+			i := queue[0]
+			queue = queue[1:]
+			for _, j := range links[i] {
+				if dist[j] < 0 {
+					dist[j] = dist[i] + 1
+					total += dist[j]
+					s.MaxHops = max(s.MaxHops, dist[j])
+					queue = append(queue, j)
+				}
+			}
+		}
+	}
+	s.MeanHops = float64(total) / float64(n*(n-1))
+	return s, nil
+}

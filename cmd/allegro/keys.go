@@ -22,7 +22,7 @@ import (
 
 func init() {
 	app.Register("keygen", "create a validator key file (ed25519, mode 0600)", runKeygen)
-	app.Register("committee", "build a committee file from validators' public keys and addresses; derive: print an epoch's committee from the chain and bindings", runCommittee)
+	app.Register("committee", "build a committee file from validators' public keys and addresses; derive: print an epoch's committee from the chain and bindings; mesh: the mesh its sidecars form under given dials", runCommittee)
 }
 
 func runKeygen(_ context.Context, args []string, stdout io.Writer) error {
@@ -91,7 +91,10 @@ func runCommittee(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "derive" {
 		return runCommitteeDerive(ctx, args[1:], stdout)
 	}
-	fs := app.Flags("committee", "--chain-id N --member NAME=PUBKEY@ADDR ... [--key-file FILE@ADDR ...] --out FILE\n   or: allegro committee "+deriveSynopsis)
+	if len(args) > 0 && args[0] == "mesh" {
+		return runCommitteeMesh(ctx, args[1:], stdout)
+	}
+	fs := app.Flags("committee", "--chain-id N --member NAME=PUBKEY@ADDR ... [--key-file FILE@ADDR ...] --out FILE\n   or: allegro committee "+deriveSynopsis+"\n   or: allegro committee "+meshSynopsis)
 	chainID := fs.Uint64("chain-id", 1337, "chain id (Tempo mainnet 4217, testnet 42431, dev 1337)")
 	epoch := fs.Uint64("epoch", 1, "committee epoch (with --epoch-length: the network's first)")
 	epochLength := fs.Uint64("epoch-length", 0, "blocks per mesh epoch: the mesh changes epochs with the chain (0: one epoch, for good)")
