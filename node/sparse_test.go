@@ -1,11 +1,8 @@
 package node_test
 
 import (
-	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +10,6 @@ import (
 	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
-	"github.com/allegro-mesh/allegro/p2p"
 )
 
 // TestSparseRegionalMesh: with p2p.dial_in_region each validator connects
@@ -78,39 +74,5 @@ func TestSparseRegionalMesh(t *testing.T) {
 		if got := connectedTo(i); !slices.Equal(got, links[i]) {
 			t.Fatalf("validator %d ended connected to %v, want its links %v", i, got, links[i])
 		}
-	}
-}
-
-// TestSparseMeshRefused: a sparse mesh that cannot work is refused at
-// start, naming the setting.
-func TestSparseMeshRefused(t *testing.T) {
-	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
-	regional := *cl.Committee
-	regional.Members = slices.Clone(cl.Committee.Members)
-	for i := range regional.Members {
-		regional.Members[i].Region = []string{"east", "west"}[i%2]
-	}
-	for _, tc := range []struct {
-		name string
-		edit func(*node.Config)
-		want string
-	}{
-		{"without relaying", func(c *node.Config) { c.P2P.DialInRegion = 1 }, "p2p.dial_in_region: needs relay = true"},
-		{"no dials across regions", func(c *node.Config) { c.P2P.DialInRegion, c.P2P.Relay = 1, true }, "p2p.dial_in_region: the committee's mesh is not connected"},
-		{"remote dials alone", func(c *node.Config) { c.P2P.DialPerOtherRegion, c.P2P.Relay = 1, true }, "p2p.dial_per_other_region: needs dial_in_region"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := node.DefaultConfig()
-			cfg.DataDir = t.TempDir()
-			cfg.P2P = p2p.LocalConfig()
-			cfg.API.ListenAddr = "127.0.0.1:0"
-			tc.edit(&cfg)
-			_, err := node.New(cfg, node.WithIdentity(regional.Members[0].Name, cl.Keys[0]), node.WithCommittee(&regional),
-				node.WithChain(cl.Chain), node.WithLogger(slog.New(slog.DiscardHandler)))
-			var ce *node.ConfigError
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &ce) {
-				t.Fatalf("got %v, want a ConfigError containing %q", err, tc.want)
-			}
-		})
 	}
 }
