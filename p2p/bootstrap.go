@@ -77,6 +77,12 @@ func (b *bootstrapper) add(info peer.AddrInfo) {
 	b.poke()
 }
 
+func (b *bootstrapper) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.peers)
+}
+
 // poke wakes the loop without blocking.
 func (b *bootstrapper) poke() {
 	select {

@@ -229,6 +229,10 @@ func (h *Host) AddBootstrapPeers(peers ...peer.AddrInfo) {
 	}
 }
 
+// StaticPeers is the number of bootstrap peers the host keeps connected:
+// every other member on a full mesh, its chosen neighbours on a sparse one.
+func (h *Host) StaticPeers() int { return h.boot.count() }
+
 // Connected reports whether the host has a connection to p.
 func (h *Host) Connected(p peer.ID) bool {
 	return h.h.Network().Connectedness(p) == network.Connected

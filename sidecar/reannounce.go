@@ -28,17 +28,21 @@ type pendingTx struct {
 	wait time.Duration
 }
 
-// addPending records a transaction this validator just signed. When too
-// few committee peers are subscribed to the tx topic for a quorum to hear
-// the announcement (just after a start or an epoch change, while the mesh
-// forms), the first announcement again is due soon rather than after
+// addPending records a transaction this validator just signed. When fewer
+// peers are subscribed to the tx topic than the mesh will hold (a quorum
+// of the committee, or on a sparse mesh every neighbour this node dials:
+// the rest hear it through them), as just after a start or an epoch
+// change, the first announcement again is due soon rather than after
 // ReannounceInterval.
 func (s *Sidecar) addPending(p *validator.Payment) {
 	first := s.cfg.ReannounceInterval
 	// Asking pubsub for the topic's peers goes through its event loop: only
 	// while the mesh may still be forming.
-	if time.Since(s.startedAt) < meshFormingTime && len(s.mesh.ListPeers(p2p.TxTopic(s.domain.ChainID, s.domain.Epoch)))+1 < s.v.Committee().Quorum() {
-		first = min(first, meshFormingRetry)
+	if time.Since(s.startedAt) < meshFormingTime {
+		formed := min(s.v.Committee().Quorum()-1, s.mesh.Host().StaticPeers())
+		if len(s.mesh.ListPeers(p2p.TxTopic(s.domain.ChainID, s.domain.Epoch))) < formed {
+			first = min(first, meshFormingRetry)
+		}
 	}
 	s.pending.Add(p.TxHash, &pendingTx{p: p, next: time.Now().Add(first), wait: s.cfg.ReannounceInterval})
 }
