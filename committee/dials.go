@@ -45,13 +45,36 @@ func (d Dials) Validate() error {
 // members unable to reach others.
 var ErrDisconnected = errors.New("the committee's mesh is not connected")
 
-// Chosen returns the indexes of the members that member self dials under
-// d, in the order it ranks them: every other member when d is not sparse;
-// otherwise, per region, those of lowest rank, the rank of j for i being a
-// hash of both public keys. Every member computes the same choices from
-// the committee file alone, so each can also tell who will dial it, and a
-// member cannot make itself chosen by many others without grinding a key
-// per victim.
+// Group is one region's share of a member's dials: the other members of
+// that region in the order the member prefers them, of which it keeps Want
+// connected. The first Want are its choices; the rest stand in, in order,
+// for choices that cannot be reached (a validator that is down must not
+// leave the mesh without the long link it stood for).
+type Group struct {
+	Region  string
+	Want    int
+	Members []int
+}
+
+// Groups returns member self's dials under d, one group per region (none
+// when d is not sparse). A member ranks the others by a hash of both public
+// keys, so every member computes the same choices from the committee file
+// alone and can also tell who will dial it, and a member cannot make itself
+// preferred by many others without grinding a key per target.
+func (f *File) Groups(self int, d Dials) ([]Group, error) {
+	if self < 0 || self >= len(f.Members) {
+		return nil, fmt.Errorf("member %d of %d", self, len(f.Members))
+	}
+	keys, err := f.memberKeys()
+	if err != nil {
+		return nil, err
+	}
+	return f.groups(keys, self, d), nil
+}
+
+// Chosen returns the members that member self dials when every member is
+// up: every other member when d is not sparse, else the first Want of each
+// of its groups.
 func (f *File) Chosen(self int, d Dials) ([]int, error) {
 	if self < 0 || self >= len(f.Members) {
 		return nil, fmt.Errorf("member %d of %d", self, len(f.Members))
@@ -60,13 +83,19 @@ func (f *File) Chosen(self int, d Dials) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f.chosen(keys, self, d), nil
+	return f.chosen(keys, self, d, nil), nil
 }
 
-// Links returns each member's neighbours under d (the members it dials and
-// those that dial it, sorted), and ErrDisconnected when some member cannot
-// reach every other.
-func (f *File) Links(d Dials) ([][]int, error) {
+// Links returns each member's neighbours under d when every member is up
+// (the members it dials and those that dial it, sorted), and
+// ErrDisconnected when some member cannot reach every other.
+func (f *File) Links(d Dials) ([][]int, error) { return f.LinksAmong(d, nil) }
+
+// LinksAmong is Links once the members that are down (up reports false)
+// have been replaced by the next of their groups, as each member's dialler
+// does: members that are down have no links, and the mesh must connect the
+// others. up nil means every member is up.
+func (f *File) LinksAmong(d Dials, up func(int) bool) ([][]int, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,11 +103,19 @@ func (f *File) Links(d Dials) ([][]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	if up == nil {
+		up = func(int) bool { return true }
+	}
 	n := len(f.Members)
 	links := make([][]int, n)
 	seen := make(map[[2]int]bool)
+	var live []int
 	for i := range n {
-		for _, j := range f.chosen(keys, i, d) {
+		if !up(i) {
+			continue
+		}
+		live = append(live, i)
+		for _, j := range f.chosen(keys, i, d, up) {
 			pair := [2]int{min(i, j), max(i, j)}
 			if !seen[pair] {
 				seen[pair] = true
@@ -90,12 +127,12 @@ func (f *File) Links(d Dials) ([][]int, error) {
 	for i := range links {
 		slices.Sort(links[i])
 	}
-	if n == 0 {
+	if len(live) == 0 {
 		return links, nil
 	}
 	reached := make([]bool, n)
-	reached[0] = true
-	todo, count := []int{0}, 1
+	reached[live[0]] = true
+	todo, count := []int{live[0]}, 1
 	for len(todo) > 0 {
 		i := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
@@ -106,41 +143,40 @@ func (f *File) Links(d Dials) ([][]int, error) {
 			}
 		}
 	}
-	if count < n {
-		lost := slices.Index(reached, false)
+	if count < len(live) {
+		lost := slices.IndexFunc(live, func(i int) bool { return !reached[i] })
 		return links, fmt.Errorf("%w: %d of %d members reach %q but not %q (raise dial_in_region or dial_per_other_region)",
-			ErrDisconnected, count, n, f.Members[0].Name, f.Members[lost].Name)
+			ErrDisconnected, count, len(live), f.Members[live[0]].Name, f.Members[live[lost]].Name)
 	}
 	return links, nil
 }
 
-// DialPeers returns the bootstrap entries of the members that the member
-// with public key self dials under d (every other member when d is not
-// sparse). It fails when d leaves the committee's mesh disconnected, so a
-// misconfigured sparse mesh is refused at start rather than found by
-// payments that never gather a quorum.
-func (f *File) DialPeers(self []byte, d Dials) ([]peer.AddrInfo, error) {
+// DialGroups returns, for the member with public key self, the groups it
+// dials under d with every member's bootstrap entry, for p2p's dialler. It
+// fails when d is not sparse, when self is not a member, or when d leaves
+// the committee's mesh disconnected, so a misconfigured sparse mesh is
+// refused at start rather than found by payments that never gather a
+// quorum.
+func (f *File) DialGroups(self []byte, d Dials) ([]Group, []peer.AddrInfo, error) {
+	if !d.Sparse() {
+		return nil, nil, errors.New("dial groups need a sparse mesh (dial_in_region)")
+	}
 	boot, err := f.Bootstrap()
-	if err != nil || !d.Sparse() {
-		return boot, err
+	if err != nil {
+		return nil, nil, err
 	}
 	keys, err := f.memberKeys()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	me := slices.IndexFunc(keys, func(k []byte) bool { return bytes.Equal(k, self) })
 	if me < 0 {
-		return nil, errors.New("a sparse mesh needs this validator among the committee file's members")
+		return nil, nil, errors.New("a sparse mesh needs this validator among the committee file's members")
 	}
 	if _, err := f.Links(d); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	chosen := f.chosen(keys, me, d)
-	out := make([]peer.AddrInfo, 0, len(chosen))
-	for _, j := range chosen {
-		out = append(out, boot[j])
-	}
-	return out, nil
+	return f.groups(keys, me, d), boot, nil
 }
 
 func (f *File) memberKeys() ([][]byte, error) {
@@ -155,16 +191,34 @@ func (f *File) memberKeys() ([][]byte, error) {
 	return keys, nil
 }
 
-func (f *File) chosen(keys [][]byte, self int, d Dials) []int {
+// chosen is what self dials: every other member, or per group the first
+// Want members that are up.
+func (f *File) chosen(keys [][]byte, self int, d Dials, up func(int) bool) []int {
+	var out []int
 	if !d.Sparse() {
-		out := make([]int, 0, len(f.Members)-1)
 		for j := range f.Members {
-			if j != self {
+			if j != self && (up == nil || up(j)) {
 				out = append(out, j)
 			}
 		}
 		return out
 	}
+	for _, g := range f.groups(keys, self, d) {
+		taken := 0
+		for _, j := range g.Members {
+			if taken == g.Want {
+				break
+			}
+			if up == nil || up(j) {
+				out = append(out, j)
+				taken++
+			}
+		}
+	}
+	return out
+}
+
+func (f *File) groups(keys [][]byte, self int, d Dials) []Group {
 	type ranked struct {
 		rank uint64
 		j    int
@@ -180,11 +234,14 @@ func (f *File) chosen(keys [][]byte, self int, d Dials) []int {
 		}
 		byRegion[m.Region] = append(byRegion[m.Region], ranked{dialRank(keys[self], keys[j]), j})
 	}
-	var out []int
+	var out []Group
 	for _, r := range order {
 		want := d.PerOtherRegion
 		if r == f.Members[self].Region {
 			want = d.InRegion
+		}
+		if want == 0 {
+			continue
 		}
 		cands := byRegion[r]
 		slices.SortFunc(cands, func(a, b ranked) int {
@@ -193,9 +250,11 @@ func (f *File) chosen(keys [][]byte, self int, d Dials) []int {
 			}
 			return cmp.Compare(a.j, b.j)
 		})
-		for _, c := range cands[:min(want, len(cands))] {
-			out = append(out, c.j)
+		g := Group{Region: r, Want: want, Members: make([]int, len(cands))}
+		for k, c := range cands {
+			g.Members[k] = c.j
 		}
+		out = append(out, g)
 	}
 	return out
 }

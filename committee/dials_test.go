@@ -146,34 +146,91 @@ func TestDialsValidate(t *testing.T) {
 	}
 }
 
-func TestDialPeers(t *testing.T) {
-	f := regionalFile(24, "a", "b", "c")
+func TestDialGroups(t *testing.T) {
+	f := regionalFile(24, "a", "b", "c") // 8 per region
 	key := func(i int) []byte {
 		b, _ := hex.DecodeString(f.Members[i].PublicKey)
 		return b
 	}
-	all, err := f.DialPeers(key(5), Dials{})
-	if err != nil || len(all) != len(f.Members) {
-		t.Fatalf("full mesh: %d peers, %v; want every member", len(all), err)
-	}
 	d := Dials{InRegion: 2, PerOtherRegion: 1}
-	some, err := f.DialPeers(key(5), d)
+	groups, boot, err := f.DialGroups(key(5), d) // member 5 is in region "c"
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(boot) != len(f.Members) || len(groups) != 3 {
+		t.Fatalf("%d bootstrap entries and %d groups, want every member and one group per region", len(boot), len(groups))
+	}
 	chosen, _ := f.Chosen(5, d)
-	if len(some) != 4 || len(chosen) != 4 {
-		t.Fatalf("sparse: %d peers (%d chosen), want 2 + 1 + 1", len(some), len(chosen))
-	}
-	for k, j := range chosen {
-		if some[k].ID != all[j].ID || len(some[k].Addrs) != 1 {
-			t.Fatalf("peer %d is not member %d's bootstrap entry", k, j)
+	var firsts []int
+	for _, g := range groups {
+		want, size := 1, 8
+		if g.Region == "c" {
+			want, size = 2, 7
 		}
+		if g.Want != want || len(g.Members) != size {
+			t.Fatalf("group %q: want %d of %d members, got %d of %d", g.Region, want, size, g.Want, len(g.Members))
+		}
+		for _, j := range g.Members {
+			if f.Members[j].Region != g.Region || j == 5 {
+				t.Fatalf("group %q holds member %d of region %q", g.Region, j, f.Members[j].Region)
+			}
+		}
+		firsts = append(firsts, g.Members[:g.Want]...)
 	}
-	if _, err := f.DialPeers(make([]byte, ed25519.PublicKeySize), d); err == nil {
+	if !slices.Equal(firsts, chosen) {
+		t.Fatalf("the groups' first members %v are not the choices %v", firsts, chosen)
+	}
+	if _, _, err := f.DialGroups(make([]byte, ed25519.PublicKeySize), d); err == nil {
 		t.Fatal("a sparse mesh for a key outside the committee was accepted")
 	}
-	if _, err := f.DialPeers(key(5), Dials{InRegion: 2}); !errors.Is(err, ErrDisconnected) {
+	if _, _, err := f.DialGroups(key(5), Dials{InRegion: 2}); !errors.Is(err, ErrDisconnected) {
 		t.Fatalf("regions without dials across: got %v, want ErrDisconnected", err)
+	}
+	if _, _, err := f.DialGroups(key(5), Dials{}); err == nil {
+		t.Fatal("dial groups of a full mesh")
+	}
+}
+
+// TestLinksAmongStandIns: a member that is down has no links, and each
+// member that chose it dials the next of that group instead, so its
+// neighbours keep their quota and the live mesh stays connected.
+func TestLinksAmongStandIns(t *testing.T) {
+	f := regionalFile(60, "a", "b", "c")
+	d := Dials{InRegion: 3, PerOtherRegion: 1}
+	down := map[int]bool{}
+	for i := 0; i < 60; i += 3 { // a third of the members, spread over the regions
+		down[i] = true
+	}
+	up := func(i int) bool { return !down[i] }
+	links, err := f.LinksAmong(d, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Members {
+		if down[i] {
+			if len(links[i]) != 0 {
+				t.Fatalf("member %d is down and has links %v", i, links[i])
+			}
+			continue
+		}
+		groups, _ := f.Groups(i, d)
+		for _, g := range groups {
+			var want []int // the first Want members of the group that are up
+			for _, j := range g.Members {
+				if len(want) < g.Want && up(j) {
+					want = append(want, j)
+				}
+			}
+			for _, j := range want {
+				if !slices.Contains(links[i], j) {
+					t.Fatalf("member %d: group %q's stand-in %d is not linked (links %v)", i, g.Region, j, links[i])
+				}
+			}
+		}
+		for _, j := range links[i] {
+			if down[j] {
+				t.Fatalf("member %d is linked to %d, which is down", i, j)
+			}
+		}
 	}
 }

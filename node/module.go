@@ -469,11 +469,24 @@ func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc
 	if err != nil {
 		return nil, err
 	}
+	// A sparse mesh dials groups (one per region) instead of every member.
+	var groups []p2p.DialGroup
 	if dials := (committee.Dials{InRegion: cfg.P2P.DialInRegion, PerOtherRegion: cfg.P2P.DialPerOtherRegion}); dials.Sparse() {
-		if boot, err = f.DialPeers(id.Key.Public().(ed25519.PublicKey), dials); err != nil {
+		regions, all, err := f.DialGroups(id.Key.Public().(ed25519.PublicKey), dials)
+		if err != nil {
 			return nil, settingError("p2p.dial_in_region", err.Error(), "")
 		}
-		log.Info("sparse mesh", "dials", len(boot), "members", len(f.Members), "in_region", dials.InRegion, "per_other_region", dials.PerOtherRegion)
+		want := 0
+		for _, r := range regions {
+			g := p2p.DialGroup{Want: r.Want}
+			for _, j := range r.Members {
+				g.Peers = append(g.Peers, all[j])
+			}
+			groups = append(groups, g)
+			want += min(r.Want, len(r.Members))
+		}
+		boot = nil
+		log.Info("sparse mesh", "dials", want, "members", len(f.Members), "in_region", dials.InRegion, "per_other_region", dials.PerOtherRegion)
 	}
 	pcfg := cfg.P2P
 	pcfg.QCShards = f.QCShards
@@ -487,6 +500,7 @@ func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc
 	if err != nil {
 		return nil, err
 	}
+	m.AddDialGroups(groups...)
 	lc.Append(fx.Hook{OnStart: m.Start, OnStop: m.Stop})
 	return m, nil
 }

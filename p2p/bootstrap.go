@@ -18,7 +18,28 @@ const (
 	// warnAfterFailures is the number of consecutive failed dials after
 	// which an unreachable peer is logged at Warn (once until it connects).
 	warnAfterFailures = 5
+	// standInAfterFailures is the number of consecutive failed dials after
+	// which a dial group's peer counts as down and the group's next peer
+	// is dialled in its place (the peer itself is still redialled).
+	standInAfterFailures = 3
 )
+
+// DialGroup is a set of peers of which the host keeps Want connected: it
+// dials the first Want and, for each of those that stays unreachable,
+// the next in order as well. A sparse mesh uses one group per region, so a
+// validator that is down does not leave its neighbours without a link to
+// its region.
+type DialGroup struct {
+	Want  int
+	Peers []peer.AddrInfo // in order of preference
+}
+
+// dialGroup is a DialGroup being kept: on[k] when Peers[k] is a static
+// peer.
+type dialGroup struct {
+	DialGroup
+	on []bool
+}
 
 // bootPeer is the reconnect state of one static peer.
 type bootPeer struct {
@@ -32,6 +53,8 @@ type bootPeer struct {
 	connectedSince time.Time
 	failures       int
 	warned         bool
+	// grouped: kept for a dial group, which may also retire it.
+	grouped bool
 }
 
 // bootstrapper keeps a static list of peers connected, redialing dropped
@@ -47,8 +70,9 @@ type bootstrapper struct {
 	wg     sync.WaitGroup
 	notify *network.NotifyBundle
 
-	mu    sync.Mutex
-	peers map[peer.ID]*bootPeer
+	mu     sync.Mutex
+	peers  map[peer.ID]*bootPeer
+	groups []*dialGroup
 }
 
 func newBootstrapper(h *Host) *bootstrapper {
@@ -64,23 +88,91 @@ func newBootstrapper(h *Host) *bootstrapper {
 }
 
 func (b *bootstrapper) add(info peer.AddrInfo) {
+	b.mu.Lock()
+	b.addLocked(info)
+	b.mu.Unlock()
+	b.poke()
+}
+
+func (b *bootstrapper) addLocked(info peer.AddrInfo) {
 	// Permanent TTL: a static peer's addresses must outlive any
 	// disconnection, or the peerstore forgets how to redial it.
 	b.h.h.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.PermanentAddrTTL)
-	b.mu.Lock()
 	if p, ok := b.peers[info.ID]; ok {
 		p.info.Addrs = append(p.info.Addrs, info.Addrs...)
 	} else {
 		b.peers[info.ID] = &bootPeer{info: info, backoff: b.h.cfg.ReconnectBackoffMin, next: time.Now().Add(b.yield(info.ID))}
 	}
+}
+
+// addGroup starts keeping g's Want peers connected.
+func (b *bootstrapper) addGroup(g DialGroup) {
+	b.mu.Lock()
+	b.groups = append(b.groups, &dialGroup{DialGroup: g, on: make([]bool, len(g.Peers))})
+	b.standIn()
 	b.mu.Unlock()
 	b.poke()
 }
 
-func (b *bootstrapper) count() int {
+// standIn keeps each group's static peers to its first Want peers that are
+// up (connected, or not yet failed standInAfterFailures dials running),
+// plus the ones before those that are down, which are still redialled and
+// take their place back when they return. A stand-in no longer needed is
+// retired: no longer redialled or protected. Its connection is left to
+// end by itself: closing it makes pubsub reopen its stream, which dials
+// the peer again. Called with mu held.
+func (b *bootstrapper) standIn() {
+	for _, g := range b.groups {
+		taken, last := 0, -1
+		want := make([]bool, len(g.Peers))
+		for k, info := range g.Peers {
+			if taken == g.Want {
+				break
+			}
+			if p := b.peers[info.ID]; g.on[k] && p != nil && !b.h.Connected(info.ID) && p.failures >= standInAfterFailures {
+				continue // down: kept, and stood in for
+			}
+			want[k], taken, last = true, taken+1, k
+		}
+		for k, info := range g.Peers {
+			switch {
+			case want[k] && !g.on[k]:
+				g.on[k] = true
+				b.addLocked(info)
+				b.peers[info.ID].grouped = true
+				if k >= g.Want {
+					b.h.logger.Info("p2p: dialling a stand-in for an unreachable peer of a dial group", "peer", info.ID, "rank", k)
+				}
+			case g.on[k] && !want[k] && k > last:
+				g.on[k] = false
+				if p := b.peers[info.ID]; p != nil && p.grouped {
+					delete(b.peers, info.ID)
+					b.h.cm.Unprotect(info.ID, protectBootstrap)
+					// Forget its permanent addresses too, or the next
+					// stream pubsub opens to it dials it again.
+					b.h.h.Peerstore().ClearAddrs(info.ID)
+					b.h.logger.Info("p2p: retired a dial group's stand-in, the peer it stood in for is back", "peer", info.ID)
+				}
+			}
+		}
+	}
+}
+
+// expected is how many peers the host keeps connected when all are up:
+// its static peers outside groups, and each group's Want.
+func (b *bootstrapper) expected() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.peers)
+	n := 0
+	for _, p := range b.peers {
+		if !p.grouped {
+			n++
+		}
+	}
+	for _, g := range b.groups {
+		n += min(g.Want, len(g.Peers))
+	}
+	return n
 }
 
 // poke wakes the loop without blocking.
@@ -146,6 +238,7 @@ func (b *bootstrapper) round(now time.Time) time.Duration {
 	wait := cfg.ReconnectBackoffMax
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.standIn()
 	for id, p := range b.peers {
 		if b.h.Connected(id) {
 			if p.connectedSince.IsZero() {

@@ -121,11 +121,13 @@ type Config struct {
 	// every other region (the committee file's member regions), chosen by
 	// a rule every member computes alike from the committee file, instead
 	// of every member. Members it does not dial reach it through relays, so
-	// it needs Relay. A full mesh costs each node n−1 connections, beyond
-	// the connection manager's water marks from a few hundred members; a
-	// regional mesh keeps the latency near a full mesh's with a few dozen
-	// (docs/scale.md). Start refuses dials that leave the committee's mesh
-	// disconnected. Default 0: dial every member.
+	// it needs Relay. A chosen member that stays unreachable is stood in
+	// for by the next of its region until it is back. A full mesh costs
+	// each node n−1 connections, beyond the connection manager's water
+	// marks from a few hundred members; a regional mesh keeps the latency
+	// near a full mesh's with a few dozen (docs/scale.md). Start refuses
+	// dials that leave the committee's mesh disconnected. Default 0: dial
+	// every member.
 	DialInRegion       int `toml:"dial_in_region"`
 	DialPerOtherRegion int `toml:"dial_per_other_region"`
 

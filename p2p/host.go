@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -229,9 +230,23 @@ func (h *Host) AddBootstrapPeers(peers ...peer.AddrInfo) {
 	}
 }
 
-// StaticPeers is the number of bootstrap peers the host keeps connected:
-// every other member on a full mesh, its chosen neighbours on a sparse one.
-func (h *Host) StaticPeers() int { return h.boot.count() }
+// AddDialGroups adds groups of peers of which the host keeps a number
+// connected (DialGroup); like bootstrap peers, they are protected in the
+// connection manager.
+func (h *Host) AddDialGroups(groups ...DialGroup) {
+	for _, g := range groups {
+		g.Peers = slices.DeleteFunc(slices.Clone(g.Peers), func(p peer.AddrInfo) bool { return p.ID == "" || p.ID == h.h.ID() })
+		for _, p := range g.Peers {
+			h.cm.Protect(p.ID, protectBootstrap)
+		}
+		h.boot.addGroup(g)
+	}
+}
+
+// ExpectedPeers is how many peers the host dials and keeps connected when
+// they are all up: every other member on a full mesh, its chosen
+// neighbours on a sparse one. Others may connect to it besides.
+func (h *Host) ExpectedPeers() int { return h.boot.expected() }
 
 // Connected reports whether the host has a connection to p.
 func (h *Host) Connected(p peer.ID) bool {

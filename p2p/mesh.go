@@ -191,6 +191,10 @@ func (m *Mesh) IsValidator() bool { return m.member }
 // Committee returns the committee the mesh serves.
 func (m *Mesh) Committee() *qc.Committee { return m.committee }
 
+// AddDialGroups adds groups of peers to keep some of connected (see
+// Host.AddDialGroups).
+func (m *Mesh) AddDialGroups(groups ...DialGroup) { m.host.AddDialGroups(groups...) }
+
 // AddBootstrapPeers adds peers to keep connected (see Host.AddBootstrapPeers).
 func (m *Mesh) AddBootstrapPeers(peers ...peer.AddrInfo) { m.host.AddBootstrapPeers(peers...) }
 

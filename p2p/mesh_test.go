@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/allegro-mesh/allegro/internal/testkit"
@@ -809,5 +810,44 @@ func TestMeshLifecycle(t *testing.T) {
 	}
 	if err := n.Start(ctx); !errors.Is(err, ErrStopped) {
 		t.Errorf("start after stop = %v", err)
+	}
+}
+
+// TestDialGroupStandIn: of a dial group wanting one peer, the first is
+// down; after it has failed its dials the next one is dialled in its place,
+// and the one after that is not.
+func TestDialGroupStandIn(t *testing.T) {
+	f := newFixture(t, 4)
+	cfg := LocalConfig()
+	cfg.ReconnectBackoffMin, cfg.ReconnectBackoffMax = 20*time.Millisecond, 100*time.Millisecond
+	hosts := make([]*Host, 3)
+	for i := range hosts {
+		h, err := NewHost(cfg, libp2pKey(t, f.keys[i]), f.committee, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		if err := h.Start(testCtx(t, 5*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		hosts[i] = h
+	}
+	// Member 3 never runs: its address is a closed port.
+	deadID, err := peer.IDFromPrivateKey(libp2pKey(t, f.keys[3]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := peer.AddrInfo{ID: deadID, Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1")}}
+	a, standIn, spare := hosts[0], hosts[1], hosts[2]
+	a.AddDialGroups(DialGroup{Want: 1, Peers: []peer.AddrInfo{dead, standIn.AddrInfo(), spare.AddrInfo()}})
+	if got := a.ExpectedPeers(); got != 1 {
+		t.Fatalf("ExpectedPeers = %d, want the group's 1", got)
+	}
+	testkit.Eventually(t, 15*time.Second, "the stand-in connected", func() bool { return a.Connected(standIn.ID()) })
+	if a.Connected(spare.ID()) {
+		t.Fatal("the group's third peer was dialled although the stand-in is up")
+	}
+	if got := a.ExpectedPeers(); got != 1 {
+		t.Fatalf("ExpectedPeers = %d after the stand-in, want still 1", got)
 	}
 }

@@ -39,7 +39,7 @@ func (s *Sidecar) addPending(p *validator.Payment) {
 	// Asking pubsub for the topic's peers goes through its event loop: only
 	// while the mesh may still be forming.
 	if time.Since(s.startedAt) < meshFormingTime {
-		formed := min(s.v.Committee().Quorum()-1, s.mesh.Host().StaticPeers())
+		formed := min(s.v.Committee().Quorum()-1, s.mesh.Host().ExpectedPeers())
 		if len(s.mesh.ListPeers(p2p.TxTopic(s.domain.ChainID, s.domain.Epoch))) < formed {
 			first = min(first, meshFormingRetry)
 		}
