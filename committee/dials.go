@@ -62,10 +62,7 @@ type Group struct {
 // alone and can also tell who will dial it, and a member cannot make itself
 // preferred by many others without grinding a key per target.
 func (f *File) Groups(self int, d Dials) ([]Group, error) {
-	if self < 0 || self >= len(f.Members) {
-		return nil, fmt.Errorf("member %d of %d", self, len(f.Members))
-	}
-	keys, err := f.memberKeys()
+	keys, err := f.keysOfMember(self)
 	if err != nil {
 		return nil, err
 	}
@@ -76,14 +73,20 @@ func (f *File) Groups(self int, d Dials) ([]Group, error) {
 // up: every other member when d is not sparse, else the first Want of each
 // of its groups.
 func (f *File) Chosen(self int, d Dials) ([]int, error) {
-	if self < 0 || self >= len(f.Members) {
-		return nil, fmt.Errorf("member %d of %d", self, len(f.Members))
-	}
-	keys, err := f.memberKeys()
+	keys, err := f.keysOfMember(self)
 	if err != nil {
 		return nil, err
 	}
 	return f.chosen(keys, self, d, nil), nil
+}
+
+// keysOfMember returns every member's key, once self is known to be a
+// member's index.
+func (f *File) keysOfMember(self int) ([][]byte, error) {
+	if self < 0 || self >= len(f.Members) {
+		return nil, fmt.Errorf("member %d of %d", self, len(f.Members))
+	}
+	return f.memberKeys()
 }
 
 // Links returns each member's neighbours under d when every member is up
