@@ -285,15 +285,16 @@ type MeshShape struct {
 	MeanHops                float64 // over all ordered pairs of members
 }
 
-// Shape returns the shape of the committee's mesh under d. Unlike Links it
-// reports a disconnected mesh in Connected rather than as an error.
+// Shape returns the shape of the committee's mesh under d. A disconnected
+// mesh is still described (Connected false, no hops), with Links's
+// ErrDisconnected error beside it.
 func (f *File) Shape(d Dials) (MeshShape, error) {
-	links, err := f.Links(d)
-	if err != nil && !errors.Is(err, ErrDisconnected) {
-		return MeshShape{}, err
+	links, linkErr := f.Links(d)
+	if linkErr != nil && !errors.Is(linkErr, ErrDisconnected) {
+		return MeshShape{}, linkErr
 	}
 	n := len(f.Members)
-	s := MeshShape{Members: n, Connected: err == nil, MinLinks: n}
+	s := MeshShape{Members: n, Connected: linkErr == nil, MinLinks: n}
 	regions := map[string]bool{}
 	for i, ns := range links {
 		regions[f.Members[i].Region] = true
@@ -310,11 +311,11 @@ func (f *File) Shape(d Dials) (MeshShape, error) {
 	s.Regions = len(regions)
 	if n == 0 {
 		s.MinLinks = 0
-		return s, nil
+		return s, linkErr
 	}
 	s.MeanLinks = float64(2*s.Links) / float64(n)
 	if !s.Connected || n < 2 {
-		return s, nil
+		return s, linkErr
 	}
 	// Breadth-first from every member: n·(n + links), fine for thousands.
 	dist := make([]int, n)

@@ -476,17 +476,14 @@ func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc
 		if err != nil {
 			return nil, settingError("p2p.dial_in_region", err.Error(), "")
 		}
-		want := 0
 		for _, r := range regions {
 			g := p2p.DialGroup{Want: r.Want}
 			for _, j := range r.Members {
 				g.Peers = append(g.Peers, all[j])
 			}
 			groups = append(groups, g)
-			want += min(r.Want, len(r.Members))
 		}
 		boot = nil
-		log.Info("sparse mesh", "dials", want, "members", len(f.Members), "in_region", dials.InRegion, "per_other_region", dials.PerOtherRegion)
 	}
 	pcfg := cfg.P2P
 	pcfg.QCShards = f.QCShards
@@ -500,7 +497,10 @@ func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc
 	if err != nil {
 		return nil, err
 	}
-	m.AddDialGroups(groups...)
+	if len(groups) > 0 {
+		m.AddDialGroups(groups...)
+		log.Info("sparse mesh", "dials", m.Host().ExpectedPeers(), "members", len(f.Members), "in_region", cfg.P2P.DialInRegion, "per_other_region", cfg.P2P.DialPerOtherRegion)
+	}
 	lc.Append(fx.Hook{OnStart: m.Start, OnStop: m.Stop})
 	return m, nil
 }

@@ -34,13 +34,6 @@ type DialGroup struct {
 	Peers []peer.AddrInfo // in order of preference
 }
 
-// dialGroup is a DialGroup being kept: on[k] when Peers[k] is a static
-// peer.
-type dialGroup struct {
-	DialGroup
-	on []bool
-}
-
 // bootPeer is the reconnect state of one static peer.
 type bootPeer struct {
 	info    peer.AddrInfo
@@ -72,7 +65,7 @@ type bootstrapper struct {
 
 	mu     sync.Mutex
 	peers  map[peer.ID]*bootPeer
-	groups []*dialGroup
+	groups []DialGroup
 }
 
 func newBootstrapper(h *Host) *bootstrapper {
@@ -108,7 +101,7 @@ func (b *bootstrapper) addLocked(info peer.AddrInfo) {
 // addGroup starts keeping g's Want peers connected.
 func (b *bootstrapper) addGroup(g DialGroup) {
 	b.mu.Lock()
-	b.groups = append(b.groups, &dialGroup{DialGroup: g, on: make([]bool, len(g.Peers))})
+	b.groups = append(b.groups, g)
 	b.standIn()
 	b.mu.Unlock()
 	b.poke()
@@ -123,36 +116,39 @@ func (b *bootstrapper) addGroup(g DialGroup) {
 // the peer again. Called with mu held.
 func (b *bootstrapper) standIn() {
 	for _, g := range b.groups {
+		// Groups do not overlap, so a peer is on for its group when it is
+		// a grouped static peer.
+		on := func(id peer.ID) (*bootPeer, bool) {
+			p := b.peers[id]
+			return p, p != nil && p.grouped
+		}
 		taken, last := 0, -1
 		want := make([]bool, len(g.Peers))
 		for k, info := range g.Peers {
 			if taken == g.Want {
 				break
 			}
-			if p := b.peers[info.ID]; g.on[k] && p != nil && !b.h.Connected(info.ID) && p.failures >= standInAfterFailures {
+			if p, ok := on(info.ID); ok && !b.h.Connected(info.ID) && p.failures >= standInAfterFailures {
 				continue // down: kept, and stood in for
 			}
 			want[k], taken, last = true, taken+1, k
 		}
 		for k, info := range g.Peers {
+			_, isOn := on(info.ID)
 			switch {
-			case want[k] && !g.on[k]:
-				g.on[k] = true
+			case want[k] && !isOn:
 				b.addLocked(info)
 				b.peers[info.ID].grouped = true
 				if k >= g.Want {
 					b.h.logger.Info("p2p: dialling a stand-in for an unreachable peer of a dial group", "peer", info.ID, "rank", k)
 				}
-			case g.on[k] && !want[k] && k > last:
-				g.on[k] = false
-				if p := b.peers[info.ID]; p != nil && p.grouped {
-					delete(b.peers, info.ID)
-					b.h.cm.Unprotect(info.ID, protectBootstrap)
-					// Forget its permanent addresses too, or the next
-					// stream pubsub opens to it dials it again.
-					b.h.h.Peerstore().ClearAddrs(info.ID)
-					b.h.logger.Info("p2p: retired a dial group's stand-in, the peer it stood in for is back", "peer", info.ID)
-				}
+			case isOn && !want[k] && k > last:
+				delete(b.peers, info.ID)
+				b.h.cm.Unprotect(info.ID, protectBootstrap)
+				// Forget its permanent addresses too, or the next stream
+				// pubsub opens to it dials it again.
+				b.h.h.Peerstore().ClearAddrs(info.ID)
+				b.h.logger.Info("p2p: retired a dial group's stand-in, the peer it stood in for is back", "peer", info.ID)
 			}
 		}
 	}
