@@ -311,28 +311,22 @@ func TestCommitteeFromChain(t *testing.T) {
 		t.Fatalf("QC of %d certificates with 5 seats", len(q.Certs))
 	}
 	// The settler the epochs share reports through every epoch's node.
-	resp, err := http.Get("http://" + c.runners[1].Node().API.Addr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(metrics), "allegro_settlement_") {
+	if metrics := runnerGet(t, c.runners[1], "/metrics"); !strings.Contains(string(metrics), "allegro_settlement_") {
 		t.Fatal("/metrics lacks the settler's metrics")
 	}
 	// Any sidecar's API tells the committee of an epoch, with its seats.
 	var got apiserver.CommitteeResponse
-	getJSON(t, "http://"+c.runners[1].Node().API.Addr().String()+fmt.Sprintf("/api/v1/committee?epoch=%d", joined), &got)
+	runnerJSON(t, c.runners[1], fmt.Sprintf("/api/v1/committee?epoch=%d", joined), &got)
 	if got.N != 5 || len(got.Seats) != 5 || len(got.Members) != 5 || uint64(got.Epoch) != joined {
 		t.Fatalf("committee of epoch %d from the API: %+v", joined, got)
 	}
-	getJSON(t, "http://"+c.runners[1].Node().API.Addr().String()+"/api/v1/committee?epoch=1", &got)
+	runnerJSON(t, c.runners[1], "/api/v1/committee?epoch=1", &got)
 	if got.N != 4 || uint64(got.Epoch) != 1 {
 		t.Fatalf("committee of epoch 1 from the API: %+v", got)
 	}
 	// The current committee lists each member's addresses from the
 	// committee file, found by key (its members are named after their seats).
-	getJSON(t, "http://"+c.runners[1].Node().API.Addr().String()+"/api/v1/committee", &got)
+	runnerJSON(t, c.runners[1], "/api/v1/committee", &got)
 	for _, m := range got.Members {
 		if len(m.Addrs) == 0 {
 			t.Fatalf("member %s of the current committee has no addresses: %+v", m.Name, got)
@@ -368,6 +362,44 @@ func postBinding(t *testing.T, api string, b qc.Binding) int {
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode
+}
+
+// runnerGet reads path from the API of r's current node. Each epoch
+// starts a node with its own listener (a new port when the configured one
+// is 0), so a request that meets a boundary is sent again to the address
+// r serves then; an HTTP status other than 200 fails at once.
+func runnerGet(t *testing.T, r *node.Runner, path string) []byte {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var err error
+		if a := r.APIAddr(); a != nil {
+			var resp *http.Response
+			if resp, err = http.Get("http://" + a.String() + path); err == nil {
+				body, rerr := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("GET %s: %s %s", path, resp.Status, body)
+				}
+				if rerr == nil {
+					return body
+				}
+				err = rerr
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: no answer for 20 s: %v", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runnerJSON decodes the JSON answer to path from r's current node.
+func runnerJSON(t *testing.T, r *node.Runner, path string, v any) {
+	t.Helper()
+	if err := json.Unmarshal(runnerGet(t, r, path), v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
 }
 
 func getJSON(t *testing.T, url string, v any) {
