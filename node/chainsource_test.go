@@ -8,12 +8,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +52,7 @@ type chainNet struct {
 	bindings  string
 	runners   []*node.Runner
 	ownerTxs  uint64
+	logs      map[int]slog.Handler // a runner's log handler, when a test reads its log
 }
 
 func testKey(tag string) ed25519.PrivateKey {
@@ -154,7 +158,14 @@ func (c *chainNet) start(i int) {
 		c.runners = append(c.runners, nil)
 	}
 	c.runners[i] = startRunner(c.t, cfg, node.WithIdentity(c.file.Members[i].Name, c.sidecar[i]), node.WithCommittee(c.file),
-		node.WithChain(c.client), node.WithLogger(testLogger(c.t).With("node", c.file.Members[i].Name)))
+		node.WithChain(c.client), node.WithLogger(c.logger(i)))
+}
+
+func (c *chainNet) logger(i int) *slog.Logger {
+	if h, ok := c.logs[i]; ok {
+		return slog.New(h).With("node", c.file.Members[i].Name)
+	}
+	return testLogger(c.t).With("node", c.file.Members[i].Name)
 }
 
 // signing reports whether runner i runs a node of the chain's current
@@ -186,6 +197,15 @@ func TestCommitteeFromChain(t *testing.T) {
 	}
 	const length = 20 // 2 s epochs at 100 ms blocks
 	c := newChainNet(t, 5, 4, length)
+	// Validator 4's mesh port is held by another process when it joins:
+	// its node's start fails, and it starts once the port is free.
+	held, err := net.Listen("tcp4", strings.TrimPrefix(strings.Replace(c.file.Members[4].Addrs[0], "/tcp/", ":", 1), "/ip4/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	retrying := make(chan struct{})
+	c.logs = map[int]slog.Handler{4: &signalHandler{Handler: testLogger(t).Handler(), msg: "starting the epoch's node failed; trying again", seen: retrying, once: new(sync.Once)}}
 	for i := range 5 {
 		c.start(i)
 	}
@@ -288,6 +308,12 @@ func TestCommitteeFromChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.owner(add)
+	select {
+	case <-retrying:
+	case <-time.After(30 * time.Second):
+		t.Fatal("validator 4 did not try to start its node with its port held")
+	}
+	held.Close()
 	testkit.Eventually(t, 30*time.Second, "validator 4 signing", func() bool {
 		e, ok := c.signing(4)
 		return ok && e >= now+2
@@ -362,6 +388,34 @@ func postBinding(t *testing.T, api string, b qc.Binding) int {
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode
+}
+
+// signalHandler closes seen at the first record whose message is msg.
+type signalHandler struct {
+	slog.Handler
+	msg  string
+	once *sync.Once
+	seen chan struct{}
+}
+
+func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *signalHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.seen) })
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *signalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &signalHandler{Handler: h.Handler.WithAttrs(as), msg: h.msg, seen: h.seen, once: h.once}
+}
+
+func (h *signalHandler) WithGroup(name string) slog.Handler {
+	return &signalHandler{Handler: h.Handler.WithGroup(name), msg: h.msg, seen: h.seen, once: h.once}
 }
 
 // runnerGet reads path from the API of r's current node. Each epoch

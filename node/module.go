@@ -148,9 +148,10 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{Config: cfg, stopped: make(chan struct{})}
+	held := &acquired{}
 	app := fx.New(
 		fx.NopLogger,
-		fx.Supply(o.logger, cfg, f, id, o.extensions),
+		fx.Supply(o.logger, cfg, f, id, o.extensions, held),
 		fx.Provide(
 			newRegistry,
 			func(r *prometheus.Registry) prometheus.Registerer { return r },
@@ -202,10 +203,31 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		fx.Invoke(mountRoutes),
 	)
 	if err := app.Err(); err != nil {
+		if rerr := held.release(); rerr != nil {
+			o.logger.Warn("releasing what a failed build acquired", "err", rerr)
+		}
 		return nil, rootCause(err)
 	}
 	n.app = app
 	return n, nil
+}
+
+// acquired holds the releases of what constructors take hold of while the
+// node is built (the store's lock, the mesh's listening ports). fx runs
+// stop hooks only for components it started, so when a later constructor
+// fails, New releases these itself: a Runner retrying an epoch's start
+// must find the store and the ports free.
+type acquired struct{ releases []func() error }
+
+func (a *acquired) add(release func() error) { a.releases = append(a.releases, release) }
+
+// release runs the releases, the last acquired first.
+func (a *acquired) release() error {
+	var errs []error
+	for i := len(a.releases) - 1; i >= 0; i-- {
+		errs = append(errs, a.releases[i]())
+	}
+	return errors.Join(errs...)
 }
 
 // resolveOptions applies opts over the defaults.
@@ -323,17 +345,19 @@ func newSigner(id *Identity, c *qc.Committee) (*qc.Signer, error) {
 // validator state (the pebble store).
 func StateDir(dataDir string) string { return filepath.Join(dataDir, "state") }
 
-func newStore(lc fx.Lifecycle, cfg Config, log *slog.Logger) (*validator.Store, *storeState, error) {
+func newStore(lc fx.Lifecycle, cfg Config, held *acquired, log *slog.Logger) (*validator.Store, *storeState, error) {
 	dir := StateDir(cfg.DataDir)
 	s, err := validator.OpenStore(dir, cfg.Validator.GroupCommitWindow, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	st := &storeState{dir: dir}
-	lc.Append(fx.StopHook(func() error {
+	closeStore := sync.OnceValue(func() error {
 		st.closed.Store(true)
 		return s.Close()
-	}))
+	})
+	held.add(closeStore)
+	lc.Append(fx.StopHook(closeStore))
 	return s, st, nil
 }
 
@@ -460,7 +484,7 @@ func newBoard(lc fx.Lifecycle, cfg Config, c *qc.Committee, signer *qc.Signer, m
 	return b, nil
 }
 
-func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc.Committee, reg prometheus.Registerer, log *slog.Logger) (*p2p.Mesh, error) {
+func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc.Committee, held *acquired, reg prometheus.Registerer, log *slog.Logger) (*p2p.Mesh, error) {
 	key, err := crypto.UnmarshalEd25519PrivateKey(id.Key)
 	if err != nil {
 		return nil, fmt.Errorf("libp2p key: %w", err)
@@ -497,6 +521,7 @@ func newMesh(lc fx.Lifecycle, cfg Config, id *Identity, f *committee.File, c *qc
 	if err != nil {
 		return nil, err
 	}
+	held.add(func() error { return m.Stop(context.Background()) })
 	if len(groups) > 0 {
 		m.AddDialGroups(groups...)
 		log.Info("sparse mesh", "dials", m.Host().ExpectedPeers(), "members", len(f.Members), "in_region", cfg.P2P.DialInRegion, "per_other_region", cfg.P2P.DialPerOtherRegion)

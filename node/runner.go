@@ -478,9 +478,7 @@ func (r *Runner) advance(e, next uint64) error {
 	if next != e+1 || nodeEpoch != e {
 		own = nil // startEpoch reads or makes the close of next−1
 	}
-	startCtx, cancel := context.WithTimeout(r.ctx, 2*time.Minute)
-	defer cancel()
-	nn, err := r.startEpoch(startCtx, next, own)
+	nn, err := r.startEpochRetrying(next, own)
 	if err != nil {
 		return fmt.Errorf("start epoch %d: %w", next, err)
 	}
@@ -495,6 +493,39 @@ func (r *Runner) advance(e, next uint64) error {
 	}
 	r.log.Info("epoch changed", "from", e, "to", next, "close_entries", entries, "closed_in", closed.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// epochStartRetryFor bounds how long a boundary's node start is retried.
+// The old epoch's node has just released the mesh and API ports, and
+// another process may hold one of them for a moment; a validator that
+// joins late costs its committee one signer for a while, whereas one that
+// stops costs it for good.
+const epochStartRetryFor = 2 * time.Minute
+
+// startEpochRetrying starts the node of epoch e, trying again with a
+// doubling pause (from 250 ms, at most 8 s) while a start fails, for at
+// most epochStartRetryFor. A failed start has stopped what it started
+// (the node's components roll back), so each attempt begins afresh.
+func (r *Runner) startEpochRetrying(e uint64, own *qc.Close) (*Node, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, epochStartRetryFor)
+	defer cancel()
+	pause := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		n, err := r.startEpoch(ctx, e, own)
+		if err == nil {
+			if attempt > 1 {
+				r.log.Info("the epoch's node started after failed attempts", "epoch", e, "attempts", attempt)
+			}
+			return n, nil
+		}
+		r.log.Warn("starting the epoch's node failed; trying again", "epoch", e, "attempt", attempt, "in", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (gave up after %d attempts: %w)", err, attempt, context.Cause(ctx))
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 8*time.Second)
+	}
 }
 
 // keptBoards bounds the earlier epochs whose boards stay readable: enough

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -62,15 +63,23 @@ func WaitHTTP(t testing.TB, ctx context.Context, url string, ok func(body []byte
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago and that
-// no earlier call in this process returned: the kernel may hand a port
-// released by one probe to the next, and two of a test's processes must
-// not be told to listen on the same port.
+// no earlier call in this process returned: two of a test's processes
+// must not be told to listen on the same port. It is drawn from below the
+// kernel's ephemeral range when that leaves room, because a port a test
+// listens on again (a node of the next epoch, a restarted sidecar) must
+// not be taken meanwhile by an outgoing connection or a listener on port 0
+// of a test running beside it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi := fixedPortRange()
+	for range 200 {
+		addr := "127.0.0.1:0"
+		if hi > lo {
+			addr = fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue // taken: draw again
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
@@ -86,6 +95,21 @@ func FreePort(t testing.TB) int {
 	}
 	t.Fatal("no loopback port left that this process has not handed out")
 	return 0
+}
+
+// fixedPortRange is the ports FreePort draws from: the 10,000 below the
+// ephemeral range, or none (draw from the kernel) when the range starts
+// too low to leave them.
+func fixedPortRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(b), &first, &last); err != nil || first < 12_000 {
+		return 0, 0
+	}
+	return first - 10_000, first
 }
 
 var freePorts = struct {
