@@ -118,7 +118,7 @@ var settingDocs = map[string]string{
 	"validator.group_commit_window":             "group_commit_window is the shortest time between two fsyncs of the store's write-ahead log (default 1 ms): signing decisions that arrive meanwhile share the next fsync. Every decision is still on disk before its certificate leaves the process; the window only trades at most that much latency, when decisions come faster than one per window, for fewer fsyncs. 0 syncs as soon as the previous sync ends.",
 	"validator.max_certificates":                "max_certificates bounds the cache of this validator's own certificates kept in memory for idempotent replies (default 10,000). Certificates evicted from it are read back from the durable store.",
 	"validator.max_credits":                     "max_credits bounds pending QC credits (default 65,536). When full, the oldest credit is dropped: that only makes the validator more conservative.",
-	"validator.max_known_qcs":                   "max_known_qcs bounds the QCs kept for parent lookups (default 4,096).",
+	"validator.max_known_qcs":                   "max_known_qcs is no longer used: a validator remembers the QCs it verified by hash (bounded by max_credits), not whole. The key is still read so that configuration files that set it load.",
 	"validator.max_parent_qcs":                  "max_parent_qcs bounds the parent QCs one request may carry (default 8).",
 	"validator.max_request_ids":                 "max_request_ids bounds the client_request_id cache (default 8,192).",
 }

@@ -1,6 +1,8 @@
 package p2p
 
 import (
+	"crypto/sha256"
+
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/allegro-mesh/allegro/qc"
@@ -35,11 +37,13 @@ type acceptedObjects struct {
 	shardQCs *lru.Cache[qc.Hash, struct{}]
 }
 
-type certObject struct {
-	signer  qc.ValidatorID
-	tx      qc.Hash
-	effects qc.Hash
-}
+// certObject identifies a certificate by a SHA-256 of (signer, tx_hash,
+// effects_hash): 32 bytes per entry rather than 96, since every validator
+// records every certificate of every recent payment, n per payment.
+type certObject [sha256.Size]byte
+
+// certObjectTag separates certObject digests from every other hash.
+const certObjectTag = "allegro/accepted-certificate/1"
 
 func newAcceptedObjects(size int) (*acceptedObjects, error) {
 	a := &acceptedObjects{}
@@ -60,7 +64,12 @@ func newAcceptedObjects(size int) (*acceptedObjects, error) {
 }
 
 func certObjectOf(c *qc.Certificate) certObject {
-	return certObject{signer: c.Signer, tx: c.TxHash, effects: c.EffectsHash}
+	var b [len(certObjectTag) + len(qc.ValidatorID{}) + 2*len(qc.Hash{})]byte
+	n := copy(b[:], certObjectTag)
+	n += copy(b[n:], c.Signer[:])
+	n += copy(b[n:], c.TxHash[:])
+	copy(b[n:], c.EffectsHash[:])
+	return sha256.Sum256(b[:])
 }
 
 func (a *acceptedObjects) txSeen(h qc.Hash) bool { return a.txs.Contains(h) }

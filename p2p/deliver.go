@@ -74,6 +74,10 @@ func (m *Mesh) deliver(info TopicInfo, msg *pubsub.Message) {
 	if !ok {
 		return
 	}
+	// pubsub's message cache keeps msg for its gossip history (seconds),
+	// which needs only the frame's bytes: the decoded objects, several
+	// times their size, need not outlive their delivery.
+	defer func() { msg.ValidatorData = nil }()
 	m.metrics.deliver(info.Kind, objs.len())
 	local := msg.ReceivedFrom == m.self
 	switch info.Kind {

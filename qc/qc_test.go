@@ -368,6 +368,35 @@ func TestVerifierRemember(t *testing.T) {
 	}
 }
 
+// TestVerifierMemoBindsEverything: a verified certificate is remembered
+// by everything its signature binds, so changing any of it (with the rest
+// kept consistent) is verified afresh and fails.
+func TestVerifierMemoBindsEverything(t *testing.T) {
+	committee, signers := testCommittee(t, 4, Domain{ChainID: 1337, Epoch: 1})
+	q := validQC(t, committee, signers, testEffects())
+	v := NewVerifier(committee, 16)
+	if err := v.VerifyQC(q); err != nil {
+		t.Fatal(err)
+	}
+	other := testEffects()
+	other.Amount++
+	for name, mutate := range map[string]func(c *Certificate){
+		"signature": func(c *Certificate) { c.Signature[5] ^= 1 },
+		"signer":    func(c *Certificate) { c.Signer, c.SignerName = q.Certs[1].Signer, q.Certs[1].SignerName },
+		"tx hash":   func(c *Certificate) { c.TxHash[0] ^= 1 },
+		"effects":   func(c *Certificate) { c.Effects, c.EffectsHash = other, other.Hash() },
+	} {
+		c := q.Certs[0]
+		mutate(&c)
+		if err := v.VerifyCertificate(&c); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s changed after the memo: %v, want ErrBadSignature", name, err)
+		}
+	}
+	if err := v.VerifyCertificate(&q.Certs[0]); err != nil {
+		t.Fatalf("the remembered certificate itself: %v", err)
+	}
+}
+
 // TestBatch checks that a frame's batch accepts only when every signature
 // verifies, remembers its certificates only then, and rejects outsiders
 // and bad effects before any signature work.

@@ -1,6 +1,7 @@
 package qc
 
 import (
+	"crypto/sha256"
 	"fmt"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -11,15 +12,17 @@ import (
 // signature is needed again only until its QC arrives (milliseconds).
 const DefaultVerifierCacheSize = 1 << 14
 
-// signatureKey is everything an ed25519 certificate signature binds: the
-// signer, the signed digest's inputs, and the signature itself. A cached
-// key proves that exact signature verified under the committee's domain.
-type signatureKey struct {
-	signer      ValidatorID
-	txHash      Hash
-	effectsHash Hash
-	sig         [SignatureSize]byte
-}
+// signatureKey identifies a certificate signature by a SHA-256 of
+// everything it binds: the signer, the signed digest's inputs and the
+// signature itself. A remembered key proves that exact signature verified
+// under the committee's domain; two certificates share a key only through
+// a SHA-256 collision. The digest rather than the 160 bytes themselves
+// keeps the memo small: every validator remembers every certificate of
+// every recent payment, n per payment.
+type signatureKey [sha256.Size]byte
+
+// signatureKeyTag separates the memo's digests from every other hash.
+const signatureKeyTag = "allegro/verified-signature/1"
 
 // Verifier checks certificates and QCs against a committee like Committee
 // does, but remembers the signatures it has verified, so a QC assembled
@@ -49,7 +52,13 @@ func NewVerifier(c *Committee, size int) *Verifier {
 }
 
 func keyOf(cert *Certificate) signatureKey {
-	return signatureKey{signer: cert.Signer, txHash: cert.TxHash, effectsHash: cert.EffectsHash, sig: cert.Signature}
+	var b [len(signatureKeyTag) + len(ValidatorID{}) + 2*len(Hash{}) + SignatureSize]byte
+	n := copy(b[:], signatureKeyTag)
+	n += copy(b[n:], cert.Signer[:])
+	n += copy(b[n:], cert.TxHash[:])
+	n += copy(b[n:], cert.EffectsHash[:])
+	copy(b[n:], cert.Signature[:])
+	return sha256.Sum256(b[:])
 }
 
 // Remember records cert's signature as valid without verifying it. Use it
@@ -98,6 +107,7 @@ type Batch struct {
 	memo    *lru.Cache[signatureKey, struct{}] // nil: no memo
 	entries []batchEntry
 	certs   []*Certificate // parallel to entries; nil for other signatures
+	keys    []signatureKey // parallel to entries; the memo keys of certs
 	queued  map[signatureKey]struct{}
 }
 
@@ -128,6 +138,7 @@ func (b *Batch) AddCertificate(cert *Certificate) error {
 	digest := CertDigest(b.c.domain, cert.TxHash, cert.EffectsHash)
 	b.entries = append(b.entries, batchEntry{key: b.c.keys[b.c.index[cert.Signer]], msg: digest[:], sig: cert.Signature[:]})
 	b.certs = append(b.certs, cert)
+	b.keys = append(b.keys, k)
 	return nil
 }
 
@@ -153,6 +164,7 @@ func (b *Batch) AddMemberSignature(signer ValidatorID, msg, sig []byte) error {
 	}
 	b.entries = append(b.entries, batchEntry{key: b.c.keys[b.c.index[signer]], msg: msg, sig: sig})
 	b.certs = append(b.certs, nil)
+	b.keys = append(b.keys, signatureKey{})
 	return nil
 }
 
@@ -176,9 +188,9 @@ func (b *Batch) Verify() error {
 		}
 	}
 	if b.memo != nil {
-		for _, c := range b.certs {
+		for i, c := range b.certs {
 			if c != nil {
-				b.memo.Add(keyOf(c), struct{}{})
+				b.memo.Add(b.keys[i], struct{}{})
 			}
 		}
 	}

@@ -43,10 +43,9 @@ func verifyZIP215(pub ValidatorID, msg, sig []byte) bool {
 
 // batchEntry is one signature queued in a batch.
 type batchEntry struct {
-	key    memberKey
-	msg    []byte
-	sig    []byte
-	remind *signatureKey // certificate to remember once verified; nil for other signatures
+	key memberKey
+	msg []byte
+	sig []byte
 }
 
 // verifyBatch checks every entry together and reports, when any fails,

@@ -140,10 +140,11 @@ type Sidecar struct {
 	// them again (reannounce.go). After a restart it is refilled from the
 	// durable store.
 	pending *lru.Cache[qc.Hash, *pendingTx]
-	// recentQCs holds the latest QCs this node learned (by tx hash), also
-	// for anti-entropy: a QC that formed while a peer was away may exist
-	// on this node only.
-	recentQCs    *lru.Cache[qc.Hash, *qc.QC]
+	// recentQCs holds the transactions of the latest QCs this node
+	// learned, also for anti-entropy: a QC that formed while a peer was
+	// away may exist on this node only. The QCs themselves are read from
+	// the board, which keeps them compact (a QC holds 2f+1 certificates).
+	recentQCs    *lru.Cache[qc.Hash, struct{}]
 	syncs        syncState
 	syncNotifiee *network.NotifyBundle
 	settler      *settlement.Settler // nil: no settlement
@@ -237,7 +238,7 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 	if s.pending, err = lru.New[qc.Hash, *pendingTx](cfg.MaxParked); err != nil {
 		return nil, err
 	}
-	if s.recentQCs, err = lru.New[qc.Hash, *qc.QC](maxSyncQCs); err != nil {
+	if s.recentQCs, err = lru.New[qc.Hash, struct{}](maxSyncQCs); err != nil {
 		return nil, err
 	}
 	if s.metrics, err = newSidecarMetrics(d.Registerer); err != nil {
@@ -392,7 +393,7 @@ func (s *Sidecar) addCertificate(cert qc.Certificate) {
 
 func (s *Sidecar) learnQC(q *qc.QC) {
 	s.pending.Remove(q.TxHash)
-	s.recentQCs.Add(q.TxHash, q)
+	s.recentQCs.Add(q.TxHash, struct{}{})
 	s.v.LearnVerifiedQC(q)
 	s.parked.wakeQC(q.Hash, s.enqueue)
 }
@@ -475,7 +476,7 @@ func (s *Sidecar) process(p *validator.Payment) {
 		}
 	case fastpayv1.RejectCode_MISSING_PARENT_QC:
 		s.park(s.parked.parkQC(*p.ParentQCHash, p))
-		if _, known := s.v.KnownQC(*p.ParentQCHash); known {
+		if s.v.KnowsQC(*p.ParentQCHash) {
 			s.parked.wakeQC(*p.ParentQCHash, s.enqueue)
 		}
 	case fastpayv1.RejectCode_TEMPORARY_UNAVAILABLE:

@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/p2p"
@@ -106,8 +108,12 @@ func (s *Sidecar) isCommitteePeer(p peer.ID) bool {
 // syncBatchOf collects the pending transactions txs that still have no QC
 // here, with the certificates this node holds for them, and with
 // recentQCs the recent QCs of transactions not yet included.
+// Within the budget of one batch (syncBudget): the pending transactions,
+// oldest first (a sender's earlier nonce before its later ones), each with
+// its certificates, then the most recent QCs.
 func (s *Sidecar) syncBatchOf(txs []qc.Hash, recentQCs bool) *fastpayv1.SyncBatch {
 	batch := &fastpayv1.SyncBatch{}
+	budget := newSyncBudget()
 	if len(txs) > maxSyncTxs {
 		txs = txs[len(txs)-maxSyncTxs:] // the most recent
 	}
@@ -120,24 +126,70 @@ func (s *Sidecar) syncBatchOf(txs []qc.Hash, recentQCs bool) *fastpayv1.SyncBatc
 			s.pending.Remove(h)
 			continue
 		}
+		if !budget.take(pt.p.Request) {
+			break
+		}
 		batch.Txs = append(batch.Txs, pt.p.Request)
-		batch.Certs = append(batch.Certs, s.boardCerts(h)...)
+		batch.Certs = budget.appendCerts(batch.Certs, s.boardCerts(h))
 	}
 	if !recentQCs {
 		return batch
 	}
-	for _, h := range s.recentQCs.Keys() {
-		q, ok := s.recentQCs.Peek(h)
-		if !ok {
+	keys := s.recentQCs.Keys() // oldest first
+	for i := len(keys) - 1; i >= 0; i-- {
+		h := keys[i]
+		q, ok := s.board.QC(h)
+		st, known := s.board.Status(h)
+		switch {
+		case !ok:
+			s.recentQCs.Remove(h) // no longer on the board
 			continue
-		}
-		if st, known := s.board.Status(h); known && st.Stage >= fastpayv1.TxLifecycleUpdate_INCLUDED {
+		case known && st.Stage >= fastpayv1.TxLifecycleUpdate_INCLUDED:
 			s.recentQCs.Remove(h) // settled: every node learns it from the chain
 			continue
 		}
-		batch.Qcs = append(batch.Qcs, fastpayv1.NewQuorumCertificate(q))
+		wire := fastpayv1.NewQuorumCertificate(q)
+		if !budget.take(wire) {
+			break
+		}
+		batch.Qcs = append(batch.Qcs, wire)
 	}
 	return batch
+}
+
+// syncBudget keeps a sync batch within maxSyncBytes, the most a peer
+// reads: a larger batch would be refused whole. With many members a QC
+// holds hundreds of certificates, so a thousand recent QCs would not fit;
+// what is left out travels in a later exchange (the next re-announcement
+// or connection), or settles meanwhile.
+type syncBudget struct{ left int }
+
+// syncBatchSlack covers the batch's own length prefix.
+const syncBatchSlack = 16
+
+func newSyncBudget() *syncBudget { return &syncBudget{left: maxSyncBytes - syncBatchSlack} }
+
+// take counts m as a field of the batch if it fits, and reports whether it
+// did.
+func (b *syncBudget) take(m proto.Message) bool {
+	n := proto.Size(m)
+	n += 1 + protowire.SizeVarint(uint64(n)) // the field's tag and length
+	if n > b.left {
+		return false
+	}
+	b.left -= n
+	return true
+}
+
+// appendCerts appends the certificates that fit.
+func (b *syncBudget) appendCerts(to, certs []*fastpayv1.ValidatorCertificate) []*fastpayv1.ValidatorCertificate {
+	for _, c := range certs {
+		if !b.take(c) {
+			break
+		}
+		to = append(to, c)
+	}
+	return to
 }
 
 // boardCerts returns the certificates the board holds for a transaction.
@@ -210,12 +262,15 @@ func (s *Sidecar) handleSync(st network.Stream) {
 	s.metrics.syncs.WithLabelValues("received").Inc()
 	decided := s.applySync(&batch, true)
 	answer := &fastpayv1.SyncBatch{}
+	budget := newSyncBudget()
 	for _, h := range decided {
 		if q, ok := s.board.QC(h); ok {
-			answer.Qcs = append(answer.Qcs, fastpayv1.NewQuorumCertificate(q))
+			if wire := fastpayv1.NewQuorumCertificate(q); budget.take(wire) {
+				answer.Qcs = append(answer.Qcs, wire)
+			}
 			continue
 		}
-		answer.Certs = append(answer.Certs, s.boardCerts(h)...)
+		answer.Certs = budget.appendCerts(answer.Certs, s.boardCerts(h))
 	}
 	if err := writeSyncBatch(st, answer); err != nil {
 		_ = st.Reset()

@@ -14,7 +14,9 @@ type Config struct {
 	// kept in memory for idempotent replies (default 10,000). Certificates
 	// evicted from it are read back from the durable store.
 	MaxCertificates int `toml:"max_certificates"`
-	// MaxKnownQCs bounds the QCs kept for parent lookups (default 4,096).
+	// MaxKnownQCs is no longer used: a validator remembers the QCs it
+	// verified by hash (bounded by max_credits), not whole. The key is still
+	// read so that configuration files that set it load.
 	MaxKnownQCs int `toml:"max_known_qcs"`
 	// MaxRequestIDs bounds the client_request_id cache (default 8,192).
 	MaxRequestIDs int `toml:"max_request_ids"`
@@ -59,7 +61,6 @@ const maxGroupCommitWindow = 50 * time.Millisecond
 func DefaultConfig() Config {
 	return Config{
 		MaxCertificates: 10_000,
-		MaxKnownQCs:     4_096,
 		MaxRequestIDs:   8_192,
 		MaxCredits:      65_536,
 		MaxParentQCs:    8,
@@ -76,7 +77,6 @@ func (c Config) Validate() error {
 		v    int
 	}{
 		{"max_certificates", c.MaxCertificates},
-		{"max_known_qcs", c.MaxKnownQCs},
 		{"max_request_ids", c.MaxRequestIDs},
 		{"max_credits", c.MaxCredits},
 		{"max_parent_qcs", c.MaxParentQCs},

@@ -59,11 +59,11 @@ type Validator struct {
 	pruneHeight   uint64 // newest block pruning has used
 
 	ownCerts *lru.Cache[qc.ContentionKey, qc.Certificate]
-	knownQCs *lru.Cache[qc.Hash, *qc.QC] // by qc hash
 	// qcTx maps the qc_hash of every valid QC learned to its transaction,
 	// so that a parent named by any of a transaction's QCs (different
-	// signer subsets have different hashes) is recognised; it outlives
-	// knownQCs, whose entries are whole QCs.
+	// signer subsets have different hashes) is recognised and a QC seen
+	// again is not verified again. Whole QCs are not kept: with n members a
+	// QC holds 2f+1 certificates, and nothing here reads them back.
 	qcTx       *lru.Cache[qc.Hash, qc.Hash]
 	requestIDs *lru.Cache[requestKey, qc.Hash]
 
@@ -151,9 +151,6 @@ func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.Cha
 		return nil, err
 	}
 	if v.ownCerts, err = lru.New[qc.ContentionKey, qc.Certificate](cfg.MaxCertificates); err != nil {
-		return nil, err
-	}
-	if v.knownQCs, err = lru.New[qc.Hash, *qc.QC](cfg.MaxKnownQCs); err != nil {
 		return nil, err
 	}
 	if v.qcTx, err = lru.New[qc.Hash, qc.Hash](cfg.MaxCredits); err != nil {
@@ -602,7 +599,6 @@ func (v *Validator) unindexDebit(account qc.Address, k qc.ContentionKey) {
 // addCredit records q's credit to its recipient. Callers hold v.mu (or own
 // v exclusively, as restore does).
 func (v *Validator) addCredit(q *qc.QC) bool {
-	v.knownQCs.Add(q.Hash, q)
 	v.qcTx.Add(q.Hash, q.TxHash)
 	e := q.Effects()
 	if v.credits.Contains(q.TxHash) {
@@ -653,7 +649,7 @@ func (v *Validator) unindexCredit(h qc.Hash, c credit) {
 // transaction satisfies a child naming one of them, so it is enough that h
 // was verified once.
 func (v *Validator) knowsQC(h qc.Hash) bool {
-	if v.knownQCs.Contains(h) || v.qcTx.Contains(h) {
+	if v.qcTx.Contains(h) {
 		return true
 	}
 	v.mu.Lock()
@@ -719,8 +715,8 @@ func (v *Validator) EnterEpoch(h *epoch.Handover) error {
 	return nil
 }
 
-// KnownQC returns a known QC by its qc hash.
-func (v *Validator) KnownQC(h qc.Hash) (*qc.QC, bool) { return v.knownQCs.Get(h) }
+// KnowsQC reports whether a valid QC with hash h was learned.
+func (v *Validator) KnowsQC(h qc.Hash) bool { return v.knowsQC(h) }
 
 func (v *Validator) ingestParentQCs(parents []*fastpayv1.QuorumCertificate) error {
 	for i, wire := range parents {
@@ -728,7 +724,7 @@ func (v *Validator) ingestParentQCs(parents []*fastpayv1.QuorumCertificate) erro
 		if err != nil {
 			return reject(fastpayv1.RejectCode_INVALID_PARENT_QC, err, "parent_qcs[%d]", i)
 		}
-		if v.knownQCs.Contains(q.Hash) {
+		if v.qcTx.Contains(q.Hash) {
 			continue
 		}
 		if err := v.verifyQC(q); err != nil {
@@ -742,7 +738,7 @@ func (v *Validator) ingestParentQCs(parents []*fastpayv1.QuorumCertificate) erro
 // LearnQC verifies q against the committee and records the credit it gives
 // its recipient (once per transaction, however often it is presented).
 func (v *Validator) LearnQC(q *qc.QC) error {
-	if v.knownQCs.Contains(q.Hash) {
+	if v.qcTx.Contains(q.Hash) {
 		return nil
 	}
 	if err := v.verifyQC(q); err != nil {

@@ -97,7 +97,7 @@ body_read_timeout = "3s"
 ready_max_head_age = "1m"
 max_conns_per_ip = 64
 [validator]
-max_known_qcs = 77
+max_request_ids = 77
 [bulletin]
 publish_step = "40ms"
 `), 0o600)
@@ -109,7 +109,7 @@ publish_step = "40ms"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.DataDir != "/from/file" || cfg.LogLevel != "debug" || cfg.Validator.MaxKnownQCs != 77 || cfg.Bulletin.PublishStep.Milliseconds() != 40 {
+	if cfg.DataDir != "/from/file" || cfg.LogLevel != "debug" || cfg.Validator.MaxRequestIDs != 77 || cfg.Bulletin.PublishStep.Milliseconds() != 40 {
 		t.Fatalf("file values not applied: %+v", cfg)
 	}
 	if cfg.Chain.URL != "ws://env:8546" {
@@ -149,16 +149,16 @@ publish_step = "40ms"
 	}
 
 	// Unknown keys and invalid values are refused with the field named.
-	if err := os.WriteFile(cfgPath, []byte("[validator]\nmax_known_qc = 1\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("[validator]\nmax_credit = 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "max_known_qc") {
+	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "max_credit") {
 		t.Fatalf("unknown key: %v", err)
 	}
-	if err := os.WriteFile(cfgPath, []byte("[validator]\nmax_known_qcs = 0\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("[validator]\nmax_credits = 0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "validator.max_known_qcs") {
+	if _, err := loadSidecarConfig([]string{"--config", cfgPath}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "validator.max_credits") {
 		t.Fatalf("invalid value: %v", err)
 	}
 	if _, err := loadSidecarConfig([]string{"--memory-limit", "plenty"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "memory_limit") {
