@@ -41,6 +41,7 @@ type Runner struct {
 	id   *Identity
 	log  *slog.Logger
 
+	api      *apiListener      // the API socket every epoch's server shares (with epochs)
 	heads    tempo.ChainReader // the head that drives the epochs
 	client   *chain.Client     // heads, when dialled by the Runner
 	settler  *settlement.Settler
@@ -76,6 +77,10 @@ func NewRunner(cfg Config, opts ...Option) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, opts: opts, file: f, id: id, log: o.logger.With("component", "epochs"),
 		heads: o.chain, injected: o.chain != nil, changed: make(chan struct{}), fatal: make(chan error, 1)}
+	if r.Epochs() {
+		r.api = newAPIListener(cfg.API.Listen)
+		r.cfg.API.Listen = r.api.listen
+	}
 	if f.FromChain() {
 		if _, ok := o.chain.(committee.ValidatorReader); o.chain != nil && !ok {
 			return nil, errors.New("epochs: committee_source = \"chain\" needs a chain that serves the validator set")
@@ -107,7 +112,12 @@ func (r *Runner) Fatal() <-chan error { return r.fatal }
 
 // Start starts the node of the chain's current epoch (dialling the chain
 // first when epochs are on) and follows the chain from there.
-func (r *Runner) Start(ctx context.Context) error {
+func (r *Runner) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil && r.api != nil {
+			_ = r.api.close() // nothing serves it
+		}
+	}()
 	if !r.Epochs() {
 		n, err := New(r.cfg, append(r.opts, WithCommittee(r.file), WithIdentity(r.id.Name, r.id.Key))...)
 		if err != nil {
@@ -164,6 +174,9 @@ func (r *Runner) Stop(ctx context.Context) error {
 	}
 	if r.client != nil {
 		errs = append(errs, r.client.Stop(ctx))
+	}
+	if r.api != nil {
+		errs = append(errs, r.api.close())
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -201,10 +202,41 @@ func TestEpochsFollowTheChain(t *testing.T) {
 	pay2 := nodetest.Pay{Key: nodetest.Carol, ChainID: chainID, Recipient: nodetest.Address(nodetest.Alice), Amount: 1_000}
 	c.payToQC(1, pay2.Request(t))
 
+	// The API keeps its address (its port was chosen by the system) and
+	// answers throughout the node swap: a client polling it meets no
+	// refused connection.
+	before := c.runners[0].APIAddr().String()
+	stopPolling := make(chan struct{})
+	polled := make(chan []error, 1)
+	go func() {
+		var failures []error
+		client := &http.Client{Timeout: 5 * time.Second}
+		for {
+			select {
+			case <-stopPolling:
+				polled <- failures
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			resp, err := client.Get("http://" + before + "/readyz")
+			if err != nil {
+				failures = append(failures, err)
+				continue
+			}
+			resp.Body.Close()
+		}
+	}()
 	boundary := time.Now()
 	c.chain.SetHead(2 * length)
 	c.waitEpoch(2, 30*time.Second)
 	t.Logf("epoch 1 → 2: every validator signing after %s", time.Since(boundary).Round(time.Millisecond))
+	close(stopPolling)
+	if failures := <-polled; len(failures) > 0 {
+		t.Errorf("%d requests to the API failed across the boundary, the first: %v", len(failures), failures[0])
+	}
+	if after := c.runners[0].APIAddr().String(); after != before {
+		t.Errorf("the API moved from %s to %s at the boundary", before, after)
+	}
 	// Epoch 1's board stays readable through the new node's API.
 	api := "http://" + c.runners[0].Node().API.Addr().String()
 	var info apiserver.InfoResponse
