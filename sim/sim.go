@@ -96,7 +96,8 @@ type Config struct {
 	Progress func(format string, args ...any)
 	// HeapProfile, when set, is a file that receives a heap profile taken
 	// once every payment is done and before the network stops, so it shows
-	// what the running validators hold (default: none).
+	// what the running validators hold (default: none). With a partition,
+	// a second one (the name with "-heal") is taken just before the heal.
 	HeapProfile string
 }
 
@@ -239,6 +240,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			time.Sleep(cfg.PartitionAt)
 			nw.partition()
 			time.Sleep(cfg.PartitionFor)
+			if cfg.HeapProfile != "" {
+				// Everything written across the cut is still in flight:
+				// what the heal has to deliver.
+				if err := writeHeapProfile(strings.TrimSuffix(cfg.HeapProfile, ".pprof") + "-heal.pprof"); err != nil {
+					cfg.progress("%v", err)
+				}
+			}
 			nw.heal()
 		}()
 	}
