@@ -352,10 +352,10 @@ func newStore(lc fx.Lifecycle, cfg Config, held *acquired, log *slog.Logger) (*v
 		return nil, nil, err
 	}
 	st := &storeState{dir: dir}
-	closeStore := sync.OnceValue(func() error {
+	closeStore := func() error { // Store.Close may be called again
 		st.closed.Store(true)
 		return s.Close()
-	})
+	}
 	held.add(closeStore)
 	lc.Append(fx.StopHook(closeStore))
 	return s, st, nil

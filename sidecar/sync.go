@@ -138,17 +138,16 @@ func (s *Sidecar) syncBatchOf(txs []qc.Hash, recentQCs bool) *fastpayv1.SyncBatc
 	keys := s.recentQCs.Keys() // oldest first
 	for i := len(keys) - 1; i >= 0; i-- {
 		h := keys[i]
-		q, ok := s.board.QC(h)
 		st, known := s.board.Status(h)
 		switch {
-		case !ok:
+		case !known || st.QC == nil:
 			s.recentQCs.Remove(h) // no longer on the board
 			continue
-		case known && st.Stage >= fastpayv1.TxLifecycleUpdate_INCLUDED:
+		case st.Stage >= fastpayv1.TxLifecycleUpdate_INCLUDED:
 			s.recentQCs.Remove(h) // settled: every node learns it from the chain
 			continue
 		}
-		wire := fastpayv1.NewQuorumCertificate(q)
+		wire := fastpayv1.NewQuorumCertificate(st.QC)
 		if !budget.take(wire) {
 			break
 		}

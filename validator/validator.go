@@ -345,7 +345,7 @@ func (v *Validator) SubmitAndAnnounce(ctx context.Context, p *Payment, announce 
 	if parentErr != nil {
 		return qc.Certificate{}, parentErr
 	}
-	if p.ParentQCHash != nil && !v.knowsQC(*p.ParentQCHash) {
+	if p.ParentQCHash != nil && !v.KnowsQC(*p.ParentQCHash) {
 		return qc.Certificate{}, reject(fastpayv1.RejectCode_MISSING_PARENT_QC, nil, "parent QC %s is not known to this validator; include it in parent_qcs", p.ParentQCHash)
 	}
 
@@ -645,10 +645,10 @@ func (v *Validator) unindexCredit(h qc.Hash, c credit) {
 	}
 }
 
-// knowsQC reports whether a valid QC with hash h was learned: any QC of a
+// KnowsQC reports whether a valid QC with hash h was learned: any QC of a
 // transaction satisfies a child naming one of them, so it is enough that h
 // was verified once.
-func (v *Validator) knowsQC(h qc.Hash) bool {
+func (v *Validator) KnowsQC(h qc.Hash) bool {
 	if v.qcTx.Contains(h) {
 		return true
 	}
@@ -714,9 +714,6 @@ func (v *Validator) EnterEpoch(h *epoch.Handover) error {
 	v.earlierCredits = nil
 	return nil
 }
-
-// KnowsQC reports whether a valid QC with hash h was learned.
-func (v *Validator) KnowsQC(h qc.Hash) bool { return v.knowsQC(h) }
 
 func (v *Validator) ingestParentQCs(parents []*fastpayv1.QuorumCertificate) error {
 	for i, wire := range parents {
