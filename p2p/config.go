@@ -70,17 +70,19 @@ type Config struct {
 	// not the sender's fault, so the sender is not penalised. Default 2 s.
 	ValidationTimeout time.Duration `toml:"validation_timeout"`
 
-	// VerifiedSignatures is how many verified certificate signatures the
-	// mesh remembers, so that a QC whose certificates arrived one by one (or
+	// VerifiedSignatures is how many of the latest verified certificate
+	// signatures the mesh at least remembers (up to twice as many are
+	// held), so that a QC whose certificates arrived one by one (or
 	// were signed here) is checked without repeating ed25519 verifications.
 	// A QC follows its certificates within a hop, so a few seconds of
-	// certificates suffice. Default 8,192 (~3 MiB): about five seconds of
+	// certificates suffice. Default 8,192 (under 1 MiB): about five seconds of
 	// certificates at saturation on four validators (see
 	// docs/benchmarks.md).
 	VerifiedSignatures int `toml:"verified_signatures"`
 
-	// AcceptedObjects is how many accepted certificates, and how many QCs
-	// per topic kind, are remembered so that later copies of the same
+	// AcceptedObjects is how many of the latest accepted transactions,
+	// certificates, and QCs per topic kind, are at least remembered (up to
+	// twice as many are held) so that later copies of the same
 	// object in other bytes are ignored without verifying their signatures
 	// (dedup.go). Copies arrive within a hop or two of the first, so
 	// seconds of traffic suffice. Default 8,192 (~3 MiB).

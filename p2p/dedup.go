@@ -3,8 +3,7 @@ package p2p
 import (
 	"crypto/sha256"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-
+	"github.com/allegro-mesh/allegro/internal/recent"
 	"github.com/allegro-mesh/allegro/qc"
 )
 
@@ -17,10 +16,11 @@ import (
 // of its signatures is verified, without penalty.
 //
 // Only accepted objects are recorded, so an object that fails validation
-// can never suppress a valid one. The sets are bounded: duplicates arrive
-// within a hop or two of the first copy, and one that arrives after its
-// entry aged out is verified and delivered again, which every handler
-// tolerates.
+// can never suppress a valid one. The sets are bounded, by insertion
+// rather than use (recent.Set: a few times smaller than an LRU, and every
+// validator records n certificates per payment): duplicates arrive within
+// a hop or two of the first copy, and one that arrives after its entry
+// aged out is verified and delivered again, which every handler tolerates.
 //
 //   - transactions: by tx_hash (the hash covers the whole signed
 //     transaction and its parent QC hash; a copy carrying other parent QC
@@ -31,10 +31,10 @@ import (
 //     topic kind, since the same QC travels on both and each must reach that
 //     topic's subscribers.
 type acceptedObjects struct {
-	txs      *lru.Cache[qc.Hash, struct{}]
-	certs    *lru.Cache[certObject, struct{}]
-	bullQCs  *lru.Cache[qc.Hash, struct{}]
-	shardQCs *lru.Cache[qc.Hash, struct{}]
+	txs      *recent.Set[qc.Hash]
+	certs    *recent.Set[certObject]
+	bullQCs  *recent.Set[qc.Hash]
+	shardQCs *recent.Set[qc.Hash]
 }
 
 // certObject identifies a certificate by a SHA-256 of (signer, tx_hash,
@@ -48,16 +48,16 @@ const certObjectTag = "allegro/accepted-certificate/1"
 func newAcceptedObjects(size int) (*acceptedObjects, error) {
 	a := &acceptedObjects{}
 	var err error
-	if a.txs, err = lru.New[qc.Hash, struct{}](size); err != nil {
+	if a.txs, err = recent.NewSet[qc.Hash](size); err != nil {
 		return nil, err
 	}
-	if a.certs, err = lru.New[certObject, struct{}](size); err != nil {
+	if a.certs, err = recent.NewSet[certObject](size); err != nil {
 		return nil, err
 	}
-	if a.bullQCs, err = lru.New[qc.Hash, struct{}](size); err != nil {
+	if a.bullQCs, err = recent.NewSet[qc.Hash](size); err != nil {
 		return nil, err
 	}
-	if a.shardQCs, err = lru.New[qc.Hash, struct{}](size); err != nil {
+	if a.shardQCs, err = recent.NewSet[qc.Hash](size); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -88,18 +88,18 @@ func (a *acceptedObjects) qcSeen(k TopicKind, h qc.Hash) bool {
 // record remembers the objects of a frame accepted on a topic of kind k.
 func (a *acceptedObjects) record(k TopicKind, o *frameObjects) {
 	for _, tx := range o.txs {
-		a.txs.Add(tx.TxHash, struct{}{})
+		a.txs.Add(tx.TxHash)
 	}
 	for _, it := range o.items {
 		if it.Cert != nil {
-			a.certs.Add(certObjectOf(it.Cert), struct{}{})
+			a.certs.Add(certObjectOf(it.Cert))
 		} else if it.QC != nil {
-			a.bullQCs.Add(it.QC.TxHash, struct{}{})
+			a.bullQCs.Add(it.QC.TxHash)
 		}
 	}
 	if k == KindQC {
 		for _, q := range o.qcs {
-			a.shardQCs.Add(q.TxHash, struct{}{})
+			a.shardQCs.Add(q.TxHash)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/allegro-mesh/allegro/internal/recent"
 	"github.com/allegro-mesh/allegro/qc"
 )
 
@@ -145,6 +146,12 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		_ = h.Close()
 		return nil, err
 	}
+	memo, err := recent.NewSet[[32]byte](cfg.VerifiedSignatures)
+	if err != nil {
+		m.unregister()
+		_ = h.Close()
+		return nil, fmt.Errorf("verified signatures memo: %w", err)
+	}
 	_, member := h.committee.member(h.ID())
 	selfID, err := ValidatorIDFromPeerID(h.ID())
 	if err != nil {
@@ -164,7 +171,7 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		member:     member,
 		metrics:    m,
 		topics:     topics,
-		pipes:      &pipelines{committee: committee, verifier: qc.NewVerifier(committee, cfg.VerifiedSignatures), members: h.committee, self: h.ID(), topics: topics, accepted: accepted},
+		pipes:      &pipelines{committee: committee, verifier: qc.NewVerifierWithMemo(committee, memo), members: h.committee, self: h.ID(), topics: topics, accepted: accepted},
 		outbound:   newOutbound(h.committee, cfg.PeerOutboundQueueSize),
 		rejectLogs: logLimiter{perSecond: cfg.RejectLogsPerSecond},
 		panicLogs:  logLimiter{perSecond: 5},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -365,6 +366,54 @@ func TestVerifierRemember(t *testing.T) {
 	}
 	if err := committee.VerifyCertificate(&forged); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("the committee itself must not share the memo: %v", err)
+	}
+}
+
+// mapMemo is a SignatureMemo that forgets nothing and counts lookups.
+type mapMemo struct {
+	mu      sync.Mutex
+	keys    map[[32]byte]bool
+	lookups int
+}
+
+func (m *mapMemo) Add(k [32]byte) { m.mu.Lock(); m.keys[k] = true; m.mu.Unlock() }
+
+func (m *mapMemo) Contains(k [32]byte) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lookups++
+	return m.keys[k]
+}
+
+// A Verifier given its own memo records there exactly the signatures that
+// verified, and a QC whose certificates it holds is checked against it.
+func TestVerifierWithMemo(t *testing.T) {
+	committee, signers := testCommittee(t, 4, Domain{ChainID: 1337, Epoch: 1})
+	q := validQC(t, committee, signers, testEffects())
+	memo := &mapMemo{keys: make(map[[32]byte]bool)}
+	v := NewVerifierWithMemo(committee, memo)
+	forged := q.Certs[0]
+	forged.Signature[0] ^= 1
+	if err := v.VerifyCertificate(&forged); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("forged certificate: %v, want ErrBadSignature", err)
+	}
+	if len(memo.keys) != 0 {
+		t.Fatalf("a failed signature was remembered: %d keys", len(memo.keys))
+	}
+	for i := range q.Certs {
+		if err := v.VerifyCertificate(&q.Certs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(memo.keys) != len(q.Certs) {
+		t.Fatalf("%d keys remembered, want %d", len(memo.keys), len(q.Certs))
+	}
+	before := memo.lookups
+	if err := v.VerifyQC(q); err != nil {
+		t.Fatal(err)
+	}
+	if memo.lookups-before != len(q.Certs) {
+		t.Errorf("VerifyQC looked up %d signatures in the memo, want %d", memo.lookups-before, len(q.Certs))
 	}
 }
 

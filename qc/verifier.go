@@ -35,20 +35,40 @@ const signatureKeyTag = "allegro/verified-signature/1"
 // one between in-process nodes would let one node skip work another did.
 type Verifier struct {
 	*Committee
-	verified *lru.Cache[signatureKey, struct{}]
+	verified SignatureMemo
 }
 
+// SignatureMemo is where a Verifier remembers verified signatures, by a
+// 32-byte digest of everything each binds. A key added must be reported
+// as contained until the memo chooses to forget it. It must be safe for
+// concurrent use.
+type SignatureMemo interface {
+	Add(key [32]byte)
+	Contains(key [32]byte) bool
+}
+
+// lruMemo is the default SignatureMemo.
+type lruMemo struct{ *lru.Cache[[32]byte, struct{}] }
+
+func (m lruMemo) Add(key [32]byte) { m.Cache.Add(key, struct{}{}) }
+
 // NewVerifier returns a Verifier for c remembering up to size signatures
-// (DefaultVerifierCacheSize when size <= 0).
+// in an LRU cache (DefaultVerifierCacheSize when size <= 0).
 func NewVerifier(c *Committee, size int) *Verifier {
 	if size <= 0 {
 		size = DefaultVerifierCacheSize
 	}
-	cache, err := lru.New[signatureKey, struct{}](size)
+	cache, err := lru.New[[32]byte, struct{}](size)
 	if err != nil {
 		panic(fmt.Sprintf("qc: verifier cache: %v", err)) // unreachable: size > 0
 	}
-	return &Verifier{Committee: c, verified: cache}
+	return NewVerifierWithMemo(c, lruMemo{cache})
+}
+
+// NewVerifierWithMemo returns a Verifier for c remembering signatures in
+// memo.
+func NewVerifierWithMemo(c *Committee, memo SignatureMemo) *Verifier {
+	return &Verifier{Committee: c, verified: memo}
 }
 
 func keyOf(cert *Certificate) signatureKey {
@@ -63,7 +83,7 @@ func keyOf(cert *Certificate) signatureKey {
 
 // Remember records cert's signature as valid without verifying it. Use it
 // only for certificates this node signed itself.
-func (v *Verifier) Remember(cert *Certificate) { v.verified.Add(keyOf(cert), struct{}{}) }
+func (v *Verifier) Remember(cert *Certificate) { v.verified.Add(keyOf(cert)) }
 
 // VerifyCertificate is Committee.VerifyCertificate with the memo: the
 // membership and effects checks always run, the signature check only for a
@@ -79,7 +99,7 @@ func (v *Verifier) VerifyCertificate(cert *Certificate) error {
 	if err := v.verifySignature(cert); err != nil {
 		return err
 	}
-	v.verified.Add(k, struct{}{})
+	v.verified.Add(k)
 	return nil
 }
 
@@ -104,7 +124,7 @@ func (v *Verifier) VerifyQC(q *QC) error {
 // are not queued again. A Batch is used by one goroutine and once.
 type Batch struct {
 	c       *Committee
-	memo    *lru.Cache[signatureKey, struct{}] // nil: no memo
+	memo    SignatureMemo // nil: no memo
 	entries []batchEntry
 	certs   []*Certificate // parallel to entries; nil for other signatures
 	keys    []signatureKey // parallel to entries; the memo keys of certs
@@ -190,7 +210,7 @@ func (b *Batch) Verify() error {
 	if b.memo != nil {
 		for i, c := range b.certs {
 			if c != nil {
-				b.memo.Add(b.keys[i], struct{}{})
+				b.memo.Add(b.keys[i])
 			}
 		}
 	}

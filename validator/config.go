@@ -22,7 +22,8 @@ type Config struct {
 	MaxRequestIDs int `toml:"max_request_ids"`
 	// MaxCredits bounds pending QC credits (default 65,536). When full, the
 	// oldest credit is dropped: that only makes the validator more
-	// conservative.
+	// conservative. At least as many of the latest QC hashes are kept as
+	// known parents.
 	MaxCredits int `toml:"max_credits"`
 	// MaxParentQCs bounds the parent QCs one request may carry (default 8).
 	MaxParentQCs int `toml:"max_parent_qcs"`

@@ -18,6 +18,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/epoch"
+	"github.com/allegro-mesh/allegro/internal/recent"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo"
 )
@@ -59,12 +60,14 @@ type Validator struct {
 	pruneHeight   uint64 // newest block pruning has used
 
 	ownCerts *lru.Cache[qc.ContentionKey, qc.Certificate]
-	// qcTx maps the qc_hash of every valid QC learned to its transaction,
-	// so that a parent named by any of a transaction's QCs (different
-	// signer subsets have different hashes) is recognised and a QC seen
-	// again is not verified again. Whole QCs are not kept: with n members a
-	// QC holds 2f+1 certificates, and nothing here reads them back.
-	qcTx       *lru.Cache[qc.Hash, qc.Hash]
+	// knownQCs holds the qc_hash of every valid QC learned, so that a
+	// parent named by any of a transaction's QCs (different signer subsets
+	// have different hashes) is recognised and a QC seen again is not
+	// verified again. Whole QCs are not kept: with n members a QC holds
+	// 2f+1 certificates, and nothing here reads them back. Bounded by
+	// insertion (recent.Set), a few times smaller than an LRU of the same
+	// size.
+	knownQCs   *recent.Set[qc.Hash]
 	requestIDs *lru.Cache[requestKey, qc.Hash]
 
 	// stopMu orders signing against CloseEpoch: a signature holds it for
@@ -153,7 +156,7 @@ func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.Cha
 	if v.ownCerts, err = lru.New[qc.ContentionKey, qc.Certificate](cfg.MaxCertificates); err != nil {
 		return nil, err
 	}
-	if v.qcTx, err = lru.New[qc.Hash, qc.Hash](cfg.MaxCredits); err != nil {
+	if v.knownQCs, err = recent.NewSet[qc.Hash](cfg.MaxCredits); err != nil {
 		return nil, err
 	}
 	if v.requestIDs, err = lru.New[requestKey, qc.Hash](cfg.MaxRequestIDs); err != nil {
@@ -599,7 +602,7 @@ func (v *Validator) unindexDebit(account qc.Address, k qc.ContentionKey) {
 // addCredit records q's credit to its recipient. Callers hold v.mu (or own
 // v exclusively, as restore does).
 func (v *Validator) addCredit(q *qc.QC) bool {
-	v.qcTx.Add(q.Hash, q.TxHash)
+	v.knownQCs.Add(q.Hash)
 	e := q.Effects()
 	if v.credits.Contains(q.TxHash) {
 		return false
@@ -649,7 +652,7 @@ func (v *Validator) unindexCredit(h qc.Hash, c credit) {
 // transaction satisfies a child naming one of them, so it is enough that h
 // was verified once.
 func (v *Validator) KnowsQC(h qc.Hash) bool {
-	if v.qcTx.Contains(h) {
+	if v.knownQCs.Contains(h) {
 		return true
 	}
 	v.mu.Lock()
@@ -721,7 +724,7 @@ func (v *Validator) ingestParentQCs(parents []*fastpayv1.QuorumCertificate) erro
 		if err != nil {
 			return reject(fastpayv1.RejectCode_INVALID_PARENT_QC, err, "parent_qcs[%d]", i)
 		}
-		if v.qcTx.Contains(q.Hash) {
+		if v.knownQCs.Contains(q.Hash) {
 			continue
 		}
 		if err := v.verifyQC(q); err != nil {
@@ -735,7 +738,7 @@ func (v *Validator) ingestParentQCs(parents []*fastpayv1.QuorumCertificate) erro
 // LearnQC verifies q against the committee and records the credit it gives
 // its recipient (once per transaction, however often it is presented).
 func (v *Validator) LearnQC(q *qc.QC) error {
-	if v.qcTx.Contains(q.Hash) {
+	if v.knownQCs.Contains(q.Hash) {
 		return nil
 	}
 	if err := v.verifyQC(q); err != nil {
