@@ -4,11 +4,6 @@ import (
 	"context"
 	"net"
 	"sync"
-	"sync/atomic"
-
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // idleListener is an API listener that accepts nothing and blocks on a
@@ -40,42 +35,3 @@ func (l *idleListener) Close() error {
 }
 
 func (l *idleListener) Addr() net.Addr { return l.addr }
-
-// countingHost counts the bytes written to every stream its host opens or
-// accepts: libp2p stream payload, as the bench package's ByteCounter counts
-// on real transports (a mock network reports none).
-type countingHost struct {
-	host.Host
-	sent *atomic.Int64
-}
-
-func (h countingHost) NewStream(ctx context.Context, p peerID, pids ...protocol.ID) (network.Stream, error) {
-	s, err := h.Host.NewStream(ctx, p, pids...)
-	if err != nil {
-		return nil, err
-	}
-	return countingStream{Stream: s, sent: h.sent}, nil
-}
-
-func (h countingHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
-	h.Host.SetStreamHandler(pid, h.wrap(handler))
-}
-
-func (h countingHost) SetStreamHandlerMatch(pid protocol.ID, match func(protocol.ID) bool, handler network.StreamHandler) {
-	h.Host.SetStreamHandlerMatch(pid, match, h.wrap(handler))
-}
-
-func (h countingHost) wrap(handler network.StreamHandler) network.StreamHandler {
-	return func(s network.Stream) { handler(countingStream{Stream: s, sent: h.sent}) }
-}
-
-type countingStream struct {
-	network.Stream
-	sent *atomic.Int64
-}
-
-func (s countingStream) Write(b []byte) (int, error) {
-	n, err := s.Stream.Write(b)
-	s.sent.Add(int64(n))
-	return n, err
-}

@@ -361,6 +361,19 @@ type simNet struct {
 
 	mu  sync.Mutex
 	cut map[[2]int]bool
+
+	// index maps a live validator's peer ID to its position.
+	index map[peer.ID]int
+	// oneWayNow is the current one-way latency of every link, both
+	// orders of the pair (links.go delays writes by it).
+	latencyMu sync.RWMutex
+	oneWayNow map[[2]int]time.Duration
+	// done is closed when the simulation stops, ending the goroutines
+	// that deliver delayed writes.
+	done chan struct{}
+	// streams are those the hosts opened or accepted (resetStreams).
+	streamsMu sync.Mutex
+	streams   []*delayStream
 }
 
 // meanLinks is the mean number of neighbours of a live validator.
@@ -431,7 +444,8 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 	}
 	chain.SetHead(10)
 
-	nw := &simNet{cfg: cfg, mn: mocknet.New(), nodes: make([]*node.Node, n), peers: make([]peer.ID, n), quorum: comm.Quorum(), cut: map[[2]int]bool{}}
+	nw := &simNet{cfg: cfg, mn: mocknet.New(), nodes: make([]*node.Node, n), peers: make([]peer.ID, n), quorum: comm.Quorum(), cut: map[[2]int]bool{},
+		index: make(map[peer.ID]int, n), oneWayNow: make(map[[2]int]time.Duration), done: make(chan struct{})}
 	crashed := crashedSet(n, cfg.Crashed)
 	for i := range n {
 		if crashed[i] {
@@ -443,6 +457,7 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 		}
 		nw.nodes[i] = nd
 		nw.peers[i] = nd.Sidecar.Mesh().Host().ID()
+		nw.index[nw.peers[i]] = i
 		nw.live = append(nw.live, i)
 	}
 	if err := nw.wire(file); err != nil {
@@ -535,7 +550,7 @@ func (nw *simNet) build(i int, file *committee.File, chain tempo.ChainReader) (*
 		if err != nil {
 			return nil, err
 		}
-		return countingHost{Host: h, sent: &nw.sent}, nil
+		return latencyHost{Host: h, nw: nw, self: i}, nil
 	}
 	nd, err := node.New(cfg,
 		node.WithIdentity(file.Members[i].Name, validatorKey(i)),
@@ -561,12 +576,20 @@ func (nw *simNet) link(i, j int) error {
 // oneWay is half the round trip between validators i and j.
 func (nw *simNet) oneWay(i, j int) time.Duration { return nw.cfg.Profile.PairRTT(i, j) / 2 }
 
-// setLatency sets the latency of every link between validators i and j,
-// both ways.
+// setLatency sets the one-way latency between validators i and j, both
+// ways, for the writes made from now on.
 func (nw *simNet) setLatency(i, j int, d time.Duration) {
-	for _, l := range append(nw.mn.LinksBetweenPeers(nw.peers[i], nw.peers[j]), nw.mn.LinksBetweenPeers(nw.peers[j], nw.peers[i])...) {
-		l.SetOptions(mocknet.LinkOptions{Latency: d})
-	}
+	nw.latencyMu.Lock()
+	defer nw.latencyMu.Unlock()
+	nw.oneWayNow[[2]int{i, j}] = d
+	nw.oneWayNow[[2]int{j, i}] = d
+}
+
+// latency is the current one-way latency from validator i to j.
+func (nw *simNet) latency(i, j int) time.Duration {
+	nw.latencyMu.RLock()
+	defer nw.latencyMu.RUnlock()
+	return nw.oneWayNow[[2]int{i, j}]
 }
 
 // floor is the physical floor of a payment entering at entry: the round
@@ -689,6 +712,8 @@ func (nw *simNet) stop() {
 			_ = c.Close()
 		}
 	}
+	nw.resetStreams()
+	close(nw.done)
 	if !failed.Load() {
 		_ = nw.mn.Close()
 	}
