@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -731,5 +733,92 @@ func TestProtocolSplit(t *testing.T) {
 				t.Fatalf("h2c JSON with HTTP2JSON=%v: status %d", http2JSON, resp.StatusCode)
 			}
 		})
+	}
+}
+
+// pipeListener hands out the server ends of in-memory connections; its
+// Close leaves them, like a socket shared with a later server (node's
+// apiListener), for whoever accepts next.
+type pipeListener struct {
+	conns    chan net.Conn
+	closed   chan struct{}
+	once     sync.Once
+	accepted atomic.Int32
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		l.accepted.Add(1)
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+
+// TestStopAnswersConnectionTakenAtStop: a connection the server took from
+// its socket just before Stop, whose client speaks only after Stop began,
+// is answered rather than closed unanswered. With a socket that outlives
+// the server (an epoch boundary) the client would otherwise see EOF on a
+// fresh connection, which HTTP clients do not retry.
+func TestStopAnswersConnectionTakenAtStop(t *testing.T) {
+	ln := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+	s, err := New(func() Config {
+		c := DefaultConfig()
+		c.ListenAddr = "127.0.0.1:0"
+		c.Listen = func(context.Context, string, string) (net.Listener, error) { return ln, nil }
+		return c
+	}(), newFake(t, 4), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	client, server := net.Pipe()
+	defer client.Close()
+	ln.conns <- server
+	for deadline := time.Now().Add(5 * time.Second); ln.accepted.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not take the connection")
+		}
+	}
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- s.Stop(ctx)
+	}()
+	// Give a Stop that does not wait for the connection time to finish,
+	// so the request below meets the stopped server (bounded: a Stop that
+	// waits never finishes before the client speaks).
+	select {
+	case err := <-stopped:
+		stopped <- err
+	case <-time.After(300 * time.Millisecond):
+	}
+	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := client.Write([]byte("GET /healthz HTTP/1.1\r\nHost: sidecar\r\n\r\n")); err != nil {
+		t.Fatalf("write the request: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+	if err != nil {
+		t.Fatalf("no answer to the connection taken at the stop: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d, want 200", resp.StatusCode)
+	}
+	client.Close()
+	if err := <-stopped; err != nil {
+		t.Errorf("Stop: %v", err)
 	}
 }

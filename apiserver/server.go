@@ -51,6 +51,59 @@ type Server struct {
 
 	closing   chan struct{} // closed by Stop: long-lived responses end
 	closeOnce sync.Once
+
+	// fresh holds the connections handed to the HTTP server whose first
+	// request has not reached a handler yet (awaitFresh).
+	freshMu sync.Mutex
+	fresh   map[net.Conn]struct{}
+}
+
+// freshGrace bounds how long Stop waits for the first request of each
+// connection handed to the HTTP server: net/http drops a request read
+// after its Shutdown began, closing the connection unanswered.
+const freshGrace = time.Second
+
+type connKey struct{}
+
+// handedToHTTP records c, about to be handed to the HTTP server.
+func (s *Server) handedToHTTP(c net.Conn) {
+	s.freshMu.Lock()
+	s.fresh[c] = struct{}{}
+	s.freshMu.Unlock()
+}
+
+// served forgets c: its first request reached a handler, or it closed.
+func (s *Server) served(c net.Conn) {
+	s.freshMu.Lock()
+	delete(s.fresh, c)
+	s.freshMu.Unlock()
+}
+
+// trackConn is the HTTP server's ConnState hook.
+func (s *Server) trackConn(c net.Conn, st http.ConnState) {
+	if st == http.StateClosed || st == http.StateHijacked {
+		s.served(c)
+	}
+}
+
+// awaitFresh waits until the first request of every connection handed to
+// the HTTP server has reached a handler (or the connection closed), up to
+// freshGrace and ctx.
+func (s *Server) awaitFresh(ctx context.Context) {
+	deadline := time.Now().Add(freshGrace)
+	for {
+		s.freshMu.Lock()
+		n := len(s.fresh)
+		s.freshMu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // New builds a server for backend b. Nothing listens until Start.
@@ -72,6 +125,7 @@ func New(cfg Config, b Backend, logger *slog.Logger) (*Server, error) {
 		registry: prometheus.NewRegistry(),
 		mux:      http.NewServeMux(),
 		closing:  make(chan struct{}),
+		fresh:    make(map[net.Conn]struct{}),
 	}
 	var err error
 	if s.metrics, err = newMetrics(s.registry); err != nil {
@@ -186,14 +240,18 @@ func (s *Server) Start(ctx context.Context) error {
 			SendPingTimeout:      s.cfg.KeepaliveTime,
 			PingTimeout:          s.cfg.KeepaliveTimeout,
 		},
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog:  slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnState: s.trackConn,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
 	s.ln, s.started, s.serveDone = ln, true, make(chan struct{})
 	srv, done := s.http, s.serveDone
 	var serving sync.WaitGroup
 	var httpLn net.Listener = limited
 	if !s.cfg.HTTP2JSON {
-		split := newSplitListener(limited, s.cfg.HandshakeTimeout, s.log)
+		split := newSplitListener(limited, s.cfg.HandshakeTimeout, s.log, s.handedToHTTP, s.served)
 		s.split, httpLn = split, split.http
 		serving.Add(2)
 		go func() {
@@ -265,14 +323,22 @@ func (s *Server) Stop(ctx context.Context) error {
 		srv, done, split, msrv := s.http, s.serveDone, s.split, s.metricsHTTP
 		s.stopped = true
 		s.mu.Unlock()
+		// Take no more connections, and let those already taken reach
+		// their server and have their first request read before it shuts
+		// down: they are then answered rather than closed unanswered,
+		// which matters when the socket outlives this server (node's
+		// apiListener, across epochs) and clients keep connecting. The
+		// halves stay open until both servers have shut down, so each
+		// sees its own shutdown rather than its listener vanishing.
+		if split != nil {
+			split.stopAccepting(ctx)
+		}
+		s.awaitFresh(ctx)
 		if msrv != nil {
 			if merr := msrv.Shutdown(ctx); merr != nil {
 				_ = msrv.Close()
 			}
 		}
-		// Both servers first, so each sees its own shutdown rather than its
-		// listener vanishing; connections the split listener still routes
-		// meanwhile are closed on delivery.
 		if srv != nil {
 			if err = srv.Shutdown(ctx); err != nil {
 				_ = srv.Close()
@@ -299,6 +365,9 @@ func (s *Server) Stop(ctx context.Context) error {
 // leaving and drops the call without a status. A late message then ends
 // the call Unavailable (the body read failed) rather than DeadlineExceeded.
 func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		s.served(c)
+	}
 	if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 		s.boundBodyRead(w, r, "grpc")
 		s.grpc.ServeHTTP(w, r)

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -27,24 +28,26 @@ type splitListener struct {
 	grpc, http  *chanListener
 	peekTimeout time.Duration
 	log         *slog.Logger
-	wg          sync.WaitGroup
+	wg          sync.WaitGroup // connections being routed
+	ran         chan struct{}  // closed when run returns
+	// toHTTP is called with each connection about to go to the HTTP
+	// half, and undo when the HTTP half was closed before taking it.
+	toHTTP, undo func(net.Conn)
 }
 
-func newSplitListener(base net.Listener, peekTimeout time.Duration, log *slog.Logger) *splitListener {
+func newSplitListener(base net.Listener, peekTimeout time.Duration, log *slog.Logger, toHTTP, undo func(net.Conn)) *splitListener {
 	return &splitListener{
-		base: base, peekTimeout: peekTimeout, log: log,
+		base: base, peekTimeout: peekTimeout, log: log, toHTTP: toHTTP, undo: undo,
 		grpc: newChanListener(base.Addr()),
 		http: newChanListener(base.Addr()),
+		ran:  make(chan struct{}),
 	}
 }
 
-// run accepts until the base listener is closed, then closes both halves.
+// run accepts until the base listener is closed. The halves stay open
+// until Close: connections being routed still reach their server.
 func (s *splitListener) run() {
-	defer func() {
-		s.wg.Wait()
-		s.grpc.Close()
-		s.http.Close()
-	}()
+	defer close(s.ran)
 	var delay time.Duration
 	for {
 		conn, err := s.base.Accept()
@@ -79,15 +82,50 @@ func (s *splitListener) route(conn net.Conn) {
 		conn.Close() // silent or gone before saying anything
 		return
 	}
-	target := s.http
+	pc := &peekedConn{Conn: conn, r: r}
 	if string(head) == http2PrefacePrefix {
-		target = s.grpc
+		s.grpc.deliver(pc)
+		return
 	}
-	target.deliver(&peekedConn{Conn: conn, r: r})
+	if s.toHTTP != nil {
+		s.toHTTP(pc)
+	}
+	if !s.http.deliver(pc) && s.undo != nil {
+		s.undo(pc)
+	}
 }
 
-// Close stops accepting; connections already handed over are the servers'.
-func (s *splitListener) Close() error { return s.base.Close() }
+// stopAccepting closes the base listener and waits (until ctx ends) for
+// the connections already taken from it to reach their server. The socket
+// under the base may outlive this server (node's apiListener shares it
+// between the servers of successive epochs): a connection taken at the
+// moment of a stop must then be served, not closed with the server.
+func (s *splitListener) stopAccepting(ctx context.Context) {
+	_ = s.base.Close()
+	select {
+	case <-s.ran: // no more routes start: waiting on wg is now safe
+	case <-ctx.Done():
+		return
+	}
+	routed := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(routed)
+	}()
+	select {
+	case <-routed:
+	case <-ctx.Done():
+	}
+}
+
+// Close stops accepting and closes both halves; connections already
+// handed over are the servers'.
+func (s *splitListener) Close() error {
+	err := s.base.Close()
+	s.grpc.Close()
+	s.http.Close()
+	return err
+}
 
 // peekedConn replays the bytes read to classify the connection.
 type peekedConn struct {
@@ -109,11 +147,15 @@ func newChanListener(addr net.Addr) *chanListener {
 	return &chanListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
 }
 
-func (l *chanListener) deliver(c net.Conn) {
+// deliver hands c to the listener's server, or closes it and reports
+// false when the listener is closed.
+func (l *chanListener) deliver(c net.Conn) bool {
 	select {
 	case l.conns <- c:
+		return true
 	case <-l.done:
 		c.Close()
+		return false
 	}
 }
 
