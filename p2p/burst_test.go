@@ -144,8 +144,8 @@ func totalDrops(t *testing.T, c *cluster) string {
 // TestGossipRecoversDroppedCopies: with outbound queues far too small for
 // a burst and no back-pressure, the publisher's pubsub drops frames for
 // some peers; every transaction still reaches every peer, by the gossip
-// that announces each message once (HistoryGossip 1 in the flood mode)
-// and the peers' requests for what they missed.
+// that announces recent messages and the peers' requests for what they
+// missed.
 func TestGossipRecoversDroppedCopies(t *testing.T) {
 	const n = 300
 	c := newCluster(t, clusterOpts{validators: 4, tweak: func(cfg *Config) {

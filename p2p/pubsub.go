@@ -82,15 +82,13 @@ func gossipOptions(cfg Config, members committeeIndex) ([]pubsub.Option, error) 
 		// No mesh: every node floods its own messages to the topic's
 		// peers and forwards nothing (gossipsub's bootstrapper degrees);
 		// gossip still announces recent messages to peers that missed one.
+		// Announcements keep the default three heartbeats although they
+		// are most of the bytes a large committee sends: a light client
+		// connected to some members only learns the QCs the others
+		// publish from them, and with one heartbeat it missed some
+		// (docs/benchmarks.md).
 		g := pubsub.DefaultGossipSubParams()
 		g.D, g.Dlo, g.Dhi, g.Dout, g.Dscore = 0, 0, 0, 0, 0
-		// Every peer already got the message from its publisher, so the
-		// announcement is only for the rare copy a full queue dropped:
-		// one heartbeat of it reaches every peer (Dlazy of them, or a
-		// quarter of all, from every holder), while the default three
-		// make IHAVE lists most of the bytes a large committee sends.
-		// Messages stay in the cache, and are served, as long as before.
-		g.HistoryGossip = 1
 		opts = append(opts, pubsub.WithGossipSubParams(g))
 	}
 	if cfg.Scoring.Enabled {
