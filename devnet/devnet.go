@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/allegro-mesh/allegro/committee"
 	"github.com/allegro-mesh/allegro/devnet/devwallet"
+	"github.com/allegro-mesh/allegro/internal/freeport"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/p2p"
 	"github.com/allegro-mesh/allegro/qc"
@@ -237,17 +237,14 @@ func Start(ctx context.Context, cfg Config) (*Devnet, error) {
 	return d, nil
 }
 
-// port returns base+i, or a free port when base is 0.
+// port returns base+i, or a free port when base is 0 (freeport.Draw: not
+// from the ephemeral range, where anything on the machine connecting out
+// could take it before the node listens).
 func port(base, i int) (int, error) {
 	if base != 0 {
 		return base + i, nil
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return freeport.Draw()
 }
 
 // APIAddrs returns every sidecar's API address (host:port).

@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +21,7 @@ import (
 	"time"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/internal/freeport"
 	"github.com/allegro-mesh/allegro/qc"
 	"github.com/allegro-mesh/allegro/tempo/devchain"
 )
@@ -63,59 +62,15 @@ func WaitHTTP(t testing.TB, ctx context.Context, url string, ok func(body []byte
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago and that
-// no earlier call in this process returned: two of a test's processes
-// must not be told to listen on the same port. It is drawn from below the
-// kernel's ephemeral range when that leaves room, because a port a test
-// listens on again (a node of the next epoch, a restarted sidecar) must
-// not be taken meanwhile by an outgoing connection or a listener on port 0
-// of a test running beside it.
+// no earlier call in this process returned (freeport.Draw).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	lo, hi := fixedPortRange()
-	for range 200 {
-		addr := "127.0.0.1:0"
-		if hi > lo {
-			addr = fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
-		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue // taken: draw again
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		freePorts.Lock()
-		_, taken := freePorts.given[port]
-		if !taken {
-			freePorts.given[port] = struct{}{}
-		}
-		freePorts.Unlock()
-		if !taken {
-			return port
-		}
-	}
-	t.Fatal("no loopback port left that this process has not handed out")
-	return 0
-}
-
-// fixedPortRange is the ports FreePort draws from: the 10,000 below the
-// ephemeral range, or none (draw from the kernel) when the range starts
-// too low to leave them.
-func fixedPortRange() (lo, hi int) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	port, err := freeport.Draw()
 	if err != nil {
-		return 0, 0
+		t.Fatal(err)
 	}
-	var first, last int
-	if _, err := fmt.Sscan(string(b), &first, &last); err != nil || first < 12_000 {
-		return 0, 0
-	}
-	return first - 10_000, first
+	return port
 }
-
-var freePorts = struct {
-	sync.Mutex
-	given map[int]struct{}
-}{given: make(map[int]struct{})}
 
 // StartDevChain starts a development chain with cfg, stopped when the test
 // ends.
