@@ -822,3 +822,42 @@ func TestStopAnswersConnectionTakenAtStop(t *testing.T) {
 		t.Errorf("Stop: %v", err)
 	}
 }
+
+// TestStopNotHeldBySilentConnection: a connection taken before Stop whose
+// client never speaks holds Stop for the grace only, not for the
+// handshake timeout, so silent clients cannot hold an epoch's swap.
+func TestStopNotHeldBySilentConnection(t *testing.T) {
+	ln := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+	s, err := New(func() Config {
+		c := DefaultConfig()
+		c.ListenAddr = "127.0.0.1:0"
+		c.HandshakeTimeout = time.Minute
+		c.Listen = func(context.Context, string, string) (net.Listener, error) { return ln, nil }
+		return c
+	}(), newFake(t, 4), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	client, server := net.Pipe()
+	defer client.Close()
+	ln.conns <- server
+	for deadline := time.Now().Add(5 * time.Second); ln.accepted.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not take the connection")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	// The handshake timeout is a minute: a Stop that waited for the
+	// silent client would take that long.
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("Stop took %s with a silent connection open", took)
+	}
+}

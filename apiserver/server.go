@@ -58,9 +58,10 @@ type Server struct {
 	fresh   map[net.Conn]struct{}
 }
 
-// freshGrace bounds how long Stop waits for the first request of each
-// connection handed to the HTTP server: net/http drops a request read
-// after its Shutdown began, closing the connection unanswered.
+// freshGrace bounds how long Stop waits for the connections it has taken
+// to reach their server and have their first request read: net/http drops
+// a request read after its Shutdown began, closing the connection
+// unanswered.
 const freshGrace = time.Second
 
 type connKey struct{}
@@ -87,15 +88,14 @@ func (s *Server) trackConn(c net.Conn, st http.ConnState) {
 }
 
 // awaitFresh waits until the first request of every connection handed to
-// the HTTP server has reached a handler (or the connection closed), up to
-// freshGrace and ctx.
+// the HTTP server has reached a handler (or the connection closed), or ctx
+// ends.
 func (s *Server) awaitFresh(ctx context.Context) {
-	deadline := time.Now().Add(freshGrace)
 	for {
 		s.freshMu.Lock()
 		n := len(s.fresh)
 		s.freshMu.Unlock()
-		if n == 0 || time.Now().After(deadline) {
+		if n == 0 {
 			return
 		}
 		select {
@@ -330,10 +330,15 @@ func (s *Server) Stop(ctx context.Context) error {
 		// apiListener, across epochs) and clients keep connecting. The
 		// halves stay open until both servers have shut down, so each
 		// sees its own shutdown rather than its listener vanishing.
+		// Both waits together are bounded by freshGrace, so clients that
+		// connect and stay silent cannot hold a stop (an epoch's swap)
+		// for longer.
+		graceCtx, cancel := context.WithTimeout(ctx, freshGrace)
 		if split != nil {
-			split.stopAccepting(ctx)
+			split.stopAccepting(graceCtx)
 		}
-		s.awaitFresh(ctx)
+		s.awaitFresh(graceCtx)
+		cancel()
 		if msrv != nil {
 			if merr := msrv.Shutdown(ctx); merr != nil {
 				_ = msrv.Close()
