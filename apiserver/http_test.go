@@ -763,19 +763,19 @@ func (l *pipeListener) Close() error {
 
 func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
 
-// TestStopAnswersConnectionTakenAtStop: a connection the server took from
-// its socket just before Stop, whose client speaks only after Stop began,
-// is answered rather than closed unanswered. With a socket that outlives
-// the server (an epoch boundary) the client would otherwise see EOF on a
-// fresh connection, which HTTP clients do not retry.
-func TestStopAnswersConnectionTakenAtStop(t *testing.T) {
+// serverWithTakenConnection starts a server on a pipeListener, hands it
+// one in-memory connection and waits until the server has taken it; it
+// returns the server and the client end. The caller stops the server.
+func serverWithTakenConnection(t *testing.T, mutate func(*Config)) (*Server, net.Conn) {
+	t.Helper()
 	ln := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
-	s, err := New(func() Config {
-		c := DefaultConfig()
-		c.ListenAddr = "127.0.0.1:0"
-		c.Listen = func(context.Context, string, string) (net.Listener, error) { return ln, nil }
-		return c
-	}(), newFake(t, 4), quiet)
+	cfg := DefaultConfig()
+	cfg.ListenAddr = "127.0.0.1:0"
+	cfg.Listen = func(context.Context, string, string) (net.Listener, error) { return ln, nil }
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	s, err := New(cfg, newFake(t, 4), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -783,14 +783,23 @@ func TestStopAnswersConnectionTakenAtStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	client, server := net.Pipe()
-	defer client.Close()
+	t.Cleanup(func() { client.Close() })
 	ln.conns <- server
 	for deadline := time.Now().Add(5 * time.Second); ln.accepted.Load() == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the server did not take the connection")
 		}
 	}
+	return s, client
+}
 
+// TestStopAnswersConnectionTakenAtStop: a connection the server took from
+// its socket just before Stop, whose client speaks only after Stop began,
+// is answered rather than closed unanswered. With a socket that outlives
+// the server (an epoch boundary) the client would otherwise see EOF on a
+// fresh connection, which HTTP clients do not retry.
+func TestStopAnswersConnectionTakenAtStop(t *testing.T) {
+	s, client := serverWithTakenConnection(t, nil)
 	stopped := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -827,28 +836,7 @@ func TestStopAnswersConnectionTakenAtStop(t *testing.T) {
 // client never speaks holds Stop for the grace only, not for the
 // handshake timeout, so silent clients cannot hold an epoch's swap.
 func TestStopNotHeldBySilentConnection(t *testing.T) {
-	ln := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
-	s, err := New(func() Config {
-		c := DefaultConfig()
-		c.ListenAddr = "127.0.0.1:0"
-		c.HandshakeTimeout = time.Minute
-		c.Listen = func(context.Context, string, string) (net.Listener, error) { return ln, nil }
-		return c
-	}(), newFake(t, 4), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	client, server := net.Pipe()
-	defer client.Close()
-	ln.conns <- server
-	for deadline := time.Now().Add(5 * time.Second); ln.accepted.Load() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the server did not take the connection")
-		}
-	}
+	s, _ := serverWithTakenConnection(t, func(c *Config) { c.HandshakeTimeout = time.Minute })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
