@@ -807,12 +807,12 @@ func TestStopAnswersConnectionTakenAtStop(t *testing.T) {
 		stopped <- s.Stop(ctx)
 	}()
 	// Give a Stop that does not wait for the connection time to finish,
-	// so the request below meets the stopped server (bounded: a Stop that
-	// waits never finishes before the client speaks).
+	// so the request below meets the stopped server; one that waits does
+	// so for freshGrace, far longer than this.
 	select {
 	case err := <-stopped:
 		stopped <- err
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(100 * time.Millisecond):
 	}
 	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := client.Write([]byte("GET /healthz HTTP/1.1\r\nHost: sidecar\r\n\r\n")); err != nil {
