@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -736,39 +734,14 @@ func TestProtocolSplit(t *testing.T) {
 	}
 }
 
-// pipeListener hands out the server ends of in-memory connections; its
-// Close leaves them, like a socket shared with a later server (node's
-// apiListener), for whoever accepts next.
-type pipeListener struct {
-	conns    chan net.Conn
-	closed   chan struct{}
-	once     sync.Once
-	accepted atomic.Int32
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		l.accepted.Add(1)
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
-
-// serverWithTakenConnection starts a server on a pipeListener, hands it
-// one in-memory connection and waits until the server has taken it; it
-// returns the server and the client end. The caller stops the server.
+// serverWithTakenConnection starts a server on a channel-fed listener (its
+// Close leaves undelivered connections, like a socket shared with a later
+// server: node's apiListener), hands it one in-memory connection, which
+// returns once the server has taken it, and returns the server and the
+// client end. The caller stops the server.
 func serverWithTakenConnection(t *testing.T, mutate func(*Config)) (*Server, net.Conn) {
 	t.Helper()
-	ln := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+	ln := newChanListener(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1})
 	cfg := DefaultConfig()
 	cfg.ListenAddr = "127.0.0.1:0"
 	cfg.Listen = func(context.Context, string, string) (net.Listener, error) { return ln, nil }
@@ -784,11 +757,8 @@ func serverWithTakenConnection(t *testing.T, mutate func(*Config)) (*Server, net
 	}
 	client, server := net.Pipe()
 	t.Cleanup(func() { client.Close() })
-	ln.conns <- server
-	for deadline := time.Now().Add(5 * time.Second); ln.accepted.Load() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the server did not take the connection")
-		}
+	if !ln.deliver(server) {
+		t.Fatal("the server closed its listener instead of taking the connection")
 	}
 	return s, client
 }
