@@ -1,6 +1,10 @@
 package qc
 
 import (
+	"runtime"
+	"sync"
+	"weak"
+
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
@@ -24,11 +28,62 @@ type memberKey struct {
 }
 
 func newMemberKey(id ValidatorID) memberKey {
+	return memberKey{expanded: expandedKeys.get(id)}
+}
+
+// expandedKeys shares expanded keys among the committees of one process.
+// An expanded key takes about 1.7 KB, and a process may seat the same
+// validator in several committees at once: the epoch being left and the one
+// being entered, or every validator of a network simulated in one process,
+// where one table per committee would grow with the square of its size.
+// An expanded key is only read after it is built, so sharing it is safe.
+// The table holds its keys weakly: a key no committee uses any more is
+// collected, and its entry with it.
+var expandedKeys = keyTable{m: make(map[ValidatorID]weak.Pointer[voi.ExpandedPublicKey])}
+
+type keyTable struct {
+	mu sync.Mutex
+	m  map[ValidatorID]weak.Pointer[voi.ExpandedPublicKey]
+}
+
+// get returns id's expanded key, building it when no live one exists, or
+// nil when id is not a curve point.
+func (t *keyTable) get(id ValidatorID) *voi.ExpandedPublicKey {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if k := t.m[id].Value(); k != nil {
+		return k
+	}
 	k, err := voi.NewExpandedPublicKey(voi.PublicKey(id[:]))
 	if err != nil {
-		return memberKey{}
+		return nil
 	}
-	return memberKey{expanded: k}
+	wp := weak.Make(k)
+	t.m[id] = wp
+	runtime.AddCleanup(k, t.forget, keyEntry{id: id, wp: wp})
+	return k
+}
+
+type keyEntry struct {
+	id ValidatorID
+	wp weak.Pointer[voi.ExpandedPublicKey]
+}
+
+// forget removes a collected key's entry, unless the id has been expanded
+// again since (a new entry holds a different weak pointer).
+func (t *keyTable) forget(e keyEntry) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[e.id] == e.wp {
+		delete(t.m, e.id)
+	}
+}
+
+// len returns the number of entries, live or awaiting their cleanup.
+func (t *keyTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
 }
 
 // verify reports whether sig is the member's signature of digest.

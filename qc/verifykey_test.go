@@ -5,9 +5,12 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"os"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // Every member verifies under ZIP215, alone or in a batch (SPEC §5). These
@@ -229,3 +232,72 @@ func FuzzBatchAgreesWithSingle(f *testing.F) {
 		}
 	})
 }
+
+// Committees of one process that seat the same validator share its expanded
+// key, and a key no committee holds any more leaves the table.
+func TestCommitteesShareExpandedKeys(t *testing.T) {
+	domain := Domain{ChainID: 42431}
+	members := make([]Member, 4)
+	for i := range members {
+		pub, _, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members[i] = Member{Name: fmt.Sprintf("m%d", i), ID: ValidatorID(pub)}
+	}
+	first, err := NewCommittee(domain, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The next epoch keeps m1..m3 and seats m0 elsewhere.
+	second, err := NewCommittee(domain, members[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members[1:] {
+		a, b := first.keys[first.index[m.ID]].expanded, second.keys[second.index[m.ID]].expanded
+		if a == nil || a != b {
+			t.Fatalf("%s: committees hold expanded keys %p and %p, want one shared key", m.Name, a, b)
+		}
+	}
+	before := expandedKeys.len()
+	if k := newMemberKey(notAPoint); k.expanded != nil {
+		t.Fatal("a key that is not a curve point got an expanded key")
+	}
+	if got := expandedKeys.len(); got > before {
+		t.Fatalf("table grew from %d to %d entries on a key that is not a point", before, got)
+	}
+
+	held := func(ids ...ValidatorID) int {
+		expandedKeys.mu.Lock()
+		defer expandedKeys.mu.Unlock()
+		n := 0
+		for _, id := range ids {
+			if _, ok := expandedKeys.m[id]; ok {
+				n++
+			}
+		}
+		return n
+	}
+	ids := []ValidatorID{members[0].ID, members[1].ID, members[2].ID, members[3].ID}
+	if got := held(ids...); got != 4 {
+		t.Fatalf("table holds %d of the 4 keys, want 4", got)
+	}
+	runtime.KeepAlive(first)
+	first = nil
+	deadline := time.Now().Add(10 * time.Second)
+	for held(members[0].ID) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the key only the dropped committee held is still in the table")
+		}
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if got := held(ids[1:]...); got != 3 {
+		t.Fatalf("table holds %d of the 3 keys the live committee seats, want 3", got)
+	}
+	runtime.KeepAlive(second)
+}
+
+// notAPoint is no curve point's encoding: y = 2 gives an x² with no root.
+var notAPoint = ValidatorID{2}
