@@ -60,8 +60,8 @@ func SignBinding(consensusKey, sidecarKey ed25519.PrivateKey, chainID uint64, fi
 	}
 	b := Binding{ChainID: chainID, ConsensusKey: ck, SidecarKey: sk, FirstEpoch: firstEpoch}
 	d := b.Digest()
-	copy(b.Signature[:], ed25519.Sign(consensusKey, d[:]))
-	copy(b.SidecarSignature[:], ed25519.Sign(sidecarKey, d[:]))
+	copy(b.Signature[:], sign(consensusKey, d[:]))
+	copy(b.SidecarSignature[:], sign(sidecarKey, d[:]))
 	return b, nil
 }
 

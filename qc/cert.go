@@ -93,7 +93,7 @@ func (s *Signer) Sign(txHash Hash, effects Effects, createdUnixMillis uint64) Ce
 		CreatedUnixMillis: createdUnixMillis,
 	}
 	digest := CertDigest(s.domain, c.TxHash, c.EffectsHash)
-	copy(c.Signature[:], ed25519.Sign(s.key, digest[:]))
+	copy(c.Signature[:], sign(s.key, digest[:]))
 	return c
 }
 

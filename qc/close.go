@@ -74,7 +74,7 @@ func SignClose(key ed25519.PrivateKey, c *Close) error {
 	}
 	c.Signer = id
 	d := CloseDigest(c)
-	copy(c.Signature[:], ed25519.Sign(key, d[:]))
+	copy(c.Signature[:], sign(key, d[:]))
 	return nil
 }
 

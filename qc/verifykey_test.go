@@ -1,6 +1,7 @@
 package qc
 
 import (
+	"bytes"
 	"compress/gzip"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -301,3 +302,21 @@ func TestCommitteesShareExpandedKeys(t *testing.T) {
 
 // notAPoint is no curve point's encoding: y = 2 gives an x² with no root.
 var notAPoint = ValidatorID{2}
+
+// sign must produce exactly crypto/ed25519's signatures: certificates signed
+// before and after the switch of library, or by other implementations, hash
+// and compare the same.
+func TestSignMatchesStdlib(t *testing.T) {
+	for i := range 64 {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0], seed[1] = byte(i), 0xA5
+		key := ed25519.NewKeyFromSeed(seed)
+		msg := make([]byte, i*7)
+		for j := range msg {
+			msg[j] = byte(i + j)
+		}
+		if got, want := sign(key, msg), ed25519.Sign(key, msg); !bytes.Equal(got, want) {
+			t.Fatalf("key %d, %d-byte message: sign = %x, crypto/ed25519 = %x", i, len(msg), got, want)
+		}
+	}
+}
