@@ -324,6 +324,122 @@ func TestHostileFrames(t *testing.T) {
 	})
 }
 
+// TestHostileTxFrame: a Byzantine member sends a tx frame holding a valid
+// transaction that carries a valid parent QC, and a transaction carrying a
+// forged parent QC. The frame is rejected whole: the valid transaction's
+// parent QC is not learned and the transaction is not signed. The valid
+// transaction alone in a well-formed frame is then accepted, parent
+// included.
+func TestHostileTxFrame(t *testing.T) {
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded(), nodetest.WithConfig(func(_ int, cfg *node.Config) {
+		// Only the attacker's frames may bring the transaction here.
+		cfg.Sidecar.ReannounceInterval = time.Minute
+		cfg.Sidecar.ReannounceMaxInterval = time.Minute
+	}))
+	for i := range 3 {
+		cl.Start(i)
+	}
+	cl.WaitMesh(20 * time.Second)
+	txTopic := p2p.TxTopic(cl.Committee.ChainID, cl.Committee.Epoch)
+	attacker := newRawPeer(t, cl.Keys[3], txTopic)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	targets := cl.Nodes[1:3]
+	for _, n := range targets {
+		if err := attacker.h.Connect(ctx, n.Sidecar.Mesh().Host().AddrInfo()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, "the attacker and validators 1 and 2 see each other on the tx topic", func() bool {
+		for _, n := range targets {
+			if !slices.Contains(attacker.topic.ListPeers(), n.Sidecar.Mesh().ID()) || !slices.Contains(n.Sidecar.Mesh().ListPeers(txTopic), attacker.h.ID()) {
+				return false
+			}
+		}
+		return true
+	})
+
+	cf, err := cl.Committee.Committee()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signers := make([]*qc.Signer, len(cl.Keys))
+	for i, k := range cl.Keys {
+		signers[i] = qc.NewSigner(k, cl.Committee.Members[i].Name, cf.Domain())
+	}
+	// certify builds a QC of validators 0–2 for req; corrupt spoils one
+	// signature.
+	certify := func(req *fastpayv1.SubmitFastPayRequest, corrupt bool) *qc.QC {
+		p, err := cl.Nodes[0].Sidecar.Validator().Decode(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var certs []qc.Certificate
+		for _, s := range signers[:3] {
+			certs = append(certs, s.Sign(p.TxHash, p.Effects, 1))
+		}
+		if corrupt {
+			certs[1].Signature[5] ^= 0x40
+		}
+		q := &qc.QC{TxHash: p.TxHash, EffectsHash: p.Effects.Hash(), Certs: certs, Threshold: uint32(cf.Quorum())}
+		q.Hash = qc.ComputeQCHash(q.TxHash, q.EffectsHash, q.Threshold, q.Certs)
+		return q
+	}
+	parent := certify(nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}.Request(t), false)
+	forgedParent := certify(nodetest.Pay{Key: nodetest.Carol, ChainID: chainID, Recipient: nodetest.Address(nodetest.Alice), Amount: 5}.Request(t), true)
+	valid := nodetest.Pay{Key: nodetest.Bob, ChainID: chainID, Recipient: nodetest.Address(nodetest.Carol), Amount: 7, Parent: parent}.Request(t)
+	poisoned := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Nonce: 1, Recipient: nodetest.Address(nodetest.Carol), Amount: 3, Parent: forgedParent}.Request(t)
+	validHash, err := p2p.TxHash(valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := func(seq uint64, reqs ...*fastpayv1.SubmitFastPayRequest) []byte {
+		data, err := p2p.EncodeTxFrame(p2p.FrameHeader{Publisher: validatorID(cl.Keys[3]), Seq: seq}, reqs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	rejected := func(n *node.Node) uint64 { return n.Sidecar.Mesh().Stats().Tx.Rejected }
+	before := []uint64{rejected(targets[0]), rejected(targets[1])}
+	if err := attacker.topic.Publish(ctx, frame(1, valid, poisoned)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "validators 1 and 2 reject the frame", func() bool {
+		return rejected(targets[0]) > before[0] && rejected(targets[1]) > before[1]
+	})
+	for i, n := range targets {
+		if n.Sidecar.Validator().KnowsQC(parent.Hash) {
+			t.Errorf("validator %d learned the parent QC of a rejected frame", i+1)
+		}
+		if _, known := n.Sidecar.Board().Status(validHash); known {
+			t.Errorf("validator %d holds a transaction of a rejected frame", i+1)
+		}
+	}
+	bonus := p2p.DefaultScoreConfig().CommitteeBonus
+	testkit.Eventually(t, 10*time.Second, "the attacker's score to drop", func() bool {
+		for _, n := range targets {
+			if s, ok := n.Sidecar.Mesh().Score(attacker.h.ID()); !ok || s >= bonus {
+				return false
+			}
+		}
+		return true
+	})
+
+	if err := attacker.topic.Publish(ctx, frame(2, valid)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "validators 1 and 2 learn the parent and sign the valid transaction", func() bool {
+		for _, n := range targets {
+			st, ok := n.Sidecar.Board().Status(validHash)
+			if !n.Sidecar.Validator().KnowsQC(parent.Hash) || !ok || len(st.Certs) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // TestEquivocationForwarded: a Byzantine member shows its two conflicting
 // certificates to one validator only. That validator forwards the pair on
 // the bulletin, so every honest validator holds the evidence.

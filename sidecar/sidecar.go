@@ -402,7 +402,9 @@ func (s *Sidecar) learnQC(q *qc.QC) {
 // rules and the parent QCs the request carries, checked against the
 // committee. A transaction that fails either is provably invalid (Reject);
 // one that passes is forwarded whatever this validator's state says, since
-// other validators decide for themselves. The decoded payment rides along.
+// other validators decide for themselves. The decoded payment rides along
+// with its verified parents, which are learned only on delivery: a frame is
+// judged whole, and nothing of a rejected one may be stored.
 func (s *Sidecar) validateTx(_ context.Context, _ peer.ID, msg *p2p.TxMessage) (p2p.Verdict, error) {
 	p, err := s.v.Decode(msg.Request)
 	if err != nil {
@@ -411,7 +413,7 @@ func (s *Sidecar) validateTx(_ context.Context, _ peer.ID, msg *p2p.TxMessage) (
 	if p.TxHash != msg.TxHash {
 		return p2p.Reject, errors.New("tx hash mismatch")
 	}
-	if err := s.v.IngestParentQCs(msg.Request); err != nil {
+	if p.VerifiedParents, err = s.v.VerifyParentQCs(msg.Request); err != nil {
 		return p2p.Reject, err
 	}
 	msg.Decoded = p
@@ -425,6 +427,9 @@ func (s *Sidecar) onTx(_ context.Context, d p2p.Delivery[*p2p.TxMessage]) {
 	p, ok := d.Value.Decoded.(*validator.Payment)
 	if !ok {
 		return
+	}
+	for _, q := range p.VerifiedParents {
+		s.v.LearnVerifiedQC(q)
 	}
 	s.offer(p)
 	s.enqueue(p)

@@ -30,6 +30,10 @@ type Payment struct {
 	ClientRequestID string
 	Tx              *tempo.DecodedTx
 	Request         *fastpayv1.SubmitFastPayRequest
+	// VerifiedParents are the request's parent QCs that gossip validation
+	// verified and that were not known then, to be learned when the
+	// transaction is delivered (VerifyParentQCs).
+	VerifiedParents []*qc.QC
 }
 
 // Decode runs stage 1 of SPEC §4 on req: structure, transaction decoding and

@@ -719,20 +719,32 @@ func (v *Validator) EnterEpoch(h *epoch.Handover) error {
 }
 
 func (v *Validator) ingestParentQCs(parents []*fastpayv1.QuorumCertificate) error {
+	verified, err := v.verifyParentQCs(parents)
+	for _, q := range verified {
+		v.learnVerifiedQC(q)
+	}
+	return err
+}
+
+// verifyParentQCs returns the parent QCs not known yet, each verified, and
+// stores nothing; the first invalid one is an INVALID_PARENT_QC reject
+// (with the valid ones before it).
+func (v *Validator) verifyParentQCs(parents []*fastpayv1.QuorumCertificate) ([]*qc.QC, error) {
+	var verified []*qc.QC
 	for i, wire := range parents {
 		q, err := wire.ToQC()
 		if err != nil {
-			return reject(fastpayv1.RejectCode_INVALID_PARENT_QC, err, "parent_qcs[%d]", i)
+			return verified, reject(fastpayv1.RejectCode_INVALID_PARENT_QC, err, "parent_qcs[%d]", i)
 		}
 		if v.knownQCs.Contains(q.Hash) {
 			continue
 		}
 		if err := v.verifyQC(q); err != nil {
-			return reject(fastpayv1.RejectCode_INVALID_PARENT_QC, err, "parent_qcs[%d]", i)
+			return verified, reject(fastpayv1.RejectCode_INVALID_PARENT_QC, err, "parent_qcs[%d]", i)
 		}
-		v.learnVerifiedQC(q)
+		verified = append(verified, q)
 	}
-	return nil
+	return verified, nil
 }
 
 // LearnQC verifies q against the committee and records the credit it gives
@@ -930,9 +942,21 @@ func (v *Validator) UncertifiedSigned() ([]SignedRequest, error) {
 
 // IngestParentQCs verifies the parent QCs a request carries against the
 // committee and learns the valid ones; an invalid one is an
-// INVALID_PARENT_QC reject. It is stateless in its verdict, so gossip
-// validation can reject a transaction carrying a forged parent before
-// anything else is done with it.
+// INVALID_PARENT_QC reject.
 func (v *Validator) IngestParentQCs(req *fastpayv1.SubmitFastPayRequest) error {
 	return v.ingestParentQCs(req.GetParentQcs())
+}
+
+// VerifyParentQCs verifies the parent QCs a request carries against the
+// committee and returns those not known yet, storing nothing: gossip
+// validation rejects a transaction carrying a forged parent before anything
+// else is done with it, and learns the parents (LearnVerifiedQC) only once
+// the whole frame has been accepted. Its verdict is stateless: an invalid
+// parent is an INVALID_PARENT_QC reject.
+func (v *Validator) VerifyParentQCs(req *fastpayv1.SubmitFastPayRequest) ([]*qc.QC, error) {
+	verified, err := v.verifyParentQCs(req.GetParentQcs())
+	if err != nil {
+		return nil, err
+	}
+	return verified, nil
 }
