@@ -462,6 +462,9 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 		nw.peers[i] = nd.Sidecar.Mesh().Host().ID()
 		nw.index[nw.peers[i]] = i
 		nw.live = append(nw.live, i)
+		if built := len(nw.live); built%progressEvery == 0 && built < n-len(crashed) {
+			cfg.progress("built %d of %d validators", built, n-len(crashed))
+		}
 	}
 	if err := nw.wire(file); err != nil {
 		return nw, err
@@ -477,7 +480,7 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 			}
 		}
 	}
-	for _, i := range nw.live {
+	for k, i := range nw.live {
 		// Each validator dials its neighbours only: with a mock network
 		// a dial to an unlinked peer fails, and would be retried forever.
 		for _, j := range nw.neighbours[i] {
@@ -486,22 +489,33 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 		if err := nw.nodes[i].Start(ctx); err != nil {
 			return nw, fmt.Errorf("start v%d: %w", i, err)
 		}
+		if started := k + 1; started%progressEvery == 0 && started < len(nw.live) {
+			cfg.progress("started %d of %d validators", started, len(nw.live))
+		}
 	}
 	d := comm.Domain()
 	topics := []string{p2p.TxTopic(d.ChainID, d.Epoch), p2p.BulletinTopic(d.ChainID, d.Epoch)}
-	ready := func() bool {
+	// joined counts the validators that see every neighbour on both topics.
+	joined := func() int {
+		count := 0
+	next:
 		for _, i := range nw.live {
 			for _, t := range topics {
 				if len(nw.nodes[i].Sidecar.Mesh().ListPeers(t)) < len(nw.neighbours[i]) {
-					return false
+					continue next
 				}
 			}
+			count++
 		}
-		return true
+		return count
 	}
 	// Bounded: ctx's deadline, or 10 minutes of (virtual) polling.
-	for range 60_000 {
-		if ready() {
+	for poll := range 60_000 {
+		ready := joined()
+		if poll > 0 && poll%50 == 0 && len(nw.live) >= progressEvery {
+			cfg.progress("forming the mesh: %d of %d validators see all their neighbours (%s virtual)", ready, len(nw.live), time.Since(wall).Round(time.Millisecond))
+		}
+		if ready == len(nw.live) {
 			if cfg.Degree > 0 {
 				// Relayed gossip follows gossipsub's topic meshes, which
 				// are grafted at heartbeats: wait two, so the first
@@ -519,6 +533,11 @@ func start(ctx context.Context, cfg Config) (*simNet, error) {
 	}
 	return nw, errors.New("the mesh did not form")
 }
+
+// progressEvery is how many validators a progress line of a large network's
+// setup stands for: building and linking 1,000 validators takes minutes of
+// real time.
+const progressEvery = 100
 
 // build builds (without starting) validator i: production defaults, an
 // in-memory API listener and a counting host on the mock network.
