@@ -15,11 +15,15 @@ var Columns = []string{"profile", "n", "q", "case", "mesh", "links", "certified"
 
 // Case names a result's scenario.
 func (r *Result) Case() string {
+	cut := "partition heals"
+	if r.Cut > 0 && r.Cut != DefaultCut {
+		cut = fmt.Sprintf("partition of %s heals", r.Cut)
+	}
 	switch {
 	case r.Partition && r.Crashed > 0:
-		return fmt.Sprintf("%d crashed, partition heals", r.Crashed)
+		return fmt.Sprintf("%d crashed, %s", r.Crashed, cut)
 	case r.Partition:
-		return "partition heals"
+		return cut
 	case r.Crashed > 0:
 		return fmt.Sprintf("%d crashed", r.Crashed)
 	}

@@ -28,6 +28,7 @@ var (
 	flagCases      = flag.String("sim.cases", "wan,lan,crashed,partition", "cases per n: wan, lan, crashed (f down, WAN), partition (halves cut 3 s, WAN)")
 	flagDegree     = flag.Int("sim.degree", 0, "validators each one dials (0: every other, as a node does with its committee)")
 	flagRemote     = flag.Int("sim.remote", 0, "with -sim.degree, a regional mesh: -sim.degree of the own region and this many of every other region")
+	flagCut        = flag.Duration("sim.cut", DefaultCut, "how long the partition case cuts the network")
 	flagOut        = flag.String("sim.out", "", "folder for scale.txt and scale.svg (empty: print only)")
 	flagHeap       = flag.String("sim.heap-profile", "", "folder for a heap profile per case, taken after its last payment (empty: none)")
 )
@@ -68,6 +69,12 @@ func TestScaleReport(t *testing.T) {
 			}
 			if err := cfg.ApplyCase(c); err != nil {
 				t.Fatalf("-sim.cases: %v", err)
+			}
+			if cfg.PartitionFor > 0 {
+				if *flagCut <= 0 {
+					t.Fatalf("-sim.cut must be positive, got %s", *flagCut)
+				}
+				cfg.PartitionFor = *flagCut
 			}
 			if *flagHeap != "" {
 				cfg.HeapProfile = filepath.Join(*flagHeap, fmt.Sprintf("heap-n%d-%s.pprof", n, c))

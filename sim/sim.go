@@ -117,6 +117,10 @@ func DefaultConfig() Config {
 // WAN) and partition (halves cut for 3 s, WAN).
 var Cases = []string{"wan", "lan", "crashed", "partition"}
 
+// DefaultCut is how long the partition case cuts the network: long enough
+// for payments sent inside it to wait, for seconds, on both halves.
+const DefaultCut = 3 * time.Second
+
 // ApplyCase sets c up for the named case (Cases) from its committee size.
 func (c *Config) ApplyCase(name string) error {
 	switch name {
@@ -129,7 +133,7 @@ func (c *Config) ApplyCase(name string) error {
 		// Half an interval after the first payment, so the second is
 		// sent inside the cut: a run of two payments (what memory allows
 		// at n = 1,000) still measures one that waits for the heal.
-		c.PartitionAt, c.PartitionFor = c.Interval/2, 3*time.Second
+		c.PartitionAt, c.PartitionFor = c.Interval/2, DefaultCut
 	default:
 		return fmt.Errorf("unknown case %q (have %s)", name, strings.Join(Cases, ", "))
 	}
@@ -172,6 +176,9 @@ type Result struct {
 	Quorum     int
 	Crashed    int
 	Partition  bool
+	// Cut is how long the partition lasted (zero in results saved before
+	// it was recorded, when every cut lasted DefaultCut).
+	Cut time.Duration `json:",omitempty"`
 	// Degree is Config.Degree (0: everyone linked); Links the mean number
 	// of validators each live one is connected to (n − 1 − crashed
 	// without Degree).
@@ -214,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Profile: cfg.Profile.Name, Validators: cfg.Validators, Quorum: nw.quorum, Crashed: cfg.Crashed,
-		Partition: cfg.PartitionAt > 0, Payments: cfg.Payments, SetupCPU: processCPU() - cpu0, Degree: cfg.Degree, Remote: cfg.Remote, Links: nw.meanLinks()}
+		Partition: cfg.PartitionAt > 0, Cut: cfg.PartitionFor, Payments: cfg.Payments, SetupCPU: processCPU() - cpu0, Degree: cfg.Degree, Remote: cfg.Remote, Links: nw.meanLinks()}
 
 	reqs := make([]*fastpayv1.SubmitFastPayRequest, cfg.Payments)
 	hashes := make([]qc.Hash, cfg.Payments)

@@ -152,3 +152,23 @@ func TestRunSmall(t *testing.T) {
 		})
 	}
 }
+
+// A partition's length names its case unless it is the default, so results
+// of different cuts are kept apart.
+func TestCaseNamesCut(t *testing.T) {
+	for _, tc := range []struct {
+		r    Result
+		want string
+	}{
+		{Result{Partition: true}, "partition heals"},
+		{Result{Partition: true, Cut: DefaultCut}, "partition heals"},
+		{Result{Partition: true, Cut: time.Second}, "partition of 1s heals"},
+		{Result{Partition: true, Crashed: 3, Cut: 1500 * time.Millisecond}, "3 crashed, partition of 1.5s heals"},
+		{Result{Crashed: 3}, "3 crashed"},
+		{Result{}, "all up"},
+	} {
+		if got := tc.r.Case(); got != tc.want {
+			t.Errorf("%+v: Case() = %q, want %q", tc.r, got, tc.want)
+		}
+	}
+}

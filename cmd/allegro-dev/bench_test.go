@@ -106,11 +106,11 @@ func TestBenchCommand(t *testing.T) {
 func TestMain(m *testing.M) { os.Exit(testkit.MainWithCleanup(m)) }
 
 func TestScaleArgs(t *testing.T) {
-	got, err := scaleArgs([]string{"--validators", "100, 300", "--payments", "5", "--cases", "wan,crashed", "--degree", "4", "--remote", "1", "--out", "/tmp/x"}, io.Discard)
+	got, err := scaleArgs([]string{"--validators", "100, 300", "--payments", "5", "--cases", "wan,crashed", "--degree", "4", "--remote", "1", "--cut", "1s", "--out", "/tmp/x"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "test ./sim -run ^TestScaleReport$ -count 1 -timeout 0 -v -args -sim.validators 100,300 -sim.payments 5 -sim.cases wan,crashed -sim.degree 4 -sim.remote 1 -sim.out /tmp/x"
+	want := "test ./sim -run ^TestScaleReport$ -count 1 -timeout 0 -v -args -sim.validators 100,300 -sim.payments 5 -sim.cases wan,crashed -sim.degree 4 -sim.remote 1 -sim.cut 1s -sim.out /tmp/x"
 	if strings.Join(got, " ") != want {
 		t.Errorf("go %s\nwant go %s", strings.Join(got, " "), want)
 	}
@@ -122,6 +122,7 @@ func TestScaleArgs(t *testing.T) {
 		{"small committee", []string{"--validators", "3"}, "--validators"},
 		{"not a number", []string{"--validators", "ten"}, "--validators"},
 		{"no payments", []string{"--payments", "0"}, "--payments"},
+		{"no cut", []string{"--cut", "0s"}, "--cut"},
 		{"unknown case", []string{"--cases", "wan,moon"}, `"moon"`},
 		{"degree 2", []string{"--degree", "2"}, "--degree"},
 		{"remote without degree", []string{"--remote", "1"}, "--remote"},

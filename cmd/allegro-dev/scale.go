@@ -32,9 +32,10 @@ func scaleArgs(args []string, stderr io.Writer) ([]string, error) {
 	fs.SetOutput(stderr)
 	validators := fs.String("validators", "100,300", "committee sizes")
 	payments := fs.Int("payments", 10, "payments per case (light load: one a second)")
-	cases := fs.String("cases", "wan", "cases per size: "+strings.Join(sim.Cases, ", ")+" (crashed: f down; partition: halves cut for 3 s)")
+	cases := fs.String("cases", "wan", "cases per size: "+strings.Join(sim.Cases, ", ")+" (crashed: f down; partition: halves cut for --cut)")
 	degree := fs.Int("degree", 0, "validators each one dials (0: every other, as a node does with its committee; from 3)")
 	remote := fs.Int("remote", 0, "with --degree, a regional mesh: --degree of the own region and this many of every other region")
+	cut := fs.Duration("cut", sim.DefaultCut, "how long the partition case cuts the network")
 	out := fs.String("out", "scale-results", "folder for results.json (kept across runs), scale.txt and scale.svg")
 	if err := cli.Parse(fs, args); err != nil {
 		return nil, err
@@ -50,6 +51,9 @@ func scaleArgs(args []string, stderr io.Writer) ([]string, error) {
 		if n < 4 {
 			return nil, fmt.Errorf("--validators: %d is below the smallest committee, 4", n)
 		}
+	}
+	if *cut <= 0 {
+		return nil, fmt.Errorf("--cut must be positive, got %s", *cut)
 	}
 	if *payments <= 0 {
 		return nil, fmt.Errorf("--payments must be positive, got %d", *payments)
@@ -80,7 +84,7 @@ func scaleArgs(args []string, stderr io.Writer) ([]string, error) {
 	return []string{"test", "./sim", "-run", "^TestScaleReport$", "-count", "1", "-timeout", "0", "-v", "-args",
 		"-sim.validators", strings.Join(ints, ","), "-sim.payments", strconv.Itoa(*payments),
 		"-sim.cases", strings.Join(cs, ","), "-sim.degree", strconv.Itoa(*degree), "-sim.remote", strconv.Itoa(*remote),
-		"-sim.out", dir}, nil
+		"-sim.cut", cut.String(), "-sim.out", dir}, nil
 }
 
 // moduleRoot finds the checkout of this module that holds the working
