@@ -63,6 +63,65 @@ func newRawPeer(t *testing.T, key ed25519.PrivateKey, topicName string) *rawPeer
 	return &rawPeer{h: h, topic: topic}
 }
 
+// attackFrom starts validators 0–2 of cl, connects a raw peer holding
+// member 3's key (the Byzantine member) to validators 1 and 2 on topic, and
+// waits until each side sees the other there. It returns the attacker and
+// the two validators.
+func attackFrom(t *testing.T, cl *nodetest.Cluster, topic string) (*rawPeer, []*node.Node) {
+	t.Helper()
+	for i := range 3 {
+		cl.Start(i)
+	}
+	cl.WaitMesh(20 * time.Second)
+	attacker := newRawPeer(t, cl.Keys[3], topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	targets := cl.Nodes[1:3]
+	for _, n := range targets {
+		if err := attacker.h.Connect(ctx, n.Sidecar.Mesh().Host().AddrInfo()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, "the attacker and validators 1 and 2 see each other on "+topic, func() bool {
+		for _, n := range targets {
+			if !slices.Contains(attacker.topic.ListPeers(), n.Sidecar.Mesh().ID()) || !slices.Contains(n.Sidecar.Mesh().ListPeers(topic), attacker.h.ID()) {
+				return false
+			}
+		}
+		return true
+	})
+	return attacker, targets
+}
+
+// waitPenalised waits until every target scores the attacker below the
+// standing every member starts with.
+func waitPenalised(t *testing.T, attacker *rawPeer, targets []*node.Node) {
+	t.Helper()
+	bonus := p2p.DefaultScoreConfig().CommitteeBonus
+	testkit.Eventually(t, 10*time.Second, "the attacker's score to drop", func() bool {
+		for _, n := range targets {
+			if s, ok := n.Sidecar.Mesh().Score(attacker.h.ID()); !ok || s >= bonus {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// committeeSigners returns cl's committee and a signer for each member.
+func committeeSigners(t *testing.T, cl *nodetest.Cluster) (*qc.Committee, []*qc.Signer) {
+	t.Helper()
+	cf, err := cl.Committee.Committee()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signers := make([]*qc.Signer, len(cl.Keys))
+	for i, k := range cl.Keys {
+		signers[i] = qc.NewSigner(k, cl.Committee.Members[i].Name, cf.Domain())
+	}
+	return cf, signers
+}
+
 // txSeen is how many tx-topic messages a node has validated, dropped as an
 // outsider's, or dropped as duplicates.
 func txSeen(n *node.Node) uint64 {
@@ -206,37 +265,10 @@ func TestGossipIDCensorship(t *testing.T) {
 // shadowed nothing.
 func TestHostileFrames(t *testing.T) {
 	cl := nodetest.New(t, 4, chainID, nodetest.Funded())
-	for i := range 3 {
-		cl.Start(i)
-	}
-	cl.WaitMesh(20 * time.Second)
-	bulletinTopic := p2p.BulletinTopic(cl.Committee.ChainID, cl.Committee.Epoch)
-	attacker := newRawPeer(t, cl.Keys[3], bulletinTopic)
+	attacker, targets := attackFrom(t, cl, p2p.BulletinTopic(cl.Committee.ChainID, cl.Committee.Epoch))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	targets := cl.Nodes[1:3]
-	for _, n := range targets {
-		if err := attacker.h.Connect(ctx, n.Sidecar.Mesh().Host().AddrInfo()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testkit.Eventually(t, 20*time.Second, "the attacker and validators 1 and 2 see each other on the bulletin", func() bool {
-		for _, n := range targets {
-			if !slices.Contains(attacker.topic.ListPeers(), n.Sidecar.Mesh().ID()) || !slices.Contains(n.Sidecar.Mesh().ListPeers(bulletinTopic), attacker.h.ID()) {
-				return false
-			}
-		}
-		return true
-	})
-
-	cf, err := cl.Committee.Committee()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signers := make([]*qc.Signer, len(cl.Keys))
-	for i, k := range cl.Keys {
-		signers[i] = qc.NewSigner(k, cl.Committee.Members[i].Name, cf.Domain())
-	}
+	cf, signers := committeeSigners(t, cl)
 	self := signers[3].ID()
 	effects := func(seq uint64) qc.Effects {
 		e := qc.Effects{Amount: 1_000 + seq, NonceSeq: seq}
@@ -299,15 +331,7 @@ func TestHostileFrames(t *testing.T) {
 			}
 		}
 	}
-	bonus := p2p.DefaultScoreConfig().CommitteeBonus
-	testkit.Eventually(t, 10*time.Second, "the attacker's score to drop", func() bool {
-		for _, n := range targets {
-			if s, ok := n.Sidecar.Mesh().Score(attacker.h.ID()); !ok || s >= bonus {
-				return false
-			}
-		}
-		return true
-	})
+	waitPenalised(t, attacker, targets)
 
 	// The same valid objects in a well-formed frame are accepted.
 	if err := attacker.topic.Publish(ctx, frame(self, 5, []qc.Certificate{ownCert}, validQC)); err != nil {
@@ -336,37 +360,10 @@ func TestHostileTxFrame(t *testing.T) {
 		cfg.Sidecar.ReannounceInterval = time.Minute
 		cfg.Sidecar.ReannounceMaxInterval = time.Minute
 	}))
-	for i := range 3 {
-		cl.Start(i)
-	}
-	cl.WaitMesh(20 * time.Second)
-	txTopic := p2p.TxTopic(cl.Committee.ChainID, cl.Committee.Epoch)
-	attacker := newRawPeer(t, cl.Keys[3], txTopic)
+	attacker, targets := attackFrom(t, cl, p2p.TxTopic(cl.Committee.ChainID, cl.Committee.Epoch))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	targets := cl.Nodes[1:3]
-	for _, n := range targets {
-		if err := attacker.h.Connect(ctx, n.Sidecar.Mesh().Host().AddrInfo()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testkit.Eventually(t, 20*time.Second, "the attacker and validators 1 and 2 see each other on the tx topic", func() bool {
-		for _, n := range targets {
-			if !slices.Contains(attacker.topic.ListPeers(), n.Sidecar.Mesh().ID()) || !slices.Contains(n.Sidecar.Mesh().ListPeers(txTopic), attacker.h.ID()) {
-				return false
-			}
-		}
-		return true
-	})
-
-	cf, err := cl.Committee.Committee()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signers := make([]*qc.Signer, len(cl.Keys))
-	for i, k := range cl.Keys {
-		signers[i] = qc.NewSigner(k, cl.Committee.Members[i].Name, cf.Domain())
-	}
+	cf, signers := committeeSigners(t, cl)
 	// certify builds a QC of validators 0–2 for req; corrupt spoils one
 	// signature.
 	certify := func(req *fastpayv1.SubmitFastPayRequest, corrupt bool) *qc.QC {
@@ -416,15 +413,7 @@ func TestHostileTxFrame(t *testing.T) {
 			t.Errorf("validator %d holds a transaction of a rejected frame", i+1)
 		}
 	}
-	bonus := p2p.DefaultScoreConfig().CommitteeBonus
-	testkit.Eventually(t, 10*time.Second, "the attacker's score to drop", func() bool {
-		for _, n := range targets {
-			if s, ok := n.Sidecar.Mesh().Score(attacker.h.ID()); !ok || s >= bonus {
-				return false
-			}
-		}
-		return true
-	})
+	waitPenalised(t, attacker, targets)
 
 	if err := attacker.topic.Publish(ctx, frame(2, valid)); err != nil {
 		t.Fatal(err)
