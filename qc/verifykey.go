@@ -80,13 +80,6 @@ func (t *keyTable) forget(e keyEntry) {
 	}
 }
 
-// len returns the number of entries, live or awaiting their cleanup.
-func (t *keyTable) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.m)
-}
-
 // verify reports whether sig is the member's signature of digest.
 func (k memberKey) verify(digest []byte, sig []byte) bool {
 	return k.expanded != nil && len(sig) == SignatureSize && voi.VerifyExpandedWithOptions(k.expanded, digest, sig, zip215)
