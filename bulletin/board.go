@@ -57,6 +57,10 @@ type Board struct {
 	createdSeq uint64
 	firstSig   *firstSigs
 	evidence   []qc.Equivocation
+	// lateness follows how long after this node formed a QC itself the
+	// first QC of the same transaction arrives from the mesh; it sets the
+	// publication stagger (publishStep).
+	lateness lateness
 
 	subMu    sync.RWMutex
 	subs     map[uint64]*Subscription
@@ -241,7 +245,11 @@ func (b *Board) AddQC(q *qc.QC) bool {
 	effects := q.Effects()
 	e := b.entry(q.TxHash, q.EffectsHash, &effects)
 	if e.qc != nil {
-		e.qcFromMesh = true
+		if !e.qcFromMesh {
+			// Formed here first: how much later the mesh's copy came.
+			b.lateness.observe(time.Duration(max(nanos(time.Now())-e.qcAt, 0)))
+			e.qcFromMesh = true
+		}
 		b.mu.Unlock()
 		b.metrics.qcs.WithLabelValues("duplicate").Inc()
 		return false
@@ -274,6 +282,20 @@ func (b *Board) qcEvents(e *txEntry, q *qc.QC, now uint64) []Event {
 	}
 }
 
+// publishStep is the delay between two ranks' turns to publish a QC: the
+// configured least step, or more when the mesh's QCs have lately come
+// later than that, so that a node's turn comes only after the QC of the
+// nodes ranked before it would normally have arrived.
+func (b *Board) publishStep() time.Duration {
+	if b.cfg.PublishStep == 0 {
+		return 0
+	}
+	b.mu.Lock()
+	step := b.lateness.bound()
+	b.mu.Unlock()
+	return min(max(step, b.cfg.PublishStep), b.cfg.PublishStepMax)
+}
+
 // publishRank orders committee members for one transaction, rotating by the
 // tx hash so the duty of publishing first is spread over validators.
 func (b *Board) publishRank(txHash qc.Hash) int {
@@ -295,6 +317,7 @@ func (b *Board) schedulePublish(q *qc.QC) {
 	if rank < 0 {
 		return
 	}
+	delay := time.Duration(rank) * b.publishStep()
 	publish := func() {
 		b.mu.Lock()
 		e, ok := b.txs.Peek(q.TxHash)
@@ -321,7 +344,7 @@ func (b *Board) schedulePublish(q *qc.QC) {
 	b.timersMu.Unlock()
 	go func() {
 		defer b.timers.Done()
-		if delay := time.Duration(rank) * b.cfg.PublishStep; delay > 0 {
+		if delay > 0 {
 			t := time.NewTimer(delay)
 			defer t.Stop()
 			select {
@@ -564,6 +587,17 @@ func (b *Board) Payments(q PaymentsQuery) (PaymentsPage, error) {
 		page.Payments = append(page.Payments, b.statusLocked(e))
 	}
 	return page, nil
+}
+
+// CertificateCount returns how many certificates the board holds for
+// txHash (0 when it knows none).
+func (b *Board) CertificateCount(txHash qc.Hash) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e, ok := b.txs.Peek(txHash); ok {
+		return len(e.certs)
+	}
+	return 0
 }
 
 // QC returns the QC of txHash, if known.

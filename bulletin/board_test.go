@@ -253,6 +253,7 @@ func TestPublishStagger(t *testing.T) {
 	f := newFixture(t, 4)
 	cfg := DefaultConfig()
 	cfg.PublishStep = time.Hour // ranked nodes never reach their turn in this test
+	cfg.PublishStepMax = time.Hour
 	e, h := effects(1, 2, 0), txHash(9, 0)
 
 	publishers := make([]*recordingPublisher, 4)

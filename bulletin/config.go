@@ -29,14 +29,19 @@ type Config struct {
 	// A subscriber that falls further behind loses events (counted).
 	SubscriberBuffer int `toml:"subscriber_buffer"`
 	// PublishStep staggers QC publication: the node ranked r for a
-	// transaction waits r×PublishStep after forming the QC and publishes
-	// only if no QC for it arrived meanwhile (default 200 ms). Rank 0
-	// publishes at once, so one node usually publishes and the rest stay
-	// quiet. At saturation validators form a QC hundreds of milliseconds
-	// apart, so a step much shorter than that lets most of them publish each
-	// QC (see docs/benchmarks.md). The step is only the delay a light client
+	// transaction waits r×step after forming the QC and publishes only if
+	// no QC for it arrived meanwhile. Rank 0 publishes at once, so one node
+	// usually publishes and the rest stay quiet. PublishStep is the least
+	// step (default 200 ms; 0 turns the stagger off and every node
+	// publishes at once). Under load the others' QCs take longer to arrive
+	// than that, so the step follows how late they come here (twice the
+	// median of the last 32 delays between this node forming a QC and the
+	// mesh's copy arriving), up to PublishStepMax; otherwise most nodes
+	// would publish each QC (see docs/benchmarks.md). The step is also the delay a light client
 	// sees when the rank-0 node is down or slow.
 	PublishStep time.Duration `toml:"publish_step"`
+	// PublishStepMax bounds the adapted step (default 5 s).
+	PublishStepMax time.Duration `toml:"publish_step_max"`
 }
 
 // DefaultConfig returns the defaults.
@@ -49,6 +54,7 @@ func DefaultConfig() Config {
 		EvidenceWindow:   20_000,
 		SubscriberBuffer: 1_024,
 		PublishStep:      200 * time.Millisecond,
+		PublishStepMax:   5 * time.Second,
 	}
 }
 
@@ -67,6 +73,9 @@ func (c Config) Validate() error {
 	}
 	if c.PublishStep < 0 {
 		return fmt.Errorf("[bulletin] publish_step must not be negative, got %s", c.PublishStep)
+	}
+	if c.PublishStepMax < c.PublishStep {
+		return fmt.Errorf("[bulletin] publish_step_max (%s) must not be below publish_step (%s)", c.PublishStepMax, c.PublishStep)
 	}
 	return nil
 }

@@ -19,13 +19,53 @@ import (
 // The wait between attempts doubles, so a transaction that can never be
 // certified (its sender equivocated) costs little; it is dropped once its
 // QC is known, or it settles or expires.
+//
+// A transaction whose certificates are still coming in is not stalled, only
+// slow: under load a QC can take longer than ReannounceInterval, and
+// announcing it again then would cost every member a sync exchange with
+// every other, with all their certificates, n² exchanges for nothing, which
+// slows the mesh further until it collapses. So a due transaction that
+// gained certificates since it was last looked at waits another interval
+// instead, at most maxProgressWaits times in a row: a member that trickles
+// its certificates out can delay an announcement that little.
 
 // pendingTx is a transaction this validator signed that has no QC yet.
 type pendingTx struct {
 	p *validator.Payment
-	// next and wait are read and written by reannounceLoop only.
+	// next, wait, certs and progressWaits are read and written by
+	// reannounceLoop only (and set when the entry is made).
 	next time.Time
 	wait time.Duration
+	// certs is how many certificates the board held for the transaction
+	// when it was last looked at; progressWaits counts the intervals in a
+	// row it was let wait because that number grew.
+	certs         int
+	progressWaits int
+}
+
+// maxProgressWaits bounds how many intervals in a row a transaction that
+// is still gaining certificates waits instead of being announced again.
+const maxProgressWaits = 3
+
+// waitForProgress decides for a due transaction whose board now holds
+// certs certificates: when that is more than at the last look, and it has
+// not waited maxProgressWaits times in a row already, it waits another
+// interval (true); otherwise it is announced (false).
+func (pt *pendingTx) waitForProgress(certs int, now time.Time) bool {
+	gained := certs > pt.certs
+	pt.certs = max(pt.certs, certs)
+	if gained && pt.progressWaits < maxProgressWaits {
+		pt.progressWaits++
+		pt.next = now.Add(pt.wait)
+		return true
+	}
+	pt.progressWaits = 0
+	return false
+}
+
+// newPending makes the pending entry of p, due at next.
+func (s *Sidecar) newPending(p *validator.Payment, next time.Time) *pendingTx {
+	return &pendingTx{p: p, next: next, wait: s.cfg.ReannounceInterval, certs: s.board.CertificateCount(p.TxHash)}
 }
 
 // addPending records a transaction this validator just signed. When fewer
@@ -44,7 +84,7 @@ func (s *Sidecar) addPending(p *validator.Payment) {
 			first = min(first, meshFormingRetry)
 		}
 	}
-	s.pending.Add(p.TxHash, &pendingTx{p: p, next: time.Now().Add(first), wait: s.cfg.ReannounceInterval})
+	s.pending.Add(p.TxHash, s.newPending(p, time.Now().Add(first)))
 }
 
 // meshFormingRetry is how soon a transaction announced while the mesh was
@@ -111,7 +151,7 @@ func (s *Sidecar) restorePending() error {
 		s.offer(p)
 		s.board.SetStage(p.TxHash, fastpayv1.TxLifecycleUpdate_ACCEPTED, 0)
 		s.addOwnCertificate(p, sr.Cert)
-		s.pending.Add(p.TxHash, &pendingTx{p: p, next: now, wait: s.cfg.ReannounceInterval})
+		s.pending.Add(p.TxHash, s.newPending(p, now))
 	}
 	if len(signed) > 0 {
 		s.log.Info("signed transactions without a QC will be announced again", "count", len(signed))
@@ -157,6 +197,9 @@ func (s *Sidecar) duePending(now time.Time) []qc.Hash {
 			continue
 		}
 		if now.Before(pt.next) {
+			continue
+		}
+		if pt.waitForProgress(s.board.CertificateCount(h), now) {
 			continue
 		}
 		pt.wait = min(2*pt.wait, s.cfg.ReannounceMaxInterval)
