@@ -307,7 +307,9 @@ func (b *bootstrapper) dial(info peer.AddrInfo) {
 			p.warned, warn = true, true
 		}
 	}
-	retryIn := time.Until(p.next)
+	// The next attempt was scheduled when this one started; a dial slower
+	// than the backoff leaves it already due.
+	retryIn := max(time.Until(p.next), 0)
 	b.mu.Unlock()
 	b.poke()
 

@@ -53,7 +53,9 @@ type Config struct {
 	// this node holds for it, to every connected committee peer (which
 	// answer with theirs). Each further attempt waits twice as long, up to
 	// ReannounceMaxInterval, until the QC is known or the transaction
-	// settles or expires. Default 5 s.
+	// settles or expires. A transaction that gained certificates since it
+	// was last looked at is only slow, not lost: it waits another interval
+	// instead, up to 3 times in a row. Default 5 s.
 	ReannounceInterval time.Duration `toml:"reannounce_interval"`
 	// ReannounceMaxInterval caps the wait between announcements of one
 	// transaction. Default 2 min.
