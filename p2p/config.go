@@ -160,6 +160,13 @@ type Config struct {
 	// which is what makes batch verification and gossip's per-message costs
 	// pay off. 0 disables pacing. Default DefaultFrameInterval (see
 	// docs/benchmarks.md).
+	//
+	// It is the interval of a committee of four; larger committees pace by
+	// FrameInterval per three other members, up to maxFrameInterval (150 ms
+	// at 31 members at the default): every frame costs each other member
+	// its reception, while a validator's own objects come at the payment
+	// rate whatever the committee size, so frames must carry more of them
+	// as the committee grows for the cost per payment not to grow with it.
 	FrameInterval time.Duration `toml:"frame_interval"`
 
 	// PublishQueueSize bounds the objects waiting for a frame, per topic. A

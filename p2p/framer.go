@@ -54,13 +54,33 @@ type framer struct {
 	kind  TopicKind
 	topic string
 	wake  chan struct{}
+	// interval is the pacing for this mesh's committee (pacedInterval).
+	interval time.Duration
 
 	mu    sync.Mutex
 	queue []queued
 }
 
 func newFramer(m *Mesh, kind TopicKind, topic string) *framer {
-	return &framer{m: m, kind: kind, topic: topic, wake: make(chan struct{}, 1)}
+	return &framer{m: m, kind: kind, topic: topic, wake: make(chan struct{}, 1),
+		interval: pacedInterval(m.cfg.FrameInterval, m.committee.N())}
+}
+
+// maxFrameInterval bounds the pacing of large committees: under load a
+// payment waits up to one interval per hop.
+const maxFrameInterval = 250 * time.Millisecond
+
+// pacedInterval is the pacing interval of a committee of members: base
+// (Config.FrameInterval, the interval of a committee of four) per three
+// other members, at least base and at most maxFrameInterval (or base, if
+// larger). A frame costs each other member its reception, while what one
+// validator publishes per payment does not grow with the committee.
+func pacedInterval(base time.Duration, members int) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	scaled := time.Duration(float64(base) * float64(members-1) / 3)
+	return max(base, min(scaled, maxFrameInterval))
 }
 
 // enqueue adds objects to the next frame; all or none fit in the queue.
@@ -118,7 +138,7 @@ func (f *framer) loop() {
 			// interval, and everything queued meanwhile joins it. After
 			// a frame of one object the next leaves at once, so light
 			// load and a chain of dependent objects pay nothing.
-			if iv := f.m.cfg.FrameInterval; iv > 0 && lastSize > 1 {
+			if iv := f.interval; iv > 0 && lastSize > 1 {
 				if d := iv - time.Since(last); d > 0 && !pause(d) {
 					return
 				}

@@ -402,3 +402,28 @@ func TestFramePacing(t *testing.T) {
 		t.Errorf("%d objects in %d frames, want 10 in 5 (3 alone, a pair, then the five paced together)", st.ObjectsPublished, st.Published)
 	}
 }
+
+// TestPacedInterval: the configured interval is that of a committee of
+// four; larger committees pace by it per three other members, capped.
+func TestPacedInterval(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		base    time.Duration
+		members int
+		want    time.Duration
+	}{
+		{15 * ms, 1, 15 * ms},
+		{15 * ms, 2, 15 * ms},
+		{15 * ms, 4, 15 * ms},
+		{15 * ms, 10, 45 * ms},
+		{15 * ms, 31, 150 * ms},
+		{15 * ms, 1000, maxFrameInterval},
+		{0, 31, 0},                // pacing off stays off
+		{900 * ms, 2, 900 * ms},   // a configured interval above the cap is kept
+		{900 * ms, 100, 900 * ms}, // and not scaled past it
+	} {
+		if got := pacedInterval(tc.base, tc.members); got != tc.want {
+			t.Errorf("pacedInterval(%s, %d) = %s, want %s", tc.base, tc.members, got, tc.want)
+		}
+	}
+}
