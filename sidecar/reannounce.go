@@ -32,13 +32,18 @@ import (
 // pendingTx is a transaction this validator signed that has no QC yet.
 type pendingTx struct {
 	p *validator.Payment
-	// next, wait, certs and progressWaits are read and written by
+	// next, gap, wait, certs and progressWaits are read and written by
 	// reannounceLoop only (and set when the entry is made).
 	next time.Time
+	// gap is how long before next the look at next was scheduled: a
+	// transaction let wait for its progress is looked at again after as
+	// long (short while the mesh forms, see addPending).
+	gap time.Duration
+	// wait is the delay after the next announcement; it doubles with each.
 	wait time.Duration
 	// certs is how many certificates the board held for the transaction
-	// when it was last looked at; progressWaits counts the intervals in a
-	// row it was let wait because that number grew.
+	// when it was last looked at; progressWaits counts the looks in a row
+	// it was let wait because that number grew.
 	certs         int
 	progressWaits int
 }
@@ -49,23 +54,31 @@ const maxProgressWaits = 3
 
 // waitForProgress decides for a due transaction whose board now holds
 // certs certificates: when that is more than at the last look, and it has
-// not waited maxProgressWaits times in a row already, it waits another
-// interval (true); otherwise it is announced (false).
+// not waited maxProgressWaits times in a row already, it is looked at again
+// one gap later (true); otherwise it is announced (false).
 func (pt *pendingTx) waitForProgress(certs int, now time.Time) bool {
 	gained := certs > pt.certs
 	pt.certs = max(pt.certs, certs)
 	if gained && pt.progressWaits < maxProgressWaits {
 		pt.progressWaits++
-		pt.next = now.Add(pt.wait)
+		pt.next = now.Add(pt.gap)
 		return true
 	}
 	pt.progressWaits = 0
 	return false
 }
 
-// newPending makes the pending entry of p, due at next.
+// announced schedules the look after an announcement at now: the wait
+// doubles, up to maxWait.
+func (pt *pendingTx) announced(now time.Time, maxWait time.Duration) {
+	pt.wait = min(2*pt.wait, maxWait)
+	pt.gap, pt.next = pt.wait, now.Add(pt.wait)
+}
+
+// newPending makes the pending entry of p, first looked at next.
 func (s *Sidecar) newPending(p *validator.Payment, next time.Time) *pendingTx {
-	return &pendingTx{p: p, next: next, wait: s.cfg.ReannounceInterval, certs: s.board.CertificateCount(p.TxHash)}
+	return &pendingTx{p: p, next: next, gap: max(time.Until(next), 0), wait: s.cfg.ReannounceInterval,
+		certs: s.board.CertificateCount(p.TxHash)}
 }
 
 // addPending records a transaction this validator just signed. When fewer
@@ -202,8 +215,7 @@ func (s *Sidecar) duePending(now time.Time) []qc.Hash {
 		if pt.waitForProgress(s.board.CertificateCount(h), now) {
 			continue
 		}
-		pt.wait = min(2*pt.wait, s.cfg.ReannounceMaxInterval)
-		pt.next = now.Add(pt.wait)
+		pt.announced(now, s.cfg.ReannounceMaxInterval)
 		due = append(due, h)
 	}
 	return due

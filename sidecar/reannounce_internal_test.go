@@ -5,9 +5,21 @@ import (
 	"time"
 )
 
-// TestWaitForProgress: a due transaction still gaining certificates waits
-// another interval, at most maxProgressWaits times in a row; one that
-// gained nothing since the last look is announced at once.
+// TestWaitForProgress: a due transaction still gaining certificates is
+// looked at again one gap later, at most maxProgressWaits times in a row;
+// one that gained nothing since the last look is announced at once, and
+// after an announcement the gap is the doubled wait.
+// gapAfter is the wait before the announcement at look i: the initial wait
+// doubled once per earlier announcement.
+func gapAfter(i int, want []bool, wait time.Duration) time.Duration {
+	for _, waited := range want[:i] {
+		if !waited {
+			wait *= 2
+		}
+	}
+	return wait
+}
+
 func TestWaitForProgress(t *testing.T) {
 	const wait = 5 * time.Second
 	now := time.Unix(1_000, 0)
@@ -24,16 +36,24 @@ func TestWaitForProgress(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pt := tc.start
-			pt.wait = wait
+			// First looked at early, as while the mesh forms.
+			pt.wait, pt.gap = wait, 250*time.Millisecond
+			at := now
 			for i, certs := range tc.looks {
-				at := now.Add(time.Duration(i) * wait)
+				gap := pt.gap
 				got := pt.waitForProgress(certs, at)
 				if got != tc.want[i] {
 					t.Fatalf("look %d (%d certificates): waited %v, want %v", i, certs, got, tc.want[i])
 				}
-				if got && !pt.next.Equal(at.Add(wait)) {
-					t.Fatalf("look %d: next look at %s, want one interval later", i, pt.next)
+				if !got {
+					pt.announced(at, time.Minute)
+					if pt.gap != 2*gapAfter(i, tc.want, wait) || !pt.next.Equal(at.Add(pt.gap)) {
+						t.Fatalf("look %d: after the announcement next look in %s (at %s), want the doubled wait", i, pt.gap, pt.next)
+					}
+				} else if !pt.next.Equal(at.Add(gap)) {
+					t.Fatalf("look %d: next look at %s, want one gap (%s) later", i, pt.next, gap)
 				}
+				at = pt.next
 			}
 		})
 	}
