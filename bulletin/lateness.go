@@ -13,9 +13,9 @@ const latenessSamples = 32
 // construction: when the node ranked first for a transaction is down, its
 // QC comes from the next rank, one step later, and a bound that followed
 // those would lengthen the step it is measured against, without end. Such
-// samples are at most the share of crashed members (below a third), so
-// they never move the median. The zero value has no samples and bounds
-// nothing.
+// samples are at most the share of crashed members (below a third), so the
+// median stays among the on-time ones. The zero value has no samples and
+// bounds nothing.
 type lateness struct {
 	ring   [latenessSamples]time.Duration
 	n      int // samples held, up to latenessSamples
