@@ -293,7 +293,9 @@ func (b *Board) publishStep() time.Duration {
 	b.mu.Lock()
 	step := b.lateness.bound()
 	b.mu.Unlock()
-	return min(max(step, b.cfg.PublishStep), b.cfg.PublishStepMax)
+	step = min(max(step, b.cfg.PublishStep), b.cfg.PublishStepMax)
+	b.metrics.publishStep.Set(step.Seconds())
+	return step
 }
 
 // publishRank orders committee members for one transaction, rotating by the

@@ -96,6 +96,9 @@ func TestPublishStepFollowsLateness(t *testing.T) {
 		if got := b.publishStep(); got != 800*time.Millisecond {
 			t.Fatalf("step %s after the mesh's QCs came 400 ms late, want 800ms", got)
 		}
+		if got := testutil.ToFloat64(b.metrics.publishStep); got != 0.8 {
+			t.Fatalf("allegro_bulletin_qc_publish_step_seconds %v, want 0.8", got)
+		}
 
 		// A QC arriving 500 ms late no longer makes this node publish.
 		published := pub.count()

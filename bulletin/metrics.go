@@ -12,6 +12,7 @@ type metrics struct {
 	evidence        prometheus.Counter
 	subscriberDrops prometheus.Counter
 	timeToQC        *prometheus.HistogramVec
+	publishStep     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,8 +39,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			// 1 ms to ~33 s.
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, []string{"source"}),
+		publishStep: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "allegro", Subsystem: "bulletin", Name: "qc_publish_step_seconds",
+			Help: "The current stagger between two ranks' turns to publish a QC: publish_step, or more while the mesh's QCs come late (at most publish_step_max).",
+		}),
 	}
-	if _, err := promreg.Register("bulletin", reg, m.certs, m.qcs, m.evidence, m.subscriberDrops, m.timeToQC); err != nil {
+	if _, err := promreg.Register("bulletin", reg, m.certs, m.qcs, m.evidence, m.subscriberDrops, m.timeToQC, m.publishStep); err != nil {
 		return nil, err
 	}
 	return m, nil
