@@ -37,8 +37,8 @@ type Config struct {
 	// than that, so the step follows how late they come here (twice the
 	// median of the last 32 delays between this node forming a QC and the
 	// mesh's copy arriving), up to PublishStepMax; otherwise most nodes
-	// would publish each QC (see docs/benchmarks.md). The step is also the delay a light client
-	// sees when the rank-0 node is down or slow.
+	// would publish each QC (see docs/benchmarks.md). The step is also the
+	// delay a light client sees when the rank-0 node is down or slow.
 	PublishStep time.Duration `toml:"publish_step"`
 	// PublishStepMax bounds the adapted step (default 5 s).
 	PublishStepMax time.Duration `toml:"publish_step_max"`

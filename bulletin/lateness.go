@@ -28,10 +28,9 @@ func (l *lateness) observe(d time.Duration) {
 	l.ring[l.next] = d
 	l.next = (l.next + 1) % latenessSamples
 	l.n = min(l.n+1, latenessSamples)
-	sorted := l.ring
-	s := sorted[:l.n]
-	slices.Sort(s)
-	l.median = s[l.n/2]
+	sorted := l.ring // a copy: the ring keeps its order
+	slices.Sort(sorted[:l.n])
+	l.median = sorted[l.n/2]
 }
 
 // bound is the current estimate: 0 before any sample.

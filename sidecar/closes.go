@@ -312,7 +312,7 @@ func (s *Sidecar) resignEarlier() {
 		}
 		s.addOwnCertificate(p, cert)
 		s.announce(p.TxHash, p.Request)
-		s.pending.Add(p.TxHash, s.newPending(p, time.Now().Add(s.cfg.ReannounceInterval)))
+		s.pending.Add(p.TxHash, s.newPending(p, s.cfg.ReannounceInterval))
 	}
 	if len(earlier) > 0 {
 		s.log.Info("transactions of the previous epoch signed again and announced", "count", len(earlier))

@@ -75,9 +75,9 @@ func (pt *pendingTx) announced(now time.Time, maxWait time.Duration) {
 	pt.gap, pt.next = pt.wait, now.Add(pt.wait)
 }
 
-// newPending makes the pending entry of p, first looked at next.
-func (s *Sidecar) newPending(p *validator.Payment, next time.Time) *pendingTx {
-	return &pendingTx{p: p, next: next, gap: max(time.Until(next), 0), wait: s.cfg.ReannounceInterval,
+// newPending makes the pending entry of p, first looked at after gap.
+func (s *Sidecar) newPending(p *validator.Payment, gap time.Duration) *pendingTx {
+	return &pendingTx{p: p, next: time.Now().Add(gap), gap: gap, wait: s.cfg.ReannounceInterval,
 		certs: s.board.CertificateCount(p.TxHash)}
 }
 
@@ -97,7 +97,7 @@ func (s *Sidecar) addPending(p *validator.Payment) {
 			first = min(first, meshFormingRetry)
 		}
 	}
-	s.pending.Add(p.TxHash, s.newPending(p, time.Now().Add(first)))
+	s.pending.Add(p.TxHash, s.newPending(p, first))
 }
 
 // meshFormingRetry is how soon a transaction announced while the mesh was
@@ -145,7 +145,6 @@ func (s *Sidecar) restorePending() error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
 	for _, sr := range signed {
 		p, err := s.v.Decode(sr.Request)
 		if sr.Earlier && err == nil {
@@ -164,7 +163,7 @@ func (s *Sidecar) restorePending() error {
 		s.offer(p)
 		s.board.SetStage(p.TxHash, fastpayv1.TxLifecycleUpdate_ACCEPTED, 0)
 		s.addOwnCertificate(p, sr.Cert)
-		s.pending.Add(p.TxHash, s.newPending(p, now))
+		s.pending.Add(p.TxHash, s.newPending(p, 0))
 	}
 	if len(signed) > 0 {
 		s.log.Info("signed transactions without a QC will be announced again", "count", len(signed))
