@@ -20,6 +20,11 @@ import (
 	"github.com/allegro-mesh/allegro/node"
 )
 
+// ChildCommand is the command word a child process of the suite is started
+// with: `allegro-dev bench-sidecar`, or allegro-bench-sidecar, which holds
+// the same code without the development chain's.
+const ChildCommand = "bench-sidecar"
+
 // SidecarProcessConfig describes one sidecar process of the resource run.
 type SidecarProcessConfig struct {
 	// Index is this validator's position in the bench committee of
@@ -161,8 +166,11 @@ func SidecarMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		return err
 	}
 	// The process stands for one `allegro sidecar`, which applies the
-	// configured soft memory limit the same way.
+	// configured soft memory limit and collector setting the same way.
 	if _, _, err := node.ApplyMemoryLimit(n.Config, os.Getenv, node.ContainerMemoryLimit); err != nil {
+		return err
+	}
+	if _, _, err := node.ApplyGCPercent(n.Config, os.Getenv); err != nil {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)

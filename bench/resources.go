@@ -389,7 +389,7 @@ func (s *suite) resourceRows(n, total int, wall time.Duration, mem memFigures, s
 		row("RSS per sidecar at the end (max)", mib(maxOf(end)), "MiB", joinMiB(end)),
 		peakRow,
 		row("peak anonymous RSS per sidecar (max)", mib(maxOf(mem.peakAnon)), "MiB", "RssAnon sampled each second, of each: "+joinMiB(mem.peakAnon)+"; heap, stacks and the runtime's own memory"),
-		row("file-backed RSS per sidecar at the end (max)", mib(maxOf(mem.file)), "MiB", "RssFile: mostly the code of the executable (these processes run allegro-dev, which holds more code than allegro), shared by every process running it"),
+		row("file-backed RSS per sidecar at the end (max)", mib(maxOf(mem.file)), "MiB", "RssFile: mostly the code of the executable ("+s.childExecutable()+"), shared by every process running it"),
 		row("Go heap in use per sidecar at the end (max)", mib(heap), "MiB", fmt.Sprintf("Go runtime total %.0f MiB", mib(sys))),
 		row("live heap per sidecar at the end (max)", mib(live.Live), "MiB", "after a GC, from the heap profile"),
 		row("of which held by gossipsub", mib(live.Gossip), "MiB",
@@ -399,4 +399,18 @@ func (s *suite) resourceRows(n, total int, wall time.Duration, mem memFigures, s
 		row("bytes sent per payment per validator", float64(sent)/float64(total)/float64(n), "B", "libp2p stream payload, all protocols"),
 	)
 	s.add(rows...)
+}
+
+// childExecutable describes what the sidecar processes ran, for the notes:
+// allegro-dev holds the development chain's code besides the sidecar's, so
+// its processes have more code pages than an `allegro sidecar`.
+func (s *suite) childExecutable() string {
+	name := filepath.Base(s.cfg.ChildExecutable)
+	switch {
+	case s.cfg.ChildExecutable == "":
+		return "not named"
+	case strings.HasPrefix(name, "allegro-dev"):
+		return name + ", which holds the development chain's code as well: allegro-bench-sidecar has an allegro sidecar's"
+	}
+	return name
 }

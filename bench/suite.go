@@ -121,6 +121,10 @@ type Config struct {
 	// the resources section; without it the saturation run generates its
 	// load in this process, and its CPU figures include the generator's.
 	StartSidecar func(args []string) *exec.Cmd
+	// ChildExecutable names the executable StartSidecar runs, for the
+	// report: a sidecar process's file-backed memory is mostly that
+	// executable's code.
+	ChildExecutable string
 
 	// Dir is the working folder (data directories, sidecar logs); default
 	// a temporary folder removed at the end.

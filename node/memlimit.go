@@ -111,3 +111,33 @@ func containerMemoryLimit(read func(string) ([]byte, error)) (int64, bool) {
 	}
 	return 0, false
 }
+
+// DefaultGCPercent is the default of Config.GCPercent.
+const DefaultGCPercent = 50
+
+// The range Config.GCPercent accepts: below 10 the collector runs almost
+// continuously; above 1000 the heap is mostly garbage.
+const (
+	minGCPercent = 10
+	maxGCPercent = 1000
+)
+
+// ApplyGCPercent sets the collector's heap growth of this process from
+// cfg.GCPercent, unless GOGC is set in the environment (getenv), which the
+// runtime has applied already and which wins. It returns the setting in
+// force (-1: the collector is off) and where it came from. Like
+// ApplyMemoryLimit it is process-wide: call it once from a process that
+// runs one sidecar.
+func ApplyGCPercent(cfg Config, getenv func(string) string) (percent int, source string, err error) {
+	if getenv("GOGC") != "" {
+		// SetGCPercent reports the setting it replaces; put it back.
+		current := debug.SetGCPercent(100)
+		debug.SetGCPercent(current)
+		return current, "GOGC", nil
+	}
+	if cfg.GCPercent < minGCPercent || cfg.GCPercent > maxGCPercent {
+		return 0, "", fmt.Errorf("config: gc_percent: %d is not between %d and %d", cfg.GCPercent, minGCPercent, maxGCPercent)
+	}
+	debug.SetGCPercent(cfg.GCPercent)
+	return cfg.GCPercent, "gc_percent", nil
+}

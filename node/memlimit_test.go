@@ -128,3 +128,54 @@ func TestContainerMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestApplyGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	noEnv := func(string) string { return "" }
+
+	cfg := DefaultConfig()
+	if cfg.GCPercent != DefaultGCPercent {
+		t.Fatalf("default gc_percent %d, want %d", cfg.GCPercent, DefaultGCPercent)
+	}
+	got, source, err := ApplyGCPercent(cfg, noEnv)
+	if err != nil || got != DefaultGCPercent || source != "gc_percent" || debug.SetGCPercent(100) != DefaultGCPercent {
+		t.Fatalf("default: %d %q %v", got, source, err)
+	}
+
+	// GOGC in the environment wins: the runtime's setting stays.
+	debug.SetGCPercent(170)
+	env := func(k string) string {
+		if k == "GOGC" {
+			return "170"
+		}
+		return ""
+	}
+	cfg.GCPercent = 30
+	got, source, err = ApplyGCPercent(cfg, env)
+	if err != nil || got != 170 || source != "GOGC" || debug.SetGCPercent(170) != 170 {
+		t.Fatalf("with GOGC: %d %q %v", got, source, err)
+	}
+
+	for _, bad := range []int{0, 9, 1001, -1} {
+		cfg.GCPercent = bad
+		if _, _, err := ApplyGCPercent(cfg, noEnv); err == nil || debug.SetGCPercent(170) != 170 {
+			t.Errorf("gc_percent %d: applied (%v)", bad, err)
+		}
+	}
+}
+
+func TestConfigValidateGCPercent(t *testing.T) {
+	for _, tc := range []struct {
+		percent int
+		ok      bool
+	}{{DefaultGCPercent, true}, {10, true}, {1000, true}, {0, false}, {9, false}, {1001, false}, {-1, false}} {
+		cfg := DefaultConfig()
+		cfg.GCPercent = tc.percent
+		err := cfg.Validate()
+		refused := err != nil && strings.Contains(err.Error(), "gc_percent")
+		if refused == tc.ok {
+			t.Errorf("gc_percent %d: Validate() = %v, want ok=%v", tc.percent, err, tc.ok)
+		}
+	}
+}

@@ -2,20 +2,23 @@ package main
 
 import (
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/allegro-mesh/allegro/bench"
 	"github.com/allegro-mesh/allegro/internal/cli"
+	"github.com/allegro-mesh/allegro/node"
 )
 
 func init() {
 	app.Register("bench", "run the benchmark suite: latency, throughput vs the CPU-bound limit, mesh vs fan-out, resources (docs/benchmarks.md)", runBench)
-	app.Register("bench-sidecar", "internal: a child process of `allegro-dev bench` (a sidecar of the resources section, or the throughput load generator); driven over stdin/stdout", runBenchSidecar)
+	app.Register(bench.ChildCommand, "internal: a child process of `allegro-dev bench` (a sidecar of the resources section, or the throughput load generator); driven over stdin/stdout", runBenchSidecar)
 }
 
 // parseInts parses a comma-separated list of positive integers.
@@ -77,6 +80,7 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	fs.StringVar(&cfg.Dir, "dir", "", "working folder for data directories and sidecar logs (default: a temporary folder, removed)")
 	fs.StringVar(&out, "out", "", "write results.txt, results.csv and results.json into this folder")
 	fs.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the saturation run to this file")
+	childExe := fs.String("child-exe", "", "executable of the child processes (the resources section's sidecars, the load generator): default "+benchChildName+" beside this executable when it comes from the same build (go build -o bin/ ./cmd/...), else this executable, whose development chain code adds to each sidecar process's memory")
 	fs.StringVar(&cfg.HeapProfileDir, "heap-profiles", "", "write a heap profile of each sidecar process at the end of the resources section into this folder")
 	logLevel := fs.String("log-level", "error", "log level of the in-process nodes (stderr): debug, info, warn, error")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
@@ -99,12 +103,18 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 		cfg.Progress = stderr
 	}
 	cfg.Settings = map[string]string{"command": "allegro-dev bench " + strings.Join(args, " ")}
-	exe, err := os.Executable()
+	self, err := os.Executable()
 	if err != nil {
 		return cfg, "", "", fmt.Errorf("find this executable (to start sidecar processes): %w", err)
 	}
+	exe, err := childExecutable(*childExe, self, sameBuild)
+	if err != nil {
+		return cfg, "", "", fmt.Errorf("--child-exe: %w", err)
+	}
+	cfg.ChildExecutable = exe
+	cfg.Settings["child-exe"] = exe
 	cfg.StartSidecar = func(args []string) *exec.Cmd {
-		return exec.Command(exe, append([]string{"bench-sidecar"}, args...)...)
+		return exec.Command(exe, append([]string{bench.ChildCommand}, args...)...)
 	}
 	return cfg, out, profile, cfg.Validate()
 }
@@ -114,6 +124,14 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The in-process sections' validators share this process: give it the
+	// collector setting an allegro sidecar process has by default, so their
+	// CPU figures include what that setting costs.
+	gcPercent, gcSource, err := node.ApplyGCPercent(node.DefaultConfig(), os.Getenv)
+	if err != nil {
+		return err
+	}
+	cfg.Settings["gc_percent"] = fmt.Sprintf("%d (%s)", gcPercent, gcSource)
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
@@ -145,4 +163,60 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runBenchSidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	return bench.SidecarMain(ctx, args, os.Stdin, stdout, os.Stderr)
+}
+
+// benchChildName is the executable cmd/allegro-bench-sidecar builds: the
+// suite's child processes with the sidecar's code and not the development
+// chain's, so a sidecar process's resident memory is an allegro sidecar's.
+const benchChildName = "allegro-bench-sidecar"
+
+// childExecutable picks the executable of the suite's child processes:
+// given, when set (it must exist); else benchChildName beside self when
+// sameBuild says it was built from the same source (a stale one would
+// measure other code); else self.
+func childExecutable(given, self string, sameBuild func(a, b string) bool) (string, error) {
+	if given != "" {
+		abs, err := filepath.Abs(given)
+		if err != nil {
+			return "", err
+		}
+		if st, err := os.Stat(abs); err != nil {
+			return "", err
+		} else if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+			return "", fmt.Errorf("%s is not an executable file", abs)
+		}
+		return abs, nil
+	}
+	beside := filepath.Join(filepath.Dir(self), benchChildName)
+	if st, err := os.Stat(beside); err == nil && !st.IsDir() && sameBuild(self, beside) {
+		return beside, nil
+	}
+	return self, nil
+}
+
+// sameBuild reports whether two executables carry the same Go version and
+// VCS stamp (revision, commit time, modified flag). Executables without a
+// revision stamp are never the same build.
+func sameBuild(a, b string) bool {
+	stamp := func(path string) (string, bool) {
+		bi, err := buildinfo.ReadFile(path)
+		if err != nil {
+			return "", false
+		}
+		var rev, when, modified string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				when = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		return strings.Join([]string{bi.GoVersion, rev, when, modified}, " "), rev != ""
+	}
+	sa, okA := stamp(a)
+	sb, okB := stamp(b)
+	return okA && okB && sa == sb
 }

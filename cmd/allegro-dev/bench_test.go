@@ -134,3 +134,75 @@ func TestScaleArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestChildExecutable(t *testing.T) {
+	dir := t.TempDir()
+	self := filepath.Join(dir, "allegro-dev")
+	beside := filepath.Join(dir, benchChildName)
+	other := filepath.Join(t.TempDir(), "child")
+	plain := filepath.Join(dir, "notes.txt")
+	for _, f := range []string{self, beside, other} {
+		if err := os.WriteFile(f, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(plain, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	same := func(string, string) bool { return true }
+	differ := func(string, string) bool { return false }
+
+	tests := []struct {
+		name      string
+		given     string
+		sameBuild func(a, b string) bool
+		removed   bool // beside is absent
+		want      string
+		wantErr   string
+	}{
+		{name: "given", given: other, sameBuild: same, want: other},
+		{name: "given wins over one beside", given: self, sameBuild: same, want: self},
+		{name: "given missing", given: filepath.Join(dir, "nope"), sameBuild: same, wantErr: "no such file"},
+		{name: "given not executable", given: plain, sameBuild: same, wantErr: "not an executable"},
+		{name: "given a folder", given: dir, sameBuild: same, wantErr: "not an executable"},
+		{name: "beside, same build", sameBuild: same, want: beside},
+		{name: "beside, another build", sameBuild: differ, want: self},
+		{name: "nothing beside", sameBuild: same, removed: true, want: self},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.removed {
+				if err := os.Rename(beside, beside+".away"); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.Rename(beside+".away", beside) })
+			}
+			got, err := childExecutable(tc.given, self, tc.sameBuild)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("childExecutable = %q, %v; want an error about %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("childExecutable = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSameBuildNeedsAStamp(t *testing.T) {
+	// Test binaries carry no VCS stamp, and a text file no build info:
+	// neither may pass for the build of this allegro-dev.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(plain, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if sameBuild(exe, exe) || sameBuild(exe, plain) || sameBuild(plain, plain) {
+		t.Fatal("executables without a VCS stamp taken for the same build")
+	}
+}

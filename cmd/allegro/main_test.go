@@ -164,6 +164,12 @@ publish_step = "40ms"
 	if _, err := loadSidecarConfig([]string{"--memory-limit", "plenty"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "memory_limit") {
 		t.Fatalf("invalid memory limit: %v", err)
 	}
+	if cfg, err := loadSidecarConfig([]string{"--gc-percent", "80"}, func(k string) string { return map[string]string{"ALLEGRO_GC_PERCENT": "30"}[k] }); err != nil || cfg.GCPercent != 80 {
+		t.Fatalf("--gc-percent over ALLEGRO_GC_PERCENT: %d %v", cfg.GCPercent, err)
+	}
+	if _, err := loadSidecarConfig([]string{"--gc-percent", "5"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "gc_percent") {
+		t.Fatalf("gc_percent out of range: %v", err)
+	}
 }
 
 func TestUnknownCommand(t *testing.T) {

@@ -44,6 +44,7 @@ var sidecarSettings = []setting{
 	{"log_level", "log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error"},
 	{"log_format", "log-format", "ALLEGRO_LOG_FORMAT", "text (logfmt) or json, one object per line"},
 	{"memory_limit", "memory-limit", "ALLEGRO_MEMORY_LIMIT", "Go soft memory limit: auto (90% of a container limit), a size such as 512MiB, or off (GOMEMLIMIT wins when set)"},
+	{"gc_percent", "gc-percent", "ALLEGRO_GC_PERCENT", "collector heap growth as GOGC sets it, 10 to 1000: the heap may grow to (1 + N/100) times the live heap between collections (GOGC wins when set)"},
 	{"sidecar.doppelganger_window", "doppelganger-window", "ALLEGRO_DOPPELGANGER_WINDOW", "after start, sign nothing for this long while watching the mesh for certificates by this key that this data directory never signed (another sidecar with the same key: then exit); 0 turns it off"},
 	{"byzantine.mode", "byzantine", "ALLEGRO_BYZANTINE", "TEST NETWORKS ONLY: misbehave on purpose (equivocate, invalid-signatures); refused unless the committee file has test_network = true"},
 }
@@ -184,11 +185,15 @@ func sidecar(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	gcPercent, gcSource, err := node.ApplyGCPercent(cfg, os.Getenv)
+	if err != nil {
+		return err
+	}
 	r, err := node.NewRunner(cfg, node.WithLogger(logger))
 	if err != nil {
 		return err
 	}
-	logger.Info("memory limit", "bytes", limit, "from", source)
+	logger.Info("memory limit", "bytes", limit, "from", source, "gc_percent", gcPercent, "gc_percent_from", gcSource)
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := r.Start(startCtx); err != nil {
