@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/allegro-mesh/allegro/bench"
 	"github.com/allegro-mesh/allegro/internal/cli"
@@ -113,6 +114,9 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	}
 	cfg.ChildExecutable = exe
 	cfg.Settings["child-exe"] = exe
+	if cfg.Progress != nil && exe != self {
+		fmt.Fprintf(cfg.Progress, "child processes run %s\n", exe)
+	}
 	cfg.StartSidecar = func(args []string) *exec.Cmd {
 		return exec.Command(exe, append([]string{bench.ChildCommand}, args...)...)
 	}
@@ -194,29 +198,52 @@ func childExecutable(given, self string, sameBuild func(a, b string) bool) (stri
 	return self, nil
 }
 
-// sameBuild reports whether two executables carry the same Go version and
-// VCS stamp (revision, commit time, modified flag). Executables without a
-// revision stamp are never the same build.
+// sameBuild reports whether two executables look built from the same
+// source: the same Go version, main module and build settings, the same
+// version of every module both link, and either the same VCS stamp
+// (revision, commit time, modified flag) or, when the build stamped none
+// (-buildvcs=false), files written within builtTogether of each other, as
+// one go build writes its outputs.
 func sameBuild(a, b string) bool {
-	stamp := func(path string) (string, bool) {
+	type facts struct {
+		build   string
+		deps    map[string]string // module path → version and sum
+		vcs     bool
+		written time.Time
+	}
+	read := func(path string) (facts, bool) {
 		bi, err := buildinfo.ReadFile(path)
 		if err != nil {
-			return "", false
+			return facts{}, false
 		}
-		var rev, when, modified string
+		st, err := os.Stat(path)
+		if err != nil {
+			return facts{}, false
+		}
+		parts := []string{bi.GoVersion, bi.Main.Path, bi.Main.Version}
+		f := facts{deps: make(map[string]string, len(bi.Deps)), written: st.ModTime()}
 		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.time":
-				when = s.Value
-			case "vcs.modified":
-				modified = s.Value
-			}
+			parts = append(parts, s.Key+"="+s.Value)
+			f.vcs = f.vcs || s.Key == "vcs.revision"
 		}
-		return strings.Join([]string{bi.GoVersion, rev, when, modified}, " "), rev != ""
+		f.build = strings.Join(parts, "\n")
+		for _, d := range bi.Deps {
+			f.deps[d.Path] = d.Version + " " + d.Sum
+		}
+		return f, true
 	}
-	sa, okA := stamp(a)
-	sb, okB := stamp(b)
-	return okA && okB && sa == sb
+	fa, okA := read(a)
+	fb, okB := read(b)
+	if !okA || !okB || fa.build != fb.build {
+		return false
+	}
+	for path, v := range fa.deps {
+		if w, ok := fb.deps[path]; ok && w != v {
+			return false
+		}
+	}
+	return fa.vcs || fa.written.Sub(fb.written).Abs() <= builtTogether
 }
+
+// builtTogether bounds how far apart one go build writes its executables.
+const builtTogether = 2 * time.Minute

@@ -191,18 +191,39 @@ func TestChildExecutable(t *testing.T) {
 	}
 }
 
-func TestSameBuildNeedsAStamp(t *testing.T) {
-	// Test binaries carry no VCS stamp, and a text file no build info:
-	// neither may pass for the build of this allegro-dev.
+func TestSameBuild(t *testing.T) {
+	// This test binary against a copy of itself: the same build facts, so
+	// only the files' times tell a stale copy.
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain := filepath.Join(t.TempDir(), "plain")
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	self, copyOf := filepath.Join(dir, "self"), filepath.Join(dir, "copy")
+	for _, f := range []string{self, copyOf} {
+		if err := os.WriteFile(f, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !sameBuild(self, copyOf) {
+		t.Fatal("a copy written with it is not taken for the same build")
+	}
+	old := time.Now().Add(-builtTogether - time.Minute)
+	if err := os.Chtimes(copyOf, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if sameBuild(self, copyOf) {
+		t.Fatal("a copy written long before is taken for the same build")
+	}
+	plain := filepath.Join(dir, "plain")
 	if err := os.WriteFile(plain, []byte("x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if sameBuild(exe, exe) || sameBuild(exe, plain) || sameBuild(plain, plain) {
-		t.Fatal("executables without a VCS stamp taken for the same build")
+	if sameBuild(self, plain) || sameBuild(plain, plain) {
+		t.Fatal("a file without build information is taken for the same build")
 	}
 }
