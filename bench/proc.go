@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // MemStatus is a process's resident memory from /proc/<pid>/status.
@@ -80,3 +81,32 @@ func parseLoadAvg(s string) ([]float64, error) {
 
 // mib converts bytes to MiB.
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// userHZ is the unit of the CPU times in /proc/<pid>/stat: clock ticks of
+// USER_HZ, 100 per second in Linux's user ABI.
+const userHZ = 100
+
+// parseProcStatCPU reads a process's user and system CPU time (utime and
+// stime, fields 14 and 15) from the text of /proc/<pid>/stat. The command
+// name in field 2 may hold spaces and parentheses, so fields are counted
+// from the last ')'.
+func parseProcStatCPU(s string) (time.Duration, error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat: no command name in %q", s)
+	}
+	fields := strings.Fields(s[i+1:])
+	// fields[0] is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("stat: %d fields after the command name", len(fields))
+	}
+	var ticks uint64
+	for _, f := range fields[11:13] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stat: %w", err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}

@@ -45,6 +45,16 @@ func loadAvg() []float64 {
 }
 
 // memStatus reads pid's resident memory.
+// procCPU returns the user and system CPU time process pid has used, all
+// its threads together.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(string(b))
+}
+
 func memStatus(pid int) (MemStatus, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -16,6 +16,10 @@ func processCPU() time.Duration { return 0 }
 
 func loadAvg() []float64 { return nil }
 
+func procCPU(int) (time.Duration, error) {
+	return 0, errors.New("process CPU time is read from /proc, which this system lacks")
+}
+
 func memStatus(int) (MemStatus, error) {
 	return MemStatus{}, errors.New("resident memory is read from /proc, which this system lacks")
 }

@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"os"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 const sampleStatus = `Name:	allegro
@@ -75,4 +78,55 @@ func TestHalfway(t *testing.T) {
 	if got := joinMiB([]uint64{1 << 20, 150 << 20}); got != "1/150" {
 		t.Errorf("joinMiB = %q", got)
 	}
+}
+
+func TestParseProcStatCPU(t *testing.T) {
+	// Fields 14 and 15 (utime, stime) are 250 and 130 ticks; the command
+	// name holds a space and a parenthesis.
+	const stat = "4242 (bench (child) x) S 1 4242 4242 0 -1 4194560 1500 0 0 0 250 130 0 0 20 0 12 0 100 1000000 5000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	tests := []struct {
+		name string
+		text string
+		want time.Duration
+		ok   bool
+	}{
+		{"valid", stat, 3800 * time.Millisecond, true},
+		{"no command name", "4242 S 1 2 3", 0, false},
+		{"too short", "4242 (x) S 1 2 3 4 5 6 7 8 9 10", 0, false},
+		{"not a number", strings.Replace(stat, " 250 130 ", " 250 x ", 1), 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseProcStatCPU(tc.text)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Errorf("parseProcStatCPU = %v, %v; want %v, ok=%v", got, err, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestProcCPUOfThisProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	before, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until the kernel's tick-granular count moves, within a bound.
+	deadline := time.Now().Add(10 * time.Second)
+	x := 0
+	for time.Now().Before(deadline) {
+		for i := range 1_000_000 {
+			x += i
+		}
+		after, err := procCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after > before {
+			return
+		}
+	}
+	t.Fatalf("process CPU time did not move in 10 s of spinning (%d)", x)
 }

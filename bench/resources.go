@@ -211,11 +211,20 @@ func (s *suite) runResources(ctx context.Context) error {
 		}
 		return "RSS MiB " + joinMiB(rss)
 	})
+	cpu0, err := sidecarsCPU(procs)
+	if err != nil {
+		return err
+	}
 	wall0 := time.Now()
 	_, err = closedLoop(ctx, streams, total, clients, payTimeout, next, &done)
 	wall := time.Since(wall0)
 	stopProgress()
 	history := stopSampling()
+	if err != nil {
+		return err
+	}
+	// Before the stats requests: they collect garbage and write profiles.
+	cpu1, err := sidecarsCPU(procs)
 	if err != nil {
 		return err
 	}
@@ -251,8 +260,22 @@ func (s *suite) runResources(ctx context.Context) error {
 		mem.peak[i], mem.end[i], mem.file[i] = st.Peak, st.RSS, st.File
 		mem.peakAnon[i] = max(mem.peakAnon[i], st.Anon)
 	}
-	s.resourceRows(n, total, wall, mem, stats)
+	s.resourceRows(n, total, wall, cpu1-cpu0, mem, stats)
 	return nil
+}
+
+// sidecarsCPU returns the CPU time the sidecar processes have used, all
+// together.
+func sidecarsCPU(procs []*sidecarProc) (time.Duration, error) {
+	var sum time.Duration
+	for _, p := range procs {
+		d, err := procCPU(p.cmd.Process.Pid)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", p.name, err)
+		}
+		sum += d
+	}
+	return sum, nil
 }
 
 // readRSS returns each process's current resident memory.
@@ -352,7 +375,7 @@ func joinMiB(v []uint64) string {
 	return strings.Join(parts, "/")
 }
 
-func (s *suite) resourceRows(n, total int, wall time.Duration, mem memFigures, stats []*ChildStats) {
+func (s *suite) resourceRows(n, total int, wall, cpu time.Duration, mem memFigures, stats []*ChildStats) {
 	start, half, end, peak := mem.start, mem.half, mem.end, mem.peak
 	c := fmt.Sprintf("n=%d processes, %d payments", n, total)
 	row := func(metric string, v float64, unit, note string) Row {
@@ -380,6 +403,8 @@ func (s *suite) resourceRows(n, total int, wall time.Duration, mem memFigures, s
 	}
 	rows := []Row{
 		row("certified payments/s", float64(total)/wall.Seconds(), "/s", fmt.Sprintf("%d senders, %s", s.cfg.Streams, wall.Round(time.Second))),
+		row("sidecars' CPU per payment per validator", float64(cpu.Microseconds())/float64(total)/float64(n), "µs",
+			fmt.Sprintf("user + system CPU of the sidecar processes over the run (/proc/<pid>/stat), %.2f cores", cpu.Seconds()/wall.Seconds())),
 		row("RSS per sidecar after start (max)", mib(maxOf(start)), "MiB", "before any payment"),
 	}
 	if half != nil {

@@ -54,13 +54,14 @@ type Config struct {
 	MemoryLimit string `toml:"memory_limit"`
 	// GCPercent is the collector's heap growth, as GOGC sets it: the heap
 	// may grow to (1 + gc_percent/100) times the live heap before the next
-	// collection (default 50, between 10 and 1000). Half the Go default
-	// (100) keeps a busy sidecar's resident memory about a quarter lower
-	// for a few percent more collector time (figures in
-	// docs/benchmarks.md): most of a sidecar's live heap is bounded caches,
-	// so the headroom, not the live heap, is what a larger setting buys.
-	// The GOGC environment variable, when set, wins. `allegro sidecar`
-	// applies it (ApplyGCPercent); in-process clusters do not.
+	// collection (default 100, Go's own; between 10 and 1000). Most of a
+	// busy sidecar's live heap is bounded caches, so the headroom is most
+	// of its resident memory: 50 keeps it about a quarter lower for 10-20%
+	// more CPU at saturation (figures in docs/benchmarks.md). Under a
+	// container's memory limit, memory_limit already keeps the heap within
+	// it whatever this setting. The GOGC environment variable, when set,
+	// wins. `allegro sidecar` applies it (ApplyGCPercent); in-process
+	// clusters do not.
 	GCPercent int `toml:"gc_percent"`
 
 	Chain     chain.Config     `toml:"chain"`

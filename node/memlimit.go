@@ -112,8 +112,10 @@ func containerMemoryLimit(read func(string) ([]byte, error)) (int64, bool) {
 	return 0, false
 }
 
-// DefaultGCPercent is the default of Config.GCPercent.
-const DefaultGCPercent = 50
+// DefaultGCPercent is the default of Config.GCPercent: Go's own. A lower
+// one trades collector CPU for resident memory, which a container's limit
+// (memory_limit auto) bounds anyway.
+const DefaultGCPercent = 100
 
 // The range Config.GCPercent accepts: below 10 the collector runs almost
 // continuously; above 1000 the heap is mostly garbage.

@@ -130,7 +130,8 @@ func TestContainerMemoryLimit(t *testing.T) {
 }
 
 func TestApplyGCPercent(t *testing.T) {
-	prev := debug.SetGCPercent(100)
+	// Start from a setting no case applies, so each application shows.
+	prev := debug.SetGCPercent(77)
 	t.Cleanup(func() { debug.SetGCPercent(prev) })
 	noEnv := func(string) string { return "" }
 
@@ -139,8 +140,12 @@ func TestApplyGCPercent(t *testing.T) {
 		t.Fatalf("default gc_percent %d, want %d", cfg.GCPercent, DefaultGCPercent)
 	}
 	got, source, err := ApplyGCPercent(cfg, noEnv)
-	if err != nil || got != DefaultGCPercent || source != "gc_percent" || debug.SetGCPercent(100) != DefaultGCPercent {
+	if err != nil || got != DefaultGCPercent || source != "gc_percent" || debug.SetGCPercent(77) != DefaultGCPercent {
 		t.Fatalf("default: %d %q %v", got, source, err)
+	}
+	cfg.GCPercent = 50
+	if got, _, err := ApplyGCPercent(cfg, noEnv); err != nil || got != 50 || debug.SetGCPercent(77) != 50 {
+		t.Fatalf("gc_percent 50: %d %v", got, err)
 	}
 
 	// GOGC in the environment wins: the runtime's setting stays.
