@@ -190,6 +190,26 @@ func Binary(t testing.TB, pkg string) string {
 	return path
 }
 
+// LinkedPackages returns the import path of every package the package pkg
+// links (go list -deps), for tests of what a binary must not contain. It
+// skips in -short mode and fails when go list lists too few packages for
+// such a test to mean anything.
+func LinkedPackages(t testing.TB, pkg string) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-deps", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 100 {
+		t.Fatalf("go list -deps %s listed %d packages: a check of them would pass vacuously", pkg, len(deps))
+	}
+	return deps
+}
+
 // Cleanup removes what Binary built.
 func Cleanup() {
 	binMu.Lock()
