@@ -45,23 +45,21 @@ type Config struct {
 	// variable, when set, wins. Without a limit the heap grows to
 	// 1 + gc_percent/100 times the live heap between collections, and the
 	// live heap follows the message rate (pubsub keeps every message id for
-	// up to a minute). Keep
-	// a limit well above the live heap: near it the collector runs almost
-	// continuously and a busy sidecar falls behind (figures in
-	// docs/benchmarks.md).
-	// `allegro sidecar` applies it (ApplyMemoryLimit); in-process clusters
-	// do not.
+	// up to a minute). Keep a limit well above the live heap: near it the
+	// collector runs almost continuously and a busy sidecar falls behind
+	// (figures in docs/benchmarks.md). `allegro sidecar` applies it
+	// (ApplyMemoryLimit); in-process clusters do not.
 	MemoryLimit string `toml:"memory_limit"`
 	// GCPercent is the collector's heap growth, as GOGC sets it: the heap
 	// may grow to (1 + gc_percent/100) times the live heap before the next
 	// collection (default 100, Go's own; between 10 and 1000). Most of a
-	// busy sidecar's live heap is bounded caches, so the headroom is most
-	// of its resident memory: 50 keeps it about a quarter lower for 10-20%
-	// more CPU at saturation (figures in docs/benchmarks.md). Under a
-	// container's memory limit, memory_limit already keeps the heap within
-	// it whatever this setting. The GOGC environment variable, when set,
-	// wins. `allegro sidecar` applies it (ApplyGCPercent); in-process
-	// clusters do not.
+	// busy sidecar's live heap is bounded caches, so this headroom is most
+	// of its resident memory: a lower setting keeps the sidecar smaller
+	// for more collector CPU under load (docs/benchmarks.md has the
+	// figures). Under a container's memory limit, memory_limit keeps the
+	// heap within it whatever this setting. The GOGC environment variable,
+	// when set, wins. `allegro sidecar` applies it (ApplyGCPercent);
+	// in-process clusters do not.
 	GCPercent int `toml:"gc_percent"`
 
 	Chain     chain.Config     `toml:"chain"`
