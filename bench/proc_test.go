@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/allegro-mesh/allegro/node"
 )
 
 const sampleStatus = `Name:	allegro
@@ -129,4 +132,19 @@ func TestProcCPUOfThisProcess(t *testing.T) {
 		}
 	}
 	t.Fatalf("process CPU time did not move in 10 s of spinning (%d)", x)
+}
+
+func TestChildCollector(t *testing.T) {
+	if got, want := childCollector(func(string) string { return "" }), fmt.Sprintf("gc_percent %d (the default)", node.DefaultGCPercent); got != want {
+		t.Errorf("without GOGC: %q, want %q", got, want)
+	}
+	env := func(k string) string {
+		if k == "GOGC" {
+			return "50"
+		}
+		return ""
+	}
+	if got := childCollector(env); got != "GOGC=50 from the environment" {
+		t.Errorf("with GOGC=50: %q", got)
+	}
 }

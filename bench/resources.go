@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/node"
 )
 
 // childProc is one running child process of the suite: a sidecar of the
@@ -381,7 +382,7 @@ func (s *suite) resourceRows(n, total int, wall, cpu time.Duration, mem memFigur
 	row := func(metric string, v float64, unit, note string) Row {
 		return Row{Section: SectionResources, Case: c, Metric: metric, Value: v, Unit: unit, Note: note}
 	}
-	peakRow := row("peak RSS per sidecar (max)", mib(maxOf(peak)), "MiB", "VmHWM of each: "+joinMiB(peak))
+	peakRow := row("peak RSS per sidecar (max)", mib(maxOf(peak)), "MiB", "VmHWM of each: "+joinMiB(peak)+"; "+childCollector(os.Getenv))
 	peakRow.Target = AtMost(TargetPeakRSSMiB)
 	if total < TargetRSSPayments {
 		peakRow.Status = StatusNA
@@ -438,4 +439,14 @@ func (s *suite) childExecutable() string {
 		return name + ", which holds the development chain's code as well: allegro-bench-sidecar has an allegro sidecar's"
 	}
 	return name
+}
+
+// childCollector names the collector setting the sidecar processes ran
+// with, which sets most of their resident memory: GOGC from the
+// environment they inherit, else the sidecar's default gc_percent.
+func childCollector(getenv func(string) string) string {
+	if v := getenv("GOGC"); v != "" {
+		return "GOGC=" + v + " from the environment"
+	}
+	return fmt.Sprintf("gc_percent %d (the default)", node.DefaultConfig().GCPercent)
 }
