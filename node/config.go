@@ -136,8 +136,8 @@ func (c Config) Validate() error {
 	if err := validMemoryLimit(c.MemoryLimit); err != nil {
 		return settingError("memory_limit", err.Error(), "use auto, off or a size such as 512MiB")
 	}
-	if c.GCPercent < minGCPercent || c.GCPercent > maxGCPercent {
-		return settingError("gc_percent", fmt.Sprintf("%d is out of range", c.GCPercent), fmt.Sprintf("use a value between %d and %d (default %d); GOGC=off in the environment turns the collector off", minGCPercent, maxGCPercent, DefaultGCPercent))
+	if err := validGCPercent(c.GCPercent); err != nil {
+		return settingError("gc_percent", err.Error(), fmt.Sprintf("use a value between %d and %d (default %d); GOGC=off in the environment turns the collector off", minGCPercent, maxGCPercent, DefaultGCPercent))
 	}
 	for _, err := range []error{
 		c.P2P.Validate(), c.API.Validate(), c.Validator.Validate(), c.Bulletin.Validate(),

@@ -137,9 +137,17 @@ func ApplyGCPercent(cfg Config, getenv func(string) string) (percent int, source
 		debug.SetGCPercent(current)
 		return current, "GOGC", nil
 	}
-	if cfg.GCPercent < minGCPercent || cfg.GCPercent > maxGCPercent {
-		return 0, "", fmt.Errorf("config: gc_percent: %d is not between %d and %d", cfg.GCPercent, minGCPercent, maxGCPercent)
+	if err := validGCPercent(cfg.GCPercent); err != nil {
+		return 0, "", fmt.Errorf("config: gc_percent: %w", err)
 	}
 	debug.SetGCPercent(cfg.GCPercent)
 	return cfg.GCPercent, "gc_percent", nil
+}
+
+// validGCPercent reports whether p is a valid Config.GCPercent.
+func validGCPercent(p int) error {
+	if p < minGCPercent || p > maxGCPercent {
+		return fmt.Errorf("%d is not between %d and %d", p, minGCPercent, maxGCPercent)
+	}
+	return nil
 }

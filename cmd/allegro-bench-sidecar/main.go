@@ -9,25 +9,18 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/allegro-mesh/allegro/bench"
+	"github.com/allegro-mesh/allegro/internal/cli"
 )
 
+var app = cli.New("allegro-bench-sidecar", "the child processes of allegro-dev bench, without the development chain's code")
+
 func main() {
-	args := os.Args[1:]
-	// allegro-dev starts every child as "<exe> bench-sidecar <flags>".
-	if len(args) > 0 && args[0] == bench.ChildCommand {
-		args = args[1:]
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := bench.SidecarMain(ctx, args, os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "allegro-bench-sidecar:", err)
-		os.Exit(1)
-	}
+	app.Register(bench.ChildCommand, "internal: a child process of `allegro-dev bench`; driven over stdin/stdout", func(ctx context.Context, args []string, stdout io.Writer) error {
+		return bench.SidecarMain(ctx, args, os.Stdin, stdout, os.Stderr)
+	})
+	app.Main()
 }
