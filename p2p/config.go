@@ -32,6 +32,17 @@ type Config struct {
 	// containers where the bound address is not the reachable one.
 	AnnounceAddrs []string `toml:"announce_addrs"`
 
+	// PreferredTransport is the transport dialled first when a peer
+	// offers both: "tcp" (default) or "quic". The other is dialled only if
+	// the first has failed or not connected within a second. Gossip runs over one
+	// stream per peer, so QUIC's independent streams buy nothing here,
+	// while its per-packet work (acknowledgements, pacing, one system call
+	// per datagram) runs in user space on the validator's CPU, which TCP
+	// leaves to the kernel; the CPU this saves grows with the committee
+	// (docs/benchmarks.md). Both transports still listen, so a peer that
+	// can reach only one of them connects.
+	PreferredTransport string `toml:"preferred_transport"`
+
 	// QCShards is the number of QC topics; a QC for recipient r goes to
 	// shard r[0] % QCShards. It is a network parameter: every node of a
 	// network must use the same value. Between 1 and 256 (a larger value
@@ -311,8 +322,15 @@ type ScoreConfig struct {
 	InspectPeriod time.Duration `toml:"inspect_period"`
 }
 
+// Values of Config.PreferredTransport.
+const (
+	TransportTCP  = "tcp"
+	TransportQUIC = "quic"
+)
+
 // Default values of DefaultConfig; LocalConfig starts from them.
 const (
+	DefaultPreferredTransport     = TransportTCP
 	DefaultPort                   = 4001
 	DefaultQCShards               = 16
 	DefaultPeerOutboundQueueSize  = 8192
@@ -373,6 +391,7 @@ func DefaultConfig() Config {
 			fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", DefaultPort),
 			fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", DefaultPort),
 		},
+		PreferredTransport:         DefaultPreferredTransport,
 		QCShards:                   DefaultQCShards,
 		PeerOutboundQueueSize:      DefaultPeerOutboundQueueSize,
 		ValidateQueueSize:          DefaultValidateQueueSize,
@@ -430,6 +449,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseTransportAddrs("announce_addrs", c.AnnounceAddrs); err != nil {
 		return err
+	}
+	if c.PreferredTransport != TransportTCP && c.PreferredTransport != TransportQUIC {
+		return fmt.Errorf("[p2p] preferred_transport must be %q or %q, got %q", TransportTCP, TransportQUIC, c.PreferredTransport)
 	}
 	if c.QCShards < 1 || c.QCShards > 256 {
 		return fmt.Errorf("[p2p] qc_shards must be in [1, 256], got %d", c.QCShards)

@@ -34,14 +34,59 @@ const (
 	protectBootstrap = "allegro/bootstrap"
 )
 
-// secondaryDialDelay holds back every address go-libp2p would dial after
-// the first one (TCP after QUIC): the default 30 ms for private addresses
-// is shorter than a QUIC handshake on a busy node, and both dials then
-// succeed, leaving duplicate connections whose later closing breaks pubsub
-// links (see repair.go). A dial that succeeds first cancels the rest.
+// secondaryDialDelay holds back every address after the first one dialled
+// (the other transport, a second address family): go-libp2p's default of
+// 30 ms for private addresses is shorter than a handshake on a busy node,
+// and both dials then succeed, leaving duplicate connections whose later
+// closing breaks pubsub links (see repair.go). A dial that succeeds first
+// cancels the rest.
 const secondaryDialDelay = 250 * time.Millisecond
 
-func dialRanker(addrs []ma.Multiaddr) []network.AddrDelay {
+// fallbackTransportDelay holds back the addresses of the transport not
+// preferred after the last dial of the preferred one. A failed dial moves
+// on to the next address at once, so the delay is only paid when the
+// preferred transport hangs; it must exceed a handshake on a busy node (a
+// whole committee dialling at once at start), or the fallback dial wins
+// the race and the pair ends up on the other transport, with a duplicate
+// connection.
+const fallbackTransportDelay = time.Second
+
+// dialRanker returns the dial order for a peer's addresses: go-libp2p's
+// ranking of the preferred transport's addresses, then that of the
+// others, fallbackTransportDelay after the last preferred dial.
+func dialRanker(prefer string) network.DialRanker {
+	preferred := isTCP
+	if prefer == TransportQUIC {
+		preferred = func(a ma.Multiaddr) bool { return !isTCP(a) }
+	}
+	return func(addrs []ma.Multiaddr) []network.AddrDelay {
+		var first, others []ma.Multiaddr
+		for _, a := range addrs {
+			if preferred(a) {
+				first = append(first, a)
+			} else {
+				others = append(others, a)
+			}
+		}
+		if len(first) == 0 || len(others) == 0 {
+			return rankDelayed(addrs)
+		}
+		ranked := rankDelayed(first)
+		var last time.Duration
+		for _, r := range ranked {
+			last = max(last, r.Delay)
+		}
+		for _, r := range rankDelayed(others) {
+			r.Delay += last + fallbackTransportDelay
+			ranked = append(ranked, r)
+		}
+		return ranked
+	}
+}
+
+// rankDelayed is go-libp2p's ranking with every address after the first
+// held back at least secondaryDialDelay.
+func rankDelayed(addrs []ma.Multiaddr) []network.AddrDelay {
 	ranked := swarm.DefaultDialRanker(addrs)
 	for i := range ranked {
 		if ranked[i].Delay > 0 {
@@ -49,6 +94,16 @@ func dialRanker(addrs []ma.Multiaddr) []network.AddrDelay {
 		}
 	}
 	return ranked
+}
+
+// isTCP reports whether a is a plain TCP address (an IP or DNS component,
+// then TCP, then at most the peer ID).
+func isTCP(a ma.Multiaddr) bool {
+	ps := a.Protocols()
+	if len(ps) > 0 && ps[len(ps)-1].Code == ma.P_P2P {
+		ps = ps[:len(ps)-1]
+	}
+	return len(ps) == 2 && ps[1].Code == ma.P_TCP
 }
 
 // PeerIDFromValidatorID returns the libp2p peer ID of a validator whose
@@ -165,7 +220,7 @@ func newHost(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap 
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.ConnectionManager(undecayed{cm}),
-		libp2p.SwarmOpts(swarm.WithDialRanker(dialRanker)),
+		libp2p.SwarmOpts(swarm.WithDialRanker(dialRanker(cfg.PreferredTransport))),
 		libp2p.UserAgent(UserAgent),
 		// Validators and light clients dial validators directly; relaying
 		// would let third parties sit on the path of a private topic.
