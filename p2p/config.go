@@ -34,13 +34,13 @@ type Config struct {
 
 	// PreferredTransport is the transport dialled first when a peer
 	// offers both: "tcp" (default) or "quic". The other is dialled only if
-	// the first has failed or not connected within a second. Gossip runs over one
-	// stream per peer, so QUIC's independent streams buy nothing here,
-	// while its per-packet work (acknowledgements, pacing, one system call
-	// per datagram) runs in user space on the validator's CPU, which TCP
-	// leaves to the kernel; the CPU this saves grows with the committee
-	// (docs/benchmarks.md). Both transports still listen, so a peer that
-	// can reach only one of them connects.
+	// the first has failed or not connected within a second. Gossip runs
+	// over one stream per peer, so QUIC's independent streams buy nothing
+	// here, while its per-packet work (acknowledgements, pacing, one
+	// system call per datagram) runs in user space on the validator's CPU,
+	// which TCP leaves to the kernel; the CPU this saves grows with the
+	// committee (docs/benchmarks.md). Both transports still listen, so a
+	// peer that can reach only one of them connects.
 	PreferredTransport string `toml:"preferred_transport"`
 
 	// QCShards is the number of QC topics; a QC for recipient r goes to

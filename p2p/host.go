@@ -34,12 +34,12 @@ const (
 	protectBootstrap = "allegro/bootstrap"
 )
 
-// secondaryDialDelay holds back every address after the first one dialled
-// (the other transport, a second address family): go-libp2p's default of
-// 30 ms for private addresses is shorter than a handshake on a busy node,
-// and both dials then succeed, leaving duplicate connections whose later
-// closing breaks pubsub links (see repair.go). A dial that succeeds first
-// cancels the rest.
+// secondaryDialDelay holds back every address of a transport after the
+// first one dialled (another address family, another port): go-libp2p's
+// default of 30 ms for private addresses is shorter than a handshake on a
+// busy node, and both dials then succeed, leaving duplicate connections
+// whose later closing breaks pubsub links (see repair.go). A dial that
+// succeeds first cancels the rest.
 const secondaryDialDelay = 250 * time.Millisecond
 
 // fallbackTransportDelay holds back the addresses of the transport not
