@@ -38,6 +38,9 @@ type SidecarProcessConfig struct {
 	Dir string
 	// LogLevel of the node's logs on stderr: debug, info, warn, error.
 	LogLevel string
+	// Transport is the node's p2p.Config.PreferredTransport ("": the
+	// default).
+	Transport string
 }
 
 // Validate reports the first invalid field.
@@ -54,6 +57,9 @@ func (c SidecarProcessConfig) Validate() error {
 	case c.Dir == "":
 		return errors.New("sidecar process: dir must be set")
 	}
+	if err := validTransport(c.Transport); err != nil {
+		return fmt.Errorf("sidecar process: transport: %w", err)
+	}
 	return nil
 }
 
@@ -62,7 +68,7 @@ func (c SidecarProcessConfig) Args() []string {
 	return []string{
 		"--index", strconv.Itoa(c.Index), "--validators", strconv.Itoa(c.Validators),
 		"--chain-id", strconv.FormatUint(c.ChainID, 10), "--senders", strconv.Itoa(c.Senders),
-		"--dir", c.Dir, "--log-level", c.LogLevel,
+		"--dir", c.Dir, "--log-level", c.LogLevel, "--transport", c.Transport,
 	}
 }
 
@@ -77,6 +83,7 @@ func ParseSidecarArgs(args []string, output io.Writer) (SidecarProcessConfig, er
 	fs.IntVar(&c.Senders, "senders", 64, "funded sender accounts of the emulated chain")
 	fs.StringVar(&c.Dir, "dir", "", "data directory")
 	fs.StringVar(&c.LogLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	fs.StringVar(&c.Transport, "transport", "", "transport dialled first: tcp or quic (default: the mesh's)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -161,7 +168,7 @@ func SidecarMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	}
 	chain := fundedChain(senderKeys(cfg.Senders))
 	bytes := NewByteCounter()
-	n, err := buildNode(cfg.Index, file, chain, cfg.Dir, logger, nil, bytes)
+	n, err := buildNode(cfg.Index, file, chain, cfg.Dir, cfg.Transport, logger, nil, bytes)
 	if err != nil {
 		return err
 	}

@@ -162,6 +162,9 @@ type ClusterConfig struct {
 	LinkLatency time.Duration
 	// Dir holds the nodes' data directories (required; created).
 	Dir string
+	// Transport is the nodes' p2p.Config.PreferredTransport ("": the
+	// default).
+	Transport string
 	// Logger receives the nodes' logs (default: discarded).
 	Logger *slog.Logger
 }
@@ -177,6 +180,9 @@ func (c ClusterConfig) Validate() error {
 		return fmt.Errorf("cluster config: LinkLatency must not be negative, got %s", c.LinkLatency)
 	case c.Dir == "":
 		return errors.New("cluster config: Dir must be set")
+	}
+	if err := validTransport(c.Transport); err != nil {
+		return fmt.Errorf("cluster config: Transport: %w", err)
 	}
 	return nil
 }
@@ -240,7 +246,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 		} else {
 			bytes = NewByteCounter()
 		}
-		n, err := buildNode(i, c.File, c.Chain, filepath.Join(cfg.Dir, validatorName(i)), cfg.Logger, mock, bytes)
+		n, err := buildNode(i, c.File, c.Chain, filepath.Join(cfg.Dir, validatorName(i)), cfg.Transport, cfg.Logger, mock, bytes)
 		if err != nil {
 			return c, err
 		}
@@ -272,14 +278,15 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 // buildNode builds (without starting) bench validator i of file on chain:
 // production defaults except loopback addresses (p2p.LocalConfig's
 // addresses, reconnect backoffs and IP colocation whitelist; API on a free
-// port). A mock host constructor puts it on a mock network; bytes
-// (may be nil) counts what its host sends.
-func buildNode(i int, file *committee.File, chain tempo.ChainReader, dataDir string, logger *slog.Logger, mock p2p.HostConstructor, bytes *ByteCounter) (*node.Node, error) {
+// port) and the preferred transport ("": the default). A mock host
+// constructor puts it on a mock network; bytes (may be nil) counts what
+// its host sends.
+func buildNode(i int, file *committee.File, chain tempo.ChainReader, dataDir, transport string, logger *slog.Logger, mock p2p.HostConstructor, bytes *ByteCounter) (*node.Node, error) {
 	keys := validatorKeys(len(file.Members))
 	ncfg := node.DefaultConfig()
 	ncfg.DataDir = dataDir
 	ncfg.Sidecar.DoppelgangerWindow = 0 // measured nodes sign from the start
-	ncfg.P2P = p2p.LocalConfig()
+	ncfg.P2P = localP2P(transport)
 	// LocalConfig's fast pubsub link checks and score snapshots are for
 	// tests; a benchmark runs the production timers (they cost CPU on
 	// every node, which matters in large committees).
@@ -487,4 +494,23 @@ func poll(ctx context.Context, interval time.Duration, what string, cond func() 
 		}
 	}
 	return fmt.Errorf("waiting for %s: gave up", what)
+}
+
+// localP2P is p2p.LocalConfig with transport preferred ("": its default).
+func localP2P(transport string) p2p.Config {
+	cfg := p2p.LocalConfig()
+	if transport != "" {
+		cfg.PreferredTransport = transport
+	}
+	return cfg
+}
+
+// validTransport accepts "" (the default) and the values of
+// p2p.Config.PreferredTransport.
+func validTransport(t string) error {
+	if t == "" {
+		return nil
+	}
+	cfg := localP2P(t)
+	return cfg.Validate()
 }

@@ -50,6 +50,8 @@ func TestConfigValidate(t *testing.T) {
 			c.Sections = []string{SectionCost, SectionMesh}
 		}, ""},
 		{"negative progress interval", func(c *Config) { c.ProgressInterval = -1 }, "ProgressInterval"},
+		{"quic first", func(c *Config) { c.Transport = "quic" }, ""},
+		{"unknown transport", func(c *Config) { c.Transport = "udp" }, "Transport"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,7 +69,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestSidecarArgsRoundTrip(t *testing.T) {
-	want := SidecarProcessConfig{Index: 2, Validators: 4, ChainID: 77, Senders: 9, Dir: "/tmp/x y", LogLevel: "info"}
+	want := SidecarProcessConfig{Index: 2, Validators: 4, ChainID: 77, Senders: 9, Dir: "/tmp/x y", LogLevel: "info", Transport: "quic"}
 	var out strings.Builder
 	got, err := ParseSidecarArgs(want.Args(), &out)
 	if err != nil || got != want {
@@ -84,6 +86,7 @@ func TestSidecarArgsRoundTrip(t *testing.T) {
 		{"no chain id", []string{"--chain-id", "0", "--dir", "d"}, "chain-id"},
 		{"stray argument", []string{"--dir", "d", "extra"}, "unexpected"},
 		{"unknown flag", []string{"--nope"}, "nope"},
+		{"unknown transport", []string{"--dir", "d", "--transport", "udp"}, "transport"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

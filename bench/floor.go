@@ -264,8 +264,9 @@ func (fc *floorCluster) counts() floorCounts {
 
 // MeasureGossipFloor runs payments through the bare gossip floor of a
 // committee of n with the given pattern (after warmup unmeasured ones),
-// inflight at a time.
-func MeasureGossipFloor(ctx context.Context, chainID uint64, n, warmup, payments, inflight int, sizes FloorSizes, pattern FloorPattern, logger *slog.Logger) (FloorResult, error) {
+// inflight at a time, its hosts dialling transport first ("": the mesh's
+// default).
+func MeasureGossipFloor(ctx context.Context, chainID uint64, n, warmup, payments, inflight int, sizes FloorSizes, pattern FloorPattern, transport string, logger *slog.Logger) (FloorResult, error) {
 	if n < 1 || payments < 1 || inflight < 1 {
 		return FloorResult{}, fmt.Errorf("gossip floor: need n, payments and inflight ≥ 1, got %d, %d, %d", n, payments, inflight)
 	}
@@ -275,7 +276,7 @@ func MeasureGossipFloor(ctx context.Context, chainID uint64, n, warmup, payments
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	fc, err := startFloor(ctx, chainID, n, sizes, pattern, logger)
+	fc, err := startFloor(ctx, chainID, n, sizes, pattern, transport, logger)
 	if err != nil {
 		return FloorResult{}, err
 	}
@@ -306,7 +307,7 @@ func MeasureGossipFloor(ctx context.Context, chainID uint64, n, warmup, payments
 	return r, nil
 }
 
-func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, pattern FloorPattern, logger *slog.Logger) (_ *floorCluster, err error) {
+func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, pattern FloorPattern, transport string, logger *slog.Logger) (_ *floorCluster, err error) {
 	file := committeeFile(n, chainID)
 	committee, err := file.Committee()
 	if err != nil {
@@ -319,7 +320,7 @@ func startFloor(ctx context.Context, chainID uint64, n int, sizes FloorSizes, pa
 			fc.stop()
 		}
 	}()
-	cfg := p2p.LocalConfig()
+	cfg := localP2P(transport)
 	prod := p2p.DefaultConfig()
 	cfg.PubsubCheckInterval = prod.PubsubCheckInterval
 	cfg.Scoring.InspectPeriod = prod.Scoring.InspectPeriod
@@ -812,7 +813,7 @@ func (s *suite) runFloor(ctx context.Context, sat saturation) error {
 		s.logf("   gossip floor, %s: %d payments (in a frame: tx %d B, certificate %d B, QC %d B; frame header %d B)",
 			pattern, payments, sizes.Tx, sizes.Cert, sizes.QC, sizes.FrameHeader)
 		runCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		r, err := MeasureGossipFloor(runCtx, s.cfg.ChainID, sat.n, s.cfg.Warmup, payments, s.cfg.Streams, sizes, pattern, s.cfg.Logger)
+		r, err := MeasureGossipFloor(runCtx, s.cfg.ChainID, sat.n, s.cfg.Warmup, payments, s.cfg.Streams, sizes, pattern, s.cfg.Transport, s.cfg.Logger)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%s: %w", pattern, err)

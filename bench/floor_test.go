@@ -53,7 +53,7 @@ func TestGossipFloorPatterns(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			const payments = 40
-			r, err := MeasureGossipFloor(ctx, DefaultChainID, 4, 4, payments, 8, sizes, tc.pattern, nil)
+			r, err := MeasureGossipFloor(ctx, DefaultChainID, 4, 4, payments, 8, sizes, tc.pattern, "", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +106,7 @@ func TestGossipFloorFramesCoalesce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	fc, err := startFloor(ctx, DefaultChainID, 4, sizes, FloorFrames, slog.New(slog.DiscardHandler))
+	fc, err := startFloor(ctx, DefaultChainID, 4, sizes, FloorFrames, "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestGossipFloorRejectsBadArguments(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := MeasureGossipFloor(context.Background(), DefaultChainID, tc.n, 0, tc.payments, tc.inflight, FloorSizes{}, tc.pattern, nil); err == nil {
+			if _, err := MeasureGossipFloor(context.Background(), DefaultChainID, tc.n, 0, tc.payments, tc.inflight, FloorSizes{}, tc.pattern, "", nil); err == nil {
 				t.Error("no error")
 			}
 		})
@@ -270,7 +270,7 @@ func BenchmarkGossipFloor(b *testing.B) {
 				b.Run(fmt.Sprintf("n=%d/%s/inflight=%d", n, pattern, inflight), func(b *testing.B) {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 					defer cancel()
-					r, err := MeasureGossipFloor(ctx, DefaultChainID, n, 10, b.N, inflight, sizes, pattern, nil)
+					r, err := MeasureGossipFloor(ctx, DefaultChainID, n, 10, b.N, inflight, sizes, pattern, "", nil)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -151,7 +151,7 @@ func startLightClient(ctx context.Context, cl *Cluster, addr common.Address) (*l
 	cfg := lightclient.DefaultConfig()
 	cfg.Committee = cl.Committee
 	cfg.QCShards = cl.File.QCShards
-	cfg.P2P = p2p.LocalConfig()
+	cfg.P2P = localP2P(cl.Config.Transport)
 	cfg.Watch = []common.Address{addr}
 	for _, n := range cl.Nodes {
 		cfg.Bootstrap = append(cfg.Bootstrap, n.Sidecar.Mesh().Host().AddrInfo())
@@ -212,7 +212,7 @@ func (s *suite) runMesh(ctx context.Context) error {
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cl, err := StartCluster(startCtx, ClusterConfig{Validators: n, ChainID: s.cfg.ChainID, Senders: 2, Dir: dir, Logger: s.cfg.Logger})
+	cl, err := StartCluster(startCtx, ClusterConfig{Validators: n, ChainID: s.cfg.ChainID, Senders: 2, Dir: dir, Transport: s.cfg.Transport, Logger: s.cfg.Logger})
 	if err != nil {
 		return err
 	}

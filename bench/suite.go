@@ -139,6 +139,9 @@ type Config struct {
 	// ProgressInterval (default 5 s).
 	Progress         io.Writer
 	ProgressInterval time.Duration
+	// Transport is the validators' p2p.Config.PreferredTransport, for
+	// the mesh and the gossip floor alike ("": the default).
+	Transport string
 	// Logger receives the nodes' logs (default: discarded).
 	Logger *slog.Logger
 	// Settings are recorded in the report as given (for example the
@@ -203,6 +206,9 @@ func (c Config) Validate() error {
 		if f.v <= 0 {
 			return fmt.Errorf("bench config: %s must be positive, got %d", f.name, f.v)
 		}
+	}
+	if err := validTransport(c.Transport); err != nil {
+		return fmt.Errorf("bench config: Transport: %w", err)
 	}
 	switch {
 	case c.LatencyWarmup < 0:

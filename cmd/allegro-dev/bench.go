@@ -15,6 +15,7 @@ import (
 	"github.com/allegro-mesh/allegro/bench"
 	"github.com/allegro-mesh/allegro/internal/cli"
 	"github.com/allegro-mesh/allegro/node"
+	"github.com/allegro-mesh/allegro/p2p"
 )
 
 func init() {
@@ -82,6 +83,7 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	fs.StringVar(&out, "out", "", "write results.txt, results.csv and results.json into this folder")
 	fs.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the saturation run to this file")
 	childExe := fs.String("child-exe", "", "executable of the child processes (the resources section's sidecars, the load generator): default "+benchChildName+" beside this executable when it comes from the same build (go build -o bin/ ./cmd/...), else this executable, whose development chain code adds to each sidecar process's memory")
+	fs.StringVar(&cfg.Transport, "transport", p2p.DefaultPreferredTransport, "transport the validators dial first, in every section and the gossip floor: tcp or quic (p2p preferred_transport)")
 	fs.StringVar(&cfg.HeapProfileDir, "heap-profiles", "", "write a heap profile of each sidecar process at the end of the resources section into this folder")
 	logLevel := fs.String("log-level", "error", "log level of the in-process nodes (stderr): debug, info, warn, error")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
@@ -103,7 +105,7 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	if !*quiet {
 		cfg.Progress = stderr
 	}
-	cfg.Settings = map[string]string{"command": "allegro-dev bench " + strings.Join(args, " ")}
+	cfg.Settings = map[string]string{"command": "allegro-dev bench " + strings.Join(args, " "), "transport": cfg.Transport}
 	self, err := os.Executable()
 	if err != nil {
 		return cfg, "", "", fmt.Errorf("find this executable (to start sidecar processes): %w", err)

@@ -12,19 +12,21 @@ import (
 
 	"github.com/allegro-mesh/allegro/bench"
 	"github.com/allegro-mesh/allegro/internal/testkit"
+	"github.com/allegro-mesh/allegro/p2p"
 )
 
 func TestBenchFlags(t *testing.T) {
 	cfg, out, profile, err := benchConfig([]string{
 		"--sections", "latency,resources", "--validators", "4, 7", "--link-latency", "0",
 		"--payments", "100", "--resource-payments", "100000", "--out", "res", "--cpuprofile", "cpu.out", "--quiet",
+		"--transport", "quic",
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(cfg.Sections, []string{"latency", "resources"}) || !slices.Equal(cfg.Validators, []int{4, 7}) ||
 		cfg.LinkLatency != 0 || cfg.Payments != 100 || cfg.ResourcePayments != 100_000 || out != "res" || profile != "cpu.out" ||
-		cfg.Progress != nil || cfg.StartSidecar == nil {
+		cfg.Progress != nil || cfg.StartSidecar == nil || cfg.Transport != p2p.TransportQUIC {
 		t.Errorf("config %+v, out %q, profile %q", cfg, out, profile)
 	}
 	if cmd := cfg.StartSidecar([]string{"--index", "1"}); len(cmd.Args) < 2 || cmd.Args[1] != "bench-sidecar" {
@@ -34,7 +36,8 @@ func TestBenchFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(def.Sections, bench.AllSections) || def.LinkLatency != 10*time.Millisecond || def.Progress == nil {
+	if !slices.Equal(def.Sections, bench.AllSections) || def.LinkLatency != 10*time.Millisecond || def.Progress == nil ||
+		def.Transport != p2p.DefaultPreferredTransport {
 		t.Errorf("defaults %+v", def)
 	}
 
@@ -49,6 +52,7 @@ func TestBenchFlags(t *testing.T) {
 		{"too large", []string{"--validators", "400"}, "Validators"},
 		{"no payments", []string{"--payments", "0"}, "Payments"},
 		{"bad log level", []string{"--log-level", "loud"}, "log level"},
+		{"bad transport", []string{"--transport", "udp"}, "preferred_transport"},
 		{"stray argument", []string{"extra"}, "unexpected"},
 	}
 	for _, tc := range tests {
