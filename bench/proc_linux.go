@@ -44,7 +44,6 @@ func loadAvg() []float64 {
 	return l
 }
 
-// memStatus reads pid's resident memory.
 // procCPU returns the user and system CPU time process pid has used, all
 // its threads together.
 func procCPU(pid int) (time.Duration, error) {
@@ -55,6 +54,7 @@ func procCPU(pid int) (time.Duration, error) {
 	return parseProcStatCPU(string(b))
 }
 
+// memStatus reads pid's resident memory.
 func memStatus(pid int) (MemStatus, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
