@@ -485,24 +485,33 @@ func (v *Validator) resign(p *Payment, entry guardEntry) (qc.Certificate, error)
 // (sender, asset) at view, skipping entries the view shows settled. The
 // debits include what the previous epoch's closes listed for keys this
 // validator has no guard of its own for, except the key being decided.
+//
+// A busy account has many entries pending, most of them on a few nonce
+// keys, and this runs for every payment it makes: the chain is asked for
+// each (sender, nonce key)'s nonce once, not once per entry, and entries
+// are gathered into a pooled list with their amounts as they are stored.
 func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender, asset qc.Address, deciding qc.ContentionKey) (*big.Int, error) {
 	balance, err := view.BalanceOf(ctx, common.Address(asset), common.Address(sender))
 	if err != nil {
 		return nil, err
 	}
+	listp := pendingPool.Get().(*[]pendingAmount)
+	defer func() {
+		clear(*listp)
+		*listp = (*listp)[:0]
+		pendingPool.Put(listp)
+	}()
+	list := *listp
 	v.mu.Lock()
-	type debit struct {
-		effects qc.Effects // the transaction, for its settlement
-		amount  *big.Int
-	}
-	var debits []debit
 	for k := range v.debits[sender] {
 		g := v.guard[k]
 		if g.effects.Sender == sender && g.effects.Asset == asset {
-			debits = append(debits, debit{g.effects, amountBig(g.effects.Amount)})
+			list = append(list, pendingOf(g.effects, false))
 		}
 		if g.fee != nil && g.fee.payer == sender && g.fee.token == asset {
-			debits = append(debits, debit{g.effects, g.fee.amount})
+			d := pendingOf(g.effects, false)
+			d.big = g.fee.amount
+			list = append(list, d)
 		}
 	}
 	if h := v.handover.Load(); h != nil {
@@ -518,38 +527,64 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 				}
 			}
 			if most != nil {
-				debits = append(debits, debit{most.Effects, amountBig(most.Effects.Amount)})
+				list = append(list, pendingOf(most.Effects, false))
 			}
 		}
 	}
-	var credits []qc.Effects
 	for h := range v.byRecipient[sender] {
 		if c, ok := v.credits.Peek(h); ok && c.effects.Asset == asset {
-			credits = append(credits, c.effects)
+			list = append(list, pendingOf(c.effects, true))
 		}
 	}
 	v.mu.Unlock()
+	*listp = list
 
-	for _, d := range debits {
-		settled, err := settledAt(ctx, view, d.effects)
-		if err != nil {
-			return nil, err
+	var (
+		nonces = make(map[cursorSlot]uint64)
+		amount big.Int
+	)
+	for i := range list {
+		p := &list[i]
+		next, known := nonces[p.slot]
+		if !known {
+			if next, err = view.NonceOf(ctx, common.Address(p.slot.sender), p.slot.key); err != nil {
+				return nil, err
+			}
+			nonces[p.slot] = next
 		}
-		if !settled {
-			balance.Sub(balance, d.amount)
+		if next > p.seq {
+			continue // settled: the balance shows it
 		}
-	}
-	for _, e := range credits {
-		settled, err := settledAt(ctx, view, e)
-		if err != nil {
-			return nil, err
+		a := p.big
+		if a == nil {
+			a = amount.SetUint64(p.amount)
 		}
-		if !settled {
-			balance.Add(balance, amountBig(e.Amount))
+		if p.credit {
+			balance.Add(balance, a)
+		} else {
+			balance.Sub(balance, a)
 		}
 	}
 	return balance, nil
 }
+
+// pendingAmount is one unsettled debit or credit of an account: what it
+// moves and the transaction nonce that settles it.
+type pendingAmount struct {
+	slot   cursorSlot // the transaction's (sender, nonce key)
+	seq    uint64
+	amount uint64
+	big    *big.Int // instead of amount (a fee); never modified
+	credit bool
+}
+
+func pendingOf(e qc.Effects, credit bool) pendingAmount {
+	return pendingAmount{slot: cursorSlot{e.Sender, e.NonceKey}, seq: e.NonceSeq, amount: e.Amount, credit: credit}
+}
+
+// pendingPool recycles available's lists: a busy sender's holds thousands
+// of entries, gathered for each of its payments.
+var pendingPool = sync.Pool{New: func() any { return new([]pendingAmount) }}
 
 // settledAt reports whether the transaction with effects e is included at
 // view: the chain's nonce for its (sender, nonce key) has passed its seq.

@@ -3,8 +3,11 @@ package validator
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"math/big"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
 )
 
 func wantReject(t *testing.T, err error, code fastpayv1.RejectCode) {
@@ -423,4 +427,94 @@ func TestParentByAnyQCOfItsTransaction(t *testing.T) {
 	child.parentHash[0] = 1
 	_, err := v.Submit(context.Background(), child.request(t))
 	wantReject(t, err, fastpayv1.RejectCode_MISSING_PARENT_QC)
+}
+
+// nonceCounter counts the nonce reads of the views it hands out, per
+// account and nonce key.
+type nonceCounter struct {
+	tempo.ChainReader
+	mu    sync.Mutex
+	reads map[common.Address]int
+}
+
+type countedView struct {
+	tempo.ChainView
+	c *nonceCounter
+}
+
+func (n *nonceCounter) Latest(ctx context.Context) (tempo.ChainView, error) {
+	v, err := n.ChainReader.Latest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return countedView{v, n}, nil
+}
+
+func (v countedView) NonceOf(ctx context.Context, account common.Address, key [32]byte) (uint64, error) {
+	v.c.mu.Lock()
+	v.c.reads[account]++
+	v.c.mu.Unlock()
+	return v.ChainView.NonceOf(ctx, account, key)
+}
+
+func (n *nonceCounter) take(account common.Address) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := n.reads[account]
+	n.reads = map[common.Address]int{}
+	return r
+}
+
+// TestFundsWithManyPendingDebits: an account with many unsettled payments
+// on one nonce key costs a funds check one nonce read, however many are
+// pending, and the funds are exact when some of them have settled.
+func TestFundsWithManyPendingDebits(t *testing.T) {
+	c := newCluster(t, 4)
+	counter := &nonceCounter{ChainReader: c.chain, reads: map[common.Address]int{}}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := OpenStore(t.TempDir(), DefaultGroupCommitWindow, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	v, err := New(DefaultConfig(), c.signers[0], c.committee, counter, store, nil, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bob's 5 dollars and a credit of 10 from Alice.
+	parent := c.certify(t, pay(aliceKey, 0, bob, dollars(10)).request(t))
+	if err := v.LearnQC(parent); err != nil {
+		t.Fatal(err)
+	}
+	const pending = 40
+	// The first payment finds nothing pending; from the second on, each
+	// finds one more, on the same nonce key.
+	var readsSecond int
+	for i := range pending {
+		counter.take(bob)
+		if _, err := v.Submit(context.Background(), pay(bobKey, uint64(i), carol, big.NewInt(1000)).request(t)); err != nil {
+			t.Fatalf("payment %d: %v", i, err)
+		}
+		reads := counter.take(bob)
+		switch {
+		case i == 1:
+			readsSecond = reads
+		case i > 1 && reads != readsSecond:
+			t.Fatalf("payment %d read Bob's nonce %d times, the second %d: the count must not grow with pending payments", i, reads, readsSecond)
+		}
+	}
+	// Half of them settle: the chain shows Bob's nonce and balance after them.
+	const settled = pending / 2
+	c.chain.SetNonce(bob, [32]byte{}, settled)
+	c.chain.SetBalance(token, bob, new(big.Int).Sub(dollars(5), big.NewInt(settled*(1000+testFee))))
+	// Available: the chain's balance, less the unsettled half and its fees,
+	// plus Alice's 10; the next payment reserves its own fee.
+	left := new(big.Int).Sub(dollars(15), big.NewInt(settled*(1000+testFee)))
+	left.Sub(left, big.NewInt((pending-settled)*(1000+testFee)))
+	left.Sub(left, big.NewInt(testFee))
+	_, err = v.Submit(context.Background(), pay(bobKey, pending, carol, new(big.Int).Add(left, big.NewInt(1))).request(t))
+	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
+	if _, err := v.Submit(context.Background(), pay(bobKey, pending, carol, left).request(t)); err != nil {
+		t.Fatalf("paying exactly what is available: %v", err)
+	}
 }
