@@ -539,21 +539,16 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 	v.mu.Unlock()
 	*listp = list
 
-	var (
-		nonces = make(map[cursorSlot]uint64)
-		amount big.Int
-	)
+	nonces := newNonceReads(view)
+	var amount big.Int
 	for i := range list {
 		p := &list[i]
-		next, known := nonces[p.slot]
-		if !known {
-			if next, err = view.NonceOf(ctx, common.Address(p.slot.sender), p.slot.key); err != nil {
-				return nil, err
-			}
-			nonces[p.slot] = next
+		settled, err := nonces.passed(ctx, p.slot, p.seq)
+		if err != nil {
+			return nil, err
 		}
-		if next > p.seq {
-			continue // settled: the balance shows it
+		if settled {
+			continue // the balance shows it
 		}
 		a := p.big
 		if a == nil {
@@ -594,6 +589,36 @@ func settledAt(ctx context.Context, view tempo.ChainView, e qc.Effects) (bool, e
 		return false, err
 	}
 	return n > e.NonceSeq, nil
+}
+
+// nonceReads answers settledAt for many transactions at one view, reading
+// each (sender, nonce key)'s nonce once: an account's pending payments
+// mostly share a few keys.
+type nonceReads struct {
+	view tempo.ChainView
+	next map[cursorSlot]uint64
+}
+
+func newNonceReads(view tempo.ChainView) *nonceReads {
+	return &nonceReads{view: view, next: make(map[cursorSlot]uint64)}
+}
+
+// passed reports whether the chain's nonce for slot has passed seq.
+func (r *nonceReads) passed(ctx context.Context, slot cursorSlot, seq uint64) (bool, error) {
+	next, ok := r.next[slot]
+	if !ok {
+		var err error
+		if next, err = r.view.NonceOf(ctx, common.Address(slot.sender), slot.key); err != nil {
+			return false, err
+		}
+		r.next[slot] = next
+	}
+	return next > seq, nil
+}
+
+// settled is settledAt through r.
+func (r *nonceReads) settled(ctx context.Context, e qc.Effects) (bool, error) {
+	return r.passed(ctx, cursorSlot{e.Sender, e.NonceKey}, e.NonceSeq)
 }
 
 func (v *Validator) addGuard(k qc.ContentionKey, e guardEntry) {
@@ -835,9 +860,10 @@ func (v *Validator) Prune(ctx context.Context) (debits, credits int, err error) 
 	}
 	v.mu.Unlock()
 
+	nonces := newNonceReads(view)
 	var settledKeys []qc.ContentionKey
 	for i, e := range effects {
-		ok, err := settledAt(ctx, view, e)
+		ok, err := nonces.settled(ctx, e)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -847,7 +873,7 @@ func (v *Validator) Prune(ctx context.Context) (debits, credits int, err error) 
 	}
 	var settledCredits []qc.Hash
 	for i, e := range creditEffects {
-		ok, err := settledAt(ctx, view, e)
+		ok, err := nonces.settled(ctx, e)
 		if err != nil {
 			return 0, 0, err
 		}

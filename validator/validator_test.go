@@ -466,8 +466,8 @@ func (n *nonceCounter) take(account common.Address) int {
 }
 
 // TestFundsWithManyPendingDebits: an account with many unsettled payments
-// on one nonce key costs a funds check one nonce read, however many are
-// pending, and the funds are exact when some of them have settled.
+// on one nonce key costs a funds check and a prune one nonce read, however
+// many are pending, and the funds are exact when some of them have settled.
 func TestFundsWithManyPendingDebits(t *testing.T) {
 	c := newCluster(t, 4)
 	counter := &nonceCounter{ChainReader: c.chain, reads: map[common.Address]int{}}
@@ -507,6 +507,14 @@ func TestFundsWithManyPendingDebits(t *testing.T) {
 	const settled = pending / 2
 	c.chain.SetNonce(bob, [32]byte{}, settled)
 	c.chain.SetBalance(token, bob, new(big.Int).Sub(dollars(5), big.NewInt(settled*(1000+testFee))))
+	counter.take(bob)
+	c.chain.SetHead(11)
+	if d, _, err := v.Prune(context.Background()); err != nil || d != settled {
+		t.Fatalf("prune dropped %d debits (%v), want %d", d, err, settled)
+	}
+	if reads := counter.take(bob); reads != 1 {
+		t.Fatalf("prune read Bob's nonce %d times for %d payments on one key, want once", reads, pending)
+	}
 	// Available: the chain's balance, less the unsettled half and its fees,
 	// plus Alice's 10; the next payment reserves its own fee.
 	left := new(big.Int).Sub(dollars(15), big.NewInt(settled*(1000+testFee)))
