@@ -43,3 +43,33 @@ type ChainView interface {
 	// FeeManager).
 	FeeTokenOf(ctx context.Context, account common.Address) (common.Address, error)
 }
+
+// NonceReads asks one view for each (account, nonce key)'s nonce once. A
+// pass over the pending payments of a few accounts, which mostly share a
+// few nonce keys, then costs a read per key rather than per payment. It is
+// not safe for concurrent use.
+type NonceReads struct {
+	view ChainView
+	next map[nonceSlot]uint64
+}
+
+// NewNonceReads returns an empty NonceReads of view.
+func NewNonceReads(view ChainView) *NonceReads {
+	return &NonceReads{view: view, next: make(map[nonceSlot]uint64)}
+}
+
+// Included reports whether the transaction of account with nonce seq on
+// nonceKey is on chain at the view: the chain's next nonce there has passed
+// seq.
+func (r *NonceReads) Included(ctx context.Context, account common.Address, nonceKey [32]byte, seq uint64) (bool, error) {
+	slot := nonceSlot{account, nonceKey}
+	next, ok := r.next[slot]
+	if !ok {
+		var err error
+		if next, err = r.view.NonceOf(ctx, account, nonceKey); err != nil {
+			return false, err
+		}
+		r.next[slot] = next
+	}
+	return next > seq, nil
+}

@@ -253,8 +253,9 @@ func (v *Validator) reservedBalance(ctx context.Context, view tempo.ChainView, a
 		}
 	}
 	v.mu.Unlock()
+	nonces := tempo.NewNonceReads(view)
 	for _, r := range rs {
-		settled, err := settledAt(ctx, view, r.effects)
+		settled, err := settledIn(ctx, nonces, r.effects)
 		if err != nil {
 			return nil, err
 		}

@@ -539,11 +539,11 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 	v.mu.Unlock()
 	*listp = list
 
-	nonces := newNonceReads(view)
+	nonces := tempo.NewNonceReads(view)
 	var amount big.Int
 	for i := range list {
 		p := &list[i]
-		settled, err := nonces.passed(ctx, p.slot, p.seq)
+		settled, err := nonces.Included(ctx, common.Address(p.slot.sender), p.slot.key, p.seq)
 		if err != nil {
 			return nil, err
 		}
@@ -591,34 +591,10 @@ func settledAt(ctx context.Context, view tempo.ChainView, e qc.Effects) (bool, e
 	return n > e.NonceSeq, nil
 }
 
-// nonceReads answers settledAt for many transactions at one view, reading
-// each (sender, nonce key)'s nonce once: an account's pending payments
-// mostly share a few keys.
-type nonceReads struct {
-	view tempo.ChainView
-	next map[cursorSlot]uint64
-}
-
-func newNonceReads(view tempo.ChainView) *nonceReads {
-	return &nonceReads{view: view, next: make(map[cursorSlot]uint64)}
-}
-
-// passed reports whether the chain's nonce for slot has passed seq.
-func (r *nonceReads) passed(ctx context.Context, slot cursorSlot, seq uint64) (bool, error) {
-	next, ok := r.next[slot]
-	if !ok {
-		var err error
-		if next, err = r.view.NonceOf(ctx, common.Address(slot.sender), slot.key); err != nil {
-			return false, err
-		}
-		r.next[slot] = next
-	}
-	return next > seq, nil
-}
-
-// settled is settledAt through r.
-func (r *nonceReads) settled(ctx context.Context, e qc.Effects) (bool, error) {
-	return r.passed(ctx, cursorSlot{e.Sender, e.NonceKey}, e.NonceSeq)
+// settledIn is settledAt through reads, which asks the view for each
+// (sender, nonce key) once.
+func settledIn(ctx context.Context, reads *tempo.NonceReads, e qc.Effects) (bool, error) {
+	return reads.Included(ctx, common.Address(e.Sender), e.NonceKey, e.NonceSeq)
 }
 
 func (v *Validator) addGuard(k qc.ContentionKey, e guardEntry) {
@@ -860,10 +836,10 @@ func (v *Validator) Prune(ctx context.Context) (debits, credits int, err error) 
 	}
 	v.mu.Unlock()
 
-	nonces := newNonceReads(view)
+	nonces := tempo.NewNonceReads(view)
 	var settledKeys []qc.ContentionKey
 	for i, e := range effects {
-		ok, err := nonces.settled(ctx, e)
+		ok, err := settledIn(ctx, nonces, e)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -873,7 +849,7 @@ func (v *Validator) Prune(ctx context.Context) (debits, credits int, err error) 
 	}
 	var settledCredits []qc.Hash
 	for i, e := range creditEffects {
-		ok, err := nonces.settled(ctx, e)
+		ok, err := settledIn(ctx, nonces, e)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -466,8 +466,8 @@ func (n *nonceCounter) take(account common.Address) int {
 }
 
 // TestFundsWithManyPendingDebits: an account with many unsettled payments
-// on one nonce key costs a funds check and a prune one nonce read, however
-// many are pending, and the funds are exact when some of them have settled.
+// on one nonce key costs a funds check, a conflict check and a prune one
+// nonce read, however many are pending, and the funds are exact when some of them have settled.
 func TestFundsWithManyPendingDebits(t *testing.T) {
 	c := newCluster(t, 4)
 	counter := &nonceCounter{ChainReader: c.chain, reads: map[common.Address]int{}}
@@ -507,7 +507,14 @@ func TestFundsWithManyPendingDebits(t *testing.T) {
 	const settled = pending / 2
 	c.chain.SetNonce(bob, [32]byte{}, settled)
 	c.chain.SetBalance(token, bob, new(big.Int).Sub(dollars(5), big.NewInt(settled*(1000+testFee))))
+	// A conflict check of Bob's next transaction reads his nonce once too.
 	counter.take(bob)
+	if _, err := v.CheckConflict(context.Background(), pay(bobKey, pending, carol, big.NewInt(1)).rawTx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if reads := counter.take(bob); reads != 1 {
+		t.Fatalf("a conflict check read Bob's nonce %d times with %d payments pending on one key, want once", reads, pending)
+	}
 	c.chain.SetHead(11)
 	if d, _, err := v.Prune(context.Background()); err != nil || d != settled {
 		t.Fatalf("prune dropped %d debits (%v), want %d", d, err, settled)

@@ -198,7 +198,7 @@ func (d *DevWallet) handleAccounts(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := DevAccountsResponse{Token: devkit.TokenAddress.Hex(), Decimals: devkit.TokenDecimals,
 		BlockHeight: apiserver.U64(view.Head().Number), DemoEnabled: d.p.ChainURL != ""}
-	pending := pendingAt{view: view, nonces: map[nonceSlot]uint64{}}
+	pending := pendingAt{nonces: tempo.NewNonceReads(view)}
 	for _, a := range d.accounts {
 		b, err := view.BalanceOf(ctx, devkit.TokenAddress, a.Address)
 		if err != nil {
@@ -221,33 +221,13 @@ func (d *DevWallet) handleAccounts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// nonceSlot is an account's nonce lane.
-type nonceSlot struct {
-	account qc.Address
-	key     qc.NonceKey
-}
-
 // pendingAt sums an overlay's token payments that one chain view does not
 // show yet. A payment is on chain at the view once its sender's nonce
 // there has passed the payment's nonce; the overlay is pruned only some
 // time after that, so reading it alone would count settled payments
 // twice.
 type pendingAt struct {
-	view   tempo.ChainView
-	nonces map[nonceSlot]uint64
-}
-
-func (p *pendingAt) onChain(ctx context.Context, e *qc.Effects) (bool, error) {
-	slot := nonceSlot{e.Sender, e.NonceKey}
-	next, ok := p.nonces[slot]
-	if !ok {
-		var err error
-		if next, err = p.view.NonceOf(ctx, common.Address(e.Sender), e.NonceKey); err != nil {
-			return false, err
-		}
-		p.nonces[slot] = next
-	}
-	return next > e.NonceSeq, nil
+	nonces *tempo.NonceReads
 }
 
 func (p *pendingAt) of(ctx context.Context, o validator.Overlay) (debit, credit uint64, err error) {
@@ -261,7 +241,7 @@ func (p *pendingAt) of(ctx context.Context, o validator.Overlay) (debit, credit 
 			if e.Asset != token {
 				continue
 			}
-			settled, err := p.onChain(ctx, e)
+			settled, err := p.nonces.Included(ctx, common.Address(e.Sender), e.NonceKey, e.NonceSeq)
 			if err != nil {
 				return 0, 0, err
 			}
