@@ -430,7 +430,7 @@ func TestParentByAnyQCOfItsTransaction(t *testing.T) {
 }
 
 // nonceCounter counts the nonce reads of the views it hands out, per
-// account and nonce key.
+// account.
 type nonceCounter struct {
 	tempo.ChainReader
 	mu    sync.Mutex
@@ -467,7 +467,8 @@ func (n *nonceCounter) take(account common.Address) int {
 
 // TestFundsWithManyPendingDebits: an account with many unsettled payments
 // on one nonce key costs a funds check, a conflict check and a prune one
-// nonce read, however many are pending, and the funds are exact when some of them have settled.
+// nonce read, however many are pending, and its funds are exact when some
+// of them have settled.
 func TestFundsWithManyPendingDebits(t *testing.T) {
 	c := newCluster(t, 4)
 	counter := &nonceCounter{ChainReader: c.chain, reads: map[common.Address]int{}}
