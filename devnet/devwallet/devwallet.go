@@ -198,7 +198,7 @@ func (d *DevWallet) handleAccounts(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := DevAccountsResponse{Token: devkit.TokenAddress.Hex(), Decimals: devkit.TokenDecimals,
 		BlockHeight: apiserver.U64(view.Head().Number), DemoEnabled: d.p.ChainURL != ""}
-	pending := pendingAt{nonces: tempo.NewNonceReads(view)}
+	nonces := tempo.NewNonceReads(view)
 	for _, a := range d.accounts {
 		b, err := view.BalanceOf(ctx, devkit.TokenAddress, a.Address)
 		if err != nil {
@@ -207,7 +207,7 @@ func (d *DevWallet) handleAccounts(w http.ResponseWriter, r *http.Request) {
 		}
 		acct := DevAccount{Name: a.Name, Address: a.Address.Hex(), Balance: apiserver.U64(b.Uint64())}
 		if d.p.Overlay != nil {
-			debit, credit, err := pending.of(ctx, d.p.Overlay(qc.Address(a.Address)))
+			debit, credit, err := pendingAt(ctx, nonces, d.p.Overlay(qc.Address(a.Address)))
 			if err != nil {
 				writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "nonces for "+a.Name+": "+err.Error())
 				return
@@ -221,16 +221,12 @@ func (d *DevWallet) handleAccounts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// pendingAt sums an overlay's token payments that one chain view does not
-// show yet. A payment is on chain at the view once its sender's nonce
-// there has passed the payment's nonce; the overlay is pruned only some
-// time after that, so reading it alone would count settled payments
+// pendingAt sums an overlay's token payments that the view behind nonces
+// does not show yet. A payment is on chain at the view once its sender's
+// nonce there has passed the payment's nonce; the overlay is pruned only
+// some time after that, so reading it alone would count settled payments
 // twice.
-type pendingAt struct {
-	nonces *tempo.NonceReads
-}
-
-func (p *pendingAt) of(ctx context.Context, o validator.Overlay) (debit, credit uint64, err error) {
+func pendingAt(ctx context.Context, nonces *tempo.NonceReads, o validator.Overlay) (debit, credit uint64, err error) {
 	token := qc.Address(devkit.TokenAddress)
 	for _, side := range []struct {
 		effects []qc.Effects
@@ -241,7 +237,7 @@ func (p *pendingAt) of(ctx context.Context, o validator.Overlay) (debit, credit 
 			if e.Asset != token {
 				continue
 			}
-			settled, err := p.nonces.Included(ctx, common.Address(e.Sender), e.NonceKey, e.NonceSeq)
+			settled, err := nonces.Included(ctx, common.Address(e.Sender), e.NonceKey, e.NonceSeq)
 			if err != nil {
 				return 0, 0, err
 			}
