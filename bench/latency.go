@@ -129,8 +129,12 @@ func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration) erro
 		count += fmt.Sprintf(" (time budget %s reached)", s.cfg.LatencyCaseTime)
 	}
 	p50, p99 := row("p50", ms(sum.P50), "ms", count), row("p99", ms(sum.P99), "ms", "")
-	if n == 4 && link == 0 {
+	switch {
+	case link != 0:
+	case n == 4:
 		p50.Target, p99.Target = AtMost(TargetLatencyP50Ms), AtMost(TargetLatencyP99Ms)
+	case n == TargetLargeCommitteeValidators:
+		p50.Target = AtMost(TargetLargeCommitteeP50Ms)
 	}
 	// At light load every frame holds one object: a validator receives
 	// about the transaction, n − 1 certificates and the QC on the bulletin

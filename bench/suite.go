@@ -39,8 +39,14 @@ var AllSections = []string{SectionCost, SectionLatency, SectionThroughput, Secti
 
 // Targets of the suite, for a 2-core machine.
 const (
-	TargetLatencyP50Ms = 5.0
-	TargetLatencyP99Ms = 25.0
+	// TargetLatencyP50Ms and TargetLatencyP99Ms bound submit → verified QC
+	// at light load on four validators (loopback, no added link latency).
+	TargetLatencyP50Ms = 3.5
+	TargetLatencyP99Ms = 12.0
+	// TargetLargeCommitteeP50Ms bounds the same p50 on
+	// TargetLargeCommitteeValidators validators.
+	TargetLargeCommitteeP50Ms      = 30.0
+	TargetLargeCommitteeValidators = 31
 	// TargetSaturation bounds achieved / CPU-bound limit (minimal work) on
 	// TargetSaturationValidators validators.
 	TargetSaturation           = 0.60
