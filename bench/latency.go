@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime/pprof"
+	"slices"
 	"time"
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
@@ -30,9 +32,15 @@ func (s *suite) runLatency(ctx context.Context) error {
 	if s.cfg.LinkLatency > 0 {
 		links = append(links, s.cfg.LinkLatency)
 	}
+	// Without a saturation run the CPU profile covers the measured payments
+	// of the largest committee on loopback, where the per-message costs show.
+	profileN := 0
+	if s.cfg.CPUProfile != nil && !s.cfg.has(SectionThroughput) && len(s.cfg.Validators) > 0 {
+		profileN = slices.Max(s.cfg.Validators)
+	}
 	for _, link := range links {
 		for _, n := range s.cfg.Validators {
-			if err := s.latencyCase(ctx, n, link); err != nil {
+			if err := s.latencyCase(ctx, n, link, link == 0 && n == profileN); err != nil {
 				return fmt.Errorf("%s: %w", linkCase(n, link), err)
 			}
 		}
@@ -43,7 +51,7 @@ func (s *suite) runLatency(ctx context.Context) error {
 // latencyCase measures one payment at a time through validator 0 of an
 // n-validator mesh, with the wallet library (client.Pay: SubmitFastPayStream
 // until the QC, which it verifies).
-func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration) error {
+func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration, profile bool) error {
 	name := linkCase(n, link)
 	dir, err := s.sectionDir(fmt.Sprintf("latency-n%d-link%s", n, link))
 	if err != nil {
@@ -88,6 +96,11 @@ func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration) erro
 	lat := make([]time.Duration, 0, len(measured))
 	stats0, bytes0, cpu0 := cl.MeshStats(), cl.BytesSent(), processCPU()
 	wall0 := time.Now()
+	if profile {
+		if err := pprof.StartCPUProfile(s.cfg.CPUProfile); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+	}
 	for i, req := range measured {
 		// A case stops early once it has used its time budget (large
 		// committees on a loaded machine take seconds per payment).
@@ -97,12 +110,18 @@ func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration) erro
 		}
 		res, err := wallet.Pay(ctx, req, nil)
 		if err != nil {
+			if profile {
+				pprof.StopCPUProfile()
+			}
 			return err
 		}
 		lat = append(lat, res.TimeToQC)
 	}
 	wall := time.Since(wall0)
 	cpu := processCPU() - cpu0
+	if profile {
+		pprof.StopCPUProfile()
+	}
 	bytes := cl.BytesSent() - bytes0
 	delta := subStats(cl.MeshStats(), stats0)
 

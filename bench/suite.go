@@ -136,7 +136,8 @@ type Config struct {
 	// a temporary folder removed at the end.
 	Dir string
 	// CPUProfile, when set, receives a CPU profile of the measured part of
-	// the saturation run.
+	// the saturation run or, when the throughput section is not run, of the
+	// measured payments of the largest latency case on loopback.
 	CPUProfile io.Writer
 	// HeapProfileDir, when set, receives a heap profile of each sidecar
 	// process at the end of the resource run (v0.heap, v1.heap, ...).

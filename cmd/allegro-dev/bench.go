@@ -81,7 +81,7 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	fs.DurationVar(&cfg.CostTime, "cost-time", cfg.CostTime, "time spent measuring each per-operation cost")
 	fs.StringVar(&cfg.Dir, "dir", "", "working folder for data directories and sidecar logs (default: a temporary folder, removed)")
 	fs.StringVar(&out, "out", "", "write results.txt, results.csv and results.json into this folder")
-	fs.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the saturation run to this file")
+	fs.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the saturation run (without the throughput section: of the largest latency case's measured payments) to this file")
 	childExe := fs.String("child-exe", "", "executable of the child processes (the resources section's sidecars, the load generator): default "+benchChildName+" beside this executable when it comes from the same build (go build -o bin/ ./cmd/...), else this executable, whose development chain code adds to each sidecar process's memory")
 	fs.StringVar(&cfg.Transport, "transport", p2p.DefaultPreferredTransport, "transport the validators dial first, in every section and the gossip floor: tcp or quic (p2p preferred_transport)")
 	fs.StringVar(&cfg.HeapProfileDir, "heap-profiles", "", "write a heap profile of each sidecar process at the end of the resources section into this folder")
@@ -162,7 +162,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "\nwrote %s\n", strings.Join(paths, ", "))
 	}
 	if profile != "" {
-		fmt.Fprintf(stdout, "CPU profile of the saturation run: %s (go tool pprof -top %s)\n", profile, profile)
+		fmt.Fprintf(stdout, "CPU profile: %s (go tool pprof -top %s)\n", profile, profile)
 	}
 	return runErr
 }
