@@ -232,6 +232,18 @@ type Config struct {
 	// Default 1 min.
 	ConnManagerGracePeriod time.Duration `toml:"conn_manager_grace_period"`
 
+	// OutsiderDuplicateFrames and OutsiderDuplicateBurst budget the QC
+	// frames carrying nothing new that one peer outside the committee may
+	// send: per second, and at once. Within the budget such frames are
+	// ignored as an honest relay's would be; past it they are rejected and
+	// penalise the sender, so nobody can make a node decode re-wrapped
+	// copies of known QCs without end. An honest light client forwards
+	// frames as received, which are dropped by id before validation; one
+	// that relays can spend some when members publish one QC in two frames
+	// and its copy of the second arrives first. Defaults 20 and 200.
+	OutsiderDuplicateFrames float64 `toml:"outsider_duplicate_frames"`
+	OutsiderDuplicateBurst  int     `toml:"outsider_duplicate_burst"`
+
 	// RejectLogsPerSecond caps debug logs of rejected messages, so a peer
 	// flooding invalid messages cannot flood the log. 0 disables them.
 	// Default 20.
@@ -347,6 +359,8 @@ const (
 	DefaultVerifiedSignatures     = 8192
 	DefaultAcceptedObjects        = 8192
 	DefaultRejectLogsPerSecond    = 20
+	DefaultOutsiderDuplicates     = 20.0
+	DefaultOutsiderDuplicateBurst = 200
 	DefaultPublishBackpressure    = time.Second
 	DefaultPubsubCheckInterval    = 5 * time.Second
 	DefaultFrameMaxObjects        = 1024
@@ -415,6 +429,8 @@ func DefaultConfig() Config {
 		ConnManagerHighWater:       DefaultConnManagerHighWater,
 		ConnManagerGracePeriod:     DefaultConnManagerGracePeriod,
 		RejectLogsPerSecond:        DefaultRejectLogsPerSecond,
+		OutsiderDuplicateFrames:    DefaultOutsiderDuplicates,
+		OutsiderDuplicateBurst:     DefaultOutsiderDuplicateBurst,
 		Scoring:                    DefaultScoreConfig(),
 	}
 }
@@ -516,6 +532,12 @@ func (c *Config) Validate() error {
 	}
 	if c.PublishBackpressureTimeout < 0 {
 		return fmt.Errorf("[p2p] publish_backpressure_timeout must not be negative, got %s", c.PublishBackpressureTimeout)
+	}
+	if !(c.OutsiderDuplicateFrames > 0) || math.IsInf(c.OutsiderDuplicateFrames, 0) {
+		return fmt.Errorf("[p2p] outsider_duplicate_frames must be a positive number per second, got %v", c.OutsiderDuplicateFrames)
+	}
+	if c.OutsiderDuplicateBurst < 1 {
+		return fmt.Errorf("[p2p] outsider_duplicate_burst must be at least 1, got %d", c.OutsiderDuplicateBurst)
 	}
 	if c.RejectLogsPerSecond < 0 {
 		return fmt.Errorf("[p2p] reject_logs_per_second must not be negative, got %d", c.RejectLogsPerSecond)

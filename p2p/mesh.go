@@ -161,6 +161,8 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	topics := newTopicSet(committee.Domain(), cfg.QCShards)
+	pipes := &pipelines{committee: committee, verifier: qc.NewVerifierWithMemo(committee, memo), members: h.committee, self: h.ID(), topics: topics, accepted: accepted,
+		outsiders: newOutsiderDuplicates(cfg.OutsiderDuplicateFrames, cfg.OutsiderDuplicateBurst)}
 	mesh := &Mesh{
 		cfg:        cfg,
 		committee:  committee,
@@ -171,7 +173,7 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		member:     member,
 		metrics:    m,
 		topics:     topics,
-		pipes:      &pipelines{committee: committee, verifier: qc.NewVerifierWithMemo(committee, memo), members: h.committee, self: h.ID(), topics: topics, accepted: accepted},
+		pipes:      pipes,
 		outbound:   newOutbound(h.committee, cfg.PeerOutboundQueueSize),
 		rejectLogs: logLimiter{perSecond: cfg.RejectLogsPerSecond},
 		panicLogs:  logLimiter{perSecond: 5},

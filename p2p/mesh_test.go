@@ -432,6 +432,110 @@ func TestForgedQCCannotShadow(t *testing.T) {
 	}
 }
 
+// TestOutsiderDuplicateFramesBudgeted: a light client re-wraps a QC every
+// validator holds into frames with new ids (the header is not signed, so
+// anyone can). The first frames, within its budget, are ignored like an
+// honest relay's duplicates, without penalty and unverified; past the
+// budget they are rejected, and the client's score at the validators falls
+// below zero. The QC is delivered once. A member sending the same frames
+// is not counted against any budget.
+func TestOutsiderDuplicateFramesBudgeted(t *testing.T) {
+	const burst = 3
+	c := newCluster(t, clusterOpts{validators: 4, lights: 1, lightShards: []int{3}, tweak: func(cfg *Config) {
+		cfg.OutsiderDuplicateFrames, cfg.OutsiderDuplicateBurst = 0.001, burst
+	}})
+	ctx := testCtx(t, 60*time.Second)
+	attacker := c.lights[0]
+	shard := QCTopic(testDomain.ChainID, testDomain.Epoch, 3)
+	h, eff := mustTxHash(t, testRequest(31)), testEffects(31, 0x03)
+	q := c.f.qcFrom(t, h, eff, 0, 1, 2)
+	if err := c.validators[0].PublishQC(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	k := qcKey(h)
+	testkit.Eventually(t, 20*time.Second, "the QC at every validator and the light client", func() bool {
+		for _, v := range c.validators {
+			if !v.qcs.has(k) {
+				return false
+			}
+		}
+		return attacker.qcs.has(k)
+	})
+	receivers := c.validators[1:]
+	stage := func(verdict, stage string) map[string]string {
+		return map[string]string{"topic": "qc", "verdict": verdict, "stage": stage}
+	}
+	count := func(v *node, verdict, st string) float64 {
+		return metricValue(t, v.reg, "allegro_p2p_validations_total", stage(verdict, st))
+	}
+	ignored0, flood0 := map[*node]float64{}, map[*node]float64{}
+	for _, v := range receivers {
+		ignored0[v], flood0[v] = count(v, "ignore", stageDuplicate), count(v, "reject", stageFlood)
+	}
+	seq := uint64(100)
+	send := func(from *node, frames int) {
+		t.Helper()
+		for range frames {
+			seq++
+			if err := from.PublishRawFrame(ctx, shard, encQC(t, c.f.hdr(0, seq), q)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// A member's duplicates cost it nothing, however many.
+	send(c.validators[0], 2*burst)
+	testkit.Eventually(t, 20*time.Second, "a member's duplicate frames ignored", func() bool {
+		for _, v := range receivers {
+			if count(v, "ignore", stageDuplicate)-ignored0[v] < 2*burst {
+				return false
+			}
+		}
+		return true
+	})
+	for _, v := range receivers {
+		if got := count(v, "reject", stageFlood) - flood0[v]; got != 0 {
+			t.Errorf("%s rejected %v of a member's duplicate frames", v.name, got)
+		}
+		ignored0[v] = count(v, "ignore", stageDuplicate)
+	}
+
+	// Within its budget, the outsider's duplicates are ignored unpenalised.
+	send(attacker, burst)
+	testkit.Eventually(t, 20*time.Second, "the light client's first duplicates ignored", func() bool {
+		for _, v := range receivers {
+			if count(v, "ignore", stageDuplicate)-ignored0[v] < burst {
+				return false
+			}
+		}
+		return true
+	})
+	for _, v := range receivers {
+		if s, ok := v.Score(attacker.ID()); ok && s < 0 {
+			t.Errorf("%s penalised the light client within its budget: score %.1f", v.name, s)
+		}
+	}
+
+	// Past it, they are rejected and the score falls below zero.
+	extra := framesBelowZero(c.validators[0].cfg.Scoring, false)
+	send(attacker, extra)
+	waitFor(t, 30*time.Second, "the light client's further duplicates rejected and its score below zero", func() string {
+		for _, v := range receivers {
+			got := count(v, "reject", stageFlood) - flood0[v]
+			s, ok := v.Score(attacker.ID())
+			if got < float64(extra) || !ok || s >= 0 {
+				return fmt.Sprintf("%s: %v of %d frames rejected, score %.1f (known %v)", v.name, got, extra, s, ok)
+			}
+		}
+		return ""
+	})
+	for _, n := range slices.Concat(c.validators, []*node{attacker}) {
+		if got := n.qcs.times(k); got != 1 {
+			t.Errorf("%s delivered the QC %d times", n.name, got)
+		}
+	}
+}
+
 // framesBelowZero is how many invalid frames on one topic take a peer's
 // score below zero under s: the penalty is the weight times the count
 // squared, against the committee bonus (for a member) plus at most

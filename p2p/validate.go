@@ -159,6 +159,8 @@ type pipelines struct {
 	self     peer.ID
 	topics   *topicSet
 	accepted *acceptedObjects
+	// outsiders budgets outsiders' QC frames that carry nothing new.
+	outsiders *outsiderDuplicates
 
 	txFn       atomic.Pointer[TxStateFunc]
 	bulletinFn atomic.Pointer[BulletinStateFunc]
@@ -448,6 +450,9 @@ func (p *pipelines) validateQC(ctx context.Context, from peer.ID, msg *pubsub.Me
 		fresh = fresh || !p.accepted.qcSeen(KindQC, q.TxHash)
 	}
 	if !fresh {
+		if _, member := p.members.member(from); !member && from != p.self && !p.outsiders.allow(from, time.Now()) {
+			return fail(Reject, stageFlood, errors.New("frames with nothing new from a peer outside the committee, past its budget"))
+		}
 		return fail(Ignore, stageDuplicate, errDuplicate)
 	}
 	batch := p.verifier.NewBatch()
