@@ -243,6 +243,15 @@ type Config struct {
 	// and its copy of the second arrives first. Defaults 20 and 200.
 	OutsiderDuplicateFrames float64 `toml:"outsider_duplicate_frames"`
 	OutsiderDuplicateBurst  int     `toml:"outsider_duplicate_burst"`
+	// MemberDuplicateFrames and MemberDuplicateBurst are the same budget
+	// for each committee member at a light client (a validator does not
+	// count members'). Honest members send such frames whenever two of
+	// them publish one QC, a small share of the QCs (docs/benchmarks.md
+	// counts publications per payment); the budget keeps a Byzantine
+	// member from making a light client decode without end. Defaults 200
+	// and 2,000.
+	MemberDuplicateFrames float64 `toml:"member_duplicate_frames"`
+	MemberDuplicateBurst  int     `toml:"member_duplicate_burst"`
 
 	// RejectLogsPerSecond caps debug logs of rejected messages, so a peer
 	// flooding invalid messages cannot flood the log. 0 disables them.
@@ -361,6 +370,8 @@ const (
 	DefaultRejectLogsPerSecond    = 20
 	DefaultOutsiderDuplicates     = 20.0
 	DefaultOutsiderDuplicateBurst = 200
+	DefaultMemberDuplicates       = 200.0
+	DefaultMemberDuplicateBurst   = 2000
 	DefaultPublishBackpressure    = time.Second
 	DefaultPubsubCheckInterval    = 5 * time.Second
 	DefaultFrameMaxObjects        = 1024
@@ -431,6 +442,8 @@ func DefaultConfig() Config {
 		RejectLogsPerSecond:        DefaultRejectLogsPerSecond,
 		OutsiderDuplicateFrames:    DefaultOutsiderDuplicates,
 		OutsiderDuplicateBurst:     DefaultOutsiderDuplicateBurst,
+		MemberDuplicateFrames:      DefaultMemberDuplicates,
+		MemberDuplicateBurst:       DefaultMemberDuplicateBurst,
 		Scoring:                    DefaultScoreConfig(),
 	}
 }
@@ -533,11 +546,17 @@ func (c *Config) Validate() error {
 	if c.PublishBackpressureTimeout < 0 {
 		return fmt.Errorf("[p2p] publish_backpressure_timeout must not be negative, got %s", c.PublishBackpressureTimeout)
 	}
-	if !(c.OutsiderDuplicateFrames > 0) || math.IsInf(c.OutsiderDuplicateFrames, 0) {
-		return fmt.Errorf("[p2p] outsider_duplicate_frames must be a positive number per second, got %v", c.OutsiderDuplicateFrames)
-	}
-	if c.OutsiderDuplicateBurst < 1 {
-		return fmt.Errorf("[p2p] outsider_duplicate_burst must be at least 1, got %d", c.OutsiderDuplicateBurst)
+	for _, b := range []struct {
+		name  string
+		rate  float64
+		burst int
+	}{{"outsider", c.OutsiderDuplicateFrames, c.OutsiderDuplicateBurst}, {"member", c.MemberDuplicateFrames, c.MemberDuplicateBurst}} {
+		if !(b.rate > 0) || math.IsInf(b.rate, 0) {
+			return fmt.Errorf("[p2p] %s_duplicate_frames must be a positive number per second, got %v", b.name, b.rate)
+		}
+		if b.burst < 1 {
+			return fmt.Errorf("[p2p] %s_duplicate_burst must be at least 1, got %d", b.name, b.burst)
+		}
 	}
 	if c.RejectLogsPerSecond < 0 {
 		return fmt.Errorf("[p2p] reject_logs_per_second must not be negative, got %d", c.RejectLogsPerSecond)

@@ -70,6 +70,8 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"outsider_duplicate_frames", func(c *Config) { c.OutsiderDuplicateFrames = 0 }},
 		{"outsider_duplicate_frames", func(c *Config) { c.OutsiderDuplicateFrames = math.NaN() }},
 		{"outsider_duplicate_burst", func(c *Config) { c.OutsiderDuplicateBurst = 0 }},
+		{"member_duplicate_frames", func(c *Config) { c.MemberDuplicateFrames = math.Inf(1) }},
+		{"member_duplicate_burst", func(c *Config) { c.MemberDuplicateBurst = -1 }},
 		{"dial_in_region", func(c *Config) { c.DialInRegion, c.Relay = -1, true }},
 		{"dial_per_other_region", func(c *Config) { c.DialInRegion, c.DialPerOtherRegion, c.Relay = 2, -1, true }},
 		{"dial_per_other_region", func(c *Config) { c.DialPerOtherRegion, c.Relay = 1, true }},

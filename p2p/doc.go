@@ -37,9 +37,9 @@
 // rejection logs) around a staged pipeline: size and decode (Reject),
 // membership of sender and publisher, own certificates only on the
 // bulletin, chain and shard (Reject), nothing new in the frame (Ignore,
-// before any signature is checked; on a QC shard a peer outside the
-// committee has a budget of such frames, past which they are rejected:
-// outsider.go), every signature of the frame verified
+// before any signature is checked; a peer outside the committee, and at a
+// light client a member too, has a budget of such frames, past which they
+// are rejected: dupbudget.go), every signature of the frame verified
 // in one batch under ZIP215 (Reject on any failure: the whole frame), then
 // the caller's stateful func per object (Reject rejects the frame; Ignore
 // and Soft leave the object out). The objects new to this node are stored

@@ -162,7 +162,9 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 	ctx, cancel := context.WithCancel(context.Background())
 	topics := newTopicSet(committee.Domain(), cfg.QCShards)
 	pipes := &pipelines{committee: committee, verifier: qc.NewVerifierWithMemo(committee, memo), members: h.committee, self: h.ID(), topics: topics, accepted: accepted,
-		outsiders: newOutsiderDuplicates(cfg.OutsiderDuplicateFrames, cfg.OutsiderDuplicateBurst)}
+		selfMember:   member,
+		outsiderDups: newDuplicateBudget(cfg.OutsiderDuplicateFrames, cfg.OutsiderDuplicateBurst),
+		memberDups:   newDuplicateBudget(cfg.MemberDuplicateFrames, cfg.MemberDuplicateBurst)}
 	mesh := &Mesh{
 		cfg:        cfg,
 		committee:  committee,

@@ -536,6 +536,68 @@ func TestOutsiderDuplicateFramesBudgeted(t *testing.T) {
 	}
 }
 
+// TestMemberDuplicateFramesBudgetedAtLightClients: a member re-wraps a QC
+// into frames with new ids. The validators ignore every one (members are
+// not budgeted there); the light client ignores them up to its budget for
+// members, then rejects them and scores the member below zero.
+func TestMemberDuplicateFramesBudgetedAtLightClients(t *testing.T) {
+	const burst = 3
+	c := newCluster(t, clusterOpts{validators: 4, lights: 1, lightShards: []int{3}, tweak: func(cfg *Config) {
+		cfg.MemberDuplicateFrames, cfg.MemberDuplicateBurst = 0.001, burst
+	}})
+	ctx := testCtx(t, 60*time.Second)
+	sender, light := c.validators[0], c.lights[0]
+	shard := QCTopic(testDomain.ChainID, testDomain.Epoch, 3)
+	h, eff := mustTxHash(t, testRequest(32)), testEffects(32, 0x03)
+	q := c.f.qcFrom(t, h, eff, 0, 1, 2)
+	if err := sender.PublishQC(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	k := qcKey(h)
+	testkit.Eventually(t, 20*time.Second, "the QC at every validator and the light client", func() bool {
+		for _, v := range c.validators {
+			if !v.qcs.has(k) {
+				return false
+			}
+		}
+		return light.qcs.has(k)
+	})
+	count := func(n *node, verdict, st string) float64 {
+		return metricValue(t, n.reg, "allegro_p2p_validations_total", map[string]string{"topic": "qc", "verdict": verdict, "stage": st})
+	}
+	receivers := slices.Concat(c.validators[1:], []*node{light})
+	ignored0 := map[*node]float64{}
+	for _, n := range receivers {
+		ignored0[n] = count(n, "ignore", stageDuplicate)
+	}
+	frames := burst + framesBelowZero(light.cfg.Scoring, true)
+	for i := range frames {
+		if err := sender.PublishRawFrame(ctx, shard, encQC(t, c.f.hdr(0, uint64(200+i)), q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the validators to ignore every frame and the light client to reject those past its budget", func() string {
+		for _, v := range c.validators[1:] {
+			if got := count(v, "ignore", stageDuplicate) - ignored0[v]; got < float64(frames) {
+				return fmt.Sprintf("%s ignored %v of %d", v.name, got, frames)
+			}
+		}
+		ignored, rejected := count(light, "ignore", stageDuplicate)-ignored0[light], count(light, "reject", stageFlood)
+		if s, ok := light.Score(sender.ID()); ignored != burst || rejected != float64(frames-burst) || !ok || s >= 0 {
+			return fmt.Sprintf("light client: %v ignored, %v rejected, the member's score %.1f (known %v)", ignored, rejected, s, ok)
+		}
+		return ""
+	})
+	for _, v := range c.validators[1:] {
+		if got := count(v, "reject", stageFlood); got != 0 {
+			t.Errorf("%s rejected %v of a member's frames as a flood", v.name, got)
+		}
+		if s, ok := v.Score(sender.ID()); ok && s < 0 {
+			t.Errorf("%s penalised a member for duplicates: score %.1f", v.name, s)
+		}
+	}
+}
+
 // framesBelowZero is how many invalid frames on one topic take a peer's
 // score below zero under s: the penalty is the weight times the count
 // squared, against the committee bonus (for a member) plus at most

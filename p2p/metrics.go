@@ -28,7 +28,7 @@ const (
 	stageDomain     = "domain"     // wrong chain or wrong shard for the topic
 	stageVerify     = "verify"     // signature or quorum check failed
 	stageDuplicate  = "duplicate"  // an equal object was accepted before
-	stageFlood      = "flood"      // an outsider's frames with nothing new, past its budget
+	stageFlood      = "flood"      // a peer's frames with nothing new, past its budget
 	stageState      = "state"      // the caller's stateful validator decided
 	stageTimeout    = "timeout"    // ValidationTimeout expired
 	stagePanic      = "panic"      // a validator panicked

@@ -159,8 +159,13 @@ type pipelines struct {
 	self     peer.ID
 	topics   *topicSet
 	accepted *acceptedObjects
-	// outsiders budgets outsiders' QC frames that carry nothing new.
-	outsiders *outsiderDuplicates
+	// selfMember is whether this node is a committee member (a validator)
+	// rather than a light client.
+	selfMember bool
+	// outsiderDups and memberDups budget the QC frames with nothing new
+	// that a peer sends (dupbudget.go): outsiders' everywhere, members'
+	// at light clients.
+	outsiderDups, memberDups *duplicateBudget
 
 	txFn       atomic.Pointer[TxStateFunc]
 	bulletinFn atomic.Pointer[BulletinStateFunc]
@@ -450,8 +455,8 @@ func (p *pipelines) validateQC(ctx context.Context, from peer.ID, msg *pubsub.Me
 		fresh = fresh || !p.accepted.qcSeen(KindQC, q.TxHash)
 	}
 	if !fresh {
-		if _, member := p.members.member(from); !member && from != p.self && !p.outsiders.allow(from, time.Now()) {
-			return fail(Reject, stageFlood, errors.New("frames with nothing new from a peer outside the committee, past its budget"))
+		if b := p.duplicateBudget(from); b != nil && !b.allow(from, time.Now()) {
+			return fail(Reject, stageFlood, errors.New("frames with nothing new from this peer, past its budget"))
 		}
 		return fail(Ignore, stageDuplicate, errDuplicate)
 	}

@@ -7,8 +7,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-func TestOutsiderDuplicatesBudget(t *testing.T) {
-	d := newOutsiderDuplicates(2, 3) // two a second, three at once
+func TestDuplicateBudget(t *testing.T) {
+	d := newDuplicateBudget(2, 3) // two a second, three at once
 	a, b := peer.ID("a"), peer.ID("b")
 	now := time.Unix(1_000, 0)
 	for i := range 3 {
