@@ -137,8 +137,10 @@ func (f *framer) loop() {
 			// faster than frames leave: the next one waits out the
 			// interval, and everything queued meanwhile joins it. After
 			// a frame of one object the next leaves at once, so light
-			// load and a chain of dependent objects pay nothing.
-			if iv := f.interval; iv > 0 && lastSize > 1 {
+			// load and a chain of dependent objects pay nothing; and the
+			// pacing gate (SetPacingGate) can say that nothing else is in
+			// flight to join the frame.
+			if iv := f.interval; iv > 0 && lastSize > 1 && f.m.pacingAllowed() {
 				if d := iv - time.Since(last); d > 0 && !pause(d) {
 					return
 				}

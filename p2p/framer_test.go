@@ -3,6 +3,7 @@ package p2p
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -400,6 +401,51 @@ func TestFramePacing(t *testing.T) {
 	}
 	if st := waitPublished(t, v0, KindTx, 10); st.Published != 5 || st.ObjectsPublished != 10 {
 		t.Errorf("%d objects in %d frames, want 10 in 5 (3 alone, a pair, then the five paced together)", st.ObjectsPublished, st.Published)
+	}
+}
+
+// TestPacingGate: with the pacing gate closed (a validator with nothing
+// else in flight), the object after a frame of several leaves at once; once
+// the gate opens, the next one waits out the interval again.
+func TestPacingGate(t *testing.T) {
+	const interval = 900 * time.Millisecond
+	c := newCluster(t, clusterOpts{validators: 2, tweak: func(c *Config) { c.FrameInterval = interval }})
+	ctx := testCtx(t, 60*time.Second)
+	v0, v1 := c.validators[0], c.validators[1]
+	var open atomic.Bool
+	v0.SetPacingGate(open.Load)
+	reqs := requests(61_000, 2+1+2+1)
+	pair := func(reqs []*fastpayv1.SubmitFastPayRequest, published int) {
+		t.Helper()
+		var objs []queued
+		for _, req := range reqs {
+			objs = append(objs, queuedTx(&TxMessage{Request: req, TxHash: mustTxHash(t, req)}))
+		}
+		enqueueAtOnce(t, v0, KindTx, objs)
+		waitPublished(t, v0, KindTx, published)
+	}
+
+	pair(reqs[:2], 2)
+	if err := v0.PublishTx(ctx, reqs[2]); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, interval*2/3, "the object after a two-object frame, gate closed, delivered at once", func() bool {
+		return v1.txs.has(txKey(mustTxHash(t, reqs[2])))
+	})
+
+	open.Store(true)
+	pair(reqs[3:5], 5)
+	start := time.Now()
+	if err := v0.PublishTx(ctx, reqs[5]); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "the object after a two-object frame, gate open, delivered", func() bool {
+		return v1.txs.has(txKey(mustTxHash(t, reqs[5])))
+	})
+	// The pair's frame started before start, so the wait seen from here is
+	// at least the interval less the time the pair took to publish.
+	if waited := time.Since(start); waited < interval/2 {
+		t.Errorf("gate open: the object after a two-object frame delivered after %s, not paced by the %s interval", waited, interval)
 	}
 }
 

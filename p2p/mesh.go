@@ -112,6 +112,9 @@ type Mesh struct {
 	onTx       atomic.Pointer[TxHandler]
 	onBulletin atomic.Pointer[BulletinHandler]
 	onQC       atomic.Pointer[QCHandler]
+	// pacingGate, when set, says whether the publisher loops may pace
+	// (SetPacingGate).
+	pacingGate atomic.Pointer[func() bool]
 	scores     atomic.Pointer[map[peer.ID]*pubsub.PeerScoreSnapshot]
 }
 
@@ -231,6 +234,24 @@ func storeFunc[F any](p *atomic.Pointer[F], fn F, isNil bool) {
 		return
 	}
 	p.Store(&fn)
+}
+
+// SetPacingGate sets the question the publisher loops ask before waiting
+// out FrameInterval after a frame of several objects: pacing holds an
+// object back so that others join its frame, which pays only while other
+// work is in flight. When one payment at a time crosses the mesh, two
+// unrelated objects still meet in a queue now and then (a QC still queued
+// when the next payment's certificate joins it), and pacing after that
+// frame would hold the next one, on that payment's path, for up to the
+// interval. A validator answers whether it has several transactions
+// waiting for their QCs. Without a gate (nil) the loops pace on frame
+// sizes alone.
+func (m *Mesh) SetPacingGate(fn func() bool) { storeFunc(&m.pacingGate, fn, fn == nil) }
+
+// pacingAllowed asks the pacing gate, if any.
+func (m *Mesh) pacingAllowed() bool {
+	fn := m.pacingGate.Load()
+	return fn == nil || (*fn)()
 }
 
 // ListPeers returns the peers known to be subscribed to topic.

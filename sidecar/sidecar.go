@@ -262,12 +262,23 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 			}
 		})
 	}
+	mesh.SetPacingGate(s.paceFrames)
 	mesh.RegisterTxValidator(s.validateTx)
 	mesh.OnTx(s.onTx)
 	mesh.OnBulletin(s.onBulletin)
 	mesh.OnQC(s.onQC)
 	return s, nil
 }
+
+// pacingMinInFlight is how many transactions this validator must have
+// signed without a QC yet for its publisher loops to pace frames. One
+// payment at a time leaves one or two (the previous one's QC may still be
+// on its way); under load there are as many as payments in flight.
+const pacingMinInFlight = 3
+
+// paceFrames is the mesh's pacing gate: holding an object back for others
+// to join its frame pays only while other payments are in flight.
+func (s *Sidecar) paceFrames() bool { return s.pending.Len() >= pacingMinInFlight }
 
 // Start restores the transactions this validator signed that have no QC
 // yet (they are announced again), then runs the workers, the publisher and
