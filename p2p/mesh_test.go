@@ -432,6 +432,30 @@ func TestForgedQCCannotShadow(t *testing.T) {
 	}
 }
 
+// clusterWithKnownQC starts four validators and a light client on shard 3
+// configured by tweak, and has validator 0 publish a QC of payment seq that
+// every one of them then holds. It returns the QC and its shard's topic.
+func clusterWithKnownQC(t *testing.T, seq uint64, tweak func(*Config)) (*cluster, context.Context, string, *qc.QC) {
+	t.Helper()
+	c := newCluster(t, clusterOpts{validators: 4, lights: 1, lightShards: []int{3}, tweak: tweak})
+	ctx := testCtx(t, 60*time.Second)
+	shard := QCTopic(testDomain.ChainID, testDomain.Epoch, 3)
+	q := c.f.qcFrom(t, mustTxHash(t, testRequest(seq)), testEffects(seq, 0x03), 0, 1, 2)
+	if err := c.validators[0].PublishQC(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	k := qcKey(q.TxHash)
+	testkit.Eventually(t, 20*time.Second, "the QC at every validator and the light client", func() bool {
+		for _, n := range c.all() {
+			if !n.qcs.has(k) {
+				return false
+			}
+		}
+		return true
+	})
+	return c, ctx, shard, q
+}
+
 // TestOutsiderDuplicateFramesBudgeted: a light client re-wraps a QC every
 // validator holds into frames with new ids (the header is not signed, so
 // anyone can). The first frames, within its budget, are ignored like an
@@ -441,26 +465,10 @@ func TestForgedQCCannotShadow(t *testing.T) {
 // is not counted against any budget.
 func TestOutsiderDuplicateFramesBudgeted(t *testing.T) {
 	const burst = 3
-	c := newCluster(t, clusterOpts{validators: 4, lights: 1, lightShards: []int{3}, tweak: func(cfg *Config) {
+	c, ctx, shard, q := clusterWithKnownQC(t, 31, func(cfg *Config) {
 		cfg.OutsiderDuplicateFrames, cfg.OutsiderDuplicateBurst = 0.001, burst
-	}})
-	ctx := testCtx(t, 60*time.Second)
-	attacker := c.lights[0]
-	shard := QCTopic(testDomain.ChainID, testDomain.Epoch, 3)
-	h, eff := mustTxHash(t, testRequest(31)), testEffects(31, 0x03)
-	q := c.f.qcFrom(t, h, eff, 0, 1, 2)
-	if err := c.validators[0].PublishQC(ctx, q); err != nil {
-		t.Fatal(err)
-	}
-	k := qcKey(h)
-	testkit.Eventually(t, 20*time.Second, "the QC at every validator and the light client", func() bool {
-		for _, v := range c.validators {
-			if !v.qcs.has(k) {
-				return false
-			}
-		}
-		return attacker.qcs.has(k)
 	})
+	attacker, k := c.lights[0], qcKey(q.TxHash)
 	receivers := c.validators[1:]
 	stage := func(verdict, stage string) map[string]string {
 		return map[string]string{"topic": "qc", "verdict": verdict, "stage": stage}
@@ -542,26 +550,10 @@ func TestOutsiderDuplicateFramesBudgeted(t *testing.T) {
 // members, then rejects them and scores the member below zero.
 func TestMemberDuplicateFramesBudgetedAtLightClients(t *testing.T) {
 	const burst = 3
-	c := newCluster(t, clusterOpts{validators: 4, lights: 1, lightShards: []int{3}, tweak: func(cfg *Config) {
+	c, ctx, shard, q := clusterWithKnownQC(t, 32, func(cfg *Config) {
 		cfg.MemberDuplicateFrames, cfg.MemberDuplicateBurst = 0.001, burst
-	}})
-	ctx := testCtx(t, 60*time.Second)
-	sender, light := c.validators[0], c.lights[0]
-	shard := QCTopic(testDomain.ChainID, testDomain.Epoch, 3)
-	h, eff := mustTxHash(t, testRequest(32)), testEffects(32, 0x03)
-	q := c.f.qcFrom(t, h, eff, 0, 1, 2)
-	if err := sender.PublishQC(ctx, q); err != nil {
-		t.Fatal(err)
-	}
-	k := qcKey(h)
-	testkit.Eventually(t, 20*time.Second, "the QC at every validator and the light client", func() bool {
-		for _, v := range c.validators {
-			if !v.qcs.has(k) {
-				return false
-			}
-		}
-		return light.qcs.has(k)
 	})
+	sender, light := c.validators[0], c.lights[0]
 	count := func(n *node, verdict, st string) float64 {
 		return metricValue(t, n.reg, "allegro_p2p_validations_total", map[string]string{"topic": "qc", "verdict": verdict, "stage": st})
 	}
