@@ -55,10 +55,10 @@ func (d *duplicateBudget) allow(p peer.ID, now time.Time) bool {
 	return l.AllowN(now, 1)
 }
 
-// duplicateBudget returns the budget a frame with nothing new from peer
-// from draws on, or nil when such frames from it are not counted: this
-// node's own, and a member's at a validator.
-func (p *pipelines) duplicateBudget(from peer.ID) *duplicateBudget {
+// budgetFor returns the budget a frame with nothing new from peer from
+// draws on, or nil when such frames from it are not counted: this node's
+// own, and a member's at a validator.
+func (p *pipelines) budgetFor(from peer.ID) *duplicateBudget {
 	if from == p.self {
 		return nil
 	}

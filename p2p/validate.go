@@ -455,7 +455,7 @@ func (p *pipelines) validateQC(ctx context.Context, from peer.ID, msg *pubsub.Me
 		fresh = fresh || !p.accepted.qcSeen(KindQC, q.TxHash)
 	}
 	if !fresh {
-		if b := p.duplicateBudget(from); b != nil && !b.allow(from, time.Now()) {
+		if b := p.budgetFor(from); b != nil && !b.allow(from, time.Now()) {
 			return fail(Reject, stageFlood, errors.New("frames with nothing new from this peer, past its budget"))
 		}
 		return fail(Ignore, stageDuplicate, errDuplicate)

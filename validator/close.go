@@ -9,6 +9,7 @@ import (
 
 	fastpayv1 "github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/qc"
+	"github.com/allegro-mesh/allegro/tempo"
 )
 
 // ErrEpochStopped is wrapped by the refusal of a payment after this
@@ -71,6 +72,7 @@ func (v *Validator) CloseEpoch(ctx context.Context, carried []qc.CloseEntry) (*q
 
 	cl := &qc.Close{ChainID: v.signer.Domain().ChainID, Epoch: epoch, Height: view.Head().Number}
 	listed := make(map[qc.Hash]struct{}, len(keys)+len(carried))
+	nonces := tempo.NewNonceReads(view)
 	for _, k := range keys {
 		cert, err := v.ownCertificate(k)
 		if errors.Is(err, errEarlierEpoch) {
@@ -82,7 +84,7 @@ func (v *Validator) CloseEpoch(ctx context.Context, carried []qc.CloseEntry) (*q
 		if err != nil {
 			return nil, fmt.Errorf("close epoch %d: %w", epoch, err)
 		}
-		if settled, err := settledAt(ctx, view, cert.Effects); err != nil {
+		if settled, err := settledIn(ctx, nonces, cert.Effects); err != nil {
 			return nil, fmt.Errorf("close epoch %d: nonce of %s: %w", epoch, k, err)
 		} else if settled {
 			continue
@@ -106,7 +108,7 @@ func (v *Validator) CloseEpoch(ctx context.Context, carried []qc.CloseEntry) (*q
 		if _, dup := listed[en.Cert.TxHash]; dup {
 			continue
 		}
-		if settled, err := settledAt(ctx, view, en.Cert.Effects); err != nil {
+		if settled, err := settledIn(ctx, nonces, en.Cert.Effects); err != nil {
 			return nil, fmt.Errorf("close epoch %d: nonce of %s: %w", epoch, en.Cert.Effects.ContentionKey(), err)
 		} else if settled {
 			continue

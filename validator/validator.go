@@ -581,18 +581,9 @@ func pendingOf(e qc.Effects, credit bool) pendingAmount {
 // of entries, gathered for each of its payments.
 var pendingPool = sync.Pool{New: func() any { return new([]pendingAmount) }}
 
-// settledAt reports whether the transaction with effects e is included at
-// view: the chain's nonce for its (sender, nonce key) has passed its seq.
-func settledAt(ctx context.Context, view tempo.ChainView, e qc.Effects) (bool, error) {
-	n, err := view.NonceOf(ctx, common.Address(e.Sender), e.NonceKey)
-	if err != nil {
-		return false, err
-	}
-	return n > e.NonceSeq, nil
-}
-
-// settledIn is settledAt through reads, which asks the view for each
-// (sender, nonce key) once.
+// settledIn reports whether the transaction with effects e is included at
+// the view behind reads (the chain's nonce for its sender and nonce key has
+// passed its seq), asking the view for each (sender, nonce key) once.
 func settledIn(ctx context.Context, reads *tempo.NonceReads, e qc.Effects) (bool, error) {
 	return reads.Included(ctx, common.Address(e.Sender), e.NonceKey, e.NonceSeq)
 }
