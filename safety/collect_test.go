@@ -91,16 +91,27 @@ func pay(t *testing.T, cl *nodetest.Cluster, i int, name string, req *fastpayv1.
 	return submitted{p: p, qc: got}
 }
 
-// freeURL returns the URL of a loopback port nothing listens on.
-func freeURL(t *testing.T) string {
+// deadURL returns the URL of a loopback port that answers nothing: it
+// accepts and closes every connection for the rest of the test. The port
+// stays bound, so no other process (another package's tests run beside
+// these) can take it and answer in its place.
+func deadURL(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return "http://" + l.Addr().String()
 }
 
 // boardCerts pages through a board directly.
@@ -222,7 +233,7 @@ func TestCollectAndCheckDevChain(t *testing.T) {
 		chainTxs = append(chainTxs, p.ChainTx)
 	}
 	cfg := safety.CollectConfig{
-		Sidecars:        append(sidecars(cl, byz), safety.Sidecar{Name: "ghost", APIURL: freeURL(t), Honest: true}),
+		Sidecars:        append(sidecars(cl, byz), safety.Sidecar{Name: "ghost", APIURL: deadURL(t), Honest: true}),
 		CommitteeFile:   committeeFile,
 		ChainRPC:        dc.HTTPEndpoint(),
 		LightClientQCs:  map[string][][]byte{"lc-test": lightQCs},
