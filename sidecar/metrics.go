@@ -16,9 +16,12 @@ type sidecarMetrics struct {
 	// doppelganger is 1 once another process was seen signing with this
 	// validator's key.
 	doppelganger prometheus.Gauge
+	awaitingQC   prometheus.GaugeFunc
 }
 
-func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
+// newSidecarMetrics registers the sidecar's metrics; awaitingQC reads how
+// many signed transactions wait for their QC.
+func newSidecarMetrics(reg prometheus.Registerer, awaitingQC func() float64) (*sidecarMetrics, error) {
 	m := &sidecarMetrics{
 		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "allegro", Subsystem: "sidecar", Name: "submissions_total",
@@ -48,6 +51,10 @@ func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 			Namespace: "allegro", Subsystem: "sidecar", Name: "doppelganger_detected",
 			Help: "1 once a certificate by this validator's key that its data directory never signed was seen during the doppelganger window: the sidecar no longer signs.",
 		}),
+		awaitingQC: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "allegro", Subsystem: "sidecar", Name: "awaiting_qc",
+			Help: "Transactions this validator signed that wait for their QC: announced again until it comes, they expire, their nonce settles, or another transaction's QC takes their nonce.",
+		}, awaitingQC),
 	}
 	// Drop counters exist at zero from the start, so rates and alerts on
 	// them work before the first drop.
@@ -57,7 +64,7 @@ func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 	for _, result := range []string{"adopted", "refused"} {
 		m.closes.WithLabelValues(result)
 	}
-	if _, err := promreg.Register("sidecar", reg, m.submissions, m.meshTxs, m.dropped, m.syncs, m.closes, m.reannounced, m.doppelganger); err != nil {
+	if _, err := promreg.Register("sidecar", reg, m.submissions, m.meshTxs, m.dropped, m.syncs, m.closes, m.reannounced, m.doppelganger, m.awaitingQC); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -110,3 +110,38 @@ func TestLinkLatency(t *testing.T) {
 		}
 	}
 }
+
+// TestLosingTransactionNoLongerAwaited: a validator cut off from the rest
+// signs one payment while the other three certify a conflicting one for
+// the same nonce. Once it learns that QC, its own transaction can never
+// gather a quorum, so it stops waiting for it (announcing it again, and
+// counting it in flight for the pacing gate) at once, not at its expiry.
+func TestLosingTransactionNoLongerAwaited(t *testing.T) {
+	cl := mockCluster(t, 0)
+	cl.Partition([]int{0}, []int{1, 2, 3})
+	testkit.Eventually(t, 10*time.Second, "validator 0 disconnected", func() bool {
+		return !cl.Connected(0, 1) && !cl.Connected(0, 2) && !cl.Connected(0, 3)
+	})
+
+	losing := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}.Request(t)
+	if resp, err := cl.Client(0).SubmitFastPay(context.Background(), losing); err != nil || resp.GetCert() == nil {
+		t.Fatalf("submit to the isolated validator: %v %v", resp, err)
+	}
+	if n := cl.Nodes[0].Sidecar.AwaitingQC(); n != 1 {
+		t.Fatalf("the isolated validator awaits %d QCs after signing, want 1", n)
+	}
+	winning := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 11}.Request(t)
+	q := cl.PayToQC(1, winning, 20*time.Second)
+
+	cl.Heal()
+	testkit.Eventually(t, 30*time.Second, "the isolated validator learns the winning QC", func() bool {
+		return cl.HasQC(0, q.TxHash)
+	})
+	testkit.Eventually(t, 5*time.Second, "the isolated validator no longer awaits its own transaction", func() bool {
+		return cl.Nodes[0].Sidecar.AwaitingQC() == 0
+	})
+	losingHash, _ := p2p.TxHash(losing)
+	if cl.HasQC(0, losingHash) {
+		t.Fatal("the losing transaction has a QC")
+	}
+}

@@ -221,13 +221,19 @@ func (s *Sidecar) duePending(now time.Time) []qc.Hash {
 }
 
 // pendingDone reports whether p needs no further announcement: its QC is
-// known, its key was pruned as settled (the guard is gone), or it expired
-// (head 0: the chain is unreachable, block expiry not judged).
+// known, another transaction's QC took its nonce (learnQC's rule, for a
+// QC learned before a restart restored p), its key was pruned as settled
+// (the guard is gone), or it expired (head 0: the chain is unreachable,
+// block expiry not judged).
 func (s *Sidecar) pendingDone(p *validator.Payment, head uint64, now time.Time) bool {
 	if _, certified := s.board.QC(p.TxHash); certified {
 		return true
 	}
-	if signed, ok := s.v.SignedTx(p.Effects.ContentionKey()); !ok || signed != p.TxHash {
+	key := p.Effects.ContentionKey()
+	if other, ok := s.v.CertifiedTx(key); ok && other != p.TxHash {
+		return true
+	}
+	if signed, ok := s.v.SignedTx(key); !ok || signed != p.TxHash {
 		return true
 	}
 	switch p.Expiry.Kind {

@@ -243,7 +243,7 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 	if s.recentQCs, err = lru.New[qc.Hash, struct{}](maxSyncQCs); err != nil {
 		return nil, err
 	}
-	if s.metrics, err = newSidecarMetrics(d.Registerer); err != nil {
+	if s.metrics, err = newSidecarMetrics(d.Registerer, func() float64 { return float64(s.pending.Len()) }); err != nil {
 		return nil, err
 	}
 	if d.Byzantine != ByzantineHonest {
@@ -279,6 +279,11 @@ const pacingMinInFlight = 3
 // paceFrames is the mesh's pacing gate: holding an object back for others
 // to join its frame pays only while other payments are in flight.
 func (s *Sidecar) paceFrames() bool { return s.pending.Len() >= pacingMinInFlight }
+
+// AwaitingQC returns how many transactions this validator signed are still
+// waiting for their QC (announced again until it comes, they expire, their
+// nonce settles, or another transaction's QC takes their nonce).
+func (s *Sidecar) AwaitingQC() int { return s.pending.Len() }
 
 // Start restores the transactions this validator signed that have no QC
 // yet (they are announced again), then runs the workers, the publisher and
@@ -406,6 +411,13 @@ func (s *Sidecar) addCertificate(cert qc.Certificate) {
 
 func (s *Sidecar) learnQC(q *qc.QC) {
 	s.pending.Remove(q.TxHash)
+	// What this validator signed for the same nonce, if it is another
+	// transaction, can no longer gather a quorum: any two quorums share an
+	// honest member, and it signs one transaction per nonce. It is not in
+	// flight any more, for announcements and for the pacing gate.
+	if signed, ok := s.v.SignedTx(q.Effects().ContentionKey()); ok && signed != q.TxHash {
+		s.pending.Remove(signed)
+	}
 	s.recentQCs.Add(q.TxHash, struct{}{})
 	s.v.LearnVerifiedQC(q)
 	s.parked.wakeQC(q.Hash, s.enqueue)
