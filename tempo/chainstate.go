@@ -62,14 +62,24 @@ func NewNonceReads(view ChainView) *NonceReads {
 // nonceKey is on chain at the view: the chain's next nonce there has passed
 // seq.
 func (r *NonceReads) Included(ctx context.Context, account common.Address, nonceKey [32]byte, seq uint64) (bool, error) {
+	next, err := r.Next(ctx, account, nonceKey)
+	if err != nil {
+		return false, err
+	}
+	return next > seq, nil
+}
+
+// Next returns the chain's next nonce of account on nonceKey at the view:
+// every transaction there with a lower nonce is included.
+func (r *NonceReads) Next(ctx context.Context, account common.Address, nonceKey [32]byte) (uint64, error) {
 	slot := nonceSlot{account, nonceKey}
 	next, ok := r.next[slot]
 	if !ok {
 		var err error
 		if next, err = r.view.NonceOf(ctx, account, nonceKey); err != nil {
-			return false, err
+			return 0, err
 		}
 		r.next[slot] = next
 	}
-	return next > seq, nil
+	return next, nil
 }

@@ -2,6 +2,7 @@ package validator
 
 import (
 	"context"
+	"math/big"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/crypto"
@@ -49,6 +50,41 @@ func BenchmarkDecode(b *testing.B) {
 	for b.Loop() {
 		if _, err := Decode(req, domain, 8); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAvailableBusySender measures the funds check of a sender with
+// 2,000 payments pending on one nonce key, none settled: what every further
+// payment of a busy wallet pays before it is signed.
+func BenchmarkAvailableBusySender(b *testing.B) {
+	c := newCluster(b, 4)
+	v := c.validator(b, 0, "")
+	const pending = 2000
+	c.chain.SetBalance(token, alice, dollars(1_000_000))
+	ctx := context.Background()
+	for i := range pending {
+		if _, err := v.Submit(ctx, pay(aliceKey, uint64(i), bob, dollars(1)).request(b)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	view, err := c.chain.Latest(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	next := pay(aliceKey, pending, bob, dollars(1)).request(b)
+	p, err := Decode(next, domain, 8)
+	if err != nil {
+		b.Fatal(err)
+	}
+	want := new(big.Int).Sub(dollars(1_000_000), dollars(pending))
+	for b.Loop() {
+		got, err := v.available(ctx, view, p.Effects.Sender, p.Effects.Asset, p.Effects.ContentionKey())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got.Cmp(want) > 0 {
+			b.Fatalf("available %s, more than the %s left after the pending payments", got, want)
 		}
 	}
 }

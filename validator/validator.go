@@ -52,7 +52,10 @@ type Validator struct {
 	cursors     map[cursorSlot]uint64
 	credits     *lru.Cache[qc.Hash, credit] // by tx hash
 	byRecipient map[qc.Address]map[qc.Hash]struct{}
-	creditByQC  map[qc.Hash]qc.Hash // qc hash → tx hash of pending credits
+	// ledger sums the guard's debits and the credits per account, asset
+	// and lane, for the funds check.
+	ledger     *pendingLedger
+	creditByQC map[qc.Hash]qc.Hash // qc hash → tx hash of pending credits
 	// The same QCs seen from the paying side, for the conflict check:
 	// their contention keys, and the payments each sender has certified.
 	certifiedKeys map[qc.ContentionKey]qc.Hash
@@ -136,6 +139,7 @@ func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.Cha
 		debits:      make(map[qc.Address]map[qc.ContentionKey]struct{}),
 		cursors:     make(map[cursorSlot]uint64),
 		byRecipient: make(map[qc.Address]map[qc.Hash]struct{}),
+		ledger:      newPendingLedger(),
 		creditByQC:  make(map[qc.Hash]qc.Hash),
 
 		certifiedKeys: make(map[qc.ContentionKey]qc.Hash),
@@ -486,34 +490,21 @@ func (v *Validator) resign(p *Payment, entry guardEntry) (qc.Certificate, error)
 // debits include what the previous epoch's closes listed for keys this
 // validator has no guard of its own for, except the key being decided.
 //
-// A busy account has many entries pending, most of them on a few nonce
-// keys, and this runs for every payment it makes: the chain is asked for
-// each (sender, nonce key)'s nonce once, not once per entry, and entries
-// are gathered into a pooled list with their amounts as they are stored.
+// A busy account has thousands of entries pending, on a few lanes (sender
+// and nonce key) of its own and one per payer lane it receives from, and
+// this runs for every payment it makes: the ledger keeps each lane's sums,
+// the chain is asked for each lane's nonce once, and only the entries
+// below it (settled since the last prune) are looked at one by one.
 func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender, asset qc.Address, deciding qc.ContentionKey) (*big.Int, error) {
 	balance, err := view.BalanceOf(ctx, common.Address(asset), common.Address(sender))
 	if err != nil {
 		return nil, err
 	}
-	listp := pendingPool.Get().(*[]pendingAmount)
-	defer func() {
-		clear(*listp)
-		*listp = (*listp)[:0]
-		pendingPool.Put(listp)
-	}()
-	list := *listp
+	scratch := availablePool.Get().(*availableScratch)
+	defer scratch.release()
+	key := ledgerKey{sender, asset}
 	v.mu.Lock()
-	for k := range v.debits[sender] {
-		g := v.guard[k]
-		if g.effects.Sender == sender && g.effects.Asset == asset {
-			list = append(list, pendingOf(g.effects, false))
-		}
-		if g.fee != nil && g.fee.payer == sender && g.fee.token == asset {
-			d := pendingOf(g.effects, false)
-			d.big = g.fee.amount
-			list = append(list, d)
-		}
-	}
+	scratch.lanes = v.ledger.lanes(key, scratch.lanes)
 	if h := v.handover.Load(); h != nil {
 		for k, ls := range h.ListedBySender(sender) {
 			if _, own := v.guard[k]; own || k == deciding {
@@ -527,59 +518,70 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 				}
 			}
 			if most != nil {
-				list = append(list, pendingOf(most.Effects, false))
+				scratch.listed = append(scratch.listed, listedDebit(most.Effects))
 			}
 		}
 	}
-	for h := range v.byRecipient[sender] {
-		if c, ok := v.credits.Peek(h); ok && c.effects.Asset == asset {
-			list = append(list, pendingOf(c.effects, true))
-		}
-	}
 	v.mu.Unlock()
-	*listp = list
 
+	// The chain reads happen without the lock; a lane that gains its first
+	// entry meanwhile is judged conservatively (pendingLedger.addPending).
 	nonces := tempo.NewNonceReads(view)
+	for _, lane := range scratch.lanes {
+		next, err := nonces.Next(ctx, common.Address(lane.sender), lane.key)
+		if err != nil {
+			return nil, err
+		}
+		scratch.next[lane] = next
+	}
 	var amount big.Int
-	for i := range list {
-		p := &list[i]
+	for i := range scratch.listed {
+		p := &scratch.listed[i]
 		settled, err := nonces.Included(ctx, common.Address(p.slot.sender), p.slot.key, p.seq)
 		if err != nil {
 			return nil, err
 		}
-		if settled {
-			continue // the balance shows it
-		}
-		a := p.big
-		if a == nil {
-			a = amount.SetUint64(p.amount)
-		}
-		if p.credit {
-			balance.Add(balance, a)
-		} else {
-			balance.Sub(balance, a)
+		if !settled {
+			balance.Sub(balance, amount.SetUint64(p.amount))
 		}
 	}
+	v.mu.Lock()
+	v.ledger.addPending(key, func(lane cursorSlot) (uint64, bool) {
+		next, ok := scratch.next[lane]
+		return next, ok
+	}, balance)
+	v.mu.Unlock()
 	return balance, nil
 }
 
-// pendingAmount is one unsettled debit or credit of an account: what it
-// moves and the transaction nonce that settles it.
+// availableScratch is what one funds check gathers, recycled.
+type availableScratch struct {
+	lanes  []cursorSlot
+	next   map[cursorSlot]uint64
+	listed []pendingAmount
+}
+
+func (a *availableScratch) release() {
+	clear(a.lanes)
+	a.lanes = a.lanes[:0]
+	clear(a.next)
+	clear(a.listed)
+	a.listed = a.listed[:0]
+	availablePool.Put(a)
+}
+
+var availablePool = sync.Pool{New: func() any { return &availableScratch{next: make(map[cursorSlot]uint64)} }}
+
+// pendingAmount is a debit a close listed: its lane, nonce and amount.
 type pendingAmount struct {
 	slot   cursorSlot // the transaction's (sender, nonce key)
 	seq    uint64
 	amount uint64
-	big    *big.Int // instead of amount (a fee); never modified
-	credit bool
 }
 
-func pendingOf(e qc.Effects, credit bool) pendingAmount {
-	return pendingAmount{slot: cursorSlot{e.Sender, e.NonceKey}, seq: e.NonceSeq, amount: e.Amount, credit: credit}
+func listedDebit(e qc.Effects) pendingAmount {
+	return pendingAmount{slot: cursorSlot{e.Sender, e.NonceKey}, seq: e.NonceSeq, amount: e.Amount}
 }
-
-// pendingPool recycles available's lists: a busy sender's holds thousands
-// of entries, gathered for each of its payments.
-var pendingPool = sync.Pool{New: func() any { return new([]pendingAmount) }}
 
 // settledIn reports whether the transaction with effects e is included at
 // the view behind reads (the chain's nonce for its sender and nonce key has
@@ -589,10 +591,34 @@ func settledIn(ctx context.Context, reads *tempo.NonceReads, e qc.Effects) (bool
 }
 
 func (v *Validator) addGuard(k qc.ContentionKey, e guardEntry) {
+	if old, ok := v.guard[k]; ok {
+		v.unledgerGuard(k, old)
+	}
 	v.guard[k] = e
 	v.indexDebit(k.Sender, k)
 	if e.fee != nil {
 		v.indexDebit(e.fee.payer, k)
+	}
+	lane := cursorSlot{k.Sender, k.NonceKey}
+	v.ledger.add(ledgerKey{e.effects.Sender, e.effects.Asset}, lane, guardDebit(k, e))
+	if e.fee != nil {
+		v.ledger.add(ledgerKey{e.fee.payer, e.fee.token}, lane, guardFee(k, e))
+	}
+}
+
+func guardDebit(k qc.ContentionKey, e guardEntry) ledgerEntry {
+	return ledgerEntry{seq: k.NonceSeq, tx: e.txHash, amount: e.effects.Amount}
+}
+
+func guardFee(k qc.ContentionKey, e guardEntry) ledgerEntry {
+	return ledgerEntry{seq: k.NonceSeq, tx: e.txHash, big: e.fee.amount, fee: true}
+}
+
+func (v *Validator) unledgerGuard(k qc.ContentionKey, e guardEntry) {
+	lane := cursorSlot{k.Sender, k.NonceKey}
+	v.ledger.remove(ledgerKey{e.effects.Sender, e.effects.Asset}, lane, guardDebit(k, e))
+	if e.fee != nil {
+		v.ledger.remove(ledgerKey{e.fee.payer, e.fee.token}, lane, guardFee(k, e))
 	}
 }
 
@@ -611,6 +637,7 @@ func (v *Validator) removeGuard(k qc.ContentionKey) {
 		return
 	}
 	delete(v.guard, k)
+	v.unledgerGuard(k, e)
 	v.unindexDebit(k.Sender, k)
 	if e.fee != nil {
 		v.unindexDebit(e.fee.payer, k)
@@ -635,6 +662,7 @@ func (v *Validator) addCredit(q *qc.QC) bool {
 		return false
 	}
 	v.credits.Add(q.TxHash, credit{qcHash: q.Hash, effects: e})
+	v.ledger.add(ledgerKey{e.Recipient, e.Asset}, cursorSlot{e.Sender, e.NonceKey}, creditEntry(q.TxHash, e))
 	set := v.byRecipient[e.Recipient]
 	if set == nil {
 		set = make(map[qc.Hash]struct{})
@@ -655,8 +683,13 @@ func (v *Validator) addCredit(q *qc.QC) bool {
 	return true
 }
 
+func creditEntry(tx qc.Hash, e qc.Effects) ledgerEntry {
+	return ledgerEntry{seq: e.NonceSeq, tx: tx, amount: e.Amount, credit: true}
+}
+
 // unindexCredit is the credits cache's eviction callback.
 func (v *Validator) unindexCredit(h qc.Hash, c credit) {
+	v.ledger.remove(ledgerKey{c.effects.Recipient, c.effects.Asset}, cursorSlot{c.effects.Sender, c.effects.NonceKey}, creditEntry(h, c.effects))
 	delete(v.creditByQC, c.qcHash)
 	if k := c.effects.ContentionKey(); v.certifiedKeys[k] == h {
 		delete(v.certifiedKeys, k)
@@ -897,6 +930,15 @@ func (v *Validator) OverlayOf(account qc.Address) Overlay {
 		}
 	}
 	return o
+}
+
+// CertifiedTx returns the tx hash of the QC this validator holds for key,
+// if it holds a pending credit for one.
+func (v *Validator) CertifiedTx(key qc.ContentionKey) (qc.Hash, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	h, ok := v.certifiedKeys[key]
+	return h, ok
 }
 
 // SignedTx returns the tx hash this validator signed for key, if any
