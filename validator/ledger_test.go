@@ -1,9 +1,13 @@
 package validator
 
 import (
+	"context"
+	"crypto/ecdsa"
 	"math/big"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/allegro-mesh/allegro/qc"
 )
@@ -146,5 +150,133 @@ func TestLaneLedgerPrunesFromTheHead(t *testing.T) {
 	}
 	if l.debits.Cmp(big.NewInt(1)) != 0 {
 		t.Fatalf("debits %s after removals, want 1", &l.debits)
+	}
+}
+
+// TestFundsMatchOverlay drives a validator with payments it signs, QCs it
+// learns (more than its credits cache holds, so credits are evicted),
+// settlement of random lanes and prunes, and after each step compares the
+// funds check of every account with the same sum taken from its overlay
+// entry by entry: the ledger follows the guard and the credits.
+func TestFundsMatchOverlay(t *testing.T) {
+	c := newCluster(t, 4)
+	cfg := DefaultConfig()
+	cfg.MaxCredits = 8
+	v := c.validatorWith(t, 0, "", cfg)
+	ctx := context.Background()
+	payers := []*ecdsa.PrivateKey{aliceKey, bobKey, carolKey}
+	strangers := []*ecdsa.PrivateKey{mustKey("dave"), mustKey("erin")}
+	accounts := []common.Address{alice, bob, carol}
+	for _, k := range append(append([]*ecdsa.PrivateKey{}, payers...), strangers...) {
+		c.chain.SetBalance(token, addressOf(k), dollars(1_000_000))
+	}
+	next := map[common.Address]uint64{} // next nonce each key signs with
+	settled := map[common.Address]uint64{}
+	rng := rand.New(rand.NewPCG(3, 4))
+
+	check := func(step int) {
+		t.Helper()
+		view, err := c.chain.Latest(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, acct := range accounts {
+			a := qc.Address(acct)
+			got, err := v.available(ctx, view, a, qc.Address(token), qc.ContentionKey{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := view.BalanceOf(ctx, token, acct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pending := func(e qc.Effects) bool {
+				n, err := view.NonceOf(ctx, common.Address(e.Sender), e.NonceKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return e.NonceSeq >= n
+			}
+			o := v.OverlayOf(a)
+			entries := 0
+			for _, e := range o.Debits {
+				if e.Asset == qc.Address(token) {
+					entries++
+					if pending(e) {
+						want.Sub(want, new(big.Int).SetUint64(e.Amount))
+					}
+				}
+			}
+			for _, f := range o.Fees {
+				e := qc.Effects{Sender: f.Key.Sender, NonceKey: f.Key.NonceKey, NonceSeq: f.Key.NonceSeq}
+				if f.Token == qc.Address(token) {
+					entries++
+					if pending(e) {
+						want.Sub(want, f.Amount)
+					}
+				}
+			}
+			for _, e := range o.Credits {
+				if e.Asset == qc.Address(token) {
+					entries++
+					if pending(e) {
+						want.Add(want, new(big.Int).SetUint64(e.Amount))
+					}
+				}
+			}
+			if got.Cmp(want) != 0 {
+				t.Fatalf("step %d: funds of %s %s, from its overlay %s", step, acct, got, want)
+			}
+			// Nothing pruned or evicted stays behind in the ledger.
+			v.mu.Lock()
+			held := 0
+			for _, l := range v.ledger.accounts[ledgerKey{a, qc.Address(token)}] {
+				held += len(l.live())
+			}
+			v.mu.Unlock()
+			if held != entries {
+				t.Fatalf("step %d: the ledger holds %d entries of %s, its overlay %d", step, held, acct, entries)
+			}
+		}
+	}
+
+	signed, learned := 0, 0
+	for step := range 300 {
+		switch op := rng.IntN(10); {
+		case op < 4:
+			k := payers[rng.IntN(len(payers))]
+			from := addressOf(k)
+			to := accounts[rng.IntN(len(accounts))]
+			req := pay(k, next[from], to, big.NewInt(int64(rng.IntN(1_000_000)+1))).request(t)
+			if _, err := v.Submit(ctx, req); err != nil {
+				t.Fatalf("step %d: submit: %v", step, err)
+			}
+			next[from]++
+			signed++
+		case op < 7:
+			k := strangers[rng.IntN(len(strangers))]
+			from := addressOf(k)
+			to := accounts[rng.IntN(len(accounts))]
+			q := c.certify(t, pay(k, next[from], to, big.NewInt(int64(rng.IntN(1_000_000)+1))).request(t))
+			next[from]++
+			if err := v.LearnQC(q); err != nil {
+				t.Fatalf("step %d: learn QC: %v", step, err)
+			}
+			learned++
+		case op < 9:
+			// The chain includes a few more of one sender's transactions.
+			ks := append(append([]*ecdsa.PrivateKey{}, payers...), strangers...)
+			from := addressOf(ks[rng.IntN(len(ks))])
+			settled[from] = min(next[from], settled[from]+uint64(rng.IntN(4)))
+			c.chain.SetNonce(from, [32]byte{}, settled[from])
+		default:
+			if _, _, err := v.Prune(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check(step)
+	}
+	if signed < 50 || learned < 50 {
+		t.Fatalf("only %d payments signed and %d QCs learned", signed, learned)
 	}
 }
