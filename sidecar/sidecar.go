@@ -243,7 +243,7 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 	if s.recentQCs, err = lru.New[qc.Hash, struct{}](maxSyncQCs); err != nil {
 		return nil, err
 	}
-	if s.metrics, err = newSidecarMetrics(d.Registerer, func() float64 { return float64(s.pending.Len()) }); err != nil {
+	if s.metrics, err = newSidecarMetrics(d.Registerer, func() float64 { return float64(s.AwaitingQC()) }); err != nil {
 		return nil, err
 	}
 	if d.Byzantine != ByzantineHonest {
@@ -278,7 +278,7 @@ const pacingMinInFlight = 3
 
 // paceFrames is the mesh's pacing gate: holding an object back for others
 // to join its frame pays only while other payments are in flight.
-func (s *Sidecar) paceFrames() bool { return s.pending.Len() >= pacingMinInFlight }
+func (s *Sidecar) paceFrames() bool { return s.AwaitingQC() >= pacingMinInFlight }
 
 // AwaitingQC returns how many transactions this validator signed are still
 // waiting for their QC (announced again until it comes, they expire, their

@@ -69,6 +69,13 @@ func (r *NonceReads) Included(ctx context.Context, account common.Address, nonce
 	return next > seq, nil
 }
 
+// Known returns the next nonce of account on nonceKey if this NonceReads
+// has read it, without asking the view.
+func (r *NonceReads) Known(account common.Address, nonceKey [32]byte) (uint64, bool) {
+	next, ok := r.next[nonceSlot{account, nonceKey}]
+	return next, ok
+}
+
 // Next returns the chain's next nonce of account on nonceKey at the view:
 // every transaction there with a lower nonce is included.
 func (r *NonceReads) Next(ctx context.Context, account common.Address, nonceKey [32]byte) (uint64, error) {

@@ -528,11 +528,9 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 	// entry meanwhile is judged conservatively (pendingLedger.addPending).
 	nonces := tempo.NewNonceReads(view)
 	for _, lane := range scratch.lanes {
-		next, err := nonces.Next(ctx, common.Address(lane.sender), lane.key)
-		if err != nil {
+		if _, err := nonces.Next(ctx, common.Address(lane.sender), lane.key); err != nil {
 			return nil, err
 		}
-		scratch.next[lane] = next
 	}
 	var amount big.Int
 	for i := range scratch.listed {
@@ -547,8 +545,7 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 	}
 	v.mu.Lock()
 	v.ledger.addPending(key, func(lane cursorSlot) (uint64, bool) {
-		next, ok := scratch.next[lane]
-		return next, ok
+		return nonces.Known(common.Address(lane.sender), lane.key)
 	}, balance)
 	v.mu.Unlock()
 	return balance, nil
@@ -557,20 +554,18 @@ func (v *Validator) available(ctx context.Context, view tempo.ChainView, sender,
 // availableScratch is what one funds check gathers, recycled.
 type availableScratch struct {
 	lanes  []cursorSlot
-	next   map[cursorSlot]uint64
 	listed []pendingAmount
 }
 
 func (a *availableScratch) release() {
 	clear(a.lanes)
 	a.lanes = a.lanes[:0]
-	clear(a.next)
 	clear(a.listed)
 	a.listed = a.listed[:0]
 	availablePool.Put(a)
 }
 
-var availablePool = sync.Pool{New: func() any { return &availableScratch{next: make(map[cursorSlot]uint64)} }}
+var availablePool = sync.Pool{New: func() any { return new(availableScratch) }}
 
 // pendingAmount is a debit a close listed: its lane, nonce and amount.
 type pendingAmount struct {
