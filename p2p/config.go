@@ -180,6 +180,19 @@ type Config struct {
 	// as the committee grows for the cost per payment not to grow with it.
 	FrameInterval time.Duration `toml:"frame_interval"`
 
+	// QCUnwatchedInterval paces a QC shard's publisher loop while no light
+	// client (no peer outside the committee) subscribes to the shard
+	// through this node: its frames then reach only other members, which
+	// learn every QC on the bulletin and need the shard's copy only to
+	// announce it to their own light clients at a gossip heartbeat. After
+	// any frame the next waits out the interval, so the QCs of a busy shard
+	// share frames instead of costing every member one frame's reception
+	// each. A shard that a light client subscribes to through this node
+	// follows FrameInterval, so directly connected light clients get QCs
+	// at once. 0 disables it. Default DefaultQCUnwatchedInterval, at most
+	// 1 s (see docs/benchmarks.md).
+	QCUnwatchedInterval time.Duration `toml:"qc_unwatched_interval"`
+
 	// PublishQueueSize bounds the objects waiting for a frame, per topic. A
 	// publish into a full queue fails with ErrPublishQueueFull and is
 	// counted. Default 65,536: a burst of 10,000 payments queues at most one
@@ -377,6 +390,7 @@ const (
 	DefaultFrameMaxObjects        = 1024
 	DefaultFrameMaxBytes          = 256 << 10
 	DefaultFrameInterval          = 15 * time.Millisecond
+	DefaultQCUnwatchedInterval    = 200 * time.Millisecond
 	DefaultPublishQueueSize       = 1 << 16
 )
 
@@ -428,6 +442,7 @@ func DefaultConfig() Config {
 		FrameMaxObjects:            DefaultFrameMaxObjects,
 		FrameMaxBytes:              DefaultFrameMaxBytes,
 		FrameInterval:              DefaultFrameInterval,
+		QCUnwatchedInterval:        DefaultQCUnwatchedInterval,
 		PublishQueueSize:           DefaultPublishQueueSize,
 		SeenMessagesTTL:            DefaultSeenMessagesTTL,
 		FloodPublish:               true,
@@ -542,6 +557,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FrameInterval < 0 || c.FrameInterval > time.Second {
 		return fmt.Errorf("[p2p] frame_interval must be between 0 and 1s, got %s", c.FrameInterval)
+	}
+	if c.QCUnwatchedInterval < 0 || c.QCUnwatchedInterval > time.Second {
+		return fmt.Errorf("[p2p] qc_unwatched_interval must be between 0 and 1s, got %s", c.QCUnwatchedInterval)
 	}
 	if c.PublishBackpressureTimeout < 0 {
 		return fmt.Errorf("[p2p] publish_backpressure_timeout must not be negative, got %s", c.PublishBackpressureTimeout)

@@ -48,7 +48,9 @@ type queued struct {
 // being published (and while congested peers drain, see backpressure.go),
 // so frames grow by themselves. Pacing (FrameInterval) makes them grow
 // further once they do: after a frame of several objects the next waits
-// out the interval, carrying everything queued meanwhile.
+// out the interval, carrying everything queued meanwhile. A QC shard that
+// no light client watches through this node is paced after every frame
+// (Config.QCUnwatchedInterval).
 type framer struct {
 	m     *Mesh
 	kind  TopicKind
@@ -140,7 +142,13 @@ func (f *framer) loop() {
 			// load and a chain of dependent objects pay nothing; and the
 			// pacing gate (SetPacingGate) can say that nothing else is in
 			// flight to join the frame.
-			if iv := f.interval; iv > 0 && lastSize > 1 && f.m.pacingAllowed() {
+			if iv := f.unwatchedInterval(); iv > 0 {
+				// Only other members read this shard's frames through
+				// us, and they hold its QCs from the bulletin already.
+				if d := iv - time.Since(last); d > 0 && !pause(d) {
+					return
+				}
+			} else if iv := f.interval; iv > 0 && lastSize > 1 && f.m.pacingAllowed() {
 				if d := iv - time.Since(last); d > 0 && !pause(d) {
 					return
 				}
@@ -153,6 +161,24 @@ func (f *framer) loop() {
 			f.publish(objs)
 		}
 	}
+}
+
+// unwatchedInterval returns Config.QCUnwatchedInterval for a QC shard that
+// no peer outside the committee subscribes to through this node, else 0.
+// The subscriptions are read from pubsub when the loop is about to build
+// a frame, so a light client that subscribes meanwhile is served at the
+// pace of FrameInterval from the next frame on.
+func (f *framer) unwatchedInterval() time.Duration {
+	iv := f.m.cfg.QCUnwatchedInterval
+	if f.kind != KindQC || iv <= 0 {
+		return 0
+	}
+	for _, p := range f.m.ListPeers(f.topic) {
+		if _, member := f.m.host.committee.member(p); !member {
+			return 0
+		}
+	}
+	return iv
 }
 
 // pending reports whether objects wait for a frame.

@@ -473,3 +473,82 @@ func TestPacedInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestUnwatchedShardPaces: a QC shard no light client subscribes to
+// through its publisher reaches only other members, so its loop waits out
+// QCUnwatchedInterval after every frame, even one of a single QC: QCs
+// published one by one within the interval wait for its end and share the
+// next frame.
+func TestUnwatchedShardPaces(t *testing.T) {
+	c := newCluster(t, clusterOpts{validators: 4, tweak: func(cfg *Config) {
+		cfg.QCUnwatchedInterval = time.Second
+	}})
+	pub, peer := c.validators[0], c.validators[1]
+	const r0 = 0x03
+	topic := QCTopic(testDomain.ChainID, testDomain.Epoch, QCShard([20]byte{r0}, pub.cfg.QCShards))
+	tap := tapTopic(t, peer, topic)
+
+	var qcs []*qc.QC
+	for i, req := range requests(0, 3) {
+		qcs = append(qcs, c.f.qcFrom(t, mustTxHash(t, req), testEffects(uint64(i), r0), 0, 1, 2))
+	}
+	start := time.Now()
+	if err := pub.PublishQC(t.Context(), qcs[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the first QC on the shard", func() string {
+		if len(tap.snapshot()) == 0 {
+			return "no frame yet"
+		}
+		return ""
+	})
+	// Published one after the other, each on its own wake-up of the loop:
+	// without the pacing the first would leave at once, alone.
+	for _, q := range qcs[1:] {
+		if err := pub.PublishQC(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the other QCs on the shard", func() string {
+		if got := checkFrames(t, KindQC, tap.snapshot(), pub.cfg); got < len(qcs) {
+			return fmt.Sprintf("%d of %d QCs", got, len(qcs))
+		}
+		return ""
+	})
+	// The second frame cannot leave before the interval since the first
+	// has passed; without the pacing it leaves as soon as a QC is queued.
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("the second frame arrived %s after the first QC was published, before the 1s interval", waited)
+	}
+	frames := tap.snapshot()
+	if len(frames) != 2 {
+		t.Fatalf("the shard carried %d frames, want 2 (the first QC, then the other two together)", len(frames))
+	}
+	if _, n, err := DecodeFrame(KindQC, frames[1]); err != nil || n != 2 {
+		t.Fatalf("second frame: %d QCs (err %v), want 2", n, err)
+	}
+}
+
+// TestWatchedShardIsNotPaced: a light client subscribed through a member
+// makes that member's loop for the shard follow FrameInterval again, while
+// its other shards stay paced; members do not count as watchers.
+func TestWatchedShardIsNotPaced(t *testing.T) {
+	const watched, unwatched = 2, 5
+	c := newCluster(t, clusterOpts{validators: 4, lights: 1, lightShards: []int{watched}, tweak: func(cfg *Config) {
+		cfg.QCUnwatchedInterval = 300 * time.Millisecond
+	}})
+	v := c.validators[0]
+	loop := func(shard int) *framer {
+		f, err := v.framerFor(KindQC, QCTopic(testDomain.ChainID, testDomain.Epoch, shard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if got := loop(watched).unwatchedInterval(); got != 0 {
+		t.Errorf("shard %d, watched by a light client: paced at %s, want not paced", watched, got)
+	}
+	if got := loop(unwatched).unwatchedInterval(); got != 300*time.Millisecond {
+		t.Errorf("shard %d, subscribed only by members: paced at %s, want 300ms", unwatched, got)
+	}
+}
