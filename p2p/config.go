@@ -189,8 +189,8 @@ type Config struct {
 	// share frames instead of costing every member one frame's reception
 	// each. A shard that a light client subscribes to through this node
 	// follows FrameInterval, so directly connected light clients get QCs
-	// at once. 0 disables it. Default DefaultQCUnwatchedInterval, at most
-	// 1 s (see docs/benchmarks.md).
+	// at once. 0 disables it. Default 200 ms (DefaultQCUnwatchedInterval),
+	// at most 1 s (see docs/benchmarks.md).
 	QCUnwatchedInterval time.Duration `toml:"qc_unwatched_interval"`
 
 	// PublishQueueSize bounds the objects waiting for a frame, per topic. A

@@ -502,8 +502,8 @@ func TestUnwatchedShardPaces(t *testing.T) {
 		}
 		return ""
 	})
-	// Published one after the other, each on its own wake-up of the loop:
-	// without the pacing the first would leave at once, alone.
+	// Published one after the other while the loop waits out the interval
+	// that the first frame started.
 	for _, q := range qcs[1:] {
 		if err := pub.PublishQC(t.Context(), q); err != nil {
 			t.Fatal(err)
