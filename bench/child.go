@@ -41,6 +41,8 @@ type SidecarProcessConfig struct {
 	// Transport is the node's p2p.Config.PreferredTransport ("": the
 	// default).
 	Transport string
+	// CertRouting is the node's p2p.Config.CertRouting ("": the default).
+	CertRouting string
 }
 
 // Validate reports the first invalid field.
@@ -60,6 +62,9 @@ func (c SidecarProcessConfig) Validate() error {
 	if err := validTransport(c.Transport); err != nil {
 		return fmt.Errorf("sidecar process: transport: %w", err)
 	}
+	if err := validCertRouting(c.CertRouting); err != nil {
+		return fmt.Errorf("sidecar process: cert-routing: %w", err)
+	}
 	return nil
 }
 
@@ -69,6 +74,7 @@ func (c SidecarProcessConfig) Args() []string {
 		"--index", strconv.Itoa(c.Index), "--validators", strconv.Itoa(c.Validators),
 		"--chain-id", strconv.FormatUint(c.ChainID, 10), "--senders", strconv.Itoa(c.Senders),
 		"--dir", c.Dir, "--log-level", c.LogLevel, "--transport", c.Transport,
+		"--cert-routing", c.CertRouting,
 	}
 }
 
@@ -84,6 +90,7 @@ func ParseSidecarArgs(args []string, output io.Writer) (SidecarProcessConfig, er
 	fs.StringVar(&c.Dir, "dir", "", "data directory")
 	fs.StringVar(&c.LogLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&c.Transport, "transport", "", "transport dialled first: tcp or quic (default: the mesh's)")
+	fs.StringVar(&c.CertRouting, "cert-routing", "", "certificate routing: bulletin or entry (default: the mesh's)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -168,7 +175,7 @@ func SidecarMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	}
 	chain := fundedChain(senderKeys(cfg.Senders))
 	bytes := NewByteCounter()
-	n, err := buildNode(cfg.Index, file, chain, cfg.Dir, cfg.Transport, logger, nil, bytes)
+	n, err := buildNode(cfg.Index, file, chain, cfg.Dir, meshChoice{cfg.Transport, cfg.CertRouting}, logger, nil, bytes)
 	if err != nil {
 		return err
 	}

@@ -165,6 +165,8 @@ type ClusterConfig struct {
 	// Transport is the nodes' p2p.Config.PreferredTransport ("": the
 	// default).
 	Transport string
+	// CertRouting is the nodes' p2p.Config.CertRouting ("": the default).
+	CertRouting string
 	// Logger receives the nodes' logs (default: discarded).
 	Logger *slog.Logger
 }
@@ -183,6 +185,9 @@ func (c ClusterConfig) Validate() error {
 	}
 	if err := validTransport(c.Transport); err != nil {
 		return fmt.Errorf("cluster config: Transport: %w", err)
+	}
+	if err := validCertRouting(c.CertRouting); err != nil {
+		return fmt.Errorf("cluster config: CertRouting: %w", err)
 	}
 	return nil
 }
@@ -246,7 +251,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 		} else {
 			bytes = NewByteCounter()
 		}
-		n, err := buildNode(i, c.File, c.Chain, filepath.Join(cfg.Dir, validatorName(i)), cfg.Transport, cfg.Logger, mock, bytes)
+		n, err := buildNode(i, c.File, c.Chain, filepath.Join(cfg.Dir, validatorName(i)), meshChoice{cfg.Transport, cfg.CertRouting}, cfg.Logger, mock, bytes)
 		if err != nil {
 			return c, err
 		}
@@ -278,15 +283,18 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 // buildNode builds (without starting) bench validator i of file on chain:
 // production defaults except loopback addresses (p2p.LocalConfig's
 // addresses, reconnect backoffs and IP colocation whitelist; API on a free
-// port) and the preferred transport ("": the default). A mock host
+// port) and the mesh's choices. A mock host
 // constructor puts it on a mock network; bytes (may be nil) counts what
 // its host sends.
-func buildNode(i int, file *committee.File, chain tempo.ChainReader, dataDir, transport string, logger *slog.Logger, mock p2p.HostConstructor, bytes *ByteCounter) (*node.Node, error) {
+func buildNode(i int, file *committee.File, chain tempo.ChainReader, dataDir string, choice meshChoice, logger *slog.Logger, mock p2p.HostConstructor, bytes *ByteCounter) (*node.Node, error) {
 	keys := validatorKeys(len(file.Members))
 	ncfg := node.DefaultConfig()
 	ncfg.DataDir = dataDir
 	ncfg.Sidecar.DoppelgangerWindow = 0 // measured nodes sign from the start
-	ncfg.P2P = localP2P(transport)
+	ncfg.P2P = localP2P(choice.transport)
+	if choice.certRouting != "" {
+		ncfg.P2P.CertRouting = choice.certRouting
+	}
 	// LocalConfig's fast pubsub link checks and score snapshots are for
 	// tests; a benchmark runs the production timers (they cost CPU on
 	// every node, which matters in large committees).
@@ -503,6 +511,20 @@ func localP2P(transport string) p2p.Config {
 		cfg.PreferredTransport = transport
 	}
 	return cfg
+}
+
+// meshChoice is what a bench run may choose of its validators' mesh: the
+// preferred transport and the certificate routing ("": the defaults).
+type meshChoice struct{ transport, certRouting string }
+
+// validCertRouting accepts "" (the default) and the values of
+// p2p.Config.CertRouting.
+func validCertRouting(r string) error {
+	switch r {
+	case "", p2p.CertRoutingBulletin, p2p.CertRoutingEntry:
+		return nil
+	}
+	return fmt.Errorf("%q is neither %q nor %q", r, p2p.CertRoutingBulletin, p2p.CertRoutingEntry)
 }
 
 // validTransport accepts "" (the default) and the values of

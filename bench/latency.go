@@ -60,7 +60,7 @@ func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration, prof
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	s.logf("   %s: starting %d validators", name, n)
-	cl, err := StartCluster(startCtx, ClusterConfig{Validators: n, ChainID: s.cfg.ChainID, Senders: 1, LinkLatency: link, Dir: dir, Transport: s.cfg.Transport, Logger: s.cfg.Logger})
+	cl, err := StartCluster(startCtx, ClusterConfig{Validators: n, ChainID: s.cfg.ChainID, Senders: 1, LinkLatency: link, Dir: dir, Transport: s.cfg.Transport, CertRouting: s.cfg.CertRouting, Logger: s.cfg.Logger})
 	if err != nil {
 		return err
 	}

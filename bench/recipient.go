@@ -212,7 +212,7 @@ func (s *suite) runMesh(ctx context.Context) error {
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cl, err := StartCluster(startCtx, ClusterConfig{Validators: n, ChainID: s.cfg.ChainID, Senders: 2, Dir: dir, Transport: s.cfg.Transport, Logger: s.cfg.Logger})
+	cl, err := StartCluster(startCtx, ClusterConfig{Validators: n, ChainID: s.cfg.ChainID, Senders: 2, Dir: dir, Transport: s.cfg.Transport, CertRouting: s.cfg.CertRouting, Logger: s.cfg.Logger})
 	if err != nil {
 		return err
 	}

@@ -153,7 +153,7 @@ func (s *suite) runResources(ctx context.Context) error {
 	}()
 	for i := range n {
 		pc := SidecarProcessConfig{Index: i, Validators: n, ChainID: s.cfg.ChainID, Senders: streams,
-			Dir: filepath.Join(dir, validatorName(i)), LogLevel: "warn", Transport: s.cfg.Transport}
+			Dir: filepath.Join(dir, validatorName(i)), LogLevel: "warn", Transport: s.cfg.Transport, CertRouting: s.cfg.CertRouting}
 		cp, err := startChildProc(s.cfg.StartSidecar, pc.Args(), fmt.Sprintf("sidecar %d", i), filepath.Join(dir, validatorName(i)+".log"), nil)
 		if err != nil {
 			return err

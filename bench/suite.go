@@ -149,6 +149,9 @@ type Config struct {
 	// Transport is the validators' p2p.Config.PreferredTransport, for
 	// the mesh and the gossip floor alike ("": the default).
 	Transport string
+	// CertRouting is the validators' p2p.Config.CertRouting in every
+	// section but the gossip floor ("": the default).
+	CertRouting string
 	// Logger receives the nodes' logs (default: discarded).
 	Logger *slog.Logger
 	// Settings are recorded in the report as given (for example the
@@ -216,6 +219,9 @@ func (c Config) Validate() error {
 	}
 	if err := validTransport(c.Transport); err != nil {
 		return fmt.Errorf("bench config: Transport: %w", err)
+	}
+	if err := validCertRouting(c.CertRouting); err != nil {
+		return fmt.Errorf("bench config: CertRouting: %w", err)
 	}
 	switch {
 	case c.LatencyWarmup < 0:

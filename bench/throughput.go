@@ -136,7 +136,7 @@ func (s *suite) runSaturation(ctx context.Context) (saturation, error) {
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	streams := s.cfg.Streams
-	cl, err := StartCluster(startCtx, ClusterConfig{Validators: n, ChainID: s.cfg.ChainID, Senders: streams, Dir: dir, Transport: s.cfg.Transport, Logger: s.cfg.Logger})
+	cl, err := StartCluster(startCtx, ClusterConfig{Validators: n, ChainID: s.cfg.ChainID, Senders: streams, Dir: dir, Transport: s.cfg.Transport, CertRouting: s.cfg.CertRouting, Logger: s.cfg.Logger})
 	if err != nil {
 		return saturation{}, err
 	}

@@ -476,7 +476,14 @@ func newValidator(cfg Config, f *committee.File, signer *qc.Signer, c *qc.Commit
 }
 
 func newBoard(lc fx.Lifecycle, cfg Config, c *qc.Committee, signer *qc.Signer, m *p2p.Mesh, reg prometheus.Registerer, log *slog.Logger) (*bulletin.Board, error) {
-	b, err := bulletin.New(cfg.Bulletin, c, signer.ID(), m, reg, log.With("component", "bulletin"))
+	bcfg := cfg.Bulletin
+	if cfg.P2P.CertRouting == p2p.CertRoutingEntry {
+		// Only a transaction's entry gathers its certificates, so the QC
+		// usually forms at one member, which publishes it at once rather
+		// than in its turn.
+		bcfg.PublishStep = 0
+	}
+	b, err := bulletin.New(bcfg, c, signer.ID(), m, reg, log.With("component", "bulletin"))
 	if err != nil {
 		return nil, err
 	}

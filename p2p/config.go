@@ -193,6 +193,18 @@ type Config struct {
 	// at most 1 s (see docs/benchmarks.md).
 	QCUnwatchedInterval time.Duration `toml:"qc_unwatched_interval"`
 
+	// CertRouting is where this validator sends its certificates: "bulletin"
+	// (default, SPEC §5 revision 2) floods each one to the committee in
+	// bulletin frames; "entry" (the proposed revision 3,
+	// docs/proposal-linear-certificates.md, experimental) sends each to the
+	// member whose tx frame brought the transaction, over the certificate
+	// stream (CertProtocol), falling back to the bulletin when that member
+	// cannot be reached or the transaction has no entry. The entry forms the
+	// QC and floods it; a payment whose entry fails completes through
+	// re-announcement. Members of one committee may differ: either way a
+	// member accepts certificates from both paths.
+	CertRouting string `toml:"cert_routing"`
+
 	// PublishQueueSize bounds the objects waiting for a frame, per topic. A
 	// publish into a full queue fails with ErrPublishQueueFull and is
 	// counted. Default 65,536: a burst of 10,000 payments queues at most one
@@ -394,6 +406,12 @@ const (
 	DefaultPublishQueueSize       = 1 << 16
 )
 
+// Values of Config.CertRouting.
+const (
+	CertRoutingBulletin = "bulletin"
+	CertRoutingEntry    = "entry"
+)
+
 // DefaultValidationConcurrency returns the default ValidationConcurrency:
 // 2×NumCPU, at least 4.
 func DefaultValidationConcurrency() int {
@@ -443,6 +461,7 @@ func DefaultConfig() Config {
 		FrameMaxBytes:              DefaultFrameMaxBytes,
 		FrameInterval:              DefaultFrameInterval,
 		QCUnwatchedInterval:        DefaultQCUnwatchedInterval,
+		CertRouting:                CertRoutingBulletin,
 		PublishQueueSize:           DefaultPublishQueueSize,
 		SeenMessagesTTL:            DefaultSeenMessagesTTL,
 		FloodPublish:               true,
@@ -560,6 +579,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QCUnwatchedInterval < 0 || c.QCUnwatchedInterval > time.Second {
 		return fmt.Errorf("[p2p] qc_unwatched_interval must be between 0 and 1s, got %s", c.QCUnwatchedInterval)
+	}
+	if c.CertRouting != CertRoutingBulletin && c.CertRouting != CertRoutingEntry {
+		return fmt.Errorf("[p2p] cert_routing must be %q or %q, got %q", CertRoutingBulletin, CertRoutingEntry, c.CertRouting)
 	}
 	if c.PublishBackpressureTimeout < 0 {
 		return fmt.Errorf("[p2p] publish_backpressure_timeout must not be negative, got %s", c.PublishBackpressureTimeout)

@@ -84,7 +84,7 @@ func (m *Mesh) deliver(info TopicInfo, msg *pubsub.Message) {
 	case KindTx:
 		if fn := m.onTx.Load(); fn != nil {
 			for _, v := range objs.txs {
-				m.call(info, msg, func() {
+				m.call(info, msg.GetTopic(), func() {
 					(*fn)(m.ctx, Delivery[*TxMessage]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID, Publisher: objs.header.Publisher})
 				})
 			}
@@ -92,7 +92,7 @@ func (m *Mesh) deliver(info TopicInfo, msg *pubsub.Message) {
 	case KindBulletin:
 		if fn := m.onBulletin.Load(); fn != nil {
 			for _, v := range objs.items {
-				m.call(info, msg, func() {
+				m.call(info, msg.GetTopic(), func() {
 					(*fn)(m.ctx, Delivery[*BulletinItem]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID, Publisher: objs.header.Publisher})
 				})
 			}
@@ -100,7 +100,7 @@ func (m *Mesh) deliver(info TopicInfo, msg *pubsub.Message) {
 	case KindQC:
 		if fn := m.onQC.Load(); fn != nil {
 			for _, v := range objs.qcs {
-				m.call(info, msg, func() {
+				m.call(info, msg.GetTopic(), func() {
 					(*fn)(m.ctx, Delivery[*qc.QC]{Value: v, From: msg.ReceivedFrom, Local: local, Topic: msg.GetTopic(), ID: msg.ID, Publisher: objs.header.Publisher})
 				})
 			}
@@ -110,12 +110,12 @@ func (m *Mesh) deliver(info TopicInfo, msg *pubsub.Message) {
 
 // call runs one handler call, recovering (counting and logging) a panic so
 // the frame's other objects are still delivered.
-func (m *Mesh) call(info TopicInfo, msg *pubsub.Message, fn func()) {
+func (m *Mesh) call(info TopicInfo, topic string, fn func()) {
 	defer func() {
 		if r := recover(); r != nil {
 			m.metrics.handlerPanics.WithLabelValues(info.Kind.String()).Inc()
 			if ok, suppressed := m.panicLogs.allow(time.Now()); ok {
-				m.logger.Error("p2p: delivery handler panicked", "topic", msg.GetTopic(), "panic", fmt.Sprint(r), "suppressed", suppressed, "stack", string(debug.Stack()))
+				m.logger.Error("p2p: delivery handler panicked", "topic", topic, "panic", fmt.Sprint(r), "suppressed", suppressed, "stack", string(debug.Stack()))
 			}
 		}
 	}()

@@ -1,7 +1,12 @@
 package p2p
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"testing"
 
 	"github.com/allegro-mesh/allegro/api/fastpayv1"
@@ -100,4 +105,70 @@ func reencodeFrame(t *testing.T, k TopicKind, data []byte) []byte {
 		t.Fatalf("%s: re-encode: %v", k, err)
 	}
 	return out
+}
+
+// FuzzCertStream feeds arbitrary bytes to a member's certificate stream
+// reader, as another member would send them (certstream.go): every frame
+// read goes through the certificate frame validation. It must never panic;
+// a frame is bounded by MaxFrameSize; a failure to read is ErrTooLarge or
+// ErrMalformed; and an accepted frame delivers only certificates the
+// sender signed, at most as many as it carried.
+func FuzzCertStream(f *testing.F) {
+	fx := newFixture(f, 4)
+	h1, h2 := mustTxHash(f, testRequest(1)), mustTxHash(f, testRequest(2))
+	eff := testEffects(1, 0x23)
+	valid := encBulletin(f, fx.hdr(1, 2), []qc.Certificate{fx.cert(1, h1, eff), fx.cert(1, h2, eff)}, nil, nil)
+	other := encBulletin(f, fx.hdr(1, 3), []qc.Certificate{fx.cert(2, h1, eff)}, nil, nil)
+	prefixed := func(frames ...[]byte) []byte {
+		var out []byte
+		for _, fr := range frames {
+			out = append(out, binary.AppendUvarint(nil, uint64(len(fr)))...)
+			out = append(out, fr...)
+		}
+		return out
+	}
+	f.Add(prefixed(valid))
+	f.Add(prefixed(valid, other))
+	f.Add(prefixed(valid)[:10])
+	f.Add(binary.AppendUvarint(nil, MaxFrameSize+1))
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+
+	n := newNode(f, LocalConfig(), "val-0", fx.keys[0], fx.committee)
+	from, err := PeerIDFromValidatorID(fx.signers[1].ID())
+	if err != nil {
+		f.Fatal(err)
+	}
+	sender := fx.signers[1].ID()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bufio.NewReader(bytes.NewReader(data))
+		for range 8 {
+			frame, err := readCertFrame(r)
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				if !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrMalformed) {
+					t.Fatalf("unclassified read error %v", err)
+				}
+				return
+			}
+			if len(frame) > MaxFrameSize {
+				t.Fatalf("read a frame of %d bytes", len(frame))
+			}
+			out, v, _ := n.pipes.validateCertFrame(context.Background(), from, sender, frame)
+			if v != Accept {
+				continue
+			}
+			objs := out.(*frameObjects)
+			if objs.len() > objs.received || objs.received > MaxFrameObjects {
+				t.Fatalf("accepted %d of %d objects", objs.len(), objs.received)
+			}
+			for _, it := range objs.items {
+				if it.Cert == nil || it.Cert.Signer != sender {
+					t.Fatalf("accepted an object that is not the sender's certificate: %+v", it)
+				}
+			}
+		}
+	})
 }

@@ -57,6 +57,12 @@ func (m *Mesh) Start(ctx context.Context) error {
 		}
 	}
 	m.pendingShards = nil
+	if m.member {
+		// Every member accepts certificate frames, whatever its own
+		// CertRouting: members of one committee may route differently.
+		d := m.committee.Domain()
+		m.host.h.SetStreamHandler(CertProtocol(d.ChainID, d.Epoch), m.handleCertStream)
+	}
 	m.wg.Add(1)
 	go m.linkCheckLoop()
 	return m.host.Start(ctx)

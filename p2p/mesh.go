@@ -35,6 +35,20 @@ type Stats struct {
 	Tx, Bulletin, QC TopicStats
 	// Other counts messages on topics that are not this committee's.
 	Other TopicStats
+	// CertStream counts certificate stream frames (certstream.go).
+	CertStream CertStreamStats
+}
+
+// CertStreamStats are the cumulative certificate stream counters; the
+// frames received are also counted as bulletin validations, which is what
+// they are on the wire.
+type CertStreamStats struct {
+	Sent     uint64 // frames written to a member's stream
+	Fallback uint64 // frames published on the bulletin instead
+	Accepted uint64 // frames received and accepted
+	Ignored  uint64 // frames received with nothing new
+	Rejected uint64 // frames received that were provably bad
+	Refused  uint64 // streams refused (non-member, blocked member, too many)
 }
 
 // PeerInfo describes a peer for dashboards and operators.
@@ -97,11 +111,16 @@ type Mesh struct {
 	ps            *pubsub.PubSub
 	joined        map[string]*joinedTopic
 	framers       map[string]*framer
+	certSenders   map[peer.ID]*certSender
 	pendingShards []int
 
 	// seq numbers this node's frames; it starts from the clock, so frames
 	// published after a restart never repeat earlier bytes (and ids).
 	seq atomic.Uint64
+
+	// Inbound certificate streams and their senders' strikes
+	// (certstream.go).
+	certStrikes certStrikes
 
 	// Pubsub link repair (repair.go).
 	repairMu  sync.Mutex
@@ -169,25 +188,27 @@ func New(cfg Config, key crypto.PrivKey, committee *qc.Committee, bootstrap []pe
 		outsiderDups: newDuplicateBudget(cfg.OutsiderDuplicateFrames, cfg.OutsiderDuplicateBurst),
 		memberDups:   newDuplicateBudget(cfg.MemberDuplicateFrames, cfg.MemberDuplicateBurst)}
 	mesh := &Mesh{
-		cfg:        cfg,
-		committee:  committee,
-		logger:     logger,
-		host:       h,
-		self:       h.ID(),
-		selfID:     selfID,
-		member:     member,
-		metrics:    m,
-		topics:     topics,
-		pipes:      pipes,
-		outbound:   newOutbound(h.committee, cfg.PeerOutboundQueueSize),
-		rejectLogs: logLimiter{perSecond: cfg.RejectLogsPerSecond},
-		panicLogs:  logLimiter{perSecond: 5},
-		ctx:        ctx,
-		cancel:     cancel,
-		joined:     make(map[string]*joinedTopic),
-		framers:    make(map[string]*framer),
-		repairing:  make(map[peer.ID]bool),
-		repairLog:  make(map[peer.ID]repairRecord),
+		cfg:         cfg,
+		committee:   committee,
+		logger:      logger,
+		host:        h,
+		self:        h.ID(),
+		selfID:      selfID,
+		member:      member,
+		metrics:     m,
+		topics:      topics,
+		pipes:       pipes,
+		outbound:    newOutbound(h.committee, cfg.PeerOutboundQueueSize),
+		rejectLogs:  logLimiter{perSecond: cfg.RejectLogsPerSecond},
+		panicLogs:   logLimiter{perSecond: 5},
+		ctx:         ctx,
+		cancel:      cancel,
+		joined:      make(map[string]*joinedTopic),
+		framers:     make(map[string]*framer),
+		certSenders: make(map[peer.ID]*certSender),
+		certStrikes: certStrikes{peers: make(map[peer.ID]*strikeRecord), inbound: make(map[peer.ID]int)},
+		repairing:   make(map[peer.ID]bool),
+		repairLog:   make(map[peer.ID]repairRecord),
 	}
 	mesh.seq.Store(uint64(time.Now().UnixNano()))
 	return mesh, nil
@@ -284,5 +305,10 @@ func (m *Mesh) Stats() Stats {
 		Tx:       m.metrics.stats[kindIndex(KindTx)].snapshot(),
 		Bulletin: m.metrics.stats[kindIndex(KindBulletin)].snapshot(),
 		QC:       m.metrics.stats[kindIndex(KindQC)].snapshot(),
+		CertStream: CertStreamStats{
+			Sent: m.metrics.cert.sent.Load(), Fallback: m.metrics.cert.fallback.Load(),
+			Accepted: m.metrics.cert.accepted.Load(), Ignored: m.metrics.cert.ignored.Load(),
+			Rejected: m.metrics.cert.rejected.Load(), Refused: m.metrics.cert.refused.Load(),
+		},
 	}
 }

@@ -101,6 +101,8 @@ type metrics struct {
 	handlerPanics     *prometheus.CounterVec   // topic
 	objects           *prometheus.CounterVec   // topic, kind: published, received, new, skipped, queue_full
 	frameSize         *prometheus.HistogramVec // topic, direction: sent, received
+	certFrames        *prometheus.CounterVec   // direction: sent, received; result
+	cert              struct{ sent, fallback, accepted, ignored, rejected, refused atomic.Uint64 }
 
 	// Fed by the pubsub raw tracer.
 	rpcDropped       prometheus.Counter
@@ -156,6 +158,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}, []string{"topic", "direction"}),
 		handlerPanics: counterVec("handler_panics_total", "Panics recovered in delivery handlers.", "topic"),
+		certFrames: counterVec("cert_stream_frames_total",
+			"Certificate stream frames (cert_routing entry) by direction and result: sent ok, fallback (published on the bulletin instead) or queue_full; received accept, ignore, reject, or refused (the stream: a non-member, a blocked member, too many streams).",
+			"direction", "result"),
 		rpcDropped: prometheus.NewCounter(prometheus.CounterOpts(opts("rpc_dropped_total",
 			"Outbound RPCs dropped because a peer's queue was full (see PeerOutboundQueueSize)."))),
 		rpcLost: prometheus.NewCounter(prometheus.CounterOpts(opts("rpc_lost_on_close_total",
@@ -200,7 +205,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.connectedPeers.WithLabelValues("other")
 	set, err := promreg.Register("p2p", reg,
 		m.validations, m.validationSeconds, m.validatorPanics, m.published, m.publishErrors, m.delivered,
-		m.handlerPanics, m.objects, m.frameSize, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable, m.outsiderDropped,
+		m.handlerPanics, m.objects, m.frameSize, m.certFrames, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable, m.outsiderDropped,
 		m.throttledPeers, m.publishWaits, m.publishWaitSecs, m.stalledPeers, m.dials, m.connectedPeers, m.committeeScore, m.worstOtherScore,
 	)
 	if err != nil {
@@ -272,6 +277,30 @@ func (m *metrics) deliver(k TopicKind, n int) {
 	i := kindIndex(k)
 	m.delivered.WithLabelValues(kindLabels[i]).Add(float64(n))
 	m.stats[i].delivered.Add(uint64(n))
+}
+
+// certFrame records a certificate stream frame: sent with result ok,
+// fallback or queue_full; received with a verdict or refused.
+func (m *metrics) certFrame(direction, result string) {
+	m.certFrames.WithLabelValues(direction, result).Inc()
+	var c *atomic.Uint64
+	switch result {
+	case "ok":
+		c = &m.cert.sent
+	case "fallback":
+		c = &m.cert.fallback
+	case "accept":
+		c = &m.cert.accepted
+	case "ignore":
+		c = &m.cert.ignored
+	case "reject":
+		c = &m.cert.rejected
+	case "refused":
+		c = &m.cert.refused
+	default:
+		return
+	}
+	c.Add(1)
 }
 
 func (m *metrics) dialAttempt(ok bool) {

@@ -146,7 +146,14 @@ type Sidecar struct {
 	// learned, also for anti-entropy: a QC that formed while a peer was
 	// away may exist on this node only. The QCs themselves are read from
 	// the board, which keeps them compact (a QC holds 2f+1 certificates).
-	recentQCs    *lru.Cache[qc.Hash, struct{}]
+	recentQCs *lru.Cache[qc.Hash, struct{}]
+	// entries holds, when the mesh routes certificates to entries
+	// (p2p.Config.CertRouting "entry"), each recent transaction's entry:
+	// the member whose tx frame brought it, or this validator for its own
+	// clients' submissions. A transaction without one (it came through
+	// anti-entropy, or its entry fell out) has its certificate published
+	// on the bulletin.
+	entries      *lru.Cache[qc.Hash, qc.ValidatorID]
 	syncs        syncState
 	syncNotifiee *network.NotifyBundle
 	settler      *settlement.Settler // nil: no settlement
@@ -241,6 +248,10 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 		return nil, err
 	}
 	if s.recentQCs, err = lru.New[qc.Hash, struct{}](maxSyncQCs); err != nil {
+		return nil, err
+	}
+	// Room for every transaction waiting for a worker or parked.
+	if s.entries, err = lru.New[qc.Hash, qc.ValidatorID](cfg.QueueSize + cfg.MaxParked); err != nil {
 		return nil, err
 	}
 	if s.metrics, err = newSidecarMetrics(d.Registerer, func() float64 { return float64(s.AwaitingQC()) }); err != nil {
@@ -364,6 +375,9 @@ func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayReques
 	if !announced {
 		publish() // a repeat of a payment signed before: share it again
 	}
+	if s.mesh.RoutesCertificatesToEntry() {
+		s.entries.Add(p.TxHash, s.v.Signer().ID())
+	}
 	s.offer(p)
 	s.board.SetStage(cert.TxHash, fastpayv1.TxLifecycleUpdate_ACCEPTED, 0)
 	s.addPending(p)
@@ -379,14 +393,30 @@ func resultLabel(err error) string {
 	return validator.RejectCodeOf(err).String()
 }
 
-// addOwnCertificate records and publishes a certificate this validator
-// signed for p.
+// addOwnCertificate records a certificate this validator signed for p and
+// shares it: on the bulletin, or, when the mesh routes certificates to
+// entries, with p's entry (kept here when this validator is the entry,
+// which forms the QC).
 func (s *Sidecar) addOwnCertificate(p *validator.Payment, cert qc.Certificate) {
 	if s.byz != nil {
 		s.byz.addOwnCertificate(s, p, cert)
 		return
 	}
 	s.addCertificate(cert)
+	if s.mesh.RoutesCertificatesToEntry() {
+		if entry, ok := s.entries.Get(p.TxHash); ok {
+			if entry == s.v.Signer().ID() {
+				return
+			}
+			err := s.mesh.SendCertificate(s.ctx, entry, cert)
+			if err == nil {
+				return
+			}
+			if s.ctx.Err() == nil {
+				s.log.Debug("send certificate to the entry; publishing it on the bulletin", "tx", cert.TxHash, "err", err)
+			}
+		}
+	}
 	if err := s.mesh.PublishCertificate(s.ctx, cert); err != nil && s.ctx.Err() == nil {
 		s.log.Warn("publish certificate", "tx", cert.TxHash, "err", err)
 	}
@@ -455,6 +485,12 @@ func (s *Sidecar) onTx(_ context.Context, d p2p.Delivery[*p2p.TxMessage]) {
 	}
 	for _, q := range p.VerifiedParents {
 		s.v.LearnVerifiedQC(q)
+	}
+	if s.mesh.RoutesCertificatesToEntry() && d.Publisher != s.v.Signer().ID() && s.v.Committee().Contains(d.Publisher) {
+		// The first frame's publisher is the entry; frames are unsigned,
+		// so a member could name another, which then merely gathers
+		// certificates it did not ask for.
+		s.entries.ContainsOrAdd(p.TxHash, d.Publisher)
 	}
 	s.offer(p)
 	s.enqueue(p)

@@ -1,0 +1,511 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+// The certificate stream (Config.CertRouting "entry", the proposed SPEC §5
+// revision 3 in docs/proposal-linear-certificates.md): a validator sends
+// the certificates it signs for a transaction to the transaction's entry
+// (the member whose tx frame brought it) instead of flooding them on the
+// bulletin, so a payment costs each member about one frame reception per
+// topic rather than one per member. The entry forms the QC and floods it.
+//
+// A stream carries frames one way, from a member to another: each frame is
+// a BulletinFrame holding only its sender's own certificates, prefixed by
+// its length as an unsigned varint. The receiver validates it like a
+// bulletin frame (decode and caps; the sender a member and every
+// certificate its own; every signature verified in one batch; repeats
+// dropped) and delivers what is new to the bulletin handler. Nothing of a
+// frame that fails is delivered. Without pubsub's peer score to penalise
+// the sender, a provably bad frame resets the stream and counts against
+// the sender; past certStreamStrikes within certStreamStrikeMemory its
+// certificate streams are refused for certStreamBlockTime, which leaves it
+// the bulletin, where peer scoring applies.
+
+// CertProtocol returns the certificate stream protocol of a committee.
+func CertProtocol(chainID, epoch uint64) protocol.ID {
+	return protocol.ID(fmt.Sprintf("/allegro/%d/%d/certs/3", chainID, epoch))
+}
+
+const (
+	certStreamStrikes      = 3
+	certStreamStrikeMemory = 10 * time.Minute
+	certStreamBlockTime    = 10 * time.Minute
+	// certStreamMaxInbound bounds the certificate streams one member may
+	// hold open to this node at once (a reconnect may briefly overlap two).
+	certStreamMaxInbound = 2
+	// certStreamWriteTimeout bounds writing one frame: a peer that stops
+	// reading must not hold a sender's certificates back indefinitely.
+	certStreamWriteTimeout = 5 * time.Second
+	// certStreamRetry is how long after a failed dial or write the frames
+	// for that member go to the bulletin without trying the stream again.
+	certStreamRetry = time.Second
+)
+
+// ErrNoCertStream: a certificate cannot go to its entry over the
+// certificate stream (the entry is this node or not a member).
+var ErrNoCertStream = errors.New("p2p: no certificate stream to that validator")
+
+// RoutesCertificatesToEntry reports whether this node sends its
+// certificates to each transaction's entry (Config.CertRouting "entry").
+func (m *Mesh) RoutesCertificatesToEntry() bool {
+	return m.member && m.cfg.CertRouting == CertRoutingEntry
+}
+
+// SendCertificate queues one of this node's own certificates for the
+// committee member to, over the certificate stream. When the stream cannot
+// be opened or written, the certificates waiting for it are published on
+// the bulletin instead, so none is lost to a failed entry. Validators only.
+func (m *Mesh) SendCertificate(_ context.Context, to qc.ValidatorID, cert qc.Certificate) error {
+	if !m.member {
+		return ErrNotCommitteeMember
+	}
+	if cert.Signer != m.selfID {
+		return fmt.Errorf("p2p: send certificate: signed by %s, not by this node", cert.Signer.Hex())
+	}
+	if to == m.selfID || !m.committee.Contains(to) {
+		return fmt.Errorf("%w: %s", ErrNoCertStream, to.Hex())
+	}
+	pid, err := PeerIDFromValidatorID(to)
+	if err != nil {
+		return fmt.Errorf("p2p: send certificate: %w", err)
+	}
+	s, err := m.certSenderFor(pid)
+	if err != nil {
+		return fmt.Errorf("p2p: send certificate: %w", err)
+	}
+	m.pipes.verifier.Remember(&cert)
+	return s.enqueue(queuedCert(&cert))
+}
+
+// certSender is the publisher loop of one member's certificate stream:
+// like a topic's framer it drains its queue into one frame whenever it
+// wakes, and paces frames under load.
+type certSender struct {
+	m        *Mesh
+	to       peer.ID
+	wake     chan struct{}
+	interval time.Duration
+
+	mu    sync.Mutex
+	queue []queued
+
+	// Owned by loop.
+	stream    network.Stream
+	downUntil time.Time
+}
+
+func (m *Mesh) certSenderFor(to peer.ID) (*certSender, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch m.state {
+	case stateNew:
+		return nil, ErrNotStarted
+	case stateStopped:
+		return nil, ErrStopped
+	}
+	if s, ok := m.certSenders[to]; ok {
+		return s, nil
+	}
+	s := &certSender{m: m, to: to, wake: make(chan struct{}, 1),
+		interval: pacedInterval(m.cfg.FrameInterval, m.committee.N())}
+	m.certSenders[to] = s
+	m.wg.Add(1)
+	go s.loop()
+	return s, nil
+}
+
+func (s *certSender) enqueue(o queued) error {
+	s.mu.Lock()
+	if len(s.queue) >= s.m.cfg.PublishQueueSize {
+		s.mu.Unlock()
+		s.m.metrics.certFrame("sent", "queue_full")
+		return fmt.Errorf("%w (certificate stream, %d objects)", ErrPublishQueueFull, s.m.cfg.PublishQueueSize)
+	}
+	s.queue = append(s.queue, o)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// take removes the next frame's certificates: at least one, then as many
+// as fit FrameMaxObjects and FrameMaxBytes.
+func (s *certSender) take() []queued {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.m.cfg
+	size := frameHeaderOverhead
+	n := 0
+	for ; n < len(s.queue) && n < cfg.FrameMaxObjects; n++ {
+		if n > 0 && size+s.queue[n].size > cfg.FrameMaxBytes {
+			break
+		}
+		size += s.queue[n].size
+	}
+	out := append([]queued(nil), s.queue[:n]...)
+	rest := copy(s.queue, s.queue[n:])
+	clear(s.queue[rest:])
+	s.queue = s.queue[:rest]
+	return out
+}
+
+func (s *certSender) loop() {
+	defer s.m.wg.Done()
+	defer func() {
+		if s.stream != nil {
+			_ = s.stream.Reset()
+		}
+	}()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var (
+		last     time.Time
+		lastSize int
+	)
+	for {
+		select {
+		case <-s.m.ctx.Done():
+			return
+		case <-s.wake:
+		}
+		for {
+			// The same pacing as a topic's publisher loop: under load the
+			// next frame waits out the interval and carries what queued.
+			if s.interval > 0 && lastSize > 1 && s.m.pacingAllowed() {
+				if d := s.interval - time.Since(last); d > 0 {
+					timer.Reset(d)
+					select {
+					case <-s.m.ctx.Done():
+						return
+					case <-timer.C:
+					}
+				}
+			}
+			objs := s.take()
+			if len(objs) == 0 {
+				break
+			}
+			last, lastSize = time.Now(), len(objs)
+			s.send(objs)
+		}
+	}
+}
+
+// send writes objs as one frame, or publishes them on the bulletin when the
+// stream cannot be used.
+func (s *certSender) send(objs []queued) {
+	m := s.m
+	err := s.write(objs)
+	if err == nil {
+		m.metrics.certFrame("sent", "ok")
+		return
+	}
+	if m.ctx.Err() != nil {
+		return
+	}
+	m.metrics.certFrame("sent", "fallback")
+	m.logger.Debug("p2p: certificate stream unavailable; certificates go to the bulletin", "peer", s.to, "certificates", len(objs), "err", err)
+	f, ferr := m.framerFor(KindBulletin, m.topics.bull)
+	if ferr == nil {
+		ferr = f.enqueue(objs...)
+	}
+	if ferr != nil {
+		m.logger.Warn("p2p: certificates lost to a failed stream and a full bulletin queue; re-announcement recovers them", "peer", s.to, "certificates", len(objs), "err", ferr)
+	}
+}
+
+func (s *certSender) write(objs []queued) error {
+	m := s.m
+	if time.Now().Before(s.downUntil) {
+		return errors.New("stream failed recently")
+	}
+	fr := &fastpayv1.BulletinFrame{Header: &fastpayv1.FrameHeader{Publisher: m.selfID[:], Seq: m.seq.Add(1)}}
+	for _, o := range objs {
+		fr.Certs = append(fr.Certs, o.wireCert)
+	}
+	data, err := encodeFrame(fr, "certificate")
+	if err != nil {
+		return err
+	}
+	if s.stream == nil {
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.DialTimeout)
+		st, err := m.host.h.NewStream(ctx, s.to, CertProtocol(m.committee.Domain().ChainID, m.committee.Domain().Epoch))
+		cancel()
+		if err != nil {
+			s.downUntil = time.Now().Add(certStreamRetry)
+			return fmt.Errorf("open stream: %w", err)
+		}
+		s.stream = st
+	}
+	buf := binary.AppendUvarint(make([]byte, 0, len(data)+binary.MaxVarintLen32), uint64(len(data)))
+	buf = append(buf, data...)
+	_ = s.stream.SetWriteDeadline(time.Now().Add(certStreamWriteTimeout))
+	if _, err := s.stream.Write(buf); err != nil {
+		_ = s.stream.Reset()
+		s.stream = nil
+		s.downUntil = time.Now().Add(certStreamRetry)
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+// certStrikes counts provably bad certificate frames per member.
+type certStrikes struct {
+	mu      sync.Mutex
+	peers   map[peer.ID]*strikeRecord
+	inbound map[peer.ID]int
+}
+
+type strikeRecord struct {
+	first        time.Time
+	n            int
+	blockedUntil time.Time
+}
+
+// admit reserves one inbound stream of p, unless p is blocked or holds
+// certStreamMaxInbound already; release gives it back.
+func (c *certStrikes) admit(p peer.ID, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.peers[p]; r != nil && now.Before(r.blockedUntil) {
+		return false
+	}
+	if c.inbound[p] >= certStreamMaxInbound {
+		return false
+	}
+	c.inbound[p]++
+	return true
+}
+
+func (c *certStrikes) release(p peer.ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inbound[p]--; c.inbound[p] <= 0 {
+		delete(c.inbound, p)
+	}
+}
+
+// strike records a provably bad frame from p and reports whether p is now
+// blocked.
+func (c *certStrikes) strike(p peer.ID, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q, r := range c.peers {
+		// Bounded by the committee: only members reach here.
+		if now.Sub(r.first) > certStreamStrikeMemory && now.After(r.blockedUntil) {
+			delete(c.peers, q)
+		}
+	}
+	r := c.peers[p]
+	if r == nil {
+		r = &strikeRecord{first: now}
+		c.peers[p] = r
+	}
+	r.n++
+	if r.n >= certStreamStrikes {
+		r.blockedUntil = now.Add(certStreamBlockTime)
+		r.n, r.first = 0, now
+		return true
+	}
+	return false
+}
+
+// handleCertStream reads a member's certificate frames until the stream
+// ends or a frame is provably bad.
+func (m *Mesh) handleCertStream(st network.Stream) {
+	p := st.Conn().RemotePeer()
+	mem, isMember := m.host.committee.member(p)
+	if !isMember || !m.certStrikes.admit(p, time.Now()) {
+		m.metrics.certFrame("received", "refused")
+		_ = st.Reset()
+		return
+	}
+	defer m.certStrikes.release(p)
+	// Tracked by the mesh's wait group only while it runs: Stop changes
+	// the state under m.mu before it waits.
+	m.mu.Lock()
+	if m.state != stateStarted {
+		m.mu.Unlock()
+		_ = st.Reset()
+		return
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	defer m.wg.Done()
+	stop := context.AfterFunc(m.ctx, func() { _ = st.Reset() })
+	defer stop()
+	r := bufio.NewReader(st)
+	for {
+		data, err := readCertFrame(r)
+		if errors.Is(err, io.EOF) {
+			_ = st.Close()
+			return
+		}
+		start := time.Now()
+		var objs *frameObjects
+		v, stage := Reject, stageDecode
+		if err == nil {
+			objs, v, stage, err = m.validateCertFrame(p, mem.ID, data)
+		} else if errors.Is(err, ErrTooLarge) {
+			stage = stageSize
+		}
+		if m.ctx.Err() != nil {
+			return
+		}
+		// Counted as bulletin frames, which is what they are on the wire.
+		m.metrics.validation(KindBulletin, v, stage, time.Since(start).Seconds())
+		m.metrics.certFrame("received", v.String())
+		switch v {
+		case Accept:
+			m.pipes.accepted.record(KindBulletin, objs)
+			m.deliverCertFrame(p, objs)
+		case Reject:
+			blocked := m.certStrikes.strike(p, time.Now())
+			m.logger.Debug("p2p: certificate frame rejected", "peer", p, "member", mem.Name, "stage", stage, "err", err, "blocked", blocked)
+			_ = st.Reset()
+			return
+		}
+	}
+}
+
+// readCertFrame reads one length-prefixed frame.
+func readCertFrame(r *bufio.Reader) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
+		return nil, fmt.Errorf("%w: frame length: %v", ErrMalformed, err)
+	}
+	if n > MaxFrameSize {
+		return nil, fmt.Errorf("%w: certificate frame of %d bytes, limit %d", ErrTooLarge, n, MaxFrameSize)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("%w: truncated frame: %v", ErrMalformed, err)
+	}
+	return data, nil
+}
+
+// validateCertFrame runs a certificate frame through the bulletin's
+// stages, with the stream's sender as the only possible publisher and
+// signer. A panic is recovered as a Reject.
+func (m *Mesh) validateCertFrame(from peer.ID, sender qc.ValidatorID, data []byte) (objs *frameObjects, v Verdict, stage string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			objs, v, stage, err = nil, Reject, stagePanic, fmt.Errorf("validator panic: %v", r)
+			m.metrics.validatorPanics.WithLabelValues(KindBulletin.String()).Inc()
+			m.logger.Error("p2p: certificate frame validator panicked", "peer", from, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ValidationTimeout)
+	defer cancel()
+	out, verdict, verr := m.pipes.validateCertFrame(ctx, from, sender, data)
+	stage = stageOK
+	if verdict != Accept {
+		stage = stageState
+		var se *stageError
+		if errors.As(verr, &se) {
+			stage = se.stage
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			verdict, stage = Ignore, stageTimeout
+		}
+		return nil, verdict, stage, verr
+	}
+	return out.(*frameObjects), Accept, stage, nil
+}
+
+// validateCertFrame: a certificate frame from the member sender.
+//   - It decodes as a bulletin frame within the size limits (Reject).
+//   - It names the sender as its publisher and carries only certificates,
+//     every one signed by the sender: a member sends only its own
+//     (Reject).
+//   - A frame whose certificates were all accepted before is ignored
+//     before any signature is verified (Ignore).
+//   - Every signature is verified in one batch, with membership and
+//     effects (Reject on any failure).
+//   - Then the caller's stateful bulletin check per certificate.
+func (p *pipelines) validateCertFrame(ctx context.Context, from peer.ID, sender qc.ValidatorID, data []byte) (any, Verdict, error) {
+	f, err := decodeBulletinFrame(data)
+	if err != nil {
+		return decodeFailure(err)
+	}
+	if f.header.Publisher != sender {
+		return fail(Reject, stageMembership, fmt.Errorf("frame names publisher %s on the stream of %s", f.header.Publisher.Hex(), sender.Hex()))
+	}
+	if len(f.qcs) > 0 || len(f.pairs) > 0 {
+		return fail(Reject, stageDecode, errors.New("a certificate frame carries only certificates"))
+	}
+	fresh := false
+	for i, c := range f.certs {
+		if c.Signer != sender {
+			return fail(Reject, stageMembership, fmt.Errorf("certificate %d of the frame is signed by %s, not by the sender %s", i, c.Signer.Hex(), sender.Hex()))
+		}
+		fresh = fresh || !p.accepted.certSeen(c)
+	}
+	if !fresh {
+		return fail(Ignore, stageDuplicate, errDuplicate)
+	}
+	batch := p.verifier.NewBatch()
+	for i, c := range f.certs {
+		if err := batch.AddCertificate(c); err != nil {
+			return verifyFailure(fmt.Errorf("certificate %d of the frame: %w", i, err))
+		}
+	}
+	if err := batch.Verify(); err != nil {
+		return verifyFailure(err)
+	}
+	items := make([]*BulletinItem, 0, len(f.certs))
+	for _, c := range f.certs {
+		items = append(items, &BulletinItem{Cert: c})
+	}
+	var check func(*BulletinItem) (Verdict, error)
+	if fn := p.bulletinFn.Load(); fn != nil {
+		check = func(it *BulletinItem) (Verdict, error) { return (*fn)(ctx, from, it) }
+	}
+	kept, firstIgnore, err := keepNew(items, check,
+		func(i int, _ *BulletinItem) string { return fmt.Sprintf("certificate %d of the frame", i) },
+		bulletinKeyOf,
+		func(it *BulletinItem) bool { return p.accepted.certSeen(it.Cert) })
+	if err != nil {
+		return fail(Reject, stageState, err)
+	}
+	return frameOutcome(&frameObjects{header: f.header, received: len(items), items: kept}, firstIgnore)
+}
+
+// deliverCertFrame hands an accepted certificate frame's new certificates
+// to the bulletin handler, on the stream's goroutine.
+func (m *Mesh) deliverCertFrame(from peer.ID, objs *frameObjects) {
+	m.metrics.frameObjects(KindBulletin, objs.received, objs.len())
+	fn := m.onBulletin.Load()
+	if fn == nil {
+		return
+	}
+	info := TopicInfo{Kind: KindBulletin}
+	name := string(CertProtocol(m.committee.Domain().ChainID, m.committee.Domain().Epoch))
+	for _, it := range objs.items {
+		m.call(info, name, func() {
+			(*fn)(m.ctx, Delivery[*BulletinItem]{Value: it, From: from, Topic: name, Publisher: objs.header.Publisher})
+		})
+	}
+}

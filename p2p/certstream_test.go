@@ -1,0 +1,247 @@
+package p2p
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/allegro-mesh/allegro/qc"
+)
+
+func entryRouting(c *Config) { c.CertRouting = CertRoutingEntry }
+
+func certProtocol() string { return string(CertProtocol(testDomain.ChainID, testDomain.Epoch)) }
+
+// TestCertStreamDelivers: certificates sent to a member reach its bulletin
+// handler, named as the certificate stream's, and nobody else's.
+func TestCertStreamDelivers(t *testing.T) {
+	c := newCluster(t, clusterOpts{validators: 4, tweak: entryRouting})
+	entry := c.validators[0]
+	if !entry.RoutesCertificatesToEntry() {
+		t.Fatal("cert_routing entry: RoutesCertificatesToEntry is false")
+	}
+	var keys []string
+	for i := 1; i < 4; i++ {
+		for seq := range uint64(3) {
+			eff := testEffects(100+seq, 7)
+			cert := c.f.cert(i, mustTxHash(t, testRequest(100+seq)), eff)
+			if err := c.validators[i].SendCertificate(context.Background(), entry.selfID, cert); err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, certKey(&cert))
+		}
+	}
+	waitFor(t, 10*time.Second, "the entry's certificates", func() string {
+		if !entry.bull.hasAll(keys) {
+			return fmt.Sprintf("%d of %d delivered", entry.bull.count(func(Delivery[*BulletinItem]) bool { return true }), len(keys))
+		}
+		return ""
+	})
+	if n := entry.bull.count(func(d Delivery[*BulletinItem]) bool { return d.Topic != certProtocol() }); n != 0 {
+		t.Errorf("%d deliveries not named as the certificate stream's", n)
+	}
+	for _, v := range c.validators[1:] {
+		if n := v.bull.count(func(Delivery[*BulletinItem]) bool { return true }); n != 0 {
+			t.Errorf("%s received %d certificates meant for the entry", v.name, n)
+		}
+		if got := metricValue(t, v.reg, "allegro_p2p_cert_stream_frames_total", map[string]string{"direction": "sent", "result": "ok"}); got < 1 {
+			t.Errorf("%s: no certificate frame counted as sent", v.name)
+		}
+	}
+	// Sending to oneself or to a non-member is refused.
+	own := c.f.cert(1, mustTxHash(t, testRequest(1)), testEffects(1, 7))
+	if err := c.validators[1].SendCertificate(context.Background(), c.validators[1].selfID, own); err == nil {
+		t.Error("a certificate sent to this node itself was accepted")
+	}
+	if err := c.validators[1].SendCertificate(context.Background(), outsiderID(0), own); err == nil {
+		t.Error("a certificate sent to a non-member was accepted")
+	}
+}
+
+// TestCertStreamFallsBackToBulletin: certificates for a member that cannot
+// be reached are published on the bulletin, so none is lost.
+func TestCertStreamFallsBackToBulletin(t *testing.T) {
+	c := newCluster(t, clusterOpts{validators: 4, tweak: entryRouting})
+	gone := c.validators[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := gone.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cert := c.f.cert(1, mustTxHash(t, testRequest(7)), testEffects(7, 3))
+	if err := c.validators[1].SendCertificate(context.Background(), gone.selfID, cert); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the certificate on the bulletin", func() string {
+		for _, v := range c.validators[2:] {
+			if !v.bull.has(certKey(&cert)) {
+				return v.name + " lacks it"
+			}
+		}
+		return ""
+	})
+	if got := metricValue(t, c.validators[1].reg, "allegro_p2p_cert_stream_frames_total", map[string]string{"direction": "sent", "result": "fallback"}); got < 1 {
+		t.Error("the fallback was not counted")
+	}
+}
+
+// writeFrames writes length-prefixed frames on a new certificate stream
+// from one node to another and reports whether the receiver reset the
+// stream (a read then fails with something other than a clean EOF).
+func writeFrames(t *testing.T, from, to *node, frames ...[]byte) (reset bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := from.Host().LibP2P().NewStream(ctx, to.ID(), CertProtocol(testDomain.ChainID, testDomain.Epoch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, f := range frames {
+		if _, err := st.Write(f); err != nil {
+			return true
+		}
+	}
+	if err := st.CloseWrite(); err != nil {
+		return true
+	}
+	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = st.Read(make([]byte, 1))
+	return err != io.EOF
+}
+
+func lengthPrefixed(data []byte) []byte {
+	return append(binary.AppendUvarint(nil, uint64(len(data))), data...)
+}
+
+// TestCertStreamRejects: each provably bad frame resets the stream, counts
+// against its sender, and delivers nothing, not even its valid
+// certificates; a non-member's stream is refused outright; and a member
+// past the strike limit has its streams refused.
+func TestCertStreamRejects(t *testing.T) {
+	c := newCluster(t, clusterOpts{validators: 4, lights: 1, tweak: entryRouting})
+	entry, sender := c.validators[0], c.validators[1]
+	f := c.f
+	valid := func(seq uint64) qc.Certificate {
+		return f.cert(1, mustTxHash(t, testRequest(seq)), testEffects(seq, 5))
+	}
+	bad := valid(3)
+	bad.Signature[0] ^= 1
+	q := f.qcFrom(t, mustTxHash(t, testRequest(9)), testEffects(9, 5), 0, 1, 2)
+	cases := []struct {
+		name  string
+		frame func() []byte
+		certs []qc.Certificate // must not be delivered
+	}{
+		{"garbage", func() []byte { return lengthPrefixed([]byte("not a frame at all")) }, nil},
+		{"oversized", func() []byte { return binary.AppendUvarint(nil, MaxFrameSize+1) }, nil},
+		{"truncated", func() []byte {
+			return lengthPrefixed(encBulletin(t, f.hdr(1, 1), []qc.Certificate{valid(1)}, nil, nil))[:20]
+		}, []qc.Certificate{valid(1)}},
+		{"another signer's certificate", func() []byte {
+			return lengthPrefixed(encBulletin(t, f.hdr(1, 2), []qc.Certificate{valid(4), f.cert(2, mustTxHash(t, testRequest(4)), testEffects(4, 5))}, nil, nil))
+		}, []qc.Certificate{valid(4)}},
+		{"another publisher", func() []byte {
+			return lengthPrefixed(encBulletin(t, f.hdr(2, 3), []qc.Certificate{valid(5)}, nil, nil))
+		}, []qc.Certificate{valid(5)}},
+		{"one bad signature among valid ones", func() []byte {
+			return lengthPrefixed(encBulletin(t, f.hdr(1, 4), []qc.Certificate{valid(1), valid(2), bad}, nil, nil))
+		}, []qc.Certificate{valid(1), valid(2)}},
+		{"a QC", func() []byte {
+			return lengthPrefixed(encBulletin(t, f.hdr(1, 5), []qc.Certificate{valid(6)}, []*qc.QC{q}, nil))
+		}, []qc.Certificate{valid(6)}},
+	}
+	rejects := func() float64 {
+		return metricValue(t, entry.reg, "allegro_p2p_cert_stream_frames_total", map[string]string{"direction": "received", "result": "reject"})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			entry.certStrikes.mu.Lock()
+			clear(entry.certStrikes.peers)
+			entry.certStrikes.mu.Unlock()
+			before := rejects()
+			if !writeFrames(t, sender, entry, tc.frame()) {
+				t.Error("the stream was not reset")
+			}
+			waitFor(t, 5*time.Second, "the reject counted", func() string {
+				if rejects() <= before {
+					return "not yet"
+				}
+				return ""
+			})
+			for _, cert := range tc.certs {
+				if entry.bull.has(certKey(&cert)) {
+					t.Errorf("certificate of %s delivered from a rejected frame", cert.TxHash)
+				}
+			}
+		})
+	}
+
+	t.Run("valid frame", func(t *testing.T) {
+		cert := valid(50)
+		if writeFrames(t, sender, entry, lengthPrefixed(encBulletin(t, f.hdr(1, 50), []qc.Certificate{cert}, nil, nil))) {
+			t.Error("a valid frame's stream was reset")
+		}
+		waitFor(t, 5*time.Second, "the certificate", func() string {
+			if !entry.bull.has(certKey(&cert)) {
+				return "not delivered"
+			}
+			return ""
+		})
+	})
+
+	t.Run("non-member", func(t *testing.T) {
+		light := c.lights[0]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := light.Host().LibP2P().NewStream(ctx, entry.ID(), CertProtocol(testDomain.ChainID, testDomain.Epoch))
+		if err != nil {
+			return // refused at negotiation: light clients do not even get a stream
+		}
+		defer st.Close()
+		if !refused(st) {
+			t.Error("a non-member's certificate stream was not reset")
+		}
+	})
+
+	t.Run("strikes", func(t *testing.T) {
+		entry.certStrikes.mu.Lock()
+		clear(entry.certStrikes.peers)
+		entry.certStrikes.mu.Unlock()
+		for i := range certStreamStrikes {
+			if !writeFrames(t, sender, entry, lengthPrefixed([]byte{0xff, byte(i)})) {
+				t.Fatalf("bad frame %d: stream not reset", i)
+			}
+		}
+		cert := valid(60)
+		waitFor(t, 5*time.Second, "the sender blocked", func() string {
+			entry.certStrikes.mu.Lock()
+			defer entry.certStrikes.mu.Unlock()
+			if r := entry.certStrikes.peers[sender.ID()]; r == nil || !time.Now().Before(r.blockedUntil) {
+				return "not blocked"
+			}
+			return ""
+		})
+		if !writeFrames(t, sender, entry, lengthPrefixed(encBulletin(t, f.hdr(1, 60), []qc.Certificate{cert}, nil, nil))) {
+			t.Error("a blocked member's stream was not reset")
+		}
+		if entry.bull.has(certKey(&cert)) {
+			t.Error("a blocked member's certificate was delivered")
+		}
+		if got := metricValue(t, entry.reg, "allegro_p2p_cert_stream_frames_total", map[string]string{"direction": "received", "result": "refused"}); got < 1 {
+			t.Error("the refused stream was not counted")
+		}
+	})
+}
+
+// refused reports whether the receiver resets st without reading a frame.
+func refused(st network.Stream) bool {
+	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := st.Read(make([]byte, 1))
+	return err != nil && err != io.EOF
+}
