@@ -132,6 +132,8 @@ type Config struct {
 	Seed int64
 	// LogLevel of the sidecars (default "info").
 	LogLevel string
+	// CertRouting is the sidecars' p2p cert_routing (default "": theirs).
+	CertRouting string
 	// Swarm runs the testnet as a docker swarm stack on a one-node swarm
 	// the runner creates and leaves (see swarm.go): only the faults of
 	// swarmFaults, EpochLength 0, and not with Keep. Default false.
@@ -305,6 +307,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.Compose, "compose", c.Compose, `compose command: "docker compose" or "docker-compose" (default: detected)`)
 	fs.Int64Var(&c.Seed, "seed", c.Seed, "random seed (0: time-based)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "sidecar log level")
+	fs.StringVar(&c.CertRouting, "cert-routing", c.CertRouting, "the sidecars' p2p cert_routing: bulletin or entry (default: the sidecars' own, bulletin)")
 	fs.BoolVar(&c.Swarm, "swarm", c.Swarm, "run the testnet as a docker swarm stack on a one-node swarm made and left by the run (needs -epoch-length 0; faults: "+strings.Join(swarmFaults, ",")+", the others are left out)")
 	if err := fs.Parse(args); err != nil {
 		return c, err

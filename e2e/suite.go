@@ -159,6 +159,7 @@ func (s *suite) run(ctx context.Context) (int, error) {
 	tcfg.Validators, tcfg.LightClients, tcfg.Project, tcfg.Image = cfg.Validators, cfg.LightClients, project, cfg.Image
 	tcfg.APIPortBase, tcfg.ChainPort, tcfg.SubnetPrefix = apiBase, chainPort, prefix
 	tcfg.BlockPeriod, tcfg.LoadAccounts, tcfg.LogLevel = cfg.BlockPeriod, cfg.LoadAccounts(), cfg.LogLevel
+	tcfg.CertRouting = cfg.CertRouting
 	tcfg.EpochLength, tcfg.Spares = cfg.EpochLength, cfg.Spares()
 	tcfg.Byzantine = map[string]string{s.byz: sidecar.ByzantineEquivocate}
 	// No restart policy: the faults (docker kill, stop) would not fight

@@ -41,6 +41,7 @@ var sidecarSettings = []setting{
 	{"api.metrics_listen_addr", "metrics-listen", "ALLEGRO_METRICS_LISTEN", "separate host:port serving Prometheus /metrics, which the API address then no longer serves (default: /metrics on the API address)"},
 	{"p2p.listen_addrs", "p2p-listen", "ALLEGRO_P2P_LISTEN", "comma-separated libp2p listen multiaddrs (default: TCP and QUIC on the ports of this validator's committee entry)"},
 	{"p2p.announce_addrs", "p2p-announce", "ALLEGRO_P2P_ANNOUNCE", "comma-separated multiaddrs announced to peers"},
+	{"p2p.cert_routing", "cert-routing", "ALLEGRO_CERT_ROUTING", "where this validator sends its certificates: bulletin (SPEC §5 revision 2) or entry (the proposed revision 3, experimental: docs/proposal-linear-certificates.md)"},
 	{"log_level", "log-level", "ALLEGRO_LOG_LEVEL", "debug, info, warn or error"},
 	{"log_format", "log-format", "ALLEGRO_LOG_FORMAT", "text (logfmt) or json, one object per line"},
 	{"memory_limit", "memory-limit", "ALLEGRO_MEMORY_LIMIT", "Go soft memory limit: auto (90% of a container limit), a size such as 512MiB, or off (GOMEMLIMIT wins when set)"},

@@ -180,6 +180,9 @@ func (p *plan) compose() ([]byte, error) {
 			set("ALLEGRO_P2P_LISTEN", quoted(p2pListen)).
 			set("ALLEGRO_P2P_ANNOUNCE", quoted(strings.Join(p.meshAddrs(s), ","))).
 			set("ALLEGRO_LOG_LEVEL", quoted(cfg.LogLevel))
+		if cfg.CertRouting != "" {
+			env.set("ALLEGRO_CERT_ROUTING", quoted(cfg.CertRouting))
+		}
 		if s.Byzantine != "" {
 			// Compose substitutes the variable when it creates the
 			// container; unset means the generated mode, empty means honest.

@@ -208,6 +208,9 @@ func (p *plan) stack() ([]byte, error) {
 			set("ALLEGRO_P2P_LISTEN", quoted(p2pListen)).
 			set("ALLEGRO_P2P_ANNOUNCE", quoted(strings.Join(swarmMeshAddrs(s, cfg.P2PPort), ","))).
 			set("ALLEGRO_LOG_LEVEL", quoted(cfg.LogLevel))
+		if cfg.CertRouting != "" {
+			env.set("ALLEGRO_CERT_ROUTING", quoted(cfg.CertRouting))
+		}
 		if s.Byzantine != "" {
 			// docker stack deploy substitutes the variable from its own
 			// environment, as compose does; a runner switches a

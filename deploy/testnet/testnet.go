@@ -165,6 +165,9 @@ type Config struct {
 	LoadAccounts int
 	// LogLevel of the sidecars and light clients (default "info").
 	LogLevel string
+	// CertRouting, when set, is every sidecar's p2p cert_routing
+	// (ALLEGRO_CERT_ROUTING); "" leaves the sidecars' default.
+	CertRouting string
 	// P2PPort is the sidecars' libp2p port, TCP and QUIC (default 4001).
 	P2PPort int
 	// Restart is the restart policy of the dev chain and the sidecars:
@@ -290,6 +293,11 @@ func (c Config) Validate() error {
 	}
 	if c.BlockPeriod <= 0 {
 		errs = append(errs, fmt.Errorf("testnet: BlockPeriod must be positive, got %s", c.BlockPeriod))
+	}
+	switch c.CertRouting {
+	case "", "bulletin", "entry":
+	default:
+		errs = append(errs, fmt.Errorf("testnet: CertRouting must be bulletin or entry, got %q", c.CertRouting))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -57,13 +57,14 @@ func TestGenerate(t *testing.T) {
 	for _, tc := range []struct {
 		n, quorum, lightClients int
 		byzantine               map[string]string
+		certRouting             string
 	}{
 		{n: 4, quorum: 3, lightClients: 1},
 		{n: 7, quorum: 5, lightClients: 2, byzantine: map[string]string{"v7": sidecar.ByzantineEquivocate}},
-		{n: 10, quorum: 7, lightClients: 0, byzantine: map[string]string{"v1": sidecar.ByzantineInvalidSignatures}},
+		{n: 10, quorum: 7, lightClients: 0, byzantine: map[string]string{"v1": sidecar.ByzantineInvalidSignatures}, certRouting: "entry"},
 	} {
 		cfg := DefaultConfig()
-		cfg.Validators, cfg.LightClients, cfg.Byzantine = tc.n, tc.lightClients, tc.byzantine
+		cfg.Validators, cfg.LightClients, cfg.Byzantine, cfg.CertRouting = tc.n, tc.lightClients, tc.byzantine, tc.certRouting
 		cfg.Project = "allegro-e2e-gen"
 		dir := t.TempDir()
 		m, err := Generate(cfg, dir)
@@ -154,6 +155,9 @@ func TestGenerate(t *testing.T) {
 			if env["ALLEGRO_CHAIN_RPC"] != "ws://"+m.Chain.IP+":8545" || !strings.Contains(env["ALLEGRO_P2P_ANNOUNCE"], s.MeshAIP) ||
 				!strings.Contains(env["ALLEGRO_P2P_ANNOUNCE"], s.MeshBIP) || strings.Contains(env["ALLEGRO_P2P_ANNOUNCE"], s.ChainIP) {
 				t.Fatalf("service %s environment %v", s.Name, env)
+			}
+			if got, set := env["ALLEGRO_CERT_ROUTING"]; got != tc.certRouting || set != (tc.certRouting != "") {
+				t.Fatalf("service %s: ALLEGRO_CERT_ROUTING %q (set %v), want %q", s.Name, got, set, tc.certRouting)
 			}
 			if mode := tc.byzantine[s.Name]; mode != "" {
 				if env["ALLEGRO_BYZANTINE"] != "${"+ByzantineEnv(s.Name)+"-"+mode+"}" || s.Byzantine != mode {
