@@ -193,6 +193,21 @@ func TestCertStreamRejects(t *testing.T) {
 			}
 			return ""
 		})
+		// The same certificate again, in a new frame: nothing new, so
+		// ignored, without a strike and without delivering it twice.
+		before := rejects()
+		if writeFrames(t, sender, entry, lengthPrefixed(encBulletin(t, f.hdr(1, 51), []qc.Certificate{cert}, nil, nil))) {
+			t.Error("a repeat's stream was reset")
+		}
+		waitFor(t, 5*time.Second, "the repeat ignored", func() string {
+			if entry.Stats().CertStream.Ignored == 0 {
+				return "not yet"
+			}
+			return ""
+		})
+		if rejects() != before || entry.bull.times(certKey(&cert)) != 1 {
+			t.Errorf("repeat: %v rejects (was %v), delivered %d times", rejects(), before, entry.bull.times(certKey(&cert)))
+		}
 	})
 
 	t.Run("non-member", func(t *testing.T) {
