@@ -114,11 +114,8 @@ type certSender struct {
 func (m *Mesh) certSenderFor(to peer.ID) (*certSender, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch m.state {
-	case stateNew:
-		return nil, ErrNotStarted
-	case stateStopped:
-		return nil, ErrStopped
+	if err := m.runningLocked(); err != nil {
+		return nil, err
 	}
 	if s, ok := m.certSenders[to]; ok {
 		return s, nil
@@ -420,16 +417,7 @@ func (m *Mesh) validateCertFrame(from peer.ID, sender qc.ValidatorID, data []byt
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ValidationTimeout)
 	defer cancel()
 	out, verdict, verr := m.pipes.validateCertFrame(ctx, from, sender, data)
-	stage = stageOK
-	if verdict != Accept {
-		stage = stageState
-		var se *stageError
-		if errors.As(verr, &se) {
-			stage = se.stage
-		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			verdict, stage = Ignore, stageTimeout
-		}
+	if verdict, stage = outcome(ctx, verdict, verr); verdict != Accept {
 		return nil, verdict, stage, verr
 	}
 	return out.(*frameObjects), Accept, stage, nil
@@ -466,31 +454,7 @@ func (p *pipelines) validateCertFrame(ctx context.Context, from peer.ID, sender 
 	if !fresh {
 		return fail(Ignore, stageDuplicate, errDuplicate)
 	}
-	batch := p.verifier.NewBatch()
-	for i, c := range f.certs {
-		if err := batch.AddCertificate(c); err != nil {
-			return verifyFailure(fmt.Errorf("certificate %d of the frame: %w", i, err))
-		}
-	}
-	if err := batch.Verify(); err != nil {
-		return verifyFailure(err)
-	}
-	items := make([]*BulletinItem, 0, len(f.certs))
-	for _, c := range f.certs {
-		items = append(items, &BulletinItem{Cert: c})
-	}
-	var check func(*BulletinItem) (Verdict, error)
-	if fn := p.bulletinFn.Load(); fn != nil {
-		check = func(it *BulletinItem) (Verdict, error) { return (*fn)(ctx, from, it) }
-	}
-	kept, firstIgnore, err := keepNew(items, check,
-		func(i int, _ *BulletinItem) string { return fmt.Sprintf("certificate %d of the frame", i) },
-		bulletinKeyOf,
-		func(it *BulletinItem) bool { return p.accepted.certSeen(it.Cert) })
-	if err != nil {
-		return fail(Reject, stageState, err)
-	}
-	return frameOutcome(&frameObjects{header: f.header, received: len(items), items: kept}, firstIgnore)
+	return p.verifyBulletinFrame(ctx, from, f)
 }
 
 // deliverCertFrame hands an accepted certificate frame's new certificates

@@ -275,11 +275,8 @@ func (f *framer) publish(objs []queued) {
 func (m *Mesh) framerFor(k TopicKind, name string) (*framer, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch m.state {
-	case stateNew:
-		return nil, ErrNotStarted
-	case stateStopped:
-		return nil, ErrStopped
+	if err := m.runningLocked(); err != nil {
+		return nil, err
 	}
 	if f, ok := m.framers[name]; ok {
 		return f, nil
@@ -292,6 +289,18 @@ func (m *Mesh) framerFor(k TopicKind, name string) (*framer, error) {
 	m.wg.Add(1)
 	go f.loop()
 	return f, nil
+}
+
+// runningLocked returns ErrNotStarted or ErrStopped unless the mesh runs;
+// m.mu must be held.
+func (m *Mesh) runningLocked() error {
+	switch m.state {
+	case stateNew:
+		return ErrNotStarted
+	case stateStopped:
+		return ErrStopped
+	}
+	return nil
 }
 
 // publishFrame sends a frame's bytes on a topic, passing its objects as the

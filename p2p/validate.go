@@ -362,6 +362,13 @@ func (p *pipelines) validateBulletin(ctx context.Context, from peer.ID, msg *pub
 	if !fresh {
 		return fail(Ignore, stageDuplicate, errDuplicate)
 	}
+	return p.verifyBulletinFrame(ctx, from, f)
+}
+
+// verifyBulletinFrame runs the stages of a bulletin frame that follow the
+// duplicate check (also for certificate stream frames): every signature in
+// one batch, then the caller's stateful check per object.
+func (p *pipelines) verifyBulletinFrame(ctx context.Context, from peer.ID, f *bulletinFrame) (any, Verdict, error) {
 	batch := p.verifier.NewBatch()
 	for i, c := range f.certs {
 		if err := batch.AddCertificate(c); err != nil {
@@ -529,18 +536,7 @@ func (m *Mesh) wrap(k TopicKind, fn ValidateFunc) pubsub.ValidatorEx {
 
 		var decoded any
 		decoded, v, err = fn(ctx, from, msg)
-		stage = stageOK
-		if v != Accept {
-			stage = stageState
-			var se *stageError
-			if errors.As(err, &se) {
-				stage = se.stage
-			}
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				// Out of time: our slowness, not the sender's fault.
-				v, stage = Ignore, stageTimeout
-			}
-		}
+		v, stage = outcome(ctx, v, err)
 		if v == Accept {
 			objs := decoded.(*frameObjects)
 			msg.ValidatorData = objs
@@ -549,6 +545,23 @@ func (m *Mesh) wrap(k TopicKind, fn ValidateFunc) pubsub.ValidatorEx {
 		}
 		return v.result()
 	}
+}
+
+// outcome names the pipeline stage that reached v (stageOK for Accept) and
+// turns a verdict reached after ctx's deadline into Ignore: out of time is
+// our slowness, not the sender's fault.
+func outcome(ctx context.Context, v Verdict, err error) (Verdict, string) {
+	if v == Accept {
+		return Accept, stageOK
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return Ignore, stageTimeout
+	}
+	var se *stageError
+	if errors.As(err, &se) {
+		return v, se.stage
+	}
+	return v, stageState
 }
 
 // logReject logs a rejection at debug level, at most RejectLogsPerSecond
