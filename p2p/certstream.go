@@ -357,6 +357,10 @@ func (m *Mesh) handleCertStream(st network.Stream) {
 			_ = st.Close()
 			return
 		}
+		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+			_ = st.Reset() // the stream failed: no verdict on the sender
+			return
+		}
 		start := time.Now()
 		var objs *frameObjects
 		v, stage := Reject, stageDecode
@@ -384,24 +388,48 @@ func (m *Mesh) handleCertStream(st network.Stream) {
 	}
 }
 
-// readCertFrame reads one length-prefixed frame.
+// readCertFrame reads one length-prefixed frame. It returns io.EOF when
+// the stream ends cleanly between frames; ErrMalformed or ErrTooLarge for
+// what the sender did (a length over MaxFrameSize, a frame cut short by
+// closing the stream); any other error is the stream failing (a reset, a
+// lost connection), which proves nothing about the sender.
 func readCertFrame(r *bufio.Reader) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
+	var n uint64
+	for i := 0; ; i++ {
+		b, err := r.ReadByte()
 		if errors.Is(err, io.EOF) {
-			return nil, io.EOF
+			if i == 0 {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("%w: frame length cut short", ErrMalformed)
 		}
-		return nil, fmt.Errorf("%w: frame length: %v", ErrMalformed, err)
+		if err != nil {
+			return nil, err
+		}
+		n |= uint64(b&0x7f) << (7 * i)
+		if b < 0x80 {
+			break
+		}
+		if i == certFrameLengthBytes-1 {
+			return nil, fmt.Errorf("%w: frame length of more than %d bytes", ErrTooLarge, certFrameLengthBytes)
+		}
 	}
 	if n > MaxFrameSize {
 		return nil, fmt.Errorf("%w: certificate frame of %d bytes, limit %d", ErrTooLarge, n, MaxFrameSize)
 	}
 	data := make([]byte, n)
 	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, fmt.Errorf("%w: truncated frame: %v", ErrMalformed, err)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: frame cut short", ErrMalformed)
+		}
+		return nil, err
 	}
 	return data, nil
 }
+
+// certFrameLengthBytes bounds a frame's length prefix: four varint bytes
+// hold 2^28, well above MaxFrameSize.
+const certFrameLengthBytes = 4
 
 // validateCertFrame runs a certificate frame through the bulletin's
 // stages, with the stream's sender as the only possible publisher and

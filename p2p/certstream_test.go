@@ -210,6 +210,49 @@ func TestCertStreamRejects(t *testing.T) {
 		}
 	})
 
+	t.Run("reset mid-frame", func(t *testing.T) {
+		// A stream that fails halfway (the sender's write timed out, its
+		// connection dropped) proves nothing against the sender.
+		entry.certStrikes.mu.Lock()
+		clear(entry.certStrikes.peers)
+		entry.certStrikes.mu.Unlock()
+		before := rejects()
+		inbound := func() int {
+			entry.certStrikes.mu.Lock()
+			defer entry.certStrikes.mu.Unlock()
+			return entry.certStrikes.inbound[sender.ID()]
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := sender.Host().LibP2P().NewStream(ctx, entry.ID(), CertProtocol(testDomain.ChainID, testDomain.Epoch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := lengthPrefixed(encBulletin(t, f.hdr(1, 70), []qc.Certificate{valid(70)}, nil, nil))
+		if _, err := st.Write(frame[:len(frame)/2]); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "the entry reading the stream", func() string {
+			if inbound() == 0 {
+				return "not admitted yet"
+			}
+			return ""
+		})
+		_ = st.Reset()
+		waitFor(t, 5*time.Second, "the entry done with the stream", func() string {
+			if inbound() != 0 {
+				return "still reading"
+			}
+			return ""
+		})
+		entry.certStrikes.mu.Lock()
+		r := entry.certStrikes.peers[sender.ID()]
+		entry.certStrikes.mu.Unlock()
+		if rejects() != before || r != nil {
+			t.Errorf("a reset stream counted against its sender: %v rejects (was %v), strikes %+v", rejects(), before, r)
+		}
+	})
+
 	t.Run("non-member", func(t *testing.T) {
 		light := c.lights[0]
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
