@@ -23,8 +23,10 @@ type Delivery[T any] struct {
 	From peer.ID
 	// Local reports that this node published the message.
 	Local bool
-	// Topic is the topic name; ID the pubsub message id of the frame that
-	// carried the object (shared by the frame's objects).
+	// Topic is the topic name, or the certificate stream's protocol for a
+	// certificate that came over it (CertProtocol); ID the pubsub message
+	// id of the frame that carried the object (shared by the frame's
+	// objects; empty on the certificate stream).
 	Topic string
 	ID    string
 	// Publisher is the validator the frame names as its publisher. Frames
