@@ -94,19 +94,14 @@ func (m *Mesh) SendCertificate(_ context.Context, to qc.ValidatorID, cert qc.Cer
 	return s.enqueue(queuedCert(&cert))
 }
 
-// certSender is the publisher loop of one member's certificate stream:
-// like a topic's framer it drains its queue into one frame whenever it
-// wakes, and paces frames under load.
+// certSender sends one member's certificate stream: a framer (the topics'
+// publisher loop, with its pacing) whose frames go to the stream.
 type certSender struct {
-	m        *Mesh
-	to       peer.ID
-	wake     chan struct{}
-	interval time.Duration
+	*framer
+	to peer.ID
 
-	mu    sync.Mutex
-	queue []queued
-
-	// Owned by loop.
+	// Owned by the framer's loop (send). Mesh.Stop closes the host, which
+	// resets the stream.
 	stream    network.Stream
 	downUntil time.Time
 }
@@ -120,91 +115,15 @@ func (m *Mesh) certSenderFor(to peer.ID) (*certSender, error) {
 	if s, ok := m.certSenders[to]; ok {
 		return s, nil
 	}
-	s := &certSender{m: m, to: to, wake: make(chan struct{}, 1),
-		interval: pacedInterval(m.cfg.FrameInterval, m.committee.N())}
+	d := m.committee.Domain()
+	s := &certSender{to: to}
+	s.framer = &framer{m: m, kind: KindBulletin, topic: string(CertProtocol(d.ChainID, d.Epoch)), wake: make(chan struct{}, 1),
+		interval: pacedInterval(m.cfg.FrameInterval, m.committee.N()), flush: s.send,
+		queueFull: func(int) { m.metrics.certFrame("sent", "queue_full") }, what: "certificate stream"}
 	m.certSenders[to] = s
 	m.wg.Add(1)
 	go s.loop()
 	return s, nil
-}
-
-func (s *certSender) enqueue(o queued) error {
-	s.mu.Lock()
-	if len(s.queue) >= s.m.cfg.PublishQueueSize {
-		s.mu.Unlock()
-		s.m.metrics.certFrame("sent", "queue_full")
-		return fmt.Errorf("%w (certificate stream, %d objects)", ErrPublishQueueFull, s.m.cfg.PublishQueueSize)
-	}
-	s.queue = append(s.queue, o)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// take removes the next frame's certificates: at least one, then as many
-// as fit FrameMaxObjects and FrameMaxBytes.
-func (s *certSender) take() []queued {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cfg := s.m.cfg
-	size := frameHeaderOverhead
-	n := 0
-	for ; n < len(s.queue) && n < cfg.FrameMaxObjects; n++ {
-		if n > 0 && size+s.queue[n].size > cfg.FrameMaxBytes {
-			break
-		}
-		size += s.queue[n].size
-	}
-	out := append([]queued(nil), s.queue[:n]...)
-	rest := copy(s.queue, s.queue[n:])
-	clear(s.queue[rest:])
-	s.queue = s.queue[:rest]
-	return out
-}
-
-func (s *certSender) loop() {
-	defer s.m.wg.Done()
-	defer func() {
-		if s.stream != nil {
-			_ = s.stream.Reset()
-		}
-	}()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var (
-		last     time.Time
-		lastSize int
-	)
-	for {
-		select {
-		case <-s.m.ctx.Done():
-			return
-		case <-s.wake:
-		}
-		for {
-			// The same pacing as a topic's publisher loop: under load the
-			// next frame waits out the interval and carries what queued.
-			if s.interval > 0 && lastSize > 1 && s.m.pacingAllowed() {
-				if d := s.interval - time.Since(last); d > 0 {
-					timer.Reset(d)
-					select {
-					case <-s.m.ctx.Done():
-						return
-					case <-timer.C:
-					}
-				}
-			}
-			objs := s.take()
-			if len(objs) == 0 {
-				break
-			}
-			last, lastSize = time.Now(), len(objs)
-			s.send(objs)
-		}
-	}
 }
 
 // send writes objs as one frame, or publishes them on the bulletin when the
@@ -245,7 +164,7 @@ func (s *certSender) write(objs []queued) error {
 	}
 	if s.stream == nil {
 		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.DialTimeout)
-		st, err := m.host.h.NewStream(ctx, s.to, CertProtocol(m.committee.Domain().ChainID, m.committee.Domain().Epoch))
+		st, err := m.host.h.NewStream(ctx, s.to, protocol.ID(s.topic))
 		cancel()
 		if err != nil {
 			s.downUntil = time.Now().Add(certStreamRetry)

@@ -50,22 +50,33 @@ type queued struct {
 // further once they do: after a frame of several objects the next waits
 // out the interval, carrying everything queued meanwhile. A QC shard that
 // no light client watches through this node is paced after every frame
-// (Config.QCUnwatchedInterval).
+// (Config.QCUnwatchedInterval). A certificate stream's sender runs the
+// same loop with its own flush (certstream.go).
 type framer struct {
 	m     *Mesh
 	kind  TopicKind
 	topic string
 	wake  chan struct{}
-	// interval is the pacing for this mesh's committee (pacedInterval).
-	interval time.Duration
+	// interval is the pacing for this mesh's committee (pacedInterval);
+	// linger is Config.FrameLinger for a topic.
+	interval, linger time.Duration
+	// flush sends one frame's objects; queueFull counts n objects refused
+	// by a full queue; what names the queue in errors.
+	flush     func([]queued)
+	queueFull func(n int)
+	what      string
 
 	mu    sync.Mutex
 	queue []queued
 }
 
+// newFramer returns the publisher loop of a topic (not started).
 func newFramer(m *Mesh, kind TopicKind, topic string) *framer {
-	return &framer{m: m, kind: kind, topic: topic, wake: make(chan struct{}, 1),
-		interval: pacedInterval(m.cfg.FrameInterval, m.committee.N())}
+	f := &framer{m: m, kind: kind, topic: topic, wake: make(chan struct{}, 1),
+		interval: pacedInterval(m.cfg.FrameInterval, m.committee.N()), linger: m.cfg.FrameLinger,
+		queueFull: func(n int) { m.metrics.publishQueueFull(kind, n) }, what: kind.String()}
+	f.flush = f.publish
+	return f
 }
 
 // maxFrameInterval bounds the pacing of large committees: under load a
@@ -90,8 +101,8 @@ func (f *framer) enqueue(objs ...queued) error {
 	f.mu.Lock()
 	if len(f.queue)+len(objs) > f.m.cfg.PublishQueueSize {
 		f.mu.Unlock()
-		f.m.metrics.publishQueueFull(f.kind, len(objs))
-		return fmt.Errorf("%w (%s, %d objects)", ErrPublishQueueFull, f.kind, f.m.cfg.PublishQueueSize)
+		f.queueFull(len(objs))
+		return fmt.Errorf("%w (%s, %d objects)", ErrPublishQueueFull, f.what, f.m.cfg.PublishQueueSize)
 	}
 	f.queue = append(f.queue, objs...)
 	f.mu.Unlock()
@@ -131,7 +142,7 @@ func (f *framer) loop() {
 			return
 		case <-f.wake:
 		}
-		if d := f.m.cfg.FrameLinger; d > 0 && !pause(d) {
+		if d := f.linger; d > 0 && !pause(d) {
 			return
 		}
 		for f.pending() {
@@ -158,7 +169,7 @@ func (f *framer) loop() {
 				break
 			}
 			last, lastSize = time.Now(), len(objs)
-			f.publish(objs)
+			f.flush(objs)
 		}
 	}
 }
