@@ -26,9 +26,11 @@ import (
 // bulletin, so a payment costs each member about one frame reception per
 // topic rather than one per member. The entry forms the QC and floods it.
 //
-// A stream carries frames one way, from a member to another: each frame is
+// A stream carries frames from a member to another: each frame is
 // a BulletinFrame holding only its sender's own certificates, prefixed by
-// its length as an unsigned varint. The receiver validates it like a
+// its length as an unsigned varint; the other way, the receiver writes
+// unsigned varints counting the frames it has taken (accepted, or ignored
+// as repeats). The receiver validates each frame like a
 // bulletin frame (decode and caps; the sender a member and every
 // certificate its own; every signature verified in one batch; repeats
 // dropped) and delivers what is new to the bulletin handler. Nothing of a
@@ -53,9 +55,14 @@ const (
 	// certStreamWriteTimeout bounds writing one frame: a peer that stops
 	// reading must not hold a sender's certificates back indefinitely.
 	certStreamWriteTimeout = 5 * time.Second
-	// certStreamRetry is how long after a failed dial or write the frames
-	// for that member go to the bulletin without trying the stream again.
+	// certStreamRetry is how long after a failed stream the frames for
+	// that member go to the bulletin without trying the stream again.
 	certStreamRetry = time.Second
+	// certStreamAckTimeout bounds the wait for a frame's acknowledgement:
+	// long enough for a loaded receiver to work through what it has
+	// queued, short of the re-announcement that would otherwise recover a
+	// crashed entry's payments.
+	certStreamAckTimeout = 2 * time.Second
 )
 
 // ErrNoCertStream: a certificate cannot go to its entry over the
@@ -70,8 +77,9 @@ func (m *Mesh) RoutesCertificatesToEntry() bool {
 
 // SendCertificate queues one of this node's own certificates for the
 // committee member to, over the certificate stream. When the stream cannot
-// be opened or written, the certificates waiting for it are published on
-// the bulletin instead, so none is lost to a failed entry. Validators only.
+// be opened, fails, or goes unacknowledged, the certificates waiting for
+// it or sent without acknowledgement are published on the bulletin
+// instead, so none is lost to a failed entry. Validators only.
 func (m *Mesh) SendCertificate(_ context.Context, to qc.ValidatorID, cert qc.Certificate) error {
 	if !m.member {
 		return ErrNotCommitteeMember
@@ -95,16 +103,33 @@ func (m *Mesh) SendCertificate(_ context.Context, to qc.ValidatorID, cert qc.Cer
 }
 
 // certSender sends one member's certificate stream: a framer (the topics'
-// publisher loop, with its pacing) whose frames go to the stream.
+// publisher loop, with its pacing) whose frames go to the stream. Frames
+// written but not yet acknowledged are kept: when the stream fails or the
+// receiver does not acknowledge within certStreamAckTimeout (a crashed
+// entry whose connection still looks open), their certificates are
+// published on the bulletin, so none is lost to a failed entry.
 type certSender struct {
 	*framer
 	to peer.ID
 
-	// Owned by the framer's loop (send). Mesh.Stop closes the host, which
-	// resets the stream.
+	mu sync.Mutex
+	// stream is opened by the framer's loop and cleared by fail; Mesh.Stop
+	// closes the host, which resets it.
 	stream    network.Stream
+	unacked   []sentCertFrame
 	downUntil time.Time
+	ackTimer  *time.Timer
 }
+
+type sentCertFrame struct {
+	objs []queued
+	at   time.Time
+}
+
+var (
+	errCertStreamDown = errors.New("stream failed recently")
+	errCertAckTimeout = errors.New("frames not acknowledged in time")
+)
 
 func (m *Mesh) certSenderFor(to peer.ID) (*certSender, error) {
 	m.mu.Lock()
@@ -120,6 +145,8 @@ func (m *Mesh) certSenderFor(to peer.ID) (*certSender, error) {
 	s.framer = &framer{m: m, kind: KindBulletin, topic: string(CertProtocol(d.ChainID, d.Epoch)), wake: make(chan struct{}, 1),
 		interval: pacedInterval(m.cfg.FrameInterval, m.committee.N()), flush: s.send,
 		queueFull: func(int) { m.metrics.certFrame("sent", "queue_full") }, what: "certificate stream"}
+	s.ackTimer = time.AfterFunc(time.Hour, s.checkAcks)
+	s.ackTimer.Stop()
 	m.certSenders[to] = s
 	m.wg.Add(1)
 	go s.loop()
@@ -129,12 +156,144 @@ func (m *Mesh) certSenderFor(to peer.ID) (*certSender, error) {
 // send writes objs as one frame, or publishes them on the bulletin when the
 // stream cannot be used.
 func (s *certSender) send(objs []queued) {
-	m := s.m
-	err := s.write(objs)
-	if err == nil {
-		m.metrics.certFrame("sent", "ok")
+	if err := s.write(objs); err != nil {
+		s.fallback(objs, err)
 		return
 	}
+	s.m.metrics.certFrame("sent", "ok")
+}
+
+// write sends objs as one frame on the stream, opening it if needed. An
+// error means objs were not handed to the stream; once they are, a failure
+// is the stream's (fail), which takes care of them.
+func (s *certSender) write(objs []queued) error {
+	m := s.m
+	s.mu.Lock()
+	st, down := s.stream, s.downUntil
+	s.mu.Unlock()
+	if time.Now().Before(down) {
+		return errCertStreamDown
+	}
+	fr := &fastpayv1.BulletinFrame{Header: &fastpayv1.FrameHeader{Publisher: m.selfID[:], Seq: m.seq.Add(1)}}
+	for _, o := range objs {
+		fr.Certs = append(fr.Certs, o.wireCert)
+	}
+	data, err := encodeFrame(fr, "certificate")
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.DialTimeout)
+		st, err = m.host.h.NewStream(ctx, s.to, protocol.ID(s.topic))
+		cancel()
+		if err != nil {
+			s.mu.Lock()
+			s.downUntil = time.Now().Add(certStreamRetry)
+			s.mu.Unlock()
+			return fmt.Errorf("open stream: %w", err)
+		}
+		s.mu.Lock()
+		s.stream = st
+		s.mu.Unlock()
+		m.wg.Add(1) // within the loop, itself tracked: the count is above zero
+		go s.readAcks(st)
+	}
+	// Recorded before the write: the acknowledgement may come back before
+	// Write returns.
+	s.mu.Lock()
+	if s.stream != st {
+		s.mu.Unlock()
+		return errCertStreamDown
+	}
+	s.unacked = append(s.unacked, sentCertFrame{objs: objs, at: time.Now()})
+	if len(s.unacked) == 1 {
+		s.ackTimer.Reset(certStreamAckTimeout)
+	}
+	s.mu.Unlock()
+	buf := binary.AppendUvarint(make([]byte, 0, len(data)+binary.MaxVarintLen32), uint64(len(data)))
+	buf = append(buf, data...)
+	_ = st.SetWriteDeadline(time.Now().Add(certStreamWriteTimeout))
+	if _, err := st.Write(buf); err != nil {
+		s.fail(st, fmt.Errorf("write: %w", err))
+	}
+	return nil
+}
+
+// readAcks reads the receiver's acknowledgements on st (each an unsigned
+// varint: how many more frames it has processed) until st fails.
+func (s *certSender) readAcks(st network.Stream) {
+	defer s.m.wg.Done()
+	r := bufio.NewReader(st)
+	for {
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			s.fail(st, fmt.Errorf("stream ended: %w", err))
+			return
+		}
+		s.mu.Lock()
+		if s.stream != st {
+			s.mu.Unlock()
+			return
+		}
+		if n == 0 || n > uint64(len(s.unacked)) {
+			s.mu.Unlock()
+			s.fail(st, fmt.Errorf("acknowledged %d frames of %d outstanding", n, len(s.unacked)))
+			return
+		}
+		rest := copy(s.unacked, s.unacked[n:])
+		clear(s.unacked[rest:])
+		s.unacked = s.unacked[:rest]
+		s.mu.Unlock()
+	}
+}
+
+// checkAcks fails the stream when its oldest outstanding frame is past
+// certStreamAckTimeout, and otherwise waits for that frame's deadline.
+func (s *certSender) checkAcks() {
+	s.mu.Lock()
+	if len(s.unacked) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	if left := certStreamAckTimeout - time.Since(s.unacked[0].at); left > 0 {
+		s.ackTimer.Reset(left)
+		s.mu.Unlock()
+		return
+	}
+	st := s.stream
+	s.mu.Unlock()
+	s.fail(st, errCertAckTimeout)
+}
+
+// fail ends st, if it is still the sender's stream, and publishes the
+// certificates of its unacknowledged frames on the bulletin. The stream
+// is left alone for certStreamRetry.
+func (s *certSender) fail(st network.Stream, err error) {
+	s.mu.Lock()
+	if st == nil || s.stream != st {
+		s.mu.Unlock()
+		return
+	}
+	s.stream = nil
+	lost := s.unacked
+	s.unacked = nil
+	s.downUntil = time.Now().Add(certStreamRetry)
+	s.ackTimer.Stop()
+	s.mu.Unlock()
+	_ = st.Reset()
+	var objs []queued
+	for _, f := range lost {
+		objs = append(objs, f.objs...)
+	}
+	if len(objs) > 0 {
+		s.fallback(objs, err)
+	}
+}
+
+// fallback publishes on the bulletin certificates the stream could not
+// take or did not acknowledge.
+func (s *certSender) fallback(objs []queued, err error) {
+	m := s.m
 	if m.ctx.Err() != nil {
 		return
 	}
@@ -147,41 +306,6 @@ func (s *certSender) send(objs []queued) {
 	if ferr != nil {
 		m.logger.Warn("p2p: certificates lost to a failed stream and a full bulletin queue; re-announcement recovers them", "peer", s.to, "certificates", len(objs), "err", ferr)
 	}
-}
-
-func (s *certSender) write(objs []queued) error {
-	m := s.m
-	if time.Now().Before(s.downUntil) {
-		return errors.New("stream failed recently")
-	}
-	fr := &fastpayv1.BulletinFrame{Header: &fastpayv1.FrameHeader{Publisher: m.selfID[:], Seq: m.seq.Add(1)}}
-	for _, o := range objs {
-		fr.Certs = append(fr.Certs, o.wireCert)
-	}
-	data, err := encodeFrame(fr, "certificate")
-	if err != nil {
-		return err
-	}
-	if s.stream == nil {
-		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.DialTimeout)
-		st, err := m.host.h.NewStream(ctx, s.to, protocol.ID(s.topic))
-		cancel()
-		if err != nil {
-			s.downUntil = time.Now().Add(certStreamRetry)
-			return fmt.Errorf("open stream: %w", err)
-		}
-		s.stream = st
-	}
-	buf := binary.AppendUvarint(make([]byte, 0, len(data)+binary.MaxVarintLen32), uint64(len(data)))
-	buf = append(buf, data...)
-	_ = s.stream.SetWriteDeadline(time.Now().Add(certStreamWriteTimeout))
-	if _, err := s.stream.Write(buf); err != nil {
-		_ = s.stream.Reset()
-		s.stream = nil
-		s.downUntil = time.Now().Add(certStreamRetry)
-		return fmt.Errorf("write: %w", err)
-	}
-	return nil
 }
 
 // certStrikes counts provably bad certificate frames per member.
@@ -270,7 +394,17 @@ func (m *Mesh) handleCertStream(st network.Stream) {
 	stop := context.AfterFunc(m.ctx, func() { _ = st.Reset() })
 	defer stop()
 	r := bufio.NewReader(st)
+	processed := uint64(0) // frames not yet acknowledged
 	for {
+		if processed > 0 && r.Buffered() == 0 {
+			// Acknowledged once the frames that arrived together are done.
+			_ = st.SetWriteDeadline(time.Now().Add(certStreamWriteTimeout))
+			if _, err := st.Write(binary.AppendUvarint(nil, processed)); err != nil {
+				_ = st.Reset()
+				return
+			}
+			processed = 0
+		}
 		data, err := readCertFrame(r)
 		if errors.Is(err, io.EOF) {
 			_ = st.Close()
@@ -298,6 +432,16 @@ func (m *Mesh) handleCertStream(st network.Stream) {
 		case Accept:
 			m.pipes.accepted.record(KindBulletin, objs)
 			m.deliverCertFrame(p, objs)
+			processed++
+		case Ignore:
+			if !errors.Is(err, errDuplicate) {
+				// Not taken for a reason other than having it (a
+				// validation timeout): ended without a strike, so the
+				// sender publishes the frame on the bulletin instead.
+				_ = st.Reset()
+				return
+			}
+			processed++
 		case Reject:
 			blocked := m.certStrikes.strike(p, time.Now())
 			m.logger.Debug("p2p: certificate frame rejected", "peer", p, "member", mem.Name, "stage", stage, "err", err, "blocked", blocked)

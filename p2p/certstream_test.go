@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/allegro-mesh/allegro/qc"
 )
@@ -45,7 +46,20 @@ func TestCertStreamDelivers(t *testing.T) {
 	if n := entry.bull.count(func(d Delivery[*BulletinItem]) bool { return d.Topic != certProtocol() }); n != 0 {
 		t.Errorf("%d deliveries not named as the certificate stream's", n)
 	}
+	// Every frame is acknowledged: nothing stays outstanding, nothing
+	// falls back to the bulletin.
+	waitFor(t, 10*time.Second, "the frames acknowledged", func() string {
+		for _, v := range c.validators[1:] {
+			if n := v.outstandingCertFrames(entry.ID()); n != 0 {
+				return fmt.Sprintf("%s: %d frames unacknowledged", v.name, n)
+			}
+		}
+		return ""
+	})
 	for _, v := range c.validators[1:] {
+		if got := metricValue(t, v.reg, "allegro_p2p_cert_stream_frames_total", map[string]string{"direction": "sent", "result": "fallback"}); got != 0 {
+			t.Errorf("%s: %v fallbacks to the bulletin", v.name, got)
+		}
 		if n := v.bull.count(func(Delivery[*BulletinItem]) bool { return true }); n != 0 {
 			t.Errorf("%s received %d certificates meant for the entry", v.name, n)
 		}
@@ -64,36 +78,75 @@ func TestCertStreamDelivers(t *testing.T) {
 }
 
 // TestCertStreamFallsBackToBulletin: certificates for a member that cannot
-// be reached are published on the bulletin, so none is lost.
+// be reached, or that does not acknowledge them, are published on the
+// bulletin, so none is lost.
 func TestCertStreamFallsBackToBulletin(t *testing.T) {
-	c := newCluster(t, clusterOpts{validators: 4, tweak: entryRouting})
-	gone := c.validators[0]
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := gone.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cert := c.f.cert(1, mustTxHash(t, testRequest(7)), testEffects(7, 3))
-	if err := c.validators[1].SendCertificate(context.Background(), gone.selfID, cert); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 15*time.Second, "the certificate on the bulletin", func() string {
-		for _, v := range c.validators[2:] {
-			if !v.bull.has(certKey(&cert)) {
-				return v.name + " lacks it"
+	cases := []struct {
+		name   string
+		breaks func(t *testing.T, entry *node)
+	}{
+		{"entry stopped", func(t *testing.T, entry *node) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := entry.Stop(ctx); err != nil {
+				t.Fatal(err)
 			}
-		}
-		return ""
-	})
-	if got := metricValue(t, c.validators[1].reg, "allegro_p2p_cert_stream_frames_total", map[string]string{"direction": "sent", "result": "fallback"}); got < 1 {
-		t.Error("the fallback was not counted")
+		}},
+		// A crashed entry whose connection still looks open, or one that
+		// reads and drops: the stream takes the frame, no acknowledgement
+		// comes back.
+		{"entry never acknowledges", func(t *testing.T, entry *node) {
+			entry.Host().LibP2P().SetStreamHandler(CertProtocol(testDomain.ChainID, testDomain.Epoch), func(st network.Stream) {
+				_, _ = io.Copy(io.Discard, st)
+			})
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, clusterOpts{validators: 4, tweak: entryRouting})
+			entry, sender := c.validators[0], c.validators[1]
+			tc.breaks(t, entry)
+			cert := c.f.cert(1, mustTxHash(t, testRequest(7)), testEffects(7, 3))
+			if err := sender.SendCertificate(context.Background(), entry.selfID, cert); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 15*time.Second, "the certificate on the bulletin", func() string {
+				for _, v := range c.validators[2:] {
+					if !v.bull.has(certKey(&cert)) {
+						return v.name + " lacks it"
+					}
+				}
+				return ""
+			})
+			if got := metricValue(t, sender.reg, "allegro_p2p_cert_stream_frames_total", map[string]string{"direction": "sent", "result": "fallback"}); got < 1 {
+				t.Error("the fallback was not counted")
+			}
+			if n := sender.outstandingCertFrames(entry.ID()); n != 0 {
+				t.Errorf("%d frames still outstanding after the fallback", n)
+			}
+		})
 	}
 }
 
+// outstandingCertFrames counts the frames sent to a member and not yet
+// acknowledged.
+func (m *Mesh) outstandingCertFrames(to peer.ID) int {
+	m.mu.Lock()
+	s := m.certSenders[to]
+	m.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.unacked)
+}
+
 // writeFrames writes length-prefixed frames on a new certificate stream
-// from one node to another and reports whether the receiver reset the
-// stream (a read then fails with something other than a clean EOF).
-func writeFrames(t *testing.T, from, to *node, frames ...[]byte) (reset bool) {
+// from one node to another and reports how many frames the receiver
+// acknowledged and whether it reset the stream (a read then fails with
+// something other than a clean EOF).
+func writeFrames(t *testing.T, from, to *node, frames ...[]byte) (acked uint64, reset bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -104,15 +157,24 @@ func writeFrames(t *testing.T, from, to *node, frames ...[]byte) (reset bool) {
 	defer st.Close()
 	for _, f := range frames {
 		if _, err := st.Write(f); err != nil {
-			return true
+			return 0, true
 		}
 	}
 	if err := st.CloseWrite(); err != nil {
-		return true
+		return 0, true
 	}
+	// The receiver acknowledges what it took, then closes its side.
 	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = st.Read(make([]byte, 1))
-	return err != io.EOF
+	acks, err := io.ReadAll(st)
+	for len(acks) > 0 {
+		n, k := binary.Uvarint(acks)
+		if k <= 0 {
+			t.Fatalf("malformed acknowledgement %x", acks)
+		}
+		acked += n
+		acks = acks[k:]
+	}
+	return acked, err != nil
 }
 
 func lengthPrefixed(data []byte) []byte {
@@ -165,7 +227,7 @@ func TestCertStreamRejects(t *testing.T) {
 			clear(entry.certStrikes.peers)
 			entry.certStrikes.mu.Unlock()
 			before := rejects()
-			if !writeFrames(t, sender, entry, tc.frame()) {
+			if _, reset := writeFrames(t, sender, entry, tc.frame()); !reset {
 				t.Error("the stream was not reset")
 			}
 			waitFor(t, 5*time.Second, "the reject counted", func() string {
@@ -184,8 +246,8 @@ func TestCertStreamRejects(t *testing.T) {
 
 	t.Run("valid frame", func(t *testing.T) {
 		cert := valid(50)
-		if writeFrames(t, sender, entry, lengthPrefixed(encBulletin(t, f.hdr(1, 50), []qc.Certificate{cert}, nil, nil))) {
-			t.Error("a valid frame's stream was reset")
+		if acked, reset := writeFrames(t, sender, entry, lengthPrefixed(encBulletin(t, f.hdr(1, 50), []qc.Certificate{cert}, nil, nil))); reset || acked != 1 {
+			t.Errorf("a valid frame: reset %v, %d frames acknowledged", reset, acked)
 		}
 		waitFor(t, 5*time.Second, "the certificate", func() string {
 			if !entry.bull.has(certKey(&cert)) {
@@ -196,8 +258,8 @@ func TestCertStreamRejects(t *testing.T) {
 		// The same certificate again, in a new frame: nothing new, so
 		// ignored, without a strike and without delivering it twice.
 		before := rejects()
-		if writeFrames(t, sender, entry, lengthPrefixed(encBulletin(t, f.hdr(1, 51), []qc.Certificate{cert}, nil, nil))) {
-			t.Error("a repeat's stream was reset")
+		if acked, reset := writeFrames(t, sender, entry, lengthPrefixed(encBulletin(t, f.hdr(1, 51), []qc.Certificate{cert}, nil, nil))); reset || acked != 1 {
+			t.Errorf("a repeat: reset %v, %d frames acknowledged", reset, acked)
 		}
 		waitFor(t, 5*time.Second, "the repeat ignored", func() string {
 			if entry.Stats().CertStream.Ignored == 0 {
@@ -272,7 +334,7 @@ func TestCertStreamRejects(t *testing.T) {
 		clear(entry.certStrikes.peers)
 		entry.certStrikes.mu.Unlock()
 		for i := range certStreamStrikes {
-			if !writeFrames(t, sender, entry, lengthPrefixed([]byte{0xff, byte(i)})) {
+			if _, reset := writeFrames(t, sender, entry, lengthPrefixed([]byte{0xff, byte(i)})); !reset {
 				t.Fatalf("bad frame %d: stream not reset", i)
 			}
 		}
@@ -285,7 +347,7 @@ func TestCertStreamRejects(t *testing.T) {
 			}
 			return ""
 		})
-		if !writeFrames(t, sender, entry, lengthPrefixed(encBulletin(t, f.hdr(1, 60), []qc.Certificate{cert}, nil, nil))) {
+		if _, reset := writeFrames(t, sender, entry, lengthPrefixed(encBulletin(t, f.hdr(1, 60), []qc.Certificate{cert}, nil, nil))); !reset {
 			t.Error("a blocked member's stream was not reset")
 		}
 		if entry.bull.has(certKey(&cert)) {

@@ -199,9 +199,9 @@ type Config struct {
 	// docs/proposal-linear-certificates.md, experimental) sends each to the
 	// member whose tx frame brought the transaction, over the certificate
 	// stream (CertProtocol), falling back to the bulletin when that member
-	// cannot be reached or the transaction has no entry. The entry forms the
-	// QC and floods it; a payment whose entry fails completes through
-	// re-announcement. Members of one committee may differ: either way a
+	// cannot be reached or does not acknowledge them, or the transaction has
+	// no entry. The entry forms the QC and floods it; a payment whose entry
+	// takes its certificates and fails completes through re-announcement. Members of one committee may differ: either way a
 	// member accepts certificates from both paths.
 	CertRouting string `toml:"cert_routing"`
 
