@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -364,4 +365,55 @@ func refused(st network.Stream) bool {
 	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, err := st.Read(make([]byte, 1))
 	return err != nil && err != io.EOF
+}
+
+// TestTxRepeatReported: a member's tx frame carrying a transaction
+// accepted before is reported with its publisher (another entry for the
+// transaction); the first frame is not.
+func TestTxRepeatReported(t *testing.T) {
+	c := newCluster(t, clusterOpts{validators: 3})
+	ctx := testCtx(t, 30*time.Second)
+	var mu sync.Mutex
+	var got []string
+	c.validators[2].OnTxRepeat(func(publisher qc.ValidatorID, txs []qc.Hash) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range txs {
+			got = append(got, publisher.Hex()+" "+h.Hex())
+		}
+	})
+	reported := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
+	}
+	req := testRequest(40)
+	h := mustTxHash(t, req)
+	if err := c.validators[0].PublishTx(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the transaction", func() string {
+		if !c.validators[2].txs.has(txKey(h)) {
+			return "not delivered"
+		}
+		return ""
+	})
+	if r := reported(); len(r) != 0 {
+		t.Fatalf("the first frame was reported as a repeat: %v", r)
+	}
+	if err := c.validators[1].PublishTx(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	want := c.f.signers[1].ID().Hex() + " " + h.Hex()
+	waitFor(t, 10*time.Second, "the repeat reported", func() string {
+		for _, r := range reported() {
+			if r == want {
+				return ""
+			}
+		}
+		return fmt.Sprintf("reported %v", reported())
+	})
+	if n := c.validators[2].txs.times(txKey(h)); n != 1 {
+		t.Errorf("the transaction was delivered %d times", n)
+	}
 }

@@ -53,6 +53,17 @@ func (m *Mesh) OnTx(fn TxHandler) { storeFunc(&m.onTx, fn, fn == nil) }
 // OnBulletin sets the handler of validated bulletin items.
 func (m *Mesh) OnBulletin(fn BulletinHandler) { storeFunc(&m.onBulletin, fn, fn == nil) }
 
+// TxRepeatHandler learns that a member published a tx frame carrying
+// transactions this node accepted before (so they are not delivered
+// again): another member announced them too, as when a client submits a
+// payment to two sidecars. publisher is the frame's claim, unsigned like
+// the first frame's. It is called during validation, so it must not block.
+type TxRepeatHandler func(publisher qc.ValidatorID, txs []qc.Hash)
+
+// OnTxRepeat sets the handler of transactions announced again by another
+// member's tx frame.
+func (m *Mesh) OnTxRepeat(fn TxRepeatHandler) { storeFunc(&m.pipes.txRepeatFn, fn, fn == nil) }
+
 // OnQC sets the handler of validated QCs from the QC shards. A validator
 // also receives every QC on the bulletin; it may leave this unset.
 func (m *Mesh) OnQC(fn QCHandler) { storeFunc(&m.onQC, fn, fn == nil) }

@@ -168,6 +168,7 @@ type pipelines struct {
 	outsiderDups, memberDups *duplicateBudget
 
 	txFn       atomic.Pointer[TxStateFunc]
+	txRepeatFn atomic.Pointer[TxRepeatHandler]
 	bulletinFn atomic.Pointer[BulletinStateFunc]
 	qcFn       atomic.Pointer[QCStateFunc]
 }
@@ -277,7 +278,8 @@ func keepNew[T any, K comparable](objs []T, check func(T) (Verdict, error), name
 //     chain, so an honest validator never publishes another chain's tx
 //     (Reject).
 //   - A frame whose transactions were all accepted before is ignored
-//     without further work (Ignore).
+//     without further work (Ignore). Repeats are reported to the
+//     TxRepeatHandler, here or once the frame passes the next stage.
 //   - The caller's stateful check runs on every transaction of the frame,
 //     repeats included: the frame is forwarded whole, so everything in it
 //     must verify. A Reject for any rejects the frame; transactions it
@@ -294,14 +296,17 @@ func (p *pipelines) validateTx(ctx context.Context, from peer.ID, msg *pubsub.Me
 		return fail(Reject, stageMembership, err)
 	}
 	chain := p.committee.Domain().ChainID
-	fresh := false
+	var repeats []qc.Hash
 	for i, tx := range f.txs {
 		if got := tx.Request.GetTx().GetChainId().GetValue(); got != chain {
 			return fail(Reject, stageDomain, fmt.Errorf("tx %d of the frame is for chain %d on the topic of chain %d", i, got, chain))
 		}
-		fresh = fresh || !p.accepted.txSeen(tx.TxHash)
+		if p.accepted.txSeen(tx.TxHash) {
+			repeats = append(repeats, tx.TxHash)
+		}
 	}
-	if !fresh {
+	if len(repeats) == len(f.txs) {
+		p.reportRepeats(f.header.Publisher, repeats)
 		return fail(Ignore, stageDuplicate, errDuplicate)
 	}
 	var check func(*TxMessage) (Verdict, error)
@@ -315,7 +320,19 @@ func (p *pipelines) validateTx(ctx context.Context, from peer.ID, msg *pubsub.Me
 	if err != nil {
 		return fail(Reject, stageState, err)
 	}
+	p.reportRepeats(f.header.Publisher, repeats)
 	return frameOutcome(&frameObjects{header: f.header, received: len(f.txs), txs: txs}, firstIgnore)
+}
+
+// reportRepeats tells the caller's TxRepeatHandler which transactions of a
+// frame were accepted before.
+func (p *pipelines) reportRepeats(publisher qc.ValidatorID, txs []qc.Hash) {
+	if len(txs) == 0 {
+		return
+	}
+	if fn := p.txRepeatFn.Load(); fn != nil {
+		(*fn)(publisher, txs)
+	}
 }
 
 // validateBulletin: bulletin frames among validators.

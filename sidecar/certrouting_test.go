@@ -2,12 +2,15 @@ package sidecar_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
+	"github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/internal/testkit"
 	"github.com/allegro-mesh/allegro/node"
 	"github.com/allegro-mesh/allegro/node/nodetest"
@@ -106,4 +109,50 @@ func TestSilentEntry(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestPaymentSubmittedTwice: a payment submitted to two sidecars at once
+// has two entries. The links are slow except 0–2 and 1–3, so validator 2
+// signs it from 0's frame and 3 from 1's, and each entry holds only two of
+// the three certificates a quorum needs. Each validator that then sees the
+// other entry's frame sends that entry its certificate too, so both form
+// the QC at once, not after a re-announcement.
+func TestPaymentSubmittedTwice(t *testing.T) {
+	const slow = 300 * time.Millisecond
+	cl := nodetest.New(t, 4, chainID, nodetest.Funded(), nodetest.WithMockNet(0), nodetest.WithConfig(func(_ int, cfg *node.Config) {
+		cfg.P2P.CertRouting = p2p.CertRoutingEntry
+		cfg.Sidecar.ReannounceInterval = time.Minute // beyond the test
+	}))
+	cl.StartAll()
+	cl.WaitMesh(20 * time.Second)
+	for _, l := range [][2]int{{0, 1}, {0, 3}, {1, 2}, {2, 3}} {
+		cl.SetLatency(l[0], l[1], slow)
+	}
+	req := nodetest.Pay{Key: nodetest.Alice, ChainID: chainID, Recipient: nodetest.Address(nodetest.Bob), Amount: 10}.Request(t)
+	clients := []fastpayv1.FastPaySidecarClient{cl.Client(0), cl.Client(1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	errs := make(chan error, len(clients))
+	for i, c := range clients {
+		go func() {
+			q, _, reject, err := testkit.StreamQC(ctx, c, req)
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("sidecar %d: %w", i, err)
+			case reject != nil:
+				errs <- fmt.Errorf("sidecar %d: rejected: %s", i, reject)
+			case q == nil:
+				errs <- fmt.Errorf("sidecar %d: no QC", i)
+			default:
+				errs <- nil
+			}
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("both QCs after %s", time.Since(start).Round(time.Millisecond))
 }

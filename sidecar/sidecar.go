@@ -147,13 +147,12 @@ type Sidecar struct {
 	// away may exist on this node only. The QCs themselves are read from
 	// the board, which keeps them compact (a QC holds 2f+1 certificates).
 	recentQCs *lru.Cache[qc.Hash, struct{}]
-	// entries holds, when the mesh routes certificates to entries
-	// (p2p.Config.CertRouting "entry"), each recent transaction's entry:
-	// the member whose tx frame brought it, or this validator for its own
-	// clients' submissions. A transaction without one (it came through
-	// anti-entropy, or its entry fell out) has its certificate published
-	// on the bulletin.
-	entries      *lru.Cache[qc.Hash, qc.ValidatorID]
+	// routes holds, when the mesh routes certificates to entries, each
+	// recent transaction's entries (certroute.go). A transaction without
+	// one (it came through anti-entropy, or its route fell out) has its
+	// certificate published on the bulletin.
+	routes       *lru.Cache[qc.Hash, *txRoute]
+	routesMu     sync.Mutex
 	syncs        syncState
 	syncNotifiee *network.NotifyBundle
 	settler      *settlement.Settler // nil: no settlement
@@ -251,7 +250,7 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 		return nil, err
 	}
 	// Room for every transaction waiting for a worker or parked.
-	if s.entries, err = lru.New[qc.Hash, qc.ValidatorID](cfg.QueueSize + cfg.MaxParked); err != nil {
+	if s.routes, err = lru.New[qc.Hash, *txRoute](cfg.QueueSize + cfg.MaxParked); err != nil {
 		return nil, err
 	}
 	if s.metrics, err = newSidecarMetrics(d.Registerer, func() float64 { return float64(s.AwaitingQC()) }); err != nil {
@@ -276,6 +275,7 @@ func New(cfg Config, d Deps) (*Sidecar, error) {
 	mesh.SetPacingGate(s.paceFrames)
 	mesh.RegisterTxValidator(s.validateTx)
 	mesh.OnTx(s.onTx)
+	mesh.OnTxRepeat(s.onTxRepeat)
 	mesh.OnBulletin(s.onBulletin)
 	mesh.OnQC(s.onQC)
 	return s, nil
@@ -376,7 +376,7 @@ func (s *Sidecar) Submit(ctx context.Context, req *fastpayv1.SubmitFastPayReques
 		publish() // a repeat of a payment signed before: share it again
 	}
 	if s.mesh.RoutesCertificatesToEntry() {
-		s.entries.Add(p.TxHash, s.v.Signer().ID())
+		s.addEntry(p.TxHash, s.v.Signer().ID())
 	}
 	s.offer(p)
 	s.board.SetStage(cert.TxHash, fastpayv1.TxLifecycleUpdate_ACCEPTED, 0)
@@ -395,27 +395,16 @@ func resultLabel(err error) string {
 
 // addOwnCertificate records a certificate this validator signed for p and
 // shares it: on the bulletin, or, when the mesh routes certificates to
-// entries, with p's entry (kept here when this validator is the entry,
-// which forms the QC).
+// entries, with p's entries (kept here when this validator is one, which
+// forms the QC).
 func (s *Sidecar) addOwnCertificate(p *validator.Payment, cert qc.Certificate) {
 	if s.byz != nil {
 		s.byz.addOwnCertificate(s, p, cert)
 		return
 	}
 	s.addCertificate(cert)
-	if s.mesh.RoutesCertificatesToEntry() {
-		if entry, ok := s.entries.Get(p.TxHash); ok {
-			if entry == s.v.Signer().ID() {
-				return
-			}
-			err := s.mesh.SendCertificate(s.ctx, entry, cert)
-			if err == nil {
-				return
-			}
-			if s.ctx.Err() == nil {
-				s.log.Debug("send certificate to the entry; publishing it on the bulletin", "tx", cert.TxHash, "err", err)
-			}
-		}
+	if s.mesh.RoutesCertificatesToEntry() && !s.routeOwnCertificate(p, cert) {
+		return
 	}
 	if err := s.mesh.PublishCertificate(s.ctx, cert); err != nil && s.ctx.Err() == nil {
 		s.log.Warn("publish certificate", "tx", cert.TxHash, "err", err)
@@ -487,10 +476,12 @@ func (s *Sidecar) onTx(_ context.Context, d p2p.Delivery[*p2p.TxMessage]) {
 		s.v.LearnVerifiedQC(q)
 	}
 	if s.mesh.RoutesCertificatesToEntry() && d.Publisher != s.v.Signer().ID() && s.v.Committee().Contains(d.Publisher) {
-		// The first frame's publisher is the entry; frames are unsigned,
+		// The first frame's publisher is an entry; frames are unsigned,
 		// so a member could name another, which then merely gathers
 		// certificates it did not ask for.
-		s.entries.ContainsOrAdd(p.TxHash, d.Publisher)
+		if own := s.addEntry(p.TxHash, d.Publisher); own != nil {
+			s.sendOwnCertificate(d.Publisher, *own)
+		}
 	}
 	s.offer(p)
 	s.enqueue(p)
