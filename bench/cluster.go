@@ -384,6 +384,7 @@ func (c *Cluster) MeshStats() p2p.Stats {
 		addTopicStats(&s.Bulletin, st.Bulletin)
 		addTopicStats(&s.QC, st.QC)
 		addTopicStats(&s.Other, st.Other)
+		s.ControlBytesSent += st.ControlBytesSent
 	}
 	return s
 }
@@ -401,6 +402,8 @@ func addTopicStats(dst *p2p.TopicStats, s p2p.TopicStats) {
 	dst.Duplicates += s.Duplicates
 	dst.Outsider += s.Outsider
 	dst.Dropped += s.Dropped
+	dst.Sent += s.Sent
+	dst.SentBytes += s.SentBytes
 }
 
 // Stop stops the includer and every node, then the mock network.

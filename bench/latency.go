@@ -172,8 +172,11 @@ func (s *suite) latencyCase(ctx context.Context, n int, link time.Duration, prof
 		row("object copies received per payment per validator", objectCopies(delta)/p/float64(n), "", "objects of frames accepted from peers, repeats included"),
 	)
 	if link == 0 {
+		per := func(v uint64) float64 { return float64(v) / p / float64(n) }
 		b := Row{Section: SectionResources, Case: fmt.Sprintf("n=%d light load, in-process", n), Metric: "bytes sent per payment per validator",
-			Value: float64(bytes) / p / float64(n), Unit: "B", Note: "libp2p stream payload, all protocols"}
+			Value: float64(bytes) / p / float64(n), Unit: "B",
+			Note: fmt.Sprintf("libp2p stream payload, all protocols; of it frame data: tx %.0f, bulletin %.0f, QC shards %.0f; pubsub control %.0f",
+				per(delta.Tx.SentBytes), per(delta.Bulletin.SentBytes), per(delta.QC.SentBytes), per(delta.ControlBytesSent))}
 		if n == TargetLightLoadBytesValidators {
 			b.Target = AtMost(TargetLightLoadBytes)
 		}

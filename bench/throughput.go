@@ -62,9 +62,11 @@ func subStats(b, a p2p.Stats) p2p.Stats {
 			ObjectsReceived: y.ObjectsReceived - x.ObjectsReceived, ObjectsNew: y.ObjectsNew - x.ObjectsNew,
 			Delivered: y.Delivered - x.Delivered, Duplicates: y.Duplicates - x.Duplicates,
 			Outsider: y.Outsider - x.Outsider, Dropped: y.Dropped - x.Dropped,
+			Sent: y.Sent - x.Sent, SentBytes: y.SentBytes - x.SentBytes,
 		}
 	}
-	return p2p.Stats{Tx: sub(b.Tx, a.Tx), Bulletin: sub(b.Bulletin, a.Bulletin), QC: sub(b.QC, a.QC), Other: sub(b.Other, a.Other)}
+	return p2p.Stats{Tx: sub(b.Tx, a.Tx), Bulletin: sub(b.Bulletin, a.Bulletin), QC: sub(b.QC, a.QC), Other: sub(b.Other, a.Other),
+		ControlBytesSent: b.ControlBytesSent - a.ControlBytesSent}
 }
 
 // committeeTopics returns the counters of the committee's topics: tx,

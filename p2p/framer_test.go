@@ -145,6 +145,16 @@ func TestFramerLightLoad(t *testing.T) {
 			t.Errorf("%s: %d of %d frames received held one object, want all %d", kind, single, total, rounds)
 		}
 	}
+	// What v0 sent its one peer: each frame once, counted with its bytes.
+	st := v0.Stats()
+	for kind, ts := range map[TopicKind]TopicStats{KindTx: st.Tx, KindBulletin: st.Bulletin} {
+		if ts.Sent != rounds || ts.SentBytes < rounds*100 {
+			t.Errorf("%s: %d frames of %d bytes sent, want %d frames", kind, ts.Sent, ts.SentBytes, rounds)
+		}
+		if got := metricValue(t, v0.reg, "allegro_p2p_frame_bytes_sent_total", map[string]string{"topic": kind.String()}); got != float64(ts.SentBytes) {
+			t.Errorf("%s: metric says %v bytes sent, stats %d", kind, got, ts.SentBytes)
+		}
+	}
 }
 
 // TestFramerUnderLoad: objects queued while a frame is being built go out

@@ -37,6 +37,9 @@ type Stats struct {
 	Other TopicStats
 	// CertStream counts certificate stream frames (certstream.go).
 	CertStream CertStreamStats
+	// ControlBytesSent counts the bytes of pubsub control messages
+	// (gossip announcements, mesh maintenance) handed to peers.
+	ControlBytesSent uint64
 }
 
 // CertStreamStats are the cumulative certificate stream counters; the
@@ -310,5 +313,6 @@ func (m *Mesh) Stats() Stats {
 			Accepted: m.metrics.cert.accepted.Load(), Ignored: m.metrics.cert.ignored.Load(),
 			Rejected: m.metrics.cert.rejected.Load(), Refused: m.metrics.cert.refused.Load(),
 		},
+		ControlBytesSent: m.metrics.controlSent.Load(),
 	}
 }

@@ -61,6 +61,9 @@ type TopicStats struct {
 	ObjectsNew      uint64
 	Delivered       uint64 // objects handed to this node's handlers (its own included)
 	Duplicates      uint64 // frame copies dropped by pubsub as already seen
+	// Sent counts the frame copies this node handed to peers (its own
+	// frames and those it forwards), and SentBytes their data bytes.
+	Sent, SentBytes uint64
 	// Outsider counts messages on validators-only topics from peers
 	// outside the committee, dropped before pubsub saw them.
 	Outsider uint64
@@ -71,7 +74,7 @@ type TopicStats struct {
 }
 
 type topicCounters struct {
-	published, objectsPublished, publishErrors, accepted, ignored, rejected, objectsReceived, objectsNew, delivered, duplicates, dropped, outsider atomic.Uint64
+	published, objectsPublished, publishErrors, accepted, ignored, rejected, objectsReceived, objectsNew, delivered, duplicates, dropped, outsider, sent, sentBytes atomic.Uint64
 }
 
 func (c *topicCounters) snapshot() TopicStats {
@@ -88,6 +91,8 @@ func (c *topicCounters) snapshot() TopicStats {
 		Duplicates:       c.duplicates.Load(),
 		Dropped:          c.dropped.Load(),
 		Outsider:         c.outsider.Load(),
+		Sent:             c.sent.Load(),
+		SentBytes:        c.sentBytes.Load(),
 	}
 }
 
@@ -123,6 +128,11 @@ type metrics struct {
 	worstOtherScore  prometheus.Gauge
 	stats            [4]topicCounters
 	duplicatesByKind [4]prometheus.Counter
+	framesSent       *prometheus.CounterVec // topic
+	frameBytesSent   *prometheus.CounterVec // topic
+	sentByKind       [4]struct{ frames, bytes prometheus.Counter }
+	controlBytesSent prometheus.Counter
+	controlSent      atomic.Uint64
 
 	registered *promreg.Set
 }
@@ -172,7 +182,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rejected: counterVec("rejected_total",
 			"Messages pubsub rejected or ignored, by pubsub's reason (validation failed, validation ignored, validation queue full, ...).",
 			"topic", "reason"),
-		duplicates:    counterVec("duplicates_total", "Message copies dropped as already seen.", "topic"),
+		duplicates: counterVec("duplicates_total", "Message copies dropped as already seen.", "topic"),
+		framesSent: counterVec("frames_sent_total", "Frame copies handed to peers (this node's frames and those it forwards).", "topic"),
+		frameBytesSent: counterVec("frame_bytes_sent_total",
+			"Data bytes of the frame copies handed to peers (without pubsub's envelope).", "topic"),
+		controlBytesSent: prometheus.NewCounter(prometheus.CounterOpts(opts("control_bytes_sent_total",
+			"Bytes of pubsub control messages (IHAVE, IWANT, IDONTWANT, GRAFT, PRUNE) handed to peers."))),
 		undeliverable: counterVec("undeliverable_total", "Messages dropped because a subscription buffer was full (slow handler).", "topic"),
 		outsiderDropped: counterVec("outsider_messages_dropped_total",
 			"Messages on validators-only topics sent by peers outside the committee, dropped before pubsub saw them.", "topic"),
@@ -194,6 +209,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for i := range m.duplicatesByKind {
 		m.duplicatesByKind[i] = m.duplicates.WithLabelValues(kindLabels[i])
+		m.sentByKind[i].frames = m.framesSent.WithLabelValues(kindLabels[i])
+		m.sentByKind[i].bytes = m.frameBytesSent.WithLabelValues(kindLabels[i])
 		// Loss counters exist at zero from the start, so rates and alerts
 		// on them work before the first loss.
 		m.outboundDropped.WithLabelValues(kindLabels[i])
@@ -206,7 +223,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	set, err := promreg.Register("p2p", reg,
 		m.validations, m.validationSeconds, m.validatorPanics, m.published, m.publishErrors, m.delivered,
 		m.handlerPanics, m.objects, m.frameSize, m.certFrames, m.rpcDropped, m.rpcLost, m.linkRepairs, m.outboundDropped, m.rejected, m.duplicates, m.undeliverable, m.outsiderDropped,
-		m.throttledPeers, m.publishWaits, m.publishWaitSecs, m.stalledPeers, m.dials, m.connectedPeers, m.committeeScore, m.worstOtherScore,
+		m.framesSent, m.frameBytesSent, m.controlBytesSent, m.throttledPeers, m.publishWaits, m.publishWaitSecs, m.stalledPeers, m.dials, m.connectedPeers, m.committeeScore, m.worstOtherScore,
 	)
 	if err != nil {
 		return nil, err

@@ -6,12 +6,13 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
 )
 
-// dropTracer counts where pubsub loses messages: outbound RPCs dropped on
-// full peer queues, messages rejected or ignored (by pubsub's reason),
-// duplicates, messages a slow subscriber could not take, and throttled
-// peers. Pubsub calls tracers synchronously on its event loop, so every
+// dropTracer counts where pubsub loses messages (outbound RPCs dropped on
+// full peer queues, messages rejected or ignored by pubsub's reason,
+// duplicates, messages a slow subscriber could not take, throttled peers)
+// and what it sends. Pubsub calls tracers synchronously on its event loop, so every
 // method only bumps counters.
 type dropTracer struct {
 	m      *metrics
@@ -74,10 +75,23 @@ func (t *dropTracer) UndeliverableMessage(msg *pubsub.Message) {
 // router throttled its sender.
 func (t *dropTracer) ThrottlePeer(peer.ID) { t.m.throttledPeers.Inc() }
 
-// SendRPC: an RPC entered p's outbound queue.
-func (t *dropTracer) SendRPC(_ *pubsub.RPC, p peer.ID) {
+// SendRPC: an RPC entered p's outbound queue. Its frames and control
+// messages are counted as sent (bytes per topic kind).
+func (t *dropTracer) SendRPC(rpc *pubsub.RPC, p peer.ID) {
 	if t.out != nil {
 		t.out.add(p, 1)
+	}
+	for _, msg := range rpc.GetPublish() {
+		i, n := t.kind(msg.GetTopic()), len(msg.GetData())
+		t.m.sentByKind[i].frames.Inc()
+		t.m.sentByKind[i].bytes.Add(float64(n))
+		t.m.stats[i].sent.Add(1)
+		t.m.stats[i].sentBytes.Add(uint64(n))
+	}
+	if ctl := rpc.GetControl(); ctl != nil {
+		n := proto.Size(ctl)
+		t.m.controlBytesSent.Add(float64(n))
+		t.m.controlSent.Add(uint64(n))
 	}
 }
 
