@@ -343,7 +343,7 @@ func queuedTx(tx *TxMessage) queued {
 }
 
 func queuedCert(c *qc.Certificate) queued {
-	w := fastpayv1.NewValidatorCertificate(c)
+	w := meshCertificate(c)
 	return queued{cert: c, wireCert: w, size: wireSize(w)}
 }
 
@@ -352,6 +352,6 @@ func queuedQC(q *qc.QC, w *fastpayv1.QuorumCertificate) queued {
 }
 
 func queuedPair(e *qc.Equivocation) queued {
-	w := &fastpayv1.EquivocationPair{First: fastpayv1.NewValidatorCertificate(&e.First), Second: fastpayv1.NewValidatorCertificate(&e.Second)}
+	w := &fastpayv1.EquivocationPair{First: meshCertificate(&e.First), Second: meshCertificate(&e.Second)}
 	return queued{pair: e, wirePair: w, size: wireSize(w)}
 }
