@@ -30,7 +30,7 @@ func TestCompactQC(t *testing.T) {
 		}
 		return out
 	}
-	full, compact := fastpayv1.NewQuorumCertificate(q), meshQC(q)
+	full, compact := fastpayv1.NewQuorumCertificate(q), fastpayv1.NewCompactQuorumCertificate(q)
 	if c, fl := proto.Size(compact), proto.Size(full); c*2 > fl {
 		t.Errorf("compact QC of %d certificates is %d bytes, full form %d", len(q.Certs), c, fl)
 	}
@@ -64,7 +64,7 @@ func TestCompactQC(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			w := roundTrip(t, meshQC(q))
+			w := roundTrip(t, fastpayv1.NewCompactQuorumCertificate(q))
 			tc.mutate(w)
 			got, err := toQC(w)
 			if tc.malformed {

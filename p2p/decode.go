@@ -204,9 +204,6 @@ func decodeQCFrame(data []byte) (*qcFrame, error) {
 }
 
 func toQC(w *fastpayv1.QuorumCertificate) (*qc.QC, error) {
-	if w != nil {
-		expandQC(w)
-	}
 	q, err := w.ToQC()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)

@@ -343,7 +343,7 @@ func queuedTx(tx *TxMessage) queued {
 }
 
 func queuedCert(c *qc.Certificate) queued {
-	w := meshCertificate(c)
+	w := fastpayv1.NewCompactValidatorCertificate(c)
 	return queued{cert: c, wireCert: w, size: wireSize(w)}
 }
 
@@ -352,6 +352,6 @@ func queuedQC(q *qc.QC, w *fastpayv1.QuorumCertificate) queued {
 }
 
 func queuedPair(e *qc.Equivocation) queued {
-	w := &fastpayv1.EquivocationPair{First: meshCertificate(&e.First), Second: meshCertificate(&e.Second)}
+	w := &fastpayv1.EquivocationPair{First: fastpayv1.NewCompactValidatorCertificate(&e.First), Second: fastpayv1.NewCompactValidatorCertificate(&e.Second)}
 	return queued{pair: e, wirePair: w, size: wireSize(w)}
 }

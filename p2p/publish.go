@@ -113,7 +113,7 @@ func (m *Mesh) PublishQC(_ context.Context, q *qc.QC) error {
 	if q == nil || len(q.Certs) == 0 {
 		return errors.New("p2p: publish qc: no certificates")
 	}
-	o := queuedQC(q, meshQC(q))
+	o := queuedQC(q, fastpayv1.NewCompactQuorumCertificate(q))
 	var errs []error
 	f, err := m.framerFor(KindBulletin, m.topics.bull)
 	if err == nil {
@@ -171,10 +171,10 @@ func EncodeTxFrame(h FrameHeader, reqs ...*fastpayv1.SubmitFastPayRequest) ([]by
 func EncodeBulletinFrame(h FrameHeader, certs []qc.Certificate, qcs []*qc.QC, pairs []qc.Equivocation) ([]byte, error) {
 	f := &fastpayv1.BulletinFrame{Header: wireHeader(h)}
 	for i := range certs {
-		f.Certs = append(f.Certs, meshCertificate(&certs[i]))
+		f.Certs = append(f.Certs, fastpayv1.NewCompactValidatorCertificate(&certs[i]))
 	}
 	for _, q := range qcs {
-		f.Qcs = append(f.Qcs, meshQC(q))
+		f.Qcs = append(f.Qcs, fastpayv1.NewCompactQuorumCertificate(q))
 	}
 	for i := range pairs {
 		f.Equivocations = append(f.Equivocations, queuedPair(&pairs[i]).wirePair)
@@ -186,7 +186,7 @@ func EncodeBulletinFrame(h FrameHeader, certs []qc.Certificate, qcs []*qc.QC, pa
 func EncodeQCFrame(h FrameHeader, qcs ...*qc.QC) ([]byte, error) {
 	f := &fastpayv1.QCFrame{Header: wireHeader(h)}
 	for _, q := range qcs {
-		f.Qcs = append(f.Qcs, meshQC(q))
+		f.Qcs = append(f.Qcs, fastpayv1.NewCompactQuorumCertificate(q))
 	}
 	return proto.Marshal(f)
 }

@@ -193,7 +193,7 @@ func NewValidatorCertificate(c *qc.Certificate) *ValidatorCertificate {
 // verification work is done.
 const MaxQCCerts = 1024
 
-// ToQC converts a wire QC without verifying it.
+// ToQC converts a wire QC, in full or compact form, without verifying it.
 func (q *QuorumCertificate) ToQC() (*qc.QC, error) {
 	if q == nil {
 		return nil, invalid("qc is missing")
@@ -211,8 +211,8 @@ func (q *QuorumCertificate) ToQC() (*qc.QC, error) {
 	if err := fixedBytes(out.Hash[:], q.QcHash, "qc.qc_hash"); err != nil {
 		return nil, err
 	}
-	for i, c := range q.Certs {
-		cert, err := c.ToCertificate()
+	for i := range q.Certs {
+		cert, err := q.expandedCert(i).ToCertificate()
 		if err != nil {
 			return nil, fmt.Errorf("qc certificate %d: %w", i, err)
 		}
