@@ -394,19 +394,12 @@ func (m *Mesh) handleCertStream(st network.Stream) {
 	stop := context.AfterFunc(m.ctx, func() { _ = st.Reset() })
 	defer stop()
 	r := bufio.NewReader(st)
-	processed := uint64(0) // frames not yet acknowledged
+	acks := &certAcker{st: st}
+	defer acks.stop()
 	for {
-		if processed > 0 && r.Buffered() == 0 {
-			// Acknowledged once the frames that arrived together are done.
-			_ = st.SetWriteDeadline(time.Now().Add(certStreamWriteTimeout))
-			if _, err := st.Write(binary.AppendUvarint(nil, processed)); err != nil {
-				_ = st.Reset()
-				return
-			}
-			processed = 0
-		}
 		data, err := readCertFrame(r)
 		if errors.Is(err, io.EOF) {
+			acks.flush()
 			_ = st.Close()
 			return
 		}
@@ -432,7 +425,7 @@ func (m *Mesh) handleCertStream(st network.Stream) {
 		case Accept:
 			m.pipes.accepted.record(KindBulletin, objs)
 			m.deliverCertFrame(p, objs)
-			processed++
+			acks.add()
 		case Ignore:
 			if !errors.Is(err, errDuplicate) {
 				// Not taken for a reason other than having it (a
@@ -441,13 +434,72 @@ func (m *Mesh) handleCertStream(st network.Stream) {
 				_ = st.Reset()
 				return
 			}
-			processed++
+			acks.add()
 		case Reject:
 			blocked := m.certStrikes.strike(p, time.Now())
 			m.logger.Debug("p2p: certificate frame rejected", "peer", p, "member", mem.Name, "stage", stage, "err", err, "blocked", blocked)
 			_ = st.Reset()
 			return
 		}
+	}
+}
+
+// certAcker acknowledges the frames a certificate stream's receiver has
+// taken: after certAckDelay, or at once when certAckBatch are waiting, so
+// that under load one small write answers many frames.
+type certAcker struct {
+	mu      sync.Mutex
+	st      network.Stream
+	n       uint64
+	timer   *time.Timer
+	stopped bool
+}
+
+const (
+	// certAckDelay is far below certStreamAckTimeout, the sender's wait.
+	certAckDelay = 50 * time.Millisecond
+	certAckBatch = 64
+)
+
+func (a *certAcker) add() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.n++
+	switch {
+	case a.n >= certAckBatch:
+		a.flushLocked()
+	case a.n == 1 && a.timer == nil:
+		a.timer = time.AfterFunc(certAckDelay, a.flush)
+	case a.n == 1:
+		a.timer.Reset(certAckDelay)
+	}
+}
+
+func (a *certAcker) flush() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.flushLocked()
+}
+
+// flushLocked writes the acknowledgement; a stream that cannot take it is
+// reset, which ends the receiver's loop.
+func (a *certAcker) flushLocked() {
+	if a.n == 0 || a.stopped {
+		return
+	}
+	_ = a.st.SetWriteDeadline(time.Now().Add(certStreamWriteTimeout))
+	if _, err := a.st.Write(binary.AppendUvarint(nil, a.n)); err != nil {
+		_ = a.st.Reset()
+	}
+	a.n = 0
+}
+
+func (a *certAcker) stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopped = true
+	if a.timer != nil {
+		a.timer.Stop()
 	}
 }
 
