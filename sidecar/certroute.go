@@ -16,17 +16,18 @@ const maxTxEntries = 3
 // them to entries (p2p.Config.CertRouting "entry"): the members that
 // announced it (the publisher of the first tx frame that brought it, this
 // validator for its own clients' submissions, and members whose tx frames
-// carried it again), and this validator's own certificate once signed, for
-// entries learned after it.
+// carried it again), and whether this validator has signed it, so that an
+// entry learned later gets its certificate (from the board) too.
 type txRoute struct {
-	entries []qc.ValidatorID
-	own     *qc.Certificate
+	entries [maxTxEntries]qc.ValidatorID
+	n       uint8
+	signed  bool
 }
 
-// addEntry records that member announced tx and returns this validator's
-// certificate for tx when it was signed before member was known (it is
-// owed to member), or nil.
-func (s *Sidecar) addEntry(tx qc.Hash, member qc.ValidatorID) *qc.Certificate {
+// addEntry records that member announced tx and reports whether this
+// validator signed tx before member was known (its certificate is owed to
+// member).
+func (s *Sidecar) addEntry(tx qc.Hash, member qc.ValidatorID) (owed bool) {
 	s.routesMu.Lock()
 	defer s.routesMu.Unlock()
 	r, ok := s.routes.Peek(tx)
@@ -34,29 +35,46 @@ func (s *Sidecar) addEntry(tx qc.Hash, member qc.ValidatorID) *qc.Certificate {
 		r = &txRoute{}
 		s.routes.Add(tx, r)
 	}
-	for _, e := range r.entries {
+	for _, e := range r.entries[:r.n] {
 		if e == member {
-			return nil
+			return false
 		}
 	}
-	if len(r.entries) >= maxTxEntries {
-		return nil
+	if int(r.n) == maxTxEntries {
+		return false
 	}
-	r.entries = append(r.entries, member)
-	return r.own
+	r.entries[r.n] = member
+	r.n++
+	return r.signed
 }
 
-// signedFor records this validator's certificate for tx and returns the
-// entries it goes to (nil: none known).
-func (s *Sidecar) signedFor(tx qc.Hash, cert qc.Certificate) []qc.ValidatorID {
+// signedFor records that this validator signed tx and returns the entries
+// its certificate goes to (nil: none known).
+func (s *Sidecar) signedFor(tx qc.Hash) []qc.ValidatorID {
 	s.routesMu.Lock()
 	defer s.routesMu.Unlock()
 	r, ok := s.routes.Peek(tx)
 	if !ok {
 		return nil
 	}
-	r.own = &cert
-	return append([]qc.ValidatorID(nil), r.entries...)
+	r.signed = true
+	return append([]qc.ValidatorID(nil), r.entries[:r.n]...)
+}
+
+// sendOwed sends this validator's certificate for tx, from the board, to
+// an entry learned after it signed.
+func (s *Sidecar) sendOwed(tx qc.Hash, entry qc.ValidatorID) {
+	st, ok := s.board.Status(tx)
+	if !ok {
+		return
+	}
+	self := s.v.Signer().ID()
+	for i := range st.Certs {
+		if st.Certs[i].Signer == self {
+			s.sendOwnCertificate(entry, st.Certs[i])
+			return
+		}
+	}
 }
 
 // onTxRepeat: another member's tx frame carried transactions this node had
@@ -66,8 +84,8 @@ func (s *Sidecar) onTxRepeat(publisher qc.ValidatorID, txs []qc.Hash) {
 		return
 	}
 	for _, tx := range txs {
-		if own := s.addEntry(tx, publisher); own != nil {
-			s.sendOwnCertificate(publisher, *own)
+		if s.addEntry(tx, publisher) {
+			s.sendOwed(tx, publisher)
 		}
 	}
 }
@@ -77,7 +95,7 @@ func (s *Sidecar) onTxRepeat(publisher qc.ValidatorID, txs []qc.Hash) {
 // reports whether it must go on the bulletin instead: p has no known
 // entry, or a send failed.
 func (s *Sidecar) routeOwnCertificate(p *validator.Payment, cert qc.Certificate) (bulletin bool) {
-	entries := s.signedFor(p.TxHash, cert)
+	entries := s.signedFor(p.TxHash)
 	if len(entries) == 0 {
 		return true
 	}

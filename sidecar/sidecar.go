@@ -479,8 +479,8 @@ func (s *Sidecar) onTx(_ context.Context, d p2p.Delivery[*p2p.TxMessage]) {
 		// The first frame's publisher is an entry; frames are unsigned,
 		// so a member could name another, which then merely gathers
 		// certificates it did not ask for.
-		if own := s.addEntry(p.TxHash, d.Publisher); own != nil {
-			s.sendOwnCertificate(d.Publisher, *own)
+		if s.addEntry(p.TxHash, d.Publisher) {
+			s.sendOwed(p.TxHash, d.Publisher)
 		}
 	}
 	s.offer(p)
