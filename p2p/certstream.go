@@ -220,7 +220,7 @@ func (s *certSender) write(objs []queued) error {
 }
 
 // readAcks reads the receiver's acknowledgements on st (each an unsigned
-// varint: how many more frames it has processed) until st fails.
+// varint: how many more frames it has taken) until st fails.
 func (s *certSender) readAcks(st network.Stream) {
 	defer s.m.wg.Done()
 	r := bufio.NewReader(st)

@@ -12,8 +12,8 @@ import (
 // dropTracer counts where pubsub loses messages (outbound RPCs dropped on
 // full peer queues, messages rejected or ignored by pubsub's reason,
 // duplicates, messages a slow subscriber could not take, throttled peers)
-// and what it sends. Pubsub calls tracers synchronously on its event loop, so every
-// method only bumps counters.
+// and what it sends. Pubsub calls tracers synchronously on its event loop,
+// so every method only counts.
 type dropTracer struct {
 	m      *metrics
 	topics *topicSet
