@@ -147,7 +147,7 @@ func (s *Sidecar) syncBatchOf(txs []qc.Hash, recentQCs bool) *fastpayv1.SyncBatc
 			s.recentQCs.Remove(h) // settled: every node learns it from the chain
 			continue
 		}
-		wire := fastpayv1.NewQuorumCertificate(st.QC)
+		wire := fastpayv1.NewCompactQuorumCertificate(st.QC)
 		if !budget.take(wire) {
 			break
 		}
@@ -199,7 +199,7 @@ func (s *Sidecar) boardCerts(h qc.Hash) []*fastpayv1.ValidatorCertificate {
 	}
 	out := make([]*fastpayv1.ValidatorCertificate, 0, len(st.Certs))
 	for i := range st.Certs {
-		out = append(out, fastpayv1.NewValidatorCertificate(&st.Certs[i]))
+		out = append(out, fastpayv1.NewCompactValidatorCertificate(&st.Certs[i]))
 	}
 	return out
 }
@@ -264,7 +264,7 @@ func (s *Sidecar) handleSync(st network.Stream) {
 	budget := newSyncBudget()
 	for _, h := range decided {
 		if q, ok := s.board.QC(h); ok {
-			if wire := fastpayv1.NewQuorumCertificate(q); budget.take(wire) {
+			if wire := fastpayv1.NewCompactQuorumCertificate(q); budget.take(wire) {
 				answer.Qcs = append(answer.Qcs, wire)
 			}
 			continue
