@@ -35,7 +35,7 @@ func NewCompactQuorumCertificate(q *qc.QC) *QuorumCertificate {
 }
 
 // expandedCert returns certificate i of q with what the compact form
-// leaves out taken from q; c itself is not modified.
+// leaves out taken from q; the wire certificate itself is not modified.
 func (q *QuorumCertificate) expandedCert(i int) *ValidatorCertificate {
 	c := q.Certs[i]
 	if c == nil {
