@@ -15,15 +15,21 @@ type Config struct {
 	// evicted from it are read back from the durable store.
 	MaxCertificates int `toml:"max_certificates"`
 	// MaxKnownQCs is no longer used: a validator remembers the QCs it
-	// verified by hash (bounded by max_credits), not whole. The key is still
-	// read so that configuration files that set it load.
+	// verified by hash (bounded by max_qc_hashes), not whole. The key is
+	// still read so that configuration files that set it load.
 	MaxKnownQCs int `toml:"max_known_qcs"`
+	// MaxQCHashes is how many of the latest verified QC hashes are at least
+	// remembered (up to twice as many are held; default 16,384, ~3 MiB), so
+	// that a QC presented again, as a parent or from the mesh, is not
+	// verified again. Mesh copies arrive within seconds, and the QC of a
+	// pending credit is known as long as the credit is, so forgetting older
+	// hashes costs at most a verification.
+	MaxQCHashes int `toml:"max_qc_hashes"`
 	// MaxRequestIDs bounds the client_request_id cache (default 8,192).
 	MaxRequestIDs int `toml:"max_request_ids"`
 	// MaxCredits bounds pending QC credits (default 65,536). When full, the
 	// oldest credit is dropped: that only makes the validator more
-	// conservative. At least as many of the latest QC hashes are kept as
-	// known parents.
+	// conservative.
 	MaxCredits int `toml:"max_credits"`
 	// MaxParentQCs bounds the parent QCs one request may carry (default 8).
 	MaxParentQCs int `toml:"max_parent_qcs"`
@@ -64,6 +70,7 @@ func DefaultConfig() Config {
 		MaxCertificates: 10_000,
 		MaxRequestIDs:   8_192,
 		MaxCredits:      65_536,
+		MaxQCHashes:     16_384,
 		MaxParentQCs:    8,
 
 		GroupCommitWindow: DefaultGroupCommitWindow,
@@ -80,6 +87,7 @@ func (c Config) Validate() error {
 		{"max_certificates", c.MaxCertificates},
 		{"max_request_ids", c.MaxRequestIDs},
 		{"max_credits", c.MaxCredits},
+		{"max_qc_hashes", c.MaxQCHashes},
 		{"max_parent_qcs", c.MaxParentQCs},
 	} {
 		if f.v <= 0 {

@@ -63,10 +63,11 @@ type Validator struct {
 	pruneHeight   uint64 // newest block pruning has used
 
 	ownCerts *lru.Cache[qc.ContentionKey, qc.Certificate]
-	// knownQCs holds the qc_hash of every valid QC learned, so that a
-	// parent named by any of a transaction's QCs (different signer subsets
-	// have different hashes) is recognised and a QC seen again is not
-	// verified again. Whole QCs are not kept: with n members a QC holds
+	// knownQCs holds the qc_hash of the latest valid QCs learned
+	// (Config.MaxQCHashes), so that a parent named by any of a
+	// transaction's QCs (different signer subsets have different hashes)
+	// is recognised and a QC seen again is not verified again; KnowsQC
+	// also recognises the QC of every pending credit. Whole QCs are not kept: with n members a QC holds
 	// 2f+1 certificates, and nothing here reads them back. Bounded by
 	// insertion (recent.Set), a few times smaller than an LRU of the same
 	// size.
@@ -160,7 +161,7 @@ func New(cfg Config, signer *qc.Signer, committee *qc.Committee, chain tempo.Cha
 	if v.ownCerts, err = lru.New[qc.ContentionKey, qc.Certificate](cfg.MaxCertificates); err != nil {
 		return nil, err
 	}
-	if v.knownQCs, err = recent.NewSet[qc.Hash](cfg.MaxCredits); err != nil {
+	if v.knownQCs, err = recent.NewSet[qc.Hash](cfg.MaxQCHashes); err != nil {
 		return nil, err
 	}
 	if v.requestIDs, err = lru.New[requestKey, qc.Hash](cfg.MaxRequestIDs); err != nil {

@@ -305,6 +305,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 		mutate func(*Config)
 	}{
 		{"max_credits", func(c *Config) { c.MaxCredits = 0 }},
+		{"max_qc_hashes", func(c *Config) { c.MaxQCHashes = 0 }},
 		{"group_commit_window", func(c *Config) { c.GroupCommitWindow = -time.Millisecond }},
 		{"group_commit_window", func(c *Config) { c.GroupCommitWindow = time.Second }},
 	} {
@@ -533,4 +534,55 @@ func TestFundsWithManyPendingDebits(t *testing.T) {
 	if _, err := v.Submit(context.Background(), pay(bobKey, pending, carol, left).request(t)); err != nil {
 		t.Fatalf("paying exactly what is available: %v", err)
 	}
+}
+
+// TestForgottenQCHash: the set of verified QC hashes is bounded
+// (max_qc_hashes); a QC pushed out of it is still known while its credit
+// is pending, and a QC of the same payment presented again after being
+// forgotten is verified again and credits nothing more.
+func TestForgottenQCHash(t *testing.T) {
+	c := newCluster(t, 4)
+	cfg := DefaultConfig()
+	cfg.MaxQCHashes = 1 // remembers the last hash, holds at most two
+	v := c.validatorWith(t, 3, "", cfg)
+
+	// Four QCs of one payment, by different signer subsets: the first
+	// learned credits Bob; the last two push the first two out.
+	req := pay(aliceKey, 0, bob, dollars(10)).request(t)
+	s := c.signers
+	first := c.certifyBy(t, req, s[0], s[1], s[2])
+	other := c.certifyBy(t, req, s[1], s[2], s[3])
+	for _, q := range []*qc.QC{first, other, c.certifyBy(t, req, s[0], s[2], s[3]), c.certifyBy(t, req, s[0], s[1], s[3])} {
+		if err := v.LearnQC(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !v.KnowsQC(first.Hash) {
+		t.Error("the QC of a pending credit is no longer known")
+	}
+	if v.KnowsQC(other.Hash) {
+		t.Fatal("max_qc_hashes does not bound the set: a pushed-out QC is still known")
+	}
+
+	// A child carrying the forgotten QC as its parent: a corrupted copy is
+	// rejected (verified, not waved through), the real one is verified
+	// again and accepted, and Bob is credited the 10 once.
+	child := pay(bobKey, 0, carol, dollarsLess(15, testFee))
+	child.parentHash = other.Hash[:]
+	corrupt := fastpayv1.NewQuorumCertificate(other)
+	corrupt.Certs[0].Signature[0] ^= 1
+	child.parents = []*fastpayv1.QuorumCertificate{corrupt}
+	_, err := v.Submit(context.Background(), child.request(t))
+	wantReject(t, err, fastpayv1.RejectCode_INVALID_PARENT_QC)
+	child.parents = []*fastpayv1.QuorumCertificate{fastpayv1.NewQuorumCertificate(other)}
+	if _, err := v.Submit(context.Background(), child.request(t)); err != nil {
+		t.Fatalf("child of a forgotten QC: %v", err)
+	}
+	if !v.KnowsQC(other.Hash) {
+		t.Error("a parent verified again is not remembered")
+	}
+	next := pay(bobKey, 1, carol, dollars(1))
+	next.parentHash = first.Hash[:]
+	_, err = v.Submit(context.Background(), next.request(t))
+	wantReject(t, err, fastpayv1.RejectCode_INSUFFICIENT_FUNDS)
 }
