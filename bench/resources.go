@@ -216,40 +216,27 @@ func (s *suite) runResources(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	midRun := s.midRunStats(ctx, procs, &done, int64(total))
 	wall0 := time.Now()
 	_, err = closedLoop(ctx, streams, total, clients, payTimeout, next, &done)
 	wall := time.Since(wall0)
 	stopProgress()
 	history := stopSampling()
+	halfStats, halfErr := midRun()
 	if err != nil {
 		return err
+	}
+	if halfErr != nil {
+		return halfErr
 	}
 	// Before the stats requests: they collect garbage and write profiles.
 	cpu1, err := sidecarsCPU(procs)
 	if err != nil {
 		return err
 	}
-	statsCtx, cancelStats := context.WithTimeout(ctx, time.Minute)
-	defer cancelStats()
-	stats := make([]*ChildStats, len(procs))
-	for i, p := range procs {
-		req := childMsg{Kind: "stats"}
-		if s.cfg.HeapProfileDir != "" {
-			if err := os.MkdirAll(s.cfg.HeapProfileDir, 0o755); err != nil {
-				return err
-			}
-			if req.HeapProfile, err = filepath.Abs(filepath.Join(s.cfg.HeapProfileDir, validatorName(i)+".heap")); err != nil {
-				return err
-			}
-		}
-		if err := p.send(req); err != nil {
-			return err
-		}
-		m, err := p.expect(statsCtx, "stats")
-		if err != nil {
-			return err
-		}
-		stats[i] = m.Stats
+	stats, err := s.childStats(ctx, procs, "")
+	if err != nil {
+		return err
 	}
 	mem := memFigures{start: startRSS, half: halfway(history, int64(total)), end: make([]uint64, len(procs)),
 		peak: make([]uint64, len(procs)), peakAnon: peakAnon(history, len(procs)), file: make([]uint64, len(procs))}
@@ -261,8 +248,76 @@ func (s *suite) runResources(ctx context.Context) error {
 		mem.peak[i], mem.end[i], mem.file[i] = st.Peak, st.RSS, st.File
 		mem.peakAnon[i] = max(mem.peakAnon[i], st.Anon)
 	}
-	s.resourceRows(n, total, wall, cpu1-cpu0, mem, stats)
+	s.resourceRows(n, total, wall, cpu1-cpu0, mem, stats, halfStats)
 	return nil
+}
+
+// childStats asks every sidecar process for its stats (each collects
+// garbage first) and, with a heap profile folder, for a heap profile named
+// after the validator and suffix.
+func (s *suite) childStats(ctx context.Context, procs []*sidecarProc, suffix string) ([]*ChildStats, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	stats := make([]*ChildStats, len(procs))
+	for i, p := range procs {
+		req := childMsg{Kind: "stats"}
+		if s.cfg.HeapProfileDir != "" {
+			if err := os.MkdirAll(s.cfg.HeapProfileDir, 0o755); err != nil {
+				return nil, err
+			}
+			path, err := filepath.Abs(filepath.Join(s.cfg.HeapProfileDir, validatorName(i)+suffix+".heap"))
+			if err != nil {
+				return nil, err
+			}
+			req.HeapProfile = path
+		}
+		if err := p.send(req); err != nil {
+			return nil, err
+		}
+		m, err := p.expect(ctx, "stats")
+		if err != nil {
+			return nil, err
+		}
+		stats[i] = m.Stats
+	}
+	return stats, nil
+}
+
+// midRunStats, in a run with heap profiles, takes the sidecars' stats and
+// heap profiles (suffix "-half") once half the payments are done: the end
+// of the run shows what stays, while the peak comes under load, with
+// queues and frames in flight. Only then, because the stats request
+// collects garbage and parses a profile, which a plain run's peak should
+// not include. wait stops it if it has not begun, and returns what it took
+// (nil when it did not run).
+func (s *suite) midRunStats(ctx context.Context, procs []*sidecarProc, done *atomic.Int64, total int64) (wait func() ([]*ChildStats, error)) {
+	if s.cfg.HeapProfileDir == "" {
+		return func() ([]*ChildStats, error) { return nil, nil }
+	}
+	quit := make(chan struct{})
+	var stats []*ChildStats
+	var err error
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for done.Load() < total/2 {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		stats, err = s.childStats(ctx, procs, "-half")
+	}()
+	return func() ([]*ChildStats, error) {
+		close(quit)
+		<-finished
+		return stats, err
+	}
 }
 
 // sidecarsCPU returns the CPU time the sidecar processes have used, all
@@ -376,7 +431,7 @@ func joinMiB(v []uint64) string {
 	return strings.Join(parts, "/")
 }
 
-func (s *suite) resourceRows(n, total int, wall, cpu time.Duration, mem memFigures, stats []*ChildStats) {
+func (s *suite) resourceRows(n, total int, wall, cpu time.Duration, mem memFigures, stats, halfStats []*ChildStats) {
 	start, half, end, peak := mem.start, mem.half, mem.end, mem.peak
 	c := fmt.Sprintf("n=%d processes, %d payments", n, total)
 	row := func(metric string, v float64, unit, note string) Row {
@@ -391,16 +446,13 @@ func (s *suite) resourceRows(n, total int, wall, cpu time.Duration, mem memFigur
 	var heap, sys uint64
 	var gor int
 	var sent int64
-	var live HeapShares // of the sidecar with the largest live heap
+	live := largestLive(stats)
 	for _, st := range stats {
 		if st == nil {
 			continue
 		}
 		heap, sys, gor = max(heap, st.HeapInuse), max(sys, st.GoSys), max(gor, st.Goroutines)
 		sent += st.BytesSent
-		if st.Heap.Live > live.Live {
-			live = st.Heap
-		}
 	}
 	rows := []Row{
 		row("certified payments/s", float64(total)/wall.Seconds(), "/s", fmt.Sprintf("%d senders, %s", s.cfg.Streams, wall.Round(time.Second))),
@@ -421,10 +473,31 @@ func (s *suite) resourceRows(n, total int, wall, cpu time.Duration, mem memFigur
 		row("of which held by gossipsub", mib(live.Gossip), "MiB",
 			fmt.Sprintf("%.0f%%: id caches, score delivery records, message cache, queues", 100*ratio(float64(live.Gossip), float64(live.Live)))),
 		row("of which per message id", mib(live.GossipIDs), "MiB", "seen/delivered caches and score records: kept for the TTL, then until pubsub's sweep once a minute"),
+	)
+	if halfStats != nil {
+		half := largestLive(halfStats)
+		rows = append(rows,
+			row("live heap per sidecar at half the run (max)", mib(half.Live), "MiB", "after a GC, under load (heap profiles *-half.heap)"),
+			row("of which held by gossipsub, at half the run", mib(half.Gossip), "MiB",
+				fmt.Sprintf("%.0f%%; per message id %.1f MiB", 100*ratio(float64(half.Gossip), float64(half.Live)), mib(half.GossipIDs))))
+	}
+	rows = append(rows,
 		row("goroutines per sidecar at the end (max)", float64(gor), "", ""),
 		row("bytes sent per payment per validator", float64(sent)/float64(total)/float64(n), "B", "libp2p stream payload, all protocols"),
 	)
 	s.add(rows...)
+}
+
+// largestLive returns the heap shares of the sidecar with the largest live
+// heap.
+func largestLive(stats []*ChildStats) HeapShares {
+	var live HeapShares
+	for _, st := range stats {
+		if st != nil && st.Heap.Live > live.Live {
+			live = st.Heap
+		}
+	}
+	return live
 }
 
 // childExecutable describes what the sidecar processes ran, for the notes:

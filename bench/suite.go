@@ -139,8 +139,9 @@ type Config struct {
 	// the saturation run or, when the throughput section is not run, of the
 	// measured payments of the largest latency case on loopback.
 	CPUProfile io.Writer
-	// HeapProfileDir, when set, receives a heap profile of each sidecar
-	// process at the end of the resource run (v0.heap, v1.heap, ...).
+	// HeapProfileDir, when set, receives heap profiles of each sidecar
+	// process: at half the resource run, under load (v0-half.heap, ...),
+	// and at its end (v0.heap, ...).
 	HeapProfileDir string
 	// Progress receives progress lines during long runs (nil: none), every
 	// ProgressInterval (default 5 s).

@@ -85,7 +85,7 @@ func benchConfig(args []string, stderr io.Writer) (cfg bench.Config, out, profil
 	childExe := fs.String("child-exe", "", "executable of the child processes (the resources section's sidecars, the load generator): default "+benchChildName+" beside this executable when it comes from the same build (go build -o bin/ ./cmd/...), else this executable, whose development chain code adds to each sidecar process's memory")
 	fs.StringVar(&cfg.Transport, "transport", p2p.DefaultPreferredTransport, "transport the validators dial first, in every section and the gossip floor: tcp or quic (p2p preferred_transport)")
 	fs.StringVar(&cfg.CertRouting, "cert-routing", p2p.CertRoutingBulletin, "where the validators send their certificates, in every section but the gossip floor: bulletin (SPEC §5 revision 2) or entry (the proposed revision 3, docs/proposal-linear-certificates.md; p2p cert_routing)")
-	fs.StringVar(&cfg.HeapProfileDir, "heap-profiles", "", "write a heap profile of each sidecar process at the end of the resources section into this folder")
+	fs.StringVar(&cfg.HeapProfileDir, "heap-profiles", "", "write heap profiles of each sidecar process, at half the resources section (vN-half.heap, under load) and at its end (vN.heap), into this folder")
 	logLevel := fs.String("log-level", "error", "log level of the in-process nodes (stderr): debug, info, warn, error")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	if err := cli.Parse(fs, args); err != nil {
