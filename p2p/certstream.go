@@ -15,7 +15,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
-	"github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/qc"
 )
 
@@ -174,11 +173,7 @@ func (s *certSender) write(objs []queued) error {
 	if time.Now().Before(down) {
 		return errCertStreamDown
 	}
-	fr := &fastpayv1.BulletinFrame{Header: &fastpayv1.FrameHeader{Publisher: m.selfID[:], Seq: m.seq.Add(1)}}
-	for _, o := range objs {
-		fr.Certs = append(fr.Certs, o.wireCert)
-	}
-	data, err := encodeFrame(fr, "certificate")
+	data, err := encodeFrame(KindBulletin, FrameHeader{Publisher: m.selfID, Seq: m.seq.Add(1)}, objs)
 	if err != nil {
 		return err
 	}

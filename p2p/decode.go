@@ -250,16 +250,3 @@ func DecodeFrame(k TopicKind, data []byte) (FrameHeader, int, error) {
 	}
 	return FrameHeader{}, 0, fmt.Errorf("p2p: unknown topic kind %d", k)
 }
-
-// encodeFrame marshals a frame and checks the size limit before anything
-// is sent (a peer would reject more).
-func encodeFrame(m proto.Message, what string) ([]byte, error) {
-	b, err := proto.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s frame: %w", what, err)
-	}
-	if len(b) > MaxFrameSize {
-		return nil, fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrTooLarge, what, len(b), MaxFrameSize)
-	}
-	return b, nil
-}

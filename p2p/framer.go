@@ -7,11 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 
-	"github.com/allegro-mesh/allegro/api/fastpayv1"
 	"github.com/allegro-mesh/allegro/qc"
 )
 
@@ -26,19 +23,16 @@ const (
 	frameObjectOverhead = 8
 )
 
-// queued is one object waiting in a framer: exactly one field is set, with
-// its wire form built once and its encoded size.
+// queued is one object waiting in a framer: exactly one of tx, cert, qc
+// and pair is set, with its wire encoding made once (encode.go) and the
+// size it adds to a frame.
 type queued struct {
 	tx   *TxMessage
 	cert *qc.Certificate
 	qc   *qc.QC
 	pair *qc.Equivocation
+	enc  []byte
 	size int
-
-	wireTx   *fastpayv1.SubmitFastPayRequest
-	wireCert *fastpayv1.ValidatorCertificate
-	wireQC   *fastpayv1.QuorumCertificate
-	wirePair *fastpayv1.EquivocationPair
 }
 
 // framer is one topic's publisher loop (SPEC §5): whenever it wakes it
@@ -237,42 +231,22 @@ func (f *framer) take() []queued {
 // (re-announcement, anti-entropy, staggered QC publication) recover them.
 func (f *framer) publish(objs []queued) {
 	m := f.m
-	hdr := &fastpayv1.FrameHeader{Publisher: m.selfID[:], Seq: m.seq.Add(1)}
-	local := &frameObjects{header: FrameHeader{Publisher: m.selfID, Seq: hdr.Seq}, local: true}
-	var msg proto.Message
-	switch f.kind {
-	case KindTx:
-		fr := &fastpayv1.TxFrame{Header: hdr}
-		for _, o := range objs {
-			fr.Txs = append(fr.Txs, o.wireTx)
+	local := &frameObjects{header: FrameHeader{Publisher: m.selfID, Seq: m.seq.Add(1)}, local: true}
+	for _, o := range objs {
+		switch {
+		case o.tx != nil:
 			local.txs = append(local.txs, o.tx)
-		}
-		msg = fr
-	case KindBulletin:
-		fr := &fastpayv1.BulletinFrame{Header: hdr}
-		for _, o := range objs {
-			switch {
-			case o.cert != nil:
-				fr.Certs = append(fr.Certs, o.wireCert)
-				local.items = append(local.items, &BulletinItem{Cert: o.cert})
-			case o.qc != nil:
-				fr.Qcs = append(fr.Qcs, o.wireQC)
-				local.items = append(local.items, &BulletinItem{QC: o.qc})
-			case o.pair != nil:
-				fr.Equivocations = append(fr.Equivocations, o.wirePair)
-				local.items = append(local.items, &BulletinItem{Cert: &o.pair.First}, &BulletinItem{Cert: &o.pair.Second})
-			}
-		}
-		msg = fr
-	default:
-		fr := &fastpayv1.QCFrame{Header: hdr}
-		for _, o := range objs {
-			fr.Qcs = append(fr.Qcs, o.wireQC)
+		case f.kind == KindQC:
 			local.qcs = append(local.qcs, o.qc)
+		case o.cert != nil:
+			local.items = append(local.items, &BulletinItem{Cert: o.cert})
+		case o.qc != nil:
+			local.items = append(local.items, &BulletinItem{QC: o.qc})
+		case o.pair != nil:
+			local.items = append(local.items, &BulletinItem{Cert: &o.pair.First}, &BulletinItem{Cert: &o.pair.Second})
 		}
-		msg = fr
 	}
-	data, err := encodeFrame(msg, f.kind.String())
+	data, err := encodeFrame(f.kind, local.header, objs)
 	if err == nil {
 		err = m.publishFrame(m.ctx, f.kind, f.topic, data, local, len(objs))
 	}
@@ -336,22 +310,22 @@ func (m *Mesh) publishFrame(ctx context.Context, k TopicKind, name string, data 
 	return nil
 }
 
-func wireSize(m proto.Message) int { return proto.Size(m) + frameObjectOverhead }
-
-func queuedTx(tx *TxMessage) queued {
-	return queued{tx: tx, wireTx: tx.Request, size: wireSize(tx.Request)}
+func queuedTx(tx *TxMessage) (queued, error) {
+	enc, err := encodeTx(tx.Request)
+	return queued{tx: tx, enc: enc, size: len(enc) + frameObjectOverhead}, err
 }
 
 func queuedCert(c *qc.Certificate) queued {
-	w := fastpayv1.NewCompactValidatorCertificate(c)
-	return queued{cert: c, wireCert: w, size: wireSize(w)}
+	enc := encodeCert(c)
+	return queued{cert: c, enc: enc, size: len(enc) + frameObjectOverhead}
 }
 
-func queuedQC(q *qc.QC, w *fastpayv1.QuorumCertificate) queued {
-	return queued{qc: q, wireQC: w, size: wireSize(w)}
+func queuedQC(q *qc.QC) queued {
+	enc := encodeQC(q)
+	return queued{qc: q, enc: enc, size: len(enc) + frameObjectOverhead}
 }
 
 func queuedPair(e *qc.Equivocation) queued {
-	w := &fastpayv1.EquivocationPair{First: fastpayv1.NewCompactValidatorCertificate(&e.First), Second: fastpayv1.NewCompactValidatorCertificate(&e.Second)}
-	return queued{pair: e, wirePair: w, size: wireSize(w)}
+	enc := encodePair(e)
+	return queued{pair: e, enc: enc, size: len(enc) + frameObjectOverhead}
 }

@@ -22,7 +22,7 @@ func queuedFor(t *testing.T, f *fixture, kind TopicKind, first, n int) ([]queued
 		h := mustTxHash(t, req)
 		switch kind {
 		case KindTx:
-			objs = append(objs, queuedTx(&TxMessage{Request: req, TxHash: h}))
+			objs = append(objs, mustQueuedTx(t, &TxMessage{Request: req, TxHash: h}))
 			keys = append(keys, txKey(h))
 		case KindBulletin:
 			cert := f.cert(0, h, testEffects(req.GetTx().GetNonce().GetNonceSeq(), 0x10))
@@ -233,7 +233,7 @@ func TestFramerCaps(t *testing.T) {
 			var keys []string
 			for _, req := range tc.reqs {
 				h := mustTxHash(t, req)
-				objs = append(objs, queuedTx(&TxMessage{Request: req, TxHash: h}))
+				objs = append(objs, mustQueuedTx(t, &TxMessage{Request: req, TxHash: h}))
 				keys = append(keys, txKey(h))
 			}
 			enqueueAtOnce(t, v0, KindTx, objs)
@@ -318,7 +318,7 @@ func TestFramerSkipsAcceptedQC(t *testing.T) {
 		return metricValue(t, u.reg, "allegro_p2p_frame_objects_total", map[string]string{"topic": k.String(), "kind": "skipped"})
 	}
 	bull := newFramer(u.Mesh, KindBulletin, u.topics.bull)
-	if err := bull.enqueue(queuedQC(q, fastpayv1.NewQuorumCertificate(q)), queuedCert(&cert), queuedQC(q2, fastpayv1.NewQuorumCertificate(q2))); err != nil {
+	if err := bull.enqueue(queuedQC(q), queuedCert(&cert), queuedQC(q2)); err != nil {
 		t.Fatal(err)
 	}
 	got := bull.take()
@@ -333,7 +333,7 @@ func TestFramerSkipsAcceptedQC(t *testing.T) {
 	}
 
 	shard := newFramer(u.Mesh, KindQC, u.topics.qcTopicFor(eff.Recipient))
-	if err := shard.enqueue(queuedQC(q, fastpayv1.NewQuorumCertificate(q))); err != nil {
+	if err := shard.enqueue(queuedQC(q)); err != nil {
 		t.Fatal(err)
 	}
 	if got := shard.take(); len(got) != 1 || got[0].qc != q {
@@ -394,7 +394,7 @@ func TestFramePacing(t *testing.T) {
 	start := time.Now()
 	var burst []queued
 	for _, req := range reqs[3:5] {
-		burst = append(burst, queuedTx(&TxMessage{Request: req, TxHash: mustTxHash(t, req)}))
+		burst = append(burst, mustQueuedTx(t, &TxMessage{Request: req, TxHash: mustTxHash(t, req)}))
 	}
 	enqueueAtOnce(t, v0, KindTx, burst)
 	waitPublished(t, v0, KindTx, 5)
@@ -429,7 +429,7 @@ func TestPacingGate(t *testing.T) {
 		t.Helper()
 		var objs []queued
 		for _, req := range reqs {
-			objs = append(objs, queuedTx(&TxMessage{Request: req, TxHash: mustTxHash(t, req)}))
+			objs = append(objs, mustQueuedTx(t, &TxMessage{Request: req, TxHash: mustTxHash(t, req)}))
 		}
 		enqueueAtOnce(t, v0, KindTx, objs)
 		waitPublished(t, v0, KindTx, published)
@@ -561,4 +561,13 @@ func TestWatchedShardIsNotPaced(t *testing.T) {
 	if got := loop(unwatched).unwatchedInterval(); got != 300*time.Millisecond {
 		t.Errorf("shard %d, subscribed only by members: paced at %s, want 300ms", unwatched, got)
 	}
+}
+
+func mustQueuedTx(t testing.TB, tx *TxMessage) queued {
+	t.Helper()
+	o, err := queuedTx(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }

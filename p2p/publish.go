@@ -51,7 +51,10 @@ func (m *Mesh) PublishTx(_ context.Context, req *fastpayv1.SubmitFastPayRequest)
 	if size := proto.Size(req); size > MaxTxSize {
 		return fmt.Errorf("p2p: publish tx: %w: %d bytes, limit %d", ErrTooLarge, size, MaxTxSize)
 	}
-	o := queuedTx(&TxMessage{Request: req, TxHash: h})
+	o, err := queuedTx(&TxMessage{Request: req, TxHash: h})
+	if err != nil {
+		return fmt.Errorf("p2p: publish tx: %w", err)
+	}
 	f, err := m.framerFor(KindTx, m.topics.tx)
 	if err != nil {
 		return fmt.Errorf("p2p: publish tx: %w", err)
@@ -113,7 +116,7 @@ func (m *Mesh) PublishQC(_ context.Context, q *qc.QC) error {
 	if q == nil || len(q.Certs) == 0 {
 		return errors.New("p2p: publish qc: no certificates")
 	}
-	o := queuedQC(q, fastpayv1.NewCompactQuorumCertificate(q))
+	o := queuedQC(q)
 	var errs []error
 	f, err := m.framerFor(KindBulletin, m.topics.bull)
 	if err == nil {
@@ -169,26 +172,26 @@ func EncodeTxFrame(h FrameHeader, reqs ...*fastpayv1.SubmitFastPayRequest) ([]by
 
 // EncodeBulletinFrame returns the wire bytes of a bulletin frame.
 func EncodeBulletinFrame(h FrameHeader, certs []qc.Certificate, qcs []*qc.QC, pairs []qc.Equivocation) ([]byte, error) {
-	f := &fastpayv1.BulletinFrame{Header: wireHeader(h)}
+	var objs []queued
 	for i := range certs {
-		f.Certs = append(f.Certs, fastpayv1.NewCompactValidatorCertificate(&certs[i]))
+		objs = append(objs, queuedCert(&certs[i]))
 	}
 	for _, q := range qcs {
-		f.Qcs = append(f.Qcs, fastpayv1.NewCompactQuorumCertificate(q))
+		objs = append(objs, queuedQC(q))
 	}
 	for i := range pairs {
-		f.Equivocations = append(f.Equivocations, queuedPair(&pairs[i]).wirePair)
+		objs = append(objs, queuedPair(&pairs[i]))
 	}
-	return proto.Marshal(f)
+	return encodeFrame(KindBulletin, h, objs)
 }
 
 // EncodeQCFrame returns the wire bytes of a QC frame.
 func EncodeQCFrame(h FrameHeader, qcs ...*qc.QC) ([]byte, error) {
-	f := &fastpayv1.QCFrame{Header: wireHeader(h)}
-	for _, q := range qcs {
-		f.Qcs = append(f.Qcs, fastpayv1.NewCompactQuorumCertificate(q))
+	objs := make([]queued, len(qcs))
+	for i, q := range qcs {
+		objs[i] = queuedQC(q)
 	}
-	return proto.Marshal(f)
+	return encodeFrame(KindQC, h, objs)
 }
 
 func wireHeader(h FrameHeader) *fastpayv1.FrameHeader {

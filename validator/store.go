@@ -129,10 +129,7 @@ func (s *Store) RecordSignature(cert *qc.Certificate, request, fee []byte) error
 }
 
 func (s *Store) recordSignature(cert *qc.Certificate, request, fee []byte, resign bool) error {
-	value, err := proto.Marshal(fastpayv1.NewCompactValidatorCertificate(cert))
-	if err != nil {
-		return fmt.Errorf("encode certificate: %w", err)
-	}
+	value := fastpayv1.AppendCompactValidatorCertificate(nil, cert)
 	b := s.db.NewBatch()
 	defer b.Close()
 	k := cert.Effects.ContentionKey()
@@ -180,11 +177,7 @@ func (s *Store) DeleteSettled(keys []qc.ContentionKey) error {
 // RecordCredit stores a verified QC crediting its recipient. Losing a credit
 // in a crash only makes the validator more conservative, so no fsync.
 func (s *Store) RecordCredit(q *qc.QC) error {
-	value, err := proto.Marshal(fastpayv1.NewCompactQuorumCertificate(q))
-	if err != nil {
-		return fmt.Errorf("encode qc: %w", err)
-	}
-	return s.db.Set(creditKey(q.TxHash), value, pebble.NoSync)
+	return s.db.Set(creditKey(q.TxHash), fastpayv1.AppendCompactQuorumCertificate(nil, q), pebble.NoSync)
 }
 
 // DeleteCredits removes settled credits.
