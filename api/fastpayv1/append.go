@@ -9,12 +9,12 @@ import (
 )
 
 // Encoders of the compact form straight from the domain types, for the hot
-// paths that only write bytes (the validator's store): they append exactly
-// what proto.Marshal writes for NewCompactValidatorCertificate and
-// NewCompactQuorumCertificate, without building the dozen or so wire
-// messages per certificate first. Fields are written in field-number
-// order and proto3 zero values left out, as the protobuf runtime does;
-// TestAppendCompactMatchesMarshal holds them to it.
+// paths that only write bytes (the validator's store, the mesh's frames):
+// they append exactly what proto.Marshal writes for
+// NewCompactValidatorCertificate and NewCompactQuorumCertificate, without
+// building the dozen or so wire messages per certificate first. Fields are
+// written in field-number order and proto3 zero values left out, as the
+// protobuf runtime does; TestAppendCompactMatchesMarshal holds them to it.
 
 // Field numbers of types.proto.
 const (
