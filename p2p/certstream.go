@@ -112,8 +112,8 @@ type certSender struct {
 	to peer.ID
 
 	mu sync.Mutex
-	// stream is opened by the framer's loop and cleared by fail; Mesh.Stop
-	// closes the host, which resets it.
+	// stream is opened by the framer's loop and cleared by fail; the
+	// mesh's end resets it (readAcks).
 	stream    network.Stream
 	unacked   []sentCertFrame
 	downUntil time.Time
@@ -218,6 +218,12 @@ func (s *certSender) write(objs []queued) error {
 // varint: how many more frames it has taken) until st fails.
 func (s *certSender) readAcks(st network.Stream) {
 	defer s.m.wg.Done()
+	// Mesh.Stop waits for this goroutine before it closes the host, and a
+	// receiver that has gone quiet (across a partition, or crashed with its
+	// connection still open) never ends the stream: the mesh's end resets
+	// it, or the stop would wait out its deadline.
+	stop := context.AfterFunc(s.m.ctx, func() { _ = st.Reset() })
+	defer stop()
 	r := bufio.NewReader(st)
 	for {
 		n, err := binary.ReadUvarint(r)

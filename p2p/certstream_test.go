@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -126,6 +128,68 @@ func TestCertStreamFallsBackToBulletin(t *testing.T) {
 				t.Errorf("%d frames still outstanding after the fallback", n)
 			}
 		})
+	}
+}
+
+// TestCertStreamStopsWithQuietEntry: a sender's mesh stops at once while
+// its stream to a member is open and that member stays quiet: it
+// acknowledged everything and never ends the stream or the connection, as
+// a member across a partition, or crashed with its connection open, does
+// not. (A running member's mesh would close the connection when the
+// sender's pubsub streams end, which frees the stream on its own.) Before,
+// the stop waited out its deadline for the acknowledgement reader, and an
+// epoch change then found the old epoch's store still locked.
+func TestCertStreamStopsWithQuietEntry(t *testing.T) {
+	c := newCluster(t, clusterOpts{validators: 4, tweak: entryRouting})
+	entry, sender := c.validators[0], c.validators[1]
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelStop()
+	if err := entry.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	// The entry's identity on a bare host: it acknowledges the frame and
+	// then holds the stream open until the test ends.
+	quiet, err := libp2p.New(libp2p.Identity(libp2pKey(t, c.f.keys[0])), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	release := make(chan struct{})
+	defer close(release)
+	quiet.SetStreamHandler(CertProtocol(testDomain.ChainID, testDomain.Epoch), func(st network.Stream) {
+		if _, err := readCertFrame(bufio.NewReader(st)); err != nil {
+			return
+		}
+		if _, err := st.Write(binary.AppendUvarint(nil, 1)); err != nil {
+			return
+		}
+		<-release
+	})
+	connectCtx, cancelConnect := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelConnect()
+	if err := sender.Host().LibP2P().Connect(connectCtx, peer.AddrInfo{ID: quiet.ID(), Addrs: quiet.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	cert := c.f.cert(1, mustTxHash(t, testRequest(8)), testEffects(8, 3))
+	if err := sender.SendCertificate(context.Background(), entry.selfID, cert); err != nil {
+		t.Fatal(err)
+	}
+	sent := func(result string) float64 {
+		return metricValue(t, sender.reg, "allegro_p2p_cert_stream_frames_total", map[string]string{"direction": "sent", "result": result})
+	}
+	waitFor(t, 10*time.Second, "the frame written and acknowledged", func() string {
+		if n := sender.outstandingCertFrames(quiet.ID()); sent("ok") < 1 || n != 0 {
+			return fmt.Sprintf("%v frames written, %d outstanding", sent("ok"), n)
+		}
+		return ""
+	})
+	if sent("fallback") > 0 {
+		t.Fatal("the certificate went to the bulletin: the stream was not used")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sender.Stop(ctx); err != nil {
+		t.Fatalf("stop with a stream open to a quiet member: %v", err)
 	}
 }
 
