@@ -48,12 +48,12 @@ func (m *Mesh) PublishTx(_ context.Context, req *fastpayv1.SubmitFastPayRequest)
 	if err != nil {
 		return fmt.Errorf("p2p: publish tx: %w", err)
 	}
-	if size := proto.Size(req); size > MaxTxSize {
-		return fmt.Errorf("p2p: publish tx: %w: %d bytes, limit %d", ErrTooLarge, size, MaxTxSize)
-	}
 	o, err := queuedTx(&TxMessage{Request: req, TxHash: h})
 	if err != nil {
 		return fmt.Errorf("p2p: publish tx: %w", err)
+	}
+	if len(o.enc) > MaxTxSize {
+		return fmt.Errorf("p2p: publish tx: %w: %d bytes, limit %d", ErrTooLarge, len(o.enc), MaxTxSize)
 	}
 	f, err := m.framerFor(KindTx, m.topics.tx)
 	if err != nil {
