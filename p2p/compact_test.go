@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/allegro-mesh/allegro/api/fastpayv1"
+	"github.com/allegro-mesh/allegro/qc"
 )
 
 // TestCompactQC: a QC encoded for a frame decodes to the same QC as its
@@ -35,7 +36,7 @@ func TestCompactQC(t *testing.T) {
 		t.Errorf("compact QC of %d certificates is %d bytes, full form %d", len(q.Certs), c, fl)
 	}
 	for name, w := range map[string]*fastpayv1.QuorumCertificate{"compact": compact, "full": full} {
-		got, err := toQC(roundTrip(t, w))
+		got, err := decodeWireQC(t, roundTrip(t, w))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -66,7 +67,7 @@ func TestCompactQC(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := roundTrip(t, fastpayv1.NewCompactQuorumCertificate(q))
 			tc.mutate(w)
-			got, err := toQC(w)
+			got, err := decodeWireQC(t, w)
 			if tc.malformed {
 				if !errors.Is(err, ErrMalformed) {
 					t.Fatalf("decoded (%v), want ErrMalformed", err)
@@ -81,4 +82,26 @@ func TestCompactQC(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decodeWireQC decodes w as the only QC of a QC frame, with the mesh's
+// decoder and with the protobuf path, which must agree.
+func decodeWireQC(t *testing.T, w *fastpayv1.QuorumCertificate) (*qc.QC, error) {
+	t.Helper()
+	data, err := proto.Marshal(&fastpayv1.QCFrame{Header: &fastpayv1.FrameHeader{Publisher: make([]byte, 32), Seq: 1}, Qcs: []*fastpayv1.QuorumCertificate{w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := decodeQCFrame(data)
+	ref, refErr := refDecodeQCFrame(data)
+	if errorClass(err) != errorClass(refErr) {
+		t.Fatalf("decoder: %v; protobuf path: %v", err, refErr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !reflect.DeepEqual(f, ref) {
+		t.Fatal("the decoder and the protobuf path yield different QCs")
+	}
+	return f.qcs[0], nil
 }

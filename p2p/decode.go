@@ -136,82 +136,90 @@ func decodeTxFrame(data []byte) (*txFrame, error) {
 	return f, nil
 }
 
-// decodeBulletinFrame is stage 1 of the bulletin topic.
+// decodeBulletinFrame is stage 1 of the bulletin topic. It decodes
+// straight into domain types (fastpayv1.DecodeBulletinFrame), accepting
+// and rejecting what proto.Unmarshal and the conversions would.
 func decodeBulletinFrame(data []byte) (*bulletinFrame, error) {
 	if err := checkFrameSize("bulletin", data); err != nil {
 		return nil, err
 	}
-	m := new(fastpayv1.BulletinFrame)
-	if err := proto.Unmarshal(data, m); err != nil {
+	d, err := fastpayv1.DecodeBulletinFrame(data, MaxFrameObjects)
+	if err != nil {
 		return nil, fmt.Errorf("%w: bulletin frame: %v", ErrMalformed, err)
 	}
-	hdr, err := decodeHeader(m.GetHeader())
+	hdr, err := decodedHeader(d)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkObjects("bulletin", len(m.GetCerts())+len(m.GetQcs())+2*len(m.GetEquivocations())); err != nil {
+	if err := checkObjects("bulletin", d.Objects); err != nil {
 		return nil, err
 	}
-	f := &bulletinFrame{header: hdr}
-	for i, w := range m.GetCerts() {
-		c, err := w.ToCertificate()
-		if err != nil {
-			return nil, fmt.Errorf("%w: certificate %d of the frame: %v", ErrMalformed, i, err)
-		}
-		f.certs = append(f.certs, &c)
+	if d.Invalid != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, d.Invalid)
 	}
-	for i, w := range m.GetQcs() {
-		q, err := toQC(w)
-		if err != nil {
-			return nil, fmt.Errorf("qc %d of the frame: %w", i, err)
-		}
-		f.qcs = append(f.qcs, q)
+	if err := checkQCs(d.QCs); err != nil {
+		return nil, err
 	}
-	for i, w := range m.GetEquivocations() {
-		a, errA := w.GetFirst().ToCertificate()
-		b, errB := w.GetSecond().ToCertificate()
-		if err := errors.Join(errA, errB); err != nil {
-			return nil, fmt.Errorf("%w: equivocation pair %d of the frame: %v", ErrMalformed, i, err)
+	f := &bulletinFrame{header: hdr, qcs: d.QCs}
+	if len(d.Certs) > 0 {
+		f.certs = make([]*qc.Certificate, len(d.Certs))
+		for i := range d.Certs {
+			f.certs[i] = &d.Certs[i]
 		}
-		f.pairs = append(f.pairs, &qc.Equivocation{First: a, Second: b})
+	}
+	if len(d.Pairs) > 0 {
+		f.pairs = make([]*qc.Equivocation, len(d.Pairs))
+		for i := range d.Pairs {
+			f.pairs[i] = &d.Pairs[i]
+		}
 	}
 	return f, nil
 }
 
-// decodeQCFrame is stage 1 of a QC topic.
+// decodeQCFrame is stage 1 of a QC topic, decoded as bulletin frames are.
 func decodeQCFrame(data []byte) (*qcFrame, error) {
 	if err := checkFrameSize("qc", data); err != nil {
 		return nil, err
 	}
-	m := new(fastpayv1.QCFrame)
-	if err := proto.Unmarshal(data, m); err != nil {
+	d, err := fastpayv1.DecodeQCFrame(data, MaxFrameObjects)
+	if err != nil {
 		return nil, fmt.Errorf("%w: qc frame: %v", ErrMalformed, err)
 	}
-	hdr, err := decodeHeader(m.GetHeader())
+	hdr, err := decodedHeader(d)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkObjects("qc", len(m.GetQcs())); err != nil {
+	if err := checkObjects("qc", d.Objects); err != nil {
 		return nil, err
 	}
-	f := &qcFrame{header: hdr, qcs: make([]*qc.QC, len(m.GetQcs()))}
-	for i, w := range m.GetQcs() {
-		if f.qcs[i], err = toQC(w); err != nil {
-			return nil, fmt.Errorf("qc %d of the frame: %w", i, err)
-		}
+	if d.Invalid != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, d.Invalid)
 	}
-	return f, nil
+	if err := checkQCs(d.QCs); err != nil {
+		return nil, err
+	}
+	return &qcFrame{header: hdr, qcs: d.QCs}, nil
 }
 
-func toQC(w *fastpayv1.QuorumCertificate) (*qc.QC, error) {
-	q, err := w.ToQC()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+func decodedHeader(d *fastpayv1.DecodedFrame) (FrameHeader, error) {
+	var out FrameHeader
+	if len(d.Publisher) != len(out.Publisher) {
+		return out, fmt.Errorf("%w: frame publisher of %d bytes", ErrMalformed, len(d.Publisher))
 	}
-	if len(q.Certs) == 0 {
-		return nil, fmt.Errorf("%w: qc without certificates", ErrMalformed)
+	copy(out.Publisher[:], d.Publisher)
+	out.Seq = d.Seq
+	return out, nil
+}
+
+// checkQCs rejects a QC without certificates, which converts but proves
+// nothing.
+func checkQCs(qcs []*qc.QC) error {
+	for i, q := range qcs {
+		if len(q.Certs) == 0 {
+			return fmt.Errorf("%w: qc %d of the frame has no certificates", ErrMalformed, i)
+		}
 	}
-	return q, nil
+	return nil
 }
 
 // TxHash computes the tx_hash of a request's transaction (SPEC §2.1).

@@ -44,6 +44,7 @@ if [ "$fuzztime" != "0" ]; then
 		./validator:FuzzSubmitRequest:50000x \
 		./qc:FuzzBatchAgreesWithSingle:50000x \
 		./p2p:FuzzDecodeFrames:50000x \
+		./p2p:FuzzDecodeFramesMatchProtobuf:50000x \
 		./p2p:FuzzCertStream:20000x \
 		./epoch:FuzzCloseBundle:30000x; do
 		IFS=: read -r pkg target budget <<<"$pt"
