@@ -33,11 +33,11 @@ type Binding struct {
 // integers as 8 big-endian bytes.
 func BindingDigest(chainID uint64, consensusKey, sidecarKey ValidatorID, firstEpoch uint64) Hash {
 	e := make(encoder, 0, len(BindingDomainTag)+8+32+32+8)
-	e.str(BindingDomainTag)
-	e.u64(chainID)
-	e.raw(consensusKey[:])
-	e.raw(sidecarKey[:])
-	e.u64(firstEpoch)
+	e = e.str(BindingDomainTag)
+	e = e.u64(chainID)
+	e = e.raw(consensusKey[:])
+	e = e.raw(sidecarKey[:])
+	e = e.u64(firstEpoch)
 	return sha256.Sum256(e)
 }
 

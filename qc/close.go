@@ -47,18 +47,18 @@ type CloseEntry struct {
 // ‖ effects_hash), integers big-endian.
 func CloseDigest(c *Close) Hash {
 	e := make(encoder, 0, len(CloseDomainTag)+8*3+32+4+len(c.Entries)*(8+32*3))
-	e.str(CloseDomainTag)
-	e.u64(c.ChainID)
-	e.u64(c.Epoch)
-	e.u64(c.Height)
-	e.raw(c.Signer[:])
-	e.u32(uint32(len(c.Entries)))
+	e = e.str(CloseDomainTag)
+	e = e.u64(c.ChainID)
+	e = e.u64(c.Epoch)
+	e = e.u64(c.Height)
+	e = e.raw(c.Signer[:])
+	e = e.u32(uint32(len(c.Entries)))
 	for i := range c.Entries {
 		en := &c.Entries[i]
-		e.u64(en.CertEpoch)
-		e.raw(en.Cert.Signer[:])
-		e.raw(en.Cert.TxHash[:])
-		e.raw(en.Cert.EffectsHash[:])
+		e = e.u64(en.CertEpoch)
+		e = e.raw(en.Cert.Signer[:])
+		e = e.raw(en.Cert.TxHash[:])
+		e = e.raw(en.Cert.EffectsHash[:])
 	}
 	return sha256.Sum256(e)
 }

@@ -171,22 +171,22 @@ func (c *Committee) Hash() Hash { return c.hash }
 
 func (c *Committee) computeHash() Hash {
 	e := encoder(committeeTag)
-	e.u64(c.domain.ChainID)
-	e.u64(c.domain.Epoch)
-	e.u32(uint32(len(c.members)))
+	e = e.u64(c.domain.ChainID)
+	e = e.u64(c.domain.Epoch)
+	e = e.u32(uint32(len(c.members)))
 	for _, m := range c.members {
-		e.raw(m.ID[:])
-		e.lenString(m.Name)
+		e = e.raw(m.ID[:])
+		e = e.lenString(m.Name)
 	}
 	if c.Seated() {
 		// A committee file's hash stays what it was before seats existed.
-		e.str("seats")
-		e.u32(uint32(len(c.seats)))
+		e = e.str("seats")
+		e = e.u32(uint32(len(c.seats)))
 		for _, s := range c.seats {
-			e.raw(s[:])
+			e = e.raw(s[:])
 		}
 		for i := range c.members {
-			e.u32(uint32(c.seatOf[i]))
+			e = e.u32(uint32(c.seatOf[i]))
 		}
 	}
 	return sha256.Sum256(e)

@@ -85,30 +85,37 @@ type TxHashInput struct {
 // encoder appends canonical big-endian fields.
 type encoder []byte
 
-func (e *encoder) raw(b []byte)       { *e = append(*e, b...) }
-func (e *encoder) str(s string)       { *e = append(*e, s...) }
-func (e *encoder) u8(v uint8)         { *e = append(*e, v) }
-func (e *encoder) u16(v uint16)       { *e = binary.BigEndian.AppendUint16(*e, v) }
-func (e *encoder) u32(v uint32)       { *e = binary.BigEndian.AppendUint32(*e, v) }
-func (e *encoder) u64(v uint64)       { *e = binary.BigEndian.AppendUint64(*e, v) }
-func (e *encoder) lenBytes(b []byte)  { e.u32(uint32(len(b))); e.raw(b) }
-func (e *encoder) lenString(s string) { e.u32(uint32(len(s))); e.str(s) }
+// The encoder's methods return the extended encoding rather than append
+// through a pointer, so that an encoding built on a local buffer stays on
+// the stack.
+func (e encoder) raw(b []byte) encoder       { return append(e, b...) }
+func (e encoder) str(s string) encoder       { return append(e, s...) }
+func (e encoder) u8(v uint8) encoder         { return append(e, v) }
+func (e encoder) u16(v uint16) encoder       { return binary.BigEndian.AppendUint16(e, v) }
+func (e encoder) u32(v uint32) encoder       { return binary.BigEndian.AppendUint32(e, v) }
+func (e encoder) u64(v uint64) encoder       { return binary.BigEndian.AppendUint64(e, v) }
+func (e encoder) lenBytes(b []byte) encoder  { return e.u32(uint32(len(b))).raw(b) }
+func (e encoder) lenString(s string) encoder { return e.u32(uint32(len(s))).str(s) }
 
 // TxHash computes tx_hash (SPEC §2.1).
 func TxHash(in TxHashInput) Hash {
-	e := make(encoder, 0, len(txHashTag)+8+4+len(in.TempoTx)+32+8+9+33)
-	e.str(txHashTag)
-	e.u64(in.ChainID)
-	e.lenBytes(in.TempoTx)
-	e.raw(in.NonceKey[:])
-	e.u64(in.NonceSeq)
-	e.u8(uint8(in.Expiry.Kind))
-	e.u64(in.Expiry.Value)
+	var buf [512]byte
+	e := encoder(buf[:0])
+	if need := len(txHashTag) + 8 + 4 + len(in.TempoTx) + 32 + 8 + 9 + 33; need > len(buf) {
+		e = make(encoder, 0, need)
+	}
+	e = e.str(txHashTag)
+	e = e.u64(in.ChainID)
+	e = e.lenBytes(in.TempoTx)
+	e = e.raw(in.NonceKey[:])
+	e = e.u64(in.NonceSeq)
+	e = e.u8(uint8(in.Expiry.Kind))
+	e = e.u64(in.Expiry.Value)
 	if in.ParentQCHash != nil {
-		e.u8(1)
-		e.raw(in.ParentQCHash[:])
+		e = e.u8(1)
+		e = e.raw(in.ParentQCHash[:])
 	} else {
-		e.u8(0)
+		e = e.u8(0)
 	}
 	return sha256.Sum256(e)
 }
@@ -127,13 +134,13 @@ type Effects struct {
 // Hash computes effects_hash (SPEC §2.1).
 func (f Effects) Hash() Hash {
 	e := make(encoder, 0, len(effectsHashTag)+20+20+8+20+32+8)
-	e.str(effectsHashTag)
-	e.raw(f.Sender[:])
-	e.raw(f.Recipient[:])
-	e.u64(f.Amount)
-	e.raw(f.Asset[:])
-	e.raw(f.NonceKey[:])
-	e.u64(f.NonceSeq)
+	e = e.str(effectsHashTag)
+	e = e.raw(f.Sender[:])
+	e = e.raw(f.Recipient[:])
+	e = e.u64(f.Amount)
+	e = e.raw(f.Asset[:])
+	e = e.raw(f.NonceKey[:])
+	e = e.u64(f.NonceSeq)
 	return sha256.Sum256(e)
 }
 
@@ -163,18 +170,25 @@ type Domain struct {
 
 // CertPreimage returns the bytes whose SHA-256 a validator signs.
 func CertPreimage(d Domain, txHash, effectsHash Hash) []byte {
-	e := make(encoder, 0, len(certPreimageTag)+4+len(CertDomainTag)+2+8+8+64)
-	e.str(certPreimageTag)
-	e.lenString(CertDomainTag)
-	e.u16(ProtocolVersion)
-	e.u64(d.ChainID)
-	e.u64(d.Epoch)
-	e.raw(txHash[:])
-	e.raw(effectsHash[:])
+	return appendCertPreimage(make([]byte, 0, certPreimageSize), d, txHash, effectsHash)
+}
+
+const certPreimageSize = len(certPreimageTag) + 4 + len(CertDomainTag) + 2 + 8 + 8 + 64
+
+func appendCertPreimage(b []byte, d Domain, txHash, effectsHash Hash) []byte {
+	e := encoder(b)
+	e = e.str(certPreimageTag)
+	e = e.lenString(CertDomainTag)
+	e = e.u16(ProtocolVersion)
+	e = e.u64(d.ChainID)
+	e = e.u64(d.Epoch)
+	e = e.raw(txHash[:])
+	e = e.raw(effectsHash[:])
 	return e
 }
 
 // CertDigest is SHA256(CertPreimage): the 32-byte message signed with ed25519.
 func CertDigest(d Domain, txHash, effectsHash Hash) Hash {
-	return sha256.Sum256(CertPreimage(d, txHash, effectsHash))
+	var buf [certPreimageSize]byte
+	return sha256.Sum256(appendCertPreimage(buf[:0], d, txHash, effectsHash))
 }

@@ -41,16 +41,20 @@ func ComputeQCHash(txHash, effectsHash Hash, threshold uint32, certs []Certifica
 	slices.SortStableFunc(order, func(a, b int) int {
 		return bytes.Compare(certs[a].Signer[:], certs[b].Signer[:])
 	})
-	e := make(encoder, 0, len(qcHashTag)+64+8+len(certs)*(32+4+SignatureSize+8))
-	e.str(qcHashTag)
-	e.raw(txHash[:])
-	e.raw(effectsHash[:])
-	e.u32(threshold)
-	e.u32(uint32(len(certs)))
+	var buf [1024]byte
+	e := encoder(buf[:0])
+	if need := len(qcHashTag) + 64 + 8 + len(certs)*(32+4+SignatureSize+8); need > len(buf) {
+		e = make(encoder, 0, need)
+	}
+	e = e.str(qcHashTag)
+	e = e.raw(txHash[:])
+	e = e.raw(effectsHash[:])
+	e = e.u32(threshold)
+	e = e.u32(uint32(len(certs)))
 	for _, i := range order {
-		e.raw(certs[i].Signer[:])
-		e.lenBytes(certs[i].Signature[:])
-		e.u64(certs[i].CreatedUnixMillis)
+		e = e.raw(certs[i].Signer[:])
+		e = e.lenBytes(certs[i].Signature[:])
+		e = e.u64(certs[i].CreatedUnixMillis)
 	}
 	return sha256.Sum256(e)
 }
@@ -189,7 +193,7 @@ func (a *Assembler) Build() (*QC, error) {
 		all = append(all, c)
 	}
 	slices.SortFunc(all, func(x, y Certificate) int { return bytes.Compare(x.Signer[:], y.Signer[:]) })
-	certs := all[:0:0]
+	certs := make([]Certificate, 0, min(quorum, len(all)))
 	used := make(map[int]struct{}, quorum)
 	for _, c := range all {
 		seat := a.committee.seatIndex(c.Signer)
