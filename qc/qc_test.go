@@ -280,7 +280,7 @@ func TestAssembler(t *testing.T) {
 	// order builds the same QC.
 	b := NewAssembler(committee, txHash, effects.Hash())
 	for i := 5; i >= 0; i-- {
-		if _, err := b.AddVerified(a.certs[signers[i].ID()]); err != nil {
+		if _, err := b.AddVerified(a.certs[a.signers[signers[i].ID()]]); err != nil {
 			t.Fatal(err)
 		}
 	}

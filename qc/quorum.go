@@ -127,14 +127,18 @@ type Assembler struct {
 	committee   *Committee
 	txHash      Hash
 	effectsHash Hash
-	certs       map[ValidatorID]Certificate
-	seats       map[int]int // seat index → certificates of its members
+	// certs in arrival order; signers indexes them, so a signer counts
+	// once. Certificates are held once, in the slice: a map of whole
+	// certificates would allocate eight slots of them per transaction.
+	certs   []Certificate
+	signers map[ValidatorID]int
+	seats   map[int]int // seat index → certificates of its members
 }
 
 // NewAssembler starts assembling a QC for (txHash, effectsHash).
 func NewAssembler(c *Committee, txHash, effectsHash Hash) *Assembler {
 	return &Assembler{committee: c, txHash: txHash, effectsHash: effectsHash,
-		certs: make(map[ValidatorID]Certificate, c.Quorum()), seats: make(map[int]int, c.Quorum())}
+		certs: make([]Certificate, 0, c.Quorum()), signers: make(map[ValidatorID]int, c.Quorum()), seats: make(map[int]int, c.Quorum())}
 }
 
 // Add verifies cert and adds it. It returns false without error when the
@@ -143,7 +147,7 @@ func (a *Assembler) Add(cert Certificate) (bool, error) {
 	if cert.TxHash != a.txHash || cert.EffectsHash != a.effectsHash {
 		return false, fmt.Errorf("%w: assembling %s/%s, got %s/%s", ErrHashMismatch, a.txHash, a.effectsHash, cert.TxHash, cert.EffectsHash)
 	}
-	if _, dup := a.certs[cert.Signer]; dup {
+	if _, dup := a.signers[cert.Signer]; dup {
 		return false, nil
 	}
 	if err := a.committee.VerifyCertificate(&cert); err != nil {
@@ -162,7 +166,7 @@ func (a *Assembler) AddVerified(cert Certificate) (bool, error) {
 	if !a.committee.Contains(cert.Signer) {
 		return false, fmt.Errorf("%w: %s", ErrUnknownSigner, cert.Signer.Hex())
 	}
-	if _, dup := a.certs[cert.Signer]; dup {
+	if _, dup := a.signers[cert.Signer]; dup {
 		return false, nil
 	}
 	a.add(cert)
@@ -170,7 +174,8 @@ func (a *Assembler) AddVerified(cert Certificate) (bool, error) {
 }
 
 func (a *Assembler) add(cert Certificate) {
-	a.certs[cert.Signer] = cert
+	a.signers[cert.Signer] = len(a.certs)
+	a.certs = append(a.certs, cert)
 	a.seats[a.committee.seatIndex(cert.Signer)]++
 }
 
@@ -188,10 +193,7 @@ func (a *Assembler) Build() (*QC, error) {
 	if len(a.seats) < quorum {
 		return nil, fmt.Errorf("%w: %d of %d", ErrBelowQuorum, len(a.seats), quorum)
 	}
-	all := make([]Certificate, 0, len(a.certs))
-	for _, c := range a.certs {
-		all = append(all, c)
-	}
+	all := slices.Clone(a.certs)
 	slices.SortFunc(all, func(x, y Certificate) int { return bytes.Compare(x.Signer[:], y.Signer[:]) })
 	certs := make([]Certificate, 0, min(quorum, len(all)))
 	used := make(map[int]struct{}, quorum)
