@@ -36,7 +36,8 @@ var ErrWireFormat = errors.New("malformed protobuf encoding")
 // in it is verified.
 type DecodedFrame struct {
 	// Publisher and Seq are the header's fields as carried (Publisher is
-	// empty when the header or the field is missing).
+	// empty when the header or the field is missing, and shares the input's
+	// bytes).
 	Publisher []byte
 	Seq       uint64
 	// Objects counts the objects the frame carries, converted or not: its
@@ -127,13 +128,17 @@ func DecodeQCFrame(data []byte, maxObjects int) (*DecodedFrame, error) {
 	return d.out, nil
 }
 
-// countFields counts the length-delimited fields 1 to 4 of a frame, at
-// most max each, so that the decoders allocate their slices once. It stops
-// quietly at malformed input, which the decoding proper reports.
-func countFields(data []byte, max int) (counts [5]int) {
+// countFields counts the length-delimited fields 1 to 4 of a frame, so
+// that the decoders allocate their slices once. Every object that converts
+// carries at least a 64-byte signature, so a count is capped by what the
+// frame's size allows (and by limit): a frame of empty objects does not
+// reserve room for thousands of certificates. It stops quietly at
+// malformed input, which the decoding proper reports.
+func countFields(data []byte, limit int) (counts [5]int) {
+	limit = min(limit, len(data)/qc.SignatureSize)
 	r := fieldReader{b: data}
 	for num, typ, ok := r.next(); ok; num, typ, ok = r.next() {
-		if typ == protowire.BytesType && num < protowire.Number(len(counts)) && counts[num] < max {
+		if typ == protowire.BytesType && num < protowire.Number(len(counts)) && counts[num] < limit {
 			counts[num]++
 		}
 		r.skip(num, typ)
