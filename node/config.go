@@ -52,11 +52,11 @@ type Config struct {
 	MemoryLimit string `toml:"memory_limit"`
 	// GCPercent is the collector's heap growth, as GOGC sets it: the heap
 	// may grow to (1 + gc_percent/100) times the live heap before the next
-	// collection (default 100, Go's own; between 10 and 1000). Most of a
-	// busy sidecar's live heap is bounded caches, so this headroom is most
-	// of its resident memory: a lower setting keeps the sidecar smaller
-	// for more collector CPU under load (docs/benchmarks.md has the
-	// figures). Under a container's memory limit, memory_limit keeps the
+	// collection (default 75; Go's own is 100; between 10 and 1000). Most
+	// of a busy sidecar's live heap is bounded caches, so this headroom is
+	// most of its resident memory: a lower setting keeps the sidecar
+	// smaller for more collector CPU under load, a higher one the reverse
+	// (docs/benchmarks.md has the figures). Under a container's memory limit, memory_limit keeps the
 	// heap within it whatever this setting. The GOGC environment variable,
 	// when set, wins. `allegro sidecar` applies it (ApplyGCPercent);
 	// in-process clusters do not.

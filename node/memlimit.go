@@ -112,10 +112,13 @@ func containerMemoryLimit(read func(string) ([]byte, error)) (int64, bool) {
 	return 0, false
 }
 
-// DefaultGCPercent is the default of Config.GCPercent: Go's own. A lower
-// one trades collector CPU for resident memory, which a container's limit
-// (memory_limit auto) bounds anyway.
-const DefaultGCPercent = 100
+// DefaultGCPercent is the default of Config.GCPercent. Below Go's own 100
+// because a sidecar runs beside a validator and its resident memory is
+// mostly this headroom over bounded caches: at 75 the heap peaks about an
+// eighth lower, for a few percent more collector work under load. Lower
+// settings cost markedly more CPU; a container's limit (memory_limit auto)
+// bounds the heap whatever this setting.
+const DefaultGCPercent = 75
 
 // The range Config.GCPercent accepts: below 10 the collector runs almost
 // continuously; above 1000 the heap is mostly garbage.
