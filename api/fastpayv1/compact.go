@@ -33,31 +33,3 @@ func NewCompactQuorumCertificate(q *qc.QC) *QuorumCertificate {
 	}
 	return w
 }
-
-// expandedCert returns certificate i of q with what the compact form
-// leaves out taken from q; the wire certificate itself is not modified.
-func (q *QuorumCertificate) expandedCert(i int) *ValidatorCertificate {
-	c := q.Certs[i]
-	if c == nil {
-		return nil
-	}
-	var first *EffectsSummary
-	if i > 0 && q.Certs[0] != nil {
-		first = q.Certs[0].Effects
-	}
-	if len(c.TxHash) > 0 && len(c.EffectsHash) > 0 && (c.Effects != nil || first == nil) {
-		return c
-	}
-	out := &ValidatorCertificate{Signer: c.Signer, TxHash: c.TxHash, EffectsHash: c.EffectsHash, Effects: c.Effects,
-		Signature: c.Signature, CreatedUnixMillis: c.CreatedUnixMillis}
-	if len(out.TxHash) == 0 {
-		out.TxHash = q.TxHash
-	}
-	if len(out.EffectsHash) == 0 {
-		out.EffectsHash = q.EffectsHash
-	}
-	if out.Effects == nil {
-		out.Effects = first
-	}
-	return out
-}

@@ -27,20 +27,12 @@ func fixedBytes(dst []byte, src []byte, field string) error {
 
 // ToAddress returns the 20-byte address carried by a.
 func (a *Address) ToAddress(field string) (qc.Address, error) {
-	var out qc.Address
-	if a == nil {
-		return out, invalid("%s is missing", field)
-	}
-	return out, fixedBytes(out[:], a.Data, field)
+	return rawAddressOf(a.GetData(), a != nil).toAddress(field)
 }
 
 // ToAddress returns the 20-byte token address carried by a.
 func (a *AssetId) ToAddress(field string) (qc.Address, error) {
-	var out qc.Address
-	if a == nil {
-		return out, invalid("%s is missing", field)
-	}
-	return out, fixedBytes(out[:], a.Data, field)
+	return rawAddressOf(a.GetData(), a != nil).toAddress(field)
 }
 
 // NewAddress wraps a domain address.
@@ -51,14 +43,7 @@ func NewAssetId(a qc.Address) *AssetId { return &AssetId{Data: a[:]} }
 
 // ToNonce returns the nonce key and sequence carried by n.
 func (n *Nonce2D) ToNonce(field string) (qc.NonceKey, uint64, error) {
-	var key qc.NonceKey
-	if n == nil {
-		return key, 0, invalid("%s is missing", field)
-	}
-	if err := fixedBytes(key[:], n.NonceKeyBe, field+".nonce_key_be"); err != nil {
-		return key, 0, err
-	}
-	return key, n.NonceSeq, nil
+	return rawNonceOf(n).toNonce(field)
 }
 
 // ToExpiry converts e; a missing or empty expiry is an error.
@@ -113,23 +98,8 @@ func (tx *FastPayTx) TxHashInput() (qc.TxHashInput, error) {
 
 // ToEffects converts an effects summary.
 func (e *EffectsSummary) ToEffects() (qc.Effects, error) {
-	var out qc.Effects
-	if e == nil {
-		return out, invalid("effects is missing")
-	}
-	var err error
-	if out.Sender, err = e.Sender.ToAddress("effects.sender"); err != nil {
-		return out, err
-	}
-	if out.Recipient, err = e.Recipient.ToAddress("effects.recipient"); err != nil {
-		return out, err
-	}
-	if out.Asset, err = e.Asset.ToAddress("effects.asset"); err != nil {
-		return out, err
-	}
-	out.Amount = e.Amount
-	out.NonceKey, out.NonceSeq, err = e.Nonce.ToNonce("effects.nonce")
-	return out, err
+	r := rawEffectsOf(e)
+	return r.toEffects()
 }
 
 // NewEffectsSummary wraps domain effects.
@@ -146,35 +116,8 @@ func NewEffectsSummary(e qc.Effects) *EffectsSummary {
 // ToCertificate converts a wire certificate. It checks lengths and that the
 // signer's pubkey (when set) equals its id; it does not verify the signature.
 func (c *ValidatorCertificate) ToCertificate() (qc.Certificate, error) {
-	var out qc.Certificate
-	if c == nil {
-		return out, invalid("certificate is missing")
-	}
-	if c.Signer == nil {
-		return out, invalid("certificate signer is missing")
-	}
-	if err := fixedBytes(out.Signer[:], c.Signer.Id, "signer.id"); err != nil {
-		return out, err
-	}
-	if len(c.Signer.Pubkey) != 0 && string(c.Signer.Pubkey) != string(c.Signer.Id) {
-		return out, invalid("signer.pubkey differs from signer.id")
-	}
-	out.SignerName = c.Signer.Name
-	if err := fixedBytes(out.TxHash[:], c.TxHash, "tx_hash"); err != nil {
-		return out, err
-	}
-	if err := fixedBytes(out.EffectsHash[:], c.EffectsHash, "effects_hash"); err != nil {
-		return out, err
-	}
-	var err error
-	if out.Effects, err = c.Effects.ToEffects(); err != nil {
-		return out, err
-	}
-	if err := fixedBytes(out.Signature[:], c.Signature, "signature"); err != nil {
-		return out, err
-	}
-	out.CreatedUnixMillis = c.CreatedUnixMillis
-	return out, nil
+	r := rawCertOf(c)
+	return r.toCertificate()
 }
 
 // NewValidatorCertificate wraps a domain certificate.
@@ -198,27 +141,14 @@ func (q *QuorumCertificate) ToQC() (*qc.QC, error) {
 	if q == nil {
 		return nil, invalid("qc is missing")
 	}
-	if len(q.Certs) > MaxQCCerts {
-		return nil, invalid("qc carries %d certificates, at most %d allowed", len(q.Certs), MaxQCCerts)
-	}
-	out := &qc.QC{Threshold: q.Threshold, Epoch: q.Epoch, Certs: make([]qc.Certificate, len(q.Certs))}
-	if err := fixedBytes(out.TxHash[:], q.TxHash, "qc.tx_hash"); err != nil {
-		return nil, err
-	}
-	if err := fixedBytes(out.EffectsHash[:], q.EffectsHash, "qc.effects_hash"); err != nil {
-		return nil, err
-	}
-	if err := fixedBytes(out.Hash[:], q.QcHash, "qc.qc_hash"); err != nil {
-		return nil, err
-	}
-	for i := range q.Certs {
-		cert, err := q.expandedCert(i).ToCertificate()
-		if err != nil {
-			return nil, fmt.Errorf("qc certificate %d: %w", i, err)
+	r := rawQC{txHash: q.TxHash, effectsHash: q.EffectsHash, qcHash: q.QcHash, threshold: q.Threshold, epoch: q.Epoch, count: len(q.Certs)}
+	if r.count <= MaxQCCerts {
+		r.certs = make([]rawCert, len(q.Certs))
+		for i, c := range q.Certs {
+			r.certs[i] = rawCertOf(c)
 		}
-		out.Certs[i] = cert
 	}
-	return out, nil
+	return r.toQC()
 }
 
 // NewQuorumCertificate wraps a domain QC.

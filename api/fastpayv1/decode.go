@@ -15,9 +15,9 @@ import (
 // certificate through reflection and copies every bytes field, only for
 // the conversion to copy them again. These decoders accept and reject
 // exactly what proto.Unmarshal followed by the conversions (ToCertificate,
-// ToQC) does, yield the same domain objects, and are held to it by a
-// differential test and fuzz target against that path. The protobuf rules
-// they follow:
+// ToQC) does and yield the same domain objects: the conversions are shared
+// (both go through the raw forms below), and a differential test and fuzz
+// target hold the parsing to protobuf's. The protobuf rules it follows:
 //   - a tag's field number must be 1..2^29−1, and an end-group tag outside a
 //     group is an error;
 //   - a known field with another wire type than its own is an unknown field,
@@ -254,8 +254,9 @@ type rawEffects struct {
 }
 
 type rawSigner struct {
-	present          bool
-	name, id, pubkey []byte
+	present    bool
+	name       string
+	id, pubkey []byte
 }
 
 type rawCert struct {
@@ -337,7 +338,7 @@ func parseSigner(b []byte, s *rawSigner) error {
 		case typ != protowire.BytesType:
 			r.skip(num, typ)
 		case num == fieldSignerName:
-			s.name = r.str()
+			s.name = string(r.str())
 		case num == fieldSignerID:
 			s.id = r.bytes()
 		case num == fieldSignerPubkey:
@@ -509,10 +510,45 @@ func (d *frameDecoder) parsePair(b []byte) error {
 	return nil
 }
 
-// The conversions below make the checks of ToCertificate, ToEffects and
-// ToQC, on the raw forms.
+// The conversions to domain types, on the raw forms: the frame decoders
+// and the generated messages' conversions (ToCertificate, ToEffects, ToQC,
+// ToAddress, ToNonce, through the raw*Of functions) share them, so both
+// accept exactly the same objects.
 
-func (a *rawAddress) toAddress(field string) (qc.Address, error) {
+func rawAddressOf(data []byte, present bool) rawAddress {
+	return rawAddress{present: present, data: data}
+}
+
+func rawNonceOf(n *Nonce2D) rawNonce {
+	if n == nil {
+		return rawNonce{}
+	}
+	return rawNonce{present: true, key: n.NonceKeyBe, seq: n.NonceSeq}
+}
+
+func rawEffectsOf(e *EffectsSummary) rawEffects {
+	if e == nil {
+		return rawEffects{}
+	}
+	return rawEffects{present: true, amount: e.Amount, nonce: rawNonceOf(e.Nonce),
+		sender:    rawAddressOf(e.Sender.GetData(), e.Sender != nil),
+		recipient: rawAddressOf(e.Recipient.GetData(), e.Recipient != nil),
+		asset:     rawAddressOf(e.Asset.GetData(), e.Asset != nil)}
+}
+
+func rawCertOf(c *ValidatorCertificate) rawCert {
+	if c == nil {
+		return rawCert{}
+	}
+	r := rawCert{present: true, txHash: c.TxHash, effectsHash: c.EffectsHash, signature: c.Signature,
+		effects: rawEffectsOf(c.Effects), created: c.CreatedUnixMillis}
+	if s := c.Signer; s != nil {
+		r.signer = rawSigner{present: true, name: s.Name, id: s.Id, pubkey: s.Pubkey}
+	}
+	return r
+}
+
+func (a rawAddress) toAddress(field string) (qc.Address, error) {
 	var out qc.Address
 	if !a.present {
 		return out, invalid("%s is missing", field)
@@ -536,14 +572,22 @@ func (e *rawEffects) toEffects() (qc.Effects, error) {
 		return out, err
 	}
 	out.Amount = e.amount
-	if !e.nonce.present {
-		return out, invalid("effects.nonce is missing")
+	out.NonceKey, out.NonceSeq, err = e.nonce.toNonce("effects.nonce")
+	return out, err
+}
+
+func (n rawNonce) toNonce(field string) (qc.NonceKey, uint64, error) {
+	var key qc.NonceKey
+	if !n.present {
+		return key, 0, invalid("%s is missing", field)
 	}
-	if err := fixedBytes(out.NonceKey[:], e.nonce.key, "effects.nonce.nonce_key_be"); err != nil {
-		return out, err
+	if len(n.key) != len(key) {
+		// Named here rather than through fixedBytes: the field's name is
+		// built only for the error.
+		return key, 0, invalid("%s.nonce_key_be must be %d bytes, got %d", field, len(key), len(n.key))
 	}
-	out.NonceSeq = e.nonce.seq
-	return out, nil
+	copy(key[:], n.key)
+	return key, n.seq, nil
 }
 
 func (c *rawCert) toCertificate() (qc.Certificate, error) {
@@ -560,7 +604,7 @@ func (c *rawCert) toCertificate() (qc.Certificate, error) {
 	if len(c.signer.pubkey) != 0 && string(c.signer.pubkey) != string(c.signer.id) {
 		return out, invalid("signer.pubkey differs from signer.id")
 	}
-	out.SignerName = string(c.signer.name)
+	out.SignerName = c.signer.name
 	if err := fixedBytes(out.TxHash[:], c.txHash, "tx_hash"); err != nil {
 		return out, err
 	}
