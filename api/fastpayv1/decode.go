@@ -17,7 +17,7 @@ import (
 // exactly what proto.Unmarshal followed by the conversions (ToCertificate,
 // ToQC) does and yield the same domain objects: the conversions are shared
 // (both go through the raw forms below), and a differential test and fuzz
-// target hold the parsing to protobuf's. The protobuf rules it follows:
+// target hold the parsing to protobuf's. The protobuf rules they follow:
 //   - a tag's field number must be 1..2^29−1, and an end-group tag outside a
 //     group is an error;
 //   - a known field with another wire type than its own is an unknown field,
