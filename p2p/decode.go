@@ -83,12 +83,16 @@ func checkFrameSize(what string, data []byte) error {
 }
 
 func decodeHeader(h *fastpayv1.FrameHeader) (FrameHeader, error) {
-	var out FrameHeader
-	if len(h.GetPublisher()) != len(out.Publisher) {
-		return out, fmt.Errorf("%w: frame publisher of %d bytes", ErrMalformed, len(h.GetPublisher()))
+	return frameHeader(h.GetPublisher(), h.GetSeq())
+}
+
+// frameHeader checks a header's fields as carried.
+func frameHeader(publisher []byte, seq uint64) (FrameHeader, error) {
+	out := FrameHeader{Seq: seq}
+	if len(publisher) != len(out.Publisher) {
+		return out, fmt.Errorf("%w: frame publisher of %d bytes", ErrMalformed, len(publisher))
 	}
-	copy(out.Publisher[:], h.GetPublisher())
-	out.Seq = h.GetSeq()
+	copy(out.Publisher[:], publisher)
 	return out, nil
 }
 
@@ -144,20 +148,8 @@ func decodeBulletinFrame(data []byte) (*bulletinFrame, error) {
 		return nil, err
 	}
 	d, err := fastpayv1.DecodeBulletinFrame(data, MaxFrameObjects)
+	hdr, err := checkDecoded("bulletin", d, err)
 	if err != nil {
-		return nil, fmt.Errorf("%w: bulletin frame: %v", ErrMalformed, err)
-	}
-	hdr, err := decodedHeader(d)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkObjects("bulletin", d.Objects); err != nil {
-		return nil, err
-	}
-	if d.Invalid != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, d.Invalid)
-	}
-	if err := checkQCs(d.QCs); err != nil {
 		return nil, err
 	}
 	f := &bulletinFrame{header: hdr, qcs: d.QCs}
@@ -182,44 +174,37 @@ func decodeQCFrame(data []byte) (*qcFrame, error) {
 		return nil, err
 	}
 	d, err := fastpayv1.DecodeQCFrame(data, MaxFrameObjects)
+	hdr, err := checkDecoded("qc", d, err)
 	if err != nil {
-		return nil, fmt.Errorf("%w: qc frame: %v", ErrMalformed, err)
-	}
-	hdr, err := decodedHeader(d)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkObjects("qc", d.Objects); err != nil {
-		return nil, err
-	}
-	if d.Invalid != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, d.Invalid)
-	}
-	if err := checkQCs(d.QCs); err != nil {
 		return nil, err
 	}
 	return &qcFrame{header: hdr, qcs: d.QCs}, nil
 }
 
-func decodedHeader(d *fastpayv1.DecodedFrame) (FrameHeader, error) {
-	var out FrameHeader
-	if len(d.Publisher) != len(out.Publisher) {
-		return out, fmt.Errorf("%w: frame publisher of %d bytes", ErrMalformed, len(d.Publisher))
+// checkDecoded makes the checks that follow a bulletin or QC frame's
+// decoding, in the order the verdicts take precedence: wire format,
+// header, object count, then the objects themselves (a QC without
+// certificates converts but proves nothing).
+func checkDecoded(what string, d *fastpayv1.DecodedFrame, err error) (FrameHeader, error) {
+	if err != nil {
+		return FrameHeader{}, fmt.Errorf("%w: %s frame: %v", ErrMalformed, what, err)
 	}
-	copy(out.Publisher[:], d.Publisher)
-	out.Seq = d.Seq
-	return out, nil
-}
-
-// checkQCs rejects a QC without certificates, which converts but proves
-// nothing.
-func checkQCs(qcs []*qc.QC) error {
-	for i, q := range qcs {
+	hdr, err := frameHeader(d.Publisher, d.Seq)
+	if err != nil {
+		return hdr, err
+	}
+	if err := checkObjects(what, d.Objects); err != nil {
+		return hdr, err
+	}
+	if d.Invalid != nil {
+		return hdr, fmt.Errorf("%w: %v", ErrMalformed, d.Invalid)
+	}
+	for i, q := range d.QCs {
 		if len(q.Certs) == 0 {
-			return fmt.Errorf("%w: qc %d of the frame has no certificates", ErrMalformed, i)
+			return hdr, fmt.Errorf("%w: qc %d of the frame has no certificates", ErrMalformed, i)
 		}
 	}
-	return nil
+	return hdr, nil
 }
 
 // TxHash computes the tx_hash of a request's transaction (SPEC §2.1).
